@@ -1,0 +1,1 @@
+"""Cache adapters satisfying ``apiward.services.ports.Cache``."""

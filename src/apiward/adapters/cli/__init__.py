@@ -1,0 +1,1 @@
+"""The ``apiward`` command line."""

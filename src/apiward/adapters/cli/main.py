@@ -1,0 +1,329 @@
+"""``apiward``: run the server, bootstrap an organisation, manage keys.
+
+Management commands act directly on the store as the organisation's owner (the
+operator has the database), through the same services as the HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from apiward.adapters.runtime import Runtime
+from apiward.adapters.settings import Settings
+from apiward.core.errors import ApiwardError
+from apiward.core.models import ApiKey, Principal
+
+T = TypeVar("T")
+
+app = typer.Typer(help="apiward: authentication for public HTTP APIs.", no_args_is_help=True,
+                  add_completion=False)
+keys_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+OrgOption = Annotated[str | None, typer.Option("--org", help="Organisation id or name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
+    """Run one command against a runtime without the server's background tasks."""
+
+    async def main() -> T:
+        runtime = Runtime(Settings())
+        try:
+            await runtime.start(background=False)
+            return await work(runtime)
+        finally:
+            await runtime.stop()
+
+    try:
+        return asyncio.run(main())
+    except ApiwardError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _as_operator(
+    org: str | None, env: str, work: Callable[[Runtime, Principal], Awaitable[T]]
+) -> T:
+    async def job(runtime: Runtime) -> T:
+        return await work(runtime, await runtime.operator(org, env))
+
+    return _run(job)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [APIWARD_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [APIWARD_PORT].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes [APIWARD_WORKERS].")] = None,
+) -> None:
+    """Run the HTTP server (migrations are applied first)."""
+    import uvicorn
+
+    settings = Settings()
+    if settings.migrate_on_start:
+        _run(lambda runtime: asyncio.sleep(0))  # applies migrations once, before workers fork
+    os.environ["APIWARD_MIGRATE_ON_START"] = "false"
+    uvicorn.run(
+        "apiward.adapters.http.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    _run(lambda runtime: asyncio.sleep(0))
+    out.print("Database is up to date.")
+
+
+@app.command()
+def init(
+    org_name: Annotated[str, typer.Option("--org-name", envvar="APIWARD_INIT_ORG_NAME",
+                                          help="Organisation name.")],
+    email: Annotated[str, typer.Option("--email", envvar="APIWARD_INIT_OWNER_EMAIL",
+                                       help="Owner's email.")],
+    password: Annotated[str, typer.Option("--password", envvar="APIWARD_INIT_OWNER_PASSWORD",
+                                          help="Owner's password.")],
+    environment: Annotated[str, typer.Option("--env", help="Environment of the owner key.")]
+    = "live",
+    new_org: Annotated[bool, typer.Option("--new-org",
+                                          help="Create another org even if one exists.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bootstrap an organisation: environments, default space, owner and one owner key."""
+
+    async def job(runtime: Runtime) -> dict[str, Any]:
+        boot = await runtime.tenancy.bootstrap(org_name, email, password, allow_another=new_org)
+        principal = await runtime.operator(boot.org.id, environment)
+        created = await runtime.keys.create(principal, name="owner key", scopes=["*"],
+                                            environment=environment)
+        return {
+            "org": {"id": boot.org.id, "name": boot.org.name},
+            "environments": [e.name for e in boot.environments],
+            "space": {"id": boot.space.id, "name": boot.space.name},
+            "owner": {"id": boot.owner.id, "email": boot.owner.email},
+            "key": {"id": created.key.id, "environment": environment, "secret": created.plaintext},
+        }
+
+    result = _run(job)
+    if as_json:
+        print(json.dumps(result))
+        return
+    out.print(f"Organisation [bold]{result['org']['name']}[/bold] ({result['org']['id']})")
+    out.print(f"Environments: {', '.join(result['environments'])}")
+    out.print(f"Default space: {result['space']['id']}")
+    out.print(f"Owner: {result['owner']['email']} ({result['owner']['id']})")
+    out.print("\nOwner API key (shown once, store it now):")
+    print(result["key"]["secret"])
+
+
+# keys -------------------------------------------------------------------------------
+
+
+def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
+    from apiward.adapters.http.schemas import KeyOut
+
+    return KeyOut.of(key, now).model_dump(mode="json")
+
+
+def _key_table(keys: list[dict[str, Any]]) -> Table:
+    table = Table(show_lines=False)
+    for column in ("id", "name", "key", "env", "scopes", "state", "last used", "expires"):
+        table.add_column(column)
+    for k in keys:
+        last = k["last_used_at"] and f"{k['last_used_at'][:19]} from {k['last_used_ip'] or '?'}"
+        table.add_row(k["id"], k["name"], k["hint"], k["environment"], " ".join(k["scopes"]),
+                      k["state"], last or "never", (k["expires_at"] or "never")[:19])
+    return table
+
+
+def _show_key(data: dict[str, Any], as_json: bool, secret: str | None = None) -> None:
+    if as_json:
+        print(json.dumps({**data, **({"key": secret} if secret else {})}))
+        return
+    out.print(_key_table([data]))
+    if secret:
+        out.print("\nThe key (shown once, store it now):")
+        print(secret)
+
+
+def _expiry(expires_in: str | None) -> datetime | None:
+    if expires_in is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        seconds = int(expires_in[:-1]) * units[expires_in[-1]]
+    except (KeyError, ValueError, IndexError):
+        err.print(f"[red]error:[/red] --expires-in {expires_in!r}: use e.g. 30d, 12h, 15m")
+        raise typer.Exit(2) from None
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test.")]
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+    scopes: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
+    environment: EnvOption = "live",
+    user: Annotated[str | None, typer.Option("--user", help="Tie the key to this user id.")]
+    = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d, 12h.")] = None,
+    ip_allow: Annotated[list[str] | None, typer.Option("--allow-ip", help="CIDR; repeatable.")]
+    = None,
+    space_allow: Annotated[list[str] | None,
+                           typer.Option("--allow-space", help="Space id; repeatable.")] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key and print it once."""
+    expires_at = _expiry(expires_in)
+
+    async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
+        created = await runtime.keys.create(
+            principal, name=name, scopes=scopes, environment=environment, user_id=user,
+            expires_at=expires_at, ip_allow=ip_allow or [], space_allow=space_allow or [],
+        )
+        return _key_dict(created.key, runtime.clock.now()), created.plaintext
+
+    data, secret = _as_operator(org, environment, job)
+    _show_key(data, as_json, secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    environment: EnvOption = "live",
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=100)] = 50,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys (prefix and last four characters only)."""
+    from apiward.core.models import PageRequest
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        result = await runtime.keys.list(principal, PageRequest(page, page_size))
+        now = runtime.clock.now()
+        return {"items": [_key_dict(k, now) for k in result.items], "total": result.total,
+                "page": result.page, "page_size": result.page_size}
+
+    data = _as_operator(org, environment, job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    out.print(_key_table(data["items"]))
+    out.print(f"{data['total']} key(s); page {data['page']}.")
+
+
+KeyId = Annotated[str, typer.Argument(help="The key's id (key_...).")]
+
+
+def _key_action(
+    key_id: str, org: str | None, as_json: bool,
+    action: Callable[[Runtime, Principal], Awaitable[ApiKey]],
+) -> None:
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        return _key_dict(await action(runtime, principal), runtime.clock.now())
+
+    async def find_env(runtime: Runtime) -> str:
+        principal = await runtime.operator(org)
+        return (await runtime.keys.get(principal, key_id)).environment
+
+    environment = _run(find_env)
+    _show_key(_as_operator(org, environment, job), as_json)
+
+
+@keys_app.command("get")
+def keys_get(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Show one key."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.get(p, key_id))
+
+
+@keys_app.command("update")
+def keys_update(
+    key_id: KeyId,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    scopes: Annotated[list[str] | None, typer.Option("--scope", help="Replaces all scopes.")]
+    = None,
+    ip_allow: Annotated[list[str] | None, typer.Option("--allow-ip", help="Replaces the list.")]
+    = None,
+    space_allow: Annotated[list[str] | None,
+                           typer.Option("--allow-space", help="Replaces the list.")] = None,
+    clear_ip_allow: Annotated[bool, typer.Option("--clear-allow-ip")] = False,
+    clear_space_allow: Annotated[bool, typer.Option("--clear-allow-space")] = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a key's name, scopes or allow-lists."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.update(
+        p, key_id, name=name, scopes=scopes,
+        ip_allow=[] if clear_ip_allow else ip_allow,
+        space_allow=[] if clear_space_allow else space_allow,
+    ))
+
+
+@keys_app.command("disable")
+def keys_disable(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Refuse the key until it is enabled again."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.disable(p, key_id))
+
+
+@keys_app.command("enable")
+def keys_enable(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Accept a disabled key again."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.enable(p, key_id))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Refuse the key for ever."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.revoke(p, key_id))
+
+
+@keys_app.command("roll")
+def keys_roll(
+    key_id: KeyId,
+    grace: Annotated[int, typer.Option("--grace", help="Seconds the old key keeps working.",
+                                       min=0)] = 0,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new key with the same settings; the old one stops after the grace period."""
+
+    async def find_env(runtime: Runtime) -> str:
+        return (await runtime.keys.get(await runtime.operator(org), key_id)).environment
+
+    environment = _run(find_env)
+
+    async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
+        created = await runtime.keys.roll(principal, key_id, grace=timedelta(seconds=grace))
+        return _key_dict(created.key, runtime.clock.now()), created.plaintext
+
+    data, secret = _as_operator(org, environment, job)
+    _show_key(data, as_json, secret)
+
+
+def main() -> None:
+    app(prog_name="apiward")
+    sys.exit(0)

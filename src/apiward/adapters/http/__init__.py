@@ -1,0 +1,1 @@
+"""The HTTP server (FastAPI): the public contract of DESIGN.md section 3."""

@@ -1,0 +1,196 @@
+"""The one place where errors become HTTP answers.
+
+``STATUS`` maps each domain error class to a status code; ``render`` writes the body in
+the envelope style the deployment chose (``APIWARD_ERROR_STYLE``):
+
+- ``default``: ``{"status_code", "code", "reason", "message", "request_id"}`` (a
+  superset of the Monogoto shape)
+- ``nested``: ``{"error": {"message", "code", "reason", "request_id"}}`` (Monk)
+- ``detail``: ``{"detail": message}`` (Monaco)
+- ``problem``: RFC 9457 ``application/problem+json``
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from apiward.adapters.logging import get_logger
+from apiward.core import errors as e
+
+log = get_logger("apiward.http")
+
+STATUS: dict[type[e.ApiwardError], int] = {
+    e.AuthenticationError: 401,
+    e.PermissionDenied: 403,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.InvalidInput: 400,
+    e.ServiceUnavailable: 503,
+}
+
+_HTTP_CODES = {
+    400: ("BAD_REQUEST", "INVALID_INPUT"),
+    401: ("UNAUTHORIZED", "UNAUTHORIZED"),
+    403: ("FORBIDDEN", "FORBIDDEN"),
+    404: ("NOT_FOUND", "NOT_FOUND"),
+    405: ("METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED"),
+    413: ("PAYLOAD_TOO_LARGE", "PAYLOAD_TOO_LARGE"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "UNSUPPORTED_MEDIA_TYPE"),
+    422: ("VALIDATION_ERROR", "INVALID_INPUT"),
+    429: ("RATE_LIMITED", "RATE_LIMITED"),
+}
+
+
+class BodyTooLarge(Exception):
+    """A streamed body passed the size limit that its Content-Length did not announce."""
+
+
+def status_of(exc: e.ApiwardError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "")) or "-"
+
+
+def render(
+    style: str,
+    status: int,
+    code: str,
+    reason: str,
+    message: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    media_type = "application/json"
+    body: dict[str, Any]
+    if style == "nested":
+        body = {"error": {"message": message, "code": code, "reason": reason,
+                          "request_id": request_id, **(extra or {})}}
+    elif style == "detail":
+        body = {"detail": message}
+    elif style == "problem":
+        media_type = "application/problem+json"
+        body = {
+            "type": f"urn:apiward:error:{reason.lower()}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": message,
+            "code": code,
+            "reason": reason,
+            "request_id": request_id,
+            **(extra or {}),
+        }
+    else:
+        body = {"status_code": status, "code": code, "reason": reason, "message": message,
+                "request_id": request_id, **(extra or {})}
+    headers = {**(headers or {}), "X-Request-Id": request_id}
+    return Response(
+        json.dumps(body, ensure_ascii=False), status_code=status, headers=headers,
+        media_type=media_type,
+    )
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', "'")
+
+
+def challenge(exc: e.ApiwardError) -> dict[str, str]:
+    """RFC 6750 section 3: the ``WWW-Authenticate`` challenge of a 401 or 403."""
+    if isinstance(exc, e.MissingCredential):
+        return {"WWW-Authenticate": 'Bearer realm="apiward"'}
+    if isinstance(exc, e.AuthenticationError):
+        return {"WWW-Authenticate": 'Bearer realm="apiward", error="invalid_token", '
+                f'error_description="{_quote(exc.message)}"'}
+    if isinstance(exc, e.InsufficientScope):
+        return {"WWW-Authenticate": 'Bearer realm="apiward", error="insufficient_scope", '
+                f'scope="{_quote(exc.scope)}"'}
+    return {}
+
+
+def error_response(request: Request, exc: e.ApiwardError) -> Response:
+    status = status_of(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, e.InsufficientScope):
+        extra["required_scope"] = exc.scope
+    style = request.app.state.settings.error_style
+    return render(style, status, exc.code, exc.reason, exc.message, request_id_of(request),
+                  challenge(exc), extra)
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.ApiwardError)
+    if status_of(exc) >= 500:
+        log.warning("request_failed", reason=exc.reason, error=exc.message,
+                    cause=repr(exc.__cause__))
+    return error_response(request, exc)
+
+
+async def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    style = request.app.state.settings.error_style
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return render(style, 400, "BAD_REQUEST", "MALFORMED_JSON",
+                      "The request body is not valid JSON. Send a JSON object with "
+                      "Content-Type: application/json.", request_id_of(request))
+    return render(style, 422, "VALIDATION_ERROR", "INVALID_INPUT",
+                  f"Invalid request: {_describe(errors)}", request_id_of(request))
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code, reason = _HTTP_CODES.get(exc.status_code, ("ERROR", "ERROR"))
+    message = str(exc.detail) if exc.detail else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"No route {request.method} {request.url.path}. See /docs for the API."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+    return render(request.app.state.settings.error_style, exc.status_code, code, reason,
+                  message, request_id_of(request), dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", exc_info=exc)
+    return render(request.app.state.settings.error_style, 500, "INTERNAL_ERROR",
+                  "INTERNAL_ERROR", "An unexpected error occurred. Quote the request id "
+                  "when you contact support.", request_id_of(request))
+
+
+async def _too_large(request: Request, exc: Exception) -> Response:
+    limit = request.app.state.settings.max_body_bytes
+    return render(request.app.state.settings.error_style, 413, "PAYLOAD_TOO_LARGE",
+                  "PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.",
+                  request_id_of(request))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(BodyTooLarge, _too_large)
+    app.add_exception_handler(e.ApiwardError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def json_response(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)

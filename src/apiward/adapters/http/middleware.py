@@ -1,0 +1,93 @@
+"""Pure ASGI middleware: request ids, access logs and the body size limit."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from apiward.adapters.http.errors import BodyTooLarge, render
+from apiward.adapters.logging import get_logger
+
+log = get_logger("apiward.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (kept from ``X-Request-Id`` when sane), echoes it, logs it."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, error_style: str) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.error_style = error_style
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await self._too_large(request_id, send_wrapper)
+                return
+            await self.app(scope, self._limited(receive, request_id, send_wrapper), send_wrapper)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                client=(scope.get("client") or ("-",))[0],
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _limited(self, receive: Receive, request_id: str, send: Send) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge()
+            return message
+
+        return wrapped
+
+    async def _too_large(self, request_id: str, send: Send) -> None:
+        response = render(
+            self.error_style, 413, "PAYLOAD_TOO_LARGE", "PAYLOAD_TOO_LARGE",
+            f"The request body exceeds {self.max_body} bytes.", request_id,
+        )
+        await response({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}

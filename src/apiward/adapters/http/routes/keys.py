@@ -1,0 +1,95 @@
+"""``/v1/keys``: API keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from apiward.adapters.http.routes.common import pagination
+from apiward.adapters.http.schemas import KeyCreate, KeyCreated, KeyOut, KeyRoll, KeyUpdate, PageOut, page_of
+from apiward.adapters.http.security import require, runtime_of
+from apiward.core.models import PageRequest, Principal
+
+router = APIRouter(prefix="/v1/keys", tags=["API keys"])
+Paging = Annotated[PageRequest, Depends(pagination)]
+
+
+def _out(request: Request, key: Any) -> KeyOut:
+    return KeyOut.of(key, runtime_of(request).clock.now())
+
+
+@router.post("", status_code=201, response_model=KeyCreated, summary="Create an API key")
+async def create_key(
+    body: KeyCreate, request: Request, principal: Principal = require("keys:write")
+) -> KeyCreated:
+    """Create a key. The plaintext is in `key` of this answer and never shown again."""
+    created = await runtime_of(request).keys.create(
+        principal, name=body.name, scopes=body.scopes, environment=body.environment,
+        user_id=body.user_id, expires_at=body.expires_at, ip_allow=body.ip_allow,
+        space_allow=body.space_allow,
+    )
+    return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)
+
+
+@router.get("", response_model=PageOut[KeyOut], summary="List API keys")
+async def list_keys(
+    request: Request,
+    paging: Paging,
+    environment: str | None = Query(None, max_length=32),
+    user_id: str | None = Query(None, max_length=64),
+    include_revoked: bool = True,
+    principal: Principal = require("keys:read"),
+) -> dict[str, object]:
+    page = await runtime_of(request).keys.list(
+        principal, paging, environment=environment, user_id=user_id,
+        include_revoked=include_revoked,
+    )
+    return page_of(page, [_out(request, k) for k in page.items])
+
+
+@router.get("/{key_id}", response_model=KeyOut, summary="Get an API key")
+async def get_key(key_id: str, request: Request, principal: Principal = require("keys:read")) -> KeyOut:
+    return _out(request, await runtime_of(request).keys.get(principal, key_id))
+
+
+@router.patch("/{key_id}", response_model=KeyOut, summary="Update an API key")
+async def update_key(
+    key_id: str, body: KeyUpdate, request: Request, principal: Principal = require("keys:write")
+) -> KeyOut:
+    """Change name, scopes, allow-lists or expiry; send `expires_at: null` to remove it."""
+    key = await runtime_of(request).keys.update(
+        principal, key_id, name=body.name, scopes=body.scopes, ip_allow=body.ip_allow,
+        space_allow=body.space_allow, expires_at=body.expires_at,
+        clear_expiry="expires_at" in body.model_fields_set and body.expires_at is None,
+    )
+    return _out(request, key)
+
+
+@router.post("/{key_id}/disable", response_model=KeyOut, summary="Disable an API key")
+async def disable_key(key_id: str, request: Request, principal: Principal = require("keys:write")) -> KeyOut:
+    """Refuse the key at once until it is enabled again."""
+    return _out(request, await runtime_of(request).keys.disable(principal, key_id))
+
+
+@router.post("/{key_id}/enable", response_model=KeyOut, summary="Enable an API key")
+async def enable_key(key_id: str, request: Request, principal: Principal = require("keys:write")) -> KeyOut:
+    return _out(request, await runtime_of(request).keys.enable(principal, key_id))
+
+
+@router.post("/{key_id}/revoke", response_model=KeyOut, summary="Revoke an API key")
+async def revoke_key(key_id: str, request: Request, principal: Principal = require("keys:write")) -> KeyOut:
+    """Refuse the key at once and for ever."""
+    return _out(request, await runtime_of(request).keys.revoke(principal, key_id))
+
+
+@router.post("/{key_id}/roll", status_code=201, response_model=KeyCreated, summary="Roll an API key")
+async def roll_key(
+    key_id: str, request: Request, body: KeyRoll | None = None,
+    principal: Principal = require("keys:write"),
+) -> KeyCreated:
+    """Issue a new key with the same settings; the old one works for `grace_seconds`."""
+    grace = timedelta(seconds=body.grace_seconds if body else 0)
+    created = await runtime_of(request).keys.roll(principal, key_id, grace=grace)
+    return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)

@@ -1,0 +1,209 @@
+"""``/v1/spaces``, ``/v1/users``, ``/v1/roles`` and ``/v1/audit-events``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from apiward.adapters.http.routes.common import pagination
+from apiward.adapters.http.schemas import (
+    AuditEventOut,
+    MembershipOut,
+    MembershipPut,
+    PageOut,
+    RoleCreate,
+    RoleOut,
+    RoleUpdate,
+    SpaceCreate,
+    SpaceOut,
+    SpaceUpdate,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+    page_of,
+)
+from apiward.adapters.http.security import require, runtime_of
+from apiward.core.models import PageRequest, Principal
+from apiward.services.ports import AuditFilter
+
+router = APIRouter()
+Paging = Annotated[PageRequest, Depends(pagination)]
+
+# spaces -------------------------------------------------------------------------
+
+
+@router.get("/v1/spaces", response_model=PageOut[SpaceOut], tags=["Spaces"])
+async def list_spaces(
+    request: Request, paging: Paging, include_archived: bool = False,
+    principal: Principal = require("spaces:read"),
+) -> dict[str, object]:
+    page = await runtime_of(request).tenancy.list_spaces(
+        principal, paging, include_archived=include_archived
+    )
+    return page_of(page, [SpaceOut.of(s) for s in page.items])
+
+
+@router.post("/v1/spaces", status_code=201, response_model=SpaceOut, tags=["Spaces"])
+async def create_space(
+    body: SpaceCreate, request: Request, principal: Principal = require("spaces:manage")
+) -> SpaceOut:
+    return SpaceOut.of(await runtime_of(request).tenancy.create_space(principal, body.name))
+
+
+@router.get("/v1/spaces/{space_id}", response_model=SpaceOut, tags=["Spaces"])
+async def get_space(
+    space_id: str, request: Request, principal: Principal = require("spaces:read")
+) -> SpaceOut:
+    return SpaceOut.of(await runtime_of(request).tenancy.get_space(principal, space_id))
+
+
+@router.patch("/v1/spaces/{space_id}", response_model=SpaceOut, tags=["Spaces"])
+async def update_space(
+    space_id: str, body: SpaceUpdate, request: Request,
+    principal: Principal = require("spaces:manage"),
+) -> SpaceOut:
+    """Rename a space, or archive it (`archived: true`) and bring it back."""
+    space = await runtime_of(request).tenancy.update_space(
+        principal, space_id, name=body.name, archived=body.archived
+    )
+    return SpaceOut.of(space)
+
+
+# users --------------------------------------------------------------------------
+
+
+@router.get("/v1/users", response_model=PageOut[UserOut], tags=["Users"])
+async def list_users(
+    request: Request, paging: Paging, principal: Principal = require("users:read")
+) -> dict[str, object]:
+    page = await runtime_of(request).tenancy.list_users(principal, paging)
+    return page_of(page, [UserOut.of(u) for u in page.items])
+
+
+@router.post("/v1/users", status_code=201, response_model=UserOut, tags=["Users"])
+async def create_user(
+    body: UserCreate, request: Request, principal: Principal = require("users:manage")
+) -> UserOut:
+    user = await runtime_of(request).tenancy.create_user(
+        principal, body.email, name=body.name, password=body.password, role=body.role,
+        space_id=body.space_id,
+    )
+    return UserOut.of(user)
+
+
+@router.get("/v1/users/{user_id}", response_model=UserOut, tags=["Users"])
+async def get_user(
+    user_id: str, request: Request, principal: Principal = require("users:read")
+) -> UserOut:
+    return UserOut.of(await runtime_of(request).tenancy.get_user(principal, user_id))
+
+
+@router.patch("/v1/users/{user_id}", response_model=UserOut, tags=["Users"])
+async def update_user(
+    user_id: str, body: UserUpdate, request: Request,
+    principal: Principal = require("users:manage"),
+) -> UserOut:
+    """Rename a user, or disable (`disabled: true`) and re-enable them."""
+    user = await runtime_of(request).tenancy.update_user(
+        principal, user_id, name=body.name, disabled=body.disabled
+    )
+    return UserOut.of(user)
+
+
+@router.get("/v1/users/{user_id}/memberships", response_model=list[MembershipOut],
+            tags=["Users"])
+async def list_memberships(
+    user_id: str, request: Request, principal: Principal = require("users:read")
+) -> list[MembershipOut]:
+    items = await runtime_of(request).tenancy.memberships(principal, user_id)
+    return [MembershipOut.of(m) for m in items]
+
+
+@router.put("/v1/users/{user_id}/memberships", response_model=MembershipOut, tags=["Users"])
+async def put_membership(
+    user_id: str, body: MembershipPut, request: Request,
+    principal: Principal = require("users:manage"),
+) -> MembershipOut:
+    """Give the user a role in one space, or in every space when `space_id` is omitted."""
+    membership = await runtime_of(request).tenancy.grant(
+        principal, user_id, body.role, body.space_id
+    )
+    return MembershipOut.of(membership)
+
+
+@router.delete("/v1/users/{user_id}/memberships", status_code=204, tags=["Users"])
+async def delete_membership(
+    user_id: str, request: Request,
+    space_id: str | None = Query(None, max_length=64, description="Omit for the org-wide role."),
+    principal: Principal = require("users:manage"),
+) -> Response:
+    await runtime_of(request).tenancy.revoke_membership(principal, user_id, space_id)
+    return Response(status_code=204)
+
+
+# roles --------------------------------------------------------------------------
+
+
+@router.get("/v1/roles", response_model=PageOut[RoleOut], tags=["Roles"])
+async def list_roles(
+    request: Request, paging: Paging, principal: Principal = require("roles:read")
+) -> dict[str, object]:
+    roles = await runtime_of(request).tenancy.list_roles(principal)
+    items = roles[paging.offset: paging.offset + paging.page_size]
+    return {"items": [RoleOut.of(r) for r in items], "total": len(roles),
+            "page": paging.page, "page_size": paging.page_size}
+
+
+@router.post("/v1/roles", status_code=201, response_model=RoleOut, tags=["Roles"])
+async def create_role(
+    body: RoleCreate, request: Request, principal: Principal = require("roles:manage")
+) -> RoleOut:
+    role = await runtime_of(request).tenancy.create_role(
+        principal, body.name, body.scopes, body.description
+    )
+    return RoleOut.of(role)
+
+
+@router.get("/v1/roles/{name}", response_model=RoleOut, tags=["Roles"])
+async def get_role(name: str, request: Request, principal: Principal = require("roles:read")) -> RoleOut:
+    return RoleOut.of(await runtime_of(request).tenancy.get_role(principal, name))
+
+
+@router.patch("/v1/roles/{name}", response_model=RoleOut, tags=["Roles"])
+async def update_role(
+    name: str, body: RoleUpdate, request: Request, principal: Principal = require("roles:manage")
+) -> RoleOut:
+    role = await runtime_of(request).tenancy.update_role(
+        principal, name, scopes=body.scopes, description=body.description
+    )
+    return RoleOut.of(role)
+
+
+@router.delete("/v1/roles/{name}", status_code=204, tags=["Roles"])
+async def delete_role(
+    name: str, request: Request, principal: Principal = require("roles:manage")
+) -> Response:
+    await runtime_of(request).tenancy.delete_role(principal, name)
+    return Response(status_code=204)
+
+
+# audit --------------------------------------------------------------------------
+
+
+@router.get("/v1/audit-events", response_model=PageOut[AuditEventOut], tags=["Audit"])
+async def list_audit_events(
+    request: Request,
+    paging: Paging,
+    type: str | None = Query(None, max_length=64, description="e.g. key.revoked"),
+    actor_user_id: str | None = Query(None, max_length=64),
+    target_id: str | None = Query(None, max_length=64),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    principal: Principal = require("audit:read"),
+) -> dict[str, object]:
+    flt = AuditFilter(type=type, actor_user_id=actor_user_id, target_id=target_id,
+                      since=since, until=until)
+    page = await runtime_of(request).audit.list(principal, flt, paging)
+    return page_of(page, [AuditEventOut.of(e) for e in page.items])

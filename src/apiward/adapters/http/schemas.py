@@ -1,0 +1,228 @@
+"""Request and response bodies of the management API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apiward.core.models import ApiKey, AuditEvent, Membership, Page, Role, Space, User
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+def page_of(page: Page[object], items: list[T]) -> dict[str, object]:
+    return {"items": items, "total": page.total, "page": page.page, "page_size": page.page_size}
+
+
+# keys
+
+
+class KeyCreate(Body):
+    name: str = Field(min_length=1, max_length=200, examples=["billing-sync"])
+    scopes: list[str] = Field(min_length=1, max_length=100, examples=[["customers:read"]])
+    environment: str | None = Field(None, description="Defaults to the caller's environment.")
+    user_id: str | None = Field(None, description="Tie the key to a user; else it acts as you.")
+    expires_at: datetime | None = None
+    ip_allow: list[str] = Field(default_factory=list, max_length=100,
+                                examples=[["203.0.113.0/24"]])
+    space_allow: list[str] = Field(default_factory=list, max_length=100)
+
+
+class KeyUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    scopes: list[str] | None = Field(None, min_length=1, max_length=100)
+    ip_allow: list[str] | None = Field(None, max_length=100)
+    space_allow: list[str] | None = Field(None, max_length=100)
+    expires_at: datetime | None = None
+
+
+class KeyRoll(Body):
+    grace_seconds: int = Field(
+        0, ge=0, le=30 * 86400,
+        description="How long the old key keeps working; 0 revokes it at once.",
+    )
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    environment: str
+    prefix: str
+    last4: str
+    hint: str = Field(description="The key as it may be shown: prefix, dots, last four.")
+    scopes: list[str]
+    state: str
+    user_id: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    ip_allow: list[str]
+    space_allow: list[str]
+    disabled_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    rolled_to: str | None
+
+    @classmethod
+    def of(cls, key: ApiKey, now: datetime) -> KeyOut:
+        return cls(
+            id=key.id, name=key.name, environment=key.environment, prefix=key.prefix,
+            last4=key.last4, hint=f"{key.prefix}...{key.last4}", scopes=list(key.scopes),
+            state=key.state(now).value, user_id=key.user_id, created_by=key.created_by,
+            created_at=key.created_at, updated_at=key.updated_at, expires_at=key.expires_at,
+            ip_allow=list(key.ip_allow), space_allow=list(key.space_allow),
+            disabled_at=key.disabled_at, revoked_at=key.revoked_at,
+            last_used_at=key.last_used_at, last_used_ip=key.last_used_ip,
+            rolled_to=key.rolled_to,
+        )
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The plaintext key. Shown once: store it now.")
+
+
+# spaces
+
+
+class SpaceCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SpaceUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    archived: bool | None = None
+
+
+class SpaceOut(BaseModel):
+    id: str
+    name: str
+    is_default: bool
+    created_at: datetime
+    archived_at: datetime | None
+
+    @classmethod
+    def of(cls, space: Space) -> SpaceOut:
+        return cls(id=space.id, name=space.name, is_default=space.is_default,
+                   created_at=space.created_at, archived_at=space.archived_at)
+
+
+# users and memberships
+
+
+class UserCreate(Body):
+    email: str = Field(min_length=3, max_length=254)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    role: str | None = Field(None, description="Grant this role at once.")
+    space_id: str | None = Field(None, description="Space of the role; omit for every space.")
+
+
+class UserUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    disabled: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email, name=user.name, created_at=user.created_at,
+                   disabled_at=user.disabled_at)
+
+
+class MembershipPut(Body):
+    role: str = Field(min_length=1, max_length=40)
+    space_id: str | None = Field(None, description="Omit for a role in every space.")
+
+
+class MembershipOut(BaseModel):
+    user_id: str
+    space_id: str | None
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: Membership) -> MembershipOut:
+        return cls(user_id=m.user_id, space_id=m.space_id, role=m.role, created_at=m.created_at)
+
+
+# roles
+
+
+class RoleCreate(Body):
+    name: str = Field(min_length=2, max_length=40, examples=["billing-reader"])
+    scopes: list[str] = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=500)
+
+
+class RoleUpdate(Body):
+    scopes: list[str] | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=500)
+
+
+class RoleOut(BaseModel):
+    name: str
+    scopes: list[str]
+    description: str
+    builtin: bool
+
+    @classmethod
+    def of(cls, role: Role) -> RoleOut:
+        return cls(name=role.name, scopes=list(role.scopes), description=role.description,
+                   builtin=role.builtin)
+
+
+# audit
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    type: str
+    created_at: datetime
+    environment: str | None
+    actor_user_id: str | None
+    actor_credential_id: str | None
+    target_type: str | None
+    target_id: str | None
+    space_id: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    data: dict[str, object]
+
+    @classmethod
+    def of(cls, ev: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=ev.id, type=ev.type, created_at=ev.created_at, environment=ev.environment,
+            actor_user_id=ev.actor_user_id, actor_credential_id=ev.actor_credential_id,
+            target_type=ev.target_type, target_id=ev.target_id, space_id=ev.space_id,
+            ip=ev.ip, user_agent=ev.user_agent, request_id=ev.request_id, data=ev.data,
+        )
+
+
+class ErrorOut(BaseModel):
+    status_code: int
+    code: str
+    reason: str
+    message: str
+    request_id: str

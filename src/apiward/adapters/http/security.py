@@ -1,0 +1,97 @@
+"""The server's authentication seam: one function from a request to a principal, and a guard.
+
+``authenticate`` is shared by every way of protecting an API (embedded routes,
+forward-auth, the verify API); ``require`` is the FastAPI dependency that adds the scope
+check and names the missing scope in the 403.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+
+from apiward.adapters.runtime import Runtime
+from apiward.core.errors import InsufficientScope
+from apiward.core.models import IPNetwork, Principal, RequestContext
+from apiward.core.scopes import parse
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An apiward API key (or access token): `Authorization: Bearer <api_key>`.",
+)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
+    """The caller's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
+    peer = request.client.host if request.client else None
+    if peer is None or not trusted or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a garbled header is not believed
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def request_context(request: Request) -> RequestContext:
+    runtime = runtime_of(request)
+    space = request.headers.get(runtime.settings.space_header) or None
+    return RequestContext(
+        ip=client_ip(request, runtime.trusted_proxies),
+        user_agent=(request.headers.get("user-agent") or "")[:512] or None,
+        request_id=str(getattr(request.state, "request_id", "")) or None,
+        space_id=space.strip()[:64] if space else None,
+    )
+
+
+async def authenticate(request: Request) -> Principal:
+    """The principal of this request, or an ``AuthenticationError``/``PermissionDenied``."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    runtime = runtime_of(request)
+    principal = await runtime.auth.authenticate(
+        request.headers.get("authorization"), request_context(request)
+    )
+    request.state.principal = principal
+    return principal
+
+
+def require(*scopes: str) -> Any:
+    """A dependency yielding the principal, after checking it holds every scope.
+
+        @app.get("/v1/customers")
+        async def customers(principal: Principal = require("customers:read")): ...
+    """
+    for scope in scopes:
+        parse(scope)  # a typo in a route's scope fails at import, not at request time
+
+    async def guard(request: Request, _: Any = Depends(bearer_scheme)) -> Principal:
+        principal = await authenticate(request)
+        missing = principal.scopes.first_missing(scopes)
+        if missing is not None:
+            raise InsufficientScope(missing)
+        return principal
+
+    return Depends(guard)

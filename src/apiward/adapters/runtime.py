@@ -1,0 +1,167 @@
+"""Wiring: builds the store, cache and services from settings, and runs the background work.
+
+Both the HTTP app (in its lifespan) and the CLI build one ``Runtime``; nothing is created
+at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from apiward.adapters.cache.memory import MemoryCache
+from apiward.adapters.logging import get_logger
+from apiward.adapters.settings import Settings
+from apiward.adapters.storage import migrate
+from apiward.adapters.storage.sql import SqlStore
+from apiward.core.clock import Clock, SystemClock
+from apiward.core.errors import ApiwardError, InvalidInput, NotFound
+from apiward.core.models import (
+    CredentialKind,
+    Organisation,
+    PageRequest,
+    Principal,
+    RequestContext,
+)
+from apiward.core.passwords import Passwords
+from apiward.core.roles import OWNER
+from apiward.core.scopes import ScopeSet
+from apiward.services.audit import AuditLog
+from apiward.services.auth import Authenticator, UsageRecorder
+from apiward.services.keys import Keys
+from apiward.services.ports import Store
+from apiward.services.tenancy import Tenancy
+
+log = get_logger("apiward.runtime")
+
+INVALIDATION_WINDOW = timedelta(seconds=30)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.sql = SqlStore.from_url(settings.database_url)
+        self.store: Store = self.sql
+        self.cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
+        self.passwords = Passwords(settings.password_policy)
+        self.usage = UsageRecorder()
+        fmt = settings.key_format
+        self.tenancy = Tenancy(self.store, self.cache, self.clock, self.passwords,
+                               settings.environments)
+        self.keys = Keys(self.store, self.cache, self.clock, fmt)
+        self.audit = AuditLog(self.store)
+        self.auth = Authenticator(
+            self.store, self.cache, self.clock, fmt, self.tenancy, self.usage,
+            space_header=settings.space_header,
+        )
+        self.trusted_proxies = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seen: set[int] = set()
+        self._primed = False
+
+    async def start(self, *, background: bool = True) -> None:
+        if self.settings.migrate_on_start:
+            await migrate.upgrade(self.sql.engine)
+        await self.poll_invalidations()
+        if background:
+            self._tasks = [
+                asyncio.create_task(self._every(self.settings.last_used_flush_seconds,
+                                                self.flush_usage)),
+                asyncio.create_task(self._every(self.settings.invalidation_poll_seconds,
+                                                self.poll_invalidations)),
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(ApiwardError):
+            await self.flush_usage()
+        await self.store.close()
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except ApiwardError as exc:
+                log.warning("background_job_failed", job=job.__name__, error=exc.message)
+
+    async def flush_usage(self) -> int:
+        return await self.usage.flush(self.store)
+
+    async def poll_invalidations(self) -> int:
+        """Apply invalidations written by any process (this one included) since the last poll.
+
+        Rows are read by time window, not by "sequence greater than the last seen":
+        PostgreSQL sequence values can commit out of order, and a row committed late
+        with a smaller number would otherwise be skipped.
+        """
+        now = self.clock.now()
+        async with self.store.begin() as tx:
+            rows = await tx.invalidations_since(now - INVALIDATION_WINDOW)
+            if now.second == 0:
+                await tx.prune_invalidations(now - INVALIDATION_WINDOW * 4)
+        fresh = [row for row in rows if row.seq not in self._seen]
+        self._seen = {row.seq for row in rows}
+        if not self._primed:
+            # Everything already in the log predates this process's cache.
+            self._primed = True
+            return 0
+        for row in fresh:
+            if row.kind == "key":
+                self.cache.invalidate(row.target)
+            else:
+                self.cache.clear()
+        return len(fresh)
+
+    async def operator(self, org_id: str | None = None, environment: str = "live") -> Principal:
+        """The principal the CLI acts as: the org's first owner, with every scope."""
+        org = await self.resolve_org(org_id)
+        async with self.store.begin() as tx:
+            space = await tx.default_space(org.id)
+            users = await tx.list_users(org.id, _all_page())
+            owner = None
+            for user in users.items:
+                memberships = await tx.list_memberships(org.id, user.id)
+                if user.disabled_at is None and any(
+                    m.role == OWNER and m.space_id is None for m in memberships
+                ):
+                    owner = user
+                    break
+        if owner is None or space is None:
+            raise NotFound("owner of organisation", org.id)
+        return Principal(
+            org_id=org.id, environment=environment, space_id=space.id, user_id=owner.id,
+            scopes=ScopeSet(["*"]), credential_id="cli", credential_kind=CredentialKind.OPERATOR,
+            context=RequestContext(user_agent="apiward-cli"),
+        )
+
+    async def resolve_org(self, org_id: str | None) -> Organisation:
+        orgs = await self.tenancy.list_orgs()
+        if org_id:
+            for org in orgs:
+                if org_id in (org.id, org.name):
+                    return org
+            raise NotFound("organisation", org_id)
+        if not orgs:
+            raise NotFound("organisation", "(none yet: run 'apiward init')")
+        if len(orgs) > 1:
+            raise InvalidInput(
+                "This instance has several organisations; choose one with --org: "
+                + ", ".join(f"{o.name} ({o.id})" for o in orgs)
+            )
+        return orgs[0]
+
+
+def _all_page() -> PageRequest:
+    return PageRequest(page=1, page_size=1000)

@@ -1,0 +1,142 @@
+"""Settings: environment variables ``APIWARD_*``, or a TOML file named by ``APIWARD_CONFIG_FILE``."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from apiward.core.keys import ALPHABETS, KeyFormat
+from apiward.core.passwords import PasswordPolicy
+
+
+class ApiVersion(BaseModel):
+    """A date-named API version (Monite's ``2024-01-31``, Monime's ``caph.2025-06-20``)."""
+
+    id: str
+    name: str = ""
+    date: date
+    deprecated: bool = False
+    sunset: date | None = None
+    openapi_url: str | None = None
+
+
+def _default_versions() -> list[ApiVersion]:
+    return [ApiVersion(id="2026-11-01", name="first", date=date(2026, 11, 1))]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APIWARD_", extra="ignore")
+
+    # where things live
+    database_url: str = "sqlite+aiosqlite:///./apiward.db"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    migrate_on_start: bool = True
+
+    # presentation
+    platform_name: str = "apiward"
+    tagline: str = "Authentication for public APIs"
+    error_style: Literal["default", "nested", "detail", "problem"] = "default"
+    space_header: str = "Apiward-Space-Id"
+    version_header: str = "Apiward-Version"
+    api_versions: list[ApiVersion] = Field(default_factory=_default_versions)
+    docs_enabled: bool = True
+
+    # key format
+    key_prefix: str = "aw"
+    key_env_tags: dict[str, str] = Field(default_factory=lambda: {"live": "live", "test": "test"})
+    key_random_length: int = Field(32, ge=16, le=128)
+    key_alphabet: str = "base62"
+
+    # verification cache and cross-process invalidation
+    cache_max_entries: int = Field(100_000, ge=1)
+    cache_ttl_seconds: float = Field(60.0, gt=0)
+    invalidation_poll_seconds: float = Field(0.5, gt=0)
+    last_used_flush_seconds: float = Field(10.0, gt=0)
+
+    # requests
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # passwords (RFC 9106, second recommended option)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=8)
+    argon2_parallelism: int = Field(4, ge=1)
+
+    # logs
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("APIWARD_CONFIG_FILE")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ValueError(f"APIWARD_CONFIG_FILE={config_file} does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("key_alphabet")
+    @classmethod
+    def _alphabet(cls, value: str) -> str:
+        return ALPHABETS.get(value, value)
+
+    @field_validator("api_versions")
+    @classmethod
+    def _versions(cls, value: list[ApiVersion]) -> list[ApiVersion]:
+        if not value:
+            raise ValueError("at least one API version is needed")
+        ids = [v.id for v in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("API version ids must be distinct")
+        return sorted(value, key=lambda v: v.date)
+
+    @model_validator(mode="after")
+    def _key_format_ok(self) -> Settings:
+        self.key_format  # noqa: B018 - raises ValueError on a bad combination
+        return self
+
+    @cached_property
+    def key_format(self) -> KeyFormat:
+        return KeyFormat(
+            prefix=self.key_prefix,
+            env_tags=tuple(self.key_env_tags.items()),
+            random_length=self.key_random_length,
+            alphabet=self.key_alphabet,
+        )
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        return tuple(self.key_env_tags)
+
+    @property
+    def password_policy(self) -> PasswordPolicy:
+        return PasswordPolicy(
+            self.argon2_time_cost, self.argon2_memory_kib, self.argon2_parallelism
+        )
+
+    @property
+    def current_version(self) -> ApiVersion:
+        live = [v for v in self.api_versions if not v.deprecated]
+        return (live or self.api_versions)[-1]

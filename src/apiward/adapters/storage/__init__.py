@@ -1,0 +1,1 @@
+"""Storage adapters satisfying ``apiward.services.ports.Store``."""

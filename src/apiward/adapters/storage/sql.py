@@ -1,0 +1,392 @@
+"""The SQLAlchemy store: SQLite (WAL) by default, PostgreSQL with asyncpg."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from apiward.adapters.storage import tables as t
+from apiward.core.errors import Conflict, ServiceUnavailable
+from apiward.core.models import (
+    ApiKey,
+    AuditEvent,
+    Environment,
+    Membership,
+    Organisation,
+    Page,
+    PageRequest,
+    Role,
+    Space,
+    User,
+)
+from apiward.services.ports import AuditFilter, Invalidation, KeyFilter
+
+_CONNECTION_LOST = ("connection", "could not connect", "server closed", "terminating")
+
+
+@contextlib.contextmanager
+def map_db_errors() -> Iterator[None]:
+    """Translate driver errors into domain errors at the adapter's edge."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict("The change conflicts with an existing record.") from exc
+    except (OperationalError, PoolTimeout, OSError, ConnectionError) as exc:
+        raise ServiceUnavailable("The database is unreachable. Retry shortly.") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated or any(w in str(exc).lower() for w in _CONNECTION_LOST):
+            raise ServiceUnavailable("The database is unreachable. Retry shortly.") from exc
+        raise
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # FULL: a key whose plaintext was returned survives power loss too.
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+            # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Take the write lock up front: a deferred transaction that reads and then
+            # writes fails at once (SQLITE_BUSY_SNAPSHOT) when another writer got in
+            # between, where an immediate one waits its turn.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10
+    )
+
+
+def _row(r: Any, cls: type[Any], **extra: Any) -> Any:
+    data = dict(r._mapping)
+    data.update(extra)
+    return cls(**data)
+
+
+def _key(r: Any) -> ApiKey:
+    m = r._mapping
+    return ApiKey(
+        **{k: m[k] for k in m.keys() if k not in ("scopes", "ip_allow", "space_allow")},
+        scopes=tuple(m["scopes"]),
+        ip_allow=tuple(m["ip_allow"]),
+        space_allow=tuple(m["space_allow"]),
+    )
+
+
+def _key_values(key: ApiKey) -> dict[str, Any]:
+    values = asdict(key)
+    for name in ("scopes", "ip_allow", "space_allow"):
+        values[name] = list(values[name])
+    return values
+
+
+class SqlTransaction:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def _all(self, stmt: Any) -> list[Any]:
+        return list((await self._c.execute(stmt)).fetchall())
+
+    async def _one(self, stmt: Any) -> Any:
+        return (await self._c.execute(stmt)).first()
+
+    async def _page(self, stmt: Any, order: Sequence[Any], page: PageRequest, conv: Any) -> Page[Any]:
+        total = (await self._c.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
+        rows = await self._all(stmt.order_by(*order).limit(page.page_size).offset(page.offset))
+        return Page([conv(r) for r in rows], int(total), page.page, page.page_size)
+
+    # organisations and environments
+    async def insert_org(self, org: Organisation) -> None:
+        await self._c.execute(t.orgs.insert().values(asdict(org)))
+
+    async def get_org(self, org_id: str) -> Organisation | None:
+        r = await self._one(t.orgs.select().where(t.orgs.c.id == org_id))
+        return _row(r, Organisation) if r else None
+
+    async def list_orgs(self) -> list[Organisation]:
+        rows = await self._all(t.orgs.select().order_by(t.orgs.c.created_at, t.orgs.c.id))
+        return [_row(r, Organisation) for r in rows]
+
+    async def insert_environment(self, env: Environment) -> None:
+        await self._c.execute(t.environments.insert().values(asdict(env)))
+
+    async def list_environments(self, org_id: str) -> list[Environment]:
+        rows = await self._all(
+            t.environments.select().where(t.environments.c.org_id == org_id)
+            .order_by(t.environments.c.name)
+        )
+        return [_row(r, Environment) for r in rows]
+
+    # spaces
+    async def insert_space(self, space: Space) -> None:
+        await self._c.execute(t.spaces.insert().values(asdict(space)))
+
+    async def get_space(self, org_id: str, space_id: str) -> Space | None:
+        r = await self._one(
+            t.spaces.select().where(t.spaces.c.org_id == org_id, t.spaces.c.id == space_id)
+        )
+        return _row(r, Space) if r else None
+
+    async def list_spaces(
+        self, org_id: str, page: PageRequest, *, include_archived: bool
+    ) -> Page[Space]:
+        stmt = t.spaces.select().where(t.spaces.c.org_id == org_id)
+        if not include_archived:
+            stmt = stmt.where(t.spaces.c.archived_at.is_(None))
+        return await self._page(
+            stmt, [t.spaces.c.created_at, t.spaces.c.id], page, lambda r: _row(r, Space)
+        )
+
+    async def active_space_ids(self, org_id: str) -> list[str]:
+        rows = await self._all(
+            sa.select(t.spaces.c.id).where(
+                t.spaces.c.org_id == org_id, t.spaces.c.archived_at.is_(None)
+            )
+        )
+        return [r[0] for r in rows]
+
+    async def default_space(self, org_id: str) -> Space | None:
+        r = await self._one(
+            t.spaces.select().where(t.spaces.c.org_id == org_id, t.spaces.c.is_default.is_(True))
+        )
+        return _row(r, Space) if r else None
+
+    async def update_space(self, space: Space) -> None:
+        await self._c.execute(
+            t.spaces.update().where(t.spaces.c.id == space.id, t.spaces.c.org_id == space.org_id)
+            .values(name=space.name, archived_at=space.archived_at)
+        )
+
+    # users
+    async def insert_user(self, user: User) -> None:
+        await self._c.execute(t.users.insert().values(asdict(user)))
+
+    async def get_user(self, org_id: str, user_id: str) -> User | None:
+        r = await self._one(
+            t.users.select().where(t.users.c.org_id == org_id, t.users.c.id == user_id)
+        )
+        return _row(r, User) if r else None
+
+    async def find_user_by_email(self, org_id: str, email: str) -> User | None:
+        r = await self._one(
+            t.users.select().where(t.users.c.org_id == org_id, t.users.c.email == email)
+        )
+        return _row(r, User) if r else None
+
+    async def list_users(self, org_id: str, page: PageRequest) -> Page[User]:
+        stmt = t.users.select().where(t.users.c.org_id == org_id)
+        return await self._page(
+            stmt, [t.users.c.created_at, t.users.c.id], page, lambda r: _row(r, User)
+        )
+
+    async def update_user(self, user: User) -> None:
+        await self._c.execute(
+            t.users.update().where(t.users.c.id == user.id, t.users.c.org_id == user.org_id)
+            .values(name=user.name, disabled_at=user.disabled_at,
+                    password_hash=user.password_hash)
+        )
+
+    # roles and memberships
+    async def insert_role(self, role: Role) -> None:
+        await self._c.execute(
+            t.roles.insert().values(
+                org_id=role.org_id, name=role.name, scopes=list(role.scopes),
+                description=role.description, created_at=role.created_at,
+            )
+        )
+
+    @staticmethod
+    def _role(r: Any) -> Role:
+        m = r._mapping
+        return Role(m["name"], tuple(m["scopes"]), m["description"], False, m["org_id"],
+                    m["created_at"])
+
+    async def get_role(self, org_id: str, name: str) -> Role | None:
+        r = await self._one(
+            t.roles.select().where(t.roles.c.org_id == org_id, t.roles.c.name == name)
+        )
+        return self._role(r) if r else None
+
+    async def list_roles(self, org_id: str) -> list[Role]:
+        rows = await self._all(
+            t.roles.select().where(t.roles.c.org_id == org_id).order_by(t.roles.c.name)
+        )
+        return [self._role(r) for r in rows]
+
+    async def update_role(self, role: Role) -> None:
+        await self._c.execute(
+            t.roles.update().where(t.roles.c.org_id == role.org_id, t.roles.c.name == role.name)
+            .values(scopes=list(role.scopes), description=role.description)
+        )
+
+    async def delete_role(self, org_id: str, name: str) -> None:
+        await self._c.execute(
+            t.roles.delete().where(t.roles.c.org_id == org_id, t.roles.c.name == name)
+        )
+
+    async def role_in_use(self, org_id: str, name: str) -> bool:
+        r = await self._one(
+            sa.select(t.memberships.c.id).where(
+                t.memberships.c.org_id == org_id, t.memberships.c.role == name
+            ).limit(1)
+        )
+        return r is not None
+
+    async def put_membership(self, membership: Membership) -> None:
+        space = membership.space_id or ""
+        await self._c.execute(
+            t.memberships.delete().where(
+                t.memberships.c.user_id == membership.user_id, t.memberships.c.space_id == space
+            )
+        )
+        await self._c.execute(
+            t.memberships.insert().values(
+                org_id=membership.org_id, user_id=membership.user_id, space_id=space,
+                role=membership.role, created_at=membership.created_at,
+            )
+        )
+
+    async def delete_membership(self, org_id: str, user_id: str, space_id: str | None) -> bool:
+        result = await self._c.execute(
+            t.memberships.delete().where(
+                t.memberships.c.org_id == org_id, t.memberships.c.user_id == user_id,
+                t.memberships.c.space_id == (space_id or ""),
+            )
+        )
+        return bool(result.rowcount)
+
+    async def list_memberships(self, org_id: str, user_id: str) -> list[Membership]:
+        rows = await self._all(
+            t.memberships.select().where(
+                t.memberships.c.org_id == org_id, t.memberships.c.user_id == user_id
+            ).order_by(t.memberships.c.space_id)
+        )
+        return [
+            Membership(r.org_id, r.user_id, r.space_id or None, r.role, r.created_at)
+            for r in rows
+        ]
+
+    # API keys
+    async def insert_key(self, key: ApiKey) -> None:
+        await self._c.execute(t.api_keys.insert().values(_key_values(key)))
+
+    async def get_key(self, org_id: str, key_id: str) -> ApiKey | None:
+        r = await self._one(
+            t.api_keys.select().where(t.api_keys.c.org_id == org_id, t.api_keys.c.id == key_id)
+        )
+        return _key(r) if r else None
+
+    async def find_key_by_digest(self, digest: str) -> ApiKey | None:
+        r = await self._one(t.api_keys.select().where(t.api_keys.c.digest == digest))
+        return _key(r) if r else None
+
+    async def list_keys(self, org_id: str, flt: KeyFilter, page: PageRequest) -> Page[ApiKey]:
+        c = t.api_keys.c
+        stmt = t.api_keys.select().where(c.org_id == org_id, c.environment == flt.environment)
+        if flt.user_id is not None:
+            stmt = stmt.where(sa.or_(c.user_id == flt.user_id,
+                                     sa.and_(c.user_id.is_(None), c.created_by == flt.user_id)))
+        if not flt.include_revoked:
+            stmt = stmt.where(c.revoked_at.is_(None))
+        return await self._page(stmt, [c.created_at.desc(), c.id], page, _key)
+
+    async def update_key(self, key: ApiKey) -> None:
+        values = _key_values(key)
+        for fixed in ("id", "org_id", "digest", "created_at", "created_by", "environment"):
+            values.pop(fixed)
+        await self._c.execute(
+            t.api_keys.update().where(t.api_keys.c.id == key.id,
+                                      t.api_keys.c.org_id == key.org_id).values(values)
+        )
+
+    async def touch_keys(self, usage: Sequence[tuple[str, datetime, str | None]]) -> None:
+        stmt = (
+            t.api_keys.update()
+            .where(t.api_keys.c.id == sa.bindparam("key_id"))
+            .values(last_used_at=sa.bindparam("at"), last_used_ip=sa.bindparam("ip"))
+        )
+        await self._c.execute(stmt, [{"key_id": k, "at": at, "ip": ip} for k, at, ip in usage])
+
+    # audit log
+    async def insert_audit(self, event: AuditEvent) -> None:
+        await self._c.execute(t.audit_events.insert().values(asdict(event)))
+
+    async def list_audit(self, org_id: str, flt: AuditFilter, page: PageRequest) -> Page[AuditEvent]:
+        c = t.audit_events.c
+        stmt = t.audit_events.select().where(c.org_id == org_id)
+        if flt.environment is not None:
+            stmt = stmt.where(sa.or_(c.environment == flt.environment, c.environment.is_(None)))
+        if flt.type is not None:
+            stmt = stmt.where(c.type == flt.type)
+        if flt.actor_user_id is not None:
+            stmt = stmt.where(c.actor_user_id == flt.actor_user_id)
+        if flt.target_id is not None:
+            stmt = stmt.where(c.target_id == flt.target_id)
+        if flt.since is not None:
+            stmt = stmt.where(c.created_at >= flt.since)
+        if flt.until is not None:
+            stmt = stmt.where(c.created_at < flt.until)
+        return await self._page(
+            stmt, [c.created_at.desc(), c.id], page, lambda r: _row(r, AuditEvent)
+        )
+
+    # invalidations
+    async def insert_invalidation(self, kind: str, target: str, at: datetime) -> None:
+        await self._c.execute(
+            t.invalidations.insert().values(kind=kind, target=target, created_at=at)
+        )
+
+    async def invalidations_since(self, since: datetime) -> list[Invalidation]:
+        c = t.invalidations.c
+        rows = await self._all(
+            sa.select(c.seq, c.kind, c.target).where(c.created_at >= since).order_by(c.seq)
+        )
+        return [Invalidation(int(r.seq), r.kind, r.target) for r in rows]
+
+    async def prune_invalidations(self, before: datetime) -> None:
+        await self._c.execute(
+            t.invalidations.delete().where(t.invalidations.c.created_at < before)
+        )
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        return cls(create_engine(url))
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[SqlTransaction]:
+        with map_db_errors():
+            async with self.engine.begin() as conn:
+                yield SqlTransaction(conn)
+
+    async def ping(self) -> None:
+        with map_db_errors():
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,180 @@
+"""The relational schema, shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every back-end (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 32
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_environments_org_name"),
+)
+
+spaces = Table(
+    "spaces",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("is_default", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("archived_at", UTCDateTime()),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime()),
+    UniqueConstraint("org_id", "email", name="uq_users_org_email"),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.id"), primary_key=True),
+    Column("name", String(40), primary_key=True),
+    Column("scopes", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False),
+    # An empty string, not NULL, means "every space": NULLs never collide in a
+    # unique constraint.
+    Column("space_id", String(ID), nullable=False, default=""),
+    Column("role", String(40), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("user_id", "space_id", name="uq_memberships_user_space"),
+    Index("ix_memberships_org_role", "org_id", "role"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("prefix", String(64), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("user_id", String(ID), ForeignKey("users.id")),
+    Column("created_by", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("ip_allow", JSON, nullable=False),
+    Column("space_allow", JSON, nullable=False),
+    Column("disabled_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Column("last_used_at", UTCDateTime()),
+    Column("last_used_ip", String(64)),
+    Column("rolled_to", String(ID)),
+    Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), nullable=False),
+    Column("environment", String(32)),
+    Column("type", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("actor_user_id", String(ID)),
+    Column("actor_credential_id", String(ID)),
+    Column("target_type", String(32)),
+    Column("target_id", String(64)),
+    Column("space_id", String(ID)),
+    Column("ip", String(64)),
+    Column("user_agent", String(512)),
+    Column("request_id", String(128)),
+    Column("data", JSON, nullable=False),
+    Index("ix_audit_events_org_created", "org_id", "created_at"),
+)
+
+invalidations = Table(
+    "invalidations",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+)

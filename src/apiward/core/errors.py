@@ -1,0 +1,180 @@
+"""Domain errors.
+
+They know nothing of HTTP: the HTTP adapter maps each class to a status code in one
+table (``apiward.adapters.http.errors``). Every error carries a broad ``code`` (the
+category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
+``FORBIDDEN``...) and a specific, stable ``reason`` that tells the cases apart.
+
+    ApiwardError
+    ├── AuthenticationError                code UNAUTHORIZED
+    │   ├── MissingCredential              reason MISSING_CREDENTIAL
+    │   ├── InvalidCredential              reason INVALID_KEY
+    │   ├── DisabledCredential             reason KEY_DISABLED
+    │   ├── RevokedCredential              reason KEY_REVOKED
+    │   ├── ExpiredCredential              reason KEY_EXPIRED
+    │   ├── WrongEnvironment               reason WRONG_ENVIRONMENT
+    │   └── WrongInstance                  reason WRONG_INSTANCE
+    ├── PermissionDenied                   code FORBIDDEN
+    │   ├── InsufficientScope              reason INSUFFICIENT_SCOPE
+    │   ├── IpNotAllowed                   reason IP_NOT_ALLOWED
+    │   ├── SpaceNotAllowed                reason SPACE_NOT_ALLOWED
+    │   ├── NoSpaceAccess                  reason NO_SPACE_ACCESS
+    │   ├── UnknownSpace                   reason UNKNOWN_SPACE
+    │   └── EnvironmentMismatch            reason ENVIRONMENT_MISMATCH
+    ├── NotFound                           code NOT_FOUND
+    ├── Conflict                           code CONFLICT
+    ├── InvalidInput                       code BAD_REQUEST
+    └── ServiceUnavailable                 code SERVICE_UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+
+class ApiwardError(Exception):
+    """Base class of every error apiward raises on purpose."""
+
+    code = "INTERNAL_ERROR"
+    reason = "INTERNAL_ERROR"
+    default_message = "Something went wrong."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class AuthenticationError(ApiwardError):
+    code = "UNAUTHORIZED"
+    reason = "UNAUTHORIZED"
+    default_message = "Authentication failed."
+
+
+class MissingCredential(AuthenticationError):
+    reason = "MISSING_CREDENTIAL"
+    default_message = (
+        "Missing or invalid Authorization header. Use: Authorization: Bearer <api_key>"
+    )
+
+
+class InvalidCredential(AuthenticationError):
+    reason = "INVALID_KEY"
+    default_message = "Invalid API key"
+
+
+class DisabledCredential(AuthenticationError):
+    reason = "KEY_DISABLED"
+    default_message = "API key is disabled. Re-enable it or use another key."
+
+
+class RevokedCredential(AuthenticationError):
+    reason = "KEY_REVOKED"
+    default_message = "API key has been revoked"
+
+
+class ExpiredCredential(AuthenticationError):
+    reason = "KEY_EXPIRED"
+    default_message = "API key has expired"
+
+
+class WrongEnvironment(AuthenticationError):
+    reason = "WRONG_ENVIRONMENT"
+    default_message = "API key belongs to an environment this server does not serve."
+
+
+class WrongInstance(AuthenticationError):
+    reason = "WRONG_INSTANCE"
+    default_message = "API key was issued by another instance."
+
+
+class PermissionDenied(ApiwardError):
+    code = "FORBIDDEN"
+    reason = "FORBIDDEN"
+    default_message = "This credential may not perform this action."
+
+
+class InsufficientScope(PermissionDenied):
+    reason = "INSUFFICIENT_SCOPE"
+
+    def __init__(self, scope: str, *, subject: str = "API key") -> None:
+        self.scope = scope
+        super().__init__(f"{subject} does not have the required permission: {scope}")
+
+
+class IpNotAllowed(PermissionDenied):
+    reason = "IP_NOT_ALLOWED"
+
+    def __init__(self, ip: str) -> None:
+        self.ip = ip
+        super().__init__(
+            f"Requests from {ip} are not allowed for this API key. "
+            "Add the address to the key's IP allow-list or call from an allowed network."
+        )
+
+
+class SpaceNotAllowed(PermissionDenied):
+    reason = "SPACE_NOT_ALLOWED"
+
+    def __init__(self, space_id: str) -> None:
+        self.space_id = space_id
+        super().__init__(
+            f"This API key may not be used in space {space_id}. "
+            "Use a space from the key's space allow-list."
+        )
+
+
+class NoSpaceAccess(PermissionDenied):
+    reason = "NO_SPACE_ACCESS"
+
+    def __init__(self, space_id: str) -> None:
+        self.space_id = space_id
+        super().__init__(
+            f"The user behind this credential has no role in space {space_id}. "
+            "Grant the user a role in that space or target another space."
+        )
+
+
+class UnknownSpace(PermissionDenied):
+    reason = "UNKNOWN_SPACE"
+
+    def __init__(self, space_id: str, header: str) -> None:
+        self.space_id = space_id
+        super().__init__(
+            f"Space {space_id!r} (from the {header} header) does not exist in this "
+            "organisation or is archived. Send the id of an active space."
+        )
+
+
+class EnvironmentMismatch(PermissionDenied):
+    reason = "ENVIRONMENT_MISMATCH"
+
+    def __init__(self, own: str, wanted: str) -> None:
+        super().__init__(
+            f"A {own} credential can only act on {own} data, not {wanted}. "
+            f"Use a {wanted} credential."
+        )
+
+
+class NotFound(ApiwardError):
+    code = "NOT_FOUND"
+    reason = "NOT_FOUND"
+    default_message = "Not found."
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"No {kind} with id {ident!r} exists in this organisation.")
+
+
+class Conflict(ApiwardError):
+    code = "CONFLICT"
+    reason = "CONFLICT"
+    default_message = "The request conflicts with the current state."
+
+
+class InvalidInput(ApiwardError):
+    code = "BAD_REQUEST"
+    reason = "INVALID_INPUT"
+    default_message = "The request is not valid."
+
+
+class ServiceUnavailable(ApiwardError):
+    code = "SERVICE_UNAVAILABLE"
+    reason = "SERVICE_UNAVAILABLE"
+    default_message = "The service is temporarily unavailable. Retry shortly."

@@ -1,0 +1,143 @@
+"""API key format: ``{prefix}_{env}_{random}{checksum}``.
+
+The checksum is CRC32 of everything before it, written in the random part's own
+alphabet with a fixed width (GitHub's token format does the same). It lets a mistyped
+or truncated key be rejected without a database look-up, and lets a secret scanner
+recognise a real key offline. It is not a security measure: the random part is.
+
+Keys are stored only as SHA-256 digests. The random part carries at least 128 bits of
+entropy, so a digest cannot be inverted by search, and no server-side secret is needed
+(one that could be lost or leaked, and that would stop hashes imported from other
+systems from matching).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from apiward.core.errors import InvalidCredential, WrongEnvironment, WrongInstance
+
+ALPHABETS: dict[str, str] = {
+    "base62": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    "hex": "0123456789abcdef",
+    "urlsafe": "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+}
+
+MIN_ENTROPY_BITS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFormat:
+    """How this deployment spells its keys.
+
+    ``env_tags`` maps an environment to the tag written in the key. An empty tag drops
+    the segment, so Monime-like deployments can issue ``mon_test_...`` and ``mon_...``.
+    """
+
+    prefix: str = "aw"
+    env_tags: tuple[tuple[str, str], ...] = (("live", "live"), ("test", "test"))
+    random_length: int = 32
+    alphabet: str = ALPHABETS["base62"]
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "_" in self.prefix or not self.prefix.isalnum():
+            raise ValueError(f"key prefix must be alphanumeric without '_': {self.prefix!r}")
+        if len(set(self.alphabet)) != len(self.alphabet) or len(self.alphabet) < 16:
+            raise ValueError("key alphabet needs at least 16 distinct characters")
+        bits = self.random_length * math.log2(len(self.alphabet))
+        if bits < MIN_ENTROPY_BITS:
+            raise ValueError(
+                f"random part carries {bits:.0f} bits; at least {MIN_ENTROPY_BITS} are needed"
+            )
+        tags = [tag for _, tag in self.env_tags]
+        if len(set(tags)) != len(tags):
+            raise ValueError("environment tags must be distinct")
+        if sum(1 for tag in tags if not tag) > 1:
+            raise ValueError("at most one environment may have an empty tag")
+
+    @property
+    def checksum_length(self) -> int:
+        return math.ceil(32 / math.log2(len(self.alphabet)))
+
+    def tag_for(self, environment: str) -> str:
+        for env, tag in self.env_tags:
+            if env == environment:
+                return tag
+        raise ValueError(f"unknown environment {environment!r}")
+
+    def generate(self, environment: str) -> str:
+        """A new plaintext key for ``environment``."""
+        tag = self.tag_for(environment)
+        head = f"{self.prefix}_{tag}_" if tag else f"{self.prefix}_"
+        body = head + "".join(secrets.choice(self.alphabet) for _ in range(self.random_length))
+        return body + self._checksum(body)
+
+    def _checksum(self, body: str) -> str:
+        value = zlib.crc32(body.encode())
+        base = len(self.alphabet)
+        digits = []
+        for _ in range(self.checksum_length):
+            value, rem = divmod(value, base)
+            digits.append(self.alphabet[rem])
+        return "".join(reversed(digits))
+
+    def checksum_ok(self, key: str) -> bool:
+        n = self.checksum_length
+        return len(key) > n and self._checksum(key[:-n]) == key[-n:]
+
+    def parse(self, key: str) -> ParsedKey:
+        """Check a presented key's shape and checksum, offline.
+
+        Raises ``InvalidCredential`` for anything that cannot be one of our keys,
+        ``WrongInstance`` for a well-formed key of another deployment, and
+        ``WrongEnvironment`` for one of ours whose environment this server does not
+        serve.
+        """
+        if not key.isascii() or len(key) > 256 or not self.checksum_ok(key):
+            raise InvalidCredential()
+        prefix, sep, rest = key.partition("_")
+        if not sep:
+            raise InvalidCredential()
+        if prefix != self.prefix:
+            raise WrongInstance(
+                f"This API key was issued by another instance (prefix '{prefix}_'); "
+                f"this instance accepts keys starting with '{self.prefix}_'."
+            )
+        environment = self._environment_of(rest)
+        if environment is None:
+            tag = rest.split("_", 1)[0]
+            raise WrongEnvironment(
+                f"This API key is for environment '{tag}', which this instance does not "
+                f"serve. Use a key of: {', '.join(env for env, _ in self.env_tags)}."
+            )
+        return ParsedKey(environment=environment, digest=digest(key), last4=key[-4:])
+
+    def _environment_of(self, rest: str) -> str | None:
+        body_length = self.random_length + self.checksum_length
+        for env, tag in self.env_tags:
+            if tag and rest.startswith(tag + "_") and len(rest) == len(tag) + 1 + body_length:
+                return env
+        for env, tag in self.env_tags:
+            if not tag and len(rest) == body_length:
+                return env
+        return None
+
+    def display_prefix(self, environment: str) -> str:
+        tag = self.tag_for(environment)
+        return f"{self.prefix}_{tag}_" if tag else f"{self.prefix}_"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    environment: str
+    digest: str
+    last4: str
+
+
+def digest(secret: str) -> str:
+    """The stored form of a high-entropy secret: SHA-256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()

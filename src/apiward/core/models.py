@@ -1,0 +1,187 @@
+"""Domain records. Plain frozen dataclasses: the services build them, the stores keep them."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from apiward.core.scopes import ScopeSet
+
+T = TypeVar("T")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    id: str
+    org_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    id: str
+    org_id: str
+    name: str
+    is_default: bool
+    created_at: datetime
+    archived_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    org_id: str
+    email: str
+    name: str
+    password_hash: str | None
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str
+    scopes: tuple[str, ...]
+    description: str
+    builtin: bool
+    org_id: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's role in one space, or in every space of the org when ``space_id`` is None."""
+
+    org_id: str
+    user_id: str
+    space_id: str | None
+    role: str
+    created_at: datetime
+
+
+class KeyState(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    org_id: str
+    environment: str
+    name: str
+    digest: str
+    prefix: str
+    last4: str
+    scopes: tuple[str, ...]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    user_id: str | None = None
+    expires_at: datetime | None = None
+    ip_allow: tuple[str, ...] = ()
+    space_allow: tuple[str, ...] = ()
+    disabled_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    last_used_ip: str | None = None
+    rolled_to: str | None = None
+
+    def state(self, now: datetime) -> KeyState:
+        if self.revoked_at is not None:
+            return KeyState.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return KeyState.EXPIRED
+        if self.disabled_at is not None:
+            return KeyState.DISABLED
+        return KeyState.ACTIVE
+
+    @property
+    def acting_user_id(self) -> str:
+        """A key tied to no user acts as its creator (the Monaco document)."""
+        return self.user_id or self.created_by
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: str
+    org_id: str
+    environment: str | None
+    type: str
+    created_at: datetime
+    actor_user_id: str | None = None
+    actor_credential_id: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    space_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    page: int = 1
+    page_size: int = 20
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Where a request came from: what the audit log records next to the actor."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    space_id: str | None = None
+
+
+class CredentialKind(StrEnum):
+    API_KEY = "api_key"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, and what they may do: what a protected route receives."""
+
+    org_id: str
+    environment: str
+    space_id: str
+    user_id: str
+    scopes: ScopeSet
+    credential_id: str
+    credential_kind: CredentialKind
+    context: RequestContext = field(default_factory=RequestContext)
+    client_id: str | None = None
+    api_version: str | None = None
+
+    def grants(self, scope: str) -> bool:
+        return self.scopes.grants(scope)

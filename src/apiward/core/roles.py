@@ -1,0 +1,37 @@
+"""Built-in roles and the scopes apiward's own management API is guarded by."""
+
+from __future__ import annotations
+
+from apiward.core.models import Role
+
+# Scopes of the management API. Reading is ``:read``; changing people and access
+# is ``:manage``, so that ``*:write`` (a developer) cannot grant itself more.
+MANAGEMENT_SCOPES: dict[str, str] = {
+    "keys:read": "List and read API keys",
+    "keys:write": "Create, update, disable, revoke and roll API keys",
+    "keys:verify": "Verify API keys through POST /v1/keys/verify",
+    "spaces:read": "List and read spaces",
+    "spaces:manage": "Create, rename and archive spaces",
+    "users:read": "List and read users and their memberships",
+    "users:manage": "Create and disable users, grant and remove roles",
+    "roles:read": "List and read roles",
+    "roles:manage": "Create, change and delete custom roles",
+    "audit:read": "Read the audit log",
+}
+
+OWNER = "owner"
+
+BUILTIN_ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (
+        Role(OWNER, ("*",), "Everything, including granting the owner role.", builtin=True),
+        Role("admin", ("*",), "Everything except granting or removing the owner role.", True),
+        Role(
+            "developer",
+            ("*:read", "*:write", "keys:*"),
+            "Reads everything, writes the API's resources, manages credentials.",
+            True,
+        ),
+        Role("viewer", ("*:read",), "Reads everything, changes nothing.", True),
+    )
+}

@@ -1,0 +1,125 @@
+"""Scope algebra.
+
+A scope is ``resource:action`` (``customers:read``). Either half may be the wildcard
+``*``: ``customers:*`` grants every action on customers, ``*:read`` every read, and
+``*`` (short for ``*:*``) everything. A set of scopes grants a scope when one of its
+members does.
+
+Effective access is an intersection (the Monime document: the token's scopes ∩ the
+user's role in the target space). ``intersect`` computes it as a set of patterns, so
+that ``grants(intersect(a, b), s) == grants(a, s) and grants(b, s)`` for every ``s``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from apiward.core.errors import InvalidInput
+
+WILDCARD = "*"
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}"
+_SCOPE = re.compile(rf"^(?:\*|(?:{_PART}|\*):(?:{_PART}|\*))$")
+
+Scope = tuple[str, str]
+
+
+def parse(scope: str) -> Scope:
+    """Parse one scope, raising ``InvalidInput`` with what to fix."""
+    if not isinstance(scope, str) or not _SCOPE.match(scope):
+        raise InvalidInput(
+            f"Invalid scope {scope!r}: use 'resource:action' (letters, digits, '_', '.', "
+            "'-', '/'), with '*' allowed for either part, or '*' alone."
+        )
+    if scope == WILDCARD:
+        return (WILDCARD, WILDCARD)
+    resource, action = scope.split(":")
+    return (resource, action)
+
+
+def normalise(scopes: Iterable[str]) -> list[str]:
+    """Validate, de-duplicate and sort; drop scopes implied by another member."""
+    parsed = {parse(s) for s in scopes}
+    kept = {p for p in parsed if not any(q != p and _covers(q, p) for q in parsed)}
+    return sorted(_format(p) for p in kept)
+
+
+def _format(scope: Scope) -> str:
+    return WILDCARD if scope == (WILDCARD, WILDCARD) else f"{scope[0]}:{scope[1]}"
+
+
+def _part_covers(pattern: str, value: str) -> bool:
+    return pattern == WILDCARD or pattern == value
+
+
+def _covers(pattern: Scope, scope: Scope) -> bool:
+    return _part_covers(pattern[0], scope[0]) and _part_covers(pattern[1], scope[1])
+
+
+def _part_meet(a: str, b: str) -> str | None:
+    if a == WILDCARD:
+        return b
+    if b == WILDCARD or a == b:
+        return a
+    return None
+
+
+def _meet(a: Scope, b: Scope) -> Scope | None:
+    resource = _part_meet(a[0], b[0])
+    action = _part_meet(a[1], b[1])
+    if resource is None or action is None:
+        return None
+    return (resource, action)
+
+
+class ScopeSet:
+    """An immutable set of scope patterns with fast membership checks."""
+
+    __slots__ = ("_exact", "_patterns", "_strings")
+
+    def __init__(self, scopes: Iterable[str]) -> None:
+        self._strings = tuple(normalise(scopes))
+        self._patterns = frozenset(parse(s) for s in self._strings)
+        self._exact = frozenset(self._strings)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._strings)
+
+    def __repr__(self) -> str:
+        return f"ScopeSet({list(self._strings)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScopeSet) and self._patterns == other._patterns
+
+    def __hash__(self) -> int:
+        return hash(self._patterns)
+
+    def __bool__(self) -> bool:
+        return bool(self._patterns)
+
+    def as_list(self) -> list[str]:
+        return list(self._strings)
+
+    def grants(self, scope: str) -> bool:
+        """Whether this set grants ``scope`` (which may itself be a pattern)."""
+        if scope in self._exact or WILDCARD in self._exact:
+            return True
+        wanted = parse(scope)
+        return any(_covers(p, wanted) for p in self._patterns)
+
+    def grants_all(self, scopes: Iterable[str]) -> bool:
+        return all(self.grants(s) for s in scopes)
+
+    def first_missing(self, scopes: Iterable[str]) -> str | None:
+        for scope in scopes:
+            if not self.grants(scope):
+                return scope
+        return None
+
+    def intersect(self, other: ScopeSet) -> ScopeSet:
+        met = (_meet(a, b) for a in self._patterns for b in other._patterns)
+        return ScopeSet(_format(m) for m in met if m is not None)
+
+
+def intersect(a: Iterable[str], b: Iterable[str]) -> ScopeSet:
+    return ScopeSet(a).intersect(ScopeSet(b))

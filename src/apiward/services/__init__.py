@@ -1,0 +1,1 @@
+"""Use cases, written against the protocols of ``apiward.services.ports``."""

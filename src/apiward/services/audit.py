@@ -1,0 +1,49 @@
+"""The audit log: events built from the principal that caused them, and reading them back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from apiward.core.ids import new_id
+from apiward.core.models import AuditEvent, CredentialKind, Page, PageRequest, Principal
+from apiward.services.ports import AuditFilter, Store
+
+
+def audit_event(
+    principal: Principal,
+    type: str,
+    at: datetime,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    data: dict[str, object] | None = None,
+) -> AuditEvent:
+    ctx = principal.context
+    return AuditEvent(
+        id=new_id("evt"),
+        org_id=principal.org_id,
+        environment=principal.environment,
+        type=type,
+        created_at=at,
+        actor_user_id=principal.user_id,
+        actor_credential_id=principal.credential_id,
+        target_type=target_type,
+        target_id=target_id,
+        space_id=principal.space_id,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        request_id=ctx.request_id,
+        data=data or {},
+    )
+
+
+class AuditLog:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def list(self, principal: Principal, flt: AuditFilter, page: PageRequest) -> Page[AuditEvent]:
+        if principal.credential_kind is not CredentialKind.OPERATOR:
+            flt = replace(flt, environment=principal.environment)
+        async with self._store.begin() as tx:
+            return await tx.list_audit(principal.org_id, flt, page)

@@ -1,0 +1,307 @@
+"""API keys: create (plaintext returned once), read, update, disable, revoke, roll."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from apiward.core.clock import Clock
+from apiward.core.errors import (
+    Conflict,
+    EnvironmentMismatch,
+    InsufficientScope,
+    InvalidInput,
+    NotFound,
+)
+from apiward.core.ids import new_id
+from apiward.core.keys import KeyFormat, digest
+from apiward.core.models import (
+    ApiKey,
+    CredentialKind,
+    KeyState,
+    Page,
+    PageRequest,
+    Principal,
+)
+from apiward.core.scopes import normalise
+from apiward.services.audit import audit_event
+from apiward.services.ports import Cache, KeyFilter, Store, Transaction
+from apiward.services.tenancy import check_name
+
+MAX_ALLOW_LIST = 100
+_Change = Callable[[Transaction, ApiKey, datetime], Awaitable[ApiKey]]
+MAX_GRACE = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    key: ApiKey
+    plaintext: str
+
+
+def parse_networks(cidrs: list[str]) -> tuple[str, ...]:
+    """Validate and normalise an IP allow-list (``10.0.0.0/8``, ``2001:db8::/32``, ``1.2.3.4``)."""
+    if len(cidrs) > MAX_ALLOW_LIST:
+        raise InvalidInput(f"An IP allow-list holds at most {MAX_ALLOW_LIST} entries.")
+    out: list[str] = []
+    for cidr in cidrs:
+        try:
+            out.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+        except (ValueError, AttributeError):
+            raise InvalidInput(
+                f"{cidr!r} is not an IP address or CIDR block (e.g. 203.0.113.0/24)."
+            ) from None
+    return tuple(dict.fromkeys(out))
+
+
+def effective_environment(principal: Principal, wanted: str | None) -> str:
+    """Data never crosses environments: an API key acts only within its own."""
+    env = wanted or principal.environment
+    if principal.credential_kind is not CredentialKind.OPERATOR and env != principal.environment:
+        raise EnvironmentMismatch(principal.environment, env)
+    return env
+
+
+class Keys:
+    def __init__(self, store: Store, cache: Cache, clock: Clock, fmt: KeyFormat) -> None:
+        self._store = store
+        self._cache = cache
+        self._clock = clock
+        self._fmt = fmt
+        self._environments = tuple(env for env, _ in fmt.env_tags)
+
+    def _check_scopes(self, principal: Principal, scopes: list[str]) -> list[str]:
+        normalised = normalise(scopes)
+        if not normalised:
+            raise InvalidInput("An API key needs at least one scope, e.g. 'customers:read'.")
+        for scope in normalised:
+            if not principal.grants(scope):
+                raise InsufficientScope(scope, subject="Your credential")
+        return normalised
+
+    async def _check_spaces(self, tx: Transaction, org_id: str, spaces: list[str]) -> tuple[str, ...]:
+        if len(spaces) > MAX_ALLOW_LIST:
+            raise InvalidInput(f"A space allow-list holds at most {MAX_ALLOW_LIST} entries.")
+        for space_id in spaces:
+            space = await tx.get_space(org_id, space_id)
+            if space is None or space.archived_at is not None:
+                raise InvalidInput(f"Space {space_id!r} does not exist or is archived.")
+        return tuple(dict.fromkeys(spaces))
+
+    def _check_expiry(self, expires_at: datetime | None) -> None:
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise InvalidInput("expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z.")
+            if expires_at <= self._clock.now():
+                raise InvalidInput("expires_at must be in the future.")
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        scopes: list[str],
+        environment: str | None = None,
+        user_id: str | None = None,
+        expires_at: datetime | None = None,
+        ip_allow: list[str] | None = None,
+        space_allow: list[str] | None = None,
+    ) -> CreatedKey:
+        env = effective_environment(principal, environment)
+        if env not in self._environments:
+            raise InvalidInput(
+                f"Unknown environment {env!r}; use one of: {', '.join(self._environments)}."
+            )
+        name = check_name(name, "key")
+        normalised = self._check_scopes(principal, scopes)
+        networks = parse_networks(ip_allow or [])
+        self._check_expiry(expires_at)
+        now = self._clock.now()
+        plaintext = self._fmt.generate(env)
+        async with self._store.begin() as tx:
+            if user_id is not None:
+                user = await tx.get_user(principal.org_id, user_id)
+                if user is None:
+                    raise InvalidInput(f"User {user_id!r} does not exist in this organisation.")
+                if user.disabled_at is not None:
+                    raise InvalidInput(f"User {user_id!r} is disabled.")
+            key = ApiKey(
+                id=new_id("key"),
+                org_id=principal.org_id,
+                environment=env,
+                name=name,
+                digest=digest(plaintext),
+                prefix=self._fmt.display_prefix(env),
+                last4=plaintext[-4:],
+                scopes=tuple(normalised),
+                created_by=principal.user_id,
+                created_at=now,
+                updated_at=now,
+                user_id=user_id,
+                expires_at=expires_at,
+                ip_allow=networks,
+                space_allow=await self._check_spaces(tx, principal.org_id, space_allow or []),
+            )
+            await tx.insert_key(key)
+            await tx.insert_audit(
+                audit_event(principal, "key.created", now, target_type="api_key",
+                            target_id=key.id, data={"name": name, "scopes": normalised,
+                                                    "environment": env})
+            )
+        return CreatedKey(key, plaintext)
+
+    async def _get(self, tx: Transaction, principal: Principal, key_id: str) -> ApiKey:
+        key = await tx.get_key(principal.org_id, key_id)
+        if key is None or (
+            principal.credential_kind is not CredentialKind.OPERATOR
+            and key.environment != principal.environment
+        ):
+            raise NotFound("API key", key_id)
+        return key
+
+    async def get(self, principal: Principal, key_id: str) -> ApiKey:
+        async with self._store.begin() as tx:
+            return await self._get(tx, principal, key_id)
+
+    async def list(
+        self,
+        principal: Principal,
+        page: PageRequest,
+        *,
+        environment: str | None = None,
+        user_id: str | None = None,
+        include_revoked: bool = True,
+    ) -> Page[ApiKey]:
+        env = effective_environment(principal, environment)
+        flt = KeyFilter(environment=env, user_id=user_id, include_revoked=include_revoked)
+        async with self._store.begin() as tx:
+            return await tx.list_keys(principal.org_id, flt, page)
+
+    async def _change(
+        self, principal: Principal, key_id: str, event: str, data: dict[str, object],
+        change: _Change,
+    ) -> ApiKey:
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            key = await self._get(tx, principal, key_id)
+            updated = replace(await change(tx, key, now), updated_at=now)
+            await tx.update_key(updated)
+            await tx.insert_audit(
+                audit_event(principal, event, now, target_type="api_key", target_id=key.id,
+                            data=data)
+            )
+            await tx.insert_invalidation("key", key.digest, now)
+        self._cache.invalidate(key.digest)
+        return updated
+
+    async def update(
+        self,
+        principal: Principal,
+        key_id: str,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+        ip_allow: list[str] | None = None,
+        space_allow: list[str] | None = None,
+        expires_at: datetime | None = None,
+        clear_expiry: bool = False,
+    ) -> ApiKey:
+        changes: dict[str, object] = {}
+        if name is not None:
+            changes["name"] = check_name(name, "key")
+        if scopes is not None:
+            changes["scopes"] = tuple(self._check_scopes(principal, scopes))
+        if ip_allow is not None:
+            changes["ip_allow"] = parse_networks(ip_allow)
+        if expires_at is not None:
+            self._check_expiry(expires_at)
+            changes["expires_at"] = expires_at
+        elif clear_expiry:
+            changes["expires_at"] = None
+
+        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+            self._require_not_revoked(key)
+            if space_allow is not None:
+                changes["space_allow"] = await self._check_spaces(tx, key.org_id, space_allow)
+            return replace(key, **changes)  # type: ignore[arg-type]
+
+        audit = {k: (list(v) if isinstance(v, tuple) else v) for k, v in changes.items()}
+        if space_allow is not None:
+            audit["space_allow"] = space_allow
+        return await self._change(principal, key_id, "key.updated", audit, apply)
+
+    @staticmethod
+    def _require_not_revoked(key: ApiKey) -> None:
+        if key.revoked_at is not None:
+            raise Conflict(f"API key {key.id} is revoked; revocation is permanent.")
+
+    async def disable(self, principal: Principal, key_id: str) -> ApiKey:
+        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+            self._require_not_revoked(key)
+            return key if key.disabled_at else replace(key, disabled_at=now)
+
+        return await self._change(principal, key_id, "key.disabled", {}, apply)
+
+    async def enable(self, principal: Principal, key_id: str) -> ApiKey:
+        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+            self._require_not_revoked(key)
+            return replace(key, disabled_at=None)
+
+        return await self._change(principal, key_id, "key.enabled", {}, apply)
+
+    async def revoke(self, principal: Principal, key_id: str) -> ApiKey:
+        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+            return key if key.revoked_at else replace(key, revoked_at=now)
+
+        return await self._change(principal, key_id, "key.revoked", {}, apply)
+
+    async def roll(
+        self, principal: Principal, key_id: str, *, grace: timedelta = timedelta(0)
+    ) -> CreatedKey:
+        """Issue a key with the same settings; the old one works for ``grace``, then stops."""
+        if grace < timedelta(0) or grace > MAX_GRACE:
+            raise InvalidInput(f"The grace period must be between 0 and {MAX_GRACE.days} days.")
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            old = await self._get(tx, principal, key_id)
+            state = old.state(now)
+            if state in (KeyState.REVOKED, KeyState.EXPIRED):
+                raise Conflict(f"API key {old.id} is {state.value}; create a new key instead.")
+            if old.rolled_to is not None:
+                raise Conflict(f"API key {old.id} was already rolled to {old.rolled_to}.")
+            plaintext = self._fmt.generate(old.environment)
+            new = replace(
+                old,
+                id=new_id("key"),
+                digest=digest(plaintext),
+                last4=plaintext[-4:],
+                created_by=principal.user_id,
+                created_at=now,
+                updated_at=now,
+                disabled_at=None,
+                last_used_at=None,
+                last_used_ip=None,
+                rolled_to=None,
+            )
+            await tx.insert_key(new)
+            ends = now + grace
+            old_after = replace(
+                old,
+                rolled_to=new.id,
+                updated_at=now,
+                revoked_at=now if grace == timedelta(0) else None,
+                expires_at=ends if grace and (old.expires_at is None or ends < old.expires_at)
+                else old.expires_at,
+            )
+            await tx.update_key(old_after)
+            await tx.insert_audit(
+                audit_event(principal, "key.rolled", now, target_type="api_key",
+                            target_id=old.id, data={"new_key_id": new.id,
+                                                    "grace_seconds": grace.total_seconds()})
+            )
+            await tx.insert_invalidation("key", old.digest, now)
+        self._cache.invalidate(old.digest)
+        return CreatedKey(new, plaintext)
+

@@ -1,0 +1,425 @@
+"""Organisations, spaces, users, roles and memberships."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, replace
+
+from apiward.core.clock import Clock
+from apiward.core.errors import Conflict, InsufficientScope, InvalidInput, NotFound, PermissionDenied
+from apiward.core.ids import new_id
+from apiward.core.models import (
+    Environment,
+    Membership,
+    Organisation,
+    Page,
+    PageRequest,
+    Principal,
+    Role,
+    Space,
+    User,
+)
+from apiward.core.passwords import Passwords, weakness
+from apiward.core.roles import BUILTIN_ROLES, OWNER
+from apiward.core.scopes import ScopeSet, normalise
+from apiward.services.audit import audit_event
+from apiward.services.ports import Cache, Store, Transaction
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{1,39}$")
+DEFAULT_SPACE_NAME = "Default"
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise InvalidInput(f"{email!r} is not a valid email address.")
+    return email.lower()
+
+
+def check_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidInput(f"The {what} name must be 1 to 200 characters long.")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    org: Organisation
+    environments: list[Environment]
+    space: Space
+    owner: User
+
+
+class Tenancy:
+    def __init__(
+        self,
+        store: Store,
+        cache: Cache,
+        clock: Clock,
+        passwords: Passwords,
+        environments: tuple[str, ...],
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._clock = clock
+        self._passwords = passwords
+        self._environments = environments
+
+    async def _hash_password(self, password: str, email: str) -> str:
+        problem = weakness(password, email=email)
+        if problem:
+            raise InvalidInput(problem)
+        return await asyncio.to_thread(self._passwords.hash, password)
+
+    async def _changed(self, tx: Transaction, org_id: str) -> None:
+        """Every verified credential of the org may now resolve differently."""
+        await tx.insert_invalidation("org", org_id, self._clock.now())
+
+    def _after_change(self) -> None:
+        self._cache.clear()
+
+    # organisations ---------------------------------------------------------------
+
+    async def bootstrap(
+        self, org_name: str, owner_email: str, owner_password: str, *, allow_another: bool = False
+    ) -> Bootstrap:
+        """Create an org, its environments, a default space and its owner."""
+        org_name = check_name(org_name, "organisation")
+        email = check_email(owner_email)
+        password_hash = await self._hash_password(owner_password, email)
+        now = self._clock.now()
+        org = Organisation(new_id("org"), org_name, now)
+        envs = [Environment(new_id("env"), org.id, name, now) for name in self._environments]
+        space = Space(new_id("spc"), org.id, DEFAULT_SPACE_NAME, True, now)
+        owner = User(new_id("usr"), org.id, email, email.split("@")[0], password_hash, now)
+        async with self._store.begin() as tx:
+            existing = await tx.list_orgs()
+            if existing and not allow_another:
+                names = ", ".join(f"{o.name} ({o.id})" for o in existing)
+                raise Conflict(
+                    f"This instance already has an organisation: {names}. "
+                    "Pass --new-org to create another one."
+                )
+            if any(o.name == org_name for o in existing):
+                raise Conflict(f"An organisation named {org_name!r} already exists.")
+            await tx.insert_org(org)
+            for env in envs:
+                await tx.insert_environment(env)
+            await tx.insert_space(space)
+            await tx.insert_user(owner)
+            await tx.put_membership(Membership(org.id, owner.id, None, OWNER, now))
+        return Bootstrap(org, envs, space, owner)
+
+    async def list_orgs(self) -> list[Organisation]:
+        async with self._store.begin() as tx:
+            return await tx.list_orgs()
+
+    async def get_org(self, org_id: str) -> Organisation:
+        async with self._store.begin() as tx:
+            org = await tx.get_org(org_id)
+        if org is None:
+            raise NotFound("organisation", org_id)
+        return org
+
+    # spaces ----------------------------------------------------------------------
+
+    async def create_space(self, principal: Principal, name: str) -> Space:
+        now = self._clock.now()
+        space = Space(new_id("spc"), principal.org_id, check_name(name, "space"), False, now)
+        async with self._store.begin() as tx:
+            await tx.insert_space(space)
+            await tx.insert_audit(
+                audit_event(principal, "space.created", now, target_type="space",
+                            target_id=space.id, data={"name": space.name})
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+        return space
+
+    async def get_space(self, principal: Principal, space_id: str) -> Space:
+        async with self._store.begin() as tx:
+            return await self._space(tx, principal.org_id, space_id)
+
+    async def _space(self, tx: Transaction, org_id: str, space_id: str) -> Space:
+        space = await tx.get_space(org_id, space_id)
+        if space is None:
+            raise NotFound("space", space_id)
+        return space
+
+    async def list_spaces(
+        self, principal: Principal, page: PageRequest, *, include_archived: bool = False
+    ) -> Page[Space]:
+        async with self._store.begin() as tx:
+            return await tx.list_spaces(principal.org_id, page, include_archived=include_archived)
+
+    async def update_space(
+        self, principal: Principal, space_id: str, *, name: str | None, archived: bool | None
+    ) -> Space:
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            space = await self._space(tx, principal.org_id, space_id)
+            changes: dict[str, object] = {}
+            if name is not None:
+                space = replace(space, name=check_name(name, "space"))
+                changes["name"] = space.name
+            if archived is not None and archived != (space.archived_at is not None):
+                if archived and space.is_default:
+                    raise Conflict("The default space cannot be archived.")
+                space = replace(space, archived_at=now if archived else None)
+                changes["archived"] = archived
+            await tx.update_space(space)
+            await tx.insert_audit(
+                audit_event(principal, "space.updated", now, target_type="space",
+                            target_id=space.id, data=changes)
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+        return space
+
+    # users -----------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        principal: Principal,
+        email: str,
+        *,
+        name: str | None = None,
+        password: str | None = None,
+        role: str | None = None,
+        space_id: str | None = None,
+    ) -> User:
+        email = check_email(email)
+        password_hash = await self._hash_password(password, email) if password else None
+        now = self._clock.now()
+        user = User(
+            new_id("usr"), principal.org_id, email,
+            check_name(name or email.split("@")[0], "user"), password_hash, now,
+        )
+        async with self._store.begin() as tx:
+            if await tx.find_user_by_email(principal.org_id, email):
+                raise Conflict(f"A user with email {email} already exists in this organisation.")
+            await tx.insert_user(user)
+            if role is not None:
+                await self._grant(tx, principal, Membership(principal.org_id, user.id,
+                                                            space_id, role, now))
+            await tx.insert_audit(
+                audit_event(principal, "user.created", now, target_type="user",
+                            target_id=user.id, data={"email": email, "role": role})
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+        return user
+
+    async def get_user(self, principal: Principal, user_id: str) -> User:
+        async with self._store.begin() as tx:
+            return await self._user(tx, principal.org_id, user_id)
+
+    async def _user(self, tx: Transaction, org_id: str, user_id: str) -> User:
+        user = await tx.get_user(org_id, user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+        return user
+
+    async def list_users(self, principal: Principal, page: PageRequest) -> Page[User]:
+        async with self._store.begin() as tx:
+            return await tx.list_users(principal.org_id, page)
+
+    async def update_user(
+        self, principal: Principal, user_id: str, *, name: str | None, disabled: bool | None
+    ) -> User:
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            user = await self._user(tx, principal.org_id, user_id)
+            changes: dict[str, object] = {}
+            if name is not None:
+                user = replace(user, name=check_name(name, "user"))
+                changes["name"] = user.name
+            if disabled is not None and disabled != (user.disabled_at is not None):
+                if disabled and user.id == principal.user_id:
+                    raise Conflict("You cannot disable your own user.")
+                if await self._is_owner(tx, principal.org_id, user.id):
+                    await self._require_owner(tx, principal)
+                user = replace(user, disabled_at=now if disabled else None)
+                changes["disabled"] = disabled
+            await tx.update_user(user)
+            await tx.insert_audit(
+                audit_event(principal, "user.updated", now, target_type="user",
+                            target_id=user.id, data=changes)
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+        return user
+
+    async def authenticate_password(self, org_id: str, email: str, password: str) -> User | None:
+        """The user whose password this is, or None (same cost either way)."""
+        async with self._store.begin() as tx:
+            user = await tx.find_user_by_email(org_id, email.strip().lower())
+        stored = user.password_hash if user else None
+        ok = await asyncio.to_thread(self._passwords.verify, stored, password)
+        if not ok or user is None or user.disabled_at is not None:
+            return None
+        return user
+
+    # roles -----------------------------------------------------------------------
+
+    async def list_roles(self, principal: Principal) -> list[Role]:
+        async with self._store.begin() as tx:
+            custom = await tx.list_roles(principal.org_id)
+        return [*BUILTIN_ROLES.values(), *custom]
+
+    async def get_role(self, principal: Principal, name: str) -> Role:
+        async with self._store.begin() as tx:
+            return await self._role(tx, principal.org_id, name)
+
+    async def _role(self, tx: Transaction, org_id: str, name: str) -> Role:
+        role = BUILTIN_ROLES.get(name) or await tx.get_role(org_id, name)
+        if role is None:
+            raise NotFound("role", name)
+        return role
+
+    def _check_grantable(self, principal: Principal, scopes: list[str]) -> None:
+        for scope in scopes:
+            if not principal.grants(scope):
+                raise InsufficientScope(scope, subject="Your credential")
+
+    async def create_role(
+        self, principal: Principal, name: str, scopes: list[str], description: str = ""
+    ) -> Role:
+        if not _ROLE_NAME.match(name):
+            raise InvalidInput(
+                f"Invalid role name {name!r}: use 2 to 40 lowercase letters, digits, '-' or "
+                "'_', starting with a letter."
+            )
+        if name in BUILTIN_ROLES:
+            raise Conflict(f"{name!r} is a built-in role; choose another name.")
+        normalised = normalise(scopes)
+        if not normalised:
+            raise InvalidInput("A role needs at least one scope.")
+        self._check_grantable(principal, normalised)
+        now = self._clock.now()
+        role = Role(name, tuple(normalised), description[:500], False, principal.org_id, now)
+        async with self._store.begin() as tx:
+            if await tx.get_role(principal.org_id, name):
+                raise Conflict(f"A role named {name!r} already exists.")
+            await tx.insert_role(role)
+            await tx.insert_audit(
+                audit_event(principal, "role.created", now, target_type="role",
+                            target_id=name, data={"scopes": normalised})
+            )
+        return role
+
+    async def update_role(
+        self, principal: Principal, name: str, *, scopes: list[str] | None,
+        description: str | None,
+    ) -> Role:
+        if name in BUILTIN_ROLES:
+            raise Conflict(f"{name!r} is a built-in role and cannot be changed.")
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            role = await self._role(tx, principal.org_id, name)
+            if scopes is not None:
+                normalised = normalise(scopes)
+                if not normalised:
+                    raise InvalidInput("A role needs at least one scope.")
+                self._check_grantable(principal, normalised)
+                role = replace(role, scopes=tuple(normalised))
+            if description is not None:
+                role = replace(role, description=description[:500])
+            await tx.update_role(role)
+            await tx.insert_audit(
+                audit_event(principal, "role.updated", now, target_type="role",
+                            target_id=name, data={"scopes": list(role.scopes)})
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+        return role
+
+    async def delete_role(self, principal: Principal, name: str) -> None:
+        if name in BUILTIN_ROLES:
+            raise Conflict(f"{name!r} is a built-in role and cannot be deleted.")
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            await self._role(tx, principal.org_id, name)
+            if await tx.role_in_use(principal.org_id, name):
+                raise Conflict(f"Role {name!r} is still granted; remove its memberships first.")
+            await tx.delete_role(principal.org_id, name)
+            await tx.insert_audit(
+                audit_event(principal, "role.deleted", now, target_type="role", target_id=name)
+            )
+
+    # memberships -----------------------------------------------------------------
+
+    async def _is_owner(self, tx: Transaction, org_id: str, user_id: str) -> bool:
+        return any(m.role == OWNER for m in await tx.list_memberships(org_id, user_id))
+
+    async def _require_owner(self, tx: Transaction, principal: Principal) -> None:
+        if not await self._is_owner(tx, principal.org_id, principal.user_id):
+            raise PermissionDenied("Only an owner may grant, remove or change an owner.")
+
+    async def _grant(self, tx: Transaction, principal: Principal, membership: Membership) -> None:
+        role = await self._role(tx, principal.org_id, membership.role)
+        if membership.space_id is not None:
+            await self._space(tx, principal.org_id, membership.space_id)
+        if role.name == OWNER:
+            await self._require_owner(tx, principal)
+        self._check_grantable(principal, list(role.scopes))
+        await tx.put_membership(membership)
+
+    async def grant(
+        self, principal: Principal, user_id: str, role: str, space_id: str | None
+    ) -> Membership:
+        now = self._clock.now()
+        membership = Membership(principal.org_id, user_id, space_id, role, now)
+        async with self._store.begin() as tx:
+            await self._user(tx, principal.org_id, user_id)
+            current = [m for m in await tx.list_memberships(principal.org_id, user_id)
+                       if m.space_id == space_id]
+            if current and current[0].role == OWNER:
+                await self._require_owner(tx, principal)
+            await self._grant(tx, principal, membership)
+            await tx.insert_audit(
+                audit_event(principal, "membership.granted", now, target_type="user",
+                            target_id=user_id, data={"role": role, "space_id": space_id})
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+        return membership
+
+    async def revoke_membership(
+        self, principal: Principal, user_id: str, space_id: str | None
+    ) -> None:
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            await self._user(tx, principal.org_id, user_id)
+            current = [m for m in await tx.list_memberships(principal.org_id, user_id)
+                       if m.space_id == space_id]
+            if not current:
+                raise NotFound("membership", f"{user_id}/{space_id or '*'}")
+            if current[0].role == OWNER:
+                await self._require_owner(tx, principal)
+                if user_id == principal.user_id and space_id is None:
+                    raise Conflict("You cannot remove your own owner role.")
+            await tx.delete_membership(principal.org_id, user_id, space_id)
+            await tx.insert_audit(
+                audit_event(principal, "membership.removed", now, target_type="user",
+                            target_id=user_id, data={"space_id": space_id})
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
+
+    async def memberships(self, principal: Principal, user_id: str) -> list[Membership]:
+        async with self._store.begin() as tx:
+            await self._user(tx, principal.org_id, user_id)
+            return await tx.list_memberships(principal.org_id, user_id)
+
+    async def role_scopes(self, tx: Transaction, org_id: str, user_id: str) -> dict[str | None, ScopeSet]:
+        """The user's scopes per space id (None: every space of the org)."""
+        result: dict[str | None, ScopeSet] = {}
+        for m in await tx.list_memberships(org_id, user_id):
+            role = BUILTIN_ROLES.get(m.role) or await tx.get_role(org_id, m.role)
+            if role is not None:
+                result[m.space_id] = ScopeSet(role.scopes)
+        return result
