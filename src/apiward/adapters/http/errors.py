@@ -43,13 +43,8 @@ _HTTP_CODES = {
     405: ("METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED"),
     413: ("PAYLOAD_TOO_LARGE", "PAYLOAD_TOO_LARGE"),
     415: ("UNSUPPORTED_MEDIA_TYPE", "UNSUPPORTED_MEDIA_TYPE"),
-    422: ("VALIDATION_ERROR", "INVALID_INPUT"),
     429: ("RATE_LIMITED", "RATE_LIMITED"),
 }
-
-
-class BodyTooLarge(Exception):
-    """A streamed body passed the size limit that its Content-Length did not announce."""
 
 
 def status_of(exc: e.ApiwardError) -> int:
@@ -154,7 +149,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
         return render(style, 400, "BAD_REQUEST", "MALFORMED_JSON",
                       "The request body is not valid JSON. Send a JSON object with "
                       "Content-Type: application/json.", request_id_of(request))
-    return render(style, 422, "VALIDATION_ERROR", "INVALID_INPUT",
+    return render(style, 400, "BAD_REQUEST", "INVALID_INPUT",
                   f"Invalid request: {_describe(errors)}", request_id_of(request))
 
 
@@ -177,15 +172,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
                   "when you contact support.", request_id_of(request))
 
 
-async def _too_large(request: Request, exc: Exception) -> Response:
-    limit = request.app.state.settings.max_body_bytes
-    return render(request.app.state.settings.error_style, 413, "PAYLOAD_TOO_LARGE",
-                  "PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.",
-                  request_id_of(request))
-
-
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(e.ApiwardError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -8,7 +8,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apiward.adapters.http.errors import BodyTooLarge, render
+from apiward.adapters.http.errors import render
 from apiward.adapters.logging import get_logger
 
 log = get_logger("apiward.access")
@@ -41,8 +41,12 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         status = 500
 
+        rejected = False
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            if rejected:
+                return  # the 413 already went out; the app's answer is dropped
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
@@ -51,11 +55,30 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        seen = 0
+
+        async def limited_receive() -> Message:
+            # A body without Content-Length (chunked) is counted as it streams: past the
+            # limit, the client gets its 413 and the app sees a disconnect.
+            nonlocal seen, rejected, status
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body and not rejected:
+                    await self._too_large(request_id, send_wrapper)
+                    status, rejected = 413, True
+                    return {"type": "http.disconnect"}
+            return message
+
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await self._too_large(request_id, send_wrapper)
+                status = 413
                 return
-            await self.app(scope, self._limited(receive, request_id, send_wrapper), send_wrapper)
+            await self.app(scope, limited_receive, send_wrapper)
+        except Exception:
+            if not rejected:
+                raise
         finally:
             log.info(
                 "request",
@@ -66,20 +89,6 @@ class RequestContextMiddleware:
                 client=(scope.get("client") or ("-",))[0],
             )
             structlog.contextvars.unbind_contextvars("request_id")
-
-    def _limited(self, receive: Receive, request_id: str, send: Send) -> Receive:
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge()
-            return message
-
-        return wrapped
 
     async def _too_large(self, request_id: str, send: Send) -> None:
         response = render(

@@ -1,0 +1,95 @@
+"""The CLI, driven the way an operator runs it: init, keys, and the server seeing the change."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from apiward.adapters.cli.main import app
+from apiward.adapters.http.app import create_app
+from tests.conftest import fast_settings
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "APIWARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "APIWARD_ARGON2_TIME_COST": "1",
+        "APIWARD_ARGON2_MEMORY_KIB": "1024",
+        "APIWARD_ARGON2_PARALLELISM": "1",
+        "APIWARD_LOG_LEVEL": "warning",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> None:
+    boot = json.loads(run("init", "--org-name", "Acme", "--email", "o@acme.test",
+                          "--password", "correct horse battery", "--json"))
+    assert boot["environments"] == ["live", "test"]
+    assert boot["key"]["secret"].startswith("aw_live_")
+
+    again = CliRunner().invoke(app, ["init", "--org-name", "Acme2", "--email", "o@acme.test",
+                                     "--password", "correct horse battery"])
+    assert again.exit_code == 1 and "already has an organisation" in again.output
+
+    created = json.loads(run("keys", "create", "--name", "ci", "--scope", "keys:read",
+                             "--env", "test", "--json"))
+    secret = created["key"]
+    assert secret.startswith("aw_test_") and created["scopes"] == ["keys:read"]
+
+    listed = json.loads(run("keys", "list", "--env", "test", "--json"))
+    assert [k["id"] for k in listed["items"]] == [created["id"]]
+    assert secret not in json.dumps(listed)
+    assert "ci" in run("keys", "list", "--env", "test")
+
+    settings = fast_settings(database_url=env["APIWARD_DATABASE_URL"],
+                             invalidation_poll_seconds=0.05)
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {secret}"}
+        assert client.get("/v1/keys", headers=auth).status_code == 200
+        forbidden = client.get("/v1/users", headers=auth)
+        assert forbidden.json()["message"].endswith("users:read")
+        # Revoked from another process (the CLI): the server refuses it within the poll.
+        run("keys", "revoke", created["id"])
+        import time
+
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            r = client.get("/v1/keys", headers=auth)
+            if r.status_code == 401:
+                break
+            time.sleep(0.05)
+        assert r.json()["message"] == "API key has been revoked"
+
+    shown = json.loads(run("keys", "get", created["id"], "--json"))
+    assert shown["state"] == "revoked"
+
+
+def test_keys_update_disable_enable_roll(env: dict[str, str]) -> None:
+    run("init", "--org-name", "Acme", "--email", "o@acme.test", "--password",
+        "correct horse battery", "--json")
+    key = json.loads(run("keys", "create", "--name", "a", "--scope", "keys:read", "--json"))
+    updated = json.loads(run("keys", "update", key["id"], "--name", "b", "--scope", "spaces:read",
+                             "--allow-ip", "10.0.0.0/8", "--json"))
+    assert updated["name"] == "b" and updated["scopes"] == ["spaces:read"]
+    assert updated["ip_allow"] == ["10.0.0.0/8"]
+    assert json.loads(run("keys", "disable", key["id"], "--json"))["state"] == "disabled"
+    assert json.loads(run("keys", "enable", key["id"], "--json"))["state"] == "active"
+    rolled = json.loads(run("keys", "roll", key["id"], "--grace", "60", "--json"))
+    assert rolled["key"] != key["key"] and rolled["name"] == "b"
+    bad = CliRunner().invoke(app, ["keys", "create", "--name", "x", "--scope", "bad scope"])
+    assert bad.exit_code == 1 and "resource:action" in bad.output
+    assert os.environ["APIWARD_DATABASE_URL"] == env["APIWARD_DATABASE_URL"]

@@ -1,0 +1,48 @@
+"""No secret ever reaches the logs."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from apiward.adapters import logging as logs
+from apiward.adapters.http.app import create_app
+from tests.conftest import bootstrap, fast_settings
+
+
+def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    settings = fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
+                             log_level="debug")
+    with TestClient(create_app(settings)) as client:
+        logs.configure("debug", "json", stream)
+        org = bootstrap(client)
+        secrets = [org.owner_key, org.owner_test_key]
+        created = org.create_key(["keys:read"])
+        secrets.append(created["key"])
+        rolled = client.post(f"/v1/keys/{created['id']}/roll", headers=org.headers(),
+                             json={"grace_seconds": 60}).json()
+        secrets.append(rolled["key"])
+        for key in secrets:
+            client.get("/v1/keys", headers=org.headers(key))
+            client.get("/v1/users", headers=org.headers(key[:-1] + "x"))
+            client.get("/v1/keys", headers={"Authorization": key})
+        client.post(f"/v1/keys/{created['id']}/revoke", headers=org.headers())
+        client.get("/v1/keys", headers=org.headers(created["key"]))
+    output = stream.getvalue()
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert any(line.get("event") == "request" for line in lines)
+    assert all("request_id" in line for line in lines if line.get("event") == "request")
+    for secret in secrets:
+        assert secret not in output
+        assert secret[8:-6] not in output
+
+
+def test_redaction_masks_what_looks_like_a_credential() -> None:
+    text = "got aw_live_ZYxi2N4hOcGS7MrqDqtcYDUJBTLQDOUv0tqq3o and Bearer abcdefghijkl"
+    masked = logs.redact(text)
+    assert "ZYxi2N4h" not in masked and "abcdefghijkl" not in masked
+    assert "[REDACTED]" in masked

@@ -1,0 +1,155 @@
+"""Shared fixtures: settings on a fresh database, an app with its lifespan, an org."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from apiward.adapters.http.app import create_app
+from apiward.adapters.runtime import Runtime
+from apiward.adapters.settings import Settings
+
+POSTGRES_URL = os.environ.get(
+    "APIWARD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def fast_settings(**overrides: Any) -> Settings:
+    """Settings for tests: cheap Argon2 (the real cost is a production setting), quiet logs."""
+    base: dict[str, Any] = {
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "argon2_parallelism": 1,
+        "log_level": "warning",
+        "last_used_flush_seconds": 3600,
+        "invalidation_poll_seconds": 3600,
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+def _postgres_reachable() -> str | None:
+    import asyncpg
+
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg", "postgresql")
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=3)
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL, reset to an empty schema; skip (fail in CI) when unreachable."""
+    problem = _postgres_reachable()
+    if problem:
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({problem}). Start it, or point "
+            "APIWARD_TEST_POSTGRES_URL at a server, to run these tests."
+        )
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store contract test runs once on SQLite and once on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'apiward.db'}"
+    return require_postgres()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'apiward.db'}"
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> Settings:
+    return fast_settings(database_url=sqlite_url)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+@dataclass
+class Org:
+    """A bootstrapped organisation and the owner's live and test keys."""
+
+    client: TestClient
+    id: str
+    space_id: str
+    owner_id: str
+    owner_key: str
+    owner_test_key: str
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.client.app.state.runtime  # type: ignore[attr-defined]
+        return runtime
+
+    def headers(self, key: str | None = None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.owner_key}", **extra}
+
+    def create_key(self, scopes: list[str], *, env: str = "live", **fields: Any) -> dict[str, Any]:
+        owner = self.owner_key if env == "live" else self.owner_test_key
+        r = self.client.post("/v1/keys", headers=self.headers(owner),
+                             json={"name": "k", "scopes": scopes, **fields})
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def create_user(self, email: str, role: str | None = None, space_id: str | None = None,
+                    password: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"email": email, "role": role, "space_id": space_id}
+        if password:
+            payload["password"] = password
+        r = self.client.post("/v1/users", headers=self.headers(), json=payload)
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+def bootstrap(client: TestClient, name: str = "Acme", email: str = "owner@acme.test",
+              *, another: bool = False) -> Org:
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    async def run() -> Org:
+        boot = await runtime.tenancy.bootstrap(name, email, "correct horse battery",
+                                               allow_another=another)
+        keys = {}
+        for env in ("live", "test"):
+            principal = await runtime.operator(boot.org.id, env)
+            keys[env] = (await runtime.keys.create(principal, name="owner", scopes=["*"])).plaintext
+        return Org(client, boot.org.id, boot.space.id, boot.owner.id, keys["live"], keys["test"])
+
+    return client.portal.call(run)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def org(client: TestClient) -> Org:
+    return bootstrap(client)
+
+
+@pytest.fixture
+def other_org(client: TestClient, org: Org) -> Org:
+    return bootstrap(client, "Globex", "owner@globex.test", another=True)
