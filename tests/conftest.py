@@ -112,14 +112,20 @@ class Org:
 
     def create_key(self, scopes: list[str], *, env: str = "live", **fields: Any) -> dict[str, Any]:
         owner = self.owner_key if env == "live" else self.owner_test_key
-        r = self.client.post("/v1/keys", headers=self.headers(owner),
-                             json={"name": "k", "scopes": scopes, **fields})
+        r = self.client.post(
+            "/v1/keys", headers=self.headers(owner), json={"name": "k", "scopes": scopes, **fields}
+        )
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         return body
 
-    def create_user(self, email: str, role: str | None = None, space_id: str | None = None,
-                    password: str | None = None) -> dict[str, Any]:
+    def create_user(
+        self,
+        email: str,
+        role: str | None = None,
+        space_id: str | None = None,
+        password: str | None = None,
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {"email": email, "role": role, "space_id": space_id}
         if password:
             payload["password"] = password
@@ -129,13 +135,15 @@ class Org:
         return body
 
 
-def bootstrap(client: TestClient, name: str = "Acme", email: str = "owner@acme.test",
-              *, another: bool = False) -> Org:
+def bootstrap(
+    client: TestClient, name: str = "Acme", email: str = "owner@acme.test", *, another: bool = False
+) -> Org:
     runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
 
     async def run() -> Org:
-        boot = await runtime.tenancy.bootstrap(name, email, "correct horse battery",
-                                               allow_another=another)
+        boot = await runtime.tenancy.bootstrap(
+            name, email, "correct horse battery", allow_another=another
+        )
         keys = {}
         for env in ("live", "test"):
             principal = await runtime.operator(boot.org.id, env)

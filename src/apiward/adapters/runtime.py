@@ -50,12 +50,18 @@ class Runtime:
         self.passwords = Passwords(settings.password_policy)
         self.usage = UsageRecorder()
         fmt = settings.key_format
-        self.tenancy = Tenancy(self.store, self.cache, self.clock, self.passwords,
-                               settings.environments)
+        self.tenancy = Tenancy(
+            self.store, self.cache, self.clock, self.passwords, settings.environments
+        )
         self.keys = Keys(self.store, self.cache, self.clock, fmt)
         self.audit = AuditLog(self.store)
         self.auth = Authenticator(
-            self.store, self.cache, self.clock, fmt, self.tenancy, self.usage,
+            self.store,
+            self.cache,
+            self.clock,
+            fmt,
+            self.tenancy,
+            self.usage,
             space_header=settings.space_header,
         )
         self.trusted_proxies = tuple(
@@ -71,10 +77,12 @@ class Runtime:
         await self.poll_invalidations()
         if background:
             self._tasks = [
-                asyncio.create_task(self._every(self.settings.last_used_flush_seconds,
-                                                self.flush_usage)),
-                asyncio.create_task(self._every(self.settings.invalidation_poll_seconds,
-                                                self.poll_invalidations)),
+                asyncio.create_task(
+                    self._every(self.settings.last_used_flush_seconds, self.flush_usage)
+                ),
+                asyncio.create_task(
+                    self._every(self.settings.invalidation_poll_seconds, self.poll_invalidations)
+                ),
             ]
 
     async def stop(self) -> None:
@@ -141,8 +149,13 @@ class Runtime:
         if owner is None or space is None:
             raise NotFound("owner of organisation", org.id)
         return Principal(
-            org_id=org.id, environment=environment, space_id=space.id, user_id=owner.id,
-            scopes=ScopeSet(["*"]), credential_id="cli", credential_kind=CredentialKind.OPERATOR,
+            org_id=org.id,
+            environment=environment,
+            space_id=space.id,
+            user_id=owner.id,
+            scopes=ScopeSet(["*"]),
+            credential_id="cli",
+            credential_kind=CredentialKind.OPERATOR,
             context=RequestContext(user_agent="apiward-cli"),
         )
 

@@ -1,9 +1,9 @@
-"""Settings: environment variables ``APIWARD_*``, or a TOML file named by ``APIWARD_CONFIG_FILE``."""
+"""Settings: environment variables ``APIWARD_*``, or a TOML file (``APIWARD_CONFIG_FILE``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -25,14 +25,14 @@ class ApiVersion(BaseModel):
 
     id: str
     name: str = ""
-    date: date
+    date: dt.date
     deprecated: bool = False
-    sunset: date | None = None
+    sunset: dt.date | None = None
     openapi_url: str | None = None
 
 
 def _default_versions() -> list[ApiVersion]:
-    return [ApiVersion(id="2026-11-01", name="first", date=date(2026, 11, 1))]
+    return [ApiVersion(id="2026-11-01", name="first", date=dt.date(2026, 11, 1))]
 
 
 class Settings(BaseSettings):

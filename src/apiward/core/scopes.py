@@ -49,7 +49,7 @@ def _format(scope: Scope) -> str:
 
 
 def _part_covers(pattern: str, value: str) -> bool:
-    return pattern == WILDCARD or pattern == value
+    return pattern in (WILDCARD, value)
 
 
 def _covers(pattern: Scope, scope: Scope) -> bool:

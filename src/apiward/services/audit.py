@@ -42,7 +42,9 @@ class AuditLog:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def list(self, principal: Principal, flt: AuditFilter, page: PageRequest) -> Page[AuditEvent]:
+    async def list(
+        self, principal: Principal, flt: AuditFilter, page: PageRequest
+    ) -> Page[AuditEvent]:
         if principal.credential_kind is not CredentialKind.OPERATOR:
             flt = replace(flt, environment=principal.environment)
         async with self._store.begin() as tx:

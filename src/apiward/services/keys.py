@@ -81,7 +81,9 @@ class Keys:
                 raise InsufficientScope(scope, subject="Your credential")
         return normalised
 
-    async def _check_spaces(self, tx: Transaction, org_id: str, spaces: list[str]) -> tuple[str, ...]:
+    async def _check_spaces(
+        self, tx: Transaction, org_id: str, spaces: list[str]
+    ) -> tuple[str, ...]:
         if len(spaces) > MAX_ALLOW_LIST:
             raise InvalidInput(f"A space allow-list holds at most {MAX_ALLOW_LIST} entries.")
         for space_id in spaces:
@@ -146,9 +148,14 @@ class Keys:
             )
             await tx.insert_key(key)
             await tx.insert_audit(
-                audit_event(principal, "key.created", now, target_type="api_key",
-                            target_id=key.id, data={"name": name, "scopes": normalised,
-                                                    "environment": env})
+                audit_event(
+                    principal,
+                    "key.created",
+                    now,
+                    target_type="api_key",
+                    target_id=key.id,
+                    data={"name": name, "scopes": normalised, "environment": env},
+                )
             )
         return CreatedKey(key, plaintext)
 
@@ -165,7 +172,7 @@ class Keys:
         async with self._store.begin() as tx:
             return await self._get(tx, principal, key_id)
 
-    async def list(
+    async def list_keys(
         self,
         principal: Principal,
         page: PageRequest,
@@ -180,7 +187,11 @@ class Keys:
             return await tx.list_keys(principal.org_id, flt, page)
 
     async def _change(
-        self, principal: Principal, key_id: str, event: str, data: dict[str, object],
+        self,
+        principal: Principal,
+        key_id: str,
+        event: str,
+        data: dict[str, object],
         change: _Change,
     ) -> ApiKey:
         now = self._clock.now()
@@ -189,8 +200,9 @@ class Keys:
             updated = replace(await change(tx, key, now), updated_at=now)
             await tx.update_key(updated)
             await tx.insert_audit(
-                audit_event(principal, event, now, target_type="api_key", target_id=key.id,
-                            data=data)
+                audit_event(
+                    principal, event, now, target_type="api_key", target_id=key.id, data=data
+                )
             )
             await tx.insert_invalidation("key", key.digest, now)
         self._cache.invalidate(key.digest)
@@ -292,16 +304,21 @@ class Keys:
                 rolled_to=new.id,
                 updated_at=now,
                 revoked_at=now if grace == timedelta(0) else None,
-                expires_at=ends if grace and (old.expires_at is None or ends < old.expires_at)
+                expires_at=ends
+                if grace and (old.expires_at is None or ends < old.expires_at)
                 else old.expires_at,
             )
             await tx.update_key(old_after)
             await tx.insert_audit(
-                audit_event(principal, "key.rolled", now, target_type="api_key",
-                            target_id=old.id, data={"new_key_id": new.id,
-                                                    "grace_seconds": grace.total_seconds()})
+                audit_event(
+                    principal,
+                    "key.rolled",
+                    now,
+                    target_type="api_key",
+                    target_id=old.id,
+                    data={"new_key_id": new.id, "grace_seconds": grace.total_seconds()},
+                )
             )
             await tx.insert_invalidation("key", old.digest, now)
         self._cache.invalidate(old.digest)
         return CreatedKey(new, plaintext)
-

@@ -7,7 +7,13 @@ import re
 from dataclasses import dataclass, replace
 
 from apiward.core.clock import Clock
-from apiward.core.errors import Conflict, InsufficientScope, InvalidInput, NotFound, PermissionDenied
+from apiward.core.errors import (
+    Conflict,
+    InsufficientScope,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Environment,
@@ -132,8 +138,14 @@ class Tenancy:
         async with self._store.begin() as tx:
             await tx.insert_space(space)
             await tx.insert_audit(
-                audit_event(principal, "space.created", now, target_type="space",
-                            target_id=space.id, data={"name": space.name})
+                audit_event(
+                    principal,
+                    "space.created",
+                    now,
+                    target_type="space",
+                    target_id=space.id,
+                    data={"name": space.name},
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -172,8 +184,14 @@ class Tenancy:
                 changes["archived"] = archived
             await tx.update_space(space)
             await tx.insert_audit(
-                audit_event(principal, "space.updated", now, target_type="space",
-                            target_id=space.id, data=changes)
+                audit_event(
+                    principal,
+                    "space.updated",
+                    now,
+                    target_type="space",
+                    target_id=space.id,
+                    data=changes,
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -195,19 +213,30 @@ class Tenancy:
         password_hash = await self._hash_password(password, email) if password else None
         now = self._clock.now()
         user = User(
-            new_id("usr"), principal.org_id, email,
-            check_name(name or email.split("@")[0], "user"), password_hash, now,
+            new_id("usr"),
+            principal.org_id,
+            email,
+            check_name(name or email.split("@")[0], "user"),
+            password_hash,
+            now,
         )
         async with self._store.begin() as tx:
             if await tx.find_user_by_email(principal.org_id, email):
                 raise Conflict(f"A user with email {email} already exists in this organisation.")
             await tx.insert_user(user)
             if role is not None:
-                await self._grant(tx, principal, Membership(principal.org_id, user.id,
-                                                            space_id, role, now))
+                await self._grant(
+                    tx, principal, Membership(principal.org_id, user.id, space_id, role, now)
+                )
             await tx.insert_audit(
-                audit_event(principal, "user.created", now, target_type="user",
-                            target_id=user.id, data={"email": email, "role": role})
+                audit_event(
+                    principal,
+                    "user.created",
+                    now,
+                    target_type="user",
+                    target_id=user.id,
+                    data={"email": email, "role": role},
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -246,8 +275,14 @@ class Tenancy:
                 changes["disabled"] = disabled
             await tx.update_user(user)
             await tx.insert_audit(
-                audit_event(principal, "user.updated", now, target_type="user",
-                            target_id=user.id, data=changes)
+                audit_event(
+                    principal,
+                    "user.updated",
+                    now,
+                    target_type="user",
+                    target_id=user.id,
+                    data=changes,
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -306,13 +341,23 @@ class Tenancy:
                 raise Conflict(f"A role named {name!r} already exists.")
             await tx.insert_role(role)
             await tx.insert_audit(
-                audit_event(principal, "role.created", now, target_type="role",
-                            target_id=name, data={"scopes": normalised})
+                audit_event(
+                    principal,
+                    "role.created",
+                    now,
+                    target_type="role",
+                    target_id=name,
+                    data={"scopes": normalised},
+                )
             )
         return role
 
     async def update_role(
-        self, principal: Principal, name: str, *, scopes: list[str] | None,
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        scopes: list[str] | None,
         description: str | None,
     ) -> Role:
         if name in BUILTIN_ROLES:
@@ -330,8 +375,14 @@ class Tenancy:
                 role = replace(role, description=description[:500])
             await tx.update_role(role)
             await tx.insert_audit(
-                audit_event(principal, "role.updated", now, target_type="role",
-                            target_id=name, data={"scopes": list(role.scopes)})
+                audit_event(
+                    principal,
+                    "role.updated",
+                    now,
+                    target_type="role",
+                    target_id=name,
+                    data={"scopes": list(role.scopes)},
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -375,14 +426,23 @@ class Tenancy:
         membership = Membership(principal.org_id, user_id, space_id, role, now)
         async with self._store.begin() as tx:
             await self._user(tx, principal.org_id, user_id)
-            current = [m for m in await tx.list_memberships(principal.org_id, user_id)
-                       if m.space_id == space_id]
+            current = [
+                m
+                for m in await tx.list_memberships(principal.org_id, user_id)
+                if m.space_id == space_id
+            ]
             if current and current[0].role == OWNER:
                 await self._require_owner(tx, principal)
             await self._grant(tx, principal, membership)
             await tx.insert_audit(
-                audit_event(principal, "membership.granted", now, target_type="user",
-                            target_id=user_id, data={"role": role, "space_id": space_id})
+                audit_event(
+                    principal,
+                    "membership.granted",
+                    now,
+                    target_type="user",
+                    target_id=user_id,
+                    data={"role": role, "space_id": space_id},
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -394,8 +454,11 @@ class Tenancy:
         now = self._clock.now()
         async with self._store.begin() as tx:
             await self._user(tx, principal.org_id, user_id)
-            current = [m for m in await tx.list_memberships(principal.org_id, user_id)
-                       if m.space_id == space_id]
+            current = [
+                m
+                for m in await tx.list_memberships(principal.org_id, user_id)
+                if m.space_id == space_id
+            ]
             if not current:
                 raise NotFound("membership", f"{user_id}/{space_id or '*'}")
             if current[0].role == OWNER:
@@ -404,8 +467,14 @@ class Tenancy:
                     raise Conflict("You cannot remove your own owner role.")
             await tx.delete_membership(principal.org_id, user_id, space_id)
             await tx.insert_audit(
-                audit_event(principal, "membership.removed", now, target_type="user",
-                            target_id=user_id, data={"space_id": space_id})
+                audit_event(
+                    principal,
+                    "membership.removed",
+                    now,
+                    target_type="user",
+                    target_id=user_id,
+                    data={"space_id": space_id},
+                )
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
@@ -415,7 +484,9 @@ class Tenancy:
             await self._user(tx, principal.org_id, user_id)
             return await tx.list_memberships(principal.org_id, user_id)
 
-    async def role_scopes(self, tx: Transaction, org_id: str, user_id: str) -> dict[str | None, ScopeSet]:
+    async def role_scopes(
+        self, tx: Transaction, org_id: str, user_id: str
+    ) -> dict[str | None, ScopeSet]:
         """The user's scopes per space id (None: every space of the org)."""
         result: dict[str | None, ScopeSet] = {}
         for m in await tx.list_memberships(org_id, user_id):

@@ -36,17 +36,38 @@ def run(*args: str) -> str:
 
 
 def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> None:
-    boot = json.loads(run("init", "--org-name", "Acme", "--email", "o@acme.test",
-                          "--password", "correct horse battery", "--json"))
+    boot = json.loads(
+        run(
+            "init",
+            "--org-name",
+            "Acme",
+            "--email",
+            "o@acme.test",
+            "--password",
+            "correct horse battery",
+            "--json",
+        )
+    )
     assert boot["environments"] == ["live", "test"]
     assert boot["key"]["secret"].startswith("aw_live_")
 
-    again = CliRunner().invoke(app, ["init", "--org-name", "Acme2", "--email", "o@acme.test",
-                                     "--password", "correct horse battery"])
+    again = CliRunner().invoke(
+        app,
+        [
+            "init",
+            "--org-name",
+            "Acme2",
+            "--email",
+            "o@acme.test",
+            "--password",
+            "correct horse battery",
+        ],
+    )
     assert again.exit_code == 1 and "already has an organisation" in again.output
 
-    created = json.loads(run("keys", "create", "--name", "ci", "--scope", "keys:read",
-                             "--env", "test", "--json"))
+    created = json.loads(
+        run("keys", "create", "--name", "ci", "--scope", "keys:read", "--env", "test", "--json")
+    )
     secret = created["key"]
     assert secret.startswith("aw_test_") and created["scopes"] == ["keys:read"]
 
@@ -55,8 +76,9 @@ def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> Non
     assert secret not in json.dumps(listed)
     assert "ci" in run("keys", "list", "--env", "test")
 
-    settings = fast_settings(database_url=env["APIWARD_DATABASE_URL"],
-                             invalidation_poll_seconds=0.05)
+    settings = fast_settings(
+        database_url=env["APIWARD_DATABASE_URL"], invalidation_poll_seconds=0.05
+    )
     with TestClient(create_app(settings)) as client:
         auth = {"Authorization": f"Bearer {secret}"}
         assert client.get("/v1/keys", headers=auth).status_code == 200
@@ -79,11 +101,31 @@ def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> Non
 
 
 def test_keys_update_disable_enable_roll(env: dict[str, str]) -> None:
-    run("init", "--org-name", "Acme", "--email", "o@acme.test", "--password",
-        "correct horse battery", "--json")
+    run(
+        "init",
+        "--org-name",
+        "Acme",
+        "--email",
+        "o@acme.test",
+        "--password",
+        "correct horse battery",
+        "--json",
+    )
     key = json.loads(run("keys", "create", "--name", "a", "--scope", "keys:read", "--json"))
-    updated = json.loads(run("keys", "update", key["id"], "--name", "b", "--scope", "spaces:read",
-                             "--allow-ip", "10.0.0.0/8", "--json"))
+    updated = json.loads(
+        run(
+            "keys",
+            "update",
+            key["id"],
+            "--name",
+            "b",
+            "--scope",
+            "spaces:read",
+            "--allow-ip",
+            "10.0.0.0/8",
+            "--json",
+        )
+    )
     assert updated["name"] == "b" and updated["scopes"] == ["spaces:read"]
     assert updated["ip_allow"] == ["10.0.0.0/8"]
     assert json.loads(run("keys", "disable", key["id"], "--json"))["state"] == "disabled"

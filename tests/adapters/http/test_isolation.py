@@ -37,8 +37,7 @@ def _victim_ids(org: Org) -> dict[str, str]:
     user = org.create_user("victim@acme.test", role="viewer")
     space = org.client.post("/v1/spaces", headers=org.headers(), json={"name": "Secret"}).json()
     org.client.post("/v1/roles", headers=org.headers(), json={"name": "secret", "scopes": ["a:b"]})
-    return {"key_id": key["id"], "user_id": user["id"], "space_id": space["id"],
-            "name": "secret"}
+    return {"key_id": key["id"], "user_id": user["id"], "space_id": space["id"], "name": "secret"}
 
 
 def test_every_management_route_is_covered(org: Org) -> None:
@@ -76,14 +75,23 @@ def test_lists_show_only_own_org(org: Org, other_org: Org, path: str) -> None:
 def test_creating_with_another_orgs_references_is_refused(org: Org, other_org: Org) -> None:
     ids = _victim_ids(org)
     c, h = other_org.client, other_org.headers()
-    r = c.post("/v1/keys", headers=h, json={"name": "x", "scopes": ["keys:read"],
-                                            "user_id": ids["user_id"]})
+    r = c.post(
+        "/v1/keys",
+        headers=h,
+        json={"name": "x", "scopes": ["keys:read"], "user_id": ids["user_id"]},
+    )
     assert r.status_code == 400
-    r = c.post("/v1/keys", headers=h, json={"name": "x", "scopes": ["keys:read"],
-                                            "space_allow": [ids["space_id"]]})
+    r = c.post(
+        "/v1/keys",
+        headers=h,
+        json={"name": "x", "scopes": ["keys:read"], "space_allow": [ids["space_id"]]},
+    )
     assert r.status_code == 400
-    r = c.post("/v1/users", headers=h, json={"email": "n@globex.test", "role": "viewer",
-                                             "space_id": ids["space_id"]})
+    r = c.post(
+        "/v1/users",
+        headers=h,
+        json={"email": "n@globex.test", "role": "viewer", "space_id": ids["space_id"]},
+    )
     assert r.status_code == 404
     r = c.get("/v1/keys", headers=other_org.headers(**{"Apiward-Space-Id": ids["space_id"]}))
     assert (r.status_code, r.json()["reason"]) == (403, "UNKNOWN_SPACE")
@@ -93,15 +101,18 @@ def test_test_credentials_never_see_live_keys(org: Org) -> None:
     live = org.create_key(["keys:read"])
     test_key = org.owner_test_key
     for method, template, body in ROUTES[:6]:
-        r = org.client.request(method, template.format(key_id=live["id"]),
-                               headers=org.headers(test_key), json=body)
+        r = org.client.request(
+            method, template.format(key_id=live["id"]), headers=org.headers(test_key), json=body
+        )
         assert r.status_code == 404, (method, template)
     listed = org.client.get("/v1/keys", headers=org.headers(test_key)).text
     assert live["id"] not in listed
     audit = org.client.get("/v1/audit-events", headers=org.headers(test_key)).text
     assert live["id"] not in audit
-    assert org.client.get("/v1/keys?environment=live",
-                          headers=org.headers(test_key)).status_code == 403
+    assert (
+        org.client.get("/v1/keys?environment=live", headers=org.headers(test_key)).status_code
+        == 403
+    )
 
 
 @pytest.mark.parametrize("path", CREATES)

@@ -82,7 +82,10 @@ def test_disable_enable_revoke_take_effect_at_once(org: Org) -> None:
     key, key_id = created["key"], created["id"]
     assert org.client.get("/v1/keys", headers=org.headers(key)).status_code == 200
 
-    assert org.client.post(f"/v1/keys/{key_id}/disable", headers=org.headers()).json()["state"] == "disabled"
+    assert (
+        org.client.post(f"/v1/keys/{key_id}/disable", headers=org.headers()).json()["state"]
+        == "disabled"
+    )
     r = org.client.get("/v1/keys", headers=org.headers(key))
     assert (r.status_code, error(r)["reason"]) == (401, "KEY_DISABLED")
 
@@ -99,11 +102,12 @@ def test_disable_enable_revoke_take_effect_at_once(org: Org) -> None:
 def test_expired_key(org: Org) -> None:
     import datetime as dt
 
-    created = org.create_key(["keys:read"], expires_at=(
-        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat())
+    created = org.create_key(
+        ["keys:read"], expires_at=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
+    )
     runtime = org.runtime
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
-    runtime.auth._clock = type("C", (), {"now": staticmethod(lambda: later)})()  # noqa: SLF001
+    runtime.auth._clock = type("C", (), {"now": staticmethod(lambda: later)})()
     r = org.client.get("/v1/keys", headers=org.headers(created["key"]))
     assert (r.status_code, error(r)["message"]) == (401, "API key has expired")
 
@@ -111,8 +115,11 @@ def test_expired_key(org: Org) -> None:
 def test_update_scopes_applies_immediately(org: Org) -> None:
     created = org.create_key(["keys:read"])
     assert org.client.get("/v1/spaces", headers=org.headers(created["key"])).status_code == 403
-    r = org.client.patch(f"/v1/keys/{created['id']}", headers=org.headers(),
-                         json={"scopes": ["keys:read", "spaces:read"], "name": "renamed"})
+    r = org.client.patch(
+        f"/v1/keys/{created['id']}",
+        headers=org.headers(),
+        json={"scopes": ["keys:read", "spaces:read"], "name": "renamed"},
+    )
     assert r.status_code == 200
     assert r.json()["name"] == "renamed"
     assert org.client.get("/v1/spaces", headers=org.headers(created["key"])).status_code == 200
@@ -120,8 +127,9 @@ def test_update_scopes_applies_immediately(org: Org) -> None:
 
 def test_roll_with_grace_keeps_old_key_until_it_ends(org: Org) -> None:
     created = org.create_key(["keys:read"])
-    r = org.client.post(f"/v1/keys/{created['id']}/roll", headers=org.headers(),
-                        json={"grace_seconds": 3600})
+    r = org.client.post(
+        f"/v1/keys/{created['id']}/roll", headers=org.headers(), json={"grace_seconds": 3600}
+    )
     assert r.status_code == 201
     new = r.json()
     assert new["key"] != created["key"] and new["scopes"] == ["keys:read"]
@@ -143,8 +151,11 @@ def test_ip_allow_list(org: Org) -> None:
     allowed = org.create_key(["keys:read"], ip_allow=["testclient/32"] if False else ["10.0.0.0/8"])
     r = org.client.get("/v1/keys", headers=org.headers(allowed["key"]))
     assert (r.status_code, error(r)["reason"]) == (403, "IP_NOT_ALLOWED")
-    bad = org.client.post("/v1/keys", headers=org.headers(),
-                          json={"name": "x", "scopes": ["keys:read"], "ip_allow": ["300.1.1.1/8"]})
+    bad = org.client.post(
+        "/v1/keys",
+        headers=org.headers(),
+        json={"name": "x", "scopes": ["keys:read"], "ip_allow": ["300.1.1.1/8"]},
+    )
     assert bad.status_code == 400
     assert "300.1.1.1/8" in error(bad)["message"]
 
@@ -152,11 +163,15 @@ def test_ip_allow_list(org: Org) -> None:
 def test_space_header_and_space_allow_list(org: Org) -> None:
     space = org.client.post("/v1/spaces", headers=org.headers(), json={"name": "EU"}).json()
     key = org.create_key(["keys:read"], space_allow=[space["id"]])["key"]
-    in_space = org.client.get("/v1/keys", headers=org.headers(key, **{"Apiward-Space-Id": space["id"]}))
+    in_space = org.client.get(
+        "/v1/keys", headers=org.headers(key, **{"Apiward-Space-Id": space["id"]})
+    )
     assert in_space.status_code == 200
     default = org.client.get("/v1/keys", headers=org.headers(key))
     assert (default.status_code, error(default)["reason"]) == (403, "SPACE_NOT_ALLOWED")
-    unknown = org.client.get("/v1/keys", headers=org.headers(key, **{"Apiward-Space-Id": "spc_nope"}))
+    unknown = org.client.get(
+        "/v1/keys", headers=org.headers(key, **{"Apiward-Space-Id": "spc_nope"})
+    )
     assert error(unknown)["reason"] == "UNKNOWN_SPACE"
 
 
@@ -168,7 +183,9 @@ def test_key_of_a_user_acts_with_scopes_intersected_with_the_users_role(org: Org
     assert org.client.get("/v1/keys", headers=headers).status_code == 200
     w = org.client.post("/v1/keys", headers=headers, json={"name": "x", "scopes": ["keys:read"]})
     assert (w.status_code, error(w)["message"]) == (
-        403, "API key does not have the required permission: keys:write")
+        403,
+        "API key does not have the required permission: keys:write",
+    )
     # No role in the default space at all.
     r = org.client.get("/v1/keys", headers=org.headers(key))
     assert (r.status_code, error(r)["reason"]) == (403, "NO_SPACE_ACCESS")
@@ -189,10 +206,15 @@ def test_test_key_cannot_touch_live_keys(org: Org) -> None:
     assert r.status_code == 404
     listed = org.client.get("/v1/keys", headers=org.headers(test_key)).json()
     assert all(k["environment"] == "test" for k in listed["items"])
-    cross = org.client.post("/v1/keys", headers=org.headers(test_key),
-                            json={"name": "x", "scopes": ["keys:read"], "environment": "live"})
+    cross = org.client.post(
+        "/v1/keys",
+        headers=org.headers(test_key),
+        json={"name": "x", "scopes": ["keys:read"], "environment": "live"},
+    )
     assert (cross.status_code, error(cross)["reason"]) == (403, "ENVIRONMENT_MISMATCH")
-    r = org.client.get("/v1/keys", headers=org.headers(test_key, **{"Authorization": "Bearer " + test_key}))
+    r = org.client.get(
+        "/v1/keys", headers=org.headers(test_key, **{"Authorization": "Bearer " + test_key})
+    )
     assert r.status_code == 200
 
 

@@ -15,16 +15,18 @@ from tests.conftest import bootstrap, fast_settings
 
 def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
     stream = io.StringIO()
-    settings = fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
-                             log_level="debug")
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", log_level="debug"
+    )
     with TestClient(create_app(settings)) as client:
         logs.configure("debug", "json", stream)
         org = bootstrap(client)
         secrets = [org.owner_key, org.owner_test_key]
         created = org.create_key(["keys:read"])
         secrets.append(created["key"])
-        rolled = client.post(f"/v1/keys/{created['id']}/roll", headers=org.headers(),
-                             json={"grace_seconds": 60}).json()
+        rolled = client.post(
+            f"/v1/keys/{created['id']}/roll", headers=org.headers(), json={"grace_seconds": 60}
+        ).json()
         secrets.append(rolled["key"])
         for key in secrets:
             client.get("/v1/keys", headers=org.headers(key))

@@ -25,7 +25,9 @@ def test_spaces_create_list_rename_archive(org: Org) -> None:
 def test_archived_space_is_refused_as_a_target(org: Org) -> None:
     c, h = org.client, org.headers()
     space_id = c.post("/v1/spaces", headers=h, json={"name": "Old"}).json()["id"]
-    assert c.get("/v1/keys", headers=org.headers(**{"Apiward-Space-Id": space_id})).status_code == 200
+    assert (
+        c.get("/v1/keys", headers=org.headers(**{"Apiward-Space-Id": space_id})).status_code == 200
+    )
     c.patch(f"/v1/spaces/{space_id}", headers=h, json={"archived": True})
     r = c.get("/v1/keys", headers=org.headers(**{"Apiward-Space-Id": space_id}))
     assert (r.status_code, r.json()["reason"]) == (403, "UNKNOWN_SPACE")
@@ -55,8 +57,9 @@ def test_key_without_user_acts_as_its_creator(org: Org) -> None:
     c, h = org.client, org.headers()
     dev = org.create_user("dev@acme.test", role="developer")
     dev_key = org.create_key(["keys:write", "keys:read"], user_id=dev["id"])["key"]
-    made = c.post("/v1/keys", headers=org.headers(dev_key),
-                  json={"name": "child", "scopes": ["keys:read"]}).json()
+    made = c.post(
+        "/v1/keys", headers=org.headers(dev_key), json={"name": "child", "scopes": ["keys:read"]}
+    ).json()
     assert made["created_by"] == dev["id"] and made["user_id"] is None
     # The creator loses every role: the child key loses its access with them.
     c.delete(f"/v1/users/{dev['id']}/memberships", headers=h)
@@ -68,12 +71,17 @@ def test_roles_custom_crud_and_builtins(org: Org) -> None:
     c, h = org.client, org.headers()
     roles = c.get("/v1/roles", headers=h).json()
     assert {r["name"] for r in roles["items"]} >= {"owner", "admin", "developer", "viewer"}
-    created = c.post("/v1/roles", headers=h,
-                     json={"name": "billing", "scopes": ["invoices:read", "invoices:*"]})
+    created = c.post(
+        "/v1/roles", headers=h, json={"name": "billing", "scopes": ["invoices:read", "invoices:*"]}
+    )
     assert created.status_code == 201 and created.json()["scopes"] == ["invoices:*"]
-    assert c.post("/v1/roles", headers=h, json={"name": "viewer", "scopes": ["*"]}).status_code == 409
-    assert c.post("/v1/roles", headers=h,
-                  json={"name": "x", "scopes": ["bad scope"]}).status_code == 400
+    assert (
+        c.post("/v1/roles", headers=h, json={"name": "viewer", "scopes": ["*"]}).status_code == 409
+    )
+    assert (
+        c.post("/v1/roles", headers=h, json={"name": "x", "scopes": ["bad scope"]}).status_code
+        == 400
+    )
     user = org.create_user("b@acme.test", role="billing")
     assert c.delete("/v1/roles/billing", headers=h).status_code == 409
     updated = c.patch("/v1/roles/billing", headers=h, json={"scopes": ["invoices:read"]})
@@ -99,8 +107,11 @@ def test_memberships_per_space_override_org_wide_role(org: Org) -> None:
     c, h = org.client, org.headers()
     space = c.post("/v1/spaces", headers=h, json={"name": "EU"}).json()["id"]
     user = org.create_user("m@acme.test", role="viewer")
-    r = c.put(f"/v1/users/{user['id']}/memberships", headers=h,
-              json={"role": "developer", "space_id": space})
+    r = c.put(
+        f"/v1/users/{user['id']}/memberships",
+        headers=h,
+        json={"role": "developer", "space_id": space},
+    )
     assert r.status_code == 200
     listed = c.get(f"/v1/users/{user['id']}/memberships", headers=h).json()
     assert {(m["space_id"], m["role"]) for m in listed} == {(None, "viewer"), (space, "developer")}
@@ -109,8 +120,7 @@ def test_memberships_per_space_override_org_wide_role(org: Org) -> None:
     assert c.post("/v1/keys", headers=org.headers(key), json=body).status_code == 403
     in_eu = org.headers(key, **{"Apiward-Space-Id": space})
     assert c.post("/v1/keys", headers=in_eu, json=body).status_code == 201
-    unknown = c.put(f"/v1/users/{user['id']}/memberships", headers=h,
-                    json={"role": "nope"})
+    unknown = c.put(f"/v1/users/{user['id']}/memberships", headers=h, json={"role": "nope"})
     assert unknown.status_code == 404
 
 
@@ -119,13 +129,19 @@ def test_privilege_escalation_is_refused(org: Org) -> None:
     admin = org.create_user("a@acme.test", role="admin")
     victim = org.create_user("v@acme.test", role="viewer")
     admin_key = org.create_key(["*"], user_id=admin["id"])["key"]
-    r = c.put(f"/v1/users/{victim['id']}/memberships", headers=org.headers(admin_key),
-              json={"role": "owner"})
+    r = c.put(
+        f"/v1/users/{victim['id']}/memberships",
+        headers=org.headers(admin_key),
+        json={"role": "owner"},
+    )
     assert r.status_code == 403
     dev = org.create_user("d@acme.test", role="developer")
     dev_key = org.create_key(["*"], user_id=dev["id"])["key"]
-    r = c.put(f"/v1/users/{victim['id']}/memberships", headers=org.headers(dev_key),
-              json={"role": "admin"})
+    r = c.put(
+        f"/v1/users/{victim['id']}/memberships",
+        headers=org.headers(dev_key),
+        json={"role": "admin"},
+    )
     assert r.status_code == 403
     r = c.post("/v1/roles", headers=org.headers(dev_key), json={"name": "x", "scopes": ["*"]})
     assert r.status_code == 403

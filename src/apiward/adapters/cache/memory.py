@@ -12,7 +12,9 @@ class MemoryCache:
     """LRU with a time-to-live; the TTL is the safety net behind explicit invalidation."""
 
     def __init__(
-        self, max_entries: int = 100_000, ttl: float = 60.0,
+        self,
+        max_entries: int = 100_000,
+        ttl: float = 60.0,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_entries < 1:

@@ -25,8 +25,9 @@ from apiward.core.models import ApiKey, Principal
 
 T = TypeVar("T")
 
-app = typer.Typer(help="apiward: authentication for public HTTP APIs.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="apiward: authentication for public HTTP APIs.", no_args_is_help=True, add_completion=False
+)
 keys_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -98,16 +99,22 @@ def migrate() -> None:
 
 @app.command()
 def init(
-    org_name: Annotated[str, typer.Option("--org-name", envvar="APIWARD_INIT_ORG_NAME",
-                                          help="Organisation name.")],
-    email: Annotated[str, typer.Option("--email", envvar="APIWARD_INIT_OWNER_EMAIL",
-                                       help="Owner's email.")],
-    password: Annotated[str, typer.Option("--password", envvar="APIWARD_INIT_OWNER_PASSWORD",
-                                          help="Owner's password.")],
-    environment: Annotated[str, typer.Option("--env", help="Environment of the owner key.")]
-    = "live",
-    new_org: Annotated[bool, typer.Option("--new-org",
-                                          help="Create another org even if one exists.")] = False,
+    org_name: Annotated[
+        str, typer.Option("--org-name", envvar="APIWARD_INIT_ORG_NAME", help="Organisation name.")
+    ],
+    email: Annotated[
+        str, typer.Option("--email", envvar="APIWARD_INIT_OWNER_EMAIL", help="Owner's email.")
+    ],
+    password: Annotated[
+        str,
+        typer.Option("--password", envvar="APIWARD_INIT_OWNER_PASSWORD", help="Owner's password."),
+    ],
+    environment: Annotated[
+        str, typer.Option("--env", help="Environment of the owner key.")
+    ] = "live",
+    new_org: Annotated[
+        bool, typer.Option("--new-org", help="Create another org even if one exists.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Bootstrap an organisation: environments, default space, owner and one owner key."""
@@ -115,8 +122,9 @@ def init(
     async def job(runtime: Runtime) -> dict[str, Any]:
         boot = await runtime.tenancy.bootstrap(org_name, email, password, allow_another=new_org)
         principal = await runtime.operator(boot.org.id, environment)
-        created = await runtime.keys.create(principal, name="owner key", scopes=["*"],
-                                            environment=environment)
+        created = await runtime.keys.create(
+            principal, name="owner key", scopes=["*"], environment=environment
+        )
         return {
             "org": {"id": boot.org.id, "name": boot.org.name},
             "environments": [e.name for e in boot.environments],
@@ -152,8 +160,16 @@ def _key_table(keys: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for k in keys:
         last = k["last_used_at"] and f"{k['last_used_at'][:19]} from {k['last_used_ip'] or '?'}"
-        table.add_row(k["id"], k["name"], k["hint"], k["environment"], " ".join(k["scopes"]),
-                      k["state"], last or "never", (k["expires_at"] or "never")[:19])
+        table.add_row(
+            k["id"],
+            k["name"],
+            k["hint"],
+            k["environment"],
+            " ".join(k["scopes"]),
+            k["state"],
+            last or "never",
+            (k["expires_at"] or "never")[:19],
+        )
     return table
 
 
@@ -187,13 +203,14 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
     scopes: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
     environment: EnvOption = "live",
-    user: Annotated[str | None, typer.Option("--user", help="Tie the key to this user id.")]
-    = None,
+    user: Annotated[str | None, typer.Option("--user", help="Tie the key to this user id.")] = None,
     expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d, 12h.")] = None,
-    ip_allow: Annotated[list[str] | None, typer.Option("--allow-ip", help="CIDR; repeatable.")]
-    = None,
-    space_allow: Annotated[list[str] | None,
-                           typer.Option("--allow-space", help="Space id; repeatable.")] = None,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="CIDR; repeatable.")
+    ] = None,
+    space_allow: Annotated[
+        list[str] | None, typer.Option("--allow-space", help="Space id; repeatable.")
+    ] = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -202,8 +219,14 @@ def keys_create(
 
     async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
         created = await runtime.keys.create(
-            principal, name=name, scopes=scopes, environment=environment, user_id=user,
-            expires_at=expires_at, ip_allow=ip_allow or [], space_allow=space_allow or [],
+            principal,
+            name=name,
+            scopes=scopes,
+            environment=environment,
+            user_id=user,
+            expires_at=expires_at,
+            ip_allow=ip_allow or [],
+            space_allow=space_allow or [],
         )
         return _key_dict(created.key, runtime.clock.now()), created.plaintext
 
@@ -223,10 +246,14 @@ def keys_list(
     from apiward.core.models import PageRequest
 
     async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
-        result = await runtime.keys.list(principal, PageRequest(page, page_size))
+        result = await runtime.keys.list_keys(principal, PageRequest(page, page_size))
         now = runtime.clock.now()
-        return {"items": [_key_dict(k, now) for k in result.items], "total": result.total,
-                "page": result.page, "page_size": result.page_size}
+        return {
+            "items": [_key_dict(k, now) for k in result.items],
+            "total": result.total,
+            "page": result.page,
+            "page_size": result.page_size,
+        }
 
     data = _as_operator(org, environment, job)
     if as_json:
@@ -240,7 +267,9 @@ KeyId = Annotated[str, typer.Argument(help="The key's id (key_...).")]
 
 
 def _key_action(
-    key_id: str, org: str | None, as_json: bool,
+    key_id: str,
+    org: str | None,
+    as_json: bool,
     action: Callable[[Runtime, Principal], Awaitable[ApiKey]],
 ) -> None:
     async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
@@ -264,23 +293,34 @@ def keys_get(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) 
 def keys_update(
     key_id: KeyId,
     name: Annotated[str | None, typer.Option("--name")] = None,
-    scopes: Annotated[list[str] | None, typer.Option("--scope", help="Replaces all scopes.")]
-    = None,
-    ip_allow: Annotated[list[str] | None, typer.Option("--allow-ip", help="Replaces the list.")]
-    = None,
-    space_allow: Annotated[list[str] | None,
-                           typer.Option("--allow-space", help="Replaces the list.")] = None,
+    scopes: Annotated[
+        list[str] | None, typer.Option("--scope", help="Replaces all scopes.")
+    ] = None,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="Replaces the list.")
+    ] = None,
+    space_allow: Annotated[
+        list[str] | None, typer.Option("--allow-space", help="Replaces the list.")
+    ] = None,
     clear_ip_allow: Annotated[bool, typer.Option("--clear-allow-ip")] = False,
     clear_space_allow: Annotated[bool, typer.Option("--clear-allow-space")] = False,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a key's name, scopes or allow-lists."""
-    _key_action(key_id, org, as_json, lambda r, p: r.keys.update(
-        p, key_id, name=name, scopes=scopes,
-        ip_allow=[] if clear_ip_allow else ip_allow,
-        space_allow=[] if clear_space_allow else space_allow,
-    ))
+    _key_action(
+        key_id,
+        org,
+        as_json,
+        lambda r, p: r.keys.update(
+            p,
+            key_id,
+            name=name,
+            scopes=scopes,
+            ip_allow=[] if clear_ip_allow else ip_allow,
+            space_allow=[] if clear_space_allow else space_allow,
+        ),
+    )
 
 
 @keys_app.command("disable")
@@ -304,8 +344,9 @@ def keys_revoke(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = Fals
 @keys_app.command("roll")
 def keys_roll(
     key_id: KeyId,
-    grace: Annotated[int, typer.Option("--grace", help="Seconds the old key keeps working.",
-                                       min=0)] = 0,
+    grace: Annotated[
+        int, typer.Option("--grace", help="Seconds the old key keeps working.", min=0)
+    ] = 0,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:

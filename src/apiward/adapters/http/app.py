@@ -6,9 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from apiward import __version__
 from apiward.adapters import logging as logs

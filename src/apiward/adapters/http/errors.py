@@ -71,8 +71,15 @@ def render(
     media_type = "application/json"
     body: dict[str, Any]
     if style == "nested":
-        body = {"error": {"message": message, "code": code, "reason": reason,
-                          "request_id": request_id, **(extra or {})}}
+        body = {
+            "error": {
+                "message": message,
+                "code": code,
+                "reason": reason,
+                "request_id": request_id,
+                **(extra or {}),
+            }
+        }
     elif style == "detail":
         body = {"detail": message}
     elif style == "problem":
@@ -88,11 +95,19 @@ def render(
             **(extra or {}),
         }
     else:
-        body = {"status_code": status, "code": code, "reason": reason, "message": message,
-                "request_id": request_id, **(extra or {})}
+        body = {
+            "status_code": status,
+            "code": code,
+            "reason": reason,
+            "message": message,
+            "request_id": request_id,
+            **(extra or {}),
+        }
     headers = {**(headers or {}), "X-Request-Id": request_id}
     return Response(
-        json.dumps(body, ensure_ascii=False), status_code=status, headers=headers,
+        json.dumps(body, ensure_ascii=False),
+        status_code=status,
+        headers=headers,
         media_type=media_type,
     )
 
@@ -106,11 +121,15 @@ def challenge(exc: e.ApiwardError) -> dict[str, str]:
     if isinstance(exc, e.MissingCredential):
         return {"WWW-Authenticate": 'Bearer realm="apiward"'}
     if isinstance(exc, e.AuthenticationError):
-        return {"WWW-Authenticate": 'Bearer realm="apiward", error="invalid_token", '
-                f'error_description="{_quote(exc.message)}"'}
+        return {
+            "WWW-Authenticate": 'Bearer realm="apiward", error="invalid_token", '
+            f'error_description="{_quote(exc.message)}"'
+        }
     if isinstance(exc, e.InsufficientScope):
-        return {"WWW-Authenticate": 'Bearer realm="apiward", error="insufficient_scope", '
-                f'scope="{_quote(exc.scope)}"'}
+        return {
+            "WWW-Authenticate": 'Bearer realm="apiward", error="insufficient_scope", '
+            f'scope="{_quote(exc.scope)}"'
+        }
     return {}
 
 
@@ -120,8 +139,16 @@ def error_response(request: Request, exc: e.ApiwardError) -> Response:
     if isinstance(exc, e.InsufficientScope):
         extra["required_scope"] = exc.scope
     style = request.app.state.settings.error_style
-    return render(style, status, exc.code, exc.reason, exc.message, request_id_of(request),
-                  challenge(exc), extra)
+    return render(
+        style,
+        status,
+        exc.code,
+        exc.reason,
+        exc.message,
+        request_id_of(request),
+        challenge(exc),
+        extra,
+    )
 
 
 def _describe(errors: list[Any]) -> str:
@@ -136,8 +163,9 @@ def _describe(errors: list[Any]) -> str:
 async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.ApiwardError)
     if status_of(exc) >= 500:
-        log.warning("request_failed", reason=exc.reason, error=exc.message,
-                    cause=repr(exc.__cause__))
+        log.warning(
+            "request_failed", reason=exc.reason, error=exc.message, cause=repr(exc.__cause__)
+        )
     return error_response(request, exc)
 
 
@@ -146,11 +174,23 @@ async def _validation(request: Request, exc: Exception) -> Response:
     errors = list(exc.errors())
     style = request.app.state.settings.error_style
     if any(err.get("type") == "json_invalid" for err in errors):
-        return render(style, 400, "BAD_REQUEST", "MALFORMED_JSON",
-                      "The request body is not valid JSON. Send a JSON object with "
-                      "Content-Type: application/json.", request_id_of(request))
-    return render(style, 400, "BAD_REQUEST", "INVALID_INPUT",
-                  f"Invalid request: {_describe(errors)}", request_id_of(request))
+        return render(
+            style,
+            400,
+            "BAD_REQUEST",
+            "MALFORMED_JSON",
+            "The request body is not valid JSON. Send a JSON object with "
+            "Content-Type: application/json.",
+            request_id_of(request),
+        )
+    return render(
+        style,
+        400,
+        "BAD_REQUEST",
+        "INVALID_INPUT",
+        f"Invalid request: {_describe(errors)}",
+        request_id_of(request),
+    )
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -161,15 +201,27 @@ async def _http(request: Request, exc: Exception) -> Response:
         message = f"No route {request.method} {request.url.path}. See /docs for the API."
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}."
-    return render(request.app.state.settings.error_style, exc.status_code, code, reason,
-                  message, request_id_of(request), dict(exc.headers or {}))
+    return render(
+        request.app.state.settings.error_style,
+        exc.status_code,
+        code,
+        reason,
+        message,
+        request_id_of(request),
+        dict(exc.headers or {}),
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled_error", exc_info=exc)
-    return render(request.app.state.settings.error_style, 500, "INTERNAL_ERROR",
-                  "INTERNAL_ERROR", "An unexpected error occurred. Quote the request id "
-                  "when you contact support.", request_id_of(request))
+    return render(
+        request.app.state.settings.error_style,
+        500,
+        "INTERNAL_ERROR",
+        "INTERNAL_ERROR",
+        "An unexpected error occurred. Quote the request id when you contact support.",
+        request_id_of(request),
+    )
 
 
 def install(app: FastAPI) -> None:

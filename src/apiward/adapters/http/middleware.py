@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -92,8 +93,12 @@ class RequestContextMiddleware:
 
     async def _too_large(self, request_id: str, send: Send) -> None:
         response = render(
-            self.error_style, 413, "PAYLOAD_TOO_LARGE", "PAYLOAD_TOO_LARGE",
-            f"The request body exceeds {self.max_body} bytes.", request_id,
+            self.error_style,
+            413,
+            "PAYLOAD_TOO_LARGE",
+            "PAYLOAD_TOO_LARGE",
+            f"The request body exceeds {self.max_body} bytes.",
+            request_id,
         )
         await response({"type": "http"}, _nothing, send)
 

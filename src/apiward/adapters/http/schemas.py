@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +23,7 @@ class PageOut(BaseModel, Generic[T]):
     page_size: int
 
 
-def page_of(page: Page[object], items: list[T]) -> dict[str, object]:
+def page_of(page: Page[Any], items: list[T]) -> dict[str, object]:
     return {"items": items, "total": page.total, "page": page.page, "page_size": page.page_size}
 
 
@@ -36,8 +36,7 @@ class KeyCreate(Body):
     environment: str | None = Field(None, description="Defaults to the caller's environment.")
     user_id: str | None = Field(None, description="Tie the key to a user; else it acts as you.")
     expires_at: datetime | None = None
-    ip_allow: list[str] = Field(default_factory=list, max_length=100,
-                                examples=[["203.0.113.0/24"]])
+    ip_allow: list[str] = Field(default_factory=list, max_length=100, examples=[["203.0.113.0/24"]])
     space_allow: list[str] = Field(default_factory=list, max_length=100)
 
 
@@ -51,7 +50,9 @@ class KeyUpdate(Body):
 
 class KeyRoll(Body):
     grace_seconds: int = Field(
-        0, ge=0, le=30 * 86400,
+        0,
+        ge=0,
+        le=30 * 86400,
         description="How long the old key keeps working; 0 revokes it at once.",
     )
 
@@ -81,13 +82,25 @@ class KeyOut(BaseModel):
     @classmethod
     def of(cls, key: ApiKey, now: datetime) -> KeyOut:
         return cls(
-            id=key.id, name=key.name, environment=key.environment, prefix=key.prefix,
-            last4=key.last4, hint=f"{key.prefix}...{key.last4}", scopes=list(key.scopes),
-            state=key.state(now).value, user_id=key.user_id, created_by=key.created_by,
-            created_at=key.created_at, updated_at=key.updated_at, expires_at=key.expires_at,
-            ip_allow=list(key.ip_allow), space_allow=list(key.space_allow),
-            disabled_at=key.disabled_at, revoked_at=key.revoked_at,
-            last_used_at=key.last_used_at, last_used_ip=key.last_used_ip,
+            id=key.id,
+            name=key.name,
+            environment=key.environment,
+            prefix=key.prefix,
+            last4=key.last4,
+            hint=f"{key.prefix}...{key.last4}",
+            scopes=list(key.scopes),
+            state=key.state(now).value,
+            user_id=key.user_id,
+            created_by=key.created_by,
+            created_at=key.created_at,
+            updated_at=key.updated_at,
+            expires_at=key.expires_at,
+            ip_allow=list(key.ip_allow),
+            space_allow=list(key.space_allow),
+            disabled_at=key.disabled_at,
+            revoked_at=key.revoked_at,
+            last_used_at=key.last_used_at,
+            last_used_ip=key.last_used_ip,
             rolled_to=key.rolled_to,
         )
 
@@ -117,8 +130,13 @@ class SpaceOut(BaseModel):
 
     @classmethod
     def of(cls, space: Space) -> SpaceOut:
-        return cls(id=space.id, name=space.name, is_default=space.is_default,
-                   created_at=space.created_at, archived_at=space.archived_at)
+        return cls(
+            id=space.id,
+            name=space.name,
+            is_default=space.is_default,
+            created_at=space.created_at,
+            archived_at=space.archived_at,
+        )
 
 
 # users and memberships
@@ -146,8 +164,13 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, email=user.email, name=user.name, created_at=user.created_at,
-                   disabled_at=user.disabled_at)
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            created_at=user.created_at,
+            disabled_at=user.disabled_at,
+        )
 
 
 class MembershipPut(Body):
@@ -188,8 +211,12 @@ class RoleOut(BaseModel):
 
     @classmethod
     def of(cls, role: Role) -> RoleOut:
-        return cls(name=role.name, scopes=list(role.scopes), description=role.description,
-                   builtin=role.builtin)
+        return cls(
+            name=role.name,
+            scopes=list(role.scopes),
+            description=role.description,
+            builtin=role.builtin,
+        )
 
 
 # audit
@@ -213,10 +240,19 @@ class AuditEventOut(BaseModel):
     @classmethod
     def of(cls, ev: AuditEvent) -> AuditEventOut:
         return cls(
-            id=ev.id, type=ev.type, created_at=ev.created_at, environment=ev.environment,
-            actor_user_id=ev.actor_user_id, actor_credential_id=ev.actor_credential_id,
-            target_type=ev.target_type, target_id=ev.target_id, space_id=ev.space_id,
-            ip=ev.ip, user_agent=ev.user_agent, request_id=ev.request_id, data=ev.data,
+            id=ev.id,
+            type=ev.type,
+            created_at=ev.created_at,
+            environment=ev.environment,
+            actor_user_id=ev.actor_user_id,
+            actor_credential_id=ev.actor_credential_id,
+            target_type=ev.target_type,
+            target_id=ev.target_id,
+            space_id=ev.space_id,
+            ip=ev.ip,
+            user_agent=ev.user_agent,
+            request_id=ev.request_id,
+            data=ev.data,
         )
 
 

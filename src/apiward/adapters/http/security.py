@@ -81,8 +81,8 @@ async def authenticate(request: Request) -> Principal:
 def require(*scopes: str) -> Any:
     """A dependency yielding the principal, after checking it holds every scope.
 
-        @app.get("/v1/customers")
-        async def customers(principal: Principal = require("customers:read")): ...
+    @app.get("/v1/customers")
+    async def customers(principal: Principal = require("customers:read")): ...
     """
     for scope in scopes:
         parse(scope)  # a typo in a route's scope fails at import, not at request time

@@ -86,7 +86,7 @@ def _row(r: Any, cls: type[Any], **extra: Any) -> Any:
 def _key(r: Any) -> ApiKey:
     m = r._mapping
     return ApiKey(
-        **{k: m[k] for k in m.keys() if k not in ("scopes", "ip_allow", "space_allow")},
+        **{k: m[k] for k in m if k not in ("scopes", "ip_allow", "space_allow")},
         scopes=tuple(m["scopes"]),
         ip_allow=tuple(m["ip_allow"]),
         space_allow=tuple(m["space_allow"]),
@@ -110,8 +110,12 @@ class SqlTransaction:
     async def _one(self, stmt: Any) -> Any:
         return (await self._c.execute(stmt)).first()
 
-    async def _page(self, stmt: Any, order: Sequence[Any], page: PageRequest, conv: Any) -> Page[Any]:
-        total = (await self._c.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
+    async def _page(
+        self, stmt: Any, order: Sequence[Any], page: PageRequest, conv: Any
+    ) -> Page[Any]:
+        total = (
+            await self._c.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))
+        ).scalar_one()
         rows = await self._all(stmt.order_by(*order).limit(page.page_size).offset(page.offset))
         return Page([conv(r) for r in rows], int(total), page.page, page.page_size)
 
@@ -132,7 +136,8 @@ class SqlTransaction:
 
     async def list_environments(self, org_id: str) -> list[Environment]:
         rows = await self._all(
-            t.environments.select().where(t.environments.c.org_id == org_id)
+            t.environments.select()
+            .where(t.environments.c.org_id == org_id)
             .order_by(t.environments.c.name)
         )
         return [_row(r, Environment) for r in rows]
@@ -173,7 +178,8 @@ class SqlTransaction:
 
     async def update_space(self, space: Space) -> None:
         await self._c.execute(
-            t.spaces.update().where(t.spaces.c.id == space.id, t.spaces.c.org_id == space.org_id)
+            t.spaces.update()
+            .where(t.spaces.c.id == space.id, t.spaces.c.org_id == space.org_id)
             .values(name=space.name, archived_at=space.archived_at)
         )
 
@@ -201,25 +207,29 @@ class SqlTransaction:
 
     async def update_user(self, user: User) -> None:
         await self._c.execute(
-            t.users.update().where(t.users.c.id == user.id, t.users.c.org_id == user.org_id)
-            .values(name=user.name, disabled_at=user.disabled_at,
-                    password_hash=user.password_hash)
+            t.users.update()
+            .where(t.users.c.id == user.id, t.users.c.org_id == user.org_id)
+            .values(name=user.name, disabled_at=user.disabled_at, password_hash=user.password_hash)
         )
 
     # roles and memberships
     async def insert_role(self, role: Role) -> None:
         await self._c.execute(
             t.roles.insert().values(
-                org_id=role.org_id, name=role.name, scopes=list(role.scopes),
-                description=role.description, created_at=role.created_at,
+                org_id=role.org_id,
+                name=role.name,
+                scopes=list(role.scopes),
+                description=role.description,
+                created_at=role.created_at,
             )
         )
 
     @staticmethod
     def _role(r: Any) -> Role:
         m = r._mapping
-        return Role(m["name"], tuple(m["scopes"]), m["description"], False, m["org_id"],
-                    m["created_at"])
+        return Role(
+            m["name"], tuple(m["scopes"]), m["description"], False, m["org_id"], m["created_at"]
+        )
 
     async def get_role(self, org_id: str, name: str) -> Role | None:
         r = await self._one(
@@ -235,7 +245,8 @@ class SqlTransaction:
 
     async def update_role(self, role: Role) -> None:
         await self._c.execute(
-            t.roles.update().where(t.roles.c.org_id == role.org_id, t.roles.c.name == role.name)
+            t.roles.update()
+            .where(t.roles.c.org_id == role.org_id, t.roles.c.name == role.name)
             .values(scopes=list(role.scopes), description=role.description)
         )
 
@@ -246,9 +257,9 @@ class SqlTransaction:
 
     async def role_in_use(self, org_id: str, name: str) -> bool:
         r = await self._one(
-            sa.select(t.memberships.c.id).where(
-                t.memberships.c.org_id == org_id, t.memberships.c.role == name
-            ).limit(1)
+            sa.select(t.memberships.c.id)
+            .where(t.memberships.c.org_id == org_id, t.memberships.c.role == name)
+            .limit(1)
         )
         return r is not None
 
@@ -261,15 +272,19 @@ class SqlTransaction:
         )
         await self._c.execute(
             t.memberships.insert().values(
-                org_id=membership.org_id, user_id=membership.user_id, space_id=space,
-                role=membership.role, created_at=membership.created_at,
+                org_id=membership.org_id,
+                user_id=membership.user_id,
+                space_id=space,
+                role=membership.role,
+                created_at=membership.created_at,
             )
         )
 
     async def delete_membership(self, org_id: str, user_id: str, space_id: str | None) -> bool:
         result = await self._c.execute(
             t.memberships.delete().where(
-                t.memberships.c.org_id == org_id, t.memberships.c.user_id == user_id,
+                t.memberships.c.org_id == org_id,
+                t.memberships.c.user_id == user_id,
                 t.memberships.c.space_id == (space_id or ""),
             )
         )
@@ -277,13 +292,12 @@ class SqlTransaction:
 
     async def list_memberships(self, org_id: str, user_id: str) -> list[Membership]:
         rows = await self._all(
-            t.memberships.select().where(
-                t.memberships.c.org_id == org_id, t.memberships.c.user_id == user_id
-            ).order_by(t.memberships.c.space_id)
+            t.memberships.select()
+            .where(t.memberships.c.org_id == org_id, t.memberships.c.user_id == user_id)
+            .order_by(t.memberships.c.space_id)
         )
         return [
-            Membership(r.org_id, r.user_id, r.space_id or None, r.role, r.created_at)
-            for r in rows
+            Membership(r.org_id, r.user_id, r.space_id or None, r.role, r.created_at) for r in rows
         ]
 
     # API keys
@@ -304,8 +318,12 @@ class SqlTransaction:
         c = t.api_keys.c
         stmt = t.api_keys.select().where(c.org_id == org_id, c.environment == flt.environment)
         if flt.user_id is not None:
-            stmt = stmt.where(sa.or_(c.user_id == flt.user_id,
-                                     sa.and_(c.user_id.is_(None), c.created_by == flt.user_id)))
+            stmt = stmt.where(
+                sa.or_(
+                    c.user_id == flt.user_id,
+                    sa.and_(c.user_id.is_(None), c.created_by == flt.user_id),
+                )
+            )
         if not flt.include_revoked:
             stmt = stmt.where(c.revoked_at.is_(None))
         return await self._page(stmt, [c.created_at.desc(), c.id], page, _key)
@@ -315,8 +333,9 @@ class SqlTransaction:
         for fixed in ("id", "org_id", "digest", "created_at", "created_by", "environment"):
             values.pop(fixed)
         await self._c.execute(
-            t.api_keys.update().where(t.api_keys.c.id == key.id,
-                                      t.api_keys.c.org_id == key.org_id).values(values)
+            t.api_keys.update()
+            .where(t.api_keys.c.id == key.id, t.api_keys.c.org_id == key.org_id)
+            .values(values)
         )
 
     async def touch_keys(self, usage: Sequence[tuple[str, datetime, str | None]]) -> None:
@@ -331,7 +350,9 @@ class SqlTransaction:
     async def insert_audit(self, event: AuditEvent) -> None:
         await self._c.execute(t.audit_events.insert().values(asdict(event)))
 
-    async def list_audit(self, org_id: str, flt: AuditFilter, page: PageRequest) -> Page[AuditEvent]:
+    async def list_audit(
+        self, org_id: str, flt: AuditFilter, page: PageRequest
+    ) -> Page[AuditEvent]:
         c = t.audit_events.c
         stmt = t.audit_events.select().where(c.org_id == org_id)
         if flt.environment is not None:
@@ -364,9 +385,7 @@ class SqlTransaction:
         return [Invalidation(int(r.seq), r.kind, r.target) for r in rows]
 
     async def prune_invalidations(self, before: datetime) -> None:
-        await self._c.execute(
-            t.invalidations.delete().where(t.invalidations.c.created_at < before)
-        )
+        await self._c.execute(t.invalidations.delete().where(t.invalidations.c.created_at < before))
 
 
 class SqlStore:

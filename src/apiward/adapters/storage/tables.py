@@ -172,8 +172,9 @@ audit_events = Table(
 invalidations = Table(
     "invalidations",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("kind", String(16), nullable=False),
     Column("target", String(128), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False, index=True),

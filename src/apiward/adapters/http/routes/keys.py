@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from apiward.adapters.http.routes.common import pagination
-from apiward.adapters.http.schemas import KeyCreate, KeyCreated, KeyOut, KeyRoll, KeyUpdate, PageOut, page_of
+from apiward.adapters.http.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyOut,
+    KeyRoll,
+    KeyUpdate,
+    PageOut,
+    page_of,
+)
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import PageRequest, Principal
 
@@ -26,8 +34,13 @@ async def create_key(
 ) -> KeyCreated:
     """Create a key. The plaintext is in `key` of this answer and never shown again."""
     created = await runtime_of(request).keys.create(
-        principal, name=body.name, scopes=body.scopes, environment=body.environment,
-        user_id=body.user_id, expires_at=body.expires_at, ip_allow=body.ip_allow,
+        principal,
+        name=body.name,
+        scopes=body.scopes,
+        environment=body.environment,
+        user_id=body.user_id,
+        expires_at=body.expires_at,
+        ip_allow=body.ip_allow,
         space_allow=body.space_allow,
     )
     return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)
@@ -42,15 +55,20 @@ async def list_keys(
     include_revoked: bool = True,
     principal: Principal = require("keys:read"),
 ) -> dict[str, object]:
-    page = await runtime_of(request).keys.list(
-        principal, paging, environment=environment, user_id=user_id,
+    page = await runtime_of(request).keys.list_keys(
+        principal,
+        paging,
+        environment=environment,
+        user_id=user_id,
         include_revoked=include_revoked,
     )
     return page_of(page, [_out(request, k) for k in page.items])
 
 
 @router.get("/{key_id}", response_model=KeyOut, summary="Get an API key")
-async def get_key(key_id: str, request: Request, principal: Principal = require("keys:read")) -> KeyOut:
+async def get_key(
+    key_id: str, request: Request, principal: Principal = require("keys:read")
+) -> KeyOut:
     return _out(request, await runtime_of(request).keys.get(principal, key_id))
 
 
@@ -60,33 +78,48 @@ async def update_key(
 ) -> KeyOut:
     """Change name, scopes, allow-lists or expiry; send `expires_at: null` to remove it."""
     key = await runtime_of(request).keys.update(
-        principal, key_id, name=body.name, scopes=body.scopes, ip_allow=body.ip_allow,
-        space_allow=body.space_allow, expires_at=body.expires_at,
+        principal,
+        key_id,
+        name=body.name,
+        scopes=body.scopes,
+        ip_allow=body.ip_allow,
+        space_allow=body.space_allow,
+        expires_at=body.expires_at,
         clear_expiry="expires_at" in body.model_fields_set and body.expires_at is None,
     )
     return _out(request, key)
 
 
 @router.post("/{key_id}/disable", response_model=KeyOut, summary="Disable an API key")
-async def disable_key(key_id: str, request: Request, principal: Principal = require("keys:write")) -> KeyOut:
+async def disable_key(
+    key_id: str, request: Request, principal: Principal = require("keys:write")
+) -> KeyOut:
     """Refuse the key at once until it is enabled again."""
     return _out(request, await runtime_of(request).keys.disable(principal, key_id))
 
 
 @router.post("/{key_id}/enable", response_model=KeyOut, summary="Enable an API key")
-async def enable_key(key_id: str, request: Request, principal: Principal = require("keys:write")) -> KeyOut:
+async def enable_key(
+    key_id: str, request: Request, principal: Principal = require("keys:write")
+) -> KeyOut:
     return _out(request, await runtime_of(request).keys.enable(principal, key_id))
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut, summary="Revoke an API key")
-async def revoke_key(key_id: str, request: Request, principal: Principal = require("keys:write")) -> KeyOut:
+async def revoke_key(
+    key_id: str, request: Request, principal: Principal = require("keys:write")
+) -> KeyOut:
     """Refuse the key at once and for ever."""
     return _out(request, await runtime_of(request).keys.revoke(principal, key_id))
 
 
-@router.post("/{key_id}/roll", status_code=201, response_model=KeyCreated, summary="Roll an API key")
+@router.post(
+    "/{key_id}/roll", status_code=201, response_model=KeyCreated, summary="Roll an API key"
+)
 async def roll_key(
-    key_id: str, request: Request, body: KeyRoll | None = None,
+    key_id: str,
+    request: Request,
+    body: KeyRoll | None = None,
     principal: Principal = require("keys:write"),
 ) -> KeyCreated:
     """Issue a new key with the same settings; the old one works for `grace_seconds`."""

@@ -29,7 +29,9 @@ async def root(request: Request) -> dict[str, Any]:
         "platform": settings.platform_name,
         "tagline": settings.tagline,
         "status": {"environment": environment, "isAuthenticated": environment is not None},
-        "apiVersion": None if environment is None else {
+        "apiVersion": None
+        if environment is None
+        else {
             "id": version.id,
             "release": {"name": version.name or None, "date": version.date.isoformat()},
             "deprecated": version.deprecated,
@@ -54,5 +56,7 @@ async def readyz(request: Request) -> JSONResponse:
     except ApiwardError as exc:
         checks["database"] = exc.message
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

@@ -36,7 +36,9 @@ Paging = Annotated[PageRequest, Depends(pagination)]
 
 @router.get("/v1/spaces", response_model=PageOut[SpaceOut], tags=["Spaces"])
 async def list_spaces(
-    request: Request, paging: Paging, include_archived: bool = False,
+    request: Request,
+    paging: Paging,
+    include_archived: bool = False,
     principal: Principal = require("spaces:read"),
 ) -> dict[str, object]:
     page = await runtime_of(request).tenancy.list_spaces(
@@ -61,7 +63,9 @@ async def get_space(
 
 @router.patch("/v1/spaces/{space_id}", response_model=SpaceOut, tags=["Spaces"])
 async def update_space(
-    space_id: str, body: SpaceUpdate, request: Request,
+    space_id: str,
+    body: SpaceUpdate,
+    request: Request,
     principal: Principal = require("spaces:manage"),
 ) -> SpaceOut:
     """Rename a space, or archive it (`archived: true`) and bring it back."""
@@ -87,7 +91,11 @@ async def create_user(
     body: UserCreate, request: Request, principal: Principal = require("users:manage")
 ) -> UserOut:
     user = await runtime_of(request).tenancy.create_user(
-        principal, body.email, name=body.name, password=body.password, role=body.role,
+        principal,
+        body.email,
+        name=body.name,
+        password=body.password,
+        role=body.role,
         space_id=body.space_id,
     )
     return UserOut.of(user)
@@ -102,7 +110,9 @@ async def get_user(
 
 @router.patch("/v1/users/{user_id}", response_model=UserOut, tags=["Users"])
 async def update_user(
-    user_id: str, body: UserUpdate, request: Request,
+    user_id: str,
+    body: UserUpdate,
+    request: Request,
     principal: Principal = require("users:manage"),
 ) -> UserOut:
     """Rename a user, or disable (`disabled: true`) and re-enable them."""
@@ -112,8 +122,7 @@ async def update_user(
     return UserOut.of(user)
 
 
-@router.get("/v1/users/{user_id}/memberships", response_model=list[MembershipOut],
-            tags=["Users"])
+@router.get("/v1/users/{user_id}/memberships", response_model=list[MembershipOut], tags=["Users"])
 async def list_memberships(
     user_id: str, request: Request, principal: Principal = require("users:read")
 ) -> list[MembershipOut]:
@@ -123,7 +132,9 @@ async def list_memberships(
 
 @router.put("/v1/users/{user_id}/memberships", response_model=MembershipOut, tags=["Users"])
 async def put_membership(
-    user_id: str, body: MembershipPut, request: Request,
+    user_id: str,
+    body: MembershipPut,
+    request: Request,
     principal: Principal = require("users:manage"),
 ) -> MembershipOut:
     """Give the user a role in one space, or in every space when `space_id` is omitted."""
@@ -135,7 +146,8 @@ async def put_membership(
 
 @router.delete("/v1/users/{user_id}/memberships", status_code=204, tags=["Users"])
 async def delete_membership(
-    user_id: str, request: Request,
+    user_id: str,
+    request: Request,
     space_id: str | None = Query(None, max_length=64, description="Omit for the org-wide role."),
     principal: Principal = require("users:manage"),
 ) -> Response:
@@ -151,9 +163,13 @@ async def list_roles(
     request: Request, paging: Paging, principal: Principal = require("roles:read")
 ) -> dict[str, object]:
     roles = await runtime_of(request).tenancy.list_roles(principal)
-    items = roles[paging.offset: paging.offset + paging.page_size]
-    return {"items": [RoleOut.of(r) for r in items], "total": len(roles),
-            "page": paging.page, "page_size": paging.page_size}
+    items = roles[paging.offset : paging.offset + paging.page_size]
+    return {
+        "items": [RoleOut.of(r) for r in items],
+        "total": len(roles),
+        "page": paging.page,
+        "page_size": paging.page_size,
+    }
 
 
 @router.post("/v1/roles", status_code=201, response_model=RoleOut, tags=["Roles"])
@@ -167,7 +183,9 @@ async def create_role(
 
 
 @router.get("/v1/roles/{name}", response_model=RoleOut, tags=["Roles"])
-async def get_role(name: str, request: Request, principal: Principal = require("roles:read")) -> RoleOut:
+async def get_role(
+    name: str, request: Request, principal: Principal = require("roles:read")
+) -> RoleOut:
     return RoleOut.of(await runtime_of(request).tenancy.get_role(principal, name))
 
 
@@ -203,7 +221,8 @@ async def list_audit_events(
     until: datetime | None = None,
     principal: Principal = require("audit:read"),
 ) -> dict[str, object]:
-    flt = AuditFilter(type=type, actor_user_id=actor_user_id, target_id=target_id,
-                      since=since, until=until)
+    flt = AuditFilter(
+        type=type, actor_user_id=actor_user_id, target_id=target_id, since=since, until=until
+    )
     page = await runtime_of(request).audit.list(principal, flt, paging)
     return page_of(page, [AuditEventOut.of(e) for e in page.items])
