@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from apiward.core.errors import InvalidInput
 from apiward.core.keys import ALPHABETS, KeyFormat
 from apiward.core.passwords import PasswordPolicy
 
@@ -40,7 +41,6 @@ class Settings(BaseSettings):
 
     # where things live
     database_url: str = "sqlite+aiosqlite:///./apiward.db"
-    redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -134,6 +134,19 @@ class Settings(BaseSettings):
     def password_policy(self) -> PasswordPolicy:
         return PasswordPolicy(
             self.argon2_time_cost, self.argon2_memory_kib, self.argon2_parallelism
+        )
+
+    def version(self, requested: str | None) -> ApiVersion:
+        """The version a request asked for in the version header, or the current one."""
+        if not requested:
+            return self.current_version
+        for version in self.api_versions:
+            if version.id == requested:
+                return version
+        supported = ", ".join(v.id for v in self.api_versions)
+        raise InvalidInput(
+            f"Unknown API version {requested[:64]!r} in the {self.version_header} header. "
+            f"Supported versions: {supported}."
         )
 
     @property

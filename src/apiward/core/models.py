@@ -161,6 +161,7 @@ class RequestContext:
     user_agent: str | None = None
     request_id: str | None = None
     space_id: str | None = None
+    api_version: str | None = None
 
 
 class CredentialKind(StrEnum):

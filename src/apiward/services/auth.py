@@ -185,6 +185,7 @@ class Authenticator:
             credential_id=key.id,
             credential_kind=CredentialKind.API_KEY,
             context=context,
+            api_version=context.api_version,
         )
 
     @staticmethod

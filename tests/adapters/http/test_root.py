@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
-from tests.conftest import Org
+from apiward.adapters.http.app import create_app
+from tests.conftest import Org, bootstrap, fast_settings
 
 
 def test_root_without_credential(client: TestClient) -> None:
@@ -42,3 +46,26 @@ def test_openapi_is_3_1_with_bearer_scheme(client: TestClient) -> None:
     assert op["security"] == [{"bearer": []}]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
+def test_version_header_selects_a_known_version_and_rejects_others(tmp_path: Path) -> None:
+    from apiward.adapters.settings import ApiVersion
+
+    versions = [
+        ApiVersion(id="2024-01-31", date=dt.date(2024, 1, 31), deprecated=True),
+        ApiVersion(id="2025-06-20", name="caph", date=dt.date(2025, 6, 20)),
+    ]
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'v.db'}",
+        api_versions=versions,
+        version_header="X-Monite-Version",
+    )
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        current = client.get("/", headers=org.headers()).json()["apiVersion"]
+        assert current["id"] == "2025-06-20" and current["release"]["name"] == "caph"
+        old = client.get("/", headers=org.headers(**{"X-Monite-Version": "2024-01-31"}))
+        assert old.json()["apiVersion"]["deprecated"] is True
+        bad = client.get("/v1/keys", headers=org.headers(**{"X-Monite-Version": "1999-01-01"}))
+        assert bad.status_code == 400
+        assert "2024-01-31, 2025-06-20" in bad.json()["message"]

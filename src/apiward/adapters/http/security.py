@@ -56,12 +56,15 @@ def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
 
 def request_context(request: Request) -> RequestContext:
     runtime = runtime_of(request)
-    space = request.headers.get(runtime.settings.space_header) or None
+    settings = runtime.settings
+    space = request.headers.get(settings.space_header) or None
+    version = settings.version(request.headers.get(settings.version_header))
     return RequestContext(
         ip=client_ip(request, runtime.trusted_proxies),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
         request_id=str(getattr(request.state, "request_id", "")) or None,
         space_id=space.strip()[:64] if space else None,
+        api_version=version.id,
     )
 
 

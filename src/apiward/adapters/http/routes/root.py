@@ -19,12 +19,12 @@ async def root(request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     settings = runtime.settings
     environment = None
+    version = settings.version(request.headers.get(settings.version_header))
     if request.headers.get("authorization"):
         try:
             environment = (await authenticate(request)).environment
         except ApiwardError:
             environment = None
-    version = settings.current_version
     return {
         "platform": settings.platform_name,
         "tagline": settings.tagline,
