@@ -31,6 +31,7 @@ def fast_settings(**overrides: Any) -> Settings:
         "log_level": "warning",
         "last_used_flush_seconds": 3600,
         "invalidation_poll_seconds": 3600,
+        "secret_key": "test-secret-that-is-at-least-32-bytes-long",
     }
     base.update(overrides)
     return Settings(**base)
@@ -161,3 +162,32 @@ def org(client: TestClient) -> Org:
 @pytest.fixture
 def other_org(client: TestClient, org: Org) -> Org:
     return bootstrap(client, "Globex", "owner@globex.test", another=True)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        import datetime as dt
+
+        self.current = dt.datetime.now(dt.UTC)
+
+    def now(self) -> Any:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        import datetime as dt
+
+        self.current += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def timed_org(settings: Settings, clock: FakeClock) -> Iterator[Org]:
+    """An org on an app whose clock the test moves."""
+    with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as c:
+        yield bootstrap(c)

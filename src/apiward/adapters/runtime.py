@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from apiward.adapters.cache.memory import MemoryCache
@@ -18,6 +19,7 @@ from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
 from apiward.core.clock import Clock, SystemClock
+from apiward.core.crypto import Sealer
 from apiward.core.errors import ApiwardError, InvalidInput, NotFound
 from apiward.core.models import (
     CredentialKind,
@@ -31,9 +33,13 @@ from apiward.core.roles import OWNER
 from apiward.core.scopes import ScopeSet
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator, UsageRecorder
+from apiward.services.clients import Clients
 from apiward.services.keys import Keys
 from apiward.services.ports import Store
+from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
+from apiward.services.throttle import LoginThrottle
+from apiward.services.tokens import Revocations, Tokens, TokenSettings
 
 log = get_logger("apiward.runtime")
 
@@ -64,6 +70,45 @@ class Runtime:
             self.usage,
             space_header=settings.space_header,
         )
+        access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+        self.sealer = Sealer(settings.secret_bytes())
+        self.keyring = Keyring(
+            self.store, self.clock, self.sealer, settings.token_algorithm, access_ttl
+        )
+        self.clients = Clients(
+            self.store, self.cache, self.clock, replace(fmt, prefix=fmt.prefix + "cs")
+        )
+        self.tokens = Tokens(
+            self.store,
+            self.cache,
+            self.clock,
+            self.keyring,
+            self.sealer,
+            self.tenancy,
+            self.passwords,
+            LoginThrottle(
+                settings.login_max_failures,
+                settings.login_ip_max_failures,
+                settings.login_failure_window_seconds,
+            ),
+            Revocations(),
+            self.usage,
+            replace(fmt, prefix=fmt.prefix + "rt"),
+            TokenSettings(
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
+                access_ttl=access_ttl,
+                refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+                grace=timedelta(seconds=settings.refresh_grace_seconds),
+                default_environment=settings.environments[0],
+            ),
+        )
+        self.auth.accept_tokens(
+            self.keyring,
+            self.tokens.revocations,
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        )
         self.trusted_proxies = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
         )
@@ -74,9 +119,12 @@ class Runtime:
     async def start(self, *, background: bool = True) -> None:
         if self.settings.migrate_on_start:
             await migrate.upgrade(self.sql.engine)
+        await self.keyring.load()
+        await self.tokens.load_revocations()
         await self.poll_invalidations()
         if background:
             self._tasks = [
+                asyncio.create_task(self._every(60.0, self.housekeeping)),
                 asyncio.create_task(
                     self._every(self.settings.last_used_flush_seconds, self.flush_usage)
                 ),
@@ -125,12 +173,30 @@ class Runtime:
             # Everything already in the log predates this process's cache.
             self._primed = True
             return 0
+        kinds = {row.kind for row in fresh}
         for row in fresh:
             if row.kind == "key":
                 self.cache.invalidate(row.target)
-            else:
+            elif row.kind == "revocation":
+                kind, _, value = row.target.partition(":")
+                self.tokens.revocations.add(kind, value)
+            elif row.kind == "org":
                 self.cache.clear()
+        if "signing" in kinds:
+            await self.keyring.load()
         return len(fresh)
+
+    async def housekeeping(self) -> None:
+        """Rotate the signing key when due; wipe expired refresh tokens and old answers."""
+        days = self.settings.signing_key_rotation_days
+        if days:
+            await self.keyring.rotate_if_due(timedelta(days=days))
+        now = self.clock.now()
+        async with self.store.begin() as tx:
+            await tx.prune_refresh(
+                now - timedelta(days=1),
+                now - timedelta(seconds=self.settings.refresh_grace_seconds),
+            )
 
     async def operator(self, org_id: str | None = None, environment: str = "live") -> Principal:
         """The principal the CLI acts as: the org's first owner, with every scope."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +61,21 @@ class Settings(BaseSettings):
     key_env_tags: dict[str, str] = Field(default_factory=lambda: {"live": "live", "test": "test"})
     key_random_length: int = Field(32, ge=16, le=128)
     key_alphabet: str = "base62"
+
+    # tokens (RFC 9068 access tokens, rotating refresh tokens)
+    secret_key: SecretStr | None = Field(
+        None, description="Seals signing keys at rest; the same on every machine."
+    )
+    issuer: str | None = None
+    audience: str | None = None
+    token_algorithm: Literal["ES256", "EdDSA", "RS256"] = "ES256"
+    access_token_ttl_seconds: int = Field(1800, ge=30, le=7 * 86400)
+    refresh_token_ttl_seconds: int = Field(86400, ge=60, le=365 * 86400)
+    refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
+    signing_key_rotation_days: float = Field(0, ge=0)
+    login_max_failures: int = Field(5, ge=1)
+    login_ip_max_failures: int = Field(50, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
 
     # verification cache and cross-process invalidation
     cache_max_entries: int = Field(100_000, ge=1)
@@ -125,6 +141,34 @@ class Settings(BaseSettings):
             random_length=self.key_random_length,
             alphabet=self.key_alphabet,
         )
+
+    @property
+    def token_issuer(self) -> str:
+        return self.issuer or f"http://{self.host}:{self.port}"
+
+    @property
+    def token_audience(self) -> str:
+        return self.audience or self.token_issuer
+
+    def secret_bytes(self) -> bytes:
+        """The sealing secret: ``APIWARD_SECRET_KEY``, else a file kept beside the database."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.secret_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    @property
+    def secret_file(self) -> Path:
+        if self.database_url.startswith("sqlite") and ":///" in self.database_url:
+            db = self.database_url.split(":///", 1)[1]
+            if db and db != ":memory:":
+                return Path(db + ".secret")
+        return Path("apiward.secret")
 
     @property
     def environments(self) -> tuple[str, ...]:

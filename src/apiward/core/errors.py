@@ -13,7 +13,10 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
     │   ├── RevokedCredential              reason KEY_REVOKED
     │   ├── ExpiredCredential              reason KEY_EXPIRED
     │   ├── WrongEnvironment               reason WRONG_ENVIRONMENT
-    │   └── WrongInstance                  reason WRONG_INSTANCE
+    │   ├── WrongInstance                  reason WRONG_INSTANCE
+    │   ├── InvalidToken                   reason INVALID_TOKEN
+    │   ├── ExpiredToken                   reason TOKEN_EXPIRED
+    │   └── RevokedToken                   reason TOKEN_REVOKED
     ├── PermissionDenied                   code FORBIDDEN
     │   ├── InsufficientScope              reason INSUFFICIENT_SCOPE
     │   ├── IpNotAllowed                   reason IP_NOT_ALLOWED
@@ -24,7 +27,15 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
     ├── NotFound                           code NOT_FOUND
     ├── Conflict                           code CONFLICT
     ├── InvalidInput                       code BAD_REQUEST
-    └── ServiceUnavailable                 code SERVICE_UNAVAILABLE
+    ├── ServiceUnavailable                 code SERVICE_UNAVAILABLE
+    └── OAuthError                         RFC 6749 section 5.2 ``error``
+        ├── InvalidRequest                 invalid_request
+        ├── InvalidClient                  invalid_client
+        ├── InvalidGrant                   invalid_grant
+        ├── UnauthorizedClient             unauthorized_client
+        ├── UnsupportedGrantType           unsupported_grant_type
+        ├── InvalidScope                   invalid_scope
+        └── LoginThrottled                 temporarily_unavailable (429)
 """
 
 from __future__ import annotations
@@ -83,6 +94,21 @@ class WrongEnvironment(AuthenticationError):
 class WrongInstance(AuthenticationError):
     reason = "WRONG_INSTANCE"
     default_message = "API key was issued by another instance."
+
+
+class InvalidToken(AuthenticationError):
+    reason = "INVALID_TOKEN"
+    default_message = "Access token is invalid. Obtain a new one from /v1/auth/token."
+
+
+class ExpiredToken(AuthenticationError):
+    reason = "TOKEN_EXPIRED"
+    default_message = "Access token has expired"
+
+
+class RevokedToken(AuthenticationError):
+    reason = "TOKEN_REVOKED"
+    default_message = "Access token has been revoked"
 
 
 class PermissionDenied(ApiwardError):
@@ -178,3 +204,59 @@ class ServiceUnavailable(ApiwardError):
     code = "SERVICE_UNAVAILABLE"
     reason = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable. Retry shortly."
+
+
+class OAuthError(ApiwardError):
+    """An error of the token endpoints, answered in the RFC 6749 section 5.2 shape."""
+
+    code = "BAD_REQUEST"
+    error = "invalid_request"
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return self.error.upper()
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+    default_message = "The request is missing a parameter or is malformed."
+
+
+class InvalidClient(OAuthError):
+    code = "UNAUTHORIZED"
+    error = "invalid_client"
+    default_message = "Client authentication failed."
+
+    def __init__(self, message: str | None = None, *, basic: bool = False) -> None:
+        self.basic = basic
+        super().__init__(message)
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+    default_message = "The grant is invalid, expired or revoked."
+
+
+class UnauthorizedClient(OAuthError):
+    code = "FORBIDDEN"
+    error = "unauthorized_client"
+    default_message = "This client may not use this grant type."
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+    default_message = "The grant type is not supported."
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+    default_message = "The requested scope is invalid or exceeds what was granted."
+
+
+class LoginThrottled(OAuthError):
+    code = "RATE_LIMITED"
+    error = "temporarily_unavailable"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Too many failed sign-in attempts. Retry after {retry_after} seconds.")

@@ -166,6 +166,7 @@ class RequestContext:
 
 class CredentialKind(StrEnum):
     API_KEY = "api_key"
+    ACCESS_TOKEN = "access_token"
     OPERATOR = "operator"
 
 
@@ -186,3 +187,60 @@ class Principal:
 
     def grants(self, scope: str) -> bool:
         return self.scopes.grants(scope)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    """A ``client_id``/``client_secret`` pair (the Monite document's API credentials)."""
+
+    id: str
+    org_id: str
+    environment: str
+    name: str
+    secret_digest: str
+    secret_last4: str
+    scopes: tuple[str, ...]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    user_id: str | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    last_used_ip: str | None = None
+
+    @property
+    def acting_user_id(self) -> str:
+        return self.user_id or self.created_by
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """One link of a rotation chain; ``family_id`` groups the chain (RFC 6819 5.2.2.3)."""
+
+    id: str
+    family_id: str
+    digest: str
+    org_id: str
+    environment: str
+    user_id: str
+    scope: str
+    created_at: datetime
+    expires_at: datetime
+    client_id: str | None = None
+    space_id: str | None = None
+    used_at: datetime | None = None
+    successor_id: str | None = None
+    answer_sealed: str | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSigningKey:
+    kid: str
+    alg: str
+    jwk: dict[str, object]
+    private_sealed: str
+    created_at: datetime
+    retired_at: datetime | None = None
+    expires_at: datetime | None = None

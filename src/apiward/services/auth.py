@@ -1,26 +1,36 @@
 """Verifying a presented credential and turning it into a principal: the hot path.
 
-A warm verification does no I/O: the key's record, its acting user's roles and the
-org's spaces sit in a bounded in-process cache keyed by the key's digest. Writes that
+One function serves every way of protecting an API. It accepts apiward API keys and
+apiward access tokens (JWTs); a protected route tells them apart only by the principal's
+``credential_kind``.
+
+A warm verification does no I/O: the key's record (or the token's verified claims), the
+acting user's roles and the org's spaces sit in a bounded in-process cache. Writes that
 change any of them invalidate the cache at once in this process and, through the
 store's invalidation log, in every other process within the poll interval.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+from apiward.core import tokens as jwt_tokens
 from apiward.core.clock import Clock
 from apiward.core.errors import (
     DisabledCredential,
     ExpiredCredential,
+    ExpiredToken,
     InvalidCredential,
+    InvalidToken,
     IpNotAllowed,
     MissingCredential,
     NoSpaceAccess,
     RevokedCredential,
+    RevokedToken,
     SpaceNotAllowed,
     UnknownSpace,
 )
@@ -36,53 +46,83 @@ from apiward.core.scopes import ScopeSet
 from apiward.services.ports import Cache, Store
 from apiward.services.tenancy import Tenancy
 
+if TYPE_CHECKING:
+    from apiward.services.signing import Keyring
+    from apiward.services.tokens import Revocations
+
+
+@dataclass(slots=True)
+class Subject:
+    """The user a credential acts as, as much as the guard needs to know of them."""
+
+    active: bool
+    roles: dict[str | None, ScopeSet]
+    spaces: frozenset[str]
+    default_space: str
+
 
 @dataclass(slots=True)
 class VerifiedKey:
     """Everything needed to decide on a key without touching the store."""
 
     key: ApiKey
-    user_active: bool
-    roles: dict[str | None, ScopeSet]
-    spaces: frozenset[str]
-    default_space: str
+    subject: Subject
     networks: tuple[IPNetwork, ...]
     key_scopes: ScopeSet
     space_allow: frozenset[str]
     effective: dict[str, ScopeSet] = field(default_factory=dict)
 
-    def scopes_in(self, space_id: str) -> ScopeSet | None:
-        """Key scopes ∩ the acting user's role in the space (memoised)."""
-        cached = self.effective.get(space_id)
-        if cached is None:
-            role = self.roles.get(space_id) or self.roles.get(None)
-            if role is None:
-                return None
-            cached = self.effective[space_id] = self.key_scopes.intersect(role)
-        return cached
+
+@dataclass(slots=True)
+class VerifiedToken:
+    claims: jwt_tokens.AccessClaims
+    subject: Subject
+    token_scopes: ScopeSet
+    effective: dict[str, ScopeSet] = field(default_factory=dict)
+
+
+def _effective(
+    granted: ScopeSet, subject: Subject, space_id: str, memo: dict[str, ScopeSet]
+) -> ScopeSet | None:
+    """Credential scopes ∩ the acting user's role in the space (memoised per space)."""
+    cached = memo.get(space_id)
+    if cached is None:
+        role = subject.roles.get(space_id) or subject.roles.get(None)
+        if role is None:
+            return None
+        cached = memo[space_id] = granted.intersect(role)
+    return cached
 
 
 _UNKNOWN = object()
 
 
 class UsageRecorder:
-    """Collects "last used" per key in memory; the server flushes it in batches."""
+    """Collects "last used" per credential in memory; the server flushes it in batches.
+
+    Keys are recorded by id, OAuth clients as ``client:<id>``.
+    """
 
     def __init__(self) -> None:
         self._pending: dict[str, tuple[datetime, str | None]] = {}
 
-    def record(self, key_id: str, at: datetime, ip: str | None) -> None:
-        self._pending[key_id] = (at, ip)
+    def record(self, credential_id: str, at: datetime, ip: str | None) -> None:
+        self._pending[credential_id] = (at, ip)
 
     def drain(self) -> list[tuple[str, datetime, str | None]]:
         pending, self._pending = self._pending, {}
-        return [(key_id, at, ip) for key_id, (at, ip) in pending.items()]
+        return [(cid, at, ip) for cid, (at, ip) in pending.items()]
 
     async def flush(self, store: Store) -> int:
         batch = self.drain()
+        keys = [row for row in batch if not row[0].startswith("client:")]
+        clients = [(cid[7:], at, ip) for cid, at, ip in batch if cid.startswith("client:")]
         if batch:
             async with store.begin() as tx:
-                await tx.touch_keys(batch)
+                if keys:
+                    await tx.touch_keys(keys)
+                if clients:
+                    await tx.touch_clients(clients)
         return len(batch)
 
 
@@ -116,22 +156,47 @@ class Authenticator:
         self._tenancy = tenancy
         self._usage = usage
         self._space_header = space_header
+        self._keyring: Keyring | None = None
+        self._revocations: Revocations | None = None
+        self._issuer = ""
+        self._audience = ""
 
-    async def _load(self, key_digest: str) -> VerifiedKey | None:
+    def accept_tokens(
+        self, keyring: Keyring, revocations: Revocations, *, issuer: str, audience: str
+    ) -> None:
+        """Also accept apiward access tokens, verified with these keys."""
+        self._keyring = keyring
+        self._revocations = revocations
+        self._issuer = issuer
+        self._audience = audience
+
+    async def _subject(self, org_id: str, user_id: str) -> Subject:
+        cache_key = f"user:{org_id}:{user_id}"
+        cached = self._cache.get(cache_key)
+        if isinstance(cached, Subject):
+            return cached
         async with self._store.begin() as tx:
-            key = await tx.find_key_by_digest(key_digest)
-            if key is None:
-                return None
-            user = await tx.get_user(key.org_id, key.acting_user_id)
-            roles = await self._tenancy.role_scopes(tx, key.org_id, key.acting_user_id)
-            spaces = await tx.active_space_ids(key.org_id)
-            default = await tx.default_space(key.org_id)
-        return VerifiedKey(
-            key=key,
-            user_active=user is not None and user.disabled_at is None,
+            user = await tx.get_user(org_id, user_id)
+            roles = await self._tenancy.role_scopes(tx, org_id, user_id)
+            spaces = await tx.active_space_ids(org_id)
+            default = await tx.default_space(org_id)
+        subject = Subject(
+            active=user is not None and user.disabled_at is None,
             roles=roles,
             spaces=frozenset(spaces),
             default_space=default.id if default else "",
+        )
+        self._cache.set(cache_key, subject)
+        return subject
+
+    async def _load_key(self, key_digest: str) -> VerifiedKey | None:
+        async with self._store.begin() as tx:
+            key = await tx.find_key_by_digest(key_digest)
+        if key is None:
+            return None
+        return VerifiedKey(
+            key=key,
+            subject=await self._subject(key.org_id, key.acting_user_id),
             networks=tuple(ipaddress.ip_network(n) for n in key.ip_allow),
             key_scopes=ScopeSet(key.scopes),
             space_allow=frozenset(key.space_allow),
@@ -142,12 +207,17 @@ class Authenticator:
         parsed = self._fmt.parse(plaintext)
         entry = self._cache.get(parsed.digest)
         if entry is None:
-            entry = await self._load(parsed.digest)
+            entry = await self._load_key(parsed.digest)
             self._cache.set(parsed.digest, _UNKNOWN if entry is None else entry)
-        if entry is _UNKNOWN or entry is None:
+        if not isinstance(entry, VerifiedKey):
             raise InvalidCredential()
-        assert isinstance(entry, VerifiedKey)
         return entry
+
+    def _space(self, subject: Subject, context: RequestContext) -> str:
+        space_id = context.space_id or subject.default_space
+        if space_id not in subject.spaces:
+            raise UnknownSpace(space_id, self._space_header)
+        return space_id
 
     async def authenticate_key(self, plaintext: str, context: RequestContext) -> Principal:
         """Verify an API key for one request and return who is calling."""
@@ -160,19 +230,17 @@ class Authenticator:
             raise ExpiredCredential()
         if key.disabled_at is not None:
             raise DisabledCredential()
-        if not entry.user_active:
+        if not entry.subject.active:
             raise DisabledCredential(
                 "The user this API key acts as is disabled or was removed. "
                 "Use a key of an active user."
             )
         if entry.networks:
             self._check_ip(entry.networks, context.ip)
-        space_id = context.space_id or entry.default_space
-        if space_id not in entry.spaces:
-            raise UnknownSpace(space_id, self._space_header)
+        space_id = self._space(entry.subject, context)
         if entry.space_allow and space_id not in entry.space_allow:
             raise SpaceNotAllowed(space_id)
-        scopes = entry.scopes_in(space_id)
+        scopes = _effective(entry.key_scopes, entry.subject, space_id, entry.effective)
         if scopes is None:
             raise NoSpaceAccess(space_id)
         self._usage.record(key.id, now, context.ip)
@@ -188,6 +256,58 @@ class Authenticator:
             api_version=context.api_version,
         )
 
+    async def authenticate_token(self, token: str, context: RequestContext) -> Principal:
+        """Verify an access token (signature, expiry, revocation) for one request."""
+        if self._keyring is None or self._revocations is None:
+            raise InvalidToken()
+        cache_key = "jwt:" + hashlib.sha256(token.encode()).hexdigest()
+        entry = self._cache.get(cache_key)
+        now = self._clock.now().timestamp()
+        if not isinstance(entry, VerifiedToken):
+            try:
+                claims = jwt_tokens.verify(
+                    token, self._keyring.keys, issuer=self._issuer, audience=self._audience, now=now
+                )
+            except jwt_tokens.TokenExpired:
+                raise ExpiredToken() from None
+            except jwt_tokens.TokenInvalid:
+                raise InvalidToken() from None
+            entry = VerifiedToken(
+                claims, await self._subject(claims.org, claims.uid), ScopeSet(claims.scope.split())
+            )
+            self._cache.set(cache_key, entry)
+        claims = entry.claims
+        if claims.exp <= now:
+            raise ExpiredToken()
+        if self._revocations.revoked(claims):
+            raise RevokedToken()
+        if not entry.subject.active:
+            raise InvalidToken("The user this access token acts for is disabled.")
+        if claims.space is not None:
+            if context.space_id not in (None, claims.space):
+                raise SpaceNotAllowed(context.space_id or "")
+            context_space = claims.space
+        else:
+            context_space = context.space_id or entry.subject.default_space
+        if context_space not in entry.subject.spaces:
+            raise UnknownSpace(context_space, self._space_header)
+        scopes = _effective(entry.token_scopes, entry.subject, context_space, entry.effective)
+        if scopes is None:
+            raise NoSpaceAccess(context_space)
+        is_client = claims.sub == claims.client_id
+        return Principal(
+            org_id=claims.org,
+            environment=claims.env,
+            space_id=context_space,
+            user_id=claims.uid,
+            scopes=scopes,
+            credential_id=claims.client_id if is_client else (claims.sid or claims.jti),
+            credential_kind=CredentialKind.ACCESS_TOKEN,
+            context=context,
+            client_id=claims.client_id if claims.client_id.startswith("client_") else None,
+            api_version=context.api_version,
+        )
+
     @staticmethod
     def _check_ip(networks: tuple[IPNetwork, ...], ip: str | None) -> None:
         try:
@@ -200,4 +320,7 @@ class Authenticator:
             raise IpNotAllowed(str(address))
 
     async def authenticate(self, authorization: str | None, context: RequestContext) -> Principal:
-        return await self.authenticate_key(bearer_token(authorization), context)
+        token = bearer_token(authorization)
+        if jwt_tokens.looks_like_jwt(token):
+            return await self.authenticate_token(token, context)
+        return await self.authenticate_key(token, context)

@@ -56,6 +56,25 @@ def parse_networks(cidrs: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def grantable_scopes(principal: Principal, scopes: list[str], what: str) -> list[str]:
+    """Normalised scopes for a new credential; nobody grants more than they hold."""
+    normalised = normalise(scopes)
+    if not normalised:
+        raise InvalidInput(f"{what} needs at least one scope, e.g. 'customers:read'.")
+    for scope in normalised:
+        if not principal.grants(scope):
+            raise InsufficientScope(scope, subject="Your credential")
+    return normalised
+
+
+def check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInput("expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z.")
+        if expires_at <= now:
+            raise InvalidInput("expires_at must be in the future.")
+
+
 def effective_environment(principal: Principal, wanted: str | None) -> str:
     """Data never crosses environments: an API key acts only within its own."""
     env = wanted or principal.environment
@@ -73,13 +92,7 @@ class Keys:
         self._environments = tuple(env for env, _ in fmt.env_tags)
 
     def _check_scopes(self, principal: Principal, scopes: list[str]) -> list[str]:
-        normalised = normalise(scopes)
-        if not normalised:
-            raise InvalidInput("An API key needs at least one scope, e.g. 'customers:read'.")
-        for scope in normalised:
-            if not principal.grants(scope):
-                raise InsufficientScope(scope, subject="Your credential")
-        return normalised
+        return grantable_scopes(principal, scopes, "An API key")
 
     async def _check_spaces(
         self, tx: Transaction, org_id: str, spaces: list[str]
@@ -93,11 +106,7 @@ class Keys:
         return tuple(dict.fromkeys(spaces))
 
     def _check_expiry(self, expires_at: datetime | None) -> None:
-        if expires_at is not None:
-            if expires_at.tzinfo is None:
-                raise InvalidInput("expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z.")
-            if expires_at <= self._clock.now():
-                raise InvalidInput("expires_at must be in the future.")
+        check_expiry(expires_at, self._clock.now())
 
     async def create(
         self,

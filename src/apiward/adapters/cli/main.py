@@ -21,7 +21,7 @@ from rich.table import Table
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError
-from apiward.core.models import ApiKey, Principal
+from apiward.core.models import ApiKey, OAuthClient, Principal
 
 T = TypeVar("T")
 
@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+clients_app = typer.Typer(help="Create and manage OAuth clients.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
 
 out = Console()
 err = Console(stderr=True)
@@ -363,6 +365,103 @@ def keys_roll(
 
     data, secret = _as_operator(org, environment, job)
     _show_key(data, as_json, secret)
+
+
+# OAuth clients ------------------------------------------------------------------------
+
+
+def _client_dict(client: OAuthClient, now: datetime) -> dict[str, Any]:
+    from apiward.adapters.http.schemas import ClientOut
+
+    return ClientOut.of(client, now).model_dump(mode="json")
+
+
+def _show_clients(items: list[dict[str, Any]], as_json: bool, secret: str | None = None) -> None:
+    if as_json:
+        data: Any = items[0] if len(items) == 1 and secret is not None else items
+        if secret is not None:
+            data = {**items[0], "client_secret": secret}
+        print(json.dumps(data))
+        return
+    table = Table()
+    for column in ("client_id", "name", "env", "scopes", "state", "last used"):
+        table.add_column(column, no_wrap=column == "client_id")
+    for c in items:
+        table.add_row(
+            c["client_id"],
+            c["name"],
+            c["environment"],
+            " ".join(c["scopes"]),
+            c["state"],
+            (c["last_used_at"] or "never")[:19],
+        )
+    out.print(table)
+    if secret:
+        out.print("\nThe client secret (shown once, store it now):")
+        print(secret)
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option("--name", help="What the client is for.")],
+    scopes: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
+    environment: EnvOption = "live",
+    user: Annotated[str | None, typer.Option("--user", help="Act as this user id.")] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a client and print its secret once."""
+
+    async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
+        created = await runtime.clients.create(
+            principal, name=name, scopes=scopes, environment=environment, user_id=user
+        )
+        return _client_dict(created.client, runtime.clock.now()), created.secret
+
+    data, secret = _as_operator(org, environment, job)
+    _show_clients([data], as_json, secret)
+
+
+@clients_app.command("list")
+def clients_list(
+    environment: EnvOption = "live", org: OrgOption = None, as_json: JsonOption = False
+) -> None:
+    """List clients (never their secrets)."""
+    from apiward.core.models import PageRequest
+
+    async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        page = await runtime.clients.list_clients(principal, PageRequest(1, 100))
+        return [_client_dict(c, runtime.clock.now()) for c in page.items]
+
+    _show_clients(_as_operator(org, environment, job), as_json)
+
+
+@clients_app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[str, typer.Argument(help="The client_id.")],
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refuse the client, and every access token it holds, at once."""
+
+    async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        env = (await runtime.clients.get(principal, client_id)).environment
+        principal = await runtime.operator(org, env)
+        client = await runtime.clients.revoke(principal, client_id)
+        await runtime.tokens.revoke_client_tokens(client)
+        return [_client_dict(client, runtime.clock.now())]
+
+    _show_clients(_as_operator(org, "live", job), as_json)
+
+
+@app.command("keys-rotate")
+def keys_rotate() -> None:
+    """Rotate the access-token signing key; the old one stays published until its tokens expire."""
+
+    async def job(runtime: Runtime) -> str:
+        return (await runtime.keyring.rotate()).kid
+
+    out.print(f"New signing key: {_run(job)}")
 
 
 def main() -> None:

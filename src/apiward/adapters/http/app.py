@@ -11,7 +11,7 @@ from apiward import __version__
 from apiward.adapters import logging as logs
 from apiward.adapters.http import errors
 from apiward.adapters.http.middleware import RequestContextMiddleware
-from apiward.adapters.http.routes import keys, root, tenancy
+from apiward.adapters.http.routes import clients, keys, oauth, root, tenancy
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.settings = settings
     errors.install(app)
     app.include_router(root.router)
+    app.include_router(oauth.router)
     app.include_router(keys.router)
+    app.include_router(clients.router)
     app.include_router(tenancy.router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -33,6 +33,9 @@ STATUS: dict[type[e.ApiwardError], int] = {
     e.Conflict: 409,
     e.InvalidInput: 400,
     e.ServiceUnavailable: 503,
+    e.OAuthError: 400,
+    e.InvalidClient: 401,
+    e.LoginThrottled: 429,
 }
 
 _HTTP_CODES = {
@@ -133,7 +136,27 @@ def challenge(exc: e.ApiwardError) -> dict[str, str]:
     return {}
 
 
+def oauth_response(request: Request, exc: e.OAuthError) -> Response:
+    """RFC 6749 section 5.2: token endpoint errors keep the shape OAuth clients expect."""
+    status = status_of(exc)
+    headers = {"Cache-Control": "no-store", "X-Request-Id": request_id_of(request)}
+    if isinstance(exc, e.InvalidClient) and exc.basic:
+        headers["WWW-Authenticate"] = 'Basic realm="apiward"'
+    if isinstance(exc, e.LoginThrottled):
+        headers["Retry-After"] = str(exc.retry_after)
+    body = {
+        "error": exc.error,
+        "error_description": exc.message,
+        "request_id": request_id_of(request),
+    }
+    return Response(
+        json.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
 def error_response(request: Request, exc: e.ApiwardError) -> Response:
+    if isinstance(exc, e.OAuthError):
+        return oauth_response(request, exc)
     status = status_of(exc)
     extra: dict[str, Any] = {}
     if isinstance(exc, e.InsufficientScope):

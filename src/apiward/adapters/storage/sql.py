@@ -21,11 +21,14 @@ from apiward.core.models import (
     AuditEvent,
     Environment,
     Membership,
+    OAuthClient,
     Organisation,
     Page,
     PageRequest,
+    RefreshToken,
     Role,
     Space,
+    StoredSigningKey,
     User,
 )
 from apiward.services.ports import AuditFilter, Invalidation, KeyFilter
@@ -97,6 +100,17 @@ def _key_values(key: ApiKey) -> dict[str, Any]:
     values = asdict(key)
     for name in ("scopes", "ip_allow", "space_allow"):
         values[name] = list(values[name])
+    return values
+
+
+def _client(r: Any) -> OAuthClient:
+    m = r._mapping
+    return OAuthClient(**{k: m[k] for k in m if k != "scopes"}, scopes=tuple(m["scopes"]))
+
+
+def _client_values(client: OAuthClient) -> dict[str, Any]:
+    values = asdict(client)
+    values["scopes"] = list(values["scopes"])
     return values
 
 
@@ -198,6 +212,12 @@ class SqlTransaction:
             t.users.select().where(t.users.c.org_id == org_id, t.users.c.email == email)
         )
         return _row(r, User) if r else None
+
+    async def find_users_by_email(self, email: str) -> list[User]:
+        rows = await self._all(
+            t.users.select().where(t.users.c.email == email).order_by(t.users.c.created_at)
+        )
+        return [_row(r, User) for r in rows]
 
     async def list_users(self, org_id: str, page: PageRequest) -> Page[User]:
         stmt = t.users.select().where(t.users.c.org_id == org_id)
@@ -330,7 +350,17 @@ class SqlTransaction:
 
     async def update_key(self, key: ApiKey) -> None:
         values = _key_values(key)
-        for fixed in ("id", "org_id", "digest", "created_at", "created_by", "environment"):
+        # last_used_* belong to touch_keys: a record read before a flush must not undo it.
+        for fixed in (
+            "id",
+            "org_id",
+            "digest",
+            "created_at",
+            "created_by",
+            "environment",
+            "last_used_at",
+            "last_used_ip",
+        ):
             values.pop(fixed)
         await self._c.execute(
             t.api_keys.update()
@@ -339,6 +369,8 @@ class SqlTransaction:
         )
 
     async def touch_keys(self, usage: Sequence[tuple[str, datetime, str | None]]) -> None:
+        if not usage:
+            return
         stmt = (
             t.api_keys.update()
             .where(t.api_keys.c.id == sa.bindparam("key_id"))
@@ -386,6 +418,141 @@ class SqlTransaction:
 
     async def prune_invalidations(self, before: datetime) -> None:
         await self._c.execute(t.invalidations.delete().where(t.invalidations.c.created_at < before))
+
+    # signing keys
+    async def insert_signing_key(self, key: StoredSigningKey) -> None:
+        await self._c.execute(t.signing_keys.insert().values(asdict(key)))
+
+    async def list_signing_keys(self) -> list[StoredSigningKey]:
+        rows = await self._all(t.signing_keys.select().order_by(t.signing_keys.c.created_at))
+        return [_row(r, StoredSigningKey) for r in rows]
+
+    async def retire_signing_key(self, kid: str, at: datetime, expires_at: datetime) -> None:
+        await self._c.execute(
+            t.signing_keys.update()
+            .where(t.signing_keys.c.kid == kid)
+            .values(retired_at=at, expires_at=expires_at)
+        )
+
+    # OAuth clients
+    async def insert_client(self, client: OAuthClient) -> None:
+        await self._c.execute(t.oauth_clients.insert().values(_client_values(client)))
+
+    async def get_client(self, org_id: str, client_id: str) -> OAuthClient | None:
+        c = t.oauth_clients.c
+        r = await self._one(t.oauth_clients.select().where(c.org_id == org_id, c.id == client_id))
+        return _client(r) if r else None
+
+    async def find_client(self, client_id: str) -> OAuthClient | None:
+        r = await self._one(t.oauth_clients.select().where(t.oauth_clients.c.id == client_id))
+        return _client(r) if r else None
+
+    async def list_clients(
+        self, org_id: str, environment: str, page: PageRequest
+    ) -> Page[OAuthClient]:
+        c = t.oauth_clients.c
+        stmt = t.oauth_clients.select().where(c.org_id == org_id, c.environment == environment)
+        return await self._page(stmt, [c.created_at.desc(), c.id], page, _client)
+
+    async def update_client(self, client: OAuthClient) -> None:
+        values = _client_values(client)
+        for fixed in (
+            "id",
+            "org_id",
+            "secret_digest",
+            "created_at",
+            "created_by",
+            "environment",
+            "last_used_at",
+            "last_used_ip",
+        ):
+            values.pop(fixed)
+        c = t.oauth_clients.c
+        await self._c.execute(
+            t.oauth_clients.update()
+            .where(c.id == client.id, c.org_id == client.org_id)
+            .values(values)
+        )
+
+    async def touch_clients(self, usage: Sequence[tuple[str, datetime, str | None]]) -> None:
+        if not usage:
+            return
+        stmt = (
+            t.oauth_clients.update()
+            .where(t.oauth_clients.c.id == sa.bindparam("client_id"))
+            .values(last_used_at=sa.bindparam("at"), last_used_ip=sa.bindparam("ip"))
+        )
+        await self._c.execute(stmt, [{"client_id": k, "at": at, "ip": ip} for k, at, ip in usage])
+
+    # refresh tokens and revocations
+    async def insert_refresh(self, token: RefreshToken) -> None:
+        await self._c.execute(t.refresh_tokens.insert().values(asdict(token)))
+
+    async def find_refresh_for_update(self, digest: str) -> RefreshToken | None:
+        stmt = t.refresh_tokens.select().where(t.refresh_tokens.c.digest == digest)
+        if self._c.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises
+            stmt = stmt.with_for_update()
+        r = await self._one(stmt)
+        return _row(r, RefreshToken) if r else None
+
+    async def update_refresh(self, token: RefreshToken) -> None:
+        await self._c.execute(
+            t.refresh_tokens.update()
+            .where(t.refresh_tokens.c.id == token.id)
+            .values(
+                used_at=token.used_at,
+                successor_id=token.successor_id,
+                answer_sealed=token.answer_sealed,
+                revoked_at=token.revoked_at,
+            )
+        )
+
+    async def revoke_family(self, family_id: str, at: datetime) -> int:
+        c = t.refresh_tokens.c
+        result = await self._c.execute(
+            t.refresh_tokens.update()
+            .where(c.family_id == family_id, c.revoked_at.is_(None))
+            .values(revoked_at=at, answer_sealed=None)
+        )
+        return int(result.rowcount or 0)
+
+    async def user_families(self, org_id: str, user_id: str) -> list[str]:
+        c = t.refresh_tokens.c
+        rows = await self._all(
+            sa.select(c.family_id)
+            .distinct()
+            .where(c.org_id == org_id, c.user_id == user_id, c.revoked_at.is_(None))
+        )
+        return [r[0] for r in rows]
+
+    async def prune_refresh(self, expired_before: datetime, answers_before: datetime) -> None:
+        c = t.refresh_tokens.c
+        await self._c.execute(t.refresh_tokens.delete().where(c.expires_at < expired_before))
+        await self._c.execute(
+            t.refresh_tokens.update()
+            .where(c.answer_sealed.is_not(None), c.used_at < answers_before)
+            .values(answer_sealed=None)
+        )
+        await self._c.execute(
+            t.revocations.delete().where(t.revocations.c.expires_at < expired_before)
+        )
+
+    async def insert_revocation(
+        self, kind: str, value: str, at: datetime, expires_at: datetime
+    ) -> None:
+        c = t.revocations.c
+        exists = await self._one(sa.select(c.id).where(c.kind == kind, c.value == value))
+        if exists is None:
+            await self._c.execute(
+                t.revocations.insert().values(
+                    kind=kind, value=value, created_at=at, expires_at=expires_at
+                )
+            )
+
+    async def active_revocations(self, now: datetime) -> list[tuple[str, str]]:
+        c = t.revocations.c
+        rows = await self._all(sa.select(c.kind, c.value).where(c.expires_at > now))
+        return [(r.kind, r.value) for r in rows]
 
 
 class SqlStore:

@@ -179,3 +179,67 @@ invalidations = Table(
     Column("target", String(128), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False, index=True),
 )
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("jwk", JSON, nullable=False),
+    Column("private_sealed", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("retired_at", UTCDateTime()),
+    Column("expires_at", UTCDateTime()),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("secret_digest", String(64), nullable=False, unique=True),
+    Column("secret_last4", String(4), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("user_id", String(ID), ForeignKey("users.id")),
+    Column("created_by", String(ID), ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Column("last_used_at", UTCDateTime()),
+    Column("last_used_ip", String(64)),
+    Index("ix_oauth_clients_org_env_created", "org_id", "environment", "created_at"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("family_id", String(ID), nullable=False, index=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("client_id", String(ID)),
+    Column("scope", Text, nullable=False),
+    Column("space_id", String(ID)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+    Column("successor_id", String(ID)),
+    Column("answer_sealed", Text),
+    Column("revoked_at", UTCDateTime()),
+)
+
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    UniqueConstraint("kind", "value", name="uq_revocations_kind_value"),
+)

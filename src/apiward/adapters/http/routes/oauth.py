@@ -1,0 +1,269 @@
+"""Token endpoints: `/v1/auth/*` and `/.well-known/*` (RFC 6749, 7009, 7517, 7662, 8414)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from apiward.adapters.http.security import authenticate, request_context, runtime_of
+from apiward.core.errors import (
+    InsufficientScope,
+    InvalidClient,
+    InvalidRequest,
+    UnsupportedGrantType,
+)
+from apiward.services.tokens import EXCHANGE_SCOPE
+
+router = APIRouter(tags=["OAuth 2.0"])
+
+GRANT_PASSWORD = "password"
+GRANT_REFRESH = "refresh_token"
+GRANT_CLIENT = "client_credentials"
+GRANT_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class TokenRequest(BaseModel):
+    """The token endpoint's parameters, as JSON or as a form (RFC 6749 section 4)."""
+
+    grant_type: str | None = Field(
+        None,
+        description="password, refresh_token, client_credentials or token exchange. "
+        "A body with username and password and no grant_type is a password grant.",
+    )
+    username: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scope: str | None = Field(None, description="Space-separated scopes to narrow the token.")
+    org_id: str | None = None
+    environment: str | None = None
+    subject_token: str | None = None
+    subject_token_type: str | None = None
+    space_id: str | None = None
+
+
+class TokenResponse(BaseModel):
+    token_type: str = "Bearer"
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+    issued_token_type: str | None = None
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str
+
+
+class TokenParam(BaseModel):
+    token: str
+    token_type_hint: str | None = None
+
+
+async def _params(request: Request) -> dict[str, str]:
+    """JSON or form body, as strings; anything else is an ``invalid_request``."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if content_type == "application/json" or (not content_type and raw.startswith(b"{")):
+        try:
+            data = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("The body must be a JSON object.")
+    elif content_type in ("application/x-www-form-urlencoded", ""):
+        try:
+            form = await request.form()
+        except Exception:
+            raise InvalidRequest("The form body cannot be parsed.") from None
+        data = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        raise InvalidRequest(
+            "Send the parameters as application/json or application/x-www-form-urlencoded."
+        )
+    params: dict[str, str] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise InvalidRequest(f"Parameter {key!r} must be a string.")
+        if len(str(value)) > 4096:
+            raise InvalidRequest(f"Parameter {key!r} is too long.")
+        params[key] = str(value)
+    return params
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    """Client credentials from HTTP Basic (RFC 6749 section 2.3.1: form-encoded parts)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("The Basic credentials are malformed.", basic=True) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("The Basic credentials are malformed.", basic=True)
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _client(params: dict[str, str], request: Request) -> tuple[str, str, bool]:
+    basic = _basic(request)
+    if basic is not None:
+        if "client_secret" in params:
+            raise InvalidRequest("Authenticate the client with Basic or the body, not both.")
+        return basic[0], basic[1], True
+    client_id, secret = params.get("client_id"), params.get("client_secret")
+    if not client_id or not secret:
+        raise InvalidClient("Send client_id and client_secret, in the body or as HTTP Basic.")
+    return client_id, secret, False
+
+
+def _answer(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post(
+    "/v1/auth/token",
+    response_model=TokenResponse,
+    summary="Obtain a token",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": TokenRequest.model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+            }
+        }
+    },
+)
+async def token(request: Request) -> JSONResponse:
+    """The OAuth 2.0 token endpoint: password, refresh_token, client_credentials and
+    RFC 8693 token exchange. `{"username", "password"}` alone is a password grant."""
+    params = await _params(request)
+    runtime = runtime_of(request)
+    context = request_context(request)
+    grant = params.get("grant_type")
+    if grant is None and "username" in params and "password" in params:
+        grant = GRANT_PASSWORD
+    tokens = runtime.tokens
+    scope = params.get("scope")
+    if grant == GRANT_PASSWORD:
+        answer = await tokens.password_grant(
+            params.get("username", ""),
+            params.get("password", ""),
+            scope=scope,
+            org_id=params.get("org_id"),
+            environment=params.get("environment"),
+            context=context,
+        )
+    elif grant == GRANT_REFRESH:
+        answer = await tokens.refresh(params.get("refresh_token", ""), scope=scope, context=context)
+    elif grant == GRANT_CLIENT:
+        client_id, secret, basic = _client(params, request)
+        answer = await tokens.client_credentials(
+            client_id, secret, scope=scope, context=context, basic=basic
+        )
+    elif grant == GRANT_EXCHANGE:
+        client_id, secret, basic = _client(params, request)
+        answer = await tokens.exchange(
+            client_id,
+            secret,
+            subject_token=params.get("subject_token", ""),
+            subject_token_type=params.get("subject_token_type", ""),
+            space_id=params.get("space_id"),
+            scope=scope,
+            context=context,
+            basic=basic,
+        )
+    elif grant is None:
+        raise InvalidRequest("Send grant_type (or username and password).")
+    else:
+        raise UnsupportedGrantType(f"Grant type {grant[:64]!r} is not supported.")
+    return _answer(answer.as_dict())
+
+
+@router.post("/v1/auth/refresh", response_model=TokenResponse, summary="Refresh a token pair")
+async def refresh(request: Request) -> JSONResponse:
+    """`{"refresh_token"}` → a fresh pair; the old refresh token stops working (Monogoto)."""
+    params = await _params(request)
+    answer = await runtime_of(request).tokens.refresh(
+        params.get("refresh_token", ""), scope=params.get("scope"), context=request_context(request)
+    )
+    return _answer(answer.as_dict())
+
+
+@router.post("/v1/auth/revoke", summary="Revoke a token (RFC 7009)")
+async def revoke(request: Request) -> JSONResponse:
+    """Revoke an access token (by its id) or a refresh token (with its whole session).
+    Unknown tokens are answered 200 as RFC 7009 section 2.2 asks."""
+    params = await _params(request)
+    token_value = params.get("token")
+    if not token_value:
+        raise InvalidRequest("Send the token to revoke.")
+    await runtime_of(request).tokens.revoke(
+        token_value, params.get("token_type_hint"), request_context(request)
+    )
+    return _answer({})
+
+
+@router.post("/v1/auth/introspect", summary="Introspect a token (RFC 7662)")
+async def introspect(request: Request) -> JSONResponse:
+    """What a token is. The caller authenticates with a bearer credential holding
+    `tokens:introspect`, or as an OAuth client with HTTP Basic; only tokens of the
+    caller's own organisation are ever reported active."""
+    params = await _params(request)
+    token_value = params.get("token")
+    runtime = runtime_of(request)
+    basic = _basic(request)
+    if basic is not None:
+        client = await runtime.tokens.authenticate_client(basic[0], basic[1], basic=True)
+        org_id = client.org_id
+    else:
+        principal = await authenticate(request)
+        if not principal.grants("tokens:introspect"):
+            raise InsufficientScope("tokens:introspect")
+        org_id = principal.org_id
+    if not token_value:
+        raise InvalidRequest("Send the token to introspect.")
+    return _answer(await runtime.tokens.introspect(org_id, token_value))
+
+
+@router.get("/.well-known/jwks.json", summary="Public signing keys (RFC 7517)")
+async def jwks(request: Request) -> JSONResponse:
+    return JSONResponse(
+        runtime_of(request).keyring.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+@router.get(
+    "/.well-known/oauth-authorization-server", summary="Authorization server metadata (RFC 8414)"
+)
+async def metadata(request: Request) -> dict[str, Any]:
+    settings = runtime_of(request).settings
+    base = str(request.base_url).rstrip("/")
+    return {
+        "issuer": settings.token_issuer,
+        "token_endpoint": f"{base}/v1/auth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "revocation_endpoint": f"{base}/v1/auth/revoke",
+        "introspection_endpoint": f"{base}/v1/auth/introspect",
+        "grant_types_supported": [GRANT_PASSWORD, GRANT_REFRESH, GRANT_CLIENT, GRANT_EXCHANGE],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        "introspection_endpoint_auth_methods_supported": ["bearer", "client_secret_basic"],
+        "token_endpoint_auth_signing_alg_values_supported": [settings.token_algorithm],
+        "scopes_supported": [EXCHANGE_SCOPE, "tokens:introspect"],
+        "service_documentation": f"{base}/docs",
+    }

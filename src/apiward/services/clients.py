@@ -1,0 +1,163 @@
+"""OAuth clients: ``client_id`` and ``client_secret`` pairs, several per org (Monite).
+
+The secret is shown once and stored as SHA-256, like API keys; it has the key format
+with its own prefix (``{prefix}cs_{env}_...``), so secret scanners can recognise it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from apiward.core.clock import Clock
+from apiward.core.errors import Conflict, InvalidInput, NotFound
+from apiward.core.ids import new_id
+from apiward.core.keys import KeyFormat, digest
+from apiward.core.models import CredentialKind, OAuthClient, Page, PageRequest, Principal
+from apiward.services.audit import audit_event
+from apiward.services.keys import check_expiry, effective_environment, grantable_scopes
+from apiward.services.ports import Cache, Store, Transaction
+from apiward.services.tenancy import check_name
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedClient:
+    client: OAuthClient
+    secret: str
+
+
+def client_cache_key(client_id: str) -> str:
+    return "client:" + client_id
+
+
+class Clients:
+    def __init__(self, store: Store, cache: Cache, clock: Clock, fmt: KeyFormat) -> None:
+        self._store = store
+        self._cache = cache
+        self._clock = clock
+        self._fmt = fmt
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        scopes: list[str],
+        environment: str | None = None,
+        user_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> CreatedClient:
+        env = effective_environment(principal, environment)
+        environments = [e for e, _ in self._fmt.env_tags]
+        if env not in environments:
+            raise InvalidInput(
+                f"Unknown environment {env!r}; use one of: {', '.join(environments)}."
+            )
+        normalised = grantable_scopes(principal, scopes, "An OAuth client")
+        check_expiry(expires_at, self._clock.now())
+        now = self._clock.now()
+        secret = self._fmt.generate(env)
+        client = OAuthClient(
+            id=new_id("client"),
+            org_id=principal.org_id,
+            environment=env,
+            name=check_name(name, "client"),
+            secret_digest=digest(secret),
+            secret_last4=secret[-4:],
+            scopes=tuple(normalised),
+            created_by=principal.user_id,
+            created_at=now,
+            updated_at=now,
+            user_id=user_id,
+            expires_at=expires_at,
+        )
+        async with self._store.begin() as tx:
+            if user_id is not None:
+                user = await tx.get_user(principal.org_id, user_id)
+                if user is None or user.disabled_at is not None:
+                    raise InvalidInput(f"User {user_id!r} does not exist or is disabled.")
+            await tx.insert_client(client)
+            await tx.insert_audit(
+                audit_event(
+                    principal,
+                    "client.created",
+                    now,
+                    target_type="oauth_client",
+                    target_id=client.id,
+                    data={"name": client.name, "scopes": normalised},
+                )
+            )
+        return CreatedClient(client, secret)
+
+    async def _get(self, tx: Transaction, principal: Principal, client_id: str) -> OAuthClient:
+        client = await tx.get_client(principal.org_id, client_id)
+        if client is None or (
+            principal.credential_kind is not CredentialKind.OPERATOR
+            and client.environment != principal.environment
+        ):
+            raise NotFound("OAuth client", client_id)
+        return client
+
+    async def get(self, principal: Principal, client_id: str) -> OAuthClient:
+        async with self._store.begin() as tx:
+            return await self._get(tx, principal, client_id)
+
+    async def list_clients(
+        self, principal: Principal, page: PageRequest, *, environment: str | None = None
+    ) -> Page[OAuthClient]:
+        env = effective_environment(principal, environment)
+        async with self._store.begin() as tx:
+            return await tx.list_clients(principal.org_id, env, page)
+
+    async def update(
+        self,
+        principal: Principal,
+        client_id: str,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+    ) -> OAuthClient:
+        return await self._change(principal, client_id, "client.updated", name=name, scopes=scopes)
+
+    async def revoke(self, principal: Principal, client_id: str) -> OAuthClient:
+        return await self._change(principal, client_id, "client.revoked", revoke=True)
+
+    async def _change(
+        self,
+        principal: Principal,
+        client_id: str,
+        event: str,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+        revoke: bool = False,
+    ) -> OAuthClient:
+        now = self._clock.now()
+        changes: dict[str, object] = {}
+        if name is not None:
+            changes["name"] = check_name(name, "client")
+        if scopes is not None:
+            changes["scopes"] = tuple(grantable_scopes(principal, scopes, "An OAuth client"))
+        async with self._store.begin() as tx:
+            client = await self._get(tx, principal, client_id)
+            if client.revoked_at is not None and (changes or not revoke):
+                raise Conflict(f"OAuth client {client_id} is revoked; revocation is permanent.")
+            if revoke and client.revoked_at is None:
+                changes["revoked_at"] = now
+            updated = replace(client, updated_at=now, **changes)  # type: ignore[arg-type]
+            await tx.update_client(updated)
+            await tx.insert_audit(
+                audit_event(
+                    principal,
+                    event,
+                    now,
+                    target_type="oauth_client",
+                    target_id=client.id,
+                    data={
+                        k: list(v) if isinstance(v, tuple) else str(v) for k, v in changes.items()
+                    },
+                )
+            )
+            await tx.insert_invalidation("key", client_cache_key(client.id), now)
+        self._cache.invalidate(client_cache_key(client.id))
+        return updated

@@ -1,0 +1,130 @@
+"""The signing keys of access tokens: generated on first start, sealed at rest, rotated.
+
+A rotated key stops signing at once but stays in the JWKS until every token it signed
+has expired, so verifiers holding a cached JWKS never see a valid token they cannot check.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from apiward.core.clock import Clock
+from apiward.core.crypto import Sealer, SealError
+from apiward.core.errors import ServiceUnavailable
+from apiward.core.ids import new_id
+from apiward.core.models import StoredSigningKey
+from apiward.core.tokens import (
+    PrivateKey,
+    SigningKey,
+    generate_private_key,
+    load_private_pem,
+    private_pem,
+    public_jwk,
+)
+from apiward.services.ports import Store
+
+_SEAL_CONTEXT = "signing-key:"
+
+
+class Keyring:
+    def __init__(
+        self, store: Store, clock: Clock, sealer: Sealer, alg: str, token_ttl: timedelta
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._sealer = sealer
+        self._alg = alg
+        self._token_ttl = token_ttl
+        self._keys: dict[str, SigningKey] = {}
+        self._current: SigningKey | None = None
+        self._current_created: datetime | None = None
+
+    async def load(self) -> None:
+        """Read the keys; create the first one when there is none for this algorithm."""
+        async with self._store.begin() as tx:
+            stored = await tx.list_signing_keys()
+        if not any(k.retired_at is None and k.alg == self._alg for k in stored):
+            await self.rotate()
+            return
+        self._install(stored)
+
+    def _install(self, stored: list[StoredSigningKey]) -> None:
+        now = self._clock.now()
+        keys: dict[str, SigningKey] = {}
+        current: tuple[SigningKey, datetime] | None = None
+        for record in stored:
+            if record.expires_at is not None and record.expires_at <= now:
+                continue
+            active = record.retired_at is None and record.alg == self._alg
+            private = self._open(record) if active else None
+            key = SigningKey(
+                record.kid,
+                record.alg,
+                private,
+                dict(record.jwk),
+                record.created_at.timestamp(),
+                record.retired_at.timestamp() if record.retired_at else None,
+            )
+            keys[key.kid] = key
+            if active and (current is None or record.created_at >= current[1]):
+                current = (key, record.created_at)
+        self._keys = keys
+        if current is not None:
+            self._current, self._current_created = current
+
+    def _open(self, record: StoredSigningKey) -> PrivateKey:
+        try:
+            pem = self._sealer.open(record.private_sealed, _SEAL_CONTEXT + record.kid)
+        except SealError as exc:
+            raise ServiceUnavailable(
+                f"Signing key {record.kid} was sealed with another secret. Set the same "
+                "APIWARD_SECRET_KEY on every process that shares this database."
+            ) from exc
+        return load_private_pem(pem)
+
+    async def rotate(self) -> SigningKey:
+        """Make a new current key; retire the others once their tokens have expired."""
+        now = self._clock.now()
+        private = generate_private_key(self._alg)
+        kid = new_id("sig")
+        record = StoredSigningKey(
+            kid=kid,
+            alg=self._alg,
+            jwk=public_jwk(private, kid, self._alg),
+            private_sealed=self._sealer.seal(private_pem(private), _SEAL_CONTEXT + kid),
+            created_at=now,
+        )
+        async with self._store.begin() as tx:
+            for old in await tx.list_signing_keys():
+                if old.retired_at is None:
+                    await tx.retire_signing_key(
+                        old.kid, now, now + self._token_ttl + timedelta(minutes=5)
+                    )
+            await tx.insert_signing_key(record)
+            await tx.insert_invalidation("signing", kid, now)
+            stored = await tx.list_signing_keys()
+        self._install(stored)
+        assert self._current is not None
+        return self._current
+
+    async def rotate_if_due(self, every: timedelta) -> bool:
+        if self._current_created is None or self._clock.now() - self._current_created < every:
+            return False
+        await self.rotate()
+        return True
+
+    @property
+    def current(self) -> SigningKey:
+        if self._current is None:
+            raise ServiceUnavailable("No signing key is loaded yet. Retry shortly.")
+        return self._current
+
+    @property
+    def keys(self) -> dict[str, SigningKey]:
+        return self._keys
+
+    def jwks(self) -> dict[str, list[dict[str, object]]]:
+        """RFC 7517 JWK Set of every key whose tokens may still be valid, newest first."""
+        ordered = sorted(self._keys.values(), key=lambda k: k.created_at, reverse=True)
+        return {"keys": [json.loads(json.dumps(k.jwk)) for k in ordered]}

@@ -1,0 +1,657 @@
+"""Token grants (RFC 6749, RFC 8693), refresh rotation, revocation and introspection.
+
+Refresh tokens are opaque, single use, stored as SHA-256 and grouped in families.
+Replaying a used one revokes its family (RFC 6819 section 5.2.2.3), with one exception
+that the peers get wrong: the same token presented again within the grace window (a
+client retry, a second tab) gets the very answer the first presentation got. That
+answer is kept sealed (AES-GCM) on the used token's row for the window, never in
+plaintext, and concurrent presentations queue on the row's lock, so fifty at once all
+receive one pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from apiward.core import tokens as jwt_tokens
+from apiward.core.clock import Clock
+from apiward.core.crypto import Sealer, SealError
+from apiward.core.errors import (
+    ApiwardError,
+    AuthenticationError,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    UnauthorizedClient,
+)
+from apiward.core.ids import new_id
+from apiward.core.keys import KeyFormat, digest
+from apiward.core.models import (
+    AuditEvent,
+    OAuthClient,
+    RefreshToken,
+    RequestContext,
+    User,
+)
+from apiward.core.passwords import Passwords
+from apiward.core.scopes import ScopeSet, normalise
+from apiward.services.auth import UsageRecorder
+from apiward.services.clients import client_cache_key
+from apiward.services.ports import Cache, Store, Transaction
+from apiward.services.signing import Keyring
+from apiward.services.tenancy import Tenancy
+from apiward.services.throttle import LoginThrottle
+
+PASSWORD_CLIENT = "apiward-login"
+EXCHANGE_SCOPE = "tokens:exchange"
+USER_ID_TOKEN_TYPE = "urn:apiward:params:oauth:token-type:user-id"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+_ANSWER_CONTEXT = "refresh-answer:"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+    issued_token_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": self.access_token,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        if self.issued_token_type is not None:
+            body["issued_token_type"] = self.issued_token_type
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    issuer: str
+    audience: str
+    access_ttl: timedelta
+    refresh_ttl: timedelta
+    grace: timedelta
+    default_environment: str
+
+
+class Revocations:
+    """Revoked access-token ids, sessions (refresh families) and clients, held in memory.
+
+    Signatures stay valid after a revocation, so the guard consults this set on every
+    request; the poller keeps it current across processes.
+    """
+
+    def __init__(self) -> None:
+        self._items: frozenset[tuple[str, str]] = frozenset()
+
+    def replace(self, items: list[tuple[str, str]]) -> None:
+        self._items = frozenset(items)
+
+    def add(self, kind: str, value: str) -> None:
+        self._items = self._items | {(kind, value)}
+
+    def revoked(self, claims: jwt_tokens.AccessClaims) -> bool:
+        items = self._items
+        return bool(items) and (
+            ("jti", claims.jti) in items
+            or (claims.sid is not None and ("family", claims.sid) in items)
+            or ("client", claims.client_id) in items
+        )
+
+
+class Tokens:
+    def __init__(
+        self,
+        store: Store,
+        cache: Cache,
+        clock: Clock,
+        keyring: Keyring,
+        sealer: Sealer,
+        tenancy: Tenancy,
+        passwords: Passwords,
+        throttle: LoginThrottle,
+        revocations: Revocations,
+        usage: UsageRecorder,
+        refresh_format: KeyFormat,
+        settings: TokenSettings,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._clock = clock
+        self._keyring = keyring
+        self._sealer = sealer
+        self._tenancy = tenancy
+        self._passwords = passwords
+        self._throttle = throttle
+        self.revocations = revocations
+        self._usage = usage
+        self._refresh_fmt = refresh_format
+        self.settings = settings
+
+    # issuing -------------------------------------------------------------------------
+
+    def _access_token(
+        self,
+        *,
+        sub: str,
+        org: str,
+        env: str,
+        uid: str,
+        scope: str,
+        client_id: str,
+        space: str | None = None,
+        sid: str | None = None,
+        act: dict[str, str] | None = None,
+    ) -> tuple[str, int]:
+        now = int(self._clock.now().timestamp())
+        ttl = int(self.settings.access_ttl.total_seconds())
+        claims = jwt_tokens.AccessClaims(
+            iss=self.settings.issuer,
+            aud=self.settings.audience,
+            sub=sub,
+            org=org,
+            env=env,
+            uid=uid,
+            scope=scope,
+            client_id=client_id,
+            jti=new_id("at"),
+            iat=now,
+            exp=now + ttl,
+            space=space,
+            sid=sid,
+            act=act,
+        )
+        return jwt_tokens.sign(claims, self._keyring.current), ttl
+
+    def _new_refresh(
+        self,
+        *,
+        family: str,
+        org: str,
+        env: str,
+        user: str,
+        scope: str,
+        client_id: str | None,
+        space: str | None,
+    ) -> tuple[RefreshToken, str]:
+        now = self._clock.now()
+        plaintext = self._refresh_fmt.generate(env)
+        record = RefreshToken(
+            id=new_id("rt"),
+            family_id=family,
+            digest=digest(plaintext),
+            org_id=org,
+            environment=env,
+            user_id=user,
+            scope=scope,
+            created_at=now,
+            expires_at=now + self.settings.refresh_ttl,
+            client_id=client_id,
+            space_id=space,
+        )
+        return record, plaintext
+
+    # password grant (Monogoto) ----------------------------------------------------------
+
+    async def password_grant(
+        self,
+        username: str,
+        password: str,
+        *,
+        scope: str | None,
+        org_id: str | None,
+        environment: str | None,
+        context: RequestContext,
+    ) -> TokenAnswer:
+        if not username or not password:
+            raise InvalidRequest("Send both username and password.")
+        self._throttle.check(username, context.ip)
+        env = environment or self.settings.default_environment
+        if env not in [e for e, _ in self._refresh_fmt.env_tags]:
+            raise InvalidRequest(f"Unknown environment {env!r}.")
+        user, candidates = await self._sign_in(username, password, org_id)
+        if user is None:
+            self._throttle.failed(username, context.ip)
+            if candidates:
+                async with self._store.begin() as tx:
+                    for known in candidates:
+                        await tx.insert_audit(
+                            self._event(
+                                known.org_id, env, "login.failed", context, None, target_id=known.id
+                            )
+                        )
+            raise InvalidGrant("Invalid username or password.")
+        self._throttle.succeeded(username)
+        async with self._store.begin() as tx:
+            granted = await self._user_scopes(tx, user)
+            token_scope = self._narrow(granted, scope)
+            family = new_id("fam")
+            record, refresh = self._new_refresh(
+                family=family,
+                org=user.org_id,
+                env=env,
+                user=user.id,
+                scope=token_scope,
+                client_id=None,
+                space=None,
+            )
+            await tx.insert_refresh(record)
+            await tx.insert_audit(
+                self._event(
+                    user.org_id, env, "login.succeeded", context, user.id, target_id=user.id
+                )
+            )
+        access, ttl = self._access_token(
+            sub=user.id,
+            org=user.org_id,
+            env=env,
+            uid=user.id,
+            scope=token_scope,
+            client_id=PASSWORD_CLIENT,
+            sid=family,
+        )
+        return TokenAnswer(access, ttl, token_scope, refresh)
+
+    async def _sign_in(
+        self, username: str, password: str, org_id: str | None
+    ) -> tuple[User | None, list[User]]:
+        """The user whose password this is (or None), and every account with that email."""
+        email = username.strip().lower()
+        async with self._store.begin() as tx:
+            candidates = [
+                u
+                for u in await tx.find_users_by_email(email)
+                if org_id is None or u.org_id == org_id
+            ]
+        if not candidates:
+            # Same cost as a real check: an unknown user and a wrong password look alike.
+            await asyncio.to_thread(self._passwords.verify, None, password)
+            return None, []
+        matches = [
+            u
+            for u in candidates
+            if await asyncio.to_thread(self._passwords.verify, u.password_hash, password)
+            and u.disabled_at is None
+        ]
+        if len(matches) > 1:
+            raise InvalidRequest(
+                "This account belongs to several organisations; send org_id to choose one."
+            )
+        return (matches[0] if matches else None), candidates
+
+    async def _user_scopes(self, tx: Transaction, user: User) -> ScopeSet:
+        roles = await self._tenancy.role_scopes(tx, user.org_id, user.id)
+        return ScopeSet(s for role in roles.values() for s in role)
+
+    @staticmethod
+    def _narrow(granted: ScopeSet, requested: str | None) -> str:
+        """The scope of a new token: what was asked, if it was granted; else all granted."""
+        if not requested or not requested.strip():
+            return " ".join(granted)
+        try:
+            wanted = normalise(requested.split())
+        except ApiwardError as exc:
+            raise InvalidScope(exc.message) from None
+        missing = granted.first_missing(wanted)
+        if missing is not None:
+            raise InvalidScope(f"The scope {missing!r} exceeds what this credential may have.")
+        return " ".join(wanted)
+
+    def _event(
+        self,
+        org: str,
+        env: str | None,
+        type: str,
+        context: RequestContext,
+        user_id: str | None,
+        *,
+        credential: str | None = None,
+        target_id: str | None = None,
+        data: dict[str, object] | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
+            id=new_id("evt"),
+            org_id=org,
+            environment=env,
+            type=type,
+            created_at=self._clock.now(),
+            actor_user_id=user_id,
+            actor_credential_id=credential,
+            target_type="user" if target_id else None,
+            target_id=target_id,
+            ip=context.ip,
+            user_agent=context.user_agent,
+            request_id=context.request_id,
+            data=data or {},
+        )
+
+    # client credentials (Monite) --------------------------------------------------------
+
+    async def authenticate_client(
+        self, client_id: str, secret: str, *, basic: bool = False
+    ) -> OAuthClient:
+        """The client, or ``InvalidClient`` (the same answer for unknown id and wrong secret)."""
+        failure = InvalidClient(
+            "Client authentication failed: unknown client or wrong secret.", basic=basic
+        )
+        if not client_id or not secret or len(client_id) > 64 or len(secret) > 256:
+            raise failure
+        key = client_cache_key(client_id)
+        client = self._cache.get(key)
+        if client is None:
+            async with self._store.begin() as tx:
+                client = await tx.find_client(client_id)
+            self._cache.set(key, client or False)
+        presented = digest(secret)
+        stored = client.secret_digest if isinstance(client, OAuthClient) else "0" * 64
+        if not hmac.compare_digest(presented, stored) or not isinstance(client, OAuthClient):
+            raise failure
+        now = self._clock.now()
+        if client.revoked_at is not None:
+            raise InvalidClient("This client has been revoked.", basic=basic)
+        if client.expires_at is not None and client.expires_at <= now:
+            raise InvalidClient("This client has expired.", basic=basic)
+        return client
+
+    async def client_credentials(
+        self,
+        client_id: str,
+        secret: str,
+        *,
+        scope: str | None,
+        context: RequestContext,
+        basic: bool = False,
+    ) -> TokenAnswer:
+        client = await self.authenticate_client(client_id, secret, basic=basic)
+        token_scope = self._narrow(ScopeSet(client.scopes), scope)
+        self._usage.record("client:" + client.id, self._clock.now(), context.ip)
+        access, ttl = self._access_token(
+            sub=client.id,
+            org=client.org_id,
+            env=client.environment,
+            uid=client.acting_user_id,
+            scope=token_scope,
+            client_id=client.id,
+        )
+        return TokenAnswer(access, ttl, token_scope)
+
+    # token exchange: entity-user tokens (RFC 8693) -----------------------------------
+
+    async def exchange(
+        self,
+        client_id: str,
+        secret: str,
+        *,
+        subject_token: str,
+        subject_token_type: str,
+        space_id: str | None,
+        scope: str | None,
+        context: RequestContext,
+        basic: bool = False,
+    ) -> TokenAnswer:
+        client = await self.authenticate_client(client_id, secret, basic=basic)
+        if not ScopeSet(client.scopes).grants(EXCHANGE_SCOPE):
+            raise UnauthorizedClient(
+                f"This client lacks the {EXCHANGE_SCOPE!r} scope needed for token exchange."
+            )
+        if subject_token_type != USER_ID_TOKEN_TYPE:
+            raise InvalidRequest(f"subject_token_type must be {USER_ID_TOKEN_TYPE}.")
+        async with self._store.begin() as tx:
+            user = await tx.get_user(client.org_id, subject_token)
+            if user is None or user.disabled_at is not None:
+                raise InvalidGrant("The subject user does not exist in this organisation.")
+            space = (
+                await tx.get_space(client.org_id, space_id)
+                if space_id
+                else await tx.default_space(client.org_id)
+            )
+            if space is None or space.archived_at is not None:
+                raise InvalidRequest(f"Space {space_id!r} does not exist or is archived.")
+            roles = await self._tenancy.role_scopes(tx, client.org_id, user.id)
+        role = roles.get(space.id) or roles.get(None)
+        if role is None:
+            raise InvalidGrant(f"The user has no role in space {space.id}.")
+        token_scope = self._narrow(role, scope)
+        access, ttl = self._access_token(
+            sub=user.id,
+            org=client.org_id,
+            env=client.environment,
+            uid=user.id,
+            scope=token_scope,
+            client_id=client.id,
+            space=space.id,
+            act={"sub": client.id},
+        )
+        return TokenAnswer(access, ttl, token_scope, issued_token_type=ACCESS_TOKEN_TYPE)
+
+    # refresh (Monogoto) ------------------------------------------------------------------
+
+    async def refresh(
+        self, token: str, *, scope: str | None, context: RequestContext
+    ) -> TokenAnswer:
+        if not token:
+            raise InvalidRequest("Send the refresh_token.")
+        try:
+            parsed = self._refresh_fmt.parse(token)
+        except AuthenticationError:
+            raise InvalidGrant("The refresh token is not valid.") from None
+        now = self._clock.now()
+        reuse: RefreshToken | None = None
+        async with self._store.begin() as tx:
+            record = await tx.find_refresh_for_update(parsed.digest)
+            if record is None:
+                raise InvalidGrant("The refresh token is not valid.")
+            if record.revoked_at is not None:
+                raise InvalidGrant("The refresh token has been revoked. Sign in again.")
+            if record.used_at is not None:
+                if now - record.used_at <= self.settings.grace and record.answer_sealed:
+                    return self._reopen(record)
+                reuse = record
+                await tx.revoke_family(record.family_id, now)
+                await tx.insert_revocation(
+                    "family", record.family_id, now, now + self.settings.access_ttl
+                )
+                await tx.insert_invalidation("revocation", "family:" + record.family_id, now)
+                await tx.insert_audit(
+                    self._event(
+                        record.org_id,
+                        record.environment,
+                        "refresh_token.reuse_detected",
+                        context,
+                        record.user_id,
+                        target_id=record.user_id,
+                        data={"family_id": record.family_id},
+                    )
+                )
+            else:
+                if record.expires_at <= now:
+                    raise InvalidGrant("The refresh token has expired. Sign in again.")
+                user = await tx.get_user(record.org_id, record.user_id)
+                if user is None or user.disabled_at is not None:
+                    raise InvalidGrant("The account behind this refresh token is disabled.")
+                token_scope = self._narrow(ScopeSet(record.scope.split()), scope)
+                successor, plaintext = self._new_refresh(
+                    family=record.family_id,
+                    org=record.org_id,
+                    env=record.environment,
+                    user=record.user_id,
+                    scope=token_scope,
+                    client_id=record.client_id,
+                    space=record.space_id,
+                )
+                access, ttl = self._access_token(
+                    sub=record.user_id,
+                    org=record.org_id,
+                    env=record.environment,
+                    uid=record.user_id,
+                    scope=token_scope,
+                    client_id=record.client_id or PASSWORD_CLIENT,
+                    space=record.space_id,
+                    sid=record.family_id,
+                )
+                answer = TokenAnswer(access, ttl, token_scope, plaintext)
+                sealed = self._sealer.seal(
+                    json.dumps(answer.as_dict()).encode(), _ANSWER_CONTEXT + record.id
+                )
+                await tx.insert_refresh(successor)
+                await tx.update_refresh(_used(record, now, successor.id, sealed))
+                return answer
+        assert reuse is not None
+        self.revocations.add("family", reuse.family_id)
+        raise InvalidGrant(
+            "The refresh token was already used. The session has been revoked; sign in again."
+        )
+
+    def _reopen(self, record: RefreshToken) -> TokenAnswer:
+        assert record.answer_sealed is not None
+        try:
+            data = json.loads(self._sealer.open(record.answer_sealed, _ANSWER_CONTEXT + record.id))
+        except SealError:
+            raise InvalidGrant("The refresh token was already used.") from None
+        return TokenAnswer(
+            data["access_token"], data["expires_in"], data["scope"], data.get("refresh_token")
+        )
+
+    # revocation (RFC 7009) and introspection (RFC 7662) --------------------------------
+
+    async def revoke(self, token: str, hint: str | None, context: RequestContext) -> None:
+        """Revoke an access or refresh token. Unknown tokens are ignored (RFC 7009 2.2)."""
+        now = self._clock.now()
+        if jwt_tokens.looks_like_jwt(token):
+            claims = self._claims(token, allow_expired=True)
+            if claims is None:
+                return
+            until = datetime.fromtimestamp(claims.exp, now.tzinfo)
+            async with self._store.begin() as tx:
+                await tx.insert_revocation("jti", claims.jti, now, max(until, now))
+                await tx.insert_invalidation("revocation", "jti:" + claims.jti, now)
+            self.revocations.add("jti", claims.jti)
+            return
+        try:
+            parsed = self._refresh_fmt.parse(token)
+        except AuthenticationError:
+            return
+        async with self._store.begin() as tx:
+            record = await tx.find_refresh_for_update(parsed.digest)
+            if record is None:
+                return
+            await tx.revoke_family(record.family_id, now)
+            await tx.insert_revocation(
+                "family", record.family_id, now, now + self.settings.access_ttl
+            )
+            await tx.insert_invalidation("revocation", "family:" + record.family_id, now)
+            await tx.insert_audit(
+                self._event(
+                    record.org_id,
+                    record.environment,
+                    "session.revoked",
+                    context,
+                    record.user_id,
+                    target_id=record.user_id,
+                    data={"family_id": record.family_id},
+                )
+            )
+        self.revocations.add("family", record.family_id)
+
+    def _claims(self, token: str, *, allow_expired: bool = False) -> jwt_tokens.AccessClaims | None:
+        try:
+            return jwt_tokens.verify(
+                token,
+                self._keyring.keys,
+                issuer=self.settings.issuer,
+                audience=self.settings.audience,
+                now=0 if allow_expired else self._clock.now().timestamp(),
+            )
+        except (jwt_tokens.TokenInvalid, jwt_tokens.TokenExpired):
+            return None
+
+    async def introspect(self, org_id: str, token: str) -> dict[str, Any]:
+        """RFC 7662: what a token is, for a caller of the same organisation only."""
+        inactive: dict[str, Any] = {"active": False}
+        if jwt_tokens.looks_like_jwt(token):
+            claims = self._claims(token)
+            if claims is None or self.revocations.revoked(claims) or claims.org != org_id:
+                return inactive
+            return {
+                "active": True,
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "iss": claims.iss,
+                "aud": claims.aud,
+                "jti": claims.jti,
+                "token_type": "Bearer",
+                "org_id": claims.org,
+                "environment": claims.env,
+                **({"space_id": claims.space} if claims.space else {}),
+            }
+        try:
+            parsed = self._refresh_fmt.parse(token)
+        except AuthenticationError:
+            return inactive
+        async with self._store.begin() as tx:
+            record = await tx.find_refresh_for_update(parsed.digest)
+        now = self._clock.now()
+        if (
+            record is None
+            or record.org_id != org_id
+            or record.revoked_at
+            or record.used_at
+            or record.expires_at <= now
+        ):
+            return inactive
+        return {
+            "active": True,
+            "scope": record.scope,
+            "sub": record.user_id,
+            "client_id": record.client_id or PASSWORD_CLIENT,
+            "exp": int(record.expires_at.timestamp()),
+            "iat": int(record.created_at.timestamp()),
+            "token_type": "refresh_token",
+            "org_id": record.org_id,
+            "environment": record.environment,
+        }
+
+    async def revoke_client_tokens(self, client: OAuthClient) -> None:
+        """A revoked client's access tokens stop working at once, though still signed."""
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            await tx.insert_revocation("client", client.id, now, now + self.settings.access_ttl)
+            await tx.insert_invalidation("revocation", "client:" + client.id, now)
+        self.revocations.add("client", client.id)
+
+    async def end_sessions(self, org_id: str, user_id: str) -> int:
+        """Revoke every session of a user (after a password change, say)."""
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            families = await tx.user_families(org_id, user_id)
+            for family in families:
+                await tx.revoke_family(family, now)
+                await tx.insert_revocation("family", family, now, now + self.settings.access_ttl)
+                await tx.insert_invalidation("revocation", "family:" + family, now)
+        for family in families:
+            self.revocations.add("family", family)
+        return len(families)
+
+    async def load_revocations(self) -> None:
+        async with self._store.begin() as tx:
+            self.revocations.replace(await tx.active_revocations(self._clock.now()))
+
+
+def _used(record: RefreshToken, at: datetime, successor: str, sealed: str) -> RefreshToken:
+    return replace(record, used_at=at, successor_id=successor, answer_sealed=sealed)
