@@ -28,6 +28,7 @@ ALPHABETS: dict[str, str] = {
 }
 
 MIN_ENTROPY_BITS = 128
+MAX_KEY_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,10 @@ class KeyFormat:
     alphabet: str = ALPHABETS["base62"]
 
     def __post_init__(self) -> None:
-        if not self.prefix or "_" in self.prefix or not self.prefix.isalnum():
-            raise ValueError(f"key prefix must be alphanumeric without '_': {self.prefix!r}")
+        if not (self.prefix.isascii() and self.prefix.isalnum()):
+            raise ValueError(f"key prefix must be ASCII letters and digits: {self.prefix!r}")
+        if not self.alphabet.isascii() or any(c.isspace() for c in self.alphabet):
+            raise ValueError("key alphabet must be printable ASCII")
         if len(set(self.alphabet)) != len(self.alphabet) or len(self.alphabet) < 16:
             raise ValueError("key alphabet needs at least 16 distinct characters")
         bits = self.random_length * math.log2(len(self.alphabet))
@@ -53,11 +56,19 @@ class KeyFormat:
             raise ValueError(
                 f"random part carries {bits:.0f} bits; at least {MIN_ENTROPY_BITS} are needed"
             )
+        envs = [env for env, _ in self.env_tags]
         tags = [tag for _, tag in self.env_tags]
-        if len(set(tags)) != len(tags):
-            raise ValueError("environment tags must be distinct")
+        if not envs or len(set(envs)) != len(envs):
+            raise ValueError("environments must be named once each")
         if sum(1 for tag in tags if not tag) > 1:
             raise ValueError("at most one environment may have an empty tag")
+        if len(set(tags)) != len(tags):
+            raise ValueError("environment tags must be distinct")
+        if any(tag and not (tag.isascii() and tag.isalnum()) for tag in tags):
+            raise ValueError("environment tags must be ASCII letters and digits")
+        longest = len(self.prefix) + 2 + max(len(t) for t in tags) + self.random_length + 8
+        if longest > MAX_KEY_LENGTH:
+            raise ValueError(f"keys of this format would exceed {MAX_KEY_LENGTH} characters")
 
     @property
     def checksum_length(self) -> int:
@@ -97,7 +108,7 @@ class KeyFormat:
         ``WrongEnvironment`` for one of ours whose environment this server does not
         serve.
         """
-        if not key.isascii() or len(key) > 256 or not self.checksum_ok(key):
+        if not key.isascii() or len(key) > MAX_KEY_LENGTH or not self.checksum_ok(key):
             raise InvalidCredential()
         prefix, sep, rest = key.partition("_")
         if not sep:

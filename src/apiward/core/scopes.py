@@ -12,6 +12,7 @@ that ``grants(intersect(a, b), s) == grants(a, s) and grants(b, s)`` for every `
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 
@@ -26,7 +27,14 @@ Scope = tuple[str, str]
 
 def parse(scope: str) -> Scope:
     """Parse one scope, raising ``InvalidInput`` with what to fix."""
-    if not isinstance(scope, str) or not _SCOPE.match(scope):
+    if not isinstance(scope, str):
+        raise InvalidInput(f"Invalid scope {scope!r}: use 'resource:action'.")
+    return _parse(scope)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(scope: str) -> Scope:
+    if not _SCOPE.fullmatch(scope):
         raise InvalidInput(
             f"Invalid scope {scope!r}: use 'resource:action' (letters, digits, '_', '.', "
             "'-', '/'), with '*' allowed for either part, or '*' alone."
@@ -102,10 +110,10 @@ class ScopeSet:
 
     def grants(self, scope: str) -> bool:
         """Whether this set grants ``scope`` (which may itself be a pattern)."""
-        if scope in self._exact or WILDCARD in self._exact:
+        if scope in self._exact:
             return True
         wanted = parse(scope)
-        return any(_covers(p, wanted) for p in self._patterns)
+        return WILDCARD in self._exact or any(_covers(p, wanted) for p in self._patterns)
 
     def grants_all(self, scopes: Iterable[str]) -> bool:
         return all(self.grants(s) for s in scopes)

@@ -34,6 +34,26 @@ def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
             client.get("/v1/keys", headers={"Authorization": key})
         client.post(f"/v1/keys/{created['id']}/revoke", headers=org.headers())
         client.get("/v1/keys", headers=org.headers(created["key"]))
+        login = {"username": "owner@acme.test", "password": "correct horse battery"}
+        pair = client.post("/v1/auth/token", json=login).json()
+        refreshed = client.post("/v1/auth/refresh",
+                                json={"refresh_token": pair["refresh_token"]}).json()
+        client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"] + "x"})
+        oauth = client.post("/v1/clients", headers=org.headers(),
+                            json={"name": "c", "scopes": ["keys:read"]}).json()
+        grant = client.post("/v1/auth/token", json={
+            "grant_type": "client_credentials", "client_id": oauth["client_id"],
+            "client_secret": oauth["client_secret"]}).json()
+        client.post("/v1/auth/token", json={
+            "grant_type": "client_credentials", "client_id": oauth["client_id"],
+            "client_secret": oauth["client_secret"] + "x"})
+        client.post("/v1/auth/token", json={**login, "password": "wrong password"})
+        for token in (pair["access_token"], refreshed["access_token"], grant["access_token"]):
+            client.get("/v1/keys", headers={"Authorization": f"Bearer {token}"})
+        client.post("/v1/auth/revoke", data={"token": refreshed["refresh_token"]})
+        secrets += [pair["access_token"], pair["refresh_token"], refreshed["access_token"],
+                    refreshed["refresh_token"], oauth["client_secret"], grant["access_token"],
+                    login["password"]]
     output = stream.getvalue()
     lines = [json.loads(line) for line in output.splitlines()]
     assert any(line.get("event") == "request" for line in lines)
@@ -41,6 +61,7 @@ def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
     for secret in secrets:
         assert secret not in output
         assert secret[8:-6] not in output
+    assert "correct horse" not in output
 
 
 def test_redaction_masks_what_looks_like_a_credential() -> None:

@@ -1,0 +1,95 @@
+"""Token grants per second against a real server: client_credentials and refresh.
+
+    .venv/bin/python bench/grants.py [--workers 2] [--seconds 10]
+
+Starts `apiward serve` on a throw-away SQLite database, creates an OAuth client and a
+pool of single-use refresh tokens, and drives the token endpoint with wrk (50
+connections). Each refresh request presents a token never used before, so every one is
+a real rotation (a locked read, two writes and a signature), not a grace-window replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+
+from bench.common import apiward, bench_env, fresh_postgres, save, server, workdir, wrk
+
+LUA_CLIENT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[{body}]]
+"""
+
+LUA_REFRESH = """local tokens = {{}}
+for line in io.lines("{path}") do tokens[#tokens + 1] = line end
+local counter = 0
+local id = 0
+setup = function(thread) thread:set("id", id); id = id + 1 end
+init = function(args) counter = id end
+request = function()
+  local token = tokens[(counter % #tokens) + 1]
+  counter = counter + {threads}
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}},
+                    '{{"refresh_token": "' .. token .. '"}}')
+end
+"""
+
+
+async def refresh_tokens(base: str, count: int) -> list[str]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        sem = asyncio.Semaphore(16)
+
+        async def one() -> str:
+            async with sem:
+                r = await http.post("/v1/auth/token", json={
+                    "username": "bench@apiward.test", "password": "correct horse battery"})
+                r.raise_for_status()
+                return str(r.json()["refresh_token"])
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--refresh-pool", type=int, default=20000)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+    with workdir() as tmp:
+        db = fresh_postgres() if args.store == "postgres" else tmp / "bench.db"
+        env = bench_env(db, APIWARD_ARGON2_TIME_COST="1",
+                        APIWARD_ARGON2_MEMORY_KIB="1024", APIWARD_LOGIN_MAX_FAILURES="1000000",
+                        APIWARD_LOGIN_IP_MAX_FAILURES="1000000")
+        apiward(env, "init", "--org-name", "Bench", "--email", "bench@apiward.test",
+                "--password", "correct horse battery")
+        client = apiward(env, "clients", "create", "--name", "bench", "--scope", "keys:read")
+        body = json.dumps({"grant_type": "client_credentials", "client_id": client["client_id"],
+                           "client_secret": client["client_secret"]})
+        (tmp / "client.lua").write_text(LUA_CLIENT.format(body=body))
+        with server(env, args.workers) as base:
+            cc = wrk(f"{base}/v1/auth/token", tmp / "client.lua", seconds=args.seconds)
+            tokens = asyncio.run(refresh_tokens(base, args.refresh_pool))
+            (tmp / "tokens.txt").write_text("\n".join(tokens))
+            (tmp / "refresh.lua").write_text(
+                LUA_REFRESH.format(path=tmp / "tokens.txt", threads=2))
+            rf = wrk(f"{base}/v1/auth/refresh", tmp / "refresh.lua", seconds=args.seconds)
+    results = {"setup": {"workers": args.workers, "connections": 50, "store": args.store,
+                         "seconds": args.seconds, "refresh_pool": args.refresh_pool},
+               "client_credentials": cc, "refresh": rf}
+    path = save(f"grants-{args.store}", results)
+    print(f"{'grant':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for name in ("client_credentials", "refresh"):
+        r = results[name]
+        assert isinstance(r, dict)
+        print(f"{name:<20}{r['rps']:>10.0f}{r.get('p50_ms', 0):>10}{r.get('p99_ms', 0):>10}"
+              f"{r['non_2xx']:>10.0f}")
+    print(f"results: {Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+
+
+if __name__ == "__main__":
+    main()
