@@ -259,16 +259,18 @@ def test_a_format_whose_keys_would_be_too_long_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "match"),
     [
-        {"prefix": "clé"},
-        {"env_tags": (("live", "li ve"), ("test", "test"))},
-        {"env_tags": (("live", "live"), ("live", "prod"))},
+        ({"prefix": "clé"}, "prefix"),
+        ({"env_tags": (("live", "li ve"), ("test", "test"))}, "tags"),
+        ({"env_tags": (("live", "live"), ("live", "prod"))}, "environments"),
     ],
 )
-def test_formats_a_deployment_could_not_parse_are_refused(kwargs: dict[str, object]) -> None:
+def test_formats_a_deployment_could_not_parse_are_refused(
+    kwargs: dict[str, object], match: str
+) -> None:
     """Non-ASCII prefixes, tags with spaces and repeated environments fail at once."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
         KeyFormat(**kwargs)  # type: ignore[arg-type]
 
 
