@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.conftest import FakeClock, Org
+from apiward.adapters.http.app import create_app
+from tests.conftest import FakeClock, Org, bootstrap, fast_settings
 
 PASSWORD = "correct horse battery"
 
@@ -424,3 +427,16 @@ def test_forged_token_is_refused(org: Org) -> None:
     assert (r.status_code, r.json()["reason"]) == (401, "INVALID_TOKEN")
     none_alg = jwt.encode(claims, "", algorithm="none", headers={"kid": header["kid"]})
     assert org.client.get("/v1/keys", headers=bearer(none_alg)).status_code == 401
+
+
+@pytest.mark.parametrize(("alg", "kty"), [("EdDSA", "OKP"), ("RS256", "RSA")])
+def test_other_signing_algorithms(tmp_path: Path, alg: str, kty: str) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", token_algorithm=alg
+    )
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        pair = login(org)
+        assert jwt.get_unverified_header(pair["access_token"])["alg"] == alg
+        assert client.get("/.well-known/jwks.json").json()["keys"][0]["kty"] == kty
+        assert client.get("/v1/keys", headers=bearer(pair["access_token"])).status_code == 200
