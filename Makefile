@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck check clean
+.PHONY: install run test lint typecheck check clean example
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ run: install  ## Run the server on the embedded default (SQLite, no other servic
 test: install  ## The whole test suite.
 	$(BIN)/pytest
 
+example: install  ## The example business API of examples/things.py on port 8001.
+	APIWARD_DATABASE_URL=$${APIWARD_DATABASE_URL:-sqlite+aiosqlite:///./things.db} \
+	  $(BIN)/uvicorn examples.things:app --port 8001
+
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 
 typecheck: install
 	$(BIN)/mypy

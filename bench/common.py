@@ -59,8 +59,9 @@ def bench_env(db: Path | str, **extra: str) -> dict[str, str]:
 
 
 def apiward(env: dict[str, str], *args: str) -> dict[str, object]:
-    out = subprocess.run([str(BIN / "apiward"), *args, "--json"], env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(BIN / "apiward"), *args, "--json"], env=env, check=True, capture_output=True, text=True
+    )
     return dict(json.loads(out.stdout))
 
 
@@ -78,7 +79,9 @@ def server(env: dict[str, str], workers: int = 2) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "apiward"), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -103,8 +106,14 @@ def need_wrk() -> str:
     return path
 
 
-def wrk(url: str, script: Path | None = None, *, connections: int = 50, seconds: int = 10,
-        threads: int = 2) -> dict[str, float]:
+def wrk(
+    url: str,
+    script: Path | None = None,
+    *,
+    connections: int = 50,
+    seconds: int = 10,
+    threads: int = 2,
+) -> dict[str, float]:
     """Run wrk and parse requests/s and latency percentiles (ms)."""
     cmd = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script is not None:

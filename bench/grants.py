@@ -45,8 +45,10 @@ async def refresh_tokens(base: str, count: int) -> list[str]:
 
         async def one() -> str:
             async with sem:
-                r = await http.post("/v1/auth/token", json={
-                    "username": "bench@apiward.test", "password": "correct horse battery"})
+                r = await http.post(
+                    "/v1/auth/token",
+                    json={"username": "bench@apiward.test", "password": "correct horse battery"},
+                )
                 r.raise_for_status()
                 return str(r.json()["refresh_token"])
 
@@ -62,33 +64,61 @@ def main() -> None:
     args = parser.parse_args()
     with workdir() as tmp:
         db = fresh_postgres() if args.store == "postgres" else tmp / "bench.db"
-        env = bench_env(db, APIWARD_ARGON2_TIME_COST="1",
-                        APIWARD_ARGON2_MEMORY_KIB="1024", APIWARD_LOGIN_MAX_FAILURES="1000000",
-                        APIWARD_LOGIN_IP_MAX_FAILURES="1000000")
-        apiward(env, "init", "--org-name", "Bench", "--email", "bench@apiward.test",
-                "--password", "correct horse battery")
+        env = bench_env(
+            db,
+            APIWARD_ARGON2_TIME_COST="1",
+            APIWARD_ARGON2_MEMORY_KIB="1024",
+            APIWARD_LOGIN_MAX_FAILURES="1000000",
+            APIWARD_LOGIN_IP_MAX_FAILURES="1000000",
+        )
+        apiward(
+            env,
+            "init",
+            "--org-name",
+            "Bench",
+            "--email",
+            "bench@apiward.test",
+            "--password",
+            "correct horse battery",
+        )
         client = apiward(env, "clients", "create", "--name", "bench", "--scope", "keys:read")
-        body = json.dumps({"grant_type": "client_credentials", "client_id": client["client_id"],
-                           "client_secret": client["client_secret"]})
+        body = json.dumps(
+            {
+                "grant_type": "client_credentials",
+                "client_id": client["client_id"],
+                "client_secret": client["client_secret"],
+            }
+        )
         (tmp / "client.lua").write_text(LUA_CLIENT.format(body=body))
         with server(env, args.workers) as base:
             cc = wrk(f"{base}/v1/auth/token", tmp / "client.lua", seconds=args.seconds)
             tokens = asyncio.run(refresh_tokens(base, args.refresh_pool))
             (tmp / "tokens.txt").write_text("\n".join(tokens))
-            (tmp / "refresh.lua").write_text(
-                LUA_REFRESH.format(path=tmp / "tokens.txt", threads=2))
+            (tmp / "refresh.lua").write_text(LUA_REFRESH.format(path=tmp / "tokens.txt", threads=2))
             rf = wrk(f"{base}/v1/auth/refresh", tmp / "refresh.lua", seconds=args.seconds)
-    results = {"setup": {"workers": args.workers, "connections": 50, "store": args.store,
-                         "seconds": args.seconds, "refresh_pool": args.refresh_pool},
-               "client_credentials": cc, "refresh": rf}
+    results = {
+        "setup": {
+            "workers": args.workers,
+            "connections": 50,
+            "store": args.store,
+            "seconds": args.seconds,
+            "refresh_pool": args.refresh_pool,
+        },
+        "client_credentials": cc,
+        "refresh": rf,
+    }
     path = save(f"grants-{args.store}", results)
     print(f"{'grant':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
     for name in ("client_credentials", "refresh"):
         r = results[name]
         assert isinstance(r, dict)
-        print(f"{name:<20}{r['rps']:>10.0f}{r.get('p50_ms', 0):>10}{r.get('p99_ms', 0):>10}"
-              f"{r['non_2xx']:>10.0f}")
-    print(f"results: {Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+        print(
+            f"{name:<20}{r['rps']:>10.0f}{r.get('p50_ms', 0):>10}{r.get('p99_ms', 0):>10}"
+            f"{r['non_2xx']:>10.0f}"
+        )
+    print(
+        f"results: {Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The README's example is real: its code block runs and protects a route."""
+"""The README's example is real: its code block runs and protects routes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import bootstrap
+from apiward.adapters.runtime import Runtime
 
 README = Path(__file__).parent.parent / "README.md"
+PASSWORD = "correct horse battery"
 
 
-def test_readme_example_protects_a_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Executes the README's Python block and calls its route with and without a scope."""
+def test_readme_example_protects_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Executes the README's Python block, then calls its routes as a real user would."""
     for name, value in {
         "APIWARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
         "APIWARD_ARGON2_TIME_COST": "1",
@@ -28,12 +29,31 @@ def test_readme_example_protects_a_route(tmp_path: Path, monkeypatch: pytest.Mon
     namespace: dict[str, object] = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
     with TestClient(namespace["app"]) as client:  # type: ignore[arg-type]
-        org = bootstrap(client)
-        allowed = org.create_key(["customers:read"])["key"]
-        ok = client.get("/v1/customers", headers=org.headers(allowed))
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+        async def keys() -> tuple[str, str]:
+            boot = await runtime.tenancy.bootstrap("Acme", "owner@acme.test", PASSWORD)
+            owner = await runtime.operator(boot.org.id)
+            reader = await runtime.keys.create(owner, name="r", scopes=["customers:read"])
+            other = await runtime.keys.create(owner, name="o", scopes=["invoices:read"])
+            return reader.plaintext, other.plaintext
+
+        reader, other = client.portal.call(keys)  # type: ignore[union-attr]
+        ok = client.get("/v1/customers", headers={"Authorization": f"Bearer {reader}"})
         assert ok.status_code == 200
-        assert ok.json()["org"] == org.id
-        denied = org.create_key(["keys:read"])["key"]
-        r = client.get("/v1/customers", headers=org.headers(denied))
-        assert r.status_code == 403
-        assert r.json()["message"].endswith("customers:read")
+        assert ok.json()["items"] == []
+        denied = client.get("/v1/customers", headers={"Authorization": f"Bearer {other}"})
+        assert denied.status_code == 403
+        assert denied.json()["message"].endswith("customers:read")
+        assert client.get("/v1/invoices").status_code == 401
+        assert client.get("/v1/invoices", headers={"Authorization": f"Bearer {other}"}).json() == []
+        assert (
+            client.get("/v1/invoices", headers={"Authorization": f"Bearer {reader}"}).status_code
+            == 403
+        )
+        assert client.get("/v1/invoices/health").json() == "ok"
+        token = client.post(
+            "/v1/auth/token", json={"username": "owner@acme.test", "password": PASSWORD}
+        )
+        bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        assert client.get("/v1/customers", headers=bearer).status_code == 200

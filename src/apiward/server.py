@@ -1,8 +1,10 @@
-"""The public surface for protecting a FastAPI app with apiward in-process.
+"""The public surface for protecting an application with apiward in-process.
 
-from apiward.server import Principal, create_app, require
+from fastapi import FastAPI
+from apiward.server import Apiward, Principal, require
 
-app = create_app()
+app = FastAPI()
+Apiward().init_app(app)
 
 @app.get("/v1/customers")
 async def customers(principal: Principal = require("customers:read")) -> dict[str, str]:
@@ -10,8 +12,19 @@ async def customers(principal: Principal = require("customers:read")) -> dict[st
 """
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.http.security import authenticate, require
+from apiward.adapters.http.embed import Apiward, ApiwardMiddleware
+from apiward.adapters.http.security import authenticate, public, require
 from apiward.adapters.settings import Settings
-from apiward.core.models import Principal
+from apiward.core.models import CredentialKind, Principal
 
-__all__ = ["Principal", "Settings", "authenticate", "create_app", "require"]
+__all__ = [
+    "Apiward",
+    "ApiwardMiddleware",
+    "CredentialKind",
+    "Principal",
+    "Settings",
+    "authenticate",
+    "create_app",
+    "public",
+    "require",
+]

@@ -8,7 +8,8 @@ check and names the missing scope in the 403.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -17,6 +18,8 @@ from apiward.adapters.runtime import Runtime
 from apiward.core.errors import InsufficientScope
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -81,6 +84,17 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
+def public(endpoint: F) -> F:
+    """Mark a route as needing no credential, even under an app- or router-wide guard."""
+    endpoint.__apiward_public__ = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def is_public(request: Request) -> bool:
+    route = request.scope.get("route")
+    return bool(getattr(getattr(route, "endpoint", None), "__apiward_public__", False))
+
+
 def require(*scopes: str) -> Any:
     """A dependency yielding the principal, after checking it holds every scope.
 
@@ -90,7 +104,9 @@ def require(*scopes: str) -> Any:
     for scope in scopes:
         parse(scope)  # a typo in a route's scope fails at import, not at request time
 
-    async def guard(request: Request, _: Any = Depends(bearer_scheme)) -> Principal:
+    async def guard(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
+        if is_public(request):
+            return None
         principal = await authenticate(request)
         missing = principal.scopes.first_missing(scopes)
         if missing is not None:

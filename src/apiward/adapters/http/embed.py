@@ -1,0 +1,145 @@
+"""apiward inside your own application, in-process.
+
+FastAPI::
+
+    aw = Apiward()                      # settings from APIWARD_* variables
+    app = FastAPI()
+    aw.init_app(app)                    # lifespan, error answers, /v1/auth/*, /.well-known/*
+
+    @app.get("/v1/customers")
+    async def customers(principal: Principal = require("customers:read")): ...
+
+    app.include_router(billing, dependencies=[require("invoices:read")])  # a whole router
+
+Starlette or any ASGI app: ``ApiwardMiddleware`` authenticates every request (except
+public paths), checks the scopes it was given and leaves the principal in
+``request.state.principal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from apiward.adapters import logging as logs
+from apiward.adapters.http import errors
+from apiward.adapters.http.middleware import RequestContextMiddleware
+from apiward.adapters.http.routes import clients, keys, oauth, root, tenancy
+from apiward.adapters.http.security import authenticate
+from apiward.adapters.runtime import Runtime
+from apiward.adapters.settings import Settings
+from apiward.core.clock import Clock
+from apiward.core.errors import ApiwardError, InsufficientScope, ServiceUnavailable
+from apiward.core.scopes import parse
+
+
+class Apiward:
+    """One apiward runtime, attached to one application."""
+
+    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None) -> None:
+        self.settings = settings or Settings()
+        self._clock = clock
+        self._runtime: Runtime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise ServiceUnavailable("apiward is not running: start the app's lifespan.")
+        return self._runtime
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Runtime]:
+        """Open the store, load keys and start background work for the block's duration."""
+        logs.configure(self.settings.log_level, self.settings.log_format)
+        runtime = Runtime(self.settings, clock=self._clock)
+        await runtime.start()
+        self._runtime = runtime
+        try:
+            yield runtime
+        finally:
+            self._runtime = None
+            await runtime.stop()
+
+    def init_app(
+        self,
+        app: FastAPI,
+        *,
+        auth_routes: bool = True,
+        management_routes: bool = False,
+        meta_routes: bool = False,
+    ) -> None:
+        """Attach apiward to a FastAPI app: lifespan, error answers, request ids, routes."""
+        app.state.settings = self.settings
+        errors.install(app)
+        if meta_routes:
+            app.include_router(root.router)
+        if auth_routes:
+            app.include_router(oauth.router)
+        if management_routes:
+            for module in (keys, clients, tenancy):
+                app.include_router(module.router)
+        app.add_middleware(
+            RequestContextMiddleware,
+            max_body_bytes=self.settings.max_body_bytes,
+            error_style=self.settings.error_style,
+        )
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app_: Any) -> AsyncIterator[Any]:
+            async with self.running() as runtime:
+                app.state.runtime = runtime
+                async with inner(app_) as state:
+                    yield state
+
+        app.router.lifespan_context = lifespan
+
+
+class ApiwardMiddleware:
+    """Protect a whole ASGI app (Starlette, or anything else) with one declaration."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        apiward: Apiward,
+        *,
+        scopes: Sequence[str] = (),
+        public_paths: Sequence[str] = (),
+    ) -> None:
+        for scope in scopes:
+            parse(scope)
+        self.app = app
+        self.apiward = apiward
+        self.scopes = tuple(scopes)
+        self.public_paths = tuple(public_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.public_paths or ("\0",)):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        settings = self.apiward.settings
+        try:
+            request.app.state.runtime = self.apiward.runtime
+            principal = await authenticate(request)
+            missing = principal.scopes.first_missing(self.scopes)
+            if missing is not None:
+                raise InsufficientScope(missing)
+        except ApiwardError as exc:
+            response = errors.render(
+                settings.error_style,
+                errors.status_of(exc),
+                exc.code,
+                exc.reason,
+                exc.message,
+                errors.request_id_of(request),
+                errors.challenge(exc),
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,61 @@
+"""Embedding: a plain Starlette app protected by ApiwardMiddleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from apiward.server import Apiward, ApiwardMiddleware
+from tests.conftest import fast_settings
+
+
+def test_starlette_app_protected_by_middleware(tmp_path: Path) -> None:
+    aw = Apiward(
+        fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}", error_style="nested")
+    )
+
+    async def customers(request: Request) -> JSONResponse:
+        principal = request.state.principal
+        return JSONResponse({"org": principal.org_id, "scopes": principal.scopes.as_list()})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with aw.running():
+            yield
+
+    app = Starlette(
+        routes=[Route("/customers", customers), Route("/health", health)], lifespan=lifespan
+    )
+    app.add_middleware(
+        ApiwardMiddleware, apiward=aw, scopes=["customers:read"], public_paths=["/health"]
+    )
+    with TestClient(app) as client:
+        runtime = aw.runtime
+
+        async def keys() -> tuple[str, str, str]:
+            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+            owner = await runtime.operator(boot.org.id)
+            ok = await runtime.keys.create(owner, name="a", scopes=["customers:read"])
+            no = await runtime.keys.create(owner, name="b", scopes=["invoices:read"])
+            return boot.org.id, ok.plaintext, no.plaintext
+
+        org_id, ok, no = client.portal.call(keys)  # type: ignore[union-attr]
+        assert client.get("/health").json() == {"ok": True}
+        r = client.get("/customers", headers={"Authorization": f"Bearer {ok}"})
+        assert r.json() == {"org": org_id, "scopes": ["customers:read"]}
+        missing = client.get("/customers")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "UNAUTHORIZED"
+        forbidden = client.get("/customers", headers={"Authorization": f"Bearer {no}"})
+        assert forbidden.status_code == 403
+        assert forbidden.json()["error"]["message"].endswith("customers:read")
