@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from pathlib import Path
 
 import httpx
 
@@ -116,9 +115,7 @@ def main() -> None:
             f"{name:<20}{r['rps']:>10.0f}{r.get('p50_ms', 0):>10}{r.get('p99_ms', 0):>10}"
             f"{r['non_2xx']:>10.0f}"
         )
-    print(
-        f"results: {Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
-    )
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":
