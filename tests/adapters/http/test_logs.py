@@ -36,24 +36,42 @@ def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
         client.get("/v1/keys", headers=org.headers(created["key"]))
         login = {"username": "owner@acme.test", "password": "correct horse battery"}
         pair = client.post("/v1/auth/token", json=login).json()
-        refreshed = client.post("/v1/auth/refresh",
-                                json={"refresh_token": pair["refresh_token"]}).json()
+        refreshed = client.post(
+            "/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        ).json()
         client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"] + "x"})
-        oauth = client.post("/v1/clients", headers=org.headers(),
-                            json={"name": "c", "scopes": ["keys:read"]}).json()
-        grant = client.post("/v1/auth/token", json={
-            "grant_type": "client_credentials", "client_id": oauth["client_id"],
-            "client_secret": oauth["client_secret"]}).json()
-        client.post("/v1/auth/token", json={
-            "grant_type": "client_credentials", "client_id": oauth["client_id"],
-            "client_secret": oauth["client_secret"] + "x"})
+        oauth = client.post(
+            "/v1/clients", headers=org.headers(), json={"name": "c", "scopes": ["keys:read"]}
+        ).json()
+        grant = client.post(
+            "/v1/auth/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": oauth["client_id"],
+                "client_secret": oauth["client_secret"],
+            },
+        ).json()
+        client.post(
+            "/v1/auth/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": oauth["client_id"],
+                "client_secret": oauth["client_secret"] + "x",
+            },
+        )
         client.post("/v1/auth/token", json={**login, "password": "wrong password"})
         for token in (pair["access_token"], refreshed["access_token"], grant["access_token"]):
             client.get("/v1/keys", headers={"Authorization": f"Bearer {token}"})
         client.post("/v1/auth/revoke", data={"token": refreshed["refresh_token"]})
-        secrets += [pair["access_token"], pair["refresh_token"], refreshed["access_token"],
-                    refreshed["refresh_token"], oauth["client_secret"], grant["access_token"],
-                    login["password"]]
+        secrets += [
+            pair["access_token"],
+            pair["refresh_token"],
+            refreshed["access_token"],
+            refreshed["refresh_token"],
+            oauth["client_secret"],
+            grant["access_token"],
+            login["password"],
+        ]
     output = stream.getvalue()
     lines = [json.loads(line) for line in output.splitlines()]
     assert any(line.get("event") == "request" for line in lines)
