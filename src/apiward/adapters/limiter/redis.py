@@ -1,0 +1,343 @@
+"""Limiter state in Redis: exact across every process and machine.
+
+One Lua script decides one request (any number of limits, all or nothing) in one
+round trip and returns everything the headers need. It reads the clock with the
+server's ``TIME``, so the app machines' clocks may disagree without effect.
+
+Calling ``TIME`` before a write needs effects replication, the only mode since
+Redis 7.0 and the default since 5.0 (``redis.replicate_commands()`` is a no-op
+there), so the script does not call it: Redis >= 5 or Valkey is required.
+
+Redis errors never leave this module: ``_map_redis_errors`` turns them into
+``ServiceUnavailable`` chained with ``from``, as httpx maps httpcore's errors.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.typing import EncodableT, FieldT
+
+from apiward.core.errors import ServiceUnavailable
+from apiward.core.limits import (
+    NS,
+    US,
+    CreditDecision,
+    Credits,
+    Decision,
+    Hit,
+    Refill,
+    RefillInterval,
+    to_ticks,
+)
+
+# KEYS: one key per limit. ARGV[1]: "" to use the server clock, or a time in
+# microseconds (tests only); ARGV[2]: "1" to store, "0" to peek; then limit,
+# period (us) and cost for each key. Returns the clock and, per key: admitted
+# (0/1), remaining, reset_after (us), retry_after (us), tat (us). The arithmetic is
+# ``apiward.core.limits.gcra`` on a microsecond clock; doubles are exact below 2**53.
+GCRA_SCRIPT = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+local store = ARGV[2] == '1'
+local n = #KEYS
+local out = {now}
+local tats = {}
+local admit_all = true
+for i = 1, n do
+  local limit = tonumber(ARGV[3 * i])
+  local period = tonumber(ARGV[3 * i + 1])
+  local cost = tonumber(ARGV[3 * i + 2])
+  local interval = math.floor(period / limit)
+  if interval * limit < period then interval = interval + 1 end
+  if interval * limit - limit >= period then interval = interval - 1 end
+  local capacity = interval * limit
+  local base = tonumber(redis.call('GET', KEYS[i]) or now)
+  if base < now then base = now end
+  local new_tat = base + cost * interval
+  local allow_at = new_tat - capacity
+  local j = 1 + (i - 1) * 5
+  if allow_at <= now then
+    out[j + 1] = 1
+    out[j + 2] = math.floor((capacity - (new_tat - now)) / interval)
+    out[j + 3] = new_tat - now
+    out[j + 4] = 0
+    out[j + 5] = new_tat
+    tats[i] = {new_tat, base, cost, interval, capacity}
+  else
+    admit_all = false
+    local remaining = math.floor((capacity - (base - now)) / interval)
+    if remaining < 0 then remaining = 0 end
+    out[j + 1] = 0
+    out[j + 2] = remaining
+    out[j + 3] = base - now
+    out[j + 4] = allow_at - now
+    out[j + 5] = base
+  end
+end
+for i = 1, n do
+  local s = tats[i]
+  if s then
+    local j = 1 + (i - 1) * 5
+    if not admit_all then
+      -- Spend nothing where the request was admitted: report the current state.
+      out[j + 2] = math.floor((s[5] - (s[2] - now)) / s[4])
+      out[j + 3] = s[2] - now
+      out[j + 5] = s[2]
+    elseif store and s[3] > 0 then
+      -- '%.0f': Lua 5.1's tostring keeps 14 digits, a TAT in microseconds has 16.
+      redis.call('SET', KEYS[i], string.format('%.0f', s[1]), 'PX',
+        math.ceil((s[1] - now) / 1000))
+    end
+  end
+end
+return out
+"""
+
+# KEYS[1]: a hash {r: remaining, a: refill amount, i: "daily"|"monthly", d: refill
+# day, p: refill period last applied}. ARGV: cost, today's day index, month index,
+# day of month, days in this month (refill periods follow the app's UTC date: a day
+# boundary is not sensitive to seconds of skew). Returns {found, admitted,
+# remaining}: a refill resets the balance, and the decrement never goes below zero.
+CREDITS_SCRIPT = """
+local h = redis.call('HMGET', KEYS[1], 'r', 'a', 'i', 'd', 'p')
+if not h[1] then return {0, 0, 0} end
+local remaining = tonumber(h[1])
+if h[2] then
+  local current
+  if h[3] == 'daily' then
+    current = tonumber(ARGV[2])
+  else
+    local day = math.min(tonumber(h[4]), tonumber(ARGV[5]))
+    current = tonumber(ARGV[3])
+    if tonumber(ARGV[4]) < day then current = current - 1 end
+  end
+  if not h[5] then
+    redis.call('HSET', KEYS[1], 'p', current)
+  elseif current > tonumber(h[5]) then
+    remaining = tonumber(h[2])
+    redis.call('HSET', KEYS[1], 'r', remaining, 'p', current)
+  end
+end
+local cost = tonumber(ARGV[1])
+if remaining < cost then return {1, 0, remaining} end
+return {1, 1, redis.call('HINCRBY', KEYS[1], 'r', -cost)}
+"""
+
+
+def connect(
+    url: str, *, timeout: float = 0.5, max_connections: int = 64, pool_timeout: float = 2.0
+) -> aioredis.Redis:
+    """A client for the limiter: short timeouts, one immediate retry, a bounded pool.
+
+    redis-py's defaults (5 s timeouts, 10 retries with back-off) would hold every
+    request for seconds during an outage; the limiter would rather fall back (or
+    answer 503) at once. The single retry absorbs a pooled connection that a Redis
+    restart closed. Past ``max_connections`` in flight, requests queue for a
+    connection (up to ``pool_timeout``) instead of failing. Call it in the app's
+    lifespan, never at import time.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+@contextmanager
+def _map_redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"Rate limiting is unavailable: Redis cannot be reached ({type(exc).__name__}: "
+            f"{exc}). Check APIWARD_REDIS_URL and that Redis is running."
+        ) from exc
+
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+
+
+class _Script:
+    """A Lua script run with EVALSHA, loaded with SCRIPT LOAD when Redis lacks it."""
+
+    def __init__(self, client: aioredis.Redis, source: str) -> None:
+        self._client = client
+        self._source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            return await self._client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # A restarted or flushed server forgot it (SCRIPT FLUSH, failover).
+            self.sha = await self._client.script_load(self._source)
+            return await self._client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class RedisLimiter:
+    """GCRA in Redis, one EVALSHA per decision. ``prefix`` namespaces every key.
+
+    The client is created in the app's lifespan, with short timeouts so that an
+    outage is noticed quickly (``socket_timeout`` and ``socket_connect_timeout`` of
+    a fraction of a second); pass it here.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._gcra = _Script(client, GCRA_SCRIPT)
+
+    async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        return (await self._run([Hit(key, limit, period, cost)], store=True))[0]
+
+    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+        return await self._run(hits, store=True)
+
+    async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        return (await self._run([Hit(key, limit, period, cost)], store=False))[0]
+
+    async def reset(self, key: str) -> None:
+        with _map_redis_errors():
+            await self._client.delete(self._prefix + key)
+
+    async def ping(self) -> None:
+        """Raise ``ServiceUnavailable`` when Redis cannot be reached (readiness)."""
+        with _map_redis_errors():
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _run(
+        self, hits: Sequence[Hit], *, store: bool, now_us: int | None = None
+    ) -> list[Decision]:
+        keys, args = _arguments(hits, self._prefix)
+        with _map_redis_errors():
+            reply = await self._gcra(keys, ["" if now_us is None else now_us, int(store), *args])
+        return _decisions(reply, hits)
+
+
+def _arguments(hits: Sequence[Hit], prefix: str) -> tuple[list[str], list[int]]:
+    if not hits:
+        raise ValueError("hit_all needs at least one limit to check.")
+    keys = [prefix + hit.key for hit in hits]
+    if len(set(keys)) != len(keys):
+        raise ValueError("Each key may appear only once in one hit_all call.")
+    args: list[int] = []
+    for hit in hits:
+        period = to_ticks(hit.period, US)
+        if hit.limit < 1 or period < hit.limit or not 0 <= hit.cost <= hit.limit:
+            raise ValueError(
+                f"Invalid limit for {hit.key!r}: need limit >= 1, a period of at least one "
+                f"microsecond per unit, and 0 <= cost <= limit (got {hit.limit}, "
+                f"{hit.period}s, cost {hit.cost})."
+            )
+        args += (hit.limit, period, hit.cost)
+    return keys, args
+
+
+def _decisions(reply: Sequence[int], hits: Sequence[Hit]) -> list[Decision]:
+    decisions = []
+    for i, hit in enumerate(hits):
+        allowed, remaining, reset_us, retry_us, tat_us = reply[1 + 5 * i : 6 + 5 * i]
+        decisions.append(
+            Decision(
+                allowed == 1,
+                hit.limit,
+                int(remaining),
+                reset_us / US,
+                retry_us / US,
+                int(tat_us) * (NS // US),
+                float(hit.period),
+            )
+        )
+    return decisions
+
+
+class RedisCredits:
+    """Usage credits in Redis hashes; a spend is one atomic script, never below zero.
+
+    Redis is the fast counter; the SQL store remains the record (seed with ``put``
+    after a restart of Redis, write back ``get`` periodically).
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._spend = _Script(client, CREDITS_SCRIPT)
+
+    async def put(self, key: str, credits: Credits) -> None:
+        fields: dict[FieldT, EncodableT] = {"r": credits.remaining}
+        if credits.refill is not None:
+            fields |= {
+                "a": credits.refill.amount,
+                "i": credits.refill.interval,
+                "d": credits.refill.day,
+            }
+            if credits.refilled is not None:
+                fields["p"] = credits.refilled
+        name = self._prefix + key
+        with _map_redis_errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(name)
+                pipe.hset(name, mapping=fields)
+                await pipe.execute()
+
+    async def get(self, key: str) -> Credits | None:
+        with _map_redis_errors():
+            values = await self._client.hmget(self._prefix + key, ["r", "a", "i", "d", "p"])
+        remaining, amount, interval, day, period = values
+        if remaining is None:
+            return None
+        refill = None
+        if amount is not None and interval is not None and day is not None:
+            kind: RefillInterval = "daily" if _text(interval) == "daily" else "monthly"
+            refill = Refill(int(amount), kind, int(day))
+        return Credits(int(remaining), refill, None if period is None else int(period))
+
+    async def spend(
+        self, key: str, cost: int = 1, *, now: datetime | None = None
+    ) -> CreditDecision | None:
+        if cost < 0:
+            raise ValueError(f"A credit cost cannot be negative, not {cost}.")
+        today = (now or datetime.now(UTC)).astimezone(UTC)
+        args = [
+            cost,
+            today.toordinal() - _EPOCH_DAY,
+            (today.year - 1970) * 12 + today.month - 1,
+            today.day,
+            calendar.monthrange(today.year, today.month)[1],
+        ]
+        with _map_redis_errors():
+            found, admitted, remaining = await self._spend([self._prefix + key], args)
+        if not found:
+            return None
+        return CreditDecision(admitted == 1, int(remaining), cost)
+
+    async def delete(self, key: str) -> None:
+        with _map_redis_errors():
+            await self._client.delete(self._prefix + key)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

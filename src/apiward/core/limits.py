@@ -1,0 +1,433 @@
+"""Rate limits and usage credits: the pure part (no I/O, no clock of its own).
+
+Rate limits use GCRA, the generic cell rate algorithm (ITU-T I.371): one integer per
+key, the *theoretical arrival time* (TAT), instead of a window of counters. A policy
+``limit/period`` admits a burst of up to ``limit`` requests and refills one request
+every ``period / limit`` (the token bucket it is equivalent to). Consequences a reader
+should know, all checked by the property tests:
+
+- over any stretch of time of length ``W``, at most ``limit + W // interval`` units
+  are admitted (``interval = period / limit``): a full burst plus what refilled
+  meanwhile. So a window of length ``period`` may see up to ``2 * limit`` when a
+  full burst is followed by steady use (a fixed window has the same bound across its
+  boundary); promising ``limit`` in *every* sliding window takes a log of every
+  request (the ``limits`` moving window) or giving up bursts. ``limit`` is exact for
+  a burst and for the long-run rate;
+- ``remaining`` is exact: that many more requests are admitted at once;
+- a denied request consumes nothing, and waiting ``retry_after`` makes it admissible;
+- ``remaining`` is always within ``[0, limit]``.
+
+Times are integers on a clock with ``tick`` ticks per second: nanoseconds in process
+(``time.monotonic_ns``), microseconds in the Redis script (``TIME``), where Lua's
+doubles are exact below 2**53. The emission interval is rounded *up* to a whole tick,
+so a policy is never more generous than declared.
+
+Usage credits (Unkey's "remaining" with refill) are a plain balance, decremented by
+a cost and never below zero, optionally reset to an amount every day or month.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal, NamedTuple, get_args
+
+NS = 1_000_000_000
+"""Ticks per second of the nanosecond clock used in process."""
+US = 1_000_000
+"""Ticks per second of the microsecond clock used in Redis."""
+
+KeyKind = Literal["org", "credential", "ip", "user", "route"]
+KEY_KINDS: tuple[str, ...] = get_args(KeyKind)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([A-Za-z]+)\s*$")
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+}
+
+
+class RateLimitExceeded(Exception):
+    """A request was denied by a rate limit (or its usage credits are exhausted).
+
+    Temporary home: it belongs in ``apiward.core.errors`` as ``RateLimited`` (code
+    ``RATE_LIMITED``, HTTP 429) with a sibling ``UsageExceeded`` (code
+    ``USAGE_EXCEEDED``). It carries what the HTTP edge needs for the response: the
+    headers of the reported decision and a message that says when to retry.
+    """
+
+    code = "RATE_LIMITED"
+    reason = "RATE_LIMITED"
+
+    def __init__(self, retry_after: float, headers: dict[str, str], policy: str = "") -> None:
+        self.retry_after = retry_after
+        self.headers = headers
+        self.policy = policy
+        seconds = max(1, math.ceil(retry_after))
+        what = f"the {policy!r} rate limit" if policy else "a rate limit"
+        self.message = f"Too many requests: {what} is exhausted. Retry after {seconds} seconds."
+        super().__init__(self.message)
+
+
+# --- policies ------------------------------------------------------------------------
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """Parse ``"1000/hour"``, ``"100/minute"``, ``"10/second"``, ``"5000/day"``, ``"20/15m"``.
+
+    Returns ``(limit, period_seconds)``; raises ``ValueError`` saying what to write.
+    """
+    match = _RATE.match(text) if isinstance(text, str) else None
+    unit = _UNITS.get(match.group(3).lower()) if match else None
+    if match is None or unit is None:
+        raise ValueError(
+            f"Invalid rate {text!r}: write '<count>/<unit>' with a unit of second, minute, "
+            "hour or day (for example '1000/hour', '100/minute', or '20/15minutes')."
+        )
+    limit = int(match.group(1))
+    multiple = int(match.group(2) or 1)
+    if limit < 1 or multiple < 1:
+        raise ValueError(f"Invalid rate {text!r}: the count and the period must be at least 1.")
+    return limit, multiple * unit
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A named limit: ``limit`` units per ``period`` seconds for each value of ``key``.
+
+    ``key`` says what is counted: the organisation, the credential, the client IP,
+    the user, or the route itself (one budget shared by every caller of the route).
+    ``cost`` is what one request spends (a route may declare more).
+
+        >>> Policy.parse("org-hourly", "1000/hour", key="org")
+        Policy(name='org-hourly', limit=1000, period=3600.0, key='org', cost=1)
+    """
+
+    name: str
+    limit: int
+    period: float
+    key: KeyKind = "org"
+    cost: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                f"Invalid policy name {self.name!r}: use 1 to 64 letters, digits, '_', '.' "
+                "or '-', starting with a letter or digit."
+            )
+        if self.key not in KEY_KINDS:
+            raise ValueError(
+                f"Invalid key kind {self.key!r} for policy {self.name!r}: "
+                f"use one of {', '.join(KEY_KINDS)}."
+            )
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError(f"Policy {self.name!r}: limit must be an integer >= 1.")
+        if not math.isfinite(self.period) or self.period < 0.001:
+            raise ValueError(f"Policy {self.name!r}: period must be at least 0.001 seconds.")
+        if not 1 <= self.cost <= self.limit:
+            raise ValueError(
+                f"Policy {self.name!r}: cost must be between 1 and the limit ({self.limit})."
+            )
+        object.__setattr__(self, "period", float(self.period))
+
+    @classmethod
+    def parse(cls, name: str, rate: str, *, key: KeyKind = "org", cost: int = 1) -> Policy:
+        limit, period = parse_rate(rate)
+        return cls(name, limit, float(period), key, cost)
+
+    @property
+    def rate(self) -> str:
+        """The policy written back as ``count/period``: ``"1000/3600s"``."""
+        return f"{self.limit}/{self.period:g}s"
+
+
+# --- GCRA ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one request under one limit, with what the headers need.
+
+    ``remaining`` is what ``X-RateLimit-Remaining`` shows (units admissible right
+    now, after this request); ``reset_after`` the seconds until the bucket is full
+    again; ``retry_after`` the seconds until this request would be admitted (0 when
+    it was). ``tat`` is the theoretical arrival time to store, in clock ticks.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+    tat: int
+    period: float = 0.0
+
+
+class Hit(NamedTuple):
+    """One limit to check for a request: the namespaced key and its rate."""
+
+    key: str
+    limit: int
+    period: float
+    cost: int = 1
+
+
+def interval_ticks(limit: int, period: int) -> int:
+    """The emission interval ``period / limit``, rounded up to a whole tick."""
+    return -(-period // limit)
+
+
+def _misuse(limit: int, period: int, cost: int) -> ValueError:
+    if limit < 1:
+        return ValueError(f"limit must be at least 1, not {limit}")
+    if period < limit:
+        return ValueError(
+            f"period ({period} ticks) is shorter than one tick per unit of limit ({limit}); "
+            "use a finer clock or a longer period"
+        )
+    return ValueError(f"cost must be between 0 and the limit ({limit}), not {cost}")
+
+
+def gcra(
+    tat: int | None,
+    now: int,
+    limit: int,
+    period: int,
+    cost: int = 1,
+    *,
+    tick: int = NS,
+) -> Decision:
+    """Decide one request: admit it when the bucket holds ``cost`` units.
+
+    ``tat`` is the stored theoretical arrival time (``None`` for a key never seen or
+    expired); ``now`` and ``period`` are integers on a clock of ``tick`` ticks per
+    second. A cost of 0 reads the state without spending anything. Store
+    ``decision.tat`` only when ``decision.allowed``; a denial changes nothing.
+    """
+    if limit < 1 or period < limit or not 0 <= cost <= limit:
+        raise _misuse(limit, period, cost)
+    interval = -(-period // limit)
+    capacity = interval * limit
+    base = now if tat is None or tat < now else tat
+    new_tat = base + cost * interval
+    allow_at = new_tat - capacity
+    seconds = period / tick
+    if allow_at <= now:
+        remaining = (capacity - (new_tat - now)) // interval
+        return Decision(True, limit, remaining, (new_tat - now) / tick, 0.0, new_tat, seconds)
+    # The clock may step back below a stored TAT (another process, NTP): clamp to 0.
+    remaining = max(0, (capacity - (base - now)) // interval)
+    return Decision(
+        False, limit, remaining, (base - now) / tick, (allow_at - now) / tick, base, seconds
+    )
+
+
+def gcra_all(
+    tats: Sequence[int | None], now: int, hits: Sequence[Hit], *, tick: int = NS
+) -> tuple[list[Decision], bool]:
+    """Decide several limits for one request, all or nothing.
+
+    Returns the decisions and whether to store their ``tat``: only when every limit
+    admits the request. When one denies, the limits that would have admitted it
+    spend nothing and report their current state (a cost-0 read), so that a request
+    refused by the per-IP limit does not eat the organisation's budget.
+    """
+    decisions = [
+        gcra(tat, now, hit.limit, to_ticks(hit.period, tick), hit.cost, tick=tick)
+        for tat, hit in zip(tats, hits, strict=True)
+    ]
+    if all(d.allowed for d in decisions):
+        return decisions, True
+    return [
+        d if not d.allowed else gcra(tat, now, hit.limit, to_ticks(hit.period, tick), 0, tick=tick)
+        for d, tat, hit in zip(decisions, tats, hits, strict=True)
+    ], False
+
+
+def to_ticks(seconds: float, tick: int = NS) -> int:
+    """Seconds as an integer number of ticks (a float-second clock onto an integer one)."""
+    return round(seconds * tick)
+
+
+# --- reporting -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    """A decision taken under a named policy, for the key it was taken on."""
+
+    policy: Policy
+    key: str
+    decision: Decision
+
+
+def _urgency(decision: Decision) -> tuple[int, float, float]:
+    if not decision.allowed:
+        return (0, -decision.retry_after, -decision.reset_after)
+    return (1, decision.remaining / decision.limit, -decision.reset_after)
+
+
+def choose(decisions: Iterable[Decision]) -> Decision | None:
+    """The decision to report: the denial with the longest wait, else the one closest
+    to exhaustion (smallest ``remaining / limit``; ties go to the slower refill)."""
+    return min(decisions, key=_urgency, default=None)
+
+
+def report(results: Iterable[PolicyDecision]) -> PolicyDecision | None:
+    """``choose`` over decisions taken under named policies."""
+    return min(results, key=lambda r: _urgency(r.decision), default=None)
+
+
+def _sf_string(value: str) -> str:
+    # RFC 8941 section 3.3.3: a String is quoted, with '"' and '\' escaped.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _seconds(value: float) -> int:
+    return max(0, math.ceil(value - 1e-9))
+
+
+def _effective_window(decision: Decision) -> int:
+    # draft-ietf-httpapi-ratelimit-headers-11 section 4.1.2 and 6: the seconds within
+    # which the client may use no more than ``r``; on a denial it matches Retry-After,
+    # which must not point earlier than the end of that window.
+    if decision.allowed:
+        return _seconds(decision.reset_after)
+    return max(1, _seconds(decision.retry_after))
+
+
+def headers(
+    result: PolicyDecision, now: float, *, also: Sequence[PolicyDecision] = ()
+) -> dict[str, str]:
+    """The response header fields for the reported decision.
+
+    ``now`` is the wall clock in unix seconds (``X-RateLimit-Reset`` is absolute).
+    The IETF fields (draft-ietf-httpapi-ratelimit-headers-11 sections 3 and 4) list
+    the reported policy first, then any of ``also`` (other policies the request was
+    checked against), as Structured Field lists::
+
+        RateLimit-Policy: "org-hourly";q=1000;w=3600
+        RateLimit: "org-hourly";r=998;t=8
+    """
+    decision = result.decision
+    fields = {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": str(math.ceil(now + decision.reset_after - 1e-9)),
+    }
+    items = [result, *(r for r in also if r.policy.name != result.policy.name)]
+    fields["RateLimit-Policy"] = ", ".join(
+        f"{_sf_string(r.policy.name)};q={r.policy.limit};w={max(1, round(r.policy.period))}"
+        for r in items
+    )
+    fields["RateLimit"] = ", ".join(
+        f"{_sf_string(r.policy.name)};r={r.decision.remaining};t={_effective_window(r.decision)}"
+        for r in items
+    )
+    if not decision.allowed:
+        fields["Retry-After"] = str(max(1, _seconds(decision.retry_after)))
+    return fields
+
+
+# --- usage credits -------------------------------------------------------------------
+
+RefillInterval = Literal["daily", "monthly"]
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True, slots=True)
+class Refill:
+    """Reset the balance to ``amount`` every day (at 00:00 UTC) or every month on ``day``.
+
+    A ``day`` past the end of a month refills on that month's last day (Unkey's rule).
+    """
+
+    amount: int
+    interval: RefillInterval = "monthly"
+    day: int = 1
+
+    def __post_init__(self) -> None:
+        if self.amount < 0:
+            raise ValueError("A refill amount cannot be negative.")
+        if self.interval not in ("daily", "monthly"):
+            raise ValueError(
+                f"Invalid refill interval {self.interval!r}: use 'daily' or 'monthly'."
+            )
+        if not 1 <= self.day <= 31:
+            raise ValueError(f"Invalid refill day {self.day}: use a day of the month, 1 to 31.")
+
+    def period(self, at: datetime) -> int:
+        """The index of the refill period holding ``at``: days or months since 1970."""
+        at = at.astimezone(UTC)
+        if self.interval == "daily":
+            return at.toordinal() - _EPOCH
+        months = (at.year - 1970) * 12 + at.month - 1
+        refill_day = min(self.day, calendar.monthrange(at.year, at.month)[1])
+        return months if at.day >= refill_day else months - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """A usage balance; ``refilled`` is the refill period last applied."""
+
+    remaining: int
+    refill: Refill | None = None
+    refilled: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.remaining < 0:
+            raise ValueError("Remaining credits cannot be negative.")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditDecision:
+    """The answer of a spend: admitted or ``exhausted``, and the balance after it."""
+
+    allowed: bool
+    remaining: int
+    cost: int = 1
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.allowed
+
+
+def refilled(credits: Credits, now: datetime) -> Credits:
+    """The balance after any refill due at ``now`` (a first look only records the period)."""
+    refill = credits.refill
+    if refill is None:
+        return credits
+    current = refill.period(now)
+    if credits.refilled is None:
+        return Credits(credits.remaining, refill, current)
+    if current > credits.refilled:
+        return Credits(refill.amount, refill, current)
+    return credits
+
+
+def spend(credits: Credits, cost: int, now: datetime) -> tuple[CreditDecision, Credits]:
+    """Spend ``cost`` credits when the balance covers it; never go below zero."""
+    if cost < 0:
+        raise ValueError(f"A credit cost cannot be negative, not {cost}.")
+    state = refilled(credits, now)
+    if state.remaining < cost:
+        return CreditDecision(False, state.remaining, cost), state
+    after = Credits(state.remaining - cost, state.refill, state.refilled)
+    return CreditDecision(True, after.remaining, cost), after

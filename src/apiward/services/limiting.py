@@ -1,0 +1,270 @@
+"""Rate limiting a request: which policies apply, on which keys, and the verdict.
+
+A ``RatePlan`` holds the policies of a deployment or of a plan tier, and route rules
+that exempt routes (Monk's ``/v1/events``), add route limits or declare a cost. The
+``RateLimiting`` service turns a request's context into namespaced keys
+(``rl:{policy}:{kind}:{value}``), asks the limiter about all of them in one call
+(all or nothing: a request refused by one limit spends nothing from the others), and
+reports the decision closest to exhaustion for the headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from apiward.core.limits import (
+    CreditDecision,
+    Credits,
+    Decision,
+    Hit,
+    Policy,
+    PolicyDecision,
+    RateLimitExceeded,
+    headers,
+    report,
+)
+
+
+class Limiter(Protocol):
+    """Limiter state: the memory, Redis and fallback adapters satisfy it."""
+
+    async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        """Decide one request on ``key`` and spend ``cost`` when admitted."""
+        ...
+
+    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+        """Decide several limits at once; spend on all of them or on none."""
+        ...
+
+    async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        """The decision ``hit`` would take, without spending (cost 0 reads the state)."""
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``: its bucket is full again."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class CreditLedger(Protocol):
+    """Usage credits by key: the memory and Redis adapters satisfy it."""
+
+    async def put(self, key: str, credits: Credits) -> None: ...
+    async def get(self, key: str) -> Credits | None: ...
+    async def spend(self, key: str, cost: int = 1) -> CreditDecision | None:
+        """Spend atomically, never below zero; ``None`` for a key with no credits."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What a request is limited by. Absent values skip the policies keyed on them."""
+
+    route: str
+    method: str = "GET"
+    org_id: str | None = None
+    credential_id: str | None = None
+    ip: str | None = None
+    user_id: str | None = None
+
+    def value(self, kind: str) -> str | None:
+        if kind == "org":
+            return self.org_id
+        if kind == "credential":
+            return self.credential_id
+        if kind == "ip":
+            return self.ip
+        if kind == "user":
+            return self.user_id
+        return self.route
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """Limits for a route or a group of routes.
+
+    ``route`` is a route template (``/v1/events``) or a prefix ending in ``*``
+    (``/v1/keys*``); ``methods`` narrows it (empty: every method). A rule may
+    ``exempt`` its routes from every limit, add ``policies`` (or ``replace`` the
+    plan's with them) and set the ``cost`` each request spends. The first matching
+    rule of a plan wins.
+    """
+
+    route: str
+    methods: frozenset[str] = frozenset()
+    exempt: bool = False
+    policies: tuple[Policy, ...] = ()
+    replace: bool = False
+    cost: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.route.startswith("/"):
+            raise ValueError(f"Route rule {self.route!r} must start with '/'.")
+        if "*" in self.route[:-1]:
+            raise ValueError(f"Route rule {self.route!r}: '*' is only allowed at the end.")
+        if self.cost is not None and self.cost < 1:
+            raise ValueError(f"Route rule {self.route!r}: cost must be at least 1.")
+        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+
+    def matches(self, route: str, method: str) -> bool:
+        if self.methods and method.upper() not in self.methods:
+            return False
+        if self.route.endswith("*"):
+            return route.startswith(self.route[:-1])
+        return route == self.route
+
+
+@dataclass(frozen=True, slots=True)
+class Applicable:
+    """The policies a route is subject to, each with the cost one request spends."""
+
+    policies: tuple[tuple[Policy, int], ...]
+
+
+EXEMPT = Applicable(())
+_MAX_CACHED_ROUTES = 10_000
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    """A set of policies and route rules: a deployment's default or a plan tier."""
+
+    policies: tuple[Policy, ...] = ()
+    routes: tuple[RouteRule, ...] = ()
+    _cache: dict[tuple[str, str], Applicable] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.policies]
+        names += [p.name for rule in self.routes for p in rule.policies]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"Policy names must be unique within a plan; repeated: {', '.join(duplicates)}."
+            )
+
+    def applicable(self, route: str, method: str = "GET") -> Applicable:
+        """The policies and costs for a route template and method (memoised)."""
+        cached = self._cache.get((route, method))
+        if cached is None:
+            cached = self._resolve(route, method)
+            # Bounded in case a caller passes raw paths rather than route templates.
+            if len(self._cache) < _MAX_CACHED_ROUTES:
+                self._cache[(route, method)] = cached
+        return cached
+
+    def _resolve(self, route: str, method: str) -> Applicable:
+        rule = next((r for r in self.routes if r.matches(route, method)), None)
+        if rule is None:
+            return Applicable(tuple((p, p.cost) for p in self.policies))
+        if rule.exempt:
+            return EXEMPT
+        chosen = rule.policies if rule.replace else (*self.policies, *rule.policies)
+        costs = ((p, min(rule.cost or p.cost, p.limit)) for p in chosen)
+        return Applicable(tuple(costs))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Every decision taken for a request, and the one its headers report."""
+
+    results: tuple[PolicyDecision, ...]
+    reported: PolicyDecision | None
+
+    @property
+    def allowed(self) -> bool:
+        return all(r.decision.allowed for r in self.results)
+
+    @property
+    def exempt(self) -> bool:
+        return not self.results
+
+    def headers(self, now: float, *, every_policy: bool = False) -> dict[str, str]:
+        """The rate-limit response headers (none for an exempt route).
+
+        ``now`` is the wall clock in unix seconds. ``every_policy`` lists all the
+        policies in the IETF fields, not only the reported one.
+        """
+        if self.reported is None:
+            return {}
+        return headers(self.reported, now, also=self.results if every_policy else ())
+
+
+def limit_key(policy: Policy, kind: str, value: str) -> str:
+    """The namespaced limiter key ``rl:{policy}:{kind}:{value}``."""
+    return f"rl:{policy.name}:{kind}:{value}"
+
+
+class RateLimiting:
+    """Check a request against the policies of a plan.
+
+    ``plan`` is the default; ``check(plan=...)`` takes another (an org's tier or
+    overrides, resolved by the caller), so changing a tier needs no restart.
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        plan: RatePlan,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limiter = limiter
+        self.plan = plan
+        self._clock = clock
+
+    async def check(self, ctx: RequestContext, *, plan: RatePlan | None = None) -> Verdict:
+        """Decide the request on every applicable policy, spending only if all admit it."""
+        applicable = (plan or self.plan).applicable(ctx.route, ctx.method)
+        keyed: list[tuple[Policy, str]] = []
+        hits: list[Hit] = []
+        for policy, cost in applicable.policies:
+            value = ctx.value(policy.key)
+            if value is None:
+                continue
+            key = limit_key(policy, policy.key, value)
+            keyed.append((policy, key))
+            hits.append(Hit(key, policy.limit, policy.period, cost))
+        if not hits:
+            return Verdict((), None)
+        decisions = await self.limiter.hit_all(hits)
+        results = tuple(
+            PolicyDecision(policy, key, decision)
+            for (policy, key), decision in zip(keyed, decisions, strict=True)
+        )
+        return Verdict(results, report(results))
+
+    async def enforce(self, ctx: RequestContext, *, plan: RatePlan | None = None) -> Verdict:
+        """``check``, raising ``RateLimitExceeded`` (with the headers) when denied."""
+        verdict = await self.check(ctx, plan=plan)
+        if not verdict.allowed and verdict.reported is not None:
+            reported = verdict.reported
+            raise RateLimitExceeded(
+                reported.decision.retry_after,
+                verdict.headers(self._clock()),
+                reported.policy.name,
+            )
+        return verdict
+
+    async def reset(self, policy: Policy, value: str) -> None:
+        """Forget one key's usage under a policy (support: unblock a customer)."""
+        await self.limiter.reset(limit_key(policy, policy.key, value))
+
+
+def credit_key(owner_id: str) -> str:
+    """The ledger key of a credential's usage credits."""
+    return f"uc:{owner_id}"
+
+
+async def spend_credits(
+    ledger: CreditLedger, owner_id: str, cost: int = 1
+) -> CreditDecision | None:
+    """Spend a credential's credits; ``None`` when it carries none (unlimited)."""
+    return await ledger.spend(credit_key(owner_id), cost)

@@ -1,0 +1,160 @@
+"""The limiter and credit-ledger contracts, written once and run on memory and on Redis.
+
+The tests speak only the ``Limiter`` and ``CreditLedger`` protocols. They run on the
+adapters' real clocks (Redis's ``TIME``), so periods are either long enough that no
+refill happens during a test, or short and waited for with a bounded sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from apiward.core.limits import Credits, Hit, Refill
+from apiward.services.limiting import CreditLedger, Limiter
+
+pytestmark = pytest.mark.anyio
+
+DAY = 86400.0
+
+
+async def test_a_fresh_key_admits_exactly_limit_then_denies(limiter: Limiter) -> None:
+    remaining = [(await limiter.hit("burst", 5, DAY)).remaining for _ in range(5)]
+    assert remaining == [4, 3, 2, 1, 0]
+    denied = await limiter.hit("burst", 5, DAY)
+    assert not denied.allowed and denied.remaining == 0
+    assert denied.retry_after == pytest.approx(DAY / 5, abs=1.0)
+    assert denied.reset_after == pytest.approx(DAY, abs=1.0)
+
+
+async def test_an_admitted_decision_carries_what_the_headers_need(limiter: Limiter) -> None:
+    d = await limiter.hit("headers", 1000, 3600.0)
+    assert (d.allowed, d.limit, d.remaining, d.retry_after, d.period) == (
+        True,
+        1000,
+        999,
+        0.0,
+        3600.0,
+    )
+    assert d.reset_after == pytest.approx(3.6, abs=0.01)
+
+
+async def test_a_denied_hit_spends_nothing(limiter: Limiter) -> None:
+    await limiter.hit("deny", 2, DAY, 2)
+    first = await limiter.hit("deny", 2, DAY)
+    second = await limiter.hit("deny", 2, DAY)
+    assert not first.allowed and not second.allowed
+    assert second.retry_after == pytest.approx(first.retry_after, abs=0.5)
+
+
+async def test_keys_are_independent(limiter: Limiter) -> None:
+    await limiter.hit("one", 1, DAY)
+    assert not (await limiter.hit("one", 1, DAY)).allowed
+    assert (await limiter.hit("two", 1, DAY)).allowed
+
+
+async def test_cost_spends_several_units(limiter: Limiter) -> None:
+    assert (await limiter.hit("cost", 10, DAY, 7)).remaining == 3
+    assert not (await limiter.hit("cost", 10, DAY, 4)).allowed
+    assert (await limiter.hit("cost", 10, DAY, 3)).remaining == 0
+
+
+async def test_peek_tells_what_hit_would_decide_without_spending(limiter: Limiter) -> None:
+    await limiter.hit("peek", 3, DAY)
+    would = await limiter.peek("peek", 3, DAY)
+    assert would.allowed and would.remaining == 1
+    assert (await limiter.peek("peek", 3, DAY, 0)).remaining == 2
+    assert (await limiter.hit("peek", 3, DAY)).remaining == 1
+
+
+async def test_reset_makes_the_bucket_full_again(limiter: Limiter) -> None:
+    await limiter.hit("reset", 1, DAY)
+    await limiter.reset("reset")
+    assert (await limiter.hit("reset", 1, DAY)).allowed
+    await limiter.reset("never-seen")
+
+
+async def test_waiting_retry_after_is_admitted_again(limiter: Limiter) -> None:
+    await limiter.hit("wait", 2, 0.2, 2)
+    denied = await limiter.hit("wait", 2, 0.2)
+    assert not denied.allowed and 0 < denied.retry_after <= 0.1
+    await asyncio.sleep(denied.retry_after + 0.005)
+    assert (await limiter.hit("wait", 2, 0.2)).allowed
+
+
+async def test_hit_all_spends_on_every_limit_when_all_admit(limiter: Limiter) -> None:
+    decisions = await limiter.hit_all([Hit("all-a", 10, DAY), Hit("all-b", 5, DAY, 2)])
+    assert [(d.allowed, d.remaining) for d in decisions] == [(True, 9), (True, 3)]
+
+
+async def test_hit_all_spends_on_none_when_one_denies(limiter: Limiter) -> None:
+    await limiter.hit("none-b", 1, DAY)
+    decisions = await limiter.hit_all([Hit("none-a", 10, DAY), Hit("none-b", 1, DAY)])
+    assert [d.allowed for d in decisions] == [True, False]
+    assert decisions[0].remaining == 10  # reported as it stands: nothing was spent
+    assert (await limiter.peek("none-a", 10, DAY, 0)).remaining == 10
+
+
+async def test_hit_all_rejects_a_key_twice(limiter: Limiter) -> None:
+    with pytest.raises(ValueError, match="only once"):
+        await limiter.hit_all([Hit("dup", 1, DAY), Hit("dup", 2, DAY)])
+
+
+async def test_concurrent_hits_on_one_key_admit_exactly_the_limit(limiter: Limiter) -> None:
+    results = await asyncio.gather(*(limiter.hit("race", 50, DAY) for _ in range(120)))
+    assert sum(d.allowed for d in results) == 50
+    assert sorted(d.remaining for d in results if d.allowed) == list(range(50))
+
+
+@pytest.mark.parametrize(("limit", "period", "cost"), [(0, DAY, 1), (5, DAY, 6), (5, DAY, -1)])
+async def test_impossible_limits_raise_value_error(
+    limiter: Limiter, limit: int, period: float, cost: int
+) -> None:
+    with pytest.raises(ValueError, match=r"limit|cost"):
+        await limiter.hit("bad", limit, period, cost)
+
+
+# --- usage credits -------------------------------------------------------------------
+
+
+async def test_credits_are_spent_until_exhausted_never_below_zero(ledger: CreditLedger) -> None:
+    await ledger.put("credits", Credits(5))
+    first = await ledger.spend("credits", 3)
+    short = await ledger.spend("credits", 3)
+    last = await ledger.spend("credits", 2)
+    assert first is not None and short is not None and last is not None
+    assert (first.allowed, first.remaining) == (True, 2)
+    assert (short.exhausted, short.remaining) == (True, 2)
+    assert (last.allowed, last.remaining) == (True, 0)
+    stored = await ledger.get("credits")
+    assert stored is not None and stored.remaining == 0
+
+
+async def test_a_key_without_credits_is_unlimited(ledger: CreditLedger) -> None:
+    assert await ledger.spend("nothing") is None
+    assert await ledger.get("nothing") is None
+
+
+async def test_credits_round_trip_with_their_refill(ledger: CreditLedger) -> None:
+    credits = Credits(7, Refill(100, "monthly", 15), 600)
+    await ledger.put("roundtrip", credits)
+    assert await ledger.get("roundtrip") == credits
+    await ledger.delete("roundtrip")
+    assert await ledger.get("roundtrip") is None
+
+
+async def test_a_due_refill_resets_the_balance_before_spending(ledger: CreditLedger) -> None:
+    last_period = Refill(10, "daily").period(datetime(2020, 1, 1, tzinfo=UTC))
+    await ledger.put("refill", Credits(0, Refill(10, "daily"), last_period))
+    decision = await ledger.spend("refill", 4)
+    assert decision is not None and decision.allowed and decision.remaining == 6
+
+
+async def test_concurrent_spends_never_overdraw(ledger: CreditLedger) -> None:
+    await ledger.put("race", Credits(30))
+    results = await asyncio.gather(*(ledger.spend("race") for _ in range(80)))
+    assert sum(1 for r in results if r is not None and r.allowed) == 30
+    stored = await ledger.get("race")
+    assert stored is not None and stored.remaining == 0

@@ -1,0 +1,133 @@
+"""What only the Redis adapter has: the Lua script, the server clock, errors, NOSCRIPT."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from apiward.adapters.limiter.redis import RedisLimiter, connect
+from apiward.core.errors import ServiceUnavailable
+from apiward.core.limits import NS, US, Decision, Hit, gcra, gcra_all
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+NOW_US = 1_732_000_000_123_457  # a 16-digit microsecond clock, past Lua's %.14g
+
+
+def _as_redis(d: Decision) -> Decision:
+    """A core decision on the microsecond clock, with its TAT in nanoseconds as returned."""
+    return Decision(
+        d.allowed, d.limit, d.remaining, d.reset_after, d.retry_after, d.tat * (NS // US), d.period
+    )
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    limit=st.integers(1, 50),
+    period_us=st.integers(50, 5_000_000),
+    steps=st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 3)), min_size=1, max_size=40),
+)
+async def test_property_the_lua_script_decides_exactly_as_the_core(
+    redis_client: aioredis.Redis,
+    prefix: str,
+    limit: int,
+    period_us: int,
+    steps: list[tuple[int, int]],
+) -> None:
+    """Same clock, same requests: the script and ``core.limits.gcra`` agree bit for bit."""
+    period_us = max(period_us, limit)
+    limiter = RedisLimiter(redis_client, prefix=f"{prefix}{uuid.uuid4().hex}:")
+    tat: int | None = None
+    now = NOW_US
+    for gap, cost in steps:
+        now += gap
+        hit = Hit("k", limit, period_us / US, min(cost, limit))
+        got = (await limiter._run([hit], store=True, now_us=now))[0]
+        expected = gcra(tat, now, limit, period_us, hit.cost, tick=US)
+        assert got == _as_redis(expected)
+        if expected.allowed and hit.cost:
+            tat = expected.tat
+
+
+async def test_the_lua_script_is_all_or_nothing_like_the_core(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    hits = [Hit("a", 3, 1.0), Hit("b", 1, 1.0)]
+    tats: list[int | None] = [None, None]
+    for step in range(4):
+        now = NOW_US + step * 100_000
+        got = await limiter._run(hits, store=True, now_us=now)
+        expected, commit = gcra_all(tats, now, hits, tick=US)
+        assert got == [_as_redis(d) for d in expected]
+        if commit:
+            tats = [d.tat for d in expected]
+
+
+async def test_decisions_use_the_redis_server_clock(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    before_s, before_us = await redis_client.time()
+    decision = await RedisLimiter(redis_client, prefix=prefix).hit("clock", 10, 10.0)
+    server_now_ns = (before_s * US + before_us) * (NS // US)
+    assert decision.tat - round(decision.reset_after * NS) >= server_now_ns
+
+
+async def test_a_key_expires_when_its_bucket_would_be_full(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    await RedisLimiter(redis_client, prefix=prefix).hit("ttl", 10, 100.0, 4)
+    assert 39_000 <= await redis_client.pttl(f"{prefix}ttl") <= 40_000
+
+
+async def test_peek_and_denials_write_nothing(redis_client: aioredis.Redis, prefix: str) -> None:
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    await limiter.peek("quiet", 5, 60.0)
+    assert await redis_client.exists(f"{prefix}quiet") == 0
+    await limiter.hit("full", 1, 60.0)
+    stored = await redis_client.get(f"{prefix}full")
+    assert not (await limiter.hit("full", 1, 60.0)).allowed
+    assert await redis_client.get(f"{prefix}full") == stored
+
+
+async def test_a_script_missing_from_the_server_is_loaded_again(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    limiter._gcra.sha = "0" * 40  # as after SCRIPT FLUSH or a failover to a fresh server
+    assert (await limiter.hit("noscript", 2, 60.0)).allowed
+    assert limiter._gcra.sha != "0" * 40
+    assert (await limiter.hit("noscript", 2, 60.0)).remaining == 0
+
+
+async def test_an_unreachable_redis_raises_service_unavailable_chained() -> None:
+    client = connect("redis://127.0.0.1:1/0", timeout=0.2)
+    limiter = RedisLimiter(client)
+    try:
+        with pytest.raises(ServiceUnavailable, match="Redis cannot be reached") as caught:
+            await asyncio.wait_for(limiter.hit("k", 1, 1.0), timeout=5)
+        assert caught.value.__cause__ is not None
+        with pytest.raises(ServiceUnavailable):
+            await limiter.ping()
+    finally:
+        await limiter.aclose()
+
+
+async def test_invalid_limits_are_refused_before_any_round_trip() -> None:
+    limiter = RedisLimiter(connect("redis://127.0.0.1:1/0"))
+    try:
+        with pytest.raises(ValueError, match="at least one limit"):
+            await limiter.hit_all([])
+        with pytest.raises(ValueError, match="microsecond per unit"):
+            await limiter.hit("k", 10, 0.000001)
+    finally:
+        await limiter.aclose()
