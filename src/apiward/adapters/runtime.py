@@ -59,7 +59,9 @@ class Runtime:
         self.tenancy = Tenancy(
             self.store, self.cache, self.clock, self.passwords, settings.environments
         )
-        self.keys = Keys(self.store, self.cache, self.clock, fmt)
+        self.keys = Keys(
+            self.store, self.cache, self.clock, fmt, tuple(v.id for v in settings.api_versions)
+        )
         self.audit = AuditLog(self.store)
         self.auth = Authenticator(
             self.store,
@@ -69,6 +71,7 @@ class Runtime:
             self.tenancy,
             self.usage,
             space_header=settings.space_header,
+            default_version=settings.current_version.id,
         )
         access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         self.sealer = Sealer(settings.secret_bytes())

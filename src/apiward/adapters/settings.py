@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from email.utils import formatdate
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,7 @@ class ApiVersion(BaseModel):
     name: str = ""
     date: dt.date
     deprecated: bool = False
+    deprecated_on: dt.date | None = None
     sunset: dt.date | None = None
     openapi_url: str | None = None
 
@@ -193,7 +195,30 @@ class Settings(BaseSettings):
             f"Supported versions: {supported}."
         )
 
+    def deprecation_headers(self) -> dict[str, dict[str, str]]:
+        """``Deprecation`` (RFC 9745) and ``Sunset`` (RFC 8594) headers per deprecated version.
+
+        A version without ``deprecated_on`` counts as deprecated since the next release.
+        """
+        out: dict[str, dict[str, str]] = {}
+        ordered = self.api_versions
+        for i, version in enumerate(ordered):
+            if not version.deprecated:
+                continue
+            since = version.deprecated_on or (
+                ordered[i + 1].date if i + 1 < len(ordered) else version.date
+            )
+            headers = {"Deprecation": f"@{_epoch(since)}"}
+            if version.sunset is not None:
+                headers["Sunset"] = formatdate(_epoch(version.sunset), usegmt=True)
+            out[version.id] = headers
+        return out
+
     @property
     def current_version(self) -> ApiVersion:
         live = [v for v in self.api_versions if not v.deprecated]
         return (live or self.api_versions)[-1]
+
+
+def _epoch(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())

@@ -101,6 +101,7 @@ class ApiKey:
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
     rolled_to: str | None = None
+    api_version: str | None = None
 
     def state(self, now: datetime) -> KeyState:
         if self.revoked_at is not None:

@@ -148,6 +148,7 @@ class Authenticator:
         usage: UsageRecorder,
         *,
         space_header: str = "Apiward-Space-Id",
+        default_version: str | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -156,6 +157,7 @@ class Authenticator:
         self._tenancy = tenancy
         self._usage = usage
         self._space_header = space_header
+        self._default_version = default_version
         self._keyring: Keyring | None = None
         self._revocations: Revocations | None = None
         self._issuer = ""
@@ -253,7 +255,7 @@ class Authenticator:
             credential_id=key.id,
             credential_kind=CredentialKind.API_KEY,
             context=context,
-            api_version=context.api_version,
+            api_version=context.api_version or key.api_version or self._default_version,
         )
 
     async def authenticate_token(self, token: str, context: RequestContext) -> Principal:
@@ -305,7 +307,7 @@ class Authenticator:
             credential_kind=CredentialKind.ACCESS_TOKEN,
             context=context,
             client_id=claims.client_id if claims.client_id.startswith("client_") else None,
-            api_version=context.api_version,
+            api_version=context.api_version or self._default_version,
         )
 
     @staticmethod

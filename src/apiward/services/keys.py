@@ -84,7 +84,15 @@ def effective_environment(principal: Principal, wanted: str | None) -> str:
 
 
 class Keys:
-    def __init__(self, store: Store, cache: Cache, clock: Clock, fmt: KeyFormat) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cache: Cache,
+        clock: Clock,
+        fmt: KeyFormat,
+        versions: tuple[str, ...] = (),
+    ) -> None:
+        self._versions = versions
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -105,6 +113,13 @@ class Keys:
                 raise InvalidInput(f"Space {space_id!r} does not exist or is archived.")
         return tuple(dict.fromkeys(spaces))
 
+    def _check_version(self, version: str | None) -> None:
+        """A key may pin an API version (as Stripe pins accounts); it must be a known one."""
+        if version is not None and version not in self._versions:
+            raise InvalidInput(
+                f"Unknown API version {version!r}; use one of: {', '.join(self._versions)}."
+            )
+
     def _check_expiry(self, expires_at: datetime | None) -> None:
         check_expiry(expires_at, self._clock.now())
 
@@ -119,8 +134,10 @@ class Keys:
         expires_at: datetime | None = None,
         ip_allow: list[str] | None = None,
         space_allow: list[str] | None = None,
+        api_version: str | None = None,
     ) -> CreatedKey:
         env = effective_environment(principal, environment)
+        self._check_version(api_version)
         if env not in self._environments:
             raise InvalidInput(
                 f"Unknown environment {env!r}; use one of: {', '.join(self._environments)}."
@@ -154,6 +171,7 @@ class Keys:
                 expires_at=expires_at,
                 ip_allow=networks,
                 space_allow=await self._check_spaces(tx, principal.org_id, space_allow or []),
+                api_version=api_version,
             )
             await tx.insert_key(key)
             await tx.insert_audit(
@@ -228,8 +246,15 @@ class Keys:
         space_allow: list[str] | None = None,
         expires_at: datetime | None = None,
         clear_expiry: bool = False,
+        api_version: str | None = None,
+        clear_api_version: bool = False,
     ) -> ApiKey:
         changes: dict[str, object] = {}
+        if api_version is not None:
+            self._check_version(api_version)
+            changes["api_version"] = api_version
+        elif clear_api_version:
+            changes["api_version"] = None
         if name is not None:
             changes["name"] = check_name(name, "key")
         if scopes is not None:

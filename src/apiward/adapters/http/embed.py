@@ -29,12 +29,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apiward.adapters import logging as logs
 from apiward.adapters.http import errors
 from apiward.adapters.http.middleware import RequestContextMiddleware
-from apiward.adapters.http.routes import clients, keys, oauth, root, tenancy
-from apiward.adapters.http.security import authenticate
+from apiward.adapters.http.routes import check, clients, keys, oauth, root, tenancy, verify
+from apiward.adapters.http.security import authenticate, check_scopes
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
-from apiward.core.errors import ApiwardError, InsufficientScope, ServiceUnavailable
+from apiward.core.errors import ApiwardError, ServiceUnavailable
 from apiward.core.scopes import parse
 
 
@@ -80,13 +80,16 @@ class Apiward:
             app.include_router(root.router)
         if auth_routes:
             app.include_router(oauth.router)
+            app.include_router(check.router)
         if management_routes:
-            for module in (keys, clients, tenancy):
+            for module in (verify, keys, clients, tenancy):
                 app.include_router(module.router)
         app.add_middleware(
             RequestContextMiddleware,
             max_body_bytes=self.settings.max_body_bytes,
             error_style=self.settings.error_style,
+            version_header=self.settings.version_header,
+            deprecations=self.settings.deprecation_headers(),
         )
         inner = app.router.lifespan_context
 
@@ -126,10 +129,7 @@ class ApiwardMiddleware:
         settings = self.apiward.settings
         try:
             request.app.state.runtime = self.apiward.runtime
-            principal = await authenticate(request)
-            missing = principal.scopes.first_missing(self.scopes)
-            if missing is not None:
-                raise InsufficientScope(missing)
+            check_scopes(await authenticate(request), self.scopes)
         except ApiwardError as exc:
             response = errors.render(
                 settings.error_style,

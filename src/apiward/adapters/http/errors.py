@@ -108,7 +108,7 @@ def render(
         }
     headers = {**(headers or {}), "X-Request-Id": request_id}
     return Response(
-        json.dumps(body, ensure_ascii=False),
+        json.dumps(body),  # ASCII: the body may travel in a header (nginx)
         status_code=status,
         headers=headers,
         media_type=media_type,

@@ -20,8 +20,21 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 class RequestContextMiddleware:
     """Gives every request an id (kept from ``X-Request-Id`` when sane), echoes it, logs it."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, error_style: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        error_style: str,
+        version_header: str = "apiward-version",
+        deprecations: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.app = app
+        self.version_header = version_header.lower().encode()
+        self.deprecations = {
+            version: [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            for version, headers in (deprecations or {}).items()
+        }
         self.max_body = max_body_bytes
         self.error_style = error_style
 
@@ -31,11 +44,14 @@ class RequestContextMiddleware:
             return
         incoming = ""
         length = None
+        requested = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
             elif name == b"content-length":
                 length = value
+            elif name == self.version_header:
+                requested = value.decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -53,6 +69,11 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
+                if self.deprecations:
+                    # The version the request was served in: the principal's (header, or
+                    # the key's pinned one), else the one the header asked for.
+                    served = scope["state"].get("api_version") or requested
+                    headers.extend(self.deprecations.get(served, ()))
                 message["headers"] = headers
             await send(message)
 

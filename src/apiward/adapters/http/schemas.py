@@ -47,6 +47,7 @@ class KeyCreate(Body):
     expires_at: datetime | None = None
     ip_allow: list[str] = Field(default_factory=list, max_length=100, examples=[["203.0.113.0/24"]])
     space_allow: list[str] = Field(default_factory=list, max_length=100)
+    api_version: str | None = Field(None, description="Pin this API version for the key.")
 
 
 class KeyUpdate(Body):
@@ -55,6 +56,7 @@ class KeyUpdate(Body):
     ip_allow: list[str] | None = Field(None, max_length=100)
     space_allow: list[str] | None = Field(None, max_length=100)
     expires_at: datetime | None = None
+    api_version: str | None = None
 
 
 class KeyRoll(Body):
@@ -87,6 +89,7 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     last_used_ip: str | None
     rolled_to: str | None
+    api_version: str | None
 
     @classmethod
     def of(cls, key: ApiKey, now: datetime) -> KeyOut:
@@ -111,6 +114,7 @@ class KeyOut(BaseModel):
             last_used_at=key.last_used_at,
             last_used_ip=key.last_used_ip,
             rolled_to=key.rolled_to,
+            api_version=key.api_version,
         )
 
 
@@ -329,3 +333,40 @@ class ClientOut(BaseModel):
 
 class ClientCreated(ClientOut):
     client_secret: str = Field(description="Shown once: store it now.")
+
+
+# verify API
+
+
+class VerifyRequest(Body):
+    key: str = Field(min_length=1, max_length=512, description="The API key to verify.")
+    scopes: list[str] = Field(
+        default_factory=list, max_length=50, description="Scopes the key must hold."
+    )
+    space_id: str | None = Field(None, max_length=64, description="The space it acts in.")
+    ip: str | None = Field(
+        None, max_length=64, description="The end client's address, for the key's allow-list."
+    )
+
+
+class VerifyPrincipal(BaseModel):
+    org_id: str
+    environment: str
+    space_id: str
+    user_id: str
+    scopes: list[str]
+    api_version: str | None
+
+
+class VerifyOut(BaseModel):
+    valid: bool
+    code: str = Field(
+        description="VALID, NOT_FOUND, DISABLED, EXPIRED, REVOKED, FORBIDDEN, "
+        "INSUFFICIENT_PERMISSIONS or RATE_LIMITED"
+    )
+    message: str | None = None
+    key_id: str | None = None
+    name: str | None = None
+    expires_at: datetime | None = None
+    principal: VerifyPrincipal | None = None
+    ratelimit: dict[str, object] | None = None

@@ -61,13 +61,14 @@ def request_context(request: Request) -> RequestContext:
     runtime = runtime_of(request)
     settings = runtime.settings
     space = request.headers.get(settings.space_header) or None
-    version = settings.version(request.headers.get(settings.version_header))
+    requested = request.headers.get(settings.version_header)
+    version = settings.version(requested).id if requested else None
     return RequestContext(
         ip=client_ip(request, runtime.trusted_proxies),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
         request_id=str(getattr(request.state, "request_id", "")) or None,
         space_id=space.strip()[:64] if space else None,
-        api_version=version.id,
+        api_version=version,
     )
 
 
@@ -81,6 +82,15 @@ async def authenticate(request: Request) -> Principal:
         request.headers.get("authorization"), request_context(request)
     )
     request.state.principal = principal
+    request.state.api_version = principal.api_version
+    return principal
+
+
+def check_scopes(principal: Principal, scopes: tuple[str, ...] | list[str]) -> Principal:
+    """The one scope check: a 403 naming the first scope the principal lacks."""
+    missing = principal.scopes.first_missing(scopes)
+    if missing is not None:
+        raise InsufficientScope(missing)
     return principal
 
 
@@ -107,10 +117,6 @@ def require(*scopes: str) -> Any:
     async def guard(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
         if is_public(request):
             return None
-        principal = await authenticate(request)
-        missing = principal.scopes.first_missing(scopes)
-        if missing is not None:
-            raise InsufficientScope(missing)
-        return principal
+        return check_scopes(await authenticate(request), scopes)
 
     return Depends(guard)

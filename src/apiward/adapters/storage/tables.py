@@ -146,6 +146,7 @@ api_keys = Table(
     Column("last_used_at", UTCDateTime()),
     Column("last_used_ip", String(64)),
     Column("rolled_to", String(ID)),
+    Column("api_version", String(64)),
     Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
 )
 

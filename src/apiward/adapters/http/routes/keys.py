@@ -42,6 +42,7 @@ async def create_key(
         expires_at=body.expires_at,
         ip_allow=body.ip_allow,
         space_allow=body.space_allow,
+        api_version=body.api_version,
     )
     return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)
 
@@ -76,7 +77,8 @@ async def get_key(
 async def update_key(
     key_id: str, body: KeyUpdate, request: Request, principal: Principal = require("keys:write")
 ) -> KeyOut:
-    """Change name, scopes, allow-lists or expiry; send `expires_at: null` to remove it."""
+    """Change name, scopes, allow-lists, expiry or pinned API version; send
+    `expires_at: null` or `api_version: null` to remove them."""
     key = await runtime_of(request).keys.update(
         principal,
         key_id,
@@ -86,6 +88,8 @@ async def update_key(
         space_allow=body.space_allow,
         expires_at=body.expires_at,
         clear_expiry="expires_at" in body.model_fields_set and body.expires_at is None,
+        api_version=body.api_version,
+        clear_api_version="api_version" in body.model_fields_set and body.api_version is None,
     )
     return _out(request, key)
 

@@ -16,21 +16,23 @@ router = APIRouter()
 @router.get("/", tags=["Meta"], summary="Who am I? (works with and without a credential)")
 async def root(request: Request) -> dict[str, Any]:
     """Echo whether the request is authenticated, its environment, API version and origin."""
-    runtime = runtime_of(request)
-    settings = runtime.settings
-    environment = None
-    version = settings.version(request.headers.get(settings.version_header))
+    settings = runtime_of(request).settings
+    principal = None
     if request.headers.get("authorization"):
         try:
-            environment = (await authenticate(request)).environment
+            principal = await authenticate(request)
         except ApiwardError:
-            environment = None
+            principal = None
+    version = None if principal is None else settings.version(principal.api_version)
     return {
         "platform": settings.platform_name,
         "tagline": settings.tagline,
-        "status": {"environment": environment, "isAuthenticated": environment is not None},
+        "status": {
+            "environment": principal.environment if principal else None,
+            "isAuthenticated": principal is not None,
+        },
         "apiVersion": None
-        if environment is None
+        if version is None
         else {
             "id": version.id,
             "release": {"name": version.name or None, "date": version.date.isoformat()},

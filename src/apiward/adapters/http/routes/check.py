@@ -1,0 +1,90 @@
+"""``/v1/auth/check``: the forward-auth decision for nginx, Traefik and Envoy.
+
+The proxy sends the client's request headers here before forwarding it. apiward answers
+200 with identity headers for the upstream, or the same 401/403/429 a protected route
+would give, body and headers included (Traefik ``ForwardAuth`` and Envoy ``ext_authz``
+pass those to the client as they are).
+
+nginx's ``auth_request`` passes only 2xx, 401 and 403 through and turns anything else
+into a 500, and never shows the subrequest's body. A proxy that says
+``X-Apiward-Proxy: nginx`` therefore gets every refusal as 401 or 403, with the real
+status in ``X-Apiward-Status`` and the error body in ``X-Apiward-Error``, which the
+nginx configuration in the README turns back into the client's answer.
+
+The scopes a location needs come from the proxy, in ``X-Apiward-Require`` (space or
+comma separated) or the ``scope`` query parameter.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+
+from apiward.adapters.http import errors
+from apiward.adapters.http.security import authenticate, check_scopes
+from apiward.core.errors import ApiwardError
+from apiward.core.models import Principal
+from apiward.core.scopes import parse
+
+router = APIRouter(tags=["Forward auth"])
+
+REQUIRE_HEADER = "x-apiward-require"
+PROXY_HEADER = "x-apiward-proxy"
+# Proxies ask with the client's own method (nginx, Traefik); the answer does not depend on it.
+OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def identity_headers(principal: Principal) -> dict[str, str]:
+    """What the upstream learns about the caller (never the credential itself)."""
+    headers = {
+        "X-Apiward-Org": principal.org_id,
+        "X-Apiward-Environment": principal.environment,
+        "X-Apiward-Space": principal.space_id,
+        "X-Apiward-User": principal.user_id,
+        "X-Apiward-Scopes": " ".join(principal.scopes),
+        "X-Apiward-Credential": principal.credential_id,
+        "X-Apiward-Credential-Kind": principal.credential_kind.value,
+    }
+    if principal.client_id:
+        headers["X-Apiward-Client"] = principal.client_id
+    if principal.api_version:
+        headers["X-Apiward-Api-Version"] = principal.api_version
+    return headers
+
+
+def _required(request: Request, scope: list[str]) -> tuple[str, ...]:
+    raw = request.headers.get(REQUIRE_HEADER, "")
+    wanted = [s for s in raw.replace(",", " ").split() if s] + list(scope)
+    for s in wanted:
+        parse(s)
+    return tuple(wanted)
+
+
+@router.api_route("/v1/auth/check", methods=OTHER_METHODS, include_in_schema=False)
+@router.get("/v1/auth/check", summary="Forward-auth decision")
+async def check(
+    request: Request,
+    scope: list[str] = Query(
+        default_factory=list,
+        max_length=20,
+        description="Scopes the proxied location needs.",
+    ),
+) -> Response:
+    """200 with `X-Apiward-*` identity headers, or 401/403/429 with the error body."""
+    nginx = request.headers.get(PROXY_HEADER, "").lower() == "nginx"
+    try:
+        principal = check_scopes(await authenticate(request), _required(request, scope))
+    except ApiwardError as exc:
+        if not nginx:
+            raise
+        return _for_nginx(request, exc)
+    return Response(status_code=200, headers=identity_headers(principal))
+
+
+def _for_nginx(request: Request, exc: ApiwardError) -> Response:
+    answer = errors.error_response(request, exc)
+    status = answer.status_code
+    headers = dict(answer.headers)
+    headers.pop("content-length", None)
+    headers["X-Apiward-Status"] = str(status)
+    headers["X-Apiward-Error"] = bytes(answer.body).decode()
+    return Response(status_code=401 if status == 401 else 403, headers=headers)

@@ -1,0 +1,159 @@
+"""Forward auth (`/v1/auth/check`), the verify API, and API versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from apiward.adapters.http.app import create_app
+from apiward.adapters.settings import ApiVersion
+from tests.conftest import Org, bootstrap, fast_settings
+
+
+def test_check_allows_and_sends_identity_headers(org: Org) -> None:
+    key = org.create_key(["customers:read"])
+    r = org.client.get(
+        "/v1/auth/check", headers={**org.headers(key["key"]), "X-Apiward-Require": "customers:read"}
+    )
+    assert r.status_code == 200
+    assert r.headers["x-apiward-org"] == org.id
+    assert r.headers["x-apiward-environment"] == "live"
+    assert r.headers["x-apiward-space"] == org.space_id
+    assert r.headers["x-apiward-user"] == org.owner_id
+    assert r.headers["x-apiward-scopes"] == "customers:read"
+    assert r.headers["x-apiward-credential"] == key["id"]
+    assert r.headers["x-apiward-credential-kind"] == "api_key"
+    assert key["key"] not in str(r.headers)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "HEAD"])
+def test_check_answers_any_method(org: Org, method: str) -> None:
+    r = org.client.request(method, "/v1/auth/check", headers=org.headers())
+    assert r.status_code == 200
+
+
+def test_check_refusals_carry_status_body_and_challenge(org: Org) -> None:
+    key = org.create_key(["customers:read"])["key"]
+    missing = org.client.get("/v1/auth/check")
+    assert missing.status_code == 401 and missing.json()["reason"] == "MISSING_CREDENTIAL"
+    assert missing.headers["www-authenticate"] == 'Bearer realm="apiward"'
+    denied = org.client.get("/v1/auth/check?scope=customers:write", headers=org.headers(key))
+    assert denied.status_code == 403
+    assert denied.json()["message"].endswith("customers:write")
+    bad = org.client.get(
+        "/v1/auth/check", headers={**org.headers(key), "X-Apiward-Require": "not a scope!"}
+    )
+    assert bad.status_code == 400
+
+
+def test_check_for_nginx_folds_statuses_into_401_and_403(org: Org) -> None:
+    key = org.create_key(["customers:read"])["key"]
+    nginx = {"X-Apiward-Proxy": "nginx"}
+    r = org.client.get("/v1/auth/check", headers={**nginx, "Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    assert r.headers["x-apiward-status"] == "401"
+    body = json.loads(r.headers["x-apiward-error"])
+    assert body["reason"] == "INVALID_KEY"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    r = org.client.get("/v1/auth/check?scope=x:y", headers={**nginx, **org.headers(key)})
+    assert (r.status_code, r.headers["x-apiward-status"]) == (403, "403")
+    assert r.content == b""
+
+
+def test_verify_api(org: Org, other_org: Org) -> None:
+    verifier = org.create_key(["keys:verify"])["key"]
+    key = org.create_key(["customers:read"])
+    headers = org.headers(verifier)
+    ok = org.client.post(
+        "/v1/keys/verify", headers=headers, json={"key": key["key"], "scopes": ["customers:read"]}
+    ).json()
+    assert ok["valid"] is True and ok["code"] == "VALID" and ok["key_id"] == key["id"]
+    assert ok["principal"]["scopes"] == ["customers:read"]
+    assert ok["principal"]["org_id"] == org.id
+    lacking = org.client.post(
+        "/v1/keys/verify", headers=headers, json={"key": key["key"], "scopes": ["customers:write"]}
+    ).json()
+    assert (lacking["valid"], lacking["code"]) == (False, "INSUFFICIENT_PERMISSIONS")
+    org.client.post(f"/v1/keys/{key['id']}/disable", headers=org.headers())
+    disabled = org.client.post("/v1/keys/verify", headers=headers, json={"key": key["key"]})
+    assert disabled.json()["code"] == "DISABLED"
+    org.client.post(f"/v1/keys/{key['id']}/revoke", headers=org.headers())
+    revoked = org.client.post("/v1/keys/verify", headers=headers, json={"key": key["key"]})
+    assert revoked.json()["code"] == "REVOKED"
+    unknown = org.client.post("/v1/keys/verify", headers=headers, json={"key": "aw_live_x"})
+    assert unknown.json() == {
+        "valid": False,
+        "code": "NOT_FOUND",
+        "message": "No such key.",
+        "key_id": None,
+        "name": None,
+        "expires_at": None,
+        "principal": None,
+        "ratelimit": None,
+    }
+    foreign = other_org.create_key(["customers:read"])
+    other = org.client.post("/v1/keys/verify", headers=headers, json={"key": foreign["key"]})
+    assert other.json()["code"] == "NOT_FOUND" and other.json()["key_id"] is None
+    allow = org.create_key(["customers:read"], ip_allow=["10.0.0.0/8"])["key"]
+    by_ip = org.client.post(
+        "/v1/keys/verify", headers=headers, json={"key": allow, "ip": "192.0.2.1"}
+    ).json()
+    assert by_ip["code"] == "FORBIDDEN"
+    inside = org.client.post(
+        "/v1/keys/verify", headers=headers, json={"key": allow, "ip": "10.1.2.3"}
+    ).json()
+    assert inside["valid"] is True
+    no_scope = org.create_key(["customers:read"])["key"]
+    assert (
+        org.client.post(
+            "/v1/keys/verify", headers=org.headers(no_scope), json={"key": key["key"]}
+        ).status_code
+        == 403
+    )
+
+
+VERSIONS = [
+    ApiVersion(
+        id="2024-01-31", date=dt.date(2024, 1, 31), deprecated=True, sunset=dt.date(2027, 1, 31)
+    ),
+    ApiVersion(id="2025-06-20", name="caph", date=dt.date(2025, 6, 20)),
+]
+
+
+def test_versions_deprecation_headers_and_pinning(tmp_path: Path) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'v.db'}",
+        api_versions=VERSIONS,
+        version_header="X-Monite-Version",
+    )
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        current = client.get("/v1/keys", headers=org.headers())
+        assert "deprecation" not in current.headers
+        old = client.get("/v1/keys", headers=org.headers(**{"X-Monite-Version": "2024-01-31"}))
+        assert old.status_code == 200
+        assert old.headers["deprecation"] == "@1750377600"  # since 2025-06-20
+        assert old.headers["sunset"] == "Sun, 31 Jan 2027 00:00:00 GMT"
+        pinned = org.create_key(["customers:read", "keys:read"], api_version="2024-01-31")
+        assert pinned["api_version"] == "2024-01-31"
+        check = client.get("/v1/auth/check", headers=org.headers(pinned["key"]))
+        assert check.headers["x-apiward-api-version"] == "2024-01-31"
+        assert check.headers["deprecation"] == "@1750377600"
+        echo = client.get("/", headers=org.headers(pinned["key"])).json()
+        assert echo["apiVersion"]["id"] == "2024-01-31" and echo["apiVersion"]["deprecated"]
+        chosen = client.get(
+            "/v1/auth/check",
+            headers=org.headers(pinned["key"], **{"X-Monite-Version": "2025-06-20"}),
+        )
+        assert chosen.headers["x-apiward-api-version"] == "2025-06-20"
+        assert "deprecation" not in chosen.headers
+        bad = client.post(
+            "/v1/keys",
+            headers=org.headers(),
+            json={"name": "x", "scopes": ["a:b"], "api_version": "1999-01-01"},
+        )
+        assert bad.status_code == 400 and "2025-06-20" in bad.json()["message"]
