@@ -116,6 +116,8 @@ class Runtime:
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._wakeup = asyncio.Event()
+        self._stop_listening: Callable[[], Awaitable[None]] | None = None
         self._seen: set[int] = set()
         self._primed = False
 
@@ -126,17 +128,28 @@ class Runtime:
         await self.tokens.load_revocations()
         await self.poll_invalidations()
         if background:
+            self._stop_listening = await self.sql.listen(self._wake)
             self._tasks = [
                 asyncio.create_task(self._every(60.0, self.housekeeping)),
                 asyncio.create_task(
                     self._every(self.settings.last_used_flush_seconds, self.flush_usage)
                 ),
                 asyncio.create_task(
-                    self._every(self.settings.invalidation_poll_seconds, self.poll_invalidations)
+                    self._every(
+                        self.settings.invalidation_poll_seconds,
+                        self.poll_invalidations,
+                        wake=True,
+                    )
                 ),
             ]
 
+    def _wake(self) -> None:
+        self._wakeup.set()
+
     async def stop(self) -> None:
+        if self._stop_listening is not None:
+            await self._stop_listening()
+            self._stop_listening = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -147,9 +160,18 @@ class Runtime:
             await self.flush_usage()
         await self.store.close()
 
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _every(
+        self, seconds: float, job: Callable[[], Awaitable[object]], *, wake: bool = False
+    ) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            if wake:
+                # A notification (PostgreSQL) ends the wait early; the interval stays as
+                # the safety net for a lost one.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), seconds)
+                self._wakeup.clear()
+            else:
+                await asyncio.sleep(seconds)
             try:
                 await job()
             except ApiwardError as exc:

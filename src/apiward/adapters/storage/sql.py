@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from apiward.core.models import (
 )
 from apiward.services.ports import AuditFilter, Invalidation, KeyFilter
 
+NOTIFY_CHANNEL = "apiward_invalidations"
 _CONNECTION_LOST = ("connection", "could not connect", "server closed", "terminating")
 
 
@@ -408,6 +409,9 @@ class SqlTransaction:
         await self._c.execute(
             t.invalidations.insert().values(kind=kind, target=target, created_at=at)
         )
+        if self._c.dialect.name == "postgresql":
+            # Delivered at commit: listeners poll the log at once instead of waiting.
+            await self._c.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     async def invalidations_since(self, since: datetime) -> list[Invalidation]:
         c = t.invalidations.c
@@ -576,3 +580,28 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def listen(self, on_notify: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """On PostgreSQL, call ``on_notify`` whenever any process writes an invalidation.
+
+        Returns a function that stops listening, or None on back-ends without
+        notifications (SQLite), where the poll alone carries invalidations.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return None
+        import asyncpg
+
+        url = self.engine.url.set(drivername="postgresql")
+        with map_db_errors():
+            conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+
+        def callback(*_: object) -> None:
+            on_notify()
+
+        await conn.add_listener(NOTIFY_CHANNEL, callback)
+
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+        return stop

@@ -1,0 +1,109 @@
+"""Several real server processes on one database: a change made through one is honoured
+by the others within one second (invalidation log, woken by NOTIFY on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from apiward.adapters.runtime import Runtime
+from tests.conftest import fast_settings
+from tests.live import free_port
+
+SECRET = "test-secret-that-is-at-least-32-bytes-long"
+
+
+@contextmanager
+def server_process(database_url: str) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "APIWARD_DATABASE_URL": database_url,
+        "APIWARD_SECRET_KEY": SECRET,
+        "APIWARD_LOG_LEVEL": "warning",
+        "APIWARD_MIGRATE_ON_START": "false",
+    }
+    apiward = Path(sys.executable).parent / "apiward"
+    proc = subprocess.Popen(
+        [str(apiward), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no start")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def owner_key(database_url: str) -> str:
+    async def run() -> str:
+        runtime = Runtime(fast_settings(database_url=database_url))
+        await runtime.start(background=False)
+        try:
+            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+            owner = await runtime.operator(boot.org.id)
+            return (await runtime.keys.create(owner, name="owner", scopes=["*"])).plaintext
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(run())
+
+
+def propagation(b: str, key: str, expect_status: int, limit: float = 3.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if (
+            httpx.get(f"{b}/v1/keys", headers={"Authorization": f"Bearer {key}"}).status_code
+            == expect_status
+        ):
+            return time.monotonic() - start
+        time.sleep(0.01)
+    raise AssertionError(f"not propagated within {limit} s")
+
+
+def test_changes_through_one_process_reach_another_within_a_second(database_url: str) -> None:
+    owner = owner_key(database_url)
+    auth = {"Authorization": f"Bearer {owner}"}
+    with server_process(database_url) as a, server_process(database_url) as b:
+        created = httpx.post(
+            f"{a}/v1/keys", headers=auth, json={"name": "k", "scopes": ["keys:read"]}
+        ).json()
+        key = created["key"]
+        assert (
+            httpx.get(f"{b}/v1/keys", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        )  # B's cache is warm now
+        timings = {}
+        httpx.post(f"{a}/v1/keys/{created['id']}/disable", headers=auth)
+        timings["disable"] = propagation(b, key, 401)
+        httpx.post(f"{a}/v1/keys/{created['id']}/enable", headers=auth)
+        timings["enable"] = propagation(b, key, 200)
+        httpx.patch(f"{a}/v1/keys/{created['id']}", headers=auth, json={"scopes": ["spaces:read"]})
+        timings["update"] = propagation(b, key, 403)
+        httpx.post(f"{a}/v1/keys/{created['id']}/revoke", headers=auth)
+        timings["revoke"] = propagation(b, key, 401)
+        print(
+            f"propagation ({database_url.split(':')[0]}):",
+            {k: f"{v * 1000:.0f} ms" for k, v in timings.items()},
+        )
+        assert max(timings.values()) < 1.0, timings
