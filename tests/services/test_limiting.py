@@ -9,7 +9,6 @@ import pytest
 from apiward.adapters.limiter.memory import MemoryCredits, MemoryLimiter
 from apiward.core.limits import NS, Credits, Decision, Hit, Policy, RateLimitExceeded
 from apiward.services.limiting import (
-    Limiter,
     RateLimiting,
     RatePlan,
     RequestContext,
@@ -18,6 +17,7 @@ from apiward.services.limiting import (
     limit_key,
     spend_credits,
 )
+from apiward.services.ports import Limiter
 
 pytestmark = pytest.mark.anyio
 

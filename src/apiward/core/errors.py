@@ -27,6 +27,8 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
     ├── NotFound                           code NOT_FOUND
     ├── Conflict                           code CONFLICT
     ├── InvalidInput                       code BAD_REQUEST
+    ├── RateLimited                        code RATE_LIMITED (429)
+    │   └── UsageExceeded                  code USAGE_EXCEEDED (429)
     ├── ServiceUnavailable                 code SERVICE_UNAVAILABLE
     └── OAuthError                         RFC 6749 section 5.2 ``error``
         ├── InvalidRequest                 invalid_request
@@ -39,6 +41,8 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
 """
 
 from __future__ import annotations
+
+import math
 
 
 class ApiwardError(Exception):
@@ -198,6 +202,45 @@ class InvalidInput(ApiwardError):
     code = "BAD_REQUEST"
     reason = "INVALID_INPUT"
     default_message = "The request is not valid."
+
+
+class RateLimited(ApiwardError):
+    """A rate limit is exhausted. Carries the headers of the decision it reports."""
+
+    code = "RATE_LIMITED"
+    reason = "RATE_LIMITED"
+
+    def __init__(
+        self,
+        retry_after: float,
+        headers: dict[str, str],
+        policy: str = "",
+        message: str | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        self.headers = headers
+        self.policy = policy
+        seconds = max(1, math.ceil(retry_after))
+        what = f"the {policy!r} rate limit" if policy else "a rate limit"
+        super().__init__(
+            message or f"Too many requests: {what} is exhausted. Retry after {seconds} seconds."
+        )
+
+
+class UsageExceeded(RateLimited):
+    """The credential's usage credits are spent."""
+
+    code = "USAGE_EXCEEDED"
+    reason = "USAGE_EXCEEDED"
+
+    def __init__(self, remaining: int, refill: str | None = None) -> None:
+        when = f" They refill {refill}." if refill else " Ask for more credits."
+        super().__init__(
+            0,
+            {},
+            "credits",
+            message=f"This credential's usage credits are exhausted ({remaining} left).{when}",
+        )
 
 
 class ServiceUnavailable(ApiwardError):

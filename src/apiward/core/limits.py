@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal, NamedTuple, get_args
 
+from apiward.core.errors import RateLimited
+
 NS = 1_000_000_000
 """Ticks per second of the nanosecond clock used in process."""
 US = 1_000_000
@@ -64,26 +66,8 @@ _UNITS = {
 }
 
 
-class RateLimitExceeded(Exception):
-    """A request was denied by a rate limit (or its usage credits are exhausted).
-
-    Temporary home: it belongs in ``apiward.core.errors`` as ``RateLimited`` (code
-    ``RATE_LIMITED``, HTTP 429) with a sibling ``UsageExceeded`` (code
-    ``USAGE_EXCEEDED``). It carries what the HTTP edge needs for the response: the
-    headers of the reported decision and a message that says when to retry.
-    """
-
-    code = "RATE_LIMITED"
-    reason = "RATE_LIMITED"
-
-    def __init__(self, retry_after: float, headers: dict[str, str], policy: str = "") -> None:
-        self.retry_after = retry_after
-        self.headers = headers
-        self.policy = policy
-        seconds = max(1, math.ceil(retry_after))
-        what = f"the {policy!r} rate limit" if policy else "a rate limit"
-        self.message = f"Too many requests: {what} is exhausted. Retry after {seconds} seconds."
-        super().__init__(self.message)
+RateLimitExceeded = RateLimited
+"""The domain error a denied decision raises (``apiward.core.errors.RateLimited``)."""
 
 
 # --- policies ------------------------------------------------------------------------

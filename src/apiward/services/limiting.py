@@ -11,14 +11,11 @@ reports the decision closest to exhaustion for the headers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from apiward.core.limits import (
     CreditDecision,
-    Credits,
-    Decision,
     Hit,
     Policy,
     PolicyDecision,
@@ -26,40 +23,7 @@ from apiward.core.limits import (
     headers,
     report,
 )
-
-
-class Limiter(Protocol):
-    """Limiter state: the memory, Redis and fallback adapters satisfy it."""
-
-    async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
-        """Decide one request on ``key`` and spend ``cost`` when admitted."""
-        ...
-
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
-        """Decide several limits at once; spend on all of them or on none."""
-        ...
-
-    async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
-        """The decision ``hit`` would take, without spending (cost 0 reads the state)."""
-        ...
-
-    async def reset(self, key: str) -> None:
-        """Forget ``key``: its bucket is full again."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-class CreditLedger(Protocol):
-    """Usage credits by key: the memory and Redis adapters satisfy it."""
-
-    async def put(self, key: str, credits: Credits) -> None: ...
-    async def get(self, key: str) -> Credits | None: ...
-    async def spend(self, key: str, cost: int = 1) -> CreditDecision | None:
-        """Spend atomically, never below zero; ``None`` for a key with no credits."""
-        ...
-
-    async def delete(self, key: str) -> None: ...
+from apiward.services.ports import CreditLedger, Limiter
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from apiward.core.limits import CreditDecision, Credits, Decision, Hit
 from apiward.core.models import (
     ApiKey,
     AuditEvent,
@@ -167,3 +168,37 @@ class Cache(Protocol):
     def set(self, key: str, value: Any) -> None: ...
     def invalidate(self, key: str) -> None: ...
     def clear(self) -> None: ...
+
+
+class Limiter(Protocol):
+    """Limiter state: the memory, Redis and fallback adapters satisfy it."""
+
+    async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        """Decide one request on ``key`` and spend ``cost`` when admitted."""
+        ...
+
+    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+        """Decide several limits at once; spend on all of them or on none."""
+        ...
+
+    async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        """The decision ``hit`` would take, without spending (cost 0 reads the state)."""
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``: its bucket is full again."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class CreditLedger(Protocol):
+    """Usage credits by key: the memory and Redis adapters satisfy it."""
+
+    async def put(self, key: str, credits: Credits) -> None: ...
+    async def get(self, key: str) -> Credits | None: ...
+    async def spend(self, key: str, cost: int = 1) -> CreditDecision | None:
+        """Spend atomically, never below zero; ``None`` for a key with no credits."""
+        ...
+
+    async def delete(self, key: str) -> None: ...

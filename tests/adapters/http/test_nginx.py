@@ -166,7 +166,7 @@ def test_refusals_reach_the_client_with_apiwards_body(stack: Stack) -> None:
     ],
 )
 def test_bad_input_through_the_proxy_is_a_clean_4xx(stack: Stack, authorization: str) -> None:
-    r = httpx.get(f"{stack.url}/v1/things", headers={"Authorization": authorization.encode()})
+    r = httpx.get(f"{stack.url}/v1/things", headers={b"Authorization": authorization.encode()})
     assert r.status_code == 401
     assert json.loads(r.text)["code"] == "UNAUTHORIZED"
     log = stack.error_log.read_text()

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from apiward.adapters.limiter.memory import MemoryCredits, MemoryLimiter
 from apiward.adapters.limiter.redis import RedisCredits, RedisLimiter, connect
-from apiward.services.limiting import CreditLedger, Limiter
+from apiward.services.ports import CreditLedger, Limiter
 
 REDIS_URL = os.environ.get("APIWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

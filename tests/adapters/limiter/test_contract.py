@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from apiward.core.limits import Credits, Hit, Refill
-from apiward.services.limiting import CreditLedger, Limiter
+from apiward.services.ports import CreditLedger, Limiter
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from typing import Literal, TypeVar
 from apiward.adapters.logging import get_logger
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import Decision, Hit
-from apiward.services.limiting import Limiter
+from apiward.services.ports import Limiter
 
 FailureMode = Literal["open", "closed"]
 T = TypeVar("T")
