@@ -14,6 +14,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 from apiward.adapters.cache.memory import MemoryCache
+from apiward.adapters.limiter.fallback import FallbackLimiter
+from apiward.adapters.limiter.memory import MemoryLimiter
+from apiward.adapters.limiter.redis import RedisLimiter
+from apiward.adapters.limiter.redis import connect as connect_redis
 from apiward.adapters.logging import get_logger
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
@@ -21,6 +25,7 @@ from apiward.adapters.storage.sql import SqlStore
 from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
 from apiward.core.errors import ApiwardError, InvalidInput, NotFound
+from apiward.core.limits import Policy, parse_rate
 from apiward.core.models import (
     CredentialKind,
     Organisation,
@@ -35,7 +40,8 @@ from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator, UsageRecorder
 from apiward.services.clients import Clients
 from apiward.services.keys import Keys
-from apiward.services.ports import Store
+from apiward.services.limiting import RequestLimits
+from apiward.services.ports import Limiter, Store
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import LoginThrottle
@@ -73,6 +79,16 @@ class Runtime:
             space_header=settings.space_header,
             default_version=settings.current_version.id,
         )
+        self.limiter = self._limiter(settings)
+        limit, period = parse_rate(settings.auth_failure_limit)
+        self.limits = RequestLimits(
+            self.limiter,
+            settings.rate_plans(),
+            self.store,
+            self.clock,
+            auth_failures=Policy("auth-failures", limit, period, "ip"),
+        )
+        self.auth.limit_with(self.limits)
         access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         self.sealer = Sealer(settings.secret_bytes())
         self.keyring = Keyring(
@@ -90,9 +106,19 @@ class Runtime:
             self.tenancy,
             self.passwords,
             LoginThrottle(
-                settings.login_max_failures,
-                settings.login_ip_max_failures,
-                settings.login_failure_window_seconds,
+                self.limiter,
+                Policy(
+                    "login-user",
+                    settings.login_max_failures,
+                    settings.login_failure_window_seconds,
+                    "user",
+                ),
+                Policy(
+                    "login-ip",
+                    settings.login_ip_max_failures,
+                    settings.login_failure_window_seconds,
+                    "ip",
+                ),
             ),
             Revocations(),
             self.usage,
@@ -120,6 +146,17 @@ class Runtime:
         self._stop_listening: Callable[[], Awaitable[None]] | None = None
         self._seen: set[int] = set()
         self._primed = False
+
+    @staticmethod
+    def _limiter(settings: Settings) -> Limiter:
+        """In-process limits by default; exact across processes with Redis."""
+        if not settings.redis_url:
+            return MemoryLimiter()
+        return FallbackLimiter(
+            RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
+            MemoryLimiter(),
+            mode=settings.rate_limit_failure_mode,
+        )
 
     async def start(self, *, background: bool = True) -> None:
         if self.settings.migrate_on_start:
@@ -158,6 +195,7 @@ class Runtime:
         self._tasks = []
         with contextlib.suppress(ApiwardError):
             await self.flush_usage()
+        await self.limiter.aclose()
         await self.store.close()
 
     async def _every(

@@ -20,7 +20,9 @@ from pydantic_settings import (
 
 from apiward.core.errors import InvalidInput
 from apiward.core.keys import ALPHABETS, KeyFormat
+from apiward.core.limits import Policy, parse_rate
 from apiward.core.passwords import PasswordPolicy
+from apiward.services.limiting import RatePlan, RouteRule
 
 
 class ApiVersion(BaseModel):
@@ -33,6 +35,62 @@ class ApiVersion(BaseModel):
     deprecated_on: dt.date | None = None
     sunset: dt.date | None = None
     openapi_url: str | None = None
+
+
+class LimitSetting(BaseModel):
+    """One rate limit: ``{"name": "org-hourly", "rate": "1000/hour", "key": "org"}``."""
+
+    name: str
+    rate: str
+    key: Literal["org", "credential", "ip", "user", "route"] = "credential"
+    cost: int = 1
+
+    def policy(self) -> Policy:
+        return Policy.parse(self.name, self.rate, key=self.key, cost=self.cost)
+
+    @model_validator(mode="after")
+    def _valid(self) -> LimitSetting:
+        self.policy()
+        return self
+
+
+class RouteLimitSetting(BaseModel):
+    """Limits of a route or route group (``/v1/events``, ``/v1/keys*``)."""
+
+    route: str
+    methods: list[str] = Field(default_factory=list)
+    exempt: bool = False
+    limits: list[LimitSetting] = Field(default_factory=list)
+    replace: bool = False
+    cost: int | None = None
+
+    def rule(self) -> RouteRule:
+        return RouteRule(
+            self.route,
+            frozenset(self.methods),
+            self.exempt,
+            tuple(limit.policy() for limit in self.limits),
+            self.replace,
+            self.cost,
+        )
+
+    @model_validator(mode="after")
+    def _valid(self) -> RouteLimitSetting:
+        self.rule()
+        return self
+
+
+class TierSetting(BaseModel):
+    """A plan tier: its own limits and route rules, chosen per organisation."""
+
+    limits: list[LimitSetting] = Field(default_factory=list)
+    routes: list[RouteLimitSetting] = Field(default_factory=list)
+
+    def plan(self) -> RatePlan:
+        return RatePlan(
+            tuple(limit.policy() for limit in self.limits),
+            tuple(route.rule() for route in self.routes),
+        )
 
 
 def _default_versions() -> list[ApiVersion]:
@@ -78,6 +136,14 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1)
     login_ip_max_failures: int = Field(50, ge=1)
     login_failure_window_seconds: int = Field(900, ge=1)
+
+    # rate limits (policies for every org; tiers an org can be moved to)
+    redis_url: str | None = None
+    rate_limit_failure_mode: Literal["open", "closed"] = "open"
+    rate_limits: list[LimitSetting] = Field(default_factory=list)
+    rate_limit_routes: list[RouteLimitSetting] = Field(default_factory=list)
+    rate_limit_tiers: dict[str, TierSetting] = Field(default_factory=dict)
+    auth_failure_limit: str = Field("100/minute", description="Failed authentications per IP.")
 
     # verification cache and cross-process invalidation
     cache_max_entries: int = Field(100_000, ge=1)
@@ -143,6 +209,25 @@ class Settings(BaseSettings):
             random_length=self.key_random_length,
             alphabet=self.key_alphabet,
         )
+
+    def rate_plans(self) -> dict[str | None, RatePlan]:
+        """The default plan (key None) and one per tier."""
+        plans: dict[str | None, RatePlan] = {
+            None: TierSetting(limits=self.rate_limits, routes=self.rate_limit_routes).plan()
+        }
+        for name, tier in self.rate_limit_tiers.items():
+            # A tier without its own limits or route rules keeps the default ones.
+            plans[name] = TierSetting(
+                limits=tier.limits or self.rate_limits,
+                routes=tier.routes or self.rate_limit_routes,
+            ).plan()
+        return plans
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _auth_limit(cls, value: str) -> str:
+        parse_rate(value)
+        return value
 
     @property
     def token_issuer(self) -> str:

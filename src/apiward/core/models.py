@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from apiward.core.limits import Credits
 from apiward.core.scopes import ScopeSet
 
 T = TypeVar("T")
@@ -16,10 +17,20 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
+class RateOverride:
+    """A rate limit set on one credential: ``name``, ``rate`` ("1000/hour"), ``key`` kind."""
+
+    name: str
+    rate: str
+    key: str = "credential"
+
+
+@dataclass(frozen=True, slots=True)
 class Organisation:
     id: str
     name: str
     created_at: datetime
+    rate_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,10 @@ class ApiKey:
     last_used_ip: str | None = None
     rolled_to: str | None = None
     api_version: str | None = None
+    rate_limits: tuple[RateOverride, ...] = ()
+    """Limits of this key replacing (by name) or adding to its org's plan."""
+    credits: Credits | None = None
+    """Usage credits (None: unlimited)."""
 
     def state(self, now: datetime) -> KeyState:
         if self.revoked_at is not None:
@@ -163,6 +178,8 @@ class RequestContext:
     request_id: str | None = None
     space_id: str | None = None
     api_version: str | None = None
+    route: str | None = None
+    method: str = "GET"
 
 
 class CredentialKind(StrEnum):
@@ -185,6 +202,9 @@ class Principal:
     context: RequestContext = field(default_factory=RequestContext)
     client_id: str | None = None
     api_version: str | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)
+    """The rate-limit header fields of this request (empty when no limit applies)."""
+    credits_remaining: int | None = None
 
     def grants(self, scope: str) -> bool:
         return self.scopes.grants(scope)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from apiward.core import tokens as jwt_tokens
 from apiward.core.clock import Clock
 from apiward.core.errors import (
+    AuthenticationError,
     DisabledCredential,
     ExpiredCredential,
     ExpiredToken,
@@ -47,6 +48,7 @@ from apiward.services.ports import Cache, Store
 from apiward.services.tenancy import Tenancy
 
 if TYPE_CHECKING:
+    from apiward.services.limiting import RequestLimits
     from apiward.services.signing import Keyring
     from apiward.services.tokens import Revocations
 
@@ -59,6 +61,7 @@ class Subject:
     roles: dict[str | None, ScopeSet]
     spaces: frozenset[str]
     default_space: str
+    rate_tier: str | None = None
 
 
 @dataclass(slots=True)
@@ -158,10 +161,15 @@ class Authenticator:
         self._usage = usage
         self._space_header = space_header
         self._default_version = default_version
+        self._limits: RequestLimits | None = None
         self._keyring: Keyring | None = None
         self._revocations: Revocations | None = None
         self._issuer = ""
         self._audience = ""
+
+    def limit_with(self, limits: RequestLimits) -> None:
+        """Apply rate limits and usage credits to every authenticated request."""
+        self._limits = limits
 
     def accept_tokens(
         self, keyring: Keyring, revocations: Revocations, *, issuer: str, audience: str
@@ -179,6 +187,7 @@ class Authenticator:
             return cached
         async with self._store.begin() as tx:
             user = await tx.get_user(org_id, user_id)
+            org = await tx.get_org(org_id)
             roles = await self._tenancy.role_scopes(tx, org_id, user_id)
             spaces = await tx.active_space_ids(org_id)
             default = await tx.default_space(org_id)
@@ -187,6 +196,7 @@ class Authenticator:
             roles=roles,
             spaces=frozenset(spaces),
             default_space=default.id if default else "",
+            rate_tier=org.rate_tier if org else None,
         )
         self._cache.set(cache_key, subject)
         return subject
@@ -221,9 +231,30 @@ class Authenticator:
             raise UnknownSpace(space_id, self._space_header)
         return space_id
 
-    async def authenticate_key(self, plaintext: str, context: RequestContext) -> Principal:
-        """Verify an API key for one request and return who is calling."""
+    async def authenticate_key(
+        self, plaintext: str, context: RequestContext, *, limit: bool = False
+    ) -> Principal:
+        """Verify an API key for one request and return who is calling.
+
+        With ``limit``, the request also spends its rate limits and credits.
+        """
         entry = await self.verified(plaintext)
+        principal = self._key_principal(entry, context)
+        return await self.limited(entry, principal) if limit else principal
+
+    async def limited(self, entry: VerifiedKey, principal: Principal) -> Principal:
+        """Spend a key request's rate limits and credits."""
+        if self._limits is None:
+            return principal
+        key = entry.key
+        return await self._limits.apply(
+            principal,
+            tier=entry.subject.rate_tier,
+            overrides=key.rate_limits,
+            credits_key=key.id if key.credits is not None else None,
+        )
+
+    def _key_principal(self, entry: VerifiedKey, context: RequestContext) -> Principal:
         key = entry.key
         now = self._clock.now()
         if key.revoked_at is not None:
@@ -260,6 +291,9 @@ class Authenticator:
 
     async def authenticate_token(self, token: str, context: RequestContext) -> Principal:
         """Verify an access token (signature, expiry, revocation) for one request."""
+        return self._token_principal(await self._verified_token(token), context)
+
+    async def _verified_token(self, token: str) -> VerifiedToken:
         if self._keyring is None or self._revocations is None:
             raise InvalidToken()
         cache_key = "jwt:" + hashlib.sha256(token.encode()).hexdigest()
@@ -278,8 +312,12 @@ class Authenticator:
                 claims, await self._subject(claims.org, claims.uid), ScopeSet(claims.scope.split())
             )
             self._cache.set(cache_key, entry)
+        return entry
+
+    def _token_principal(self, entry: VerifiedToken, context: RequestContext) -> Principal:
+        assert self._revocations is not None
         claims = entry.claims
-        if claims.exp <= now:
+        if claims.exp <= self._clock.now().timestamp():
             raise ExpiredToken()
         if self._revocations.revoked(claims):
             raise RevokedToken()
@@ -321,8 +359,25 @@ class Authenticator:
         if not any(address in net for net in networks):
             raise IpNotAllowed(str(address))
 
-    async def authenticate(self, authorization: str | None, context: RequestContext) -> Principal:
-        token = bearer_token(authorization)
+    async def authenticate(
+        self, authorization: str | None, context: RequestContext, *, exempt: bool = False
+    ) -> Principal:
+        """The one authentication of every protected request: API key or access token,
+        then its rate limits and credits (unless the route is ``exempt``)."""
+        try:
+            token = bearer_token(authorization)
+            if jwt_tokens.looks_like_jwt(token):
+                verified_token = await self._verified_token(token)
+                principal = self._token_principal(verified_token, context)
+            else:
+                entry = await self.verified(token)
+                principal = self._key_principal(entry, context)
+        except AuthenticationError:
+            if self._limits is not None:
+                await self._limits.authentication_failed(context.ip)
+            raise
+        if self._limits is None or exempt:
+            return principal
         if jwt_tokens.looks_like_jwt(token):
-            return await self.authenticate_token(token, context)
-        return await self.authenticate_key(token, context)
+            return await self._limits.apply(principal, tier=verified_token.subject.rate_tier)
+        return await self.limited(entry, principal)

@@ -10,10 +10,13 @@ reports the decision closest to exhaustion for the headers.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from apiward.core.clock import Clock
+from apiward.core.errors import RateLimited, UsageExceeded
 from apiward.core.limits import (
     CreditDecision,
     Hit,
@@ -22,8 +25,10 @@ from apiward.core.limits import (
     RateLimitExceeded,
     headers,
     report,
+    spend,
 )
-from apiward.services.ports import CreditLedger, Limiter
+from apiward.core.models import Principal, RateOverride
+from apiward.services.ports import CreditLedger, Limiter, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,3 +237,113 @@ async def spend_credits(
 ) -> CreditDecision | None:
     """Spend a credential's credits; ``None`` when it carries none (unlimited)."""
     return await ledger.spend(credit_key(owner_id), cost)
+
+
+class RequestLimits:
+    """The rate limits and usage credits of one authenticated request.
+
+    The plan is the organisation's tier (or the default) with the credential's own
+    limits replacing those of the same name; merged plans are kept, so moving an org to
+    another tier or changing a key's limits takes effect on its next request.
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        plans: dict[str | None, RatePlan],
+        store: Store,
+        clock: Clock,
+        *,
+        auth_failures: Policy,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.limiter = limiter
+        self._plans = plans
+        self._store = store
+        self._clock = clock
+        self._wall = wall
+        self._auth_failures = auth_failures
+        self._service = RateLimiting(limiter, plans[None], clock=wall)
+        self._merged: dict[tuple[str | None, tuple[RateOverride, ...]], RatePlan] = {}
+
+    def plan_for(self, tier: str | None, overrides: tuple[RateOverride, ...] = ()) -> RatePlan:
+        key = (tier, overrides)
+        plan = self._merged.get(key)
+        if plan is None:
+            base = self._plans.get(tier) or self._plans[None]
+            if overrides:
+                own = {o.name: Policy.parse(o.name, o.rate, key=o.key) for o in overrides}  # type: ignore[arg-type]
+                kept = tuple(p for p in base.policies if p.name not in own)
+                base = RatePlan((*kept, *own.values()), base.routes)
+            plan = base
+            if len(self._merged) < 10_000:
+                self._merged[key] = plan
+        return plan
+
+    async def apply(
+        self,
+        principal: Principal,
+        *,
+        tier: str | None,
+        overrides: tuple[RateOverride, ...] = (),
+        credits_key: str | None = None,
+        exempt: bool = False,
+    ) -> Principal:
+        """Spend this request's share of every applicable limit (and of its credits)."""
+        if exempt:
+            return principal
+        ctx = principal.context
+        route, method = ctx.route or "", ctx.method
+        plan = self.plan_for(tier, overrides)
+        if plan.applicable(route, method) is EXEMPT:
+            return principal
+        verdict = await self._service.enforce(
+            RequestContext(
+                route=route,
+                method=method,
+                org_id=principal.org_id,
+                credential_id=principal.credential_id,
+                ip=ctx.ip,
+                user_id=principal.user_id,
+            ),
+            plan=plan,
+        )
+        remaining = None
+        if credits_key is not None:
+            cost = next((r.cost for r in plan.routes if r.cost and r.matches(route, method)), 1)
+            remaining = await self._spend(credits_key, cost)
+        return replace(
+            principal, rate_limit=verdict.headers(self._wall()), credits_remaining=remaining
+        )
+
+    async def _spend(self, key_id: str, cost: int) -> int | None:
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            credits = await tx.key_credits_for_update(key_id)
+            if credits is None:
+                return None
+            decision, after = spend(credits, cost, now)
+            if after != credits:
+                await tx.set_key_credits(key_id, after)
+        if not decision.allowed:
+            refill = credits.refill
+            raise UsageExceeded(
+                decision.remaining, f"{refill.interval} to {refill.amount}" if refill else None
+            )
+        return decision.remaining
+
+    async def authentication_failed(self, ip: str | None) -> None:
+        """Count a failed authentication from ``ip``; past the limit the answer is 429."""
+        if ip is None:
+            return
+        policy = self._auth_failures
+        decision = await self.limiter.hit(limit_key(policy, "ip", ip), policy.limit, policy.period)
+        if not decision.allowed:
+            result = PolicyDecision(policy, limit_key(policy, "ip", ip), decision)
+            raise RateLimited(
+                decision.retry_after,
+                headers(result, self._wall()),
+                policy.name,
+                message=f"Too many failed authentications from {ip}. Retry after "
+                f"{max(1, math.ceil(decision.retry_after))} seconds.",
+            )

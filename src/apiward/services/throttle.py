@@ -1,55 +1,40 @@
-"""Slowing down password guessing: failed sign-ins counted per username and per IP."""
+"""Slowing down password guessing: failed sign-ins counted per username and per IP.
+
+The counts live in the rate limiter, so they are shared by every process when Redis is
+configured, like every other limit.
+"""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
 from apiward.core.errors import LoginThrottled
-
-_MAX_TRACKED = 100_000
+from apiward.core.limits import Policy
+from apiward.services.ports import Limiter
 
 
 class LoginThrottle:
-    """Fixed windows of failures; past the limit, sign-in answers 429 until the window ends.
+    """Past ``per_user`` failures for a username, or ``per_ip`` from an address, within
+    their window, sign-in answers 429 until enough time has passed."""
 
-    Counts live in this process; a deployment of several processes multiplies the
-    allowance by their number.
-    """
+    def __init__(self, limiter: Limiter, per_user: Policy, per_ip: Policy) -> None:
+        self._limiter = limiter
+        self._policies = {"user": per_user, "ip": per_ip}
 
-    def __init__(
-        self,
-        max_per_user: int,
-        max_per_ip: int,
-        window: float,
-        timer: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._limits = {"user": max_per_user, "ip": max_per_ip}
-        self._window = window
-        self._timer = timer
-        self._failures: dict[tuple[str, str], tuple[float, int]] = {}
+    def _keys(self, username: str, ip: str | None) -> list[tuple[Policy, str]]:
+        values = {"user": username.strip().lower(), "ip": ip or "-"}
+        return [(p, f"login:{kind}:{values[kind]}") for kind, p in self._policies.items()]
 
-    def _count(self, kind: str, value: str) -> tuple[float, int]:
-        now = self._timer()
-        start, count = self._failures.get((kind, value), (now, 0))
-        if now - start >= self._window:
-            return now, 0
-        return start, count
+    async def check(self, username: str, ip: str | None) -> None:
+        for policy, key in self._keys(username, ip):
+            decision = await self._limiter.peek(key, policy.limit, policy.period)
+            if not decision.allowed:
+                raise LoginThrottled(max(1, math.ceil(decision.retry_after)))
 
-    def check(self, username: str, ip: str | None) -> None:
-        for kind, value in (("user", username.lower()), ("ip", ip or "-")):
-            start, count = self._count(kind, value)
-            if count >= self._limits[kind]:
-                retry = math.ceil(start + self._window - self._timer())
-                raise LoginThrottled(max(retry, 1))
+    async def failed(self, username: str, ip: str | None) -> None:
+        for policy, key in self._keys(username, ip):
+            await self._limiter.hit(key, policy.limit, policy.period)
 
-    def failed(self, username: str, ip: str | None) -> None:
-        if len(self._failures) > _MAX_TRACKED:
-            self._failures.clear()
-        for kind, value in (("user", username.lower()), ("ip", ip or "-")):
-            start, count = self._count(kind, value)
-            self._failures[(kind, value)] = (start, count + 1)
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(("user", username.lower()), None)
+    async def succeeded(self, username: str) -> None:
+        _, key = self._keys(username, None)[0]
+        await self._limiter.reset(key)

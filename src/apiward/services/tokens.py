@@ -218,13 +218,13 @@ class Tokens:
     ) -> TokenAnswer:
         if not username or not password:
             raise InvalidRequest("Send both username and password.")
-        self._throttle.check(username, context.ip)
+        await self._throttle.check(username, context.ip)
         env = environment or self.settings.default_environment
         if env not in [e for e, _ in self._refresh_fmt.env_tags]:
             raise InvalidRequest(f"Unknown environment {env!r}.")
         user, candidates = await self._sign_in(username, password, org_id)
         if user is None:
-            self._throttle.failed(username, context.ip)
+            await self._throttle.failed(username, context.ip)
             if candidates:
                 async with self._store.begin() as tx:
                     for known in candidates:
@@ -234,7 +234,7 @@ class Tokens:
                             )
                         )
             raise InvalidGrant("Invalid username or password.")
-        self._throttle.succeeded(username)
+        await self._throttle.succeeded(username)
         async with self._store.begin() as tx:
             granted = await self._user_scopes(tx, user)
             token_scope = self._narrow(granted, scope)

@@ -94,6 +94,7 @@ def test_verify_api(org: Org, other_org: Org) -> None:
         "expires_at": None,
         "principal": None,
         "ratelimit": None,
+        "credits_remaining": None,
     }
     foreign = other_org.create_key(["customers:read"])
     other = org.client.post("/v1/keys/verify", headers=headers, json={"key": foreign["key"]})

@@ -13,6 +13,7 @@ the envelope style the deployment chose (``APIWARD_ERROR_STYLE``):
 from __future__ import annotations
 
 import json
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -33,6 +34,7 @@ STATUS: dict[type[e.ApiwardError], int] = {
     e.Conflict: 409,
     e.InvalidInput: 400,
     e.ServiceUnavailable: 503,
+    e.RateLimited: 429,
     e.OAuthError: 400,
     e.InvalidClient: 401,
     e.LoginThrottled: 429,
@@ -120,7 +122,12 @@ def _quote(text: str) -> str:
 
 
 def challenge(exc: e.ApiwardError) -> dict[str, str]:
-    """RFC 6750 section 3: the ``WWW-Authenticate`` challenge of a 401 or 403."""
+    """The headers an error answer carries: RFC 6750's ``WWW-Authenticate`` challenge of
+    a 401 or 403, or a 429's ``Retry-After`` and rate-limit fields."""
+    if isinstance(exc, e.UsageExceeded):
+        return {}
+    if isinstance(exc, e.RateLimited):
+        return dict(exc.headers) or {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     if isinstance(exc, e.MissingCredential):
         return {"WWW-Authenticate": 'Bearer realm="apiward"'}
     if isinstance(exc, e.AuthenticationError):

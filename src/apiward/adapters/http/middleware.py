@@ -69,10 +69,14 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
+                state = scope["state"]
+                limits = state.get("rate_limit_headers")
+                if limits and not any(k.lower() == b"x-ratelimit-limit" for k, _ in headers):
+                    headers.extend((k.lower().encode(), v.encode()) for k, v in limits.items())
                 if self.deprecations:
                     # The version the request was served in: the principal's (header, or
                     # the key's pinned one), else the one the header asked for.
-                    served = scope["state"].get("api_version") or requested
+                    served = state.get("api_version") or requested
                     headers.extend(self.deprecations.get(served, ()))
                 message["headers"] = headers
             await send(message)

@@ -347,6 +347,8 @@ class VerifyRequest(Body):
     ip: str | None = Field(
         None, max_length=64, description="The end client's address, for the key's allow-list."
     )
+    route: str | None = Field(None, max_length=512, description="The route, for route limits.")
+    method: str = Field("GET", max_length=16)
 
 
 class VerifyPrincipal(BaseModel):
@@ -370,3 +372,4 @@ class VerifyOut(BaseModel):
     expires_at: datetime | None = None
     principal: VerifyPrincipal | None = None
     ratelimit: dict[str, object] | None = None
+    credits_remaining: int | None = None

@@ -57,13 +57,15 @@ def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     return hops[0] if hops else peer
 
 
-def request_context(request: Request) -> RequestContext:
+def request_context(request: Request, *, route: str | None = None) -> RequestContext:
     runtime = runtime_of(request)
     settings = runtime.settings
     space = request.headers.get(settings.space_header) or None
     requested = request.headers.get(settings.version_header)
     version = settings.version(requested).id if requested else None
     return RequestContext(
+        route=route or getattr(request.scope.get("route"), "path", None) or request.url.path,
+        method=request.method,
         ip=client_ip(request, runtime.trusted_proxies),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
         request_id=str(getattr(request.state, "request_id", "")) or None,
@@ -72,17 +74,26 @@ def request_context(request: Request) -> RequestContext:
     )
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request, *, route: str | None = None) -> Principal:
     """The principal of this request, or an ``AuthenticationError``/``PermissionDenied``."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    runtime = runtime_of(request)
-    principal = await runtime.auth.authenticate(
-        request.headers.get("authorization"), request_context(request)
+    return remember(
+        request,
+        await runtime_of(request).auth.authenticate(
+            request.headers.get("authorization"),
+            request_context(request, route=route),
+            exempt=is_exempt(request),
+        ),
     )
+
+
+def remember(request: Request, principal: Principal) -> Principal:
+    """Keep the principal for the route, and what the response headers need."""
     request.state.principal = principal
     request.state.api_version = principal.api_version
+    request.state.rate_limit_headers = principal.rate_limit
     return principal
 
 
@@ -98,6 +109,17 @@ def public(endpoint: F) -> F:
     """Mark a route as needing no credential, even under an app- or router-wide guard."""
     endpoint.__apiward_public__ = True  # type: ignore[attr-defined]
     return endpoint
+
+
+def exempt(endpoint: F) -> F:
+    """Mark a route as exempt from rate limits (Monk's events endpoint)."""
+    endpoint.__apiward_exempt__ = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def is_exempt(request: Request) -> bool:
+    route = request.scope.get("route")
+    return bool(getattr(getattr(route, "endpoint", None), "__apiward_exempt__", False))
 
 
 def is_public(request: Request) -> bool:

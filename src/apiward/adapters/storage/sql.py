@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from apiward.adapters.storage import tables as t
 from apiward.core.errors import Conflict, ServiceUnavailable
+from apiward.core.limits import Credits, Refill
 from apiward.core.models import (
     ApiKey,
     AuditEvent,
@@ -25,6 +26,7 @@ from apiward.core.models import (
     Organisation,
     Page,
     PageRequest,
+    RateOverride,
     RefreshToken,
     Role,
     Space,
@@ -87,20 +89,57 @@ def _row(r: Any, cls: type[Any], **extra: Any) -> Any:
     return cls(**data)
 
 
+_KEY_LISTS = ("scopes", "ip_allow", "space_allow")
+_CREDIT_COLUMNS = (
+    "credits_remaining",
+    "refill_amount",
+    "refill_interval",
+    "refill_day",
+    "credits_refilled",
+)
+
+
+def _credits(m: Any) -> Credits | None:
+    if m["credits_remaining"] is None:
+        return None
+    refill = None
+    if m["refill_amount"] is not None:
+        refill = Refill(int(m["refill_amount"]), m["refill_interval"], int(m["refill_day"] or 1))
+    refilled = m["credits_refilled"]
+    return Credits(int(m["credits_remaining"]), refill, None if refilled is None else int(refilled))
+
+
+def _credit_values(credits: Credits | None) -> dict[str, Any]:
+    refill = credits.refill if credits else None
+    return {
+        "credits_remaining": credits.remaining if credits else None,
+        "refill_amount": refill.amount if refill else None,
+        "refill_interval": refill.interval if refill else None,
+        "refill_day": refill.day if refill else None,
+        "credits_refilled": credits.refilled if credits else None,
+    }
+
+
 def _key(r: Any) -> ApiKey:
     m = r._mapping
+    skip = {*_KEY_LISTS, *_CREDIT_COLUMNS, "rate_limits"}
     return ApiKey(
-        **{k: m[k] for k in m if k not in ("scopes", "ip_allow", "space_allow")},
+        **{k: m[k] for k in m if k not in skip},
         scopes=tuple(m["scopes"]),
         ip_allow=tuple(m["ip_allow"]),
         space_allow=tuple(m["space_allow"]),
+        rate_limits=tuple(RateOverride(**o) for o in m["rate_limits"] or ()),
+        credits=_credits(m),
     )
 
 
 def _key_values(key: ApiKey) -> dict[str, Any]:
     values = asdict(key)
-    for name in ("scopes", "ip_allow", "space_allow"):
+    for name in _KEY_LISTS:
         values[name] = list(values[name])
+    values["rate_limits"] = [asdict(o) for o in key.rate_limits]
+    values.pop("credits")
+    values.update(_credit_values(key.credits))
     return values
 
 
@@ -351,8 +390,10 @@ class SqlTransaction:
 
     async def update_key(self, key: ApiKey) -> None:
         values = _key_values(key)
-        # last_used_* belong to touch_keys: a record read before a flush must not undo it.
+        # last_used_* belong to touch_keys and credits to set_key_credits: a record read
+        # before a flush or a spend must not undo it.
         for fixed in (
+            *_CREDIT_COLUMNS,
             "id",
             "org_id",
             "digest",
@@ -367,6 +408,27 @@ class SqlTransaction:
             t.api_keys.update()
             .where(t.api_keys.c.id == key.id, t.api_keys.c.org_id == key.org_id)
             .values(values)
+        )
+
+    async def key_credits_for_update(self, key_id: str) -> Credits | None:
+        stmt = sa.select(*(t.api_keys.c[c] for c in _CREDIT_COLUMNS)).where(
+            t.api_keys.c.id == key_id
+        )
+        if self._c.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        r = await self._one(stmt)
+        return _credits(r._mapping) if r else None
+
+    async def set_key_credits(self, key_id: str, credits: Credits | None) -> None:
+        await self._c.execute(
+            t.api_keys.update().where(t.api_keys.c.id == key_id).values(_credit_values(credits))
+        )
+
+    async def update_org(self, org: Organisation) -> None:
+        await self._c.execute(
+            t.orgs.update()
+            .where(t.orgs.c.id == org.id)
+            .values(name=org.name, rate_tier=org.rate_tier)
         )
 
     async def touch_keys(self, usage: Sequence[tuple[str, datetime, str | None]]) -> None:

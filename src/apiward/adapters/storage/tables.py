@@ -62,6 +62,7 @@ orgs = Table(
     Column("id", String(ID), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("rate_tier", String(64)),
 )
 
 environments = Table(
@@ -147,6 +148,12 @@ api_keys = Table(
     Column("last_used_ip", String(64)),
     Column("rolled_to", String(ID)),
     Column("api_version", String(64)),
+    Column("rate_limits", JSON),
+    Column("credits_remaining", BigInteger),
+    Column("refill_amount", BigInteger),
+    Column("refill_interval", String(16)),
+    Column("refill_day", Integer),
+    Column("credits_refilled", Integer),
     Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
 )
 

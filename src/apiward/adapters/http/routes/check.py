@@ -51,6 +51,17 @@ def identity_headers(principal: Principal) -> dict[str, str]:
     return headers
 
 
+def original_path(request: Request) -> str:
+    """The path the client asked the proxy for: rate limits per route are on it."""
+    uri = (
+        request.headers.get("x-original-uri")
+        or request.headers.get("x-forwarded-uri")
+        or request.headers.get("x-envoy-original-path")
+        or "/"
+    )
+    return uri.split("?", 1)[0][:512] or "/"
+
+
 def _required(request: Request, scope: list[str]) -> tuple[str, ...]:
     raw = request.headers.get(REQUIRE_HEADER, "")
     wanted = [s for s in raw.replace(",", " ").split() if s] + list(scope)
@@ -72,12 +83,16 @@ async def check(
     """200 with `X-Apiward-*` identity headers, or 401/403/429 with the error body."""
     nginx = request.headers.get(PROXY_HEADER, "").lower() == "nginx"
     try:
-        principal = check_scopes(await authenticate(request), _required(request, scope))
+        principal = check_scopes(
+            await authenticate(request, route=original_path(request)), _required(request, scope)
+        )
     except ApiwardError as exc:
         if not nginx:
             raise
         return _for_nginx(request, exc)
-    return Response(status_code=200, headers=identity_headers(principal))
+    return Response(
+        status_code=200, headers={**identity_headers(principal), **principal.rate_limit}
+    )
 
 
 def _for_nginx(request: Request, exc: ApiwardError) -> Response:

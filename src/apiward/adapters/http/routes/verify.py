@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request
 
 from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import check_scopes, request_context, require, runtime_of
 from apiward.core import errors as e
-from apiward.core.models import Principal, RequestContext
+from apiward.core.models import Principal
 
 router = APIRouter(tags=["API keys"])
 
 # Each refusal's answer code; anything that says "no such key here" is NOT_FOUND, so a
 # caller never learns whether a key exists in another organisation or instance.
 CODES: dict[type[e.ApiwardError], str] = {
+    e.UsageExceeded: "USAGE_EXCEEDED",
+    e.RateLimited: "RATE_LIMITED",
+    e.UsageExceeded: "USAGE_EXCEEDED",
+    e.RateLimited: "RATE_LIMITED",
     e.DisabledCredential: "DISABLED",
     e.ExpiredCredential: "EXPIRED",
     e.RevokedCredential: "REVOKED",
@@ -37,41 +43,44 @@ async def verify_key(
     """Always 200: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`."""
     runtime = runtime_of(request)
-    context = request_context(request)
-    context = RequestContext(
+    context = replace(
+        request_context(request),
         ip=body.ip,
-        user_agent=context.user_agent,
-        request_id=context.request_id,
         space_id=body.space_id,
-        api_version=context.api_version,
+        route=body.route,
+        method=body.method,
     )
+    not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
+    try:
+        entry = await runtime.auth.verified(body.key)
+    except e.ApiwardError:
+        return not_found
+    key = entry.key
+    # Another tenant's key is indistinguishable from no key, and nothing of it is
+    # touched: no usage recorded, no limit or credit spent.
+    if key.org_id != caller.org_id or key.environment != caller.environment:
+        return not_found
     try:
         principal = await runtime.auth.authenticate_key(body.key, context)
-        if principal.org_id != caller.org_id or principal.environment != caller.environment:
-            raise e.InvalidCredential()
         check_scopes(principal, body.scopes)
+        principal = await runtime.auth.limited(entry, principal)
     except e.ApiwardError as exc:
-        code = code_of(exc)
-        if code == "NOT_FOUND":
-            return VerifyOut(valid=False, code=code, message="No such key.")
-        entry = await runtime.auth.verified(body.key)
-        if entry.key.org_id != caller.org_id or entry.key.environment != caller.environment:
-            return VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
+        limits = exc.headers if isinstance(exc, e.RateLimited) else {}
         return VerifyOut(
             valid=False,
-            code=code,
+            code=code_of(exc),
             message=exc.message,
-            key_id=entry.key.id,
-            name=entry.key.name,
-            expires_at=entry.key.expires_at,
+            key_id=key.id,
+            name=key.name,
+            expires_at=key.expires_at,
+            ratelimit=_ratelimit(limits),
         )
-    entry = await runtime.auth.verified(body.key)
     return VerifyOut(
         valid=True,
         code="VALID",
-        key_id=entry.key.id,
-        name=entry.key.name,
-        expires_at=entry.key.expires_at,
+        key_id=key.id,
+        name=key.name,
+        expires_at=key.expires_at,
         principal=VerifyPrincipal(
             org_id=principal.org_id,
             environment=principal.environment,
@@ -80,4 +89,17 @@ async def verify_key(
             scopes=principal.scopes.as_list(),
             api_version=principal.api_version,
         ),
+        ratelimit=_ratelimit(principal.rate_limit),
+        credits_remaining=principal.credits_remaining,
     )
+
+
+def _ratelimit(fields: dict[str, str]) -> dict[str, object] | None:
+    if "X-RateLimit-Limit" not in fields:
+        return None
+    return {
+        "limit": int(fields["X-RateLimit-Limit"]),
+        "remaining": int(fields["X-RateLimit-Remaining"]),
+        "reset": int(fields["X-RateLimit-Reset"]),
+        "policy": fields.get("RateLimit-Policy"),
+    }
