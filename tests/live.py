@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -37,3 +42,43 @@ def serve(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+SECRET = "test-secret-that-is-at-least-32-bytes-long"
+
+
+@contextmanager
+def server_process(database_url: str, **env_extra: str) -> Iterator[str]:
+    """``apiward serve`` as a real process on ``database_url``; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "APIWARD_DATABASE_URL": database_url,
+        "APIWARD_SECRET_KEY": SECRET,
+        "APIWARD_LOG_LEVEL": "warning",
+        "APIWARD_MIGRATE_ON_START": "false",
+        **env_extra,
+    }
+    apiward = Path(sys.executable).parent / "apiward"
+    proc = subprocess.Popen(
+        [str(apiward), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no start")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -4,56 +4,13 @@ by the others within one second (invalidation log, woken by NOTIFY on PostgreSQL
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
 from apiward.adapters.runtime import Runtime
 from tests.conftest import fast_settings
-from tests.live import free_port
-
-SECRET = "test-secret-that-is-at-least-32-bytes-long"
-
-
-@contextmanager
-def server_process(database_url: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "APIWARD_DATABASE_URL": database_url,
-        "APIWARD_SECRET_KEY": SECRET,
-        "APIWARD_LOG_LEVEL": "warning",
-        "APIWARD_MIGRATE_ON_START": "false",
-    }
-    apiward = Path(sys.executable).parent / "apiward"
-    proc = subprocess.Popen(
-        [str(apiward), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no start")
-            time.sleep(0.05)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+from tests.live import server_process
 
 
 def owner_key(database_url: str) -> str:

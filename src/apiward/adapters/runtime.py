@@ -63,7 +63,12 @@ class Runtime:
         self.usage = UsageRecorder()
         fmt = settings.key_format
         self.tenancy = Tenancy(
-            self.store, self.cache, self.clock, self.passwords, settings.environments
+            self.store,
+            self.cache,
+            self.clock,
+            self.passwords,
+            settings.environments,
+            tuple(settings.rate_limit_tiers),
         )
         self.keys = Keys(
             self.store, self.cache, self.clock, fmt, tuple(v.id for v in settings.api_versions)
@@ -157,6 +162,18 @@ class Runtime:
             MemoryLimiter(),
             mode=settings.rate_limit_failure_mode,
         )
+
+    async def ping_redis(self) -> bool | None:
+        """Whether Redis answers; None when no Redis is configured."""
+        if not isinstance(self.limiter, FallbackLimiter):
+            return None
+        primary = self.limiter.primary
+        assert isinstance(primary, RedisLimiter)
+        try:
+            await primary.ping()
+        except ApiwardError:
+            return False
+        return True
 
     async def start(self, *, background: bool = True) -> None:
         if self.settings.migrate_on_start:

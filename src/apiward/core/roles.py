@@ -21,6 +21,8 @@ MANAGEMENT_SCOPES: dict[str, str] = {
     "roles:read": "List and read roles",
     "roles:manage": "Create, change and delete custom roles",
     "audit:read": "Read the audit log",
+    "org:read": "Read the organisation and its rate-limit plan",
+    "org:manage": "Rename the organisation, move it to another rate-limit tier",
 }
 
 OWNER = "owner"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from datetime import datetime, timedelta
 
 from apiward.core.clock import Clock
@@ -17,6 +17,7 @@ from apiward.core.errors import (
 )
 from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
+from apiward.core.limits import Credits, Policy
 from apiward.core.models import (
     ApiKey,
     CredentialKind,
@@ -24,6 +25,7 @@ from apiward.core.models import (
     Page,
     PageRequest,
     Principal,
+    RateOverride,
 )
 from apiward.core.scopes import normalise
 from apiward.services.audit import audit_event
@@ -65,6 +67,21 @@ def grantable_scopes(principal: Principal, scopes: list[str], what: str) -> list
         if not principal.grants(scope):
             raise InsufficientScope(scope, subject="Your credential")
     return normalised
+
+
+def check_rate_limits(limits: list[RateOverride]) -> tuple[RateOverride, ...]:
+    """Validate a credential's own limits; names are unique."""
+    if len(limits) > 20:
+        raise InvalidInput("A credential holds at most 20 rate limits.")
+    for limit in limits:
+        try:
+            Policy.parse(limit.name, limit.rate, key=limit.key)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+    names = [limit.name for limit in limits]
+    if len(set(names)) != len(names):
+        raise InvalidInput("Rate limit names must be unique on a credential.")
+    return tuple(limits)
 
 
 def check_expiry(expires_at: datetime | None, now: datetime) -> None:
@@ -135,9 +152,12 @@ class Keys:
         ip_allow: list[str] | None = None,
         space_allow: list[str] | None = None,
         api_version: str | None = None,
+        rate_limits: list[RateOverride] | None = None,
+        credits: Credits | None = None,
     ) -> CreatedKey:
         env = effective_environment(principal, environment)
         self._check_version(api_version)
+        overrides = check_rate_limits(rate_limits or [])
         if env not in self._environments:
             raise InvalidInput(
                 f"Unknown environment {env!r}; use one of: {', '.join(self._environments)}."
@@ -172,6 +192,8 @@ class Keys:
                 ip_allow=networks,
                 space_allow=await self._check_spaces(tx, principal.org_id, space_allow or []),
                 api_version=api_version,
+                rate_limits=overrides,
+                credits=credits,
             )
             await tx.insert_key(key)
             await tx.insert_audit(
@@ -248,8 +270,15 @@ class Keys:
         clear_expiry: bool = False,
         api_version: str | None = None,
         clear_api_version: bool = False,
+        rate_limits: list[RateOverride] | None = None,
+        credits: Credits | None = None,
+        clear_credits: bool = False,
     ) -> ApiKey:
         changes: dict[str, object] = {}
+        if rate_limits is not None:
+            changes["rate_limits"] = check_rate_limits(rate_limits)
+        if credits is not None or clear_credits:
+            changes["credits"] = credits
         if api_version is not None:
             self._check_version(api_version)
             changes["api_version"] = api_version
@@ -271,9 +300,11 @@ class Keys:
             self._require_not_revoked(key)
             if space_allow is not None:
                 changes["space_allow"] = await self._check_spaces(tx, key.org_id, space_allow)
+            if "credits" in changes:
+                await tx.set_key_credits(key.id, credits)
             return replace(key, **changes)  # type: ignore[arg-type]
 
-        audit = {k: (list(v) if isinstance(v, tuple) else v) for k, v in changes.items()}
+        audit = {k: _auditable(v) for k, v in changes.items()}
         if space_allow is not None:
             audit["space_allow"] = space_allow
         return await self._change(principal, key_id, "key.updated", audit, apply)
@@ -356,3 +387,11 @@ class Keys:
             await tx.insert_invalidation("key", old.digest, now)
         self._cache.invalidate(old.digest)
         return CreatedKey(new, plaintext)
+
+
+def _auditable(value: object) -> object:
+    if isinstance(value, tuple):
+        return [asdict(v) if is_dataclass(v) else v for v in value]  # type: ignore[arg-type]
+    if is_dataclass(value):
+        return asdict(value)  # type: ignore[arg-type]
+    return value

@@ -67,7 +67,9 @@ class Tenancy:
         clock: Clock,
         passwords: Passwords,
         environments: tuple[str, ...],
+        tiers: tuple[str, ...] = (),
     ) -> None:
+        self._tiers = tiers
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -128,6 +130,40 @@ class Tenancy:
             org = await tx.get_org(org_id)
         if org is None:
             raise NotFound("organisation", org_id)
+        return org
+
+    async def update_org(
+        self,
+        principal: Principal,
+        *,
+        name: str | None,
+        rate_tier: str | None,
+        clear_tier: bool = False,
+    ) -> Organisation:
+        """Rename the org, or move it to another rate-limit tier (no restart needed)."""
+        if rate_tier is not None and rate_tier not in self._tiers:
+            known = ", ".join(self._tiers) or "none are configured"
+            raise InvalidInput(f"Unknown rate-limit tier {rate_tier!r}; tiers: {known}.")
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            org = await tx.get_org(principal.org_id)
+            if org is None:
+                raise NotFound("organisation", principal.org_id)
+            changes: dict[str, object] = {}
+            if name is not None:
+                org = replace(org, name=check_name(name, "organisation"))
+                changes["name"] = org.name
+            if rate_tier is not None or clear_tier:
+                org = replace(org, rate_tier=rate_tier)
+                changes["rate_tier"] = rate_tier
+            await tx.update_org(org)
+            await tx.insert_audit(
+                audit_event(
+                    principal, "org.updated", now, target_type="org", target_id=org.id, data=changes
+                )
+            )
+            await self._changed(tx, principal.org_id)
+        self._after_change()
         return org
 
     # spaces ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import Runtime
+from apiward.core.models import RateOverride
 from tests.conftest import IN_CI, fast_settings
 from tests.live import free_port, serve
 
@@ -70,6 +71,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             keys = {}
             for name, scopes in {"reader": ["things:read"], "other": ["invoices:read"]}.items():
                 keys[name] = (await runtime.keys.create(owner, name=name, scopes=scopes)).plaintext
+            limited = await runtime.keys.create(
+                owner,
+                name="limited",
+                scopes=["things:read"],
+                rate_limits=[RateOverride("per-key", "2/minute", "credential")],
+            )
+            keys["limited"] = limited.plaintext
             return boot.org.id, keys
         finally:
             await runtime.stop()
@@ -171,3 +179,18 @@ def test_bad_input_through_the_proxy_is_a_clean_4xx(stack: Stack, authorization:
     assert json.loads(r.text)["code"] == "UNAUTHORIZED"
     log = stack.error_log.read_text()
     assert "auth request unexpected status" not in log
+
+
+def test_rate_limits_pass_through_nginx(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {stack.keys['limited']}"}
+    first = httpx.get(f"{stack.url}/v1/things", headers=auth)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit"] == "2"
+    assert first.headers["x-ratelimit-remaining"] == "1"
+    assert httpx.get(f"{stack.url}/v1/things", headers=auth).status_code == 200
+    limited = httpx.get(f"{stack.url}/v1/things", headers=auth)
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "RATE_LIMITED"
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert limited.headers["ratelimit-policy"] == '"per-key";q=2;w=60'

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apiward.core.limits import Credits, Refill
 from apiward.core.models import (
     ApiKey,
     AuditEvent,
     Membership,
     OAuthClient,
     Page,
+    RateOverride,
     Role,
     Space,
     User,
@@ -39,6 +42,34 @@ def page_of(page: Page[Any], items: list[T]) -> dict[str, object]:
 # keys
 
 
+class RateLimitIn(Body):
+    name: str = Field(min_length=1, max_length=64, examples=["per-key"])
+    rate: str = Field(max_length=32, examples=["1000/hour"])
+    key: Literal["org", "credential", "ip", "user", "route"] = "credential"
+
+
+class RefillIn(Body):
+    amount: int = Field(ge=0, le=10**12)
+    interval: Literal["daily", "monthly"] = "monthly"
+    day: int = Field(1, ge=1, le=31, description="Day of the month, for monthly refills.")
+
+
+class CreditsIn(Body):
+    remaining: int = Field(ge=0, le=10**12, description="Uses left.")
+    refill: RefillIn | None = None
+
+    def credits(self) -> Credits:
+        refill = self.refill
+        return Credits(
+            self.remaining,
+            Refill(refill.amount, refill.interval, refill.day) if refill else None,
+        )
+
+
+def overrides(limits: list[RateLimitIn] | None) -> list[RateOverride] | None:
+    return None if limits is None else [RateOverride(r.name, r.rate, r.key) for r in limits]
+
+
 class KeyCreate(Body):
     name: str = Field(min_length=1, max_length=200, examples=["billing-sync"])
     scopes: list[str] = Field(min_length=1, max_length=100, examples=[["customers:read"]])
@@ -48,6 +79,12 @@ class KeyCreate(Body):
     ip_allow: list[str] = Field(default_factory=list, max_length=100, examples=[["203.0.113.0/24"]])
     space_allow: list[str] = Field(default_factory=list, max_length=100)
     api_version: str | None = Field(None, description="Pin this API version for the key.")
+    rate_limits: list[RateLimitIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="This key's own limits; they replace the org's limits of the same name.",
+    )
+    credits: CreditsIn | None = Field(None, description="Usage credits; omit for unlimited.")
 
 
 class KeyUpdate(Body):
@@ -57,6 +94,8 @@ class KeyUpdate(Body):
     space_allow: list[str] | None = Field(None, max_length=100)
     expires_at: datetime | None = None
     api_version: str | None = None
+    rate_limits: list[RateLimitIn] | None = Field(None, max_length=20)
+    credits: CreditsIn | None = Field(None, description="Set the balance; null removes it.")
 
 
 class KeyRoll(Body):
@@ -90,6 +129,8 @@ class KeyOut(BaseModel):
     last_used_ip: str | None
     rolled_to: str | None
     api_version: str | None
+    rate_limits: list[dict[str, str]]
+    credits: dict[str, object] | None
 
     @classmethod
     def of(cls, key: ApiKey, now: datetime) -> KeyOut:
@@ -115,6 +156,13 @@ class KeyOut(BaseModel):
             last_used_ip=key.last_used_ip,
             rolled_to=key.rolled_to,
             api_version=key.api_version,
+            rate_limits=[asdict(o) for o in key.rate_limits],
+            credits=None
+            if key.credits is None
+            else {
+                "remaining": key.credits.remaining,
+                "refill": asdict(key.credits.refill) if key.credits.refill else None,
+            },
         )
 
 
@@ -373,3 +421,23 @@ class VerifyOut(BaseModel):
     principal: VerifyPrincipal | None = None
     ratelimit: dict[str, object] | None = None
     credits_remaining: int | None = None
+
+
+# the organisation
+
+
+class OrgUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    rate_tier: str | None = Field(
+        None, max_length=64, description="A tier of APIWARD_RATE_LIMIT_TIERS; null: default."
+    )
+
+
+class OrgOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    rate_tier: str | None
+    rate_limits: list[dict[str, object]] = Field(
+        description="The limits of the org's plan: name, rate, key kind."
+    )

@@ -15,6 +15,7 @@ from apiward.adapters.http.schemas import (
     KeyRoll,
     KeyUpdate,
     PageOut,
+    overrides,
     page_of,
 )
 from apiward.adapters.http.security import require, runtime_of
@@ -43,6 +44,8 @@ async def create_key(
         ip_allow=body.ip_allow,
         space_allow=body.space_allow,
         api_version=body.api_version,
+        rate_limits=overrides(body.rate_limits),
+        credits=body.credits.credits() if body.credits else None,
     )
     return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)
 
@@ -90,6 +93,9 @@ async def update_key(
         clear_expiry="expires_at" in body.model_fields_set and body.expires_at is None,
         api_version=body.api_version,
         clear_api_version="api_version" in body.model_fields_set and body.api_version is None,
+        rate_limits=overrides(body.rate_limits),
+        credits=body.credits.credits() if body.credits else None,
+        clear_credits="credits" in body.model_fields_set and body.credits is None,
     )
     return _out(request, key)
 

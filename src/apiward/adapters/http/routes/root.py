@@ -48,8 +48,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["Meta"], summary="Readiness: the database answers")
+@router.get("/readyz", tags=["Meta"], summary="Readiness: the database (and Redis) answer")
 async def readyz(request: Request) -> JSONResponse:
+    """503 while the database, or a configured Redis, cannot be reached. With Redis down
+    and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded)."""
     runtime = runtime_of(request)
     checks: dict[str, str] = {}
     try:
@@ -57,7 +59,11 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = "ok"
     except ApiwardError as exc:
         checks["database"] = exc.message
-    ready = all(v == "ok" for v in checks.values())
+    redis = await runtime.ping_redis()
+    if redis is not None:
+        degraded = runtime.settings.rate_limit_failure_mode == "open"
+        checks["redis"] = "ok" if redis else ("degraded" if degraded else "unreachable")
+    ready = all(v in ("ok", "degraded") for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,

@@ -12,6 +12,8 @@ from apiward.adapters.http.schemas import (
     AuditEventOut,
     MembershipOut,
     MembershipPut,
+    OrgOut,
+    OrgUpdate,
     PageOut,
     RoleCreate,
     RoleOut,
@@ -25,11 +27,49 @@ from apiward.adapters.http.schemas import (
     page_of,
 )
 from apiward.adapters.http.security import require, runtime_of
-from apiward.core.models import PageRequest, Principal
+from apiward.core.models import Organisation, PageRequest, Principal
 from apiward.services.ports import AuditFilter
 
 router = APIRouter()
 Paging = Annotated[PageRequest, Depends(pagination)]
+
+# the organisation -----------------------------------------------------------------
+
+
+async def _org_out(request: Request, org: Organisation) -> OrgOut:
+    plan = runtime_of(request).limits.plan_for(org.rate_tier)
+    limits = [
+        {"name": p.name, "limit": p.limit, "period_seconds": p.period, "key": p.key}
+        for p in plan.policies
+    ]
+    return OrgOut(
+        id=org.id,
+        name=org.name,
+        created_at=org.created_at,
+        rate_tier=org.rate_tier,
+        rate_limits=limits,
+    )
+
+
+@router.get("/v1/org", response_model=OrgOut, tags=["Organisation"])
+async def get_org(request: Request, principal: Principal = require("org:read")) -> OrgOut:
+    """The caller's organisation and the rate limits of its plan."""
+    return await _org_out(request, await runtime_of(request).tenancy.get_org(principal.org_id))
+
+
+@router.patch("/v1/org", response_model=OrgOut, tags=["Organisation"])
+async def update_org(
+    body: OrgUpdate, request: Request, principal: Principal = require("org:manage")
+) -> OrgOut:
+    """Rename the organisation, or move it to a rate-limit tier (`null`: the default)."""
+    org = await runtime_of(request).tenancy.update_org(
+        principal,
+        name=body.name,
+        rate_tier=body.rate_tier,
+        clear_tier="rate_tier" in body.model_fields_set and body.rate_tier is None,
+    )
+    return await _org_out(request, org)
+
 
 # spaces -------------------------------------------------------------------------
 

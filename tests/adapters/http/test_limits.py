@@ -1,0 +1,160 @@
+"""Rate limits and usage credits over HTTP: headers, 429s, tiers, per-key limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from apiward.adapters.http.app import create_app
+from tests.conftest import Org, bootstrap, fast_settings
+
+MONACO_AND_MONK = {
+    "rate_limits": [
+        {"name": "org-hourly", "rate": "1000/hour", "key": "org"},
+        {"name": "per-ip", "rate": "5/minute", "key": "ip"},
+    ],
+    "rate_limit_routes": [{"route": "/v1/spaces", "exempt": True}],
+    "rate_limit_tiers": {
+        "pro": {
+            "limits": [
+                {"name": "org-hourly", "rate": "100000/hour", "key": "org"},
+                {"name": "per-ip", "rate": "50/minute", "key": "ip"},
+            ]
+        }
+    },
+}
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Org]:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", **MONACO_AND_MONK
+    )
+    with TestClient(create_app(settings)) as client:
+        yield bootstrap(client)
+
+
+def test_headers_describe_the_limit_closest_to_exhaustion(limited: Org) -> None:
+    r = limited.client.get("/v1/keys", headers=limited.headers())
+    assert r.status_code == 200
+    assert r.headers["x-ratelimit-limit"] == "5"
+    assert r.headers["x-ratelimit-remaining"] == "4"
+    assert int(r.headers["x-ratelimit-reset"]) >= int(time.time())
+    assert r.headers["ratelimit-policy"] == '"per-ip";q=5;w=60'
+    assert r.headers["ratelimit"].startswith('"per-ip";r=4;t=')
+
+
+def test_429_after_the_limit_with_retry_after_and_body(limited: Org) -> None:
+    for _ in range(5):
+        assert limited.client.get("/v1/keys", headers=limited.headers()).status_code == 200
+    r = limited.client.get("/v1/keys", headers=limited.headers())
+    assert r.status_code == 429
+    body = r.json()
+    assert body["code"] == "RATE_LIMITED"
+    assert "Retry after" in body["message"] and "'per-ip'" in body["message"]
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_exempt_route_has_no_limit(limited: Org) -> None:
+    for _ in range(10):
+        r = limited.client.get("/v1/spaces", headers=limited.headers())
+        assert r.status_code == 200
+        assert "x-ratelimit-limit" not in r.headers
+
+
+def test_moving_an_org_to_a_tier_applies_at_once(limited: Org) -> None:
+    r = limited.client.patch("/v1/org", headers=limited.headers(), json={"rate_tier": "pro"})
+    assert r.status_code == 200
+    assert r.json()["rate_tier"] == "pro"
+    assert {x["name"]: x["limit"] for x in r.json()["rate_limits"]}["per-ip"] == 50
+    after = limited.client.get("/v1/keys", headers=limited.headers())
+    assert after.headers["x-ratelimit-limit"] == "50"
+    bad = limited.client.patch("/v1/org", headers=limited.headers(), json={"rate_tier": "gold"})
+    assert bad.status_code == 400 and "pro" in bad.json()["message"]
+    back = limited.client.patch("/v1/org", headers=limited.headers(), json={"rate_tier": None})
+    assert back.json()["rate_tier"] is None
+
+
+def test_a_keys_own_limit_replaces_the_orgs(limited: Org) -> None:
+    key = limited.create_key(
+        ["keys:read"], rate_limits=[{"name": "per-ip", "rate": "2/minute", "key": "ip"}]
+    )
+    assert key["rate_limits"] == [{"name": "per-ip", "rate": "2/minute", "key": "ip"}]
+    headers = limited.headers(key["key"])
+    assert limited.client.get("/v1/keys", headers=headers).headers["x-ratelimit-limit"] == "2"
+    bad = limited.client.post(
+        "/v1/keys",
+        headers=limited.headers(),
+        json={
+            "name": "x",
+            "scopes": ["keys:read"],
+            "rate_limits": [{"name": "x", "rate": "lots", "key": "ip"}],
+        },
+    )
+    assert bad.status_code == 400 and "Invalid rate" in bad.json()["message"]
+
+
+def test_usage_credits_are_spent_and_exhausted(org: Org) -> None:
+    key = org.create_key(["keys:read"], credits={"remaining": 3})
+    assert key["credits"] == {"remaining": 3, "refill": None}
+    headers = org.headers(key["key"])
+    for _ in range(3):
+        assert org.client.get("/v1/keys", headers=headers).status_code == 200
+    r = org.client.get("/v1/keys", headers=headers)
+    assert r.status_code == 429
+    assert r.json()["code"] == "USAGE_EXCEEDED"
+    assert "retry-after" not in r.headers
+    shown = org.client.get(f"/v1/keys/{key['id']}", headers=org.headers()).json()
+    assert shown["credits"]["remaining"] == 0
+    topped = org.client.patch(
+        f"/v1/keys/{key['id']}",
+        headers=org.headers(),
+        json={"credits": {"remaining": 1, "refill": {"amount": 100, "interval": "daily"}}},
+    )
+    assert topped.json()["credits"]["refill"]["amount"] == 100
+    assert org.client.get("/v1/keys", headers=headers).status_code == 200
+
+
+def test_verify_reports_rate_limit_and_credits(limited: Org) -> None:
+    verifier = limited.create_key(
+        ["keys:verify"], rate_limits=[{"name": "per-ip", "rate": "1000/minute", "key": "ip"}]
+    )["key"]
+    target = limited.create_key(["a:b"], credits={"remaining": 2})["key"]
+
+    def verify() -> dict[str, Any]:
+        r = limited.client.post(
+            "/v1/keys/verify",
+            headers=limited.headers(verifier),
+            json={"key": target, "ip": "203.0.113.9"},
+        )
+        body: dict[str, Any] = r.json()
+        return body
+
+    first = verify()
+    assert first["valid"] is True and first["credits_remaining"] == 1
+    assert first["ratelimit"]["limit"] == 5 and first["ratelimit"]["remaining"] == 4
+    verify()
+    assert verify()["code"] == "USAGE_EXCEEDED"
+
+
+def test_failed_authentications_from_one_ip_are_limited(tmp_path: Path) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'f.db'}", auth_failure_limit="3/minute"
+    )
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        codes = [
+            client.get("/v1/keys", headers={"Authorization": "Bearer nope"}).status_code
+            for _ in range(5)
+        ]
+        assert codes == [401, 401, 401, 429, 429]
+        blocked = client.get("/v1/keys", headers={"Authorization": "Bearer nope"})
+        assert "failed authentications" in blocked.json()["message"]
+        # A valid credential from the same address still works.
+        assert client.get("/v1/keys", headers=org.headers()).status_code == 200
