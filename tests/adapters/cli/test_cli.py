@@ -157,3 +157,58 @@ def test_clients_and_signing_key_rotation(env: dict[str, str]) -> None:
     revoked = json.loads(run("clients", "revoke", created["client_id"], "--json"))
     assert revoked[0]["state"] == "revoked"
     assert "New signing key: sig_" in run("keys-rotate")
+
+
+def test_org_tiers_key_limits_and_credits(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "APIWARD_RATE_LIMITS", '[{"name": "org-hourly", "rate": "1000/hour", "key": "org"}]'
+    )
+    monkeypatch.setenv(
+        "APIWARD_RATE_LIMIT_TIERS",
+        '{"pro": {"limits": [{"name": "org-hourly", "rate": "50000/hour", "key": "org"}]}}',
+    )
+    run(
+        "init",
+        "--org-name",
+        "Acme",
+        "--email",
+        "o@acme.test",
+        "--password",
+        "correct horse battery",
+        "--json",
+    )
+    shown = json.loads(run("org", "show", "--json"))
+    assert shown["rate_tier"] is None and shown["rate_limits"][0]["limit"] == 1000
+    moved = json.loads(run("org", "set-tier", "pro", "--json"))
+    assert moved["rate_tier"] == "pro" and moved["rate_limits"][0]["limit"] == 50000
+    assert json.loads(run("org", "set-tier", "default", "--json"))["rate_tier"] is None
+    key = json.loads(
+        run(
+            "keys",
+            "create",
+            "--name",
+            "metered",
+            "--scope",
+            "a:b",
+            "--rate-limit",
+            "per-key=10/minute",
+            "--credits",
+            "500",
+            "--refill",
+            "500/monthly",
+            "--json",
+        )
+    )
+    assert key["rate_limits"] == [{"name": "per-key", "rate": "10/minute", "key": "credential"}]
+    assert key["credits"] == {
+        "remaining": 500,
+        "refill": {"amount": 500, "interval": "monthly", "day": 1},
+    }
+    updated = json.loads(run("keys", "update", key["id"], "--credits", "7", "--json"))
+    assert updated["credits"]["remaining"] == 7
+    bad = CliRunner().invoke(
+        app, ["keys", "create", "--name", "x", "--scope", "a:b", "--rate-limit", "oops"]
+    )
+    assert bad.exit_code == 2 and "NAME=RATE" in bad.output

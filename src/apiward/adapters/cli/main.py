@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,7 +21,8 @@ from rich.table import Table
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError
-from apiward.core.models import ApiKey, OAuthClient, Principal
+from apiward.core.limits import Credits, Refill
+from apiward.core.models import ApiKey, OAuthClient, Organisation, Principal, RateOverride
 
 T = TypeVar("T")
 
@@ -198,6 +199,49 @@ def _expiry(expires_in: str | None) -> datetime | None:
 
 
 EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test.")]
+RateLimitOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rate-limit",
+        help="NAME=RATE[@KIND], e.g. per-key=1000/hour@credential; "
+        "replaces the org's limit of that name. Repeatable.",
+    ),
+]
+CreditsOption = Annotated[int | None, typer.Option("--credits", min=0, help="Usage credits.")]
+RefillOption = Annotated[
+    str | None, typer.Option("--refill", help="AMOUNT/daily or AMOUNT/monthly.")
+]
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _rate_limits(values: list[str] | None) -> list[RateOverride] | None:
+    if values is None:
+        return None
+    limits = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        rate, _, kind = rest.partition("@")
+        if not sep or not name or not rate:
+            _fail(f"--rate-limit {value!r}: write NAME=RATE[@KIND], e.g. per-key=100/minute")
+        limits.append(RateOverride(name, rate, kind or "credential"))
+    return limits
+
+
+def _credits(credits: int | None, refill: str | None) -> Credits | None:
+    if credits is None:
+        if refill is not None:
+            _fail("--refill needs --credits")
+        return None
+    if refill is None:
+        return Credits(credits)
+    amount, _, interval = refill.partition("/")
+    if not amount.isdigit() or interval not in ("daily", "monthly"):
+        _fail(f"--refill {refill!r}: write AMOUNT/daily or AMOUNT/monthly")
+    return Credits(credits, Refill(int(amount), interval))  # type: ignore[arg-type]
 
 
 @keys_app.command("create")
@@ -213,11 +257,16 @@ def keys_create(
     space_allow: Annotated[
         list[str] | None, typer.Option("--allow-space", help="Space id; repeatable.")
     ] = None,
+    rate_limit: RateLimitOption = None,
+    credits: CreditsOption = None,
+    refill: RefillOption = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a key and print it once."""
     expires_at = _expiry(expires_in)
+    limits = _rate_limits(rate_limit)
+    balance = _credits(credits, refill)
 
     async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
         created = await runtime.keys.create(
@@ -229,6 +278,8 @@ def keys_create(
             expires_at=expires_at,
             ip_allow=ip_allow or [],
             space_allow=space_allow or [],
+            rate_limits=limits,
+            credits=balance,
         )
         return _key_dict(created.key, runtime.clock.now()), created.plaintext
 
@@ -306,6 +357,9 @@ def keys_update(
     ] = None,
     clear_ip_allow: Annotated[bool, typer.Option("--clear-allow-ip")] = False,
     clear_space_allow: Annotated[bool, typer.Option("--clear-allow-space")] = False,
+    rate_limit: RateLimitOption = None,
+    credits: CreditsOption = None,
+    refill: RefillOption = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -321,6 +375,8 @@ def keys_update(
             scopes=scopes,
             ip_allow=[] if clear_ip_allow else ip_allow,
             space_allow=[] if clear_space_allow else space_allow,
+            rate_limits=_rate_limits(rate_limit),
+            credits=_credits(credits, refill),
         ),
     )
 
@@ -452,6 +508,62 @@ def clients_revoke(
         return [_client_dict(client, runtime.clock.now())]
 
     _show_clients(_as_operator(org, "live", job), as_json)
+
+
+org_app = typer.Typer(help="The organisation and its rate-limit tier.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+
+
+def _org_dict(runtime: Runtime, org: Organisation) -> dict[str, Any]:
+    plan = runtime.limits.plan_for(org.rate_tier)
+    return {
+        "id": org.id,
+        "name": org.name,
+        "rate_tier": org.rate_tier,
+        "rate_limits": [
+            {"name": p.name, "limit": p.limit, "period_seconds": p.period, "key": p.key}
+            for p in plan.policies
+        ],
+    }
+
+
+def _show_org(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data))
+        return
+    out.print(f"[bold]{data['name']}[/bold] ({data['id']}), tier: {data['rate_tier'] or 'default'}")
+    table = Table("limit", "count", "per seconds", "keyed by")
+    for p in data["rate_limits"]:
+        table.add_row(p["name"], str(p["limit"]), f"{p['period_seconds']:g}", p["key"])
+    out.print(table)
+
+
+@org_app.command("show")
+def org_show(org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """The organisation and the rate limits of its plan."""
+
+    async def job(runtime: Runtime) -> dict[str, Any]:
+        return _org_dict(runtime, await runtime.resolve_org(org))
+
+    _show_org(_run(job), as_json)
+
+
+@org_app.command("set-tier")
+def org_set_tier(
+    tier: Annotated[str, typer.Argument(help="A tier of APIWARD_RATE_LIMIT_TIERS, or 'default'.")],
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the organisation to another rate-limit tier; running servers follow at once."""
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        default = tier == "default"
+        updated = await runtime.tenancy.update_org(
+            principal, name=None, rate_tier=None if default else tier, clear_tier=default
+        )
+        return _org_dict(runtime, updated)
+
+    _show_org(_as_operator(org, "live", job), as_json)
 
 
 @app.command("keys-rotate")
