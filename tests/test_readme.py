@@ -57,3 +57,20 @@ def test_readme_example_protects_routes(tmp_path: Path, monkeypatch: pytest.Monk
         )
         bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
         assert client.get("/v1/customers", headers=bearer).status_code == 200
+
+
+def test_readme_rate_limit_configuration_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's TOML example is a valid configuration meaning what the text says."""
+    from apiward.adapters.settings import Settings
+
+    block = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)[0]
+    (tmp_path / "apiward.toml").write_text(block)
+    monkeypatch.setenv("APIWARD_CONFIG_FILE", str(tmp_path / "apiward.toml"))
+    plans = Settings().rate_plans()
+    default = {p.name: (p.limit, p.period, p.key) for p in plans[None].policies}
+    assert default == {"org-hourly": (1000, 3600.0, "org"), "per-ip": (100, 60.0, "ip")}
+    assert plans[None].applicable("/v1/events").policies == ()
+    pro = {p.name: p.limit for p in plans["pro"].policies}
+    assert pro == {"org-hourly": 100000, "per-ip": 100}

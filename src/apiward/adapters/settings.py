@@ -216,10 +216,12 @@ class Settings(BaseSettings):
             None: TierSetting(limits=self.rate_limits, routes=self.rate_limit_routes).plan()
         }
         for name, tier in self.rate_limit_tiers.items():
-            # A tier without its own limits or route rules keeps the default ones.
+            # A tier changes the default plan: its limits replace those of the same name
+            # (others are kept), and its route rules are matched before the default ones.
+            own = {limit.name for limit in tier.limits}
             plans[name] = TierSetting(
-                limits=tier.limits or self.rate_limits,
-                routes=tier.routes or self.rate_limit_routes,
+                limits=[*(x for x in self.rate_limits if x.name not in own), *tier.limits],
+                routes=[*tier.routes, *self.rate_limit_routes],
             ).plan()
         return plans
 
