@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apiward.adapters import logging as logs
 from apiward.adapters.http import errors
 from apiward.adapters.http.middleware import RequestContextMiddleware
+from apiward.adapters.http.openapi import document_errors
 from apiward.adapters.http.routes import check, clients, keys, oauth, root, tenancy, verify
 from apiward.adapters.http.security import authenticate, check_scopes
 from apiward.adapters.runtime import Runtime
@@ -76,6 +77,7 @@ class Apiward:
         """Attach apiward to a FastAPI app: lifespan, error answers, request ids, routes."""
         app.state.settings = self.settings
         errors.install(app)
+        document_errors(app, self.settings.error_style)
         if meta_routes:
             app.include_router(root.router)
         if auth_routes:

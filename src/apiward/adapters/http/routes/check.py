@@ -70,8 +70,6 @@ def _required(request: Request, scope: list[str]) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-@router.api_route("/v1/auth/check", methods=OTHER_METHODS, include_in_schema=False)
-@router.get("/v1/auth/check", summary="Forward-auth decision")
 async def check(
     request: Request,
     scope: list[str] = Query(
@@ -92,6 +90,24 @@ async def check(
         return _for_nginx(request, exc)
     return Response(
         status_code=200, headers={**identity_headers(principal), **principal.rate_limit}
+    )
+
+
+for _method in ["GET", *OTHER_METHODS]:
+    router.add_api_route(
+        "/v1/auth/check",
+        check,
+        methods=[_method],
+        summary="Forward-auth decision",
+        operation_id=f"forward_auth_check_{_method.lower()}",
+        include_in_schema=_method != "HEAD",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Allowed: who is calling is in the X-Apiward-* "
+                "headers; the body is empty."
+            }
+        },
     )
 
 
