@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -47,9 +48,15 @@ def serve(app: ASGIApp) -> Iterator[str]:
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
 
 
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def server_process(database_url: str, **env_extra: str) -> Iterator[str]:
-    """``apiward serve`` as a real process on ``database_url``; yields its base URL."""
+def spawn_server(database_url: str, **env_extra: str) -> Iterator[ServerProcess]:
+    """``apiward serve`` as a real process on ``database_url``, started and stopped."""
     port = free_port()
     env = {
         **os.environ,
@@ -78,7 +85,17 @@ def server_process(database_url: str, **env_extra: str) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no start")
             time.sleep(0.05)
-        yield base
+        yield ServerProcess(base, proc)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(timeout=15)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@contextmanager
+def server_process(database_url: str, **env_extra: str) -> Iterator[str]:
+    """``apiward serve`` as a real process on ``database_url``; yields its base URL."""
+    with spawn_server(database_url, **env_extra) as server:
+        yield server.url

@@ -210,6 +210,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.tokens.drain()
         with contextlib.suppress(ApiwardError):
             await self.flush_usage()
         await self.limiter.aclose()

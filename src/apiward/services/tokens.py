@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+import structlog
 
 from apiward.core import tokens as jwt_tokens
 from apiward.core.clock import Clock
@@ -47,6 +50,8 @@ from apiward.services.ports import Cache, Store, Transaction
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import LoginThrottle
+
+log = structlog.get_logger("apiward.tokens")
 
 PASSWORD_CLIENT = "apiward-login"
 EXCHANGE_SCOPE = "tokens:exchange"
@@ -140,6 +145,7 @@ class Tokens:
         self._usage = usage
         self._refresh_fmt = refresh_format
         self.settings = settings
+        self._pending: set[asyncio.Task[None]] = set()
 
     # issuing -------------------------------------------------------------------------
 
@@ -226,13 +232,18 @@ class Tokens:
         if user is None:
             await self._throttle.failed(username, context.ip)
             if candidates:
-                async with self._store.begin() as tx:
-                    for known in candidates:
-                        await tx.insert_audit(
+                # Written after the answer: a write on this path only would tell a
+                # stopwatch that the account exists.
+                self._later(
+                    self._audit(
+                        [
                             self._event(
-                                known.org_id, env, "login.failed", context, None, target_id=known.id
+                                u.org_id, env, "login.failed", context, None, target_id=u.id
                             )
-                        )
+                            for u in candidates
+                        ]
+                    )
+                )
             raise InvalidGrant("Invalid username or password.")
         await self._throttle.succeeded(username)
         async with self._store.begin() as tx:
@@ -264,6 +275,24 @@ class Tokens:
             sid=family,
         )
         return TokenAnswer(access, ttl, token_scope, refresh)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _audit(self, events: list[AuditEvent]) -> None:
+        try:
+            async with self._store.begin() as tx:
+                for event in events:
+                    await tx.insert_audit(event)
+        except ApiwardError as exc:
+            log.warning("audit_write_failed", error=exc.message, events=len(events))
+
+    async def drain(self) -> None:
+        """Wait for writes deferred past their answers (at shutdown, and in tests)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _sign_in(
         self, username: str, password: str, org_id: str | None

@@ -98,8 +98,9 @@ def document_errors(app: FastAPI, style: str) -> None:
         components["OAuthError"] = OAUTH_ERROR
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)
-        error_ref = {"$ref": "#/components/schemas/Error"}
-        oauth_ref = {"$ref": "#/components/schemas/OAuthError"}
+        error_ref: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+        oauth_ref: dict[str, Any] = {"$ref": "#/components/schemas/OAuthError"}
+        body: dict[str, Any]
         for path, operations in schema.get("paths", {}).items():
             if path == "/v1/auth/introspect":
                 # A bearer caller gets API errors; a client with bad Basic credentials,

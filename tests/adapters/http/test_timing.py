@@ -1,0 +1,92 @@
+"""Timing: refusals that must not be told apart by a stopwatch are answered alike.
+
+Samples are interleaved (so drift hits every kind equally) and compared by their
+medians and middle halves, not by single measurements.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+from tests.conftest import Org
+
+
+def _samples(calls: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _alike(times: dict[str, list[float]], tolerance: float) -> dict[str, float]:
+    medians = {name: statistics.median(ts[len(ts) // 10 :]) for name, ts in times.items()}
+    low, high = min(medians.values()), max(medians.values())
+    assert (high - low) / high < tolerance, medians
+    return medians
+
+
+def test_unknown_wrong_secret_and_revoked_keys_take_the_same_time(org: Org) -> None:
+    fmt = org.runtime.settings.key_format
+    real = org.create_key(["keys:read"])
+    revoked = org.create_key(["keys:read"])
+    org.client.post(f"/v1/keys/{revoked['id']}/revoke", headers=org.headers())
+    # "Wrong secret": the real key's prefix, environment and last characters kept, the
+    # secret part changed (and its checksum made valid again).
+    secret = real["key"]
+    head = secret[: -fmt.checksum_length - 6]
+    wrong_body = head + "A" * 6 if not head.endswith("A" * 6) else head + "B" * 6
+    wrong = wrong_body + fmt._checksum(wrong_body)
+    unknown = fmt.generate("live")
+    client = org.client
+    keys = {"unknown": unknown, "wrong_secret": wrong, "revoked": revoked["key"]}
+
+    def presenting(key: str) -> Callable[[], object]:
+        return lambda: client.get("/v1/keys", headers={"Authorization": f"Bearer {key}"})
+
+    calls = {name: presenting(key) for name, key in keys.items()}
+    for call in calls.values():
+        call()  # warm: every kind now answered from the cache
+    medians = _alike(_samples(calls, 300), tolerance=0.35)
+    print("key refusal medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
+
+
+def test_unknown_user_and_wrong_password_take_the_same_time(org: Org) -> None:
+    client = org.client
+    calls = {
+        "unknown_user": lambda: client.post(
+            "/v1/auth/token",
+            json={"username": "ghost@acme.test", "password": "x" * 12},
+            headers={"X-Forwarded-For": "198.51.100.1"},
+        ),
+        "wrong_password": lambda: client.post(
+            "/v1/auth/token",
+            json={"username": "owner@acme.test", "password": "x" * 12},
+            headers={"X-Forwarded-For": "198.51.100.2"},
+        ),
+    }
+    # Keep the sign-in throttle out of the way: reset it between rounds.
+    limiter = org.runtime.limiter
+
+    def reset() -> None:
+        for kind, value in (
+            ("user", "ghost@acme.test"),
+            ("user", "owner@acme.test"),
+            ("ip", "testclient"),
+        ):
+            client.portal.call(limiter.reset, f"login:{kind}:{value}")  # type: ignore[union-attr]
+
+    def then(call: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            reset()
+            return call()
+
+        return run
+
+    wrapped = {name: then(call) for name, call in calls.items()}
+    medians = _alike(_samples(wrapped, 60), tolerance=0.35)
+    print("sign-in refusal medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
