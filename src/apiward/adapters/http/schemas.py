@@ -76,11 +76,11 @@ class KeyCreate(Body):
     environment: str | None = Field(None, description="Defaults to the caller's environment.")
     user_id: str | None = Field(None, description="Tie the key to a user; else it acts as you.")
     expires_at: datetime | None = None
-    ip_allow: list[str] = Field(default_factory=list, max_length=100, examples=[["203.0.113.0/24"]])
-    space_allow: list[str] = Field(default_factory=list, max_length=100)
+    ip_allow: list[str] = Field([], max_length=100, examples=[["203.0.113.0/24"]])
+    space_allow: list[str] = Field([], max_length=100)
     api_version: str | None = Field(None, description="Pin this API version for the key.")
     rate_limits: list[RateLimitIn] = Field(
-        default_factory=list,
+        [],
         max_length=20,
         description="This key's own limits; they replace the org's limits of the same name.",
     )
@@ -388,9 +388,7 @@ class ClientCreated(ClientOut):
 
 class VerifyRequest(Body):
     key: str = Field(min_length=1, max_length=512, description="The API key to verify.")
-    scopes: list[str] = Field(
-        default_factory=list, max_length=50, description="Scopes the key must hold."
-    )
+    scopes: list[str] = Field([], max_length=50, description="Scopes the key must hold.")
     space_id: str | None = Field(None, max_length=64, description="The space it acts in.")
     ip: str | None = Field(
         None, max_length=64, description="The end client's address, for the key's allow-list."

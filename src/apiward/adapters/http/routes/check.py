@@ -62,9 +62,9 @@ def original_path(request: Request) -> str:
     return uri.split("?", 1)[0][:512] or "/"
 
 
-def _required(request: Request, scope: list[str]) -> tuple[str, ...]:
+def _required(request: Request, scope: list[str] | None) -> tuple[str, ...]:
     raw = request.headers.get(REQUIRE_HEADER, "")
-    wanted = [s for s in raw.replace(",", " ").split() if s] + list(scope)
+    wanted = [s for s in raw.replace(",", " ").split() if s] + list(scope or ())
     for s in wanted:
         parse(s)
     return tuple(wanted)
@@ -72,10 +72,8 @@ def _required(request: Request, scope: list[str]) -> tuple[str, ...]:
 
 async def check(
     request: Request,
-    scope: list[str] = Query(
-        default_factory=list,
-        max_length=20,
-        description="Scopes the proxied location needs.",
+    scope: list[str] | None = Query(
+        None, max_length=20, description="Scopes the proxied location needs."
     ),
 ) -> Response:
     """200 with `X-Apiward-*` identity headers, or 401/403/429 with the error body."""
