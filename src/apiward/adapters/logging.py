@@ -1,8 +1,17 @@
 """Structured logs (structlog), JSON by default, with secrets redacted.
 
 The redaction processor is a safety net: apiward never logs a credential on purpose,
-but anything that looks like one of its keys, a JWT or a bearer token is masked before
-a line is written, wherever it comes from.
+but anything that looks like one of its keys, client secrets (``awcs_...``), refresh
+tokens (``awrt_...``), webhook secrets (``whsec_...``), a JWT or a bearer token is
+masked before a line is written, wherever it comes from: in the message, in any value,
+inside nested dicts, lists, sets and tuples (keys included), in exception messages and
+tracebacks, and in objects that are only ``repr``'d on the way out. The same masking
+is applied, by ``RedactingFilter``, to the standard library's log records (uvicorn's
+"Exception in ASGI application" tracebacks, say).
+
+Lines logged while a request is served carry its ``request_id``: the request
+middleware binds it in a context variable (``structlog.contextvars``), which every task
+and worker thread started by the request inherits.
 """
 
 from __future__ import annotations
@@ -22,22 +31,40 @@ _PATTERNS = [
 ]
 
 
+_prefixed: list[re.Pattern[str]] = []
+"""The deployment's own prefixes (``aw_``, ``awcs_``, ``awrt_``), set by ``configure``:
+they catch its secrets even in a custom alphabet the general pattern does not cover."""
+
+
+def _mask(match: re.Match[str]) -> str:
+    return (match.group(1) + " [REDACTED]") if match.lastindex else "[REDACTED]"
+
+
 def redact(text: str) -> str:
-    for pattern in _PATTERNS:
-        text = pattern.sub(
-            lambda m: (m.group(1) + " [REDACTED]") if m.lastindex else "[REDACTED]", text
-        )
+    for pattern in (*_PATTERNS, *_prefixed):
+        text = pattern.sub(_mask, text)
     return text
 
 
-def _redact_values(value: Any) -> Any:
+def _redact_values(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth > 20:
+        return "[REDACTED: nested too deep]"
     if isinstance(value, dict):
-        return {k: _redact_values(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_values(v) for v in value]
-    return value
+        return {
+            _redact_values(k, depth + 1): _redact_values(v, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_values(v, depth + 1) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return redact(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    # Anything else would be repr'd by the renderer, unmasked: mask its repr now.
+    return redact(repr(value))
 
 
 def redact_processor(
@@ -48,7 +75,44 @@ def redact_processor(
     return event_dict
 
 
-def configure(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
+class RedactingFilter(logging.Filter):
+    """Masks credentials in standard-library log records, tracebacks included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def _filter_stdlib_handlers() -> None:
+    for name in (None, "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+
+
+def configure(
+    level: str = "info",
+    fmt: str = "json",
+    stream: Any = None,
+    *,
+    secret_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Configure structlog; ``secret_prefixes`` are the deployment's own key prefixes."""
+    _prefixed[:] = [
+        re.compile(rf"\b{re.escape(prefix)}_[^\s\"'`,;|<>(){{}}\[\]]{{16,}}")
+        for prefix in secret_prefixes
+    ]
+    _filter_stdlib_handlers()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -11,14 +11,18 @@ import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import httpx
+
+from apiward.adapters import delivery
 from apiward.adapters.cache.memory import MemoryCache
 from apiward.adapters.limiter.fallback import FallbackLimiter
 from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.limiter.redis import RedisLimiter
 from apiward.adapters.limiter.redis import connect as connect_redis
 from apiward.adapters.logging import get_logger
+from apiward.adapters.metrics import Metrics
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
@@ -39,17 +43,22 @@ from apiward.core.scopes import ScopeSet
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator, UsageRecorder
 from apiward.services.clients import Clients
+from apiward.services.importing import KeyImporter
 from apiward.services.keys import Keys
+from apiward.services.leaks import LeakFormats, Leaks
 from apiward.services.limiting import RequestLimits
+from apiward.services.lockouts import Lockouts
 from apiward.services.ports import Limiter, Store
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import LoginThrottle
 from apiward.services.tokens import Revocations, Tokens, TokenSettings
+from apiward.services.webhooks import DeliveryPolicy, Webhooks
 
 log = get_logger("apiward.runtime")
 
 INVALIDATION_WINDOW = timedelta(seconds=30)
+STOP_GRACE_SECONDS = 5.0
 
 
 class Runtime:
@@ -83,15 +92,26 @@ class Runtime:
             self.usage,
             space_header=settings.space_header,
             default_version=settings.current_version.id,
+            imported_prefixes=tuple(settings.imported_key_prefixes),
+        )
+        self.importer = KeyImporter(
+            self.store,
+            self.cache,
+            self.clock,
+            fmt,
+            imported_prefixes=tuple(settings.imported_key_prefixes),
         )
         self.limiter = self._limiter(settings)
         limit, period = parse_rate(settings.auth_failure_limit)
+        self.lockouts = Lockouts(self.store, self.clock)
         self.limits = RequestLimits(
             self.limiter,
             settings.rate_plans(),
             self.store,
             self.clock,
             auth_failures=Policy("auth-failures", limit, period, "ip"),
+            lockouts=self.lockouts,
+            credits_low=settings.credits_low_threshold,
         )
         self.auth.limit_with(self.limits)
         access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
@@ -102,6 +122,22 @@ class Runtime:
         self.clients = Clients(
             self.store, self.cache, self.clock, replace(fmt, prefix=fmt.prefix + "cs")
         )
+        # One throttle for every password sign-in: the token endpoint and the dashboard.
+        self.login_throttle = LoginThrottle(
+            self.limiter,
+            Policy(
+                "login-user",
+                settings.login_max_failures,
+                settings.login_failure_window_seconds,
+                "user",
+            ),
+            Policy(
+                "login-ip",
+                settings.login_ip_max_failures,
+                settings.login_failure_window_seconds,
+                "ip",
+            ),
+        )
         self.tokens = Tokens(
             self.store,
             self.cache,
@@ -110,21 +146,7 @@ class Runtime:
             self.sealer,
             self.tenancy,
             self.passwords,
-            LoginThrottle(
-                self.limiter,
-                Policy(
-                    "login-user",
-                    settings.login_max_failures,
-                    settings.login_failure_window_seconds,
-                    "user",
-                ),
-                Policy(
-                    "login-ip",
-                    settings.login_ip_max_failures,
-                    settings.login_failure_window_seconds,
-                    "ip",
-                ),
-            ),
+            self.login_throttle,
             Revocations(),
             self.usage,
             replace(fmt, prefix=fmt.prefix + "rt"),
@@ -146,7 +168,38 @@ class Runtime:
         self.trusted_proxies = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
         )
+        self.webhooks = Webhooks(
+            self.store,
+            self.clock,
+            self.sealer,
+            settings.environments,
+            DeliveryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                retry_base=settings.webhook_retry_base_seconds,
+                timeout=settings.webhook_timeout_seconds,
+            ),
+        )
+        self.leaks = Leaks(
+            self.store,
+            self.clock,
+            self.keys,
+            self.clients,
+            self.tokens,
+            self.operator,
+            LeakFormats(
+                key=fmt,
+                client=replace(fmt, prefix=fmt.prefix + "cs"),
+                refresh=replace(fmt, prefix=fmt.prefix + "rt"),
+                imported_prefixes=tuple(settings.imported_key_prefixes),
+            ),
+            settings.leak_report_public_keys,
+        )
+        self.metrics = Metrics(self)
+        self._http: httpx.AsyncClient | None = None
+        self._retention_at: datetime | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[object]] = set()
+        self._closing = False
         self._wakeup = asyncio.Event()
         self._stop_listening: Callable[[], Awaitable[None]] | None = None
         self._seen: set[int] = set()
@@ -183,7 +236,12 @@ class Runtime:
         await self.poll_invalidations()
         if background:
             self._stop_listening = await self.sql.listen(self._wake)
+            self._http = delivery.client(self.settings.webhook_timeout_seconds)
+            self.webhooks.sender = delivery.HttpxSender(self._http)
             self._tasks = [
+                asyncio.create_task(
+                    self._every(self.settings.webhook_poll_seconds, self.webhooks.run_once)
+                ),
                 asyncio.create_task(self._every(60.0, self.housekeeping)),
                 asyncio.create_task(
                     self._every(self.settings.last_used_flush_seconds, self.flush_usage)
@@ -204,12 +262,26 @@ class Runtime:
         if self._stop_listening is not None:
             await self._stop_listening()
             self._stop_listening = None
+        # A task cancelled inside a transaction can leave it open (and SQLite's write
+        # lock held for the busy timeout): idle tasks are cancelled at once, a running
+        # job gets a moment to finish first.
+        self._closing = True
+        busy = [task for task in self._tasks if task in self._busy]
+        for task in self._tasks:
+            if task not in self._busy:
+                task.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=STOP_GRACE_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._http is not None:
+            self.webhooks.sender = None
+            await self._http.aclose()
+            self._http = None
         await self.tokens.drain()
         with contextlib.suppress(ApiwardError):
             await self.flush_usage()
@@ -219,7 +291,7 @@ class Runtime:
     async def _every(
         self, seconds: float, job: Callable[[], Awaitable[object]], *, wake: bool = False
     ) -> None:
-        while True:
+        while not self._closing:
             if wake:
                 # A notification (PostgreSQL) ends the wait early; the interval stays as
                 # the safety net for a lost one.
@@ -228,10 +300,17 @@ class Runtime:
                 self._wakeup.clear()
             else:
                 await asyncio.sleep(seconds)
+            if self._closing:
+                return
+            current = asyncio.current_task()
+            assert current is not None
+            self._busy.add(current)
             try:
                 await job()
             except ApiwardError as exc:
                 log.warning("background_job_failed", job=job.__name__, error=exc.message)
+            finally:
+                self._busy.discard(current)
 
     async def flush_usage(self) -> int:
         return await self.usage.flush(self.store)
@@ -278,6 +357,27 @@ class Runtime:
                 now - timedelta(days=1),
                 now - timedelta(seconds=self.settings.refresh_grace_seconds),
             )
+        await self.enforce_retention()
+
+    async def enforce_retention(self, *, force: bool = False) -> tuple[int, int]:
+        """Delete audit events past ``APIWARD_AUDIT_RETENTION_DAYS`` (0: keep all) and
+        finished webhook deliveries past ``APIWARD_WEBHOOK_RETENTION_DAYS``, at most
+        once an hour unless ``force``; the numbers deleted."""
+        now = self.clock.now()
+        if not force and self._retention_at and now - self._retention_at < timedelta(hours=1):
+            return 0, 0
+        self._retention_at = now
+        audit = 0
+        async with self.store.begin() as tx:
+            days = self.settings.audit_retention_days
+            if days:
+                audit = await tx.prune_audit(now - timedelta(days=days))
+            deliveries = await tx.prune_deliveries(
+                now - timedelta(days=self.settings.webhook_retention_days)
+            )
+        if audit or deliveries:
+            log.info("retention_enforced", audit_events=audit, webhook_deliveries=deliveries)
+        return audit, deliveries
 
     async def operator(self, org_id: str | None = None, environment: str = "live") -> Principal:
         """The principal the CLI acts as: the org's first owner, with every scope."""

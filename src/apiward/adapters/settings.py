@@ -164,6 +164,66 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
+    # the dashboard (/dashboard)
+    dashboard_enabled: bool = True
+    session_ttl_seconds: int = Field(8 * 3600, ge=60, le=30 * 86400)
+    session_cookie_secure: bool | None = Field(
+        None,
+        description="Send the session cookie over HTTPS only. Unset: yes, except for plain "
+        "HTTP to a loopback address (http://127.0.0.1:8000 in development).",
+    )
+
+    # keys brought from another system by `apiward keys import`
+    imported_key_prefixes: list[str] = Field(
+        default_factory=list,
+        description="A key starting with one of these (e.g. sk_live_) skips the offline "
+        "format and checksum check and is looked up by its digest alone.",
+    )
+
+    @model_validator(mode="after")
+    def _imported_prefixes_ok(self) -> Settings:
+        own = f"{self.key_prefix}_"
+        for prefix in self.imported_key_prefixes:
+            if not (0 < len(prefix) <= 64 and prefix.isascii() and prefix.isprintable()):
+                raise ValueError(f"imported key prefix {prefix!r}: 1 to 64 printable ASCII")
+            if " " in prefix:
+                raise ValueError(f"imported key prefix {prefix!r} contains a space")
+            if own.startswith(prefix) or prefix.startswith(own):
+                raise ValueError(
+                    f"imported key prefix {prefix!r} would also match this instance's own "
+                    f"keys ({own}...), which must keep their checksum check"
+                )
+        return self
+
+    # audit log, leaked-key reports, webhooks, metrics
+    audit_retention_days: int = Field(
+        365, ge=0, description="Audit events older than this are deleted; 0 keeps them all."
+    )
+    leak_report_public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="GitHub secret scanning's public keys (key_identifier -> PEM), from "
+        "https://api.github.com/meta/public_keys/secret_scanning; empty refuses reports.",
+    )
+    credits_low_threshold: int = Field(
+        100, ge=0, description="A key's credits falling below this send credits.low; 0: never."
+    )
+    webhook_poll_seconds: float = Field(1.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(8, ge=1, le=30)
+    webhook_retry_base_seconds: float = Field(30.0, gt=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_retention_days: int = Field(30, ge=1)
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, GET /metrics needs Authorization: Bearer <token>."
+    )
+
+    @field_validator("leak_report_public_keys")
+    @classmethod
+    def _leak_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        from apiward.services.leaks import load_public_keys
+
+        load_public_keys(value)  # a wrong key fails at start, not at the first report
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -16,7 +16,8 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
     │   ├── WrongInstance                  reason WRONG_INSTANCE
     │   ├── InvalidToken                   reason INVALID_TOKEN
     │   ├── ExpiredToken                   reason TOKEN_EXPIRED
-    │   └── RevokedToken                   reason TOKEN_REVOKED
+    │   ├── RevokedToken                   reason TOKEN_REVOKED
+    │   └── InvalidSignature               reason INVALID_SIGNATURE
     ├── PermissionDenied                   code FORBIDDEN
     │   ├── InsufficientScope              reason INSUFFICIENT_SCOPE
     │   ├── IpNotAllowed                   reason IP_NOT_ALLOWED
@@ -113,6 +114,13 @@ class ExpiredToken(AuthenticationError):
 class RevokedToken(AuthenticationError):
     reason = "TOKEN_REVOKED"
     default_message = "Access token has been revoked"
+
+
+class InvalidSignature(AuthenticationError):
+    """A signed request (a leaked-credential report) whose signature does not verify."""
+
+    reason = "INVALID_SIGNATURE"
+    default_message = "The request's signature is missing or does not match its body."
 
 
 class PermissionDenied(ApiwardError):

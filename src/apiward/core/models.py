@@ -186,6 +186,13 @@ class CredentialKind(StrEnum):
     API_KEY = "api_key"
     ACCESS_TOKEN = "access_token"
     OPERATOR = "operator"
+    SESSION = "session"
+    """A person signed in to the dashboard."""
+
+    @property
+    def spans_environments(self) -> bool:
+        """The CLI's operator and a dashboard session act on every environment."""
+        return self in (CredentialKind.OPERATOR, CredentialKind.SESSION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, CredentialKind, Page, PageRequest, Principal
+from apiward.core.models import AuditEvent, Page, PageRequest, Principal
 from apiward.services.ports import AuditFilter, Store
 
 
@@ -45,7 +45,7 @@ class AuditLog:
     async def list(
         self, principal: Principal, flt: AuditFilter, page: PageRequest
     ) -> Page[AuditEvent]:
-        if principal.credential_kind is not CredentialKind.OPERATOR:
+        if not principal.credential_kind.spans_environments:
             flt = replace(flt, environment=principal.environment)
         async with self._store.begin() as tx:
             return await tx.list_audit(principal.org_id, flt, page)

@@ -35,7 +35,7 @@ from apiward.core.errors import (
     SpaceNotAllowed,
     UnknownSpace,
 )
-from apiward.core.keys import KeyFormat
+from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
 from apiward.core.models import (
     ApiKey,
     CredentialKind,
@@ -152,7 +152,9 @@ class Authenticator:
         *,
         space_header: str = "Apiward-Space-Id",
         default_version: str | None = None,
+        imported_prefixes: tuple[str, ...] = (),
     ) -> None:
+        self._imported_prefixes = imported_prefixes
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -215,12 +217,22 @@ class Authenticator:
         )
 
     async def verified(self, plaintext: str) -> VerifiedKey:
-        """The cached record of a key, or ``InvalidCredential``."""
-        parsed = self._fmt.parse(plaintext)
-        entry = self._cache.get(parsed.digest)
+        """The cached record of a key, or ``InvalidCredential``.
+
+        A key starting with one of ``imported_prefixes`` (brought from another system by
+        ``apiward keys import``) has no checksum of ours and is looked up by its digest
+        alone; every other key passes the offline format and checksum check first.
+        """
+        if self._imported_prefixes and plaintext.startswith(self._imported_prefixes):
+            if not plaintext.isascii() or len(plaintext) > MAX_KEY_LENGTH:
+                raise InvalidCredential()
+            key_digest = digest(plaintext)
+        else:
+            key_digest = self._fmt.parse(plaintext).digest
+        entry = self._cache.get(key_digest)
         if entry is None:
-            entry = await self._load_key(parsed.digest)
-            self._cache.set(parsed.digest, _UNKNOWN if entry is None else entry)
+            entry = await self._load_key(key_digest)
+            self._cache.set(key_digest, _UNKNOWN if entry is None else entry)
         if not isinstance(entry, VerifiedKey):
             raise InvalidCredential()
         return entry

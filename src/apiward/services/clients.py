@@ -13,7 +13,7 @@ from apiward.core.clock import Clock
 from apiward.core.errors import Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
-from apiward.core.models import CredentialKind, OAuthClient, Page, PageRequest, Principal
+from apiward.core.models import OAuthClient, Page, PageRequest, Principal
 from apiward.services.audit import audit_event
 from apiward.services.keys import check_expiry, effective_environment, grantable_scopes
 from apiward.services.ports import Cache, Store, Transaction
@@ -92,7 +92,7 @@ class Clients:
     async def _get(self, tx: Transaction, principal: Principal, client_id: str) -> OAuthClient:
         client = await tx.get_client(principal.org_id, client_id)
         if client is None or (
-            principal.credential_kind is not CredentialKind.OPERATOR
+            not principal.credential_kind.spans_environments
             and client.environment != principal.environment
         ):
             raise NotFound("OAuth client", client_id)

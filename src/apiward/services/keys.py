@@ -20,7 +20,6 @@ from apiward.core.keys import KeyFormat, digest
 from apiward.core.limits import Credits, Policy
 from apiward.core.models import (
     ApiKey,
-    CredentialKind,
     KeyState,
     Page,
     PageRequest,
@@ -95,7 +94,7 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
 def effective_environment(principal: Principal, wanted: str | None) -> str:
     """Data never crosses environments: an API key acts only within its own."""
     env = wanted or principal.environment
-    if principal.credential_kind is not CredentialKind.OPERATOR and env != principal.environment:
+    if not principal.credential_kind.spans_environments and env != principal.environment:
         raise EnvironmentMismatch(principal.environment, env)
     return env
 
@@ -211,7 +210,7 @@ class Keys:
     async def _get(self, tx: Transaction, principal: Principal, key_id: str) -> ApiKey:
         key = await tx.get_key(principal.org_id, key_id)
         if key is None or (
-            principal.credential_kind is not CredentialKind.OPERATOR
+            not principal.credential_kind.spans_environments
             and key.environment != principal.environment
         ):
             raise NotFound("API key", key_id)

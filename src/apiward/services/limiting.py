@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -28,6 +29,8 @@ from apiward.core.limits import (
     spend,
 )
 from apiward.core.models import Principal, RateOverride
+from apiward.services.audit import audit_event
+from apiward.services.lockouts import Lockouts
 from apiward.services.ports import CreditLedger, Limiter, Store
 
 
@@ -256,8 +259,14 @@ class RequestLimits:
         *,
         auth_failures: Policy,
         wall: Callable[[], float] = time.time,
+        lockouts: Lockouts | None = None,
+        credits_low: int = 0,
     ) -> None:
         self.limiter = limiter
+        self._lockouts = lockouts
+        self._credits_low = credits_low
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        """Requests decided, by (``allowed`` or ``denied``, policy reported), for metrics."""
         self._plans = plans
         self._store = store
         self._clock = clock
@@ -297,26 +306,34 @@ class RequestLimits:
         plan = self.plan_for(tier, overrides)
         if plan.applicable(route, method) is EXEMPT:
             return principal
-        verdict = await self._service.enforce(
-            RequestContext(
-                route=route,
-                method=method,
-                org_id=principal.org_id,
-                credential_id=principal.credential_id,
-                ip=ctx.ip,
-                user_id=principal.user_id,
-            ),
-            plan=plan,
-        )
+        try:
+            verdict = await self._service.enforce(
+                RequestContext(
+                    route=route,
+                    method=method,
+                    org_id=principal.org_id,
+                    credential_id=principal.credential_id,
+                    ip=ctx.ip,
+                    user_id=principal.user_id,
+                ),
+                plan=plan,
+            )
+        except RateLimited as exc:
+            self.decisions["denied", exc.policy] += 1
+            if self._lockouts is not None:
+                await self._lockouts.credential_locked_out(principal, exc)
+            raise
+        if verdict.reported is not None:
+            self.decisions["allowed", verdict.reported.policy.name] += 1
         remaining = None
         if credits_key is not None:
             cost = next((r.cost for r in plan.routes if r.cost and r.matches(route, method)), 1)
-            remaining = await self._spend(credits_key, cost)
+            remaining = await self._spend(credits_key, cost, principal)
         return replace(
             principal, rate_limit=verdict.headers(self._wall()), credits_remaining=remaining
         )
 
-    async def _spend(self, key_id: str, cost: int) -> int | None:
+    async def _spend(self, key_id: str, cost: int, principal: Principal) -> int | None:
         now = self._clock.now()
         async with self._store.begin() as tx:
             credits = await tx.key_credits_for_update(key_id)
@@ -325,11 +342,28 @@ class RequestLimits:
             decision, after = spend(credits, cost, now)
             if after != credits:
                 await tx.set_key_credits(key_id, after)
+            low = self._credits_low
+            if decision.allowed and after.remaining < low <= after.remaining + cost:
+                # Once, as the balance crosses the threshold (a webhook event).
+                await tx.insert_audit(
+                    audit_event(
+                        principal,
+                        "credits.low",
+                        now,
+                        target_type="api_key",
+                        target_id=key_id,
+                        data={"remaining": after.remaining, "threshold": low},
+                    )
+                )
         if not decision.allowed:
             refill = credits.refill
-            raise UsageExceeded(
+            exc = UsageExceeded(
                 decision.remaining, f"{refill.interval} to {refill.amount}" if refill else None
             )
+            self.decisions["denied", exc.policy] += 1
+            if self._lockouts is not None:
+                await self._lockouts.credential_locked_out(principal, exc)
+            raise exc
         return decision.remaining
 
     async def authentication_failed(self, ip: str | None) -> None:
@@ -340,10 +374,14 @@ class RequestLimits:
         decision = await self.limiter.hit(limit_key(policy, "ip", ip), policy.limit, policy.period)
         if not decision.allowed:
             result = PolicyDecision(policy, limit_key(policy, "ip", ip), decision)
-            raise RateLimited(
+            exc = RateLimited(
                 decision.retry_after,
                 headers(result, self._wall()),
                 policy.name,
                 message=f"Too many failed authentications from {ip}. Retry after "
                 f"{max(1, math.ceil(decision.retry_after))} seconds.",
             )
+            self.decisions["denied", policy.name] += 1
+            if self._lockouts is not None:
+                self._lockouts.address_locked_out(ip, exc)
+            raise exc

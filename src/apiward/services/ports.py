@@ -45,6 +45,8 @@ class AuditFilter:
     since: datetime | None = None
     until: datetime | None = None
     environment: str | None = None
+    credential_id: str | None = None
+    """Events by this credential (the actor's) or about it (the target)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,21 @@ class Invalidation:
     seq: int
     kind: str
     target: str
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSession:
+    """A dashboard sign-in; the cookie holds the secret, the store only its SHA-256."""
+
+    id: str
+    digest: str
+    org_id: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
 
 
 class Transaction(Protocol):
@@ -109,6 +126,13 @@ class Transaction(Protocol):
         ...
 
     async def set_key_credits(self, key_id: str, credits: Credits | None) -> None: ...
+    async def insert_keys_bulk(self, keys: Sequence[ApiKey]) -> None:
+        """Insert many keys in one statement (executemany); their digests must be new."""
+        ...
+
+    async def existing_key_digests(self, digests: Sequence[str]) -> set[str]:
+        """Which of these digests are already stored."""
+        ...
 
     # audit log
     async def insert_audit(self, event: AuditEvent) -> None: ...
@@ -153,6 +177,62 @@ class Transaction(Protocol):
         self, kind: str, value: str, at: datetime, expires_at: datetime
     ) -> None: ...
     async def active_revocations(self, now: datetime) -> list[tuple[str, str]]: ...
+
+    # dashboard sessions
+    async def insert_session(self, session: DashboardSession) -> None: ...
+    async def find_session(self, digest: str) -> DashboardSession | None: ...
+    async def revoke_session(self, session_id: str, at: datetime) -> None: ...
+    async def prune_sessions(self, expired_before: datetime) -> int: ...
+
+    # audit retention and the webhook outbox (every insert_audit also queues the event)
+    async def prune_audit(self, before: datetime) -> int:
+        """Delete audit events older than ``before``; the number deleted."""
+        ...
+
+    async def take_outbox(self, limit: int) -> list[AuditEvent]:
+        """Remove up to ``limit`` queued events from the outbox and return them, oldest
+        first. Rows another transaction is taking are skipped, not waited for."""
+        ...
+
+    # webhooks
+    async def insert_webhook(self, endpoint: WebhookEndpoint) -> None: ...
+    async def get_webhook(self, org_id: str, webhook_id: str) -> WebhookEndpoint | None: ...
+    async def list_webhooks(
+        self, org_id: str, environment: str | None, page: PageRequest
+    ) -> Page[WebhookEndpoint]: ...
+    async def active_webhooks(self) -> list[WebhookEndpoint]:
+        """Every enabled endpoint of every organisation."""
+        ...
+
+    async def update_webhook(self, endpoint: WebhookEndpoint) -> None: ...
+    async def delete_webhook(self, org_id: str, webhook_id: str) -> bool:
+        """Delete the endpoint and its deliveries; whether it existed."""
+        ...
+
+    async def insert_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> int:
+        """Queue deliveries, skipping any (endpoint, event) pair already queued."""
+        ...
+
+    async def claim_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        """Pending deliveries due at ``now`` whose endpoint is enabled, leased to the
+        caller until ``lease_until`` (no other process takes them meanwhile)."""
+        ...
+
+    async def finish_attempt(self, delivery: WebhookDelivery) -> None:
+        """Write an attempt's outcome (status, attempts, next attempt) and drop the lease."""
+        ...
+
+    async def list_deliveries(
+        self, org_id: str, webhook_id: str, page: PageRequest
+    ) -> Page[WebhookDelivery]: ...
+    async def prune_deliveries(self, before: datetime) -> int:
+        """Delete finished deliveries created before ``before``."""
+        ...
+
+    # leaked-credential reports
+    async def find_client_by_secret(self, secret_digest: str) -> OAuthClient | None: ...
 
 
 class Store(Protocol):
@@ -208,3 +288,60 @@ class CreditLedger(Protocol):
         ...
 
     async def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """An HTTPS endpoint of an organisation that receives signed events."""
+
+    id: str
+    org_id: str
+    environment: str
+    url: str
+    events: tuple[str, ...]
+    secret_sealed: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event queued for one endpoint, and the story of its attempts."""
+
+    id: str
+    endpoint_id: str
+    org_id: str
+    event_id: str
+    event_type: str
+    payload: str
+    """The exact body sent (and signed) on every attempt."""
+    created_at: datetime
+    next_attempt_at: datetime | None
+    status: str = "pending"
+    """``pending``, ``succeeded`` or ``failed`` (attempts exhausted)."""
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    response_status: int | None = None
+    error: str | None = None
+    completed_at: datetime | None = None
+    attempt_log: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one HTTP attempt gave: a status, or why there was none."""
+
+    status: int | None
+    error: str | None
+    duration_ms: float
+
+
+class WebhookSender(Protocol):
+    """Posts a signed body to an endpoint; the httpx adapter satisfies it."""
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendOutcome:
+        """Never raises for network failures: they come back as ``error``."""
+        ...

@@ -2,6 +2,11 @@
 
 A rotated key stops signing at once but stays in the JWKS until every token it signed
 has expired, so verifiers holding a cached JWKS never see a valid token they cannot check.
+
+The signing key belongs to the deployment, not to one organisation, but a rotation
+changes what every organisation's verifiers must trust. So a rotation writes one
+``signing_key.rotated`` audit event into each organisation's log (environment-wide,
+actor ``system`` or the CLI), in the rotation's own transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer, SealError
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.ids import new_id
-from apiward.core.models import StoredSigningKey
+from apiward.core.models import AuditEvent, RequestContext, StoredSigningKey
 from apiward.core.tokens import (
     PrivateKey,
     SigningKey,
@@ -45,7 +50,7 @@ class Keyring:
         async with self._store.begin() as tx:
             stored = await tx.list_signing_keys()
         if not any(k.retired_at is None and k.alg == self._alg for k in stored):
-            await self.rotate()
+            await self.rotate(reason="initial" if not stored else "algorithm_changed")
             return
         self._install(stored)
 
@@ -83,9 +88,20 @@ class Keyring:
             ) from exc
         return load_private_pem(pem)
 
-    async def rotate(self) -> SigningKey:
-        """Make a new current key; retire the others once their tokens have expired."""
+    async def rotate(
+        self,
+        *,
+        reason: str = "manual",
+        actor: str = "system",
+        context: RequestContext | None = None,
+    ) -> SigningKey:
+        """Make a new current key; retire the others once their tokens have expired.
+
+        ``reason`` (``manual``, ``scheduled``, ...) and ``actor`` are recorded in the
+        ``signing_key.rotated`` audit event of every organisation.
+        """
         now = self._clock.now()
+        ctx = context or RequestContext()
         private = generate_private_key(self._alg)
         kid = new_id("sig")
         record = StoredSigningKey(
@@ -96,12 +112,31 @@ class Keyring:
             created_at=now,
         )
         async with self._store.begin() as tx:
+            retired = []
             for old in await tx.list_signing_keys():
                 if old.retired_at is None:
+                    retired.append(old.kid)
                     await tx.retire_signing_key(
                         old.kid, now, now + self._token_ttl + timedelta(minutes=5)
                     )
             await tx.insert_signing_key(record)
+            for org in await tx.list_orgs():
+                await tx.insert_audit(
+                    AuditEvent(
+                        id=new_id("evt"),
+                        org_id=org.id,
+                        environment=None,
+                        type="signing_key.rotated",
+                        created_at=now,
+                        actor_credential_id=actor,
+                        target_type="signing_key",
+                        target_id=kid,
+                        ip=ctx.ip,
+                        user_agent=ctx.user_agent,
+                        request_id=ctx.request_id,
+                        data={"reason": reason, "algorithm": self._alg, "retired": retired},
+                    )
+                )
             await tx.insert_invalidation("signing", kid, now)
             stored = await tx.list_signing_keys()
         self._install(stored)
@@ -111,7 +146,7 @@ class Keyring:
     async def rotate_if_due(self, every: timedelta) -> bool:
         if self._current_created is None or self._clock.now() - self._current_created < every:
             return False
-        await self.rotate()
+        await self.rotate(reason="scheduled")
         return True
 
     @property

@@ -30,8 +30,22 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/roles/{name}", None),
     ("PATCH", "/v1/roles/{name}", {"scopes": ["*"]}),
     ("DELETE", "/v1/roles/{name}", None),
+    ("GET", "/v1/webhooks/{webhook_id}", None),
+    ("PATCH", "/v1/webhooks/{webhook_id}", {"url": "https://evil.example/steal"}),
+    ("DELETE", "/v1/webhooks/{webhook_id}", None),
+    ("POST", "/v1/webhooks/{webhook_id}/roll-secret", None),
+    ("POST", "/v1/webhooks/{webhook_id}/test", None),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries", None),
 ]
-LISTS = ["/v1/keys", "/v1/clients", "/v1/spaces", "/v1/users", "/v1/roles", "/v1/audit-events"]
+LISTS = [
+    "/v1/keys",
+    "/v1/clients",
+    "/v1/spaces",
+    "/v1/users",
+    "/v1/roles",
+    "/v1/audit-events",
+    "/v1/webhooks",
+]
 CREATES = ["/v1/keys", "/v1/clients", "/v1/spaces", "/v1/users", "/v1/roles"]
 
 
@@ -43,7 +57,13 @@ def _victim_ids(org: Org) -> dict[str, str]:
     client = org.client.post(
         "/v1/clients", headers=org.headers(), json={"name": "secret", "scopes": ["keys:read"]}
     ).json()
+    webhook = org.client.post(
+        "/v1/webhooks",
+        headers=org.headers(),
+        json={"url": "https://hooks.acme.test/in", "events": ["key.revoked"]},
+    ).json()
     return {
+        "webhook_id": webhook["id"],
         "key_id": key["id"],
         "user_id": user["id"],
         "space_id": space["id"],
@@ -80,7 +100,8 @@ def test_lists_show_only_own_org(org: Org, other_org: Org, path: str) -> None:
     listed = other_org.client.get(path, headers=other_org.headers(), params={"page_size": 100})
     assert listed.status_code == 200
     text = listed.text
-    for value in (ids["key_id"], ids["user_id"], ids["space_id"], ids["client_id"], org.id):
+    own = (ids["key_id"], ids["user_id"], ids["space_id"], ids["client_id"], ids["webhook_id"])
+    for value in (*own, org.id):
         assert value not in text
 
 

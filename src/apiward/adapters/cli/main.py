@@ -423,6 +423,80 @@ def keys_roll(
     _show_key(data, as_json, secret)
 
 
+@keys_app.command("import")
+def keys_import(
+    file: Annotated[str, typer.Argument(help="JSON Lines file, one key a line.")],
+    environment: Annotated[
+        str, typer.Option("--env", help="Environment of the lines that name none.")
+    ] = "live",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and count; write nothing.")
+    ] = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import keys from another system by their SHA-256 hashes; nobody reissues keys.
+
+    One JSON object a line: {"hash", "hash_encoding": hex|base64|base64url, "prefix",
+    "last4", "name", "scopes", "environment", "expires_at", "user_id", "external_id"};
+    hash, prefix and scopes are required. Every line is checked first: if any is wrong,
+    each error is listed with its line number and nothing is imported. Keys are then
+    written 1,000 a transaction; keys already stored are skipped, so running the same
+    file again is safe. The server accepts them once APIWARD_IMPORTED_KEY_PREFIXES
+    lists their prefixes.
+    """
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from apiward.services.importing import ImportReport
+
+    path = Path(file)
+    if not path.is_file():
+        _fail(f"{file}: no such file")
+
+    def lines() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            yield from f
+
+    async def job(runtime: Runtime, principal: Principal) -> ImportReport:
+        return await runtime.importer.run(
+            principal, lines, environment=environment, dry_run=dry_run
+        )
+
+    report = _as_operator(org, environment, job)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        for e in report.error_lines:
+            err.print(f"line {e.line}: {escape(e.message)}", soft_wrap=True)
+        if report.errors > len(report.error_lines):
+            err.print(f"... and {report.errors - len(report.error_lines)} more error(s)")
+        shown = report.duplicate_lines[:20]
+        for d in shown:
+            out.print(f"line {d.line}: skipped, {escape(d.reason)}")
+        if report.duplicates > len(shown):
+            out.print(f"... and {report.duplicates - len(shown)} more duplicate(s)")
+        for warning in report.warnings:
+            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+        if report.errors:
+            err.print(
+                f"[red]error:[/red] {report.errors} of {report.lines} line(s) are invalid; "
+                "nothing was imported. Fix them and run the import again."
+            )
+        else:
+            verb = "Would import" if dry_run else "Imported"
+            out.print(
+                f"{verb} {report.imported} key(s) in {report.batches} batch(es); skipped "
+                f"{report.duplicates} duplicate(s); {report.errors} error(s)."
+            )
+        if report.failure:
+            err.print(f"[red]error:[/red] {escape(report.failure)}", soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 # OAuth clients ------------------------------------------------------------------------
 
 
@@ -570,10 +644,165 @@ def org_set_tier(
 def keys_rotate() -> None:
     """Rotate the access-token signing key; the old one stays published until its tokens expire."""
 
+    from apiward.core.models import RequestContext
+
     async def job(runtime: Runtime) -> str:
-        return (await runtime.keyring.rotate()).kid
+        context = RequestContext(user_agent="apiward-cli")
+        return (await runtime.keyring.rotate(reason="manual", actor="cli", context=context)).kid
 
     out.print(f"New signing key: {_run(job)}")
+
+
+# audit log and leaked keys ---------------------------------------------------------------
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time, or a span back from now: 15m, 24h, 7d."""
+    if value is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} {value!r}: use an ISO time (2026-01-31T12:00:00Z) or 15m, 24h, 7d")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@app.command("audit")
+def audit(
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Event type, e.g. key.revoked.")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Acting user id.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target id (key, client, user...).")
+    ] = None,
+    credential: Annotated[
+        str | None, typer.Option("--credential", help="Events by or about this credential.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO time, or 15m, 24h, 7d ago.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="ISO time, or 15m, 24h, 7d ago.")
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--env", help="Only this environment (default: all).")
+    ] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read the audit log, newest first: who did what, to what, from where."""
+    from apiward.core.models import PageRequest
+    from apiward.services.ports import AuditFilter
+
+    flt = AuditFilter(
+        type=event_type,
+        actor_user_id=actor,
+        target_id=target,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        environment=environment,
+        credential_id=credential,
+    )
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        from apiward.adapters.http.schemas import AuditEventOut
+
+        result = await runtime.audit.list(principal, flt, PageRequest(page, page_size))
+        return {
+            "items": [AuditEventOut.of(e).model_dump(mode="json") for e in result.items],
+            "total": result.total,
+            "page": result.page,
+            "page_size": result.page_size,
+        }
+
+    data = _as_operator(org, "live", job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    from rich.markup import escape
+
+    table = Table()
+    for column in ("time", "type", "env", "actor", "target", "ip", "request id"):
+        table.add_column(column, no_wrap=column in ("time", "type"))
+    for e in data["items"]:
+        actor_text = " / ".join(x for x in (e["actor_user_id"], e["actor_credential_id"]) if x)
+        target_text = f"{e['target_type']}:{e['target_id']}" if e["target_id"] else ""
+        table.add_row(
+            e["created_at"][:19].replace("T", " "),
+            e["type"],
+            e["environment"] or "*",
+            escape(actor_text),
+            escape(target_text),
+            e["ip"] or "",
+            e["request_id"] or "",
+        )
+    out.print(table)
+    out.print(f"{data['total']} event(s); page {data['page']}.")
+
+
+@keys_app.command("report-leak")
+def keys_report_leak(
+    token: Annotated[
+        str, typer.Argument(help="The leaked key, client secret or refresh token; - reads stdin.")
+    ],
+    url: Annotated[str | None, typer.Option("--url", help="Where it was found.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="e.g. commit, npm.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a leaked credential at once, as a GitHub secret scanning report would.
+
+    The token's format and checksum are checked offline; a credential of this
+    deployment is revoked (a client secret revokes its client, a refresh token its
+    session), with a key.leaked audit event and webhook. Anything else is reported as a
+    false positive and exits with status 1.
+    """
+    from apiward.core.models import RequestContext
+    from apiward.services.leaks import TRUE_POSITIVE, LeakReport, LeakVerdict
+
+    tokens = [line.strip() for line in sys.stdin if line.strip()] if token == "-" else [token]
+    if not tokens:
+        _fail("no token given")
+    reports = [LeakReport(t, "manual", url, source) for t in tokens]
+
+    async def job(runtime: Runtime) -> list[LeakVerdict]:
+        return await runtime.leaks.report(
+            reports, RequestContext(user_agent="apiward-cli"), reporter="cli"
+        )
+
+    verdicts = _run(job)
+    rows = [
+        {
+            "label": v.label,
+            "kind": v.kind,
+            "credential_id": v.credential_id,
+            "org_id": v.org_id,
+            "revoked": v.revoked,
+            "last4": v.report.token[-4:],
+        }
+        for v in verdicts
+    ]
+    if as_json:
+        print(json.dumps(rows if token == "-" else rows[0]))
+    else:
+        for row in rows:
+            if row["label"] != TRUE_POSITIVE:
+                out.print(
+                    f"...{row['last4']}: not a credential of this deployment (false positive)"
+                )
+            elif row["revoked"]:
+                out.print(f"...{row['last4']}: {row['kind']} {row['credential_id']} revoked now")
+            else:
+                out.print(
+                    f"...{row['last4']}: {row['kind']} {row['credential_id']} was already revoked"
+                )
+    if any(row["label"] != TRUE_POSITIVE for row in rows):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -26,11 +26,23 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from apiward.adapters import dashboard
 from apiward.adapters import logging as logs
 from apiward.adapters.http import errors
 from apiward.adapters.http.middleware import RequestContextMiddleware
 from apiward.adapters.http.openapi import document_errors
-from apiward.adapters.http.routes import check, clients, keys, oauth, root, tenancy, verify
+from apiward.adapters.http.routes import (
+    check,
+    clients,
+    keys,
+    leaks,
+    metrics,
+    oauth,
+    root,
+    tenancy,
+    verify,
+    webhooks,
+)
 from apiward.adapters.http.security import authenticate, check_scopes
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
@@ -56,7 +68,12 @@ class Apiward:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Runtime]:
         """Open the store, load keys and start background work for the block's duration."""
-        logs.configure(self.settings.log_level, self.settings.log_format)
+        prefix = self.settings.key_prefix
+        logs.configure(
+            self.settings.log_level,
+            self.settings.log_format,
+            secret_prefixes=(prefix, prefix + "cs", prefix + "rt", "whsec"),
+        )
         runtime = Runtime(self.settings, clock=self._clock)
         await runtime.start()
         self._runtime = runtime
@@ -80,12 +97,15 @@ class Apiward:
         document_errors(app, self.settings.error_style)
         if meta_routes:
             app.include_router(root.router)
+            app.include_router(metrics.router)
         if auth_routes:
             app.include_router(oauth.router)
             app.include_router(check.router)
         if management_routes:
-            for module in (verify, keys, clients, tenancy):
+            for module in (verify, keys, clients, tenancy, webhooks, leaks):
                 app.include_router(module.router)
+            if self.settings.dashboard_enabled:
+                app.include_router(dashboard.router)
         app.add_middleware(
             RequestContextMiddleware,
             max_body_bytes=self.settings.max_body_bytes,

@@ -162,6 +162,7 @@ def oauth_response(request: Request, exc: e.OAuthError) -> Response:
 
 
 def error_response(request: Request, exc: e.ApiwardError) -> Response:
+    request.state.error = exc  # for the request's metrics (adapters/metrics.py)
     if isinstance(exc, e.OAuthError):
         return oauth_response(request, exc)
     status = status_of(exc)
@@ -243,7 +244,8 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled_error", exc_info=exc)
+    # Logged outside the request middleware, whose context binding has ended by now.
+    log.error("unhandled_error", request_id=request_id_of(request), exc_info=exc)
     return render(
         request.app.state.settings.error_style,
         500,

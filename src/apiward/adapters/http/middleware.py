@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apiward.adapters.http.errors import render
 from apiward.adapters.logging import get_logger
+from apiward.adapters.metrics import observe_request
 
 log = get_logger("apiward.access")
 
@@ -106,14 +107,16 @@ class RequestContextMiddleware:
             if not rejected:
                 raise
         finally:
+            elapsed = time.perf_counter() - start
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
                 client=(scope.get("client") or ("-",))[0],
             )
+            observe_request(scope, status, elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
 
     async def _too_large(self, request_id: str, send: Send) -> None:

@@ -33,7 +33,14 @@ from apiward.core.models import (
     StoredSigningKey,
     User,
 )
-from apiward.services.ports import AuditFilter, Invalidation, KeyFilter
+from apiward.services.ports import (
+    AuditFilter,
+    DashboardSession,
+    Invalidation,
+    KeyFilter,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 NOTIFY_CHANNEL = "apiward_invalidations"
 _CONNECTION_LOST = ("connection", "could not connect", "server closed", "terminating")
@@ -151,6 +158,29 @@ def _client(r: Any) -> OAuthClient:
 def _client_values(client: OAuthClient) -> dict[str, Any]:
     values = asdict(client)
     values["scopes"] = list(values["scopes"])
+    return values
+
+
+def _webhook(r: Any) -> WebhookEndpoint:
+    m = r._mapping
+    return WebhookEndpoint(**{k: m[k] for k in m if k != "events"}, events=tuple(m["events"]))
+
+
+def _webhook_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    values = asdict(endpoint)
+    values["events"] = list(endpoint.events)
+    return values
+
+
+def _delivery(r: Any) -> WebhookDelivery:
+    m = r._mapping
+    fields = {k: m[k] for k in m if k not in ("locked_until", "attempt_log")}
+    return WebhookDelivery(**fields, attempt_log=tuple(m["attempt_log"] or ()))
+
+
+def _delivery_values(delivery: WebhookDelivery) -> dict[str, Any]:
+    values = asdict(delivery)
+    values["attempt_log"] = list(delivery.attempt_log)
     return values
 
 
@@ -424,6 +454,30 @@ class SqlTransaction:
             t.api_keys.update().where(t.api_keys.c.id == key_id).values(_credit_values(credits))
         )
 
+    async def insert_keys_bulk(self, keys: Sequence[ApiKey]) -> None:
+        if keys:  # one executemany: the driver's batch path, not a statement per row
+            await self._c.execute(t.api_keys.insert(), [self._bulk_row(k) for k in keys])
+
+    _BULK_FIELDS = tuple(name for name in ApiKey.__dataclass_fields__ if name != "credits")
+
+    @classmethod
+    def _bulk_row(cls, key: ApiKey) -> dict[str, Any]:
+        """``_key_values`` without ``asdict``'s deep copies, a third of the cost."""
+        values = {name: getattr(key, name) for name in cls._BULK_FIELDS}
+        for name in _KEY_LISTS:
+            values[name] = list(values[name])
+        values["rate_limits"] = [asdict(o) for o in key.rate_limits]
+        values.update(_credit_values(key.credits))
+        return values
+
+    async def existing_key_digests(self, digests: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        column = t.api_keys.c.digest
+        for i in range(0, len(digests), 5000):  # well under every driver's bind limit
+            rows = await self._all(sa.select(column).where(column.in_(digests[i : i + 5000])))
+            found.update(r[0] for r in rows)
+        return found
+
     async def update_org(self, org: Organisation) -> None:
         await self._c.execute(
             t.orgs.update()
@@ -444,6 +498,10 @@ class SqlTransaction:
     # audit log
     async def insert_audit(self, event: AuditEvent) -> None:
         await self._c.execute(t.audit_events.insert().values(asdict(event)))
+        # The webhook outbox: committed with the event, fanned out after (webhooks.py).
+        await self._c.execute(
+            t.webhook_outbox.insert().values(event_id=event.id, created_at=event.created_at)
+        )
 
     async def list_audit(
         self, org_id: str, flt: AuditFilter, page: PageRequest
@@ -458,6 +516,9 @@ class SqlTransaction:
             stmt = stmt.where(c.actor_user_id == flt.actor_user_id)
         if flt.target_id is not None:
             stmt = stmt.where(c.target_id == flt.target_id)
+        if flt.credential_id is not None:
+            cred = flt.credential_id
+            stmt = stmt.where(sa.or_(c.actor_credential_id == cred, c.target_id == cred))
         if flt.since is not None:
             stmt = stmt.where(c.created_at >= flt.since)
         if flt.until is not None:
@@ -620,10 +681,188 @@ class SqlTransaction:
         rows = await self._all(sa.select(c.kind, c.value).where(c.expires_at > now))
         return [(r.kind, r.value) for r in rows]
 
+    # dashboard sessions
+    async def insert_session(self, session: DashboardSession) -> None:
+        await self._c.execute(t.dashboard_sessions.insert().values(asdict(session)))
+
+    async def find_session(self, digest: str) -> DashboardSession | None:
+        r = await self._one(
+            t.dashboard_sessions.select().where(t.dashboard_sessions.c.digest == digest)
+        )
+        return _row(r, DashboardSession) if r else None
+
+    async def revoke_session(self, session_id: str, at: datetime) -> None:
+        c = t.dashboard_sessions.c
+        await self._c.execute(
+            t.dashboard_sessions.update()
+            .where(c.id == session_id, c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+    async def prune_sessions(self, expired_before: datetime) -> int:
+        result = await self._c.execute(
+            t.dashboard_sessions.delete().where(t.dashboard_sessions.c.expires_at < expired_before)
+        )
+        return int(result.rowcount or 0)
+
+    # audit retention and the webhook outbox
+    async def prune_audit(self, before: datetime) -> int:
+        result = await self._c.execute(
+            t.audit_events.delete().where(t.audit_events.c.created_at < before)
+        )
+        return int(result.rowcount or 0)
+
+    async def take_outbox(self, limit: int) -> list[AuditEvent]:
+        o = t.webhook_outbox.c
+        stmt = sa.select(o.event_id).order_by(o.created_at, o.event_id).limit(limit)
+        if self._c.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = [r[0] for r in await self._all(stmt)]
+        if not ids:
+            return []
+        await self._c.execute(t.webhook_outbox.delete().where(o.event_id.in_(ids)))
+        a = t.audit_events.c
+        rows = await self._all(
+            t.audit_events.select().where(a.id.in_(ids)).order_by(a.created_at, a.id)
+        )
+        return [_row(r, AuditEvent) for r in rows]
+
+    # webhooks
+    async def insert_webhook(self, endpoint: WebhookEndpoint) -> None:
+        await self._c.execute(t.webhook_endpoints.insert().values(_webhook_values(endpoint)))
+
+    async def get_webhook(self, org_id: str, webhook_id: str) -> WebhookEndpoint | None:
+        c = t.webhook_endpoints.c
+        r = await self._one(
+            t.webhook_endpoints.select().where(c.org_id == org_id, c.id == webhook_id)
+        )
+        return _webhook(r) if r else None
+
+    async def list_webhooks(
+        self, org_id: str, environment: str | None, page: PageRequest
+    ) -> Page[WebhookEndpoint]:
+        c = t.webhook_endpoints.c
+        stmt = t.webhook_endpoints.select().where(c.org_id == org_id)
+        if environment is not None:
+            stmt = stmt.where(c.environment == environment)
+        return await self._page(stmt, [c.created_at.desc(), c.id], page, _webhook)
+
+    async def active_webhooks(self) -> list[WebhookEndpoint]:
+        c = t.webhook_endpoints.c
+        rows = await self._all(
+            t.webhook_endpoints.select().where(c.disabled_at.is_(None)).order_by(c.created_at)
+        )
+        return [_webhook(r) for r in rows]
+
+    async def update_webhook(self, endpoint: WebhookEndpoint) -> None:
+        values = _webhook_values(endpoint)
+        for fixed in ("id", "org_id", "environment", "created_at", "created_by"):
+            values.pop(fixed)
+        c = t.webhook_endpoints.c
+        await self._c.execute(
+            t.webhook_endpoints.update()
+            .where(c.id == endpoint.id, c.org_id == endpoint.org_id)
+            .values(values)
+        )
+
+    async def delete_webhook(self, org_id: str, webhook_id: str) -> bool:
+        d, c = t.webhook_deliveries.c, t.webhook_endpoints.c
+        await self._c.execute(
+            t.webhook_deliveries.delete().where(d.org_id == org_id, d.endpoint_id == webhook_id)
+        )
+        result = await self._c.execute(
+            t.webhook_endpoints.delete().where(c.org_id == org_id, c.id == webhook_id)
+        )
+        return bool(result.rowcount)
+
+    async def insert_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> int:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        added = 0
+        for delivery in deliveries:
+            values = _delivery_values(delivery)
+            stmt: Any
+            if self._c.dialect.name == "postgresql":
+                stmt = postgresql.insert(t.webhook_deliveries).values(values)
+            else:
+                stmt = sqlite.insert(t.webhook_deliveries).values(values)
+            result = await self._c.execute(stmt.on_conflict_do_nothing())
+            added += int(result.rowcount or 0)
+        return added
+
+    async def claim_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        d, e = t.webhook_deliveries.c, t.webhook_endpoints.c
+        stmt = (
+            sa.select(d.id)
+            .join_from(t.webhook_deliveries, t.webhook_endpoints, d.endpoint_id == e.id)
+            .where(
+                d.status == "pending",
+                d.next_attempt_at <= now,
+                sa.or_(d.locked_until.is_(None), d.locked_until <= now),
+                e.disabled_at.is_(None),
+            )
+            .order_by(d.next_attempt_at, d.id)
+            .limit(limit)
+        )
+        if self._c.dialect.name != "sqlite":
+            stmt = stmt.with_for_update(of=t.webhook_deliveries, skip_locked=True)
+        ids = [r[0] for r in await self._all(stmt)]
+        if not ids:
+            return []
+        await self._c.execute(
+            t.webhook_deliveries.update().where(d.id.in_(ids)).values(locked_until=lease_until)
+        )
+        rows = await self._all(
+            t.webhook_deliveries.select().where(d.id.in_(ids)).order_by(d.next_attempt_at, d.id)
+        )
+        return [_delivery(r) for r in rows]
+
+    async def finish_attempt(self, delivery: WebhookDelivery) -> None:
+        d = t.webhook_deliveries.c
+        await self._c.execute(
+            t.webhook_deliveries.update()
+            .where(d.id == delivery.id)
+            .values(
+                status=delivery.status,
+                attempts=delivery.attempts,
+                next_attempt_at=delivery.next_attempt_at,
+                last_attempt_at=delivery.last_attempt_at,
+                response_status=delivery.response_status,
+                error=(delivery.error or "")[:500] or None,
+                completed_at=delivery.completed_at,
+                attempt_log=list(delivery.attempt_log),
+                locked_until=None,
+            )
+        )
+
+    async def list_deliveries(
+        self, org_id: str, webhook_id: str, page: PageRequest
+    ) -> Page[WebhookDelivery]:
+        d = t.webhook_deliveries.c
+        stmt = t.webhook_deliveries.select().where(d.org_id == org_id, d.endpoint_id == webhook_id)
+        return await self._page(stmt, [d.created_at.desc(), d.id], page, _delivery)
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        d = t.webhook_deliveries.c
+        result = await self._c.execute(
+            t.webhook_deliveries.delete().where(d.status != "pending", d.created_at < before)
+        )
+        return int(result.rowcount or 0)
+
+    # leaked-credential reports
+    async def find_client_by_secret(self, secret_digest: str) -> OAuthClient | None:
+        c = t.oauth_clients.c
+        r = await self._one(t.oauth_clients.select().where(c.secret_digest == secret_digest))
+        return _client(r) if r else None
+
 
 class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.unavailable = 0
+        """Transactions that failed because the database was unreachable (for metrics)."""
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -631,9 +870,13 @@ class SqlStore:
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[SqlTransaction]:
-        with map_db_errors():
-            async with self.engine.begin() as conn:
-                yield SqlTransaction(conn)
+        try:
+            with map_db_errors():
+                async with self.engine.begin() as conn:
+                    yield SqlTransaction(conn)
+        except ServiceUnavailable:
+            self.unavailable += 1
+            raise
 
     async def ping(self) -> None:
         with map_db_errors():

@@ -251,3 +251,72 @@ revocations = Table(
     Column("expires_at", UTCDateTime(), nullable=False, index=True),
     UniqueConstraint("kind", "value", name="uq_revocations_kind_value"),
 )
+
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    # SHA-256 of the cookie value: a copy of the table signs nobody in.
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("revoked_at", UTCDateTime()),
+    Column("ip", String(64)),
+    Column("user_agent", String(512)),
+)
+
+# Every audit event is also queued here, in the same transaction, until the webhook
+# dispatcher fans it out to the endpoints subscribed to it (a transactional outbox).
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("event_id", String(ID), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False, index=True),
+    Column("environment", String(32), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("description", String(500), nullable=False, default=""),
+    Column("events", JSON, nullable=False),
+    # AES-GCM sealed (core/crypto.py): signing needs the secret itself, not a hash.
+    Column("secret_sealed", Text, nullable=False),
+    Column("created_by", String(ID), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime()),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column(
+        "endpoint_id", String(ID), ForeignKey("webhook_endpoints.id"), nullable=False, index=True
+    ),
+    Column("org_id", String(ID), nullable=False),
+    Column("event_id", String(ID), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("last_attempt_at", UTCDateTime()),
+    Column("response_status", Integer),
+    Column("error", String(500)),
+    Column("completed_at", UTCDateTime()),
+    Column("locked_until", UTCDateTime()),
+    Column("attempt_log", JSON, nullable=False),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
+    Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+)
+
+# Retention deletes audit events by age across every organisation.
+Index("ix_audit_events_created_at", audit_events.c.created_at)

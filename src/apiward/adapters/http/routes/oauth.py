@@ -156,6 +156,7 @@ async def token(request: Request) -> JSONResponse:
     grant = params.get("grant_type")
     if grant is None and "username" in params and "password" in params:
         grant = GRANT_PASSWORD
+    request.state.grant_type = grant or "none"  # for metrics
     tokens = runtime.tokens
     scope = params.get("scope")
     if grant == GRANT_PASSWORD:
@@ -197,6 +198,7 @@ async def token(request: Request) -> JSONResponse:
 async def refresh(request: Request) -> JSONResponse:
     """`{"refresh_token"}` → a fresh pair; the old refresh token stops working (Monogoto)."""
     params = await _params(request)
+    request.state.grant_type = GRANT_REFRESH  # for metrics
     answer = await runtime_of(request).tokens.refresh(
         params.get("refresh_token", ""), scope=params.get("scope"), context=request_context(request)
     )

@@ -257,12 +257,20 @@ async def list_audit_events(
     type: str | None = Query(None, max_length=64, description="e.g. key.revoked"),
     actor_user_id: str | None = Query(None, max_length=64),
     target_id: str | None = Query(None, max_length=64),
+    credential_id: str | None = Query(
+        None, max_length=64, description="Events by this credential or about it."
+    ),
     since: datetime | None = None,
     until: datetime | None = None,
     principal: Principal = require("audit:read"),
 ) -> dict[str, object]:
     flt = AuditFilter(
-        type=type, actor_user_id=actor_user_id, target_id=target_id, since=since, until=until
+        type=type,
+        actor_user_id=actor_user_id,
+        target_id=target_id,
+        since=since,
+        until=until,
+        credential_id=credential_id,
     )
     page = await runtime_of(request).audit.list(principal, flt, paging)
     return page_of(page, [AuditEventOut.of(e) for e in page.items])

@@ -42,6 +42,12 @@ async def verify_key(
 ) -> VerifyOut:
     """Always 200: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`."""
+    answer = await _verify(body, request, caller)
+    request.state.verify_code = answer.code  # for metrics
+    return answer
+
+
+async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> VerifyOut:
     runtime = runtime_of(request)
     context = replace(
         request_context(request),

@@ -1,0 +1,134 @@
+"""Settings > OAuth clients: client credentials, the secret shown once, revocation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from apiward.adapters.dashboard.keys import EXPIRY_CHOICES, expiry, people, scope_choices
+from apiward.adapters.dashboard.web import (
+    DashboardRoute,
+    Flash,
+    Me,
+    chosen,
+    notice,
+    paging,
+    render,
+    see_other,
+    signed_in,
+    text,
+    url,
+    words,
+)
+from apiward.adapters.http.errors import status_of
+from apiward.adapters.http.schemas import ClientOut
+from apiward.adapters.http.security import runtime_of
+from apiward.core.errors import ApiwardError
+
+router = APIRouter(route_class=DashboardRoute)
+
+NOTICES = {
+    "revoked": "The OAuth client is revoked: its secret and every token it holds are refused."
+}
+
+
+async def _list(
+    request: Request, me: Me, *, flash: Flash | None = None, status: int = 200
+) -> Response:
+    me.require("clients:read")
+    runtime = runtime_of(request)
+    page = await runtime.clients.list_clients(me.principal, paging(request), environment=me.env)
+    now = runtime.clock.now()
+    return render(
+        request,
+        "clients.html",
+        status=status,
+        flash=flash or notice(request, NOTICES),
+        section="clients",
+        page=page,
+        states={c.id: ClientOut.of(c, now).state for c in page.items},
+        people=await people(request, me),
+    )
+
+
+@router.get("/clients")
+async def list_clients(request: Request, me: Me = Depends(signed_in)) -> Response:
+    return await _list(request, me)
+
+
+async def _form(
+    request: Request,
+    me: Me,
+    *,
+    values: FormData | None = None,
+    flash: Flash | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "client_new.html",
+        status=status,
+        flash=flash,
+        section="clients",
+        scopes=await scope_choices(request, me),
+        expiry_choices=EXPIRY_CHOICES,
+        values=values or FormData(),
+    )
+
+
+@router.get("/clients/new")
+async def new_client(request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("clients:write")
+    return await _form(request, me)
+
+
+@router.post("/clients")
+async def create_client(request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("clients:write")
+    runtime = runtime_of(request)
+    form = await request.form()
+    try:
+        created = await runtime.clients.create(
+            me.principal,
+            name=text(form, "name"),
+            scopes=chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
+            environment=me.env,
+            expires_at=expiry(form, runtime.clock.now()),
+        )
+    except ApiwardError as exc:
+        return await _form(request, me, values=form, flash=Flash.error(exc), status=400)
+    return render(
+        request,
+        "secret.html",
+        status=201,
+        section="clients",
+        title="OAuth client created",
+        what="client secret",
+        label="Client secret",
+        name=created.client.name,
+        environment=created.client.environment,
+        secret=created.secret,
+        client_id=created.client.id,
+        note=None,
+        back=url("/clients", env=created.client.environment),
+    )
+
+
+@router.get("/clients/{client_id}/revoke")
+async def confirm_revoke(client_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("clients:write")
+    client = await runtime_of(request).clients.get(me.principal, client_id)
+    return render(request, "client_revoke.html", section="clients", client=client)
+
+
+@router.post("/clients/{client_id}/revoke")
+async def revoke_client(client_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("clients:write")
+    runtime = runtime_of(request)
+    try:
+        client = await runtime.clients.revoke(me.principal, client_id)
+        await runtime.tokens.revoke_client_tokens(client)
+    except ApiwardError as exc:
+        return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
+    return see_other(url("/clients", env=client.environment, done="revoked"))

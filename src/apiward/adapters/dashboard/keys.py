@@ -1,0 +1,249 @@
+"""Settings > API keys: the table, the create form, disable, enable, revoke and roll."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from apiward.adapters.dashboard.web import (
+    DashboardRoute,
+    Flash,
+    Me,
+    chosen,
+    notice,
+    paging,
+    render,
+    see_other,
+    signed_in,
+    text,
+    url,
+    words,
+)
+from apiward.adapters.http.errors import status_of
+from apiward.adapters.http.security import runtime_of
+from apiward.core.errors import ApiwardError, InvalidInput
+from apiward.core.models import PageRequest
+from apiward.core.roles import MANAGEMENT_SCOPES
+
+router = APIRouter(route_class=DashboardRoute)
+
+NOTICES = {
+    "disabled": "The API key is disabled: it is refused until you enable it again.",
+    "enabled": "The API key is enabled.",
+    "revoked": "The API key is revoked: every request with it is now refused.",
+}
+EXPIRY_CHOICES = (("", "Never"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"))
+GRACE_CHOICES = (
+    (0, "Stop the old key now"),
+    (3600, "Keep the old key working for 1 hour"),
+    (86400, "Keep the old key working for 24 hours"),
+    (7 * 86400, "Keep the old key working for 7 days"),
+)
+_ALL = PageRequest(page=1, page_size=100)
+
+
+async def people(request: Request, me: Me) -> dict[str, str]:
+    """User ids to emails, for the "created by" columns (ids when users can't be read)."""
+    if not me.can("users:read"):
+        return {}
+    page = await runtime_of(request).tenancy.list_users(me.principal, _ALL)
+    return {u.id: u.email for u in page.items}
+
+
+async def scope_choices(request: Request, me: Me) -> list[tuple[str, str]]:
+    """Scopes to offer: the user's role, the org's custom roles and apiward's own.
+
+    Only those the user holds: the services refuse to grant more anyway.
+    """
+    offered: dict[str, str] = {}
+    for scope in me.principal.scopes:
+        offered[scope] = "Everything your role allows" if scope == "*" else "From your role"
+    if me.can("roles:read"):
+        for role in await runtime_of(request).tenancy.list_roles(me.principal):
+            if not role.builtin:
+                for scope in role.scopes:
+                    offered.setdefault(scope, f"From the {role.name} role")
+    for scope, description in MANAGEMENT_SCOPES.items():
+        offered[scope] = description
+    return [(s, d) for s, d in offered.items() if me.can(s)]
+
+
+async def spaces(request: Request, me: Me) -> list[tuple[str, str]]:
+    if not me.can("spaces:read"):
+        return []
+    page = await runtime_of(request).tenancy.list_spaces(me.principal, _ALL)
+    return [(s.id, s.name) for s in page.items]
+
+
+def expiry(form: FormData, now: datetime) -> datetime | None:
+    """The expiry chosen in a form: none, a number of days, or a date (00:00 UTC)."""
+    choice = text(form, "expires", 8)
+    if choice.isdigit():
+        return now + timedelta(days=int(choice))
+    if choice == "date":
+        try:
+            day = date.fromisoformat(text(form, "expires_on", 10))
+        except ValueError:
+            raise InvalidInput("Choose the expiry date, as YYYY-MM-DD.") from None
+        return datetime.combine(day, time(), tzinfo=UTC)
+    return None
+
+
+async def _list(
+    request: Request, me: Me, *, flash: Flash | None = None, status: int = 200
+) -> Response:
+    me.require("keys:read")
+    page = await runtime_of(request).keys.list_keys(
+        me.principal, paging(request), environment=me.env
+    )
+    return render(
+        request,
+        "keys.html",
+        status=status,
+        flash=flash or notice(request, NOTICES),
+        section="keys",
+        page=page,
+        people=await people(request, me),
+    )
+
+
+@router.get("/keys")
+async def list_keys(request: Request, me: Me = Depends(signed_in)) -> Response:
+    return await _list(request, me)
+
+
+async def _form(
+    request: Request,
+    me: Me,
+    *,
+    values: FormData | None = None,
+    flash: Flash | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "key_new.html",
+        status=status,
+        flash=flash,
+        section="keys",
+        scopes=await scope_choices(request, me),
+        spaces=await spaces(request, me),
+        expiry_choices=EXPIRY_CHOICES,
+        values=values or FormData(),
+    )
+
+
+@router.get("/keys/new")
+async def new_key(request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("keys:write")
+    return await _form(request, me)
+
+
+@router.post("/keys")
+async def create_key(request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("keys:write")
+    runtime = runtime_of(request)
+    form = await request.form()
+    try:
+        created = await runtime.keys.create(
+            me.principal,
+            name=text(form, "name"),
+            scopes=chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
+            environment=me.env,
+            expires_at=expiry(form, runtime.clock.now()),
+            ip_allow=words(text(form, "ip_allow", 8000)),
+            space_allow=chosen(form, "space"),
+        )
+    except ApiwardError as exc:
+        return await _form(request, me, values=form, flash=Flash.error(exc), status=400)
+    return render(
+        request,
+        "secret.html",
+        status=201,
+        section="keys",
+        title="API key created",
+        what="API key",
+        label="API key",
+        name=created.key.name,
+        environment=created.key.environment,
+        secret=created.plaintext,
+        client_id=None,
+        note=None,
+        back=url("/keys", env=created.key.environment),
+    )
+
+
+async def _act(request: Request, me: Me, key_id: str, action: str) -> Response:
+    me.require("keys:write")
+    service = runtime_of(request).keys
+    change = {"disable": service.disable, "enable": service.enable, "revoke": service.revoke}
+    try:
+        key = await change[action](me.principal, key_id)
+    except ApiwardError as exc:
+        return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
+    return see_other(url("/keys", env=key.environment, done=f"{action}d"))
+
+
+@router.post("/keys/{key_id}/disable")
+async def disable_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    return await _act(request, me, key_id, "disable")
+
+
+@router.post("/keys/{key_id}/enable")
+async def enable_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    return await _act(request, me, key_id, "enable")
+
+
+@router.get("/keys/{key_id}/revoke")
+async def confirm_revoke(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("keys:write")
+    key = await runtime_of(request).keys.get(me.principal, key_id)
+    return render(request, "key_revoke.html", section="keys", key=key)
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    return await _act(request, me, key_id, "revoke")
+
+
+@router.get("/keys/{key_id}/roll")
+async def confirm_roll(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("keys:write")
+    key = await runtime_of(request).keys.get(me.principal, key_id)
+    return render(request, "key_roll.html", section="keys", key=key, choices=GRACE_CHOICES)
+
+
+@router.post("/keys/{key_id}/roll")
+async def roll_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("keys:write")
+    runtime = runtime_of(request)
+    grace = text(await request.form(), "grace", 12)
+    try:
+        if not grace.isdigit():
+            raise InvalidInput("Choose how long the old key keeps working.")
+        created = await runtime.keys.roll(me.principal, key_id, grace=timedelta(seconds=int(grace)))
+    except ApiwardError as exc:
+        return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
+    old = await runtime.keys.get(me.principal, key_id)
+    return render(
+        request,
+        "secret.html",
+        status=201,
+        section="keys",
+        title="API key rolled",
+        what="API key",
+        label="API key",
+        name=created.key.name,
+        environment=created.key.environment,
+        secret=created.plaintext,
+        client_id=None,
+        note=(
+            f"The old key keeps working until {old.expires_at:%Y-%m-%d %H:%M} UTC."
+            if old.revoked_at is None and old.expires_at is not None
+            else "The old key stopped working."
+        ),
+        back=url("/keys", env=created.key.environment),
+    )

@@ -1,0 +1,196 @@
+"""Settings > Members & roles: spaces, users and their role in each space, custom roles."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from apiward.adapters.dashboard.keys import scope_choices
+from apiward.adapters.dashboard.web import (
+    DashboardRoute,
+    Flash,
+    Me,
+    chosen,
+    notice,
+    paging,
+    render,
+    see_other,
+    signed_in,
+    text,
+    url,
+    words,
+)
+from apiward.adapters.http.errors import status_of
+from apiward.adapters.http.security import runtime_of
+from apiward.core.errors import ApiwardError
+from apiward.core.models import Membership, PageRequest
+
+router = APIRouter(route_class=DashboardRoute)
+
+NOTICES = {
+    "user_created": "The user is created.",
+    "user_disabled": "The user is disabled: their keys and sessions stop working.",
+    "user_enabled": "The user is enabled again.",
+    "granted": "The role is granted.",
+    "removed": "The role is removed.",
+    "space_created": "The space is created.",
+    "role_created": "The role is created.",
+    "role_deleted": "The role is deleted.",
+}
+_ALL = PageRequest(page=1, page_size=100)
+
+
+async def _page(
+    request: Request,
+    me: Me,
+    *,
+    flash: Flash | None = None,
+    status: int = 200,
+    values: FormData | None = None,
+) -> Response:
+    me.require("users:read")
+    tenancy = runtime_of(request).tenancy
+    principal = me.principal
+    users = await tenancy.list_users(principal, paging(request))
+    memberships: dict[str, list[Membership]] = {}
+    for user in users.items:
+        memberships[user.id] = await tenancy.memberships(principal, user.id)
+    spaces = (
+        (await tenancy.list_spaces(principal, _ALL, include_archived=True)).items
+        if me.can("spaces:read")
+        else []
+    )
+    roles = await tenancy.list_roles(principal) if me.can("roles:read") else []
+    return render(
+        request,
+        "members.html",
+        status=status,
+        flash=flash or notice(request, NOTICES),
+        section="members",
+        users=users,
+        memberships=memberships,
+        spaces=spaces,
+        space_names={s.id: s.name for s in spaces},
+        roles=roles,
+        scopes=await scope_choices(request, me) if me.can("roles:manage") else [],
+        values=values or FormData(),
+        empty=FormData(),
+    )
+
+
+@router.get("/members")
+async def members(request: Request, me: Me = Depends(signed_in)) -> Response:
+    return await _page(request, me)
+
+
+async def _act(
+    request: Request, me: Me, scope: str, change: Callable[[FormData], Awaitable[object]], done: str
+) -> Response:
+    me.require(scope)
+    form = await request.form()
+    try:
+        await change(form)
+    except ApiwardError as exc:
+        return await _page(request, me, flash=Flash.error(exc), status=status_of(exc), values=form)
+    anchor = {"space": "spaces", "role": "roles"}.get(done.split("_")[0], "users")
+    return see_other(url("/members", done=done) + "#" + anchor)
+
+
+@router.post("/members/users")
+async def create_user(request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        return await tenancy.create_user(
+            me.principal,
+            text(form, "email", 254),
+            name=text(form, "name") or None,
+            password=text(form, "password", 1024) or None,
+            role=text(form, "role", 40) or None,
+            space_id=text(form, "space_id", 64) or None,
+        )
+
+    return await _act(request, me, "users:manage", change, "user_created")
+
+
+@router.post("/members/users/{user_id}/roles")
+async def grant(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        return await tenancy.grant(
+            me.principal, user_id, text(form, "role", 40), text(form, "space_id", 64) or None
+        )
+
+    return await _act(request, me, "users:manage", change, "granted")
+
+
+@router.post("/members/users/{user_id}/roles/remove")
+async def remove(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        space_id = text(form, "space_id", 64) or None
+        await tenancy.revoke_membership(me.principal, user_id, space_id)
+        return None
+
+    return await _act(request, me, "users:manage", change, "removed")
+
+
+@router.post("/members/users/{user_id}/disable")
+async def disable_user(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        return await tenancy.update_user(me.principal, user_id, name=None, disabled=True)
+
+    return await _act(request, me, "users:manage", change, "user_disabled")
+
+
+@router.post("/members/users/{user_id}/enable")
+async def enable_user(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        return await tenancy.update_user(me.principal, user_id, name=None, disabled=False)
+
+    return await _act(request, me, "users:manage", change, "user_enabled")
+
+
+@router.post("/members/spaces")
+async def create_space(request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        return await tenancy.create_space(me.principal, text(form, "name"))
+
+    return await _act(request, me, "spaces:manage", change, "space_created")
+
+
+@router.post("/members/roles")
+async def create_role(request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        return await tenancy.create_role(
+            me.principal,
+            text(form, "name", 40),
+            chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
+            text(form, "description", 500),
+        )
+
+    return await _act(request, me, "roles:manage", change, "role_created")
+
+
+@router.post("/members/roles/{name}/delete")
+async def delete_role(name: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+    tenancy = runtime_of(request).tenancy
+
+    async def change(form: FormData) -> object:
+        await tenancy.delete_role(me.principal, name)
+        return None
+
+    return await _act(request, me, "roles:manage", change, "role_deleted")

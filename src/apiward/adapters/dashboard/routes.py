@@ -1,0 +1,168 @@
+"""The dashboard's router: signing in and out, static files, and every page's routes."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import RedirectResponse, Response
+
+from apiward.adapters.dashboard import audit, clients, csrf, keys, members, usage
+from apiward.adapters.dashboard.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    SIGN_IN_COOKIE,
+    Sessions,
+    new_secret,
+    secure_cookies,
+)
+from apiward.adapters.dashboard.web import (
+    PREFIX,
+    DashboardRoute,
+    Flash,
+    Me,
+    notice,
+    render,
+    see_other,
+    signed_in,
+    text,
+    url,
+)
+from apiward.adapters.http.errors import status_of
+from apiward.adapters.http.security import request_context, runtime_of
+from apiward.core.errors import ApiwardError
+
+STATIC = Path(__file__).parent / "static"
+_STATIC_TYPES = {
+    "dashboard.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
+NOTICES = {"signed_out": "You have signed out."}
+
+router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
+
+
+def _next(target: str) -> str:
+    """Where to go after signing in: a dashboard page, never another site."""
+    if (
+        target.startswith(PREFIX + "/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+    ):
+        return target
+    return url("/keys")
+
+
+@router.get("")
+async def home() -> RedirectResponse:
+    return see_other(url("/keys"))
+
+
+def _login_page(
+    request: Request, secret: str, *, status: int = 200, flash: Flash | None = None, **values: str
+) -> Response:
+    settings = runtime_of(request).settings
+    insecure = request.url.scheme == "http" and secure_cookies(request, settings)
+    return render(
+        request,
+        "login.html",
+        status=status,
+        flash=flash or notice(request, NOTICES),
+        csrf=csrf.token_for(secret),
+        insecure=insecure,
+        email=values.get("email", ""),
+        org_id=values.get("org_id", ""),
+        next=_next(values.get("next") or request.query_params.get("next", "")),
+    )
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    runtime = runtime_of(request)
+    cookie = request.cookies.get(COOKIE)
+    env = runtime.settings.environments[0]
+    if cookie and await Sessions(runtime).resolve(cookie, request_context(request), env):
+        return see_other(url("/keys"))
+    secret = request.cookies.get(SIGN_IN_COOKIE) or new_secret()
+    response = _login_page(request, secret)
+    if SIGN_IN_COOKIE not in request.cookies:
+        response.set_cookie(
+            SIGN_IN_COOKIE,
+            secret,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies(request, runtime.settings),
+        )
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    runtime = runtime_of(request)
+    form = await request.form()
+    email = text(form, "email", 254)
+    org_id = text(form, "org_id", 64)
+    try:
+        cookie, _ = await Sessions(runtime).sign_in(
+            email,
+            text(form, "password", 1024),
+            request_context(request),
+            org_id=org_id or None,
+        )
+    except ApiwardError as exc:
+        return _login_page(
+            request,
+            request.cookies.get(SIGN_IN_COOKIE, ""),
+            status=status_of(exc),
+            flash=Flash.error(exc),
+            email=email,
+            org_id=org_id,
+            next=text(form, "next", 2000),
+        )
+    response = see_other(_next(text(form, "next", 2000)))
+    secure = secure_cookies(request, runtime.settings)
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=runtime.settings.session_ttl_seconds,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+    )
+    response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, secure=secure)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, me: Me = Depends(signed_in)) -> Response:
+    runtime = runtime_of(request)
+    await Sessions(runtime).sign_out(me.signed)
+    response = see_other(url("/login", done="signed_out"))
+    response.delete_cookie(
+        COOKIE, path=COOKIE_PATH, httponly=True, secure=secure_cookies(request, runtime.settings)
+    )
+    return response
+
+
+@functools.cache
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    media_type = _STATIC_TYPES.get(name)
+    if media_type is None:
+        return Response("Not found", status_code=404, media_type="text/plain")
+    return Response(
+        _static(name), media_type=media_type, headers={"Cache-Control": "public, max-age=3600"}
+    )
+
+
+for module in (keys, clients, members, usage, audit):
+    router.include_router(module.router)

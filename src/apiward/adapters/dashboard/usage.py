@@ -1,0 +1,99 @@
+"""Settings > Rate limits & usage: each key's limits, what is left of them, its credits.
+
+The limits are the organisation's plan (its tier) with the key's own limits replacing
+those of the same name: ``RequestLimits.plan_for``, the very plan a request is
+checked against. What is left is read from the limiter with a cost-0 peek, which
+spends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from apiward.adapters.dashboard.web import DashboardRoute, Me, paging, render, signed_in
+from apiward.adapters.http.security import runtime_of
+from apiward.adapters.runtime import Runtime
+from apiward.core.errors import ApiwardError
+from apiward.core.limits import Credits, Policy, refilled
+from apiward.core.models import ApiKey
+from apiward.services.limiting import limit_key
+
+router = APIRouter(route_class=DashboardRoute)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    policy: Policy
+    own: bool
+    """Set on the key itself rather than inherited from the plan."""
+    remaining: int | None
+    """Units admissible right now, for limits counted per key or per org."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    key: ApiKey
+    limits: list[Limit]
+    credits: Credits | None
+
+
+async def _remaining(runtime: Runtime, policy: Policy, value: str) -> int | None:
+    try:
+        decision = await runtime.limits.limiter.peek(
+            limit_key(policy, policy.key, value), policy.limit, policy.period, 0
+        )
+    except ApiwardError:
+        return None
+    return decision.remaining
+
+
+async def _limits(
+    runtime: Runtime, policies: tuple[Policy, ...], org_id: str, key: ApiKey | None
+) -> list[Limit]:
+    own = {o.name for o in key.rate_limits} if key else set()
+    values = {"org": org_id, "credential": key.id if key else None}
+    out = []
+    for policy in policies:
+        value = values.get(policy.key)
+        remaining = await _remaining(runtime, policy, value) if value else None
+        out.append(Limit(policy, policy.name in own, remaining))
+    return out
+
+
+@router.get("/usage")
+async def usage(request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("keys:read")
+    me.require("org:read")
+    runtime = runtime_of(request)
+    org = await runtime.tenancy.get_org(me.principal.org_id)
+    now = runtime.clock.now()
+    plan = runtime.limits.plan_for(org.rate_tier)
+    page = await runtime.keys.list_keys(
+        me.principal, paging(request), environment=me.env, include_revoked=False
+    )
+    keys = [
+        KeyUsage(
+            key,
+            await _limits(
+                runtime,
+                runtime.limits.plan_for(org.rate_tier, key.rate_limits).policies,
+                org.id,
+                key,
+            ),
+            refilled(key.credits, now) if key.credits else None,
+        )
+        for key in page.items
+    ]
+    return render(
+        request,
+        "usage.html",
+        section="usage",
+        org=org,
+        plan=await _limits(runtime, plan.policies, org.id, None),
+        keys=keys,
+        page=page,
+        states={k.id: k.state(now).value for k in page.items},
+    )

@@ -1,0 +1,27 @@
+"""``GET /metrics``: Prometheus text format, optionally behind ``APIWARD_METRICS_TOKEN``."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from apiward.adapters.http.security import runtime_of
+from apiward.core.errors import AuthenticationError
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    runtime = runtime_of(request)
+    token = runtime.settings.metrics_token
+    if token is not None:
+        presented = request.headers.get("authorization", "").encode()
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        if not hmac.compare_digest(presented, expected):
+            raise AuthenticationError(
+                "GET /metrics needs Authorization: Bearer <APIWARD_METRICS_TOKEN>."
+            )
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,318 @@
+"""End to end in a real browser: Playwright driving Debian's Chromium against a real server.
+
+Covers signing in, creating a key and using it against the API, revoking it and seeing
+the API refuse it, and a viewer who cannot create keys. Screenshots of the main pages
+are saved to ``tests/artifacts/dashboard/``. No browser is downloaded: the tests use
+``/usr/bin/chromium`` (``apt-get install chromium``) and skip without it or without the
+``playwright`` package, except in CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from apiward.adapters.http.app import create_app
+from apiward.adapters.runtime import Runtime
+from apiward.core.limits import Credits, Refill
+from apiward.core.models import RateOverride
+from tests.adapters.dashboard.conftest import PASSWORD
+from tests.conftest import IN_CI, fast_settings
+from tests.live import serve
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page
+    from playwright.sync_api._generated import LocatorAssertions
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parents[2] / "artifacts" / "dashboard"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+OWNER = "owner@acme.test"
+VIEWER = "viewer@acme.test"
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    problem = _missing()
+    if problem:
+        message = f"Browser tests need Chromium and Playwright: {problem}."
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _app(db: Path) -> FastAPI:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{db}",
+        rate_limits=[{"name": "org-hourly", "rate": "10000/hour", "key": "org"}],
+        last_used_flush_seconds=0.2,
+    )
+
+    async def bootstrap() -> None:
+        runtime = Runtime(settings)
+        await runtime.start(background=False)
+        try:
+            boot = await runtime.tenancy.bootstrap("Acme", OWNER, PASSWORD)
+            operator = await runtime.operator(boot.org.id)
+            await runtime.tenancy.create_user(
+                operator, VIEWER, name="Vera Viewer", password=PASSWORD, role="viewer"
+            )
+            await runtime.tenancy.create_user(
+                operator, "dev@acme.test", name="Dev Eloper", role="developer"
+            )
+            await runtime.tenancy.create_space(operator, "Team Europe")
+            await runtime.tenancy.create_role(
+                operator,
+                "billing",
+                ["invoices:read", "invoices:write"],
+                "Reads and writes invoices",
+            )
+            await runtime.keys.create(
+                operator,
+                name="Partner sync",
+                scopes=["invoices:read"],
+                rate_limits=[RateOverride("per-key", "600/minute")],
+                credits=Credits(4200, Refill(5000, "monthly")),
+            )
+        finally:
+            await runtime.stop()
+
+    # Playwright's sync API runs an event loop in this thread: bootstrap in another.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, bootstrap()).result()
+    return create_app(settings)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, chromium: Browser) -> Iterator[str]:
+    with serve(_app(tmp_path_factory.mktemp("browser") / "apiward.db")) as base:
+        yield base
+
+
+@pytest.fixture
+def context(chromium: Browser) -> Iterator[BrowserContext]:
+    ctx = chromium.new_context(viewport={"width": 1280, "height": 860})
+    yield ctx
+    ctx.close()
+
+
+def expect(locator: Locator) -> LocatorAssertions:
+    """Playwright's waiting assertions (imported late: the module loads without it)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def watch(page: Page) -> list[str]:
+    """Console errors of the page (a CSP violation is one)."""
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
+    return errors
+
+
+def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def sign_in(page: Page, base: str, email: str) -> None:
+    page.goto(f"{base}/dashboard")
+    assert "/dashboard/login" in page.url
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/dashboard/keys$"))
+
+
+def test_sign_in_create_use_and_revoke_a_key(server: str, context: BrowserContext) -> None:
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = context.new_page()
+    errors = watch(page)
+    page.goto(f"{server}/dashboard")
+    shoot(page, "sign-in")
+    sign_in(page, server, OWNER)
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+
+    page.get_by_role("link", name="Create live key").click()
+    page.get_by_label("Name", exact=True).fill("Billing service")
+    page.get_by_role("checkbox", name=re.compile(r"^keys:read")).check()
+    page.get_by_role("checkbox", name=re.compile(r"^invoices:read")).check()
+    shoot(page, "key-new")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_text("You won't see it again.")).to_be_visible()
+    secret = page.locator("#secret").input_value()
+    assert secret.startswith("aw_live_")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_text("Copied to the clipboard.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    shoot(page, "key-created")
+
+    listed = httpx.get(f"{server}/v1/keys", headers={"Authorization": f"Bearer {secret}"})
+    assert listed.status_code == 200
+    assert "Billing service" in [k["name"] for k in listed.json()["items"]]
+
+    page.get_by_role("link", name="Done, I have stored it").click()
+    row = page.get_by_role("row").filter(has_text="Billing service")
+    expect(row.get_by_text(f"…{secret[-4:]}")).to_be_visible()
+    assert secret not in page.content()
+    shoot(page, "keys")
+
+    row.get_by_role("link", name="Revoke").click()
+    expect(page.get_by_role("heading", name="Revoke “Billing service”?")).to_be_visible()
+    page.get_by_role("button", name="Revoke key").click()
+    expect(page.get_by_text("The API key is revoked")).to_be_visible()
+    expect(row.get_by_text("revoked")).to_be_visible()
+
+    refused = httpx.get(f"{server}/v1/keys", headers={"Authorization": f"Bearer {secret}"})
+    assert refused.status_code == 401
+    assert refused.json()["message"] == "API key has been revoked"
+    assert errors == []
+
+
+def test_clients_members_usage_and_audit_pages(server: str, context: BrowserContext) -> None:
+    page = context.new_page()
+    errors = watch(page)
+    sign_in(page, server, OWNER)
+
+    page.get_by_role("link", name="OAuth clients").click()
+    page.get_by_role("link", name="Create live client").click()
+    page.get_by_label("Name", exact=True).fill("Partner portal")
+    page.get_by_role("checkbox", name=re.compile(r"^keys:read")).check()
+    page.get_by_role("button", name="Create client").click()
+    client_id = page.locator("#client-id").input_value()
+    client_secret = page.locator("#secret").input_value()
+    token = httpx.post(
+        f"{server}/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, client_secret),
+    )
+    assert token.status_code == 200
+    shoot(page, "client-created")
+    page.get_by_role("link", name="Done, I have stored it").click()
+    expect(page.get_by_role("cell", name="Partner portal")).to_be_visible()
+    shoot(page, "clients")
+
+    page.get_by_role("link", name="Members & roles").click()
+    expect(page.get_by_text(VIEWER)).to_be_visible()
+    page.get_by_text("Add a user").click()
+    page.get_by_label("Email").fill("sam@acme.test")
+    page.get_by_label("Name optional").fill("Sam Support")
+    page.get_by_role("button", name="Add user").click()
+    expect(page.get_by_text("The user is created.")).to_be_visible()
+    shoot(page, "members")
+
+    page.get_by_role("link", name="Rate limits & usage").click()
+    expect(page.get_by_role("heading", name="Organisation plan")).to_be_visible()
+    shoot(page, "usage")
+
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Event").fill("client.created")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("cell", name="client.created")).to_be_visible()
+    page.get_by_role("link", name="Reset").click()
+    expect(page.locator("code.event", has_text="user.created").first).to_be_visible()
+    shoot(page, "audit")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You have signed out.")).to_be_visible()
+    page.goto(f"{server}/dashboard/keys")
+    assert "/dashboard/login" in page.url
+    assert errors == []
+
+
+def test_phone_width(server: str, chromium: Browser) -> None:
+    ctx = chromium.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
+    try:
+        page = ctx.new_page()
+        sign_in(page, server, OWNER)
+        for path, name in (("/keys", "keys"), ("/members", "members"), ("/audit", "audit")):
+            page.goto(f"{server}/dashboard{path}")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} scrolls sideways at 390px ({width}px wide)"
+            shoot(page, f"phone-{name}", full_page=False)
+    finally:
+        ctx.close()
+
+
+def test_a_key_can_be_created_with_the_keyboard_alone(server: str, context: BrowserContext) -> None:
+    page = context.new_page()
+    sign_in(page, server, OWNER)
+    active = "document.activeElement.textContent.trim()"
+    page.keyboard.press("Tab")
+    assert page.evaluate(active) == "Skip to content"
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate(active) == "Create live key":
+            break
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/dashboard/keys/new\?env=live$"))
+    assert page.evaluate("document.activeElement.id") == "name"  # autofocus
+    page.keyboard.type("Typed by keyboard")
+    page.keyboard.press("Tab")  # the environment radios
+    page.keyboard.press("Tab")  # the first scope
+    page.keyboard.press("Space")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")  # submits the form from the name field
+    expect(page.get_by_text("You won't see it again.")).to_be_visible()
+    assert page.locator("#secret").input_value().startswith("aw_live_")
+
+
+def test_a_viewer_cannot_create_keys(server: str, context: BrowserContext) -> None:
+    page = context.new_page()
+    sign_in(page, server, VIEWER)
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+    assert page.get_by_role("link", name=re.compile("Create")).count() == 0
+    assert page.get_by_role("link", name="Revoke").count() == 0
+    shoot(page, "viewer-keys")
+    answer = page.goto(f"{server}/dashboard/keys/new")
+    assert answer is not None and answer.status == 403
+    expect(page.get_by_text("does not have the required permission: keys:write")).to_be_visible()
+    token = page.locator("input[name=csrf]").first.input_value()
+    posted = page.request.post(
+        f"{server}/dashboard/keys",
+        form={"csrf": token, "name": "sneaky", "env": "live", "scope": "keys:read"},
+    )
+    assert posted.status == 403
+    page.goto(f"{server}/dashboard/keys")
+    assert page.get_by_text("sneaky").count() == 0

@@ -1,0 +1,165 @@
+"""Every line logged during a request names it; nothing shaped like a secret is written."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from apiward.adapters import logging as logs
+from apiward.adapters.http.app import create_app
+from apiward.core.keys import KeyFormat
+from tests.conftest import fast_settings
+
+probe = logs.get_logger("apiward.probe")
+
+CLIENT_SECRET = KeyFormat(prefix="awcs").generate("live")
+REFRESH_TOKEN = KeyFormat(prefix="awrt").generate("test")
+API_KEY = KeyFormat().generate("live")
+JWT = jwt.encode({"sub": "usr_1", "scope": "keys:read"}, "k" * 32, algorithm="HS256")
+SECRETS = [CLIENT_SECRET, REFRESH_TOKEN, API_KEY, JWT]
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> FastAPI:
+    app = create_app(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"))
+
+    @app.get("/probe/async")
+    async def in_the_loop() -> dict[str, str]:
+        probe.info("probe_async")
+        return {}
+
+    @app.get("/probe/sync")
+    def in_a_worker_thread() -> dict[str, str]:
+        probe.info("probe_sync")
+        return {}
+
+    @app.get("/probe/boom")
+    async def boom() -> dict[str, str]:
+        raise RuntimeError(f"a bug with {CLIENT_SECRET} in its message")
+
+    return app
+
+
+@pytest.fixture
+def stream(app: FastAPI) -> Iterator[tuple[TestClient, io.StringIO]]:
+    out = io.StringIO()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        logs.configure("info", "json", out)
+        yield client, out
+
+
+@pytest.mark.parametrize("path", ["/probe/async", "/probe/sync"])
+def test_lines_logged_while_serving_carry_the_request_id(
+    stream: tuple[TestClient, io.StringIO], path: str
+) -> None:
+    client, out = stream
+    r = client.get(path, headers={"X-Request-Id": "req-probe-42"})
+    assert r.headers["x-request-id"] == "req-probe-42"
+    [line] = [x for x in lines(out) if x["event"].startswith("probe_")]
+    assert line["request_id"] == "req-probe-42"
+    access = [x for x in lines(out) if x["event"] == "request"]
+    assert access[-1]["request_id"] == "req-probe-42"
+
+
+def test_the_request_id_does_not_outlive_its_request(
+    stream: tuple[TestClient, io.StringIO],
+) -> None:
+    client, out = stream
+    client.get("/probe/async", headers={"X-Request-Id": "req-one"})
+    client.get("/probe/async")
+    first, second = [x for x in lines(out) if x["event"] == "probe_async"]
+    assert first["request_id"] == "req-one"
+    assert second["request_id"] not in ("req-one", None)
+    probe.info("outside_any_request")
+    [outside] = [x for x in lines(out) if x["event"] == "outside_any_request"]
+    assert "request_id" not in outside
+
+
+def test_an_unhandled_error_is_logged_with_its_request_id_and_masked(
+    stream: tuple[TestClient, io.StringIO],
+) -> None:
+    client, out = stream
+    r = client.get("/probe/boom", headers={"X-Request-Id": "req-boom"})
+    assert r.status_code == 500 and r.json()["request_id"] == "req-boom"
+    [line] = [x for x in lines(out) if x["event"] == "unhandled_error"]
+    assert line["request_id"] == "req-boom"
+    assert "a bug with" in line["exception"] and CLIENT_SECRET not in out.getvalue()
+
+
+class Holder:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return f"Holder(secret={self.secret!r})"
+
+
+def test_secrets_are_masked_wherever_a_bug_puts_them() -> None:
+    out = io.StringIO()
+    logs.configure("debug", "json", out)
+    log = logs.get_logger("apiward.bug")
+    log.info(
+        f"message with {API_KEY}",
+        nested={"deep": [{"client_secret": CLIENT_SECRET}], REFRESH_TOKEN: "as a key"},
+        items={JWT},
+        pair=(CLIENT_SECRET, 1, None, True),
+        raw=REFRESH_TOKEN.encode(),
+        error=ValueError(f"bad token {JWT}"),
+        holder=Holder(API_KEY),
+        header=f"Authorization: Bearer {JWT}",
+    )
+    try:
+        raise RuntimeError(f"refresh failed for {REFRESH_TOKEN}")
+    except RuntimeError:
+        log.exception("refresh_crashed", client_secret=CLIENT_SECRET)
+    text = out.getvalue()
+    for secret in SECRETS:
+        assert secret not in text
+        assert secret[8:-6] not in text
+    [first, second] = lines(out)
+    assert first["pair"][1:] == [1, None, True]  # plain values are kept as they were
+    assert "[REDACTED]" in first["nested"]["deep"][0]["client_secret"]
+    assert "RuntimeError: refresh failed for [REDACTED]" in second["exception"]
+
+
+def test_the_deployments_prefixes_catch_keys_of_a_custom_alphabet() -> None:
+    fmt = KeyFormat(prefix="zz", alphabet="0123456789abcdefghij.~!*+=:@")
+    key = fmt.generate("live")
+    out = io.StringIO()
+    logs.configure("info", "json", out, secret_prefixes=("zz", "zzcs", "zzrt"))
+    logs.get_logger("apiward.bug").info("oops", value=f"key={key};")
+    assert key not in out.getvalue() and "[REDACTED]" in out.getvalue()
+    logs.configure("info", "json", io.StringIO())
+
+
+def test_standard_library_records_are_masked_too() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.addHandler(handler)
+    try:
+        logs.configure("info", "json", io.StringIO())
+        try:
+            raise ValueError(f"client secret {CLIENT_SECRET}")
+        except ValueError:
+            server_log.exception("Exception in ASGI application with %s", JWT)
+        server_log.warning("refresh %s", REFRESH_TOKEN)
+    finally:
+        server_log.removeHandler(handler)
+    text = out.getvalue()
+    assert "Exception in ASGI application" in text and "ValueError: client secret" in text
+    for secret in SECRETS:
+        assert secret not in text

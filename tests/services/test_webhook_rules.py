@@ -1,0 +1,127 @@
+"""The webhook service's rules: who receives an event, the retry schedule, valid URLs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from apiward.core.errors import InvalidInput
+from apiward.core.models import AuditEvent
+from apiward.services.ports import WebhookEndpoint
+from apiward.services.webhooks import (
+    WEBHOOK_EVENTS,
+    DeliveryPolicy,
+    check_events,
+    check_url,
+    payload,
+    subscribed,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ENDPOINT = WebhookEndpoint(
+    id="wh_1",
+    org_id="org_a",
+    environment="live",
+    url="https://hooks.example.test/",
+    events=("key.revoked",),
+    secret_sealed="-",
+    created_by="usr_1",
+    created_at=T0,
+    updated_at=T0,
+)
+EVENT = AuditEvent(
+    id="evt_1",
+    org_id="org_a",
+    environment="live",
+    type="key.revoked",
+    created_at=T0 + timedelta(seconds=1),
+    actor_user_id="usr_1",
+    actor_credential_id="key_1",
+    target_type="api_key",
+    target_id="key_2",
+    ip="203.0.113.9",
+    data={"reason": "x"},
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "wanted"),
+    [
+        ({}, True),
+        ({"org_id": "org_b"}, False),
+        ({"environment": "test"}, False),
+        ({"environment": None}, True),  # an organisation-wide event
+        ({"type": "key.created"}, False),
+        ({"created_at": T0 - timedelta(seconds=1)}, False),  # before the endpoint existed
+    ],
+)
+def test_who_receives_an_event(change: dict[str, object], wanted: bool) -> None:
+    assert subscribed(ENDPOINT, replace(EVENT, **change)) is wanted  # type: ignore[arg-type]
+
+
+def test_star_means_every_catalogued_event_but_not_internal_ones() -> None:
+    everything = replace(ENDPOINT, events=("*",))
+    for event_type in WEBHOOK_EVENTS:
+        assert subscribed(everything, replace(EVENT, type=event_type))
+    assert not subscribed(everything, replace(EVENT, type="webhook.created"))
+
+
+def test_the_retry_schedule_doubles_with_bounded_jitter_and_a_cap() -> None:
+    policy = DeliveryPolicy(retry_base=30, retry_max=600)
+    for attempt, base in [(1, 30), (2, 60), (3, 120), (5, 480), (6, 600), (20, 600)]:
+        delay = policy.backoff(attempt).total_seconds()
+        assert base <= delay <= base * 1.1
+
+
+def test_the_payload_names_the_event_target_actor_and_context() -> None:
+    body = json.loads(payload(EVENT))
+    assert body["id"] == "evt_1" and body["type"] == "key.revoked"
+    assert body["created_at"] == "2026-01-01T00:00:01Z"
+    assert body["target"] == {"type": "api_key", "id": "key_2"}
+    assert body["actor"] == {"user_id": "usr_1", "credential_id": "key_1"}
+    assert body["context"]["ip"] == "203.0.113.9" and body["data"] == {"reason": "x"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.test/in?x=1",
+        "http://127.0.0.1:8000/in",
+        "http://127.1.2.3/in",
+        "http://[::1]:9000/in",
+        "http://localhost/in",
+    ],
+)
+def test_accepted_urls(url: str) -> None:
+    assert check_url(f"  {url} ") == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "http://10.0.0.1/in",
+        "http://hooks.example.test/in",
+        "https://",
+        "https://a b/",
+        "https://x.test/a\nb",
+        "javascript:alert(1)",
+        "https://u:p@x.test/",
+        "https://x.test:70000/",
+        "https://x.test/" + "a" * 2048,
+    ],
+)
+def test_refused_urls(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        check_url(url)
+
+
+def test_events_are_deduplicated_and_checked() -> None:
+    assert check_events(["key.revoked", "key.revoked", " * "]) == ("key.revoked", "*")
+    with pytest.raises(InvalidInput, match="at least one"):
+        check_events([])
+    with pytest.raises(InvalidInput, match=r"Unknown event 'key\.exploded'"):
+        check_events(["key.exploded"])
