@@ -228,7 +228,7 @@ class Tokens:
         env = environment or self.settings.default_environment
         if env not in [e for e, _ in self._refresh_fmt.env_tags]:
             raise InvalidRequest(f"Unknown environment {env!r}.")
-        user, candidates = await self._sign_in(username, password, org_id)
+        user, candidates = await self.sign_in(username, password, org_id)
         if user is None:
             await self._throttle.failed(username, context.ip)
             if candidates:
@@ -294,7 +294,7 @@ class Tokens:
         while self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    async def _sign_in(
+    async def sign_in(
         self, username: str, password: str, org_id: str | None
     ) -> tuple[User | None, list[User]]:
         """The user whose password this is (or None), and every account with that email."""

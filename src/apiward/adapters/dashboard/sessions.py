@@ -107,7 +107,7 @@ class Sessions:
         throttle = self._runtime.login_throttle
         await throttle.check(email, context.ip)
         try:
-            user, candidates = await self._runtime.tokens._sign_in(email, password, org_id)
+            user, candidates = await self._runtime.tokens.sign_in(email, password, org_id)
         except InvalidRequest:
             raise SignInFailed(
                 "This email belongs to several organisations: enter the organisation's id "
