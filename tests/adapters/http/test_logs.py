@@ -1,4 +1,4 @@
-"""No secret ever reaches the logs."""
+"""No secret ever reaches the logs, the metrics or an error answer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
 from apiward.adapters import logging as logs
@@ -13,13 +14,21 @@ from apiward.adapters.http.app import create_app
 from tests.conftest import bootstrap, fast_settings
 
 
-def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
+def test_full_flow_leaves_no_secret_in_logs_metrics_or_errors(tmp_path: Path) -> None:
     stream = io.StringIO()
     settings = fast_settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", log_level="debug"
     )
+    errors: list[str] = []
+
+    def keep_errors(response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            response.read()
+            errors.append(response.text + str(dict(response.headers)))
+
     with TestClient(create_app(settings)) as client:
         logs.configure("debug", "json", stream)
+        client.event_hooks["response"].append(keep_errors)
         org = bootstrap(client)
         secrets = [org.owner_key, org.owner_test_key]
         created = org.create_key(["keys:read"])
@@ -63,6 +72,8 @@ def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
         for token in (pair["access_token"], refreshed["access_token"], grant["access_token"]):
             client.get("/v1/keys", headers={"Authorization": f"Bearer {token}"})
         client.post("/v1/auth/revoke", data={"token": refreshed["refresh_token"]})
+        metrics = client.get("/metrics").text
+        assert "apiward_http_requests_total" in metrics
         secrets += [
             pair["access_token"],
             pair["refresh_token"],
@@ -76,10 +87,12 @@ def test_full_flow_logs_hold_no_key(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in output.splitlines()]
     assert any(line.get("event") == "request" for line in lines)
     assert all("request_id" in line for line in lines if line.get("event") == "request")
-    for secret in secrets:
-        assert secret not in output
-        assert secret[8:-6] not in output
-    assert "correct horse" not in output
+    assert len(errors) > 10
+    for place in (output, metrics, "\n".join(errors)):
+        for secret in secrets:
+            assert secret not in place
+            assert secret[8:-6] not in place
+        assert "correct horse" not in place
 
 
 def test_redaction_masks_what_looks_like_a_credential() -> None:
