@@ -223,6 +223,14 @@ class Authenticator:
         ``apiward keys import``) has no checksum of ours and is looked up by its digest
         alone; every other key passes the offline format and checksum check first.
         """
+        if len(plaintext) <= MAX_KEY_LENGTH:
+            # A key seen before is in the cache under its digest, verified or known
+            # unknown: only a first sight pays for the offline format check.
+            seen = self._cache.get(digest(plaintext))
+            if isinstance(seen, VerifiedKey):
+                return seen
+            if seen is _UNKNOWN:
+                raise InvalidCredential()
         if self._imported_prefixes and plaintext.startswith(self._imported_prefixes):
             if not plaintext.isascii() or len(plaintext) > MAX_KEY_LENGTH:
                 raise InvalidCredential()

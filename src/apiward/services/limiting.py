@@ -304,8 +304,9 @@ class RequestLimits:
         ctx = principal.context
         route, method = ctx.route or "", ctx.method
         plan = self.plan_for(tier, overrides)
-        if plan.applicable(route, method) is EXEMPT:
-            return principal
+        applicable = plan.applicable(route, method)
+        if applicable is EXEMPT or (not applicable.policies and credits_key is None):
+            return principal  # nothing to count: the common case stays cheap
         try:
             verdict = await self._service.enforce(
                 RequestContext(
