@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck check clean example
+.PHONY: install run test lint typecheck check clean example bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: install  ## The whole test suite.
 example: install  ## The example business API of examples/things.py on port 8001.
 	APIWARD_DATABASE_URL=$${APIWARD_DATABASE_URL:-sqlite+aiosqlite:///./things.db} \
 	  $(BIN)/uvicorn examples.things:app --port 8001
+
+bench: install  ## The benchmark suite (bench/README.md), a few minutes; writes bench/results/.
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m pip install --quiet granian matplotlib pyinstrument
+	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.endpoints
+	$(BIN)/python -m bench.inprocess
+	$(BIN)/python -m bench.limiter
+	$(BIN)/python -m bench.grants
+	$(BIN)/python -m bench.plot
 
 lint: install
 	$(BIN)/ruff check src tests examples bench

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,28 +75,43 @@ def workdir() -> Iterator[Path]:
 
 
 @contextmanager
-def server(env: dict[str, str], workers: int = 2) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "apiward"), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+def spawn(cmd: list[str], env: dict[str, str], port: int, *, settle: float = 1.0) -> Iterator[str]:
+    """Run a server process listening on ``port`` until the block ends; yields its base URL.
+
+    Fails with the process's output when it exits before accepting connections.
+    """
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        output = log.read().decode(errors="replace")[-3000:]
+                        raise RuntimeError(f"{' '.join(cmd)} did not start:\n{output}") from None
+                    time.sleep(0.1)
+            time.sleep(settle)  # every worker up
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1.0)  # every worker up
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def server(env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """``apiward serve`` (uvicorn) on a free port."""
+    port = free_port()
+    cmd = [str(BIN / "apiward"), "serve", "--port", str(port), "--workers", str(workers)]
+    with spawn(cmd, env, port) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def need_wrk() -> str:
@@ -127,6 +142,8 @@ def wrk(
             result[f"p{pct}_ms"] = round(value, 2)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["non_2xx"] = float(non2xx.group(1)) if non2xx else 0.0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = float(sum(map(int, errors.groups()))) if errors else 0.0
     result["requests"] = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return result
 
@@ -136,3 +153,93 @@ def save(name: str, data: object) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on, for the JSON and the README."""
+    import platform
+    from importlib import metadata
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {}
+    for package in ("uvicorn", "granian", "uvloop", "httptools", "fastapi", "starlette"):
+        with suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    for tool, flag in (("wrk", "-v"), ("nginx", "-v")):
+        path = shutil.which(tool) or (
+            f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
+        )
+        if path:
+            done = subprocess.run([path, flag], capture_output=True, text=True, check=False)
+            versions[tool] = (done.stdout + done.stderr).strip().splitlines()[0]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def _tick() -> float:
+    return float(os.sysconf("SC_CLK_TCK"))
+
+
+def _machine_busy() -> float:
+    """CPU seconds spent in processes on the machine since boot: user, nice and system.
+
+    Interrupt and softirq time (loopback TCP work, charged to no process) and steal are
+    left out; guest time is already inside user.
+    """
+    user, nice, system = (int(v) for v in Path("/proc/stat").read_text().split()[1:4])
+    return (user + nice + system) / _tick()
+
+
+def _own_tree() -> float:
+    """CPU seconds of this process, its finished children (wrk) and its live descendants."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        # utime, stime, cutime, cstime: a worker's reaped children count too
+        times[pid] = sum(int(v) for v in fields[11:15]) / _tick()
+    me = os.getpid()
+    total, stack = 0.0, list(children.get(me, []))
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    own = os.times()
+    return total + own.user + own.system + own.children_user + own.children_system
+
+
+@contextmanager
+def others_cpu() -> Iterator[dict[str, float]]:
+    """How many cores processes outside this benchmark used during the block.
+
+    On a machine shared with other work, side-by-side ratios are only as good as this
+    number is small; the scripts record it next to every measurement.
+    """
+    out: dict[str, float] = {}
+    if not Path("/proc/stat").exists():
+        yield out
+        return
+    start, busy, own = time.monotonic(), _machine_busy(), _own_tree()
+    yield out
+    elapsed = time.monotonic() - start
+    others = (_machine_busy() - busy) - (_own_tree() - own)
+    out["others_cores"] = round(max(others, 0.0) / elapsed, 2) if elapsed > 0 else 0.0

@@ -1,0 +1,115 @@
+"""The applications the HTTP benchmark serves, importable by uvicorn and granian.
+
+- ``bare``: the floor of DESIGN.md section 7, a raw ASGI callable answering a constant
+  (no framework, no routing, no middleware).
+- ``plain_app``: FastAPI with one route and no apiward at all.
+- ``protected_app``: FastAPI with ``Apiward().init_app(app)`` (settings from
+  ``APIWARD_*``) and the same route twice: ``/open`` unprotected and ``/protected``
+  behind ``require("things:read")``, exactly as README.md "Protecting your own routes".
+- ``raw_check``: a what-if, not the product: ``/v1/auth/check``'s decision (the same
+  ``Authenticator.authenticate``, scope check and identity headers) in a raw ASGI
+  callable, to show what the endpoint costs without FastAPI around it.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+
+from apiward.adapters.http.errors import status_of
+from apiward.adapters.http.routes.check import identity_headers
+from apiward.adapters.http.security import check_scopes
+from apiward.adapters.runtime import Runtime
+from apiward.core.errors import ApiwardError
+from apiward.core.models import RequestContext
+from apiward.server import Apiward, Principal, require
+
+BODY = b'{"ok":true}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
+START = {"type": "http.response.start", "status": 200, "headers": HEADERS}
+END = {"type": "http.response.body", "body": BODY}
+
+
+async def bare(scope: Scope, receive: Receive, send: Send) -> None:
+    """A constant JSON answer to every request; handles the lifespan protocol."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send(START)
+    await send(END)
+
+
+def plain_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/open")
+    async def open_() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def protected_app() -> FastAPI:
+    app = FastAPI()
+    Apiward().init_app(app)
+
+    @app.get("/open")
+    async def open_() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/protected")
+    async def protected(principal: Principal = require("things:read")) -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+class RawCheck:
+    """``GET /v1/auth/check`` without a framework: headers in, decision out."""
+
+    def __init__(self) -> None:
+        self.apiward = Apiward()
+        self.stack = AsyncExitStack()
+        self.runtime: Runtime | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.runtime = await self.stack.enter_async_context(self.apiward.running())
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.stack.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        assert self.runtime is not None
+        headers = dict(scope["headers"])
+        wanted = headers.get(b"x-apiward-require", b"").decode().replace(",", " ").split()
+        context = RequestContext(
+            ip=(scope.get("client") or ("",))[0] or None,
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512] or None,
+        )
+        status, out = 200, []
+        try:
+            principal = await self.runtime.auth.authenticate(
+                headers.get(b"authorization", b"").decode("latin-1") or None, context
+            )
+            check_scopes(principal, wanted)
+            out = [(k.lower().encode(), v.encode()) for k, v in identity_headers(principal).items()]
+        except ApiwardError as exc:
+            status = status_of(exc)
+        out.append((b"content-length", b"0"))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def raw_check() -> RawCheck:
+    return RawCheck()
