@@ -162,6 +162,7 @@ class Authenticator:
         self._tenancy = tenancy
         self._usage = usage
         self._space_header = space_header
+        self._own_prefix = fmt.prefix + "_"
         self._default_version = default_version
         self._limits: RequestLimits | None = None
         self._keyring: Keyring | None = None
@@ -223,7 +224,7 @@ class Authenticator:
         ``apiward keys import``) has no checksum of ours and is looked up by its digest
         alone; every other key passes the offline format and checksum check first.
         """
-        if len(plaintext) <= MAX_KEY_LENGTH:
+        if len(plaintext) <= MAX_KEY_LENGTH and plaintext.startswith(self._own_prefix):
             # A key seen before is in the cache under its digest, verified or known
             # unknown: only a first sight pays for the offline format check.
             seen = self._cache.get(digest(plaintext))
