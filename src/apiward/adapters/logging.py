@@ -67,11 +67,18 @@ def _redact_values(value: Any, depth: int = 0) -> Any:
     return redact(repr(value))
 
 
+UNREDACTED = "unredacted"
+"""A line may name fields to leave as they are: only the log mailer does, for the body of
+an email it writes to the log instead of sending it (development without SMTP)."""
+
+
 def redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    keep = event_dict.pop(UNREDACTED, ())
     for key, value in event_dict.items():
-        event_dict[key] = _redact_values(value)
+        if key not in keep:
+            event_dict[key] = _redact_values(value)
     return event_dict
 
 

@@ -22,6 +22,7 @@ from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.limiter.redis import RedisLimiter
 from apiward.adapters.limiter.redis import connect as connect_redis
 from apiward.adapters.logging import get_logger
+from apiward.adapters.mail import LogTransport, Postbox, SmtpTransport, Transport
 from apiward.adapters.metrics import Metrics
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
@@ -32,6 +33,7 @@ from apiward.core.errors import ApiwardError, InvalidInput, NotFound
 from apiward.core.limits import Policy, parse_rate
 from apiward.core.models import (
     CredentialKind,
+    LinkPurpose,
     Organisation,
     PageRequest,
     Principal,
@@ -48,10 +50,11 @@ from apiward.services.keys import Keys
 from apiward.services.leaks import LeakFormats, Leaks
 from apiward.services.limiting import RequestLimits
 from apiward.services.lockouts import Lockouts
+from apiward.services.portal import Portal, PortalPolicy
 from apiward.services.ports import Limiter, Store
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
-from apiward.services.throttle import LoginThrottle
+from apiward.services.throttle import ActionThrottle, LoginThrottle
 from apiward.services.tokens import Revocations, Tokens, TokenSettings
 from apiward.services.webhooks import DeliveryPolicy, Webhooks
 
@@ -194,6 +197,41 @@ class Runtime:
             ),
             settings.leak_report_public_keys,
         )
+        self.postbox = Postbox(
+            self._mail_transport(settings),
+            platform=settings.platform_name,
+            sender=settings.mail_from,
+        )
+        base = settings.base_url + "/dashboard"
+        self.portal = Portal(
+            self.store,
+            self.clock,
+            self.passwords,
+            self.tenancy,
+            self.tokens,
+            ActionThrottle(
+                self.limiter,
+                Policy.parse("portal-email", settings.portal_email_limit, key="user"),
+                Policy.parse("portal-ip", settings.portal_ip_limit, key="ip"),
+            ),
+            self.postbox,
+            PortalPolicy(
+                links={
+                    LinkPurpose.CONFIRM: base + "/confirm",
+                    LinkPurpose.RESET: base + "/reset",
+                    LinkPurpose.INVITE: base + "/invitations/accept",
+                },
+                sign_in_url=base + "/login",
+                forgot_url=base + "/forgot",
+                link_prefix=fmt.prefix + "el",
+                signup_enabled=settings.signup_enabled,
+                signup_domains=tuple(settings.signup_email_domains),
+                confirm_ttl=timedelta(seconds=settings.confirm_link_ttl_seconds),
+                reset_ttl=timedelta(seconds=settings.reset_link_ttl_seconds),
+                invite_ttl=timedelta(seconds=settings.invite_link_ttl_seconds),
+                projects_per_account=settings.projects_per_account,
+            ),
+        )
         self.metrics = Metrics(self)
         self._http: httpx.AsyncClient | None = None
         self._retention_at: datetime | None = None
@@ -204,6 +242,21 @@ class Runtime:
         self._stop_listening: Callable[[], Awaitable[None]] | None = None
         self._seen: set[int] = set()
         self._primed = False
+
+    @staticmethod
+    def _mail_transport(settings: Settings) -> Transport:
+        """SMTP when a host is configured; else the log (the embedded default)."""
+        if not settings.smtp_host:
+            return LogTransport()
+        password = settings.smtp_password
+        return SmtpTransport(
+            settings.smtp_host,
+            settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+            timeout=settings.smtp_timeout_seconds,
+        )
 
     @staticmethod
     def _limiter(settings: Settings) -> Limiter:
@@ -235,6 +288,12 @@ class Runtime:
         await self.tokens.load_revocations()
         await self.poll_invalidations()
         if background:
+            if isinstance(self.postbox.transport, LogTransport):
+                log.warning(
+                    "smtp_not_configured",
+                    note="Emails (confirmations, invitations, password resets) are written "
+                    "to this log, links included. Set APIWARD_SMTP_HOST to send them.",
+                )
             self._stop_listening = await self.sql.listen(self._wake)
             self._http = delivery.client(self.settings.webhook_timeout_seconds)
             self.webhooks.sender = delivery.HttpxSender(self._http)
@@ -283,6 +342,7 @@ class Runtime:
             await self._http.aclose()
             self._http = None
         await self.tokens.drain()
+        await self.postbox.drain()
         with contextlib.suppress(ApiwardError):
             await self.flush_usage()
         await self.limiter.aclose()
@@ -357,6 +417,7 @@ class Runtime:
                 now - timedelta(days=1),
                 now - timedelta(seconds=self.settings.refresh_grace_seconds),
             )
+            await tx.prune_links(now - timedelta(days=30))
         await self.enforce_retention()
 
     async def enforce_retention(self, *, force: bool = False) -> tuple[int, int]:

@@ -173,6 +173,71 @@ class Settings(BaseSettings):
         "HTTP to a loopback address (http://127.0.0.1:8000 in development).",
     )
 
+    # the developer portal: sign-up, email confirmation, projects, invitations, resets
+    public_url: str | None = Field(
+        None,
+        description="Where people reach apiward (https://auth.example.com): links in emails "
+        "start with it, never with a request's Host header. Unset: http://HOST:PORT.",
+    )
+    signup_enabled: bool = Field(
+        True, description="Anyone may open an account; false: by invitation only."
+    )
+    signup_email_domains: list[str] = Field(
+        default_factory=list,
+        description="Sign-up is open to these email domains only (example.com); empty: any.",
+    )
+    confirm_link_ttl_seconds: int = Field(86400, ge=300, le=30 * 86400)
+    reset_link_ttl_seconds: int = Field(3600, ge=300, le=86400)
+    invite_link_ttl_seconds: int = Field(7 * 86400, ge=3600, le=90 * 86400)
+    projects_per_account: int = Field(20, ge=1, le=10_000)
+    portal_email_limit: str = Field(
+        "5/hour", description="Sign-ups, resets and resent links per email address."
+    )
+    portal_ip_limit: str = Field("30/hour", description="The same, per client IP.")
+
+    # outgoing email; with no SMTP host, emails are written to the log instead
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (port 587), tls (implicit TLS, port 465) or none."
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    mail_from: str = Field(
+        "apiward <no-reply@localhost>", description="The sender of every email apiward sends."
+    )
+
+    @field_validator("signup_email_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        cleaned = [d.strip().lower().lstrip("@") for d in value if d.strip()]
+        for domain in cleaned:
+            if "." not in domain or "@" in domain or " " in domain:
+                raise ValueError(f"{domain!r} is not an email domain (example.com)")
+        return cleaned
+
+    @field_validator("portal_email_limit", "portal_ip_limit")
+    @classmethod
+    def _portal_limit(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError(f"{value!r}: an http:// or https:// address, without query")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """The address links in emails start with."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
     # keys brought from another system by `apiward keys import`
     imported_key_prefixes: list[str] = Field(
         default_factory=list,

@@ -60,6 +60,60 @@ class User:
     password_hash: str | None
     created_at: datetime
     disabled_at: datetime | None = None
+    account_id: str | None = None
+    """The portal account this user stands for in its organisation (its password is the
+    account's); None for a user the organisation created itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A person who signs in to the dashboard, the developer portal, by email and password.
+
+    An account owns or belongs to any number of projects (organisations) through one
+    ``User`` per project, linked by ``User.account_id``.
+    """
+
+    id: str
+    email: str
+    name: str
+    password_hash: str
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    disabled_at: datetime | None = None
+    password_changed_at: datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class LinkPurpose(StrEnum):
+    """What an emailed link does."""
+
+    CONFIRM = "confirm"
+    RESET = "reset"
+    INVITE = "invite"
+
+
+@dataclass(frozen=True, slots=True)
+class EmailLink:
+    """A single-use, expiring link sent by email; only the SHA-256 of its token is kept."""
+
+    id: str
+    purpose: LinkPurpose
+    digest: str
+    email: str
+    created_at: datetime
+    expires_at: datetime
+    account_id: str | None = None
+    org_id: str | None = None
+    role: str | None = None
+    created_by: str | None = None
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.used_at is None and self.revoked_at is None and now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +190,8 @@ class ApiKey:
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     id: str
-    org_id: str
+    org_id: str | None
+    """None for an event about a portal account outside any organisation (sign-up, say)."""
     environment: str | None
     type: str
     created_at: datetime

@@ -14,9 +14,12 @@ from typing import Any, Protocol
 
 from apiward.core.limits import CreditDecision, Credits, Decision, Hit
 from apiward.core.models import (
+    Account,
     ApiKey,
     AuditEvent,
+    EmailLink,
     Environment,
+    LinkPurpose,
     Membership,
     OAuthClient,
     Organisation,
@@ -62,13 +65,16 @@ class DashboardSession:
 
     id: str
     digest: str
-    org_id: str
-    user_id: str
+    org_id: str | None
+    """The project being looked at; None for an account with no project yet."""
+    user_id: str | None
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
     ip: str | None = None
     user_agent: str | None = None
+    account_id: str | None = None
+    """The portal account signed in; None for a user an organisation created itself."""
 
 
 class Transaction(Protocol):
@@ -137,8 +143,10 @@ class Transaction(Protocol):
     # audit log
     async def insert_audit(self, event: AuditEvent) -> None: ...
     async def list_audit(
-        self, org_id: str, flt: AuditFilter, page: PageRequest
-    ) -> Page[AuditEvent]: ...
+        self, org_id: str | None, flt: AuditFilter, page: PageRequest
+    ) -> Page[AuditEvent]:
+        """An organisation's events; ``None``: the events about portal accounts."""
+        ...
 
     # cache invalidations fanned out to every process
     async def insert_invalidation(self, kind: str, target: str, at: datetime) -> None: ...
@@ -183,6 +191,54 @@ class Transaction(Protocol):
     async def find_session(self, digest: str) -> DashboardSession | None: ...
     async def revoke_session(self, session_id: str, at: datetime) -> None: ...
     async def prune_sessions(self, expired_before: datetime) -> int: ...
+    async def revoke_sessions(
+        self, *, account_id: str | None, user_id: str | None, at: datetime
+    ) -> int:
+        """Revoke every live session of an account (or of a user with no account)."""
+        ...
+
+    async def move_session(self, session_id: str, org_id: str, user_id: str) -> None:
+        """Point a session at another project of its account."""
+        ...
+
+    # portal accounts and the links emailed to them
+    async def insert_account(self, account: Account) -> None: ...
+    async def get_account(self, account_id: str) -> Account | None: ...
+    async def find_account_by_email(self, email: str) -> Account | None: ...
+    async def update_account(self, account: Account) -> None: ...
+    async def account_projects(self, account_id: str) -> list[tuple[Organisation, User]]:
+        """The organisations the account belongs to, each with its user there, oldest first."""
+        ...
+
+    async def insert_link(self, link: EmailLink) -> None: ...
+    async def find_link(self, digest: str) -> EmailLink | None: ...
+    async def get_link(self, link_id: str) -> EmailLink | None: ...
+    async def use_link(self, link_id: str, at: datetime) -> bool:
+        """Mark the link used unless it is used or revoked already; whether this call did
+        (of two concurrent uses, exactly one gets True)."""
+        ...
+
+    async def revoke_links(
+        self,
+        purpose: LinkPurpose,
+        at: datetime,
+        *,
+        email: str | None = None,
+        org_id: str | None = None,
+        link_id: str | None = None,
+    ) -> int:
+        """Revoke the unused links of this purpose that match every filter given."""
+        ...
+
+    async def pending_links(
+        self, purpose: LinkPurpose, org_id: str, now: datetime
+    ) -> list[EmailLink]:
+        """Unused, unrevoked, unexpired links of an organisation (invitations), newest first."""
+        ...
+
+    async def prune_links(self, before: datetime) -> int:
+        """Delete links that expired before ``before``."""
+        ...
 
     # audit retention and the webhook outbox (every insert_audit also queues the event)
     async def prune_audit(self, before: datetime) -> int:
@@ -344,4 +400,23 @@ class WebhookSender(Protocol):
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendOutcome:
         """Never raises for network failures: they come back as ``error``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An email to send: its template (``confirm``, ``reset``...), to whom, and the values
+    the template shows (links included)."""
+
+    template: str
+    to: str
+    values: dict[str, str]
+
+
+class Mailer(Protocol):
+    """Sends emails; the SMTP and log adapters satisfy it."""
+
+    def post(self, notice: Notice) -> None:
+        """Queue the email and return at once: it goes out in the background, so that no
+        answer waits for (or, by its timing, tells of) an email being sent."""
         ...

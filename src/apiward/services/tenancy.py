@@ -16,12 +16,15 @@ from apiward.core.errors import (
 )
 from apiward.core.ids import new_id
 from apiward.core.models import (
+    Account,
+    AuditEvent,
     Environment,
     Membership,
     Organisation,
     Page,
     PageRequest,
     Principal,
+    RequestContext,
     Role,
     Space,
     User,
@@ -76,7 +79,8 @@ class Tenancy:
         self._passwords = passwords
         self._environments = environments
 
-    async def _hash_password(self, password: str, email: str) -> str:
+    async def hash_password(self, password: str, email: str) -> str:
+        """The Argon2id hash of a new password, once it passes the strength check."""
         problem = weakness(password, email=email)
         if problem:
             raise InvalidInput(problem)
@@ -97,11 +101,9 @@ class Tenancy:
         """Create an org, its environments, a default space and its owner."""
         org_name = check_name(org_name, "organisation")
         email = check_email(owner_email)
-        password_hash = await self._hash_password(owner_password, email)
+        password_hash = await self.hash_password(owner_password, email)
         now = self._clock.now()
         org = Organisation(new_id("org"), org_name, now)
-        envs = [Environment(new_id("env"), org.id, name, now) for name in self._environments]
-        space = Space(new_id("spc"), org.id, DEFAULT_SPACE_NAME, True, now)
         owner = User(new_id("usr"), org.id, email, email.split("@")[0], password_hash, now)
         async with self._store.begin() as tx:
             existing = await tx.list_orgs()
@@ -113,12 +115,50 @@ class Tenancy:
                 )
             if any(o.name == org_name for o in existing):
                 raise Conflict(f"An organisation named {org_name!r} already exists.")
-            await tx.insert_org(org)
-            for env in envs:
-                await tx.insert_environment(env)
-            await tx.insert_space(space)
-            await tx.insert_user(owner)
-            await tx.put_membership(Membership(org.id, owner.id, None, OWNER, now))
+            return await self._found(tx, org, owner)
+
+    async def create_project(
+        self, name: str, account: Account, context: RequestContext
+    ) -> Bootstrap:
+        """A portal project: an org with its environments and default space, owned by the
+        account's new user there (whose password is the account's)."""
+        name = check_name(name, "project")
+        now = self._clock.now()
+        org = Organisation(new_id("org"), name, now)
+        owner = User(
+            new_id("usr"), org.id, account.email, account.name, None, now, account_id=account.id
+        )
+        async with self._store.begin() as tx:
+            founded = await self._found(tx, org, owner)
+            await tx.insert_audit(
+                AuditEvent(
+                    id=new_id("evt"),
+                    org_id=org.id,
+                    environment=None,
+                    type="project.created",
+                    created_at=now,
+                    actor_user_id=owner.id,
+                    target_type="org",
+                    target_id=org.id,
+                    ip=context.ip,
+                    user_agent=context.user_agent,
+                    request_id=context.request_id,
+                    data={"name": name, "account_id": account.id},
+                )
+            )
+        return founded
+
+    async def _found(self, tx: Transaction, org: Organisation, owner: User) -> Bootstrap:
+        """Write a new org, its environments, its default space and its owner."""
+        now = org.created_at
+        envs = [Environment(new_id("env"), org.id, name, now) for name in self._environments]
+        space = Space(new_id("spc"), org.id, DEFAULT_SPACE_NAME, True, now)
+        await tx.insert_org(org)
+        for env in envs:
+            await tx.insert_environment(env)
+        await tx.insert_space(space)
+        await tx.insert_user(owner)
+        await tx.put_membership(Membership(org.id, owner.id, None, OWNER, now))
         return Bootstrap(org, envs, space, owner)
 
     async def list_orgs(self) -> list[Organisation]:
@@ -246,7 +286,7 @@ class Tenancy:
         space_id: str | None = None,
     ) -> User:
         email = check_email(email)
-        password_hash = await self._hash_password(password, email) if password else None
+        password_hash = await self.hash_password(password, email) if password else None
         now = self._clock.now()
         user = User(
             new_id("usr"),
@@ -446,13 +486,19 @@ class Tenancy:
         if not await self._is_owner(tx, principal.org_id, principal.user_id):
             raise PermissionDenied("Only an owner may grant, remove or change an owner.")
 
-    async def _grant(self, tx: Transaction, principal: Principal, membership: Membership) -> None:
-        role = await self._role(tx, principal.org_id, membership.role)
-        if membership.space_id is not None:
-            await self._space(tx, principal.org_id, membership.space_id)
+    async def grantable_role(self, tx: Transaction, principal: Principal, name: str) -> Role:
+        """The role, if the principal may give it to someone: it holds every scope of
+        the role, and only an owner gives the owner role."""
+        role = await self._role(tx, principal.org_id, name)
         if role.name == OWNER:
             await self._require_owner(tx, principal)
         self._check_grantable(principal, list(role.scopes))
+        return role
+
+    async def _grant(self, tx: Transaction, principal: Principal, membership: Membership) -> None:
+        await self.grantable_role(tx, principal, membership.role)
+        if membership.space_id is not None:
+            await self._space(tx, principal.org_id, membership.space_id)
         await tx.put_membership(membership)
 
     async def grant(

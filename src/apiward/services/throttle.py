@@ -6,10 +6,11 @@ configured, like every other limit.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
-from apiward.core.errors import LoginThrottled
-from apiward.core.limits import Policy
+from apiward.core.errors import LoginThrottled, RateLimited
+from apiward.core.limits import Hit, Policy
 from apiward.services.ports import Limiter
 
 
@@ -38,3 +39,33 @@ class LoginThrottle:
     async def succeeded(self, username: str) -> None:
         _, key = self._keys(username, None)[0]
         await self._limiter.reset(key)
+
+
+class ActionThrottle:
+    """Every attempt counts: sign-ups and emailed links, per address and per IP.
+
+    An address is counted by its SHA-256, so the limiter (Redis, say) never holds it.
+    Past either budget the action answers 429 with ``Retry-After``, whether or not the
+    address has an account: the answer tells nothing about it.
+    """
+
+    def __init__(self, limiter: Limiter, per_email: Policy, per_ip: Policy) -> None:
+        self._limiter = limiter
+        self._per_email = per_email
+        self._per_ip = per_ip
+
+    async def spend(self, action: str, email: str, ip: str | None) -> None:
+        address = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        hits = [
+            Hit(f"portal:{action}:email:{address}", self._per_email.limit, self._per_email.period),
+            Hit(f"portal:{action}:ip:{ip or '-'}", self._per_ip.limit, self._per_ip.period),
+        ]
+        decisions = await self._limiter.hit_all(hits)
+        refused = [d for d in decisions if not d.allowed]
+        if refused:
+            wait = max(1, math.ceil(max(d.retry_after for d in refused)))
+            raise RateLimited(
+                wait,
+                {"Retry-After": str(wait)},
+                message=f"Too many attempts. Retry after {wait} seconds.",
+            )

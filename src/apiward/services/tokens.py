@@ -305,16 +305,24 @@ class Tokens:
                 for u in await tx.find_users_by_email(email)
                 if org_id is None or u.org_id == org_id
             ]
+            # A portal account's users sign in with the account's password.
+            hashes: dict[str, str | None] = {}
+            for u in candidates:
+                if u.account_id is None:
+                    hashes[u.id] = u.password_hash
+                    continue
+                account = await tx.get_account(u.account_id)
+                enabled = account is not None and account.disabled_at is None
+                hashes[u.id] = account.password_hash if account is not None and enabled else None
         if not candidates:
             # Same cost as a real check: an unknown user and a wrong password look alike.
             await asyncio.to_thread(self._passwords.verify, None, password)
             return None, []
-        matches = [
-            u
-            for u in candidates
-            if await asyncio.to_thread(self._passwords.verify, u.password_hash, password)
-            and u.disabled_at is None
-        ]
+        checked: dict[str | None, bool] = {}
+        for stored in hashes.values():
+            if stored not in checked:  # one check per distinct hash
+                checked[stored] = await asyncio.to_thread(self._passwords.verify, stored, password)
+        matches = [u for u in candidates if checked[hashes[u.id]] and u.disabled_at is None]
         if len(matches) > 1:
             raise InvalidRequest(
                 "This account belongs to several organisations; send org_id to choose one."

@@ -74,6 +74,7 @@ def test_navigation_marks_the_current_page(owner: Browser) -> None:
         "/dashboard/members",
         "/dashboard/usage",
         "/dashboard/audit",
+        "/dashboard/account",
     ]
     assert [href for href, current in nav if current] == ["/dashboard/clients"]
 

@@ -35,3 +35,13 @@ def check(secret: str | None, presented: object) -> None:
         raise CsrfRejected()
     if not hmac.compare_digest(token_for(secret), presented):
         raise CsrfRejected()
+
+
+def check_any(secrets_: tuple[str | None, ...], presented: object) -> None:
+    """Raise ``CsrfRejected`` unless ``presented`` is the token of one of ``secrets_``
+    (a public form, such as accepting an invitation, posted signed in or not)."""
+    if isinstance(presented, str) and presented:
+        for secret in secrets_:
+            if secret and hmac.compare_digest(token_for(secret), presented):
+                return
+    raise CsrfRejected()

@@ -39,6 +39,8 @@ NOTICES = {
     "space_created": "The space is created.",
     "role_created": "The role is created.",
     "role_deleted": "The role is deleted.",
+    "invited": "The invitation is sent. It works once, until it expires.",
+    "invitation_revoked": "The invitation is revoked: its link no longer works.",
 }
 _ALL = PageRequest(page=1, page_size=100)
 
@@ -64,6 +66,7 @@ async def _page(
         else []
     )
     roles = await tenancy.list_roles(principal) if me.can("roles:read") else []
+    invitations = await runtime_of(request).portal.invitations(principal)
     return render(
         request,
         "members.html",
@@ -75,6 +78,7 @@ async def _page(
         spaces=spaces,
         space_names={s.id: s.name for s in spaces},
         roles=roles,
+        invitations=invitations,
         scopes=await scope_choices(request, me) if me.can("roles:manage") else [],
         values=values or FormData(),
         empty=FormData(),
@@ -95,7 +99,9 @@ async def _act(
         await change(form)
     except ApiwardError as exc:
         return await _page(request, me, flash=Flash.error(exc), status=status_of(exc), values=form)
-    anchor = {"space": "spaces", "role": "roles"}.get(done.split("_")[0], "users")
+    anchor = {"space": "spaces", "role": "roles", "invited": "invitations"}.get(
+        done.split("_")[0], "users"
+    )
     return see_other(url("/members", done=done) + "#" + anchor)
 
 
@@ -194,3 +200,26 @@ async def delete_role(name: str, request: Request, me: Me = Depends(signed_in)) 
         return None
 
     return await _act(request, me, "roles:manage", change, "role_deleted")
+
+
+@router.post("/members/invitations")
+async def invite(request: Request, me: Me = Depends(signed_in)) -> Response:
+    portal = runtime_of(request).portal
+
+    async def change(form: FormData) -> object:
+        return await portal.invite(me.principal, text(form, "email", 254), text(form, "role", 40))
+
+    return await _act(request, me, "users:manage", change, "invited")
+
+
+@router.post("/members/invitations/{invitation_id}/revoke")
+async def revoke_invitation(
+    invitation_id: str, request: Request, me: Me = Depends(signed_in)
+) -> Response:
+    portal = runtime_of(request).portal
+
+    async def change(form: FormData) -> object:
+        await portal.revoke_invitation(me.principal, invitation_id)
+        return None
+
+    return await _act(request, me, "users:manage", change, "invitation_revoked")

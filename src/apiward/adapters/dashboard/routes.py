@@ -8,13 +8,12 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from apiward.adapters.dashboard import audit, clients, csrf, keys, members, usage
+from apiward.adapters.dashboard import audit, clients, keys, members, portal, usage
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
-    SIGN_IN_COOKIE,
+    ConfirmFirst,
     Sessions,
-    new_secret,
     secure_cookies,
 )
 from apiward.adapters.dashboard.web import (
@@ -23,11 +22,12 @@ from apiward.adapters.dashboard.web import (
     Flash,
     Me,
     notice,
-    render,
+    public_page,
     see_other,
-    signed_in,
+    set_session_cookie,
     text,
     url,
+    visiting,
 )
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context, runtime_of
@@ -39,7 +39,12 @@ _STATIC_TYPES = {
     "dashboard.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
-NOTICES = {"signed_out": "You have signed out."}
+NOTICES = {
+    "signed_out": "You have signed out.",
+    "confirmed": "Your email address is confirmed. Sign in to create your first project.",
+    "password_reset": "Your password is changed and every session signed out. Sign in with "
+    "the new password.",
+}
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -62,19 +67,16 @@ async def home() -> RedirectResponse:
 
 
 def _login_page(
-    request: Request, secret: str, *, status: int = 200, flash: Flash | None = None, **values: str
+    request: Request, *, status: int = 200, flash: Flash | None = None, **values: str
 ) -> Response:
-    settings = runtime_of(request).settings
-    insecure = request.url.scheme == "http" and secure_cookies(request, settings)
-    return render(
+    return public_page(
         request,
         "login.html",
         status=status,
         flash=flash or notice(request, NOTICES),
-        csrf=csrf.token_for(secret),
-        insecure=insecure,
         email=values.get("email", ""),
         org_id=values.get("org_id", ""),
+        unconfirmed=values.get("unconfirmed", ""),
         next=_next(values.get("next") or request.query_params.get("next", "")),
     )
 
@@ -85,19 +87,8 @@ async def login_form(request: Request) -> Response:
     cookie = request.cookies.get(COOKIE)
     env = runtime.settings.environments[0]
     if cookie and await Sessions(runtime).resolve(cookie, request_context(request), env):
-        return see_other(url("/keys"))
-    secret = request.cookies.get(SIGN_IN_COOKIE) or new_secret()
-    response = _login_page(request, secret)
-    if SIGN_IN_COOKIE not in request.cookies:
-        response.set_cookie(
-            SIGN_IN_COOKIE,
-            secret,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="strict",
-            secure=secure_cookies(request, runtime.settings),
-        )
-    return response
+        return see_other(_next(request.query_params.get("next", "")))
+    return _login_page(request)
 
 
 @router.post("/login")
@@ -116,32 +107,22 @@ async def login(request: Request) -> Response:
     except ApiwardError as exc:
         return _login_page(
             request,
-            request.cookies.get(SIGN_IN_COOKIE, ""),
             status=status_of(exc),
             flash=Flash.error(exc),
             email=email,
             org_id=org_id,
+            unconfirmed=exc.email if isinstance(exc, ConfirmFirst) else "",
             next=text(form, "next", 2000),
         )
     response = see_other(_next(text(form, "next", 2000)))
-    secure = secure_cookies(request, runtime.settings)
-    response.set_cookie(
-        COOKIE,
-        cookie,
-        max_age=runtime.settings.session_ttl_seconds,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-    )
-    response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, secure=secure)
+    set_session_cookie(request, response, cookie)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def logout(request: Request, me: Me = Depends(visiting)) -> Response:
     runtime = runtime_of(request)
-    await Sessions(runtime).sign_out(me.signed)
+    await Sessions(runtime).sign_out(me.visitor, request_context(request))
     response = see_other(url("/login", done="signed_out"))
     response.delete_cookie(
         COOKIE, path=COOKIE_PATH, httponly=True, secure=secure_cookies(request, runtime.settings)
@@ -164,5 +145,5 @@ async def static(name: str) -> Response:
     )
 
 
-for module in (keys, clients, members, usage, audit):
+for module in (keys, clients, members, usage, audit, portal):
     router.include_router(module.router)

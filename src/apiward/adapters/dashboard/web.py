@@ -27,14 +27,33 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from apiward import __version__
 from apiward.adapters.dashboard import csrf
-from apiward.adapters.dashboard.sessions import COOKIE, SIGN_IN_COOKIE, Sessions, SignedIn
+from apiward.adapters.dashboard.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    SIGN_IN_COOKIE,
+    Sessions,
+    SignedIn,
+    Visitor,
+    new_secret,
+    secure_cookies,
+)
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context, runtime_of
 from apiward.adapters.runtime import Runtime
-from apiward.core.errors import ApiwardError, AuthenticationError, InsufficientScope
-from apiward.core.models import PageRequest, Principal
+from apiward.core.errors import (
+    ApiwardError,
+    AuthenticationError,
+    InsufficientScope,
+    PermissionDenied,
+)
+from apiward.core.models import Account, PageRequest, Principal
+from apiward.services.portal import Project
 
 PREFIX = "/dashboard"
+PUBLIC_FORMS = frozenset(
+    {"/login", "/signup", "/forgot", "/reset", "/confirm/resend", "/invitations/accept"}
+)
+"""Forms posted before signing in: their CSRF token comes from the sign-in cookie."""
 TEMPLATES = Path(__file__).parent / "templates"
 
 CSP = "; ".join(
@@ -73,6 +92,13 @@ class SignInRequired(AuthenticationError):
     default_message = "Sign in to continue."
 
 
+class ProjectRequired(PermissionDenied):
+    """A signed-in account with no project open asked for a project's page."""
+
+    reason = "PROJECT_REQUIRED"
+    default_message = "Open or create a project first."
+
+
 @dataclass(frozen=True, slots=True)
 class Flash:
     """A message at the top of a page: ``kind`` is ``success`` or ``error``."""
@@ -87,19 +113,35 @@ class Flash:
 
 @dataclass(frozen=True, slots=True)
 class Me:
-    """The signed-in person, the environment the page shows, and their form token."""
+    """The signed-in person, the project and environment the page shows, their projects
+    (a portal account's) and their form token."""
 
-    signed: SignedIn
+    visitor: Visitor
     csrf: str
     env: str
     environments: tuple[str, ...]
+    projects: tuple[Project, ...] = ()
+
+    @property
+    def account(self) -> Account | None:
+        return self.visitor.account
+
+    @property
+    def in_project(self) -> bool:
+        return self.visitor.signed is not None
+
+    @property
+    def signed(self) -> SignedIn:
+        if self.visitor.signed is None:
+            raise ProjectRequired()
+        return self.visitor.signed
 
     @property
     def principal(self) -> Principal:
         return self.signed.principal
 
     def can(self, scope: str) -> bool:
-        return self.principal.grants(scope)
+        return self.in_project and self.principal.grants(scope)
 
     def require(self, scope: str) -> None:
         """The scope the HTTP route for this action requires, or a 403 page."""
@@ -207,6 +249,58 @@ def render(
     return HTMLResponse(html, status_code=status)
 
 
+def public_page(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    flash: Flash | None = None,
+    **context: Any,
+) -> Response:
+    """A page for people not signed in (sign-in, sign-up, password reset...): its forms
+    carry the token of the sign-in cookie, set here when the browser has none."""
+    settings = runtime_of(request).settings
+    request.state.dashboard_me = None  # drawn as a card, even for someone signed in
+    secret = request.cookies.get(SIGN_IN_COOKIE) or new_secret()
+    insecure = request.url.scheme == "http" and secure_cookies(request, settings)
+    response = render(
+        request,
+        template,
+        status=status,
+        flash=flash,
+        csrf=csrf.token_for(secret),
+        insecure=insecure,
+        signup=settings.signup_enabled,
+        **context,
+    )
+    if SIGN_IN_COOKIE not in request.cookies:
+        response.set_cookie(
+            SIGN_IN_COOKIE,
+            secret,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies(request, settings),
+        )
+    return response
+
+
+def set_session_cookie(request: Request, response: Response, cookie: str) -> None:
+    """Hand the browser its session cookie, and drop the sign-in form's cookie."""
+    settings = runtime_of(request).settings
+    secure = secure_cookies(request, settings)
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=settings.session_ttl_seconds,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+    )
+    response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, secure=secure)
+
+
 def see_other(target: str) -> RedirectResponse:
     """The answer to a successful POST (Post/Redirect/Get)."""
     return RedirectResponse(target, status_code=303)
@@ -242,17 +336,22 @@ class DashboardRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
-        sign_in_form = self.path.endswith("/login")
+        public_form = self.path.removeprefix(PREFIX) in PUBLIC_FORMS
 
         async def route(request: Request) -> Response:
             try:
                 if request.method == "POST":
                     form = await request.form()
-                    cookie = SIGN_IN_COOKIE if sign_in_form else COOKIE
-                    csrf.check(request.cookies.get(cookie), form.get("csrf"))
+                    if public_form:
+                        cookies = (request.cookies.get(SIGN_IN_COOKIE), request.cookies.get(COOKIE))
+                        csrf.check_any(cookies, form.get("csrf"))
+                    else:
+                        csrf.check(request.cookies.get(COOKIE), form.get("csrf"))
                 response = await handle(request)
             except SignInRequired:
                 response = see_other(_sign_in_target(request))
+            except ProjectRequired:
+                response = see_other(url("/projects"))
             except ApiwardError as exc:
                 response = error_page(request, exc)
             return secured(response)
@@ -267,17 +366,25 @@ def environment_of(request: Request, runtime: Runtime, form: FormData | None = N
     return wanted if isinstance(wanted, str) and wanted in environments else environments[0]
 
 
-async def signed_in(request: Request) -> Me:
-    """The dependency of every page behind the sign-in."""
+async def visiting(request: Request) -> Me:
+    """The dependency of the pages of a signed-in person, with a project open or not."""
     runtime = runtime_of(request)
     form = await request.form() if request.method == "POST" else None
     env = environment_of(request, runtime, form)
     cookie = request.cookies.get(COOKIE)
-    signed = await Sessions(runtime).resolve(cookie, request_context(request), env)
-    if signed is None or cookie is None:
+    visitor = await Sessions(runtime).resolve(cookie, request_context(request), env)
+    if visitor is None or cookie is None:
         raise SignInRequired()
-    me = Me(signed, csrf.token_for(cookie), env, runtime.settings.environments)
+    projects = await runtime.portal.projects(visitor.account) if visitor.account else []
+    me = Me(visitor, csrf.token_for(cookie), env, runtime.settings.environments, tuple(projects))
     request.state.dashboard_me = me
+    return me
+
+
+async def signed_in(request: Request) -> Me:
+    """The dependency of every page of a project (keys, clients, members...)."""
+    me = await visiting(request)
+    me.signed  # noqa: B018 - raises ProjectRequired when no project is open
     return me
 
 

@@ -72,7 +72,7 @@ class Apiward:
         logs.configure(
             self.settings.log_level,
             self.settings.log_format,
-            secret_prefixes=(prefix, prefix + "cs", prefix + "rt", "whsec"),
+            secret_prefixes=(prefix, prefix + "cs", prefix + "rt", prefix + "el", "whsec"),
         )
         runtime = Runtime(self.settings, clock=self._clock)
         await runtime.start()

@@ -60,7 +60,8 @@ orgs = Table(
     "orgs",
     metadata,
     Column("id", String(ID), primary_key=True),
-    Column("name", String(200), nullable=False, unique=True),
+    # Not unique: projects of different accounts may share a name.
+    Column("name", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("rate_tier", String(64)),
 )
@@ -96,7 +97,41 @@ users = Table(
     Column("password_hash", Text),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("disabled_at", UTCDateTime()),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), index=True),
     UniqueConstraint("org_id", "email", name="uq_users_org_email"),
+)
+
+# People who sign in to the dashboard (the developer portal); one user row per project.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime()),
+    Column("disabled_at", UTCDateTime()),
+    Column("password_changed_at", UTCDateTime()),
+)
+
+# Links sent by email (confirmation, password reset, invitation): SHA-256 of the token.
+email_links = Table(
+    "email_links",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("email", String(254), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("account_id", String(ID), ForeignKey("accounts.id")),
+    Column("org_id", String(ID), ForeignKey("orgs.id")),
+    Column("role", String(40)),
+    Column("created_by", String(ID)),
+    Column("used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Index("ix_email_links_org_purpose", "org_id", "purpose"),
 )
 
 roles = Table(
@@ -161,7 +196,7 @@ audit_events = Table(
     "audit_events",
     metadata,
     Column("id", String(ID), primary_key=True),
-    Column("org_id", String(ID), nullable=False),
+    Column("org_id", String(ID)),
     Column("environment", String(32)),
     Column("type", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -258,8 +293,10 @@ dashboard_sessions = Table(
     Column("id", String(ID), primary_key=True),
     # SHA-256 of the cookie value: a copy of the table signs nobody in.
     Column("digest", String(64), nullable=False, unique=True),
-    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
-    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    # The project being looked at; None for an account that has none yet.
+    Column("org_id", String(ID), ForeignKey("orgs.id")),
+    Column("user_id", String(ID), ForeignKey("users.id"), index=True),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), index=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False, index=True),
     Column("revoked_at", UTCDateTime()),

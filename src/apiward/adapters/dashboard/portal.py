@@ -1,0 +1,369 @@
+"""The developer portal's pages: sign-up, email confirmation, password reset, invitations,
+projects and the account's own settings.
+
+Links from emails land on GET pages that change nothing but the confirmation (which is
+what opening that link means); reset and invitation links show a form, and only its
+POST uses the link, so that a mail scanner fetching the link spends nothing.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from apiward.adapters.dashboard.sessions import COOKIE, Sessions
+from apiward.adapters.dashboard.web import (
+    DashboardRoute,
+    Flash,
+    Me,
+    notice,
+    public_page,
+    render,
+    see_other,
+    set_session_cookie,
+    text,
+    url,
+    visiting,
+)
+from apiward.adapters.http.errors import status_of
+from apiward.adapters.http.security import request_context, runtime_of
+from apiward.core.errors import ApiwardError, InvalidInput, PermissionDenied
+from apiward.core.models import LinkPurpose
+from apiward.services.portal import LinkInvalid
+
+router = APIRouter(route_class=DashboardRoute)
+
+NOTICES = {
+    "project_created": "The project is created, with its live and test environments. "
+    "Create its first API key below.",
+    "password_changed": "Your password is changed. Every other session is signed out.",
+}
+
+
+def _token(request: Request, form: object = None) -> str:
+    value = request.query_params.get("token", "")
+    if form is not None and hasattr(form, "get"):
+        value = form.get("token") or value
+    return value[:200] if isinstance(value, str) else ""
+
+
+def _link_failed(request: Request, exc: ApiwardError) -> Response:
+    return public_page(
+        request,
+        "message.html",
+        status=status_of(exc),
+        title="This link does not work",
+        text=exc.message,
+        action=("Go to sign-in", url("/login")),
+    )
+
+
+# sign-up and confirmation ---------------------------------------------------------
+
+
+@router.get("/signup")
+async def signup_form(request: Request) -> Response:
+    settings = runtime_of(request).settings
+    if not settings.signup_enabled:
+        return _closed(request)
+    return public_page(request, "signup.html", values={}, domains=settings.signup_email_domains)
+
+
+def _closed(request: Request) -> Response:
+    return public_page(
+        request,
+        "message.html",
+        status=403,
+        title="Sign-up is by invitation only",
+        text="Ask the owner of a project to invite you: the invitation email lets you "
+        "create your account.",
+        action=("Go to sign-in", url("/login")),
+    )
+
+
+@router.post("/signup")
+async def signup(request: Request) -> Response:
+    runtime = runtime_of(request)
+    form = await request.form()
+    values = {"email": text(form, "email", 254), "name": text(form, "name")}
+    try:
+        await runtime.portal.sign_up(
+            values["email"], values["name"], text(form, "password", 1024), request_context(request)
+        )
+    except ApiwardError as exc:
+        return public_page(
+            request,
+            "signup.html",
+            status=status_of(exc),
+            flash=Flash.error(exc),
+            values=values,
+            domains=runtime.settings.signup_email_domains,
+        )
+    return _check_inbox(request, values["email"])
+
+
+def _check_inbox(request: Request, email: str) -> Response:
+    return public_page(
+        request,
+        "message.html",
+        title="Check your inbox",
+        text=f"We have sent an email to {email}. Open the link in it to confirm your "
+        "address, then sign in. Nothing there? Check the spam folder, or ask for a new link "
+        "below.",
+        resend=email,
+    )
+
+
+@router.get("/confirm")
+async def confirm(request: Request) -> Response:
+    try:
+        await runtime_of(request).portal.confirm(_token(request), request_context(request))
+    except ApiwardError as exc:
+        return _link_failed(request, exc)
+    return see_other(url("/login", done="confirmed"))
+
+
+@router.post("/confirm/resend")
+async def resend(request: Request) -> Response:
+    form = await request.form()
+    email = text(form, "email", 254)
+    try:
+        await runtime_of(request).portal.resend_confirmation(email, request_context(request))
+    except ApiwardError as exc:
+        return public_page(
+            request,
+            "message.html",
+            status=status_of(exc),
+            flash=Flash.error(exc),
+            title="Confirm your email address",
+            text="",
+            resend=email,
+        )
+    return public_page(
+        request,
+        "message.html",
+        title="Check your inbox",
+        text=f"If {email} has an account waiting for confirmation, a new link is on its way. "
+        "Earlier links no longer work.",
+        action=("Go to sign-in", url("/login")),
+    )
+
+
+# password reset -------------------------------------------------------------------
+
+
+@router.get("/forgot")
+async def forgot_form(request: Request) -> Response:
+    return public_page(request, "forgot.html", email="")
+
+
+@router.post("/forgot")
+async def forgot(request: Request) -> Response:
+    form = await request.form()
+    email = text(form, "email", 254)
+    try:
+        await runtime_of(request).portal.request_reset(email, request_context(request))
+    except ApiwardError as exc:
+        return public_page(
+            request, "forgot.html", status=status_of(exc), flash=Flash.error(exc), email=email
+        )
+    minutes = runtime_of(request).settings.reset_link_ttl_seconds // 60
+    return public_page(
+        request,
+        "message.html",
+        title="Check your inbox",
+        text=f"If {email} has an account, we have sent it a link to choose a new password. "
+        f"The link works once and for {minutes} minutes.",
+        action=("Go to sign-in", url("/login")),
+    )
+
+
+@router.get("/reset")
+async def reset_form(request: Request) -> Response:
+    token = _token(request)
+    try:
+        await runtime_of(request).portal.link(token, LinkPurpose.RESET)
+    except ApiwardError as exc:
+        return _link_failed(request, exc)
+    return public_page(request, "reset.html", token=token)
+
+
+@router.post("/reset")
+async def reset(request: Request) -> Response:
+    form = await request.form()
+    token = _token(request, form)
+    password = text(form, "password", 1024)
+    if password != text(form, "password_again", 1024):
+        return public_page(
+            request,
+            "reset.html",
+            status=400,
+            flash=Flash("error", "The two passwords are not the same."),
+            token=token,
+        )
+    try:
+        await runtime_of(request).portal.reset_password(token, password, request_context(request))
+    except LinkInvalid as exc:
+        return _link_failed(request, exc)
+    except ApiwardError as exc:
+        return public_page(
+            request, "reset.html", status=status_of(exc), flash=Flash.error(exc), token=token
+        )
+    return see_other(url("/login", done="password_reset"))
+
+
+# invitations ----------------------------------------------------------------------
+
+
+async def _current(request: Request) -> Me | None:
+    """The signed-in person on a public page, if any."""
+    if not request.cookies.get(COOKIE):
+        return None
+    try:
+        return await visiting(request)
+    except ApiwardError:
+        return None
+
+
+@router.get("/invitations/accept")
+async def invitation(request: Request) -> Response:
+    token = _token(request)
+    try:
+        offer = await runtime_of(request).portal.invitation(token)
+    except ApiwardError as exc:
+        return _link_failed(request, exc)
+    me = await _current(request)
+    return public_page(
+        request,
+        "accept.html",
+        token=token,
+        offer=offer,
+        account=me.account if me else None,
+        here=url("/invitations/accept", token=token),
+        values={},
+    )
+
+
+@router.post("/invitations/accept")
+async def accept(request: Request) -> Response:
+    runtime = runtime_of(request)
+    form = await request.form()
+    token = _token(request, form)
+    me = await _current(request)
+    context = request_context(request)
+    try:
+        account, project = await runtime.portal.accept(
+            token,
+            context,
+            account=me.account if me else None,
+            name=text(form, "name"),
+            password=text(form, "password", 1024),
+        )
+    except LinkInvalid as exc:
+        return _link_failed(request, exc)
+    except ApiwardError as exc:
+        offer = await runtime.portal.invitation(token)
+        return public_page(
+            request,
+            "accept.html",
+            status=status_of(exc),
+            flash=Flash.error(exc),
+            token=token,
+            offer=offer,
+            account=me.account if me else None,
+            here=url("/invitations/accept", token=token),
+            values={"name": text(form, "name")},
+        )
+    sessions = Sessions(runtime)
+    response = see_other(url("/keys"))
+    if me is not None and me.account is not None:
+        await sessions.switch(me.visitor, project.org.id)
+    else:
+        cookie, _ = await sessions.open(account, project, context)
+        set_session_cookie(request, response, cookie)
+    return response
+
+
+# projects and the account ---------------------------------------------------------
+
+
+def _projects_page(
+    request: Request, me: Me, *, status: int = 200, flash: Flash | None = None, name: str = ""
+) -> Response:
+    return render(
+        request,
+        "projects.html",
+        status=status,
+        flash=flash or notice(request, NOTICES),
+        section="projects",
+        name=name,
+        limit=runtime_of(request).settings.projects_per_account,
+    )
+
+
+@router.get("/projects")
+async def projects(request: Request, me: Me = Depends(visiting)) -> Response:
+    return _projects_page(request, me)
+
+
+@router.post("/projects")
+async def create_project(request: Request, me: Me = Depends(visiting)) -> Response:
+    runtime = runtime_of(request)
+    form = await request.form()
+    name = text(form, "name")
+    try:
+        if me.account is None:
+            raise PermissionDenied("Only a portal account creates projects here; use the CLI.")
+        project = await runtime.portal.create_project(me.account, name, request_context(request))
+        await Sessions(runtime).switch(me.visitor, project.org.id)
+    except ApiwardError as exc:
+        return _projects_page(request, me, status=status_of(exc), flash=Flash.error(exc), name=name)
+    return see_other(url("/keys", done="project_created"))
+
+
+@router.post("/projects/{org_id}/open")
+async def open_project(org_id: str, request: Request, me: Me = Depends(visiting)) -> Response:
+    try:
+        await Sessions(runtime_of(request)).switch(me.visitor, org_id)
+    except ApiwardError as exc:
+        return _projects_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+    return see_other(url("/keys"))
+
+
+def _account_page(
+    request: Request, me: Me, *, status: int = 200, flash: Flash | None = None
+) -> Response:
+    return render(
+        request,
+        "account.html",
+        status=status,
+        flash=flash or notice(request, NOTICES),
+        section="account",
+    )
+
+
+@router.get("/account")
+async def account(request: Request, me: Me = Depends(visiting)) -> Response:
+    return _account_page(request, me)
+
+
+@router.post("/account/password")
+async def change_password(request: Request, me: Me = Depends(visiting)) -> Response:
+    runtime = runtime_of(request)
+    form = await request.form()
+    current, new = text(form, "current", 1024), text(form, "password", 1024)
+    context = request_context(request)
+    try:
+        if new != text(form, "password_again", 1024):
+            raise InvalidInput("The two new passwords are not the same.")
+        if me.account is not None:
+            await runtime.portal.change_password(me.account, current, new, context)
+        else:
+            await runtime.portal.change_user_password(me.signed.user, current, new, context)
+    except ApiwardError as exc:
+        return _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+    # Every session ended with the change; this browser gets a new one.
+    cookie = await Sessions(runtime).renew(me.visitor, context)
+    response = see_other(url("/account", done="password_changed"))
+    set_session_cookie(request, response, cookie)
+    return response

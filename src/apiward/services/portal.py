@@ -1,0 +1,687 @@
+"""The developer portal: accounts, email confirmation, projects, invitations, resets.
+
+An *account* is a person who signs in to the dashboard with an email address and a
+password; a *project* is an organisation with its environments. An account belongs to
+any number of projects through one ``User`` per project (``User.account_id``), whose
+role there says what the account may do in it, and whose password is the account's.
+
+Every link sent by email carries a random token (256 bits, with this deployment's
+prefix so that logs mask it); the store keeps its SHA-256 only. A link works once
+(``Transaction.use_link`` lets exactly one of two concurrent uses through) and until it
+expires. No answer and no timing tells whether an address has an account: sign-up and
+reset requests answer alike for every address, hash a password or look up a row alike,
+and hand their emails to a ``Mailer`` that sends them in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from apiward.core.clock import Clock
+from apiward.core.errors import (
+    AuthenticationError,
+    Conflict,
+    InsufficientScope,
+    InvalidInput,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
+from apiward.core.ids import new_id
+from apiward.core.models import (
+    Account,
+    AuditEvent,
+    EmailLink,
+    LinkPurpose,
+    Membership,
+    Organisation,
+    Principal,
+    RequestContext,
+    User,
+)
+from apiward.core.passwords import Passwords
+from apiward.services.audit import audit_event
+from apiward.services.ports import Mailer, Notice, Store, Transaction
+from apiward.services.tenancy import Tenancy, check_email, check_name
+from apiward.services.throttle import ActionThrottle
+
+if TYPE_CHECKING:
+    from apiward.services.tokens import Tokens
+
+
+class LinkInvalid(InvalidInput):
+    reason = "LINK_INVALID"
+    default_message = "This link has expired or has already been used. Ask for a new one."
+
+
+class SignUpClosed(PermissionDenied):
+    reason = "SIGNUP_CLOSED"
+    default_message = "Sign-up is by invitation only: ask a project's owner to invite you."
+
+
+class EmailNotConfirmed(PermissionDenied):
+    reason = "EMAIL_NOT_CONFIRMED"
+    default_message = "Confirm your email address first: open the link we sent you."
+
+
+class WrongPassword(AuthenticationError):
+    reason = "WRONG_PASSWORD"
+    default_message = "The current password is not right."
+
+
+@dataclass(frozen=True, slots=True)
+class PortalPolicy:
+    """What the operator configured (``APIWARD_SIGNUP_*``, ``APIWARD_*_LINK_TTL_SECONDS``)."""
+
+    links: Mapping[LinkPurpose, str]
+    """The page each kind of link opens; the token is appended (``...?token=``)."""
+    sign_in_url: str
+    forgot_url: str
+    link_prefix: str
+    signup_enabled: bool = True
+    signup_domains: tuple[str, ...] = ()
+    confirm_ttl: timedelta = timedelta(days=1)
+    reset_ttl: timedelta = timedelta(hours=1)
+    invite_ttl: timedelta = timedelta(days=7)
+    projects_per_account: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A project of an account: the org, the account's user there, and its role."""
+
+    org: Organisation
+    user: User
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invitation link, the project it is for, and who sent it."""
+
+    link: EmailLink
+    org: Organisation
+    inviter: str
+    has_account: bool
+    """Whether the invited address has an account already (the link's holder reads it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """Who an email and password sign in: an account, or a user of one organisation."""
+
+    account: Account | None = None
+    user: User | None = None
+    tried: Account | None = None
+    """The account with this email, matched or not (for ``login.failed`` events)."""
+    candidates: list[User] = field(default_factory=list)
+    """Users (without an account) who have this email, for the same."""
+
+
+def link_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _ttl_text(ttl: timedelta) -> str:
+    seconds = int(ttl.total_seconds())
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+class Portal:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        passwords: Passwords,
+        tenancy: Tenancy,
+        tokens: Tokens,
+        throttle: ActionThrottle,
+        mailer: Mailer,
+        policy: PortalPolicy,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._passwords = passwords
+        self._tenancy = tenancy
+        self._tokens = tokens
+        self._throttle = throttle
+        self.mailer = mailer
+        self.policy = policy
+
+    # links -----------------------------------------------------------------------
+
+    def _new_link(
+        self, purpose: LinkPurpose, email: str, ttl: timedelta, **fields: str | None
+    ) -> tuple[str, EmailLink]:
+        token = f"{self.policy.link_prefix}_{secrets.token_urlsafe(32)}"
+        now = self._clock.now()
+        link = EmailLink(
+            id=new_id("lnk"),
+            purpose=purpose,
+            digest=link_digest(token),
+            email=email,
+            created_at=now,
+            expires_at=now + ttl,
+            **fields,  # type: ignore[arg-type]
+        )
+        return token, link
+
+    def _url(self, purpose: LinkPurpose, token: str) -> str:
+        return f"{self.policy.links[purpose]}?token={quote(token, safe='')}"
+
+    async def link(self, token: str, purpose: LinkPurpose) -> EmailLink:
+        """The live link of this token, or ``LinkInvalid`` (unknown, used, expired...)."""
+        if not token.startswith(self.policy.link_prefix + "_") or len(token) > 200:
+            raise LinkInvalid()
+        async with self._store.begin() as tx:
+            link = await tx.find_link(link_digest(token))
+        if link is None or link.purpose != purpose or not link.usable(self._clock.now()):
+            raise LinkInvalid()
+        return link
+
+    @staticmethod
+    async def _use(tx: Transaction, link: EmailLink, now: datetime) -> None:
+        if not await tx.use_link(link.id, now):
+            raise LinkInvalid()
+
+    def _event(
+        self,
+        type: str,
+        context: RequestContext,
+        *,
+        account_id: str | None,
+        org_id: str | None = None,
+        actor_user_id: str | None = None,
+        data: dict[str, object] | None = None,
+    ) -> AuditEvent:
+        """An event about an account; ``org_id`` None when it concerns no project."""
+        return AuditEvent(
+            id=new_id("evt"),
+            org_id=org_id,
+            environment=None,
+            type=type,
+            created_at=self._clock.now(),
+            actor_user_id=actor_user_id,
+            target_type="account" if account_id else None,
+            target_id=account_id,
+            ip=context.ip,
+            user_agent=context.user_agent,
+            request_id=context.request_id,
+            data=data or {},
+        )
+
+    # sign-up and confirmation ----------------------------------------------------
+
+    def _check_domain(self, email: str) -> None:
+        domains = self.policy.signup_domains
+        if domains and email.rsplit("@", 1)[1] not in domains:
+            listed = ", ".join(domains)
+            raise InvalidInput(f"Sign-up is open to addresses at {listed} only.")
+
+    async def sign_up(self, email: str, name: str, password: str, context: RequestContext) -> None:
+        """Open an account and email a confirmation link; an address that has an account
+        gets an email saying so instead. Both answer the same."""
+        if not self.policy.signup_enabled:
+            raise SignUpClosed()
+        email = check_email(email)
+        self._check_domain(email)
+        name = check_name(name or email.split("@")[0], "account")
+        await self._throttle.spend("signup", email, context.ip)
+        # Hashed for every address, so that a known one answers no faster.
+        password_hash = await self._tenancy.hash_password(password, email)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            existing = await tx.find_account_by_email(email)
+            if existing is not None:
+                await tx.insert_audit(
+                    self._event("account.signup_repeated", context, account_id=existing.id)
+                )
+                notice = Notice(
+                    "account_exists",
+                    email,
+                    {
+                        "name": existing.name,
+                        "sign_in": self.policy.sign_in_url,
+                        "forgot": self.policy.forgot_url,
+                    },
+                )
+            else:
+                account = Account(new_id("acc"), email, name, password_hash, now)
+                token, link = self._new_link(
+                    LinkPurpose.CONFIRM, email, self.policy.confirm_ttl, account_id=account.id
+                )
+                await tx.insert_account(account)
+                await tx.insert_link(link)
+                await tx.insert_audit(
+                    self._event(
+                        "account.signed_up", context, account_id=account.id, data={"email": email}
+                    )
+                )
+                notice = self._confirm_notice(account, token)
+        self.mailer.post(notice)
+
+    def _confirm_notice(self, account: Account, token: str) -> Notice:
+        return Notice(
+            "confirm",
+            account.email,
+            {
+                "name": account.name,
+                "link": self._url(LinkPurpose.CONFIRM, token),
+                "valid_for": _ttl_text(self.policy.confirm_ttl),
+            },
+        )
+
+    async def resend_confirmation(self, email: str, context: RequestContext) -> None:
+        """A new confirmation link for an unconfirmed account; nothing for any other
+        address (the answer is the same)."""
+        email = check_email(email)
+        await self._throttle.spend("confirm", email, context.ip)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            account = await tx.find_account_by_email(email)
+            if account is None or account.confirmed or account.disabled_at is not None:
+                return
+            await tx.revoke_links(LinkPurpose.CONFIRM, now, email=email)
+            token, link = self._new_link(
+                LinkPurpose.CONFIRM, email, self.policy.confirm_ttl, account_id=account.id
+            )
+            await tx.insert_link(link)
+            await tx.insert_audit(
+                self._event("account.confirmation_sent", context, account_id=account.id)
+            )
+        self.mailer.post(self._confirm_notice(account, token))
+
+    async def confirm(self, token: str, context: RequestContext) -> Account:
+        """Mark the address of the link's account confirmed."""
+        link = await self.link(token, LinkPurpose.CONFIRM)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            account = await tx.get_account(link.account_id or "")
+            if account is None or account.email != link.email:
+                raise LinkInvalid()
+            await self._use(tx, link, now)
+            if not account.confirmed:
+                account = replace(account, confirmed_at=now)
+                await tx.update_account(account)
+            await tx.insert_audit(self._event("account.confirmed", context, account_id=account.id))
+        return account
+
+    # signing in ------------------------------------------------------------------
+
+    async def authenticate(self, email: str, password: str, org_id: str | None) -> SignIn:
+        """The account or user this email and password belong to.
+
+        One Argon2 check per candidate (the account, and users an organisation created
+        with this email), and one against a dummy hash when there is none: an unknown
+        address costs what a wrong password costs.
+        """
+        email = email.strip().lower()
+        async with self._store.begin() as tx:
+            account = await tx.find_account_by_email(email)
+            users = [
+                u
+                for u in await tx.find_users_by_email(email)
+                if u.account_id is None and (org_id is None or u.org_id == org_id)
+            ]
+        verify = self._passwords.verify
+        if account is None and not users:
+            await asyncio.to_thread(verify, None, password)
+            return SignIn()
+        if account is not None:
+            ok = await asyncio.to_thread(verify, account.password_hash, password)
+            if ok and account.disabled_at is None:
+                return SignIn(account=account, tried=account, candidates=users)
+        matches = [
+            u
+            for u in users
+            if await asyncio.to_thread(verify, u.password_hash, password) and u.disabled_at is None
+        ]
+        if len(matches) > 1:
+            raise InvalidRequest(
+                "This email belongs to several organisations; choose one with its id."
+            )
+        return SignIn(user=matches[0] if matches else None, tried=account, candidates=users)
+
+    async def account(self, account_id: str) -> Account | None:
+        async with self._store.begin() as tx:
+            return await tx.get_account(account_id)
+
+    # passwords -------------------------------------------------------------------
+
+    async def request_reset(self, email: str, context: RequestContext) -> None:
+        """Email a reset link if the address has an account; answer the same if not."""
+        email = check_email(email)
+        await self._throttle.spend("reset", email, context.ip)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            account = await tx.find_account_by_email(email)
+            if account is None or account.disabled_at is not None:
+                await tx.insert_audit(
+                    self._event(
+                        "password.reset_requested",
+                        context,
+                        account_id=None,
+                        data={"email": email, "account": False},
+                    )
+                )
+                return
+            await tx.revoke_links(LinkPurpose.RESET, now, email=email)
+            token, link = self._new_link(
+                LinkPurpose.RESET, email, self.policy.reset_ttl, account_id=account.id
+            )
+            await tx.insert_link(link)
+            await tx.insert_audit(
+                self._event(
+                    "password.reset_requested",
+                    context,
+                    account_id=account.id,
+                    data={"email": email, "account": True},
+                )
+            )
+        self.mailer.post(
+            Notice(
+                "reset",
+                email,
+                {
+                    "name": account.name,
+                    "link": self._url(LinkPurpose.RESET, token),
+                    "valid_for": _ttl_text(self.policy.reset_ttl),
+                },
+            )
+        )
+
+    async def reset_password(self, token: str, password: str, context: RequestContext) -> Account:
+        """Set a new password through a reset link; every session of the account ends."""
+        link = await self.link(token, LinkPurpose.RESET)
+        async with self._store.begin() as tx:
+            account = await tx.get_account(link.account_id or "")
+        if account is None or account.email != link.email or account.disabled_at is not None:
+            raise LinkInvalid()
+        password_hash = await self._tenancy.hash_password(password, account.email)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            await self._use(tx, link, now)
+            # The link proves the address as well as a confirmation link does.
+            account = replace(
+                account,
+                password_hash=password_hash,
+                password_changed_at=now,
+                confirmed_at=account.confirmed_at or now,
+            )
+            await self._new_password(tx, account, now)
+            await tx.insert_audit(self._event("password.reset", context, account_id=account.id))
+        await self._end_token_sessions(account)
+        self._password_changed_notice(account)
+        return account
+
+    async def change_password(
+        self, account: Account, current: str, new: str, context: RequestContext
+    ) -> Account:
+        """Change a signed-in account's password; every session of it ends (the caller
+        opens a new one for the browser that asked)."""
+        ok = await asyncio.to_thread(self._passwords.verify, account.password_hash, current)
+        if not ok:
+            raise WrongPassword()
+        password_hash = await self._tenancy.hash_password(new, account.email)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            account = replace(account, password_hash=password_hash, password_changed_at=now)
+            await self._new_password(tx, account, now)
+            await tx.insert_audit(self._event("password.changed", context, account_id=account.id))
+        await self._end_token_sessions(account)
+        self._password_changed_notice(account)
+        return account
+
+    async def change_user_password(
+        self, user: User, current: str, new: str, context: RequestContext
+    ) -> User:
+        """The same for a user an organisation created (no account): its own password."""
+        ok = await asyncio.to_thread(self._passwords.verify, user.password_hash, current)
+        if not ok:
+            raise WrongPassword()
+        password_hash = await self._tenancy.hash_password(new, user.email)
+        now = self._clock.now()
+        user = replace(user, password_hash=password_hash)
+        async with self._store.begin() as tx:
+            await tx.update_user(user)
+            await tx.revoke_sessions(account_id=None, user_id=user.id, at=now)
+            await tx.insert_audit(
+                self._event(
+                    "password.changed",
+                    context,
+                    account_id=None,
+                    org_id=user.org_id,
+                    actor_user_id=user.id,
+                    data={"user_id": user.id},
+                )
+            )
+        await self._tokens.end_sessions(user.org_id, user.id)
+        return user
+
+    async def _new_password(self, tx: Transaction, account: Account, now: datetime) -> None:
+        await tx.update_account(account)
+        await tx.revoke_links(LinkPurpose.RESET, now, email=account.email)
+        await tx.revoke_sessions(account_id=account.id, user_id=None, at=now)
+
+    async def _end_token_sessions(self, account: Account) -> None:
+        """Refresh tokens of the account's users (password grant) stop working too."""
+        async with self._store.begin() as tx:
+            projects = await tx.account_projects(account.id)
+        for org, user in projects:
+            await self._tokens.end_sessions(org.id, user.id)
+
+    def _password_changed_notice(self, account: Account) -> None:
+        self.mailer.post(
+            Notice(
+                "password_changed",
+                account.email,
+                {"name": account.name, "forgot": self.policy.forgot_url},
+            )
+        )
+
+    # projects --------------------------------------------------------------------
+
+    async def projects(self, account: Account) -> list[Project]:
+        """The projects the account may open (its user there is not disabled)."""
+        async with self._store.begin() as tx:
+            pairs = await tx.account_projects(account.id)
+            projects = []
+            for org, user in pairs:
+                if user.disabled_at is not None:
+                    continue
+                memberships = await tx.list_memberships(org.id, user.id)
+                role = next((m.role for m in memberships if m.space_id is None), None)
+                if role is None and memberships:
+                    role = memberships[0].role
+                projects.append(Project(org, user, role))
+        return projects
+
+    async def project(self, account: Account, org_id: str) -> Project:
+        for project in await self.projects(account):
+            if project.org.id == org_id:
+                return project
+        raise NotFound("project", org_id)
+
+    async def create_project(self, account: Account, name: str, context: RequestContext) -> Project:
+        if not account.confirmed:
+            raise EmailNotConfirmed()
+        limit = self.policy.projects_per_account
+        if len(await self.projects(account)) >= limit:
+            raise Conflict(f"An account may belong to at most {limit} projects.")
+        founded = await self._tenancy.create_project(name, account, context)
+        return Project(founded.org, founded.owner, "owner")
+
+    # invitations -----------------------------------------------------------------
+
+    async def invite(self, principal: Principal, email: str, role: str) -> EmailLink:
+        """Email an invitation to join the principal's project with a role."""
+        if not principal.grants("users:manage"):
+            raise InsufficientScope("users:manage", subject="Your credential")
+        email = check_email(email)
+        await self._throttle.spend("invite", email, principal.context.ip)
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            await self._tenancy.grantable_role(tx, principal, role)
+            org = await tx.get_org(principal.org_id)
+            inviter = await tx.get_user(principal.org_id, principal.user_id)
+            if org is None:
+                raise NotFound("organisation", principal.org_id)
+            if await tx.find_user_by_email(org.id, email):
+                raise Conflict(f"{email} is already a member of this project.")
+            # A new invitation replaces any earlier one to the same address.
+            await tx.revoke_links(LinkPurpose.INVITE, now, email=email, org_id=org.id)
+            token, link = self._new_link(
+                LinkPurpose.INVITE,
+                email,
+                self.policy.invite_ttl,
+                org_id=org.id,
+                role=role,
+                created_by=principal.user_id,
+            )
+            await tx.insert_link(link)
+            await tx.insert_audit(
+                audit_event(
+                    principal,
+                    "invitation.created",
+                    now,
+                    target_type="invitation",
+                    target_id=link.id,
+                    data={"email": email, "role": role},
+                )
+            )
+        self.mailer.post(
+            Notice(
+                "invite",
+                email,
+                {
+                    "project": org.name,
+                    "role": role,
+                    "inviter": inviter.name if inviter else "",
+                    "link": self._url(LinkPurpose.INVITE, token),
+                    "valid_for": _ttl_text(self.policy.invite_ttl),
+                },
+            )
+        )
+        return link
+
+    async def invitations(self, principal: Principal) -> list[EmailLink]:
+        """The project's invitations not yet accepted, revoked or expired."""
+        if not principal.grants("users:read"):
+            raise InsufficientScope("users:read", subject="Your credential")
+        async with self._store.begin() as tx:
+            return await tx.pending_links(LinkPurpose.INVITE, principal.org_id, self._clock.now())
+
+    async def revoke_invitation(self, principal: Principal, invitation_id: str) -> None:
+        if not principal.grants("users:manage"):
+            raise InsufficientScope("users:manage", subject="Your credential")
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            revoked = await tx.revoke_links(
+                LinkPurpose.INVITE, now, org_id=principal.org_id, link_id=invitation_id
+            )
+            if not revoked:
+                raise NotFound("invitation", invitation_id)
+            await tx.insert_audit(
+                audit_event(
+                    principal,
+                    "invitation.revoked",
+                    now,
+                    target_type="invitation",
+                    target_id=invitation_id,
+                )
+            )
+
+    async def invitation(self, token: str) -> Invitation:
+        """What an invitation link offers, for the page that accepts it."""
+        link = await self.link(token, LinkPurpose.INVITE)
+        async with self._store.begin() as tx:
+            org = await tx.get_org(link.org_id or "")
+            inviter = await tx.get_user(link.org_id or "", link.created_by or "")
+            account = await tx.find_account_by_email(link.email)
+        if org is None:
+            raise LinkInvalid()
+        return Invitation(link, org, inviter.name if inviter else "", account is not None)
+
+    async def accept(
+        self,
+        token: str,
+        context: RequestContext,
+        *,
+        account: Account | None = None,
+        name: str = "",
+        password: str = "",
+    ) -> tuple[Account, Project]:
+        """Join the invitation's project: as the signed-in ``account`` (whose address the
+        invitation was sent to), or as a new account opened with ``name`` and ``password``
+        (confirmed: the link proves the address)."""
+        link = await self.link(token, LinkPurpose.INVITE)
+        async with self._store.begin() as tx:
+            existing = await tx.find_account_by_email(link.email)
+        new_account = None
+        if account is not None:
+            if account.email != link.email:
+                raise PermissionDenied(
+                    f"This invitation is for {link.email}; sign in with that address to accept it."
+                )
+        elif existing is not None:
+            raise PermissionDenied(f"Sign in as {link.email} to accept this invitation.")
+        else:
+            password_hash = await self._tenancy.hash_password(password, link.email)
+            now = self._clock.now()
+            account = new_account = Account(
+                new_id("acc"),
+                link.email,
+                check_name(name or link.email.split("@")[0], "account"),
+                password_hash,
+                now,
+                confirmed_at=now,
+            )
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            await self._use(tx, link, now)
+            org = await tx.get_org(link.org_id or "")
+            if org is None or link.role is None:
+                raise LinkInvalid()
+            if new_account is not None:
+                await tx.insert_account(new_account)
+                await tx.insert_audit(
+                    self._event(
+                        "account.signed_up",
+                        context,
+                        account_id=account.id,
+                        data={"email": account.email, "invitation": link.id},
+                    )
+                )
+            elif not account.confirmed:
+                account = replace(account, confirmed_at=now)
+                await tx.update_account(account)
+            if await tx.find_user_by_email(org.id, link.email):
+                raise Conflict(f"{link.email} is already a member of this project.")
+            user = User(
+                new_id("usr"), org.id, account.email, account.name, None, now, account_id=account.id
+            )
+            await tx.insert_user(user)
+            await tx.put_membership(Membership(org.id, user.id, None, link.role, now))
+            await tx.insert_audit(
+                self._event(
+                    "invitation.accepted",
+                    context,
+                    account_id=account.id,
+                    org_id=org.id,
+                    actor_user_id=user.id,
+                    data={"email": account.email, "role": link.role, "invitation": link.id},
+                )
+            )
+            await tx.insert_invalidation("org", org.id, now)
+        return account, Project(org, user, link.role)
