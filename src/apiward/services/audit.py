@@ -49,3 +49,9 @@ class AuditLog:
             flt = replace(flt, environment=principal.environment)
         async with self._store.begin() as tx:
             return await tx.list_audit(principal.org_id, flt, page)
+
+    async def list_accounts(self, flt: AuditFilter, page: PageRequest) -> Page[AuditEvent]:
+        """Events about portal accounts outside any project (sign-ups, confirmations,
+        password resets): the operator's to read (``apiward audit --accounts``)."""
+        async with self._store.begin() as tx:
+            return await tx.list_audit(None, flt, page)

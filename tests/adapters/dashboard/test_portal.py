@@ -377,8 +377,8 @@ def test_an_invitee_without_an_account_joins_with_a_role(
         data={"csrf": csrf_of(page.text), "token": token, "name": "Grace", "password": PASSWORD},
     )
     assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
-    page = guest.get("/dashboard/keys").text
-    assert "Team API" in page and "developer" in page
+    keys = guest.get("/dashboard/keys").text
+    assert "Team API" in keys and "developer" in keys
     # A developer manages keys but cannot invite.
     assert invite(guest, "someone@example.test").status_code == 403
     # The link is spent; the owner sees the new member, and the invitation is gone.

@@ -22,7 +22,14 @@ from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError
 from apiward.core.limits import Credits, Refill
-from apiward.core.models import ApiKey, OAuthClient, Organisation, Principal, RateOverride
+from apiward.core.models import (
+    Account,
+    ApiKey,
+    OAuthClient,
+    Organisation,
+    Principal,
+    RateOverride,
+)
 
 T = TypeVar("T")
 
@@ -640,6 +647,139 @@ def org_set_tier(
     _show_org(_as_operator(org, "live", job), as_json)
 
 
+# the developer portal: projects and invitations -----------------------------------------
+
+projects_app = typer.Typer(
+    help="Projects of portal accounts (each one an organisation).", no_args_is_help=True
+)
+app.add_typer(projects_app, name="projects")
+invitations_app = typer.Typer(
+    help="Invite people to an organisation by email.", no_args_is_help=True
+)
+app.add_typer(invitations_app, name="invitations")
+
+
+async def _account(runtime: Runtime, email: str) -> Account:
+    from apiward.core.errors import InvalidInput
+
+    async with runtime.store.begin() as tx:
+        account = await tx.find_account_by_email(email.strip().lower())
+    if account is None:
+        raise InvalidInput(
+            f"No account has the address {email}: the person signs up first, or is invited "
+            "with 'apiward invitations create'."
+        )
+    return account
+
+
+def _show_projects(items: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(items))
+        return
+    table = Table("id", "name", "role", "created")
+    for p in items:
+        table.add_row(p["id"], p["name"], p.get("role") or "", p["created_at"][:19])
+    out.print(table)
+
+
+@projects_app.command("create")
+def projects_create(
+    name: Annotated[str, typer.Argument(help="The project's name.")],
+    owner: Annotated[str, typer.Option("--owner", help="Email of the owning account.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a project owned by a portal account (its live and test environments too)."""
+    from apiward.core.models import RequestContext
+
+    async def job(runtime: Runtime) -> list[dict[str, Any]]:
+        account = await _account(runtime, owner)
+        context = RequestContext(user_agent="apiward-cli")
+        project = await runtime.portal.create_project(account, name, context)
+        return [_project_dict(project.org, project.role)]
+
+    _show_projects(_run(job), as_json)
+
+
+def _project_dict(org: Organisation, role: str | None) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "name": org.name,
+        "role": role,
+        "created_at": org.created_at.isoformat(),
+    }
+
+
+@projects_app.command("list")
+def projects_list(
+    owner: Annotated[
+        str | None, typer.Option("--account", help="Only this account's projects, by email.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every organisation of this instance, or the projects of one account."""
+
+    async def job(runtime: Runtime) -> list[dict[str, Any]]:
+        if owner is None:
+            return [_project_dict(org, None) for org in await runtime.tenancy.list_orgs()]
+        projects = await runtime.portal.projects(await _account(runtime, owner))
+        return [_project_dict(p.org, p.role) for p in projects]
+
+    _show_projects(_run(job), as_json)
+
+
+def _show_invitations(items: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(items))
+        return
+    table = Table("id", "email", "role", "expires")
+    for i in items:
+        table.add_row(i["id"], i["email"], i["role"], i["expires_at"][:19])
+    out.print(table)
+
+
+@invitations_app.command("create")
+def invitations_create(
+    email: Annotated[str, typer.Option("--email", help="Who to invite.")],
+    role: Annotated[str, typer.Option("--role", help="The role they get.")] = "developer",
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Email an invitation (or, with no SMTP server configured, log it)."""
+    from apiward.adapters.http.schemas import InvitationOut
+
+    async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        link = await runtime.portal.invite(principal, email, role)
+        return [InvitationOut.of(link).model_dump(mode="json")]
+
+    _show_invitations(_as_operator(org, "live", job), as_json)
+
+
+@invitations_app.command("list")
+def invitations_list(org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Invitations waiting for an answer."""
+    from apiward.adapters.http.schemas import InvitationOut
+
+    async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        links = await runtime.portal.invitations(principal)
+        return [InvitationOut.of(link).model_dump(mode="json") for link in links]
+
+    _show_invitations(_as_operator(org, "live", job), as_json)
+
+
+@invitations_app.command("revoke")
+def invitations_revoke(
+    invitation_id: Annotated[str, typer.Argument(help="The invitation's id (lnk_...).")],
+    org: OrgOption = None,
+) -> None:
+    """Revoke an invitation: its link stops working."""
+
+    async def job(runtime: Runtime, principal: Principal) -> None:
+        await runtime.portal.revoke_invitation(principal, invitation_id)
+
+    _as_operator(org, "live", job)
+    out.print(f"Revoked {invitation_id}.")
+
+
 @app.command("keys-rotate")
 def keys_rotate() -> None:
     """Rotate the access-token signing key; the old one stays published until its tokens expire."""
@@ -693,6 +833,12 @@ def audit(
     ] = None,
     page: Annotated[int, typer.Option(min=1)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    accounts: Annotated[
+        bool,
+        typer.Option(
+            "--accounts", help="Events of portal accounts outside any project (sign-ups...)."
+        ),
+    ] = False,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -710,10 +856,13 @@ def audit(
         credential_id=credential,
     )
 
-    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+    async def job(runtime: Runtime, principal: Principal | None) -> dict[str, Any]:
         from apiward.adapters.http.schemas import AuditEventOut
 
-        result = await runtime.audit.list(principal, flt, PageRequest(page, page_size))
+        if principal is None:
+            result = await runtime.audit.list_accounts(flt, PageRequest(page, page_size))
+        else:
+            result = await runtime.audit.list(principal, flt, PageRequest(page, page_size))
         return {
             "items": [AuditEventOut.of(e).model_dump(mode="json") for e in result.items],
             "total": result.total,
@@ -721,7 +870,7 @@ def audit(
             "page_size": result.page_size,
         }
 
-    data = _as_operator(org, "live", job)
+    data = _run(lambda runtime: job(runtime, None)) if accounts else _as_operator(org, "live", job)
     if as_json:
         print(json.dumps(data))
         return

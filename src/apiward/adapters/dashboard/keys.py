@@ -31,6 +31,8 @@ from apiward.core.roles import MANAGEMENT_SCOPES
 router = APIRouter(route_class=DashboardRoute)
 
 NOTICES = {
+    "project_created": "The project is created, with its live and test environments. "
+    "Create its first API key.",
     "disabled": "The API key is disabled: it is refused until you enable it again.",
     "enabled": "The API key is enabled.",
     "revoked": "The API key is revoked: every request with it is now refused.",

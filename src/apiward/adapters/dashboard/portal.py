@@ -34,8 +34,6 @@ from apiward.services.portal import LinkInvalid
 router = APIRouter(route_class=DashboardRoute)
 
 NOTICES = {
-    "project_created": "The project is created, with its live and test environments. "
-    "Create its first API key below.",
     "password_changed": "Your password is changed. Every other session is signed out.",
 }
 

@@ -12,6 +12,7 @@ from apiward.core.limits import Credits, Refill
 from apiward.core.models import (
     ApiKey,
     AuditEvent,
+    EmailLink,
     Membership,
     OAuthClient,
     Page,
@@ -211,6 +212,35 @@ class UserCreate(Body):
     space_id: str | None = Field(None, description="Space of the role; omit for every space.")
 
 
+class InvitationCreate(Body):
+    email: str = Field(min_length=3, max_length=254, description="Who to invite.")
+    role: str = Field(
+        min_length=1, max_length=40, description="The role they get, in every space."
+    )
+
+
+class InvitationOut(BaseModel):
+    """An invitation waiting for an answer. Its link goes to the invitee by email only."""
+
+    id: str
+    email: str
+    role: str
+    invited_by: str | None
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, link: EmailLink) -> InvitationOut:
+        return cls(
+            id=link.id,
+            email=link.email,
+            role=link.role or "",
+            invited_by=link.created_by,
+            created_at=link.created_at,
+            expires_at=link.expires_at,
+        )
+
+
 class UserUpdate(Body):
     name: str | None = Field(None, min_length=1, max_length=200)
     disabled: bool | None = None
@@ -222,6 +252,9 @@ class UserOut(BaseModel):
     name: str
     created_at: datetime
     disabled_at: datetime | None
+    account_id: str | None = Field(
+        None, description="The portal account this user stands for, if any."
+    )
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -231,6 +264,7 @@ class UserOut(BaseModel):
             name=user.name,
             created_at=user.created_at,
             disabled_at=user.disabled_at,
+            account_id=user.account_id,
         )
 
 

@@ -1,4 +1,5 @@
-"""``/v1/spaces``, ``/v1/users``, ``/v1/roles`` and ``/v1/audit-events``."""
+"""``/v1/org``, ``/v1/spaces``, ``/v1/users``, ``/v1/invitations``, ``/v1/roles`` and
+``/v1/audit-events``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from apiward.adapters.http.routes.common import pagination
 from apiward.adapters.http.schemas import (
     AuditEventOut,
+    InvitationCreate,
+    InvitationOut,
     MembershipOut,
     MembershipPut,
     OrgOut,
@@ -139,6 +142,35 @@ async def create_user(
         space_id=body.space_id,
     )
     return UserOut.of(user)
+
+
+@router.get("/v1/invitations", response_model=list[InvitationOut], tags=["Users"])
+async def list_invitations(
+    request: Request, principal: Principal = require("users:read")
+) -> list[InvitationOut]:
+    """Invitations not yet accepted, revoked or expired, newest first."""
+    links = await runtime_of(request).portal.invitations(principal)
+    return [InvitationOut.of(link) for link in links]
+
+
+@router.post("/v1/invitations", status_code=201, response_model=InvitationOut, tags=["Users"])
+async def create_invitation(
+    body: InvitationCreate, request: Request, principal: Principal = require("users:manage")
+) -> InvitationOut:
+    """Email an invitation to join the organisation with a role. The link in the email
+    works once, until it expires; it is never returned here. A new invitation to the
+    same address replaces the earlier one."""
+    link = await runtime_of(request).portal.invite(principal, body.email, body.role)
+    return InvitationOut.of(link)
+
+
+@router.delete("/v1/invitations/{invitation_id}", status_code=204, tags=["Users"])
+async def revoke_invitation(
+    invitation_id: str, request: Request, principal: Principal = require("users:manage")
+) -> Response:
+    """Revoke an invitation: its link stops working."""
+    await runtime_of(request).portal.revoke_invitation(principal, invitation_id)
+    return Response(status_code=204)
 
 
 @router.get("/v1/users/{user_id}", response_model=UserOut, tags=["Users"])

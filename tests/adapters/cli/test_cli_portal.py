@@ -1,0 +1,102 @@
+"""The CLI's portal commands: projects of accounts, invitations by email, account events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from apiward.adapters.cli.main import app
+from apiward.adapters.http.app import create_app
+from tests.conftest import fast_settings
+from tests.mailbox import Mailbox, link_in, smtp_server
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as box:
+        yield box
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mailbox: Mailbox) -> dict[str, str]:
+    values = {
+        "APIWARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "APIWARD_ARGON2_TIME_COST": "1",
+        "APIWARD_ARGON2_MEMORY_KIB": "1024",
+        "APIWARD_ARGON2_PARALLELISM": "1",
+        "APIWARD_LOG_LEVEL": "warning",
+        "APIWARD_SECRET_KEY": "test-secret-that-is-at-least-32-bytes-long",
+        "APIWARD_SMTP_HOST": "127.0.0.1",
+        "APIWARD_SMTP_PORT": str(mailbox.port),
+        "APIWARD_SMTP_SECURITY": "none",
+        "APIWARD_PUBLIC_URL": "http://127.0.0.1:8000",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_projects_and_invitations_from_the_cli(env: dict[str, str], mailbox: Mailbox) -> None:
+    settings = fast_settings(
+        database_url=env["APIWARD_DATABASE_URL"],
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        smtp_security="none",
+        public_url="http://127.0.0.1:8000",
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        # An account, confirmed by its link.
+        login = client.get("/dashboard/signup")
+        csrf = login.text.split('name="csrf" value="')[1].split('"')[0]
+        r = client.post(
+            "/dashboard/signup",
+            data={"csrf": csrf, "email": "ops@example.test", "name": "Ops", "password": PASSWORD},
+        )
+        assert r.status_code == 200
+        confirm = link_in(mailbox.next("ops@example.test")).removeprefix("http://127.0.0.1:8000")
+        assert client.get(confirm, follow_redirects=False).status_code == 303
+
+    # An unknown account owns nothing.
+    result = CliRunner().invoke(app, ["projects", "create", "X", "--owner", "no@example.test"])
+    assert result.exit_code == 1
+    assert "No account has the address no@example.test" in result.output
+
+    created = json.loads(
+        run("projects", "create", "Billing", "--owner", "ops@example.test", "--json")
+    )
+    assert created[0]["name"] == "Billing" and created[0]["role"] == "owner"
+    org_id = created[0]["id"]
+    mine = json.loads(run("projects", "list", "--account", "ops@example.test", "--json"))
+    assert [p["id"] for p in mine] == [org_id]
+    assert org_id in run("projects", "list")
+
+    invited = json.loads(
+        run("invitations", "create", "--email", "new@example.test", "--role", "viewer",
+            "--org", org_id, "--json")
+    )  # fmt: skip
+    # The command waits for the email before it exits.
+    link = link_in(mailbox.next("new@example.test", timeout=5))
+    assert "/dashboard/invitations/accept?token=awel_" in link
+    listed = json.loads(run("invitations", "list", "--org", org_id, "--json"))
+    assert [i["id"] for i in listed] == [invited[0]["id"]]
+    assert "Revoked" in run("invitations", "revoke", invited[0]["id"], "--org", org_id)
+    assert json.loads(run("invitations", "list", "--org", org_id, "--json")) == []
+
+    events = json.loads(run("audit", "--accounts", "--json"))["items"]
+    types = {e["type"] for e in events}
+    assert {"account.signed_up", "account.confirmed"} <= types
+    in_project = {e["type"] for e in json.loads(run("audit", "--org", org_id, "--json"))["items"]}
+    assert {"project.created", "invitation.created", "invitation.revoked"} <= in_project

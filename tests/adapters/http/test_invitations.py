@@ -1,0 +1,88 @@
+"""``/v1/invitations``: invite by email through the management API, list, revoke."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from apiward.adapters.settings import Settings
+from tests.conftest import Org, fast_settings
+from tests.mailbox import Mailbox, link_in, smtp_server, text_of
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as box:
+        yield box
+
+
+@pytest.fixture
+def settings(sqlite_url: str, mailbox: Mailbox) -> Settings:
+    return fast_settings(
+        database_url=sqlite_url,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        smtp_security="none",
+        public_url="https://portal.example.test",
+    )
+
+
+def test_invite_list_and_revoke(client: TestClient, org: Org, mailbox: Mailbox) -> None:
+    r = client.post(
+        "/v1/invitations",
+        headers=org.headers(),
+        json={"email": "Dev@Example.test", "role": "developer"},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["email"] == "dev@example.test"
+    assert body["role"] == "developer"
+    assert body["invited_by"] == org.owner_id
+    assert "token" not in r.text and "awel_" not in r.text
+
+    message = mailbox.next("dev@example.test")
+    link = link_in(message)
+    assert link.startswith("https://portal.example.test/dashboard/invitations/accept?token=awel_")
+    assert "as developer" in text_of(message)
+
+    listed = client.get("/v1/invitations", headers=org.headers()).json()
+    assert [i["id"] for i in listed] == [body["id"]]
+
+    assert client.delete(f"/v1/invitations/{body['id']}", headers=org.headers()).status_code == 204
+    assert client.get("/v1/invitations", headers=org.headers()).json() == []
+    r = client.delete(f"/v1/invitations/{body['id']}", headers=org.headers())
+    assert r.status_code == 404
+
+
+def test_invitations_need_their_scopes_and_stay_in_their_org(
+    client: TestClient, org: Org, other_org: Org, mailbox: Mailbox
+) -> None:
+    reader = org.create_key(["users:read"])["key"]
+    r = client.post(
+        "/v1/invitations", headers=org.headers(reader), json={"email": "a@b.test", "role": "viewer"}
+    )
+    assert r.status_code == 403
+    assert client.get("/v1/invitations", headers=org.headers(reader)).status_code == 200
+
+    mine = client.post(
+        "/v1/invitations", headers=org.headers(), json={"email": "a@b.test", "role": "viewer"}
+    ).json()
+    assert client.get("/v1/invitations", headers=other_org.headers()).json() == []
+    r = client.delete(f"/v1/invitations/{mine['id']}", headers=other_org.headers())
+    assert r.status_code == 404
+    assert len(client.get("/v1/invitations", headers=org.headers()).json()) == 1
+
+
+def test_bad_invitations_get_a_clear_message(client: TestClient, org: Org) -> None:
+    cases = [
+        ({"email": "not-an-address", "role": "viewer"}, 400, "not a valid email address"),
+        ({"email": "a@b.test", "role": "emperor"}, 404, "emperor"),
+        ({"email": "owner@acme.test", "role": "viewer"}, 409, "already a member"),
+        ({"email": "a@b.test"}, 400, "role"),
+    ]
+    for payload, status, words in cases:
+        r = client.post("/v1/invitations", headers=org.headers(), json=payload)
+        assert r.status_code == status, (payload, r.text)
+        assert words in r.text
