@@ -342,6 +342,7 @@ class Runtime:
             await self._http.aclose()
             self._http = None
         await self.tokens.drain()
+        await self.portal.drain()
         await self.postbox.drain()
         with contextlib.suppress(ApiwardError):
             await self.flush_usage()

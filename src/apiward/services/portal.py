@@ -9,8 +9,8 @@ Every link sent by email carries a random token (256 bits, with this deployment'
 prefix so that logs mask it); the store keeps its SHA-256 only. A link works once
 (``Transaction.use_link`` lets exactly one of two concurrent uses through) and until it
 expires. No answer and no timing tells whether an address has an account: sign-up and
-reset requests answer alike for every address, hash a password or look up a row alike,
-and hand their emails to a ``Mailer`` that sends them in the background.
+reset requests answer alike for every address, and do what depends on the address (the
+look-up, the new account or link, the email) after the answer.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+import structlog
 
 from apiward.core.clock import Clock
 from apiward.core.errors import (
@@ -46,14 +48,17 @@ from apiward.core.models import (
     RequestContext,
     User,
 )
-from apiward.core.passwords import Passwords
+from apiward.core.passwords import Passwords, weakness
 from apiward.services.audit import audit_event
+from apiward.services.background import Background
 from apiward.services.ports import Mailer, Notice, Store, Transaction
 from apiward.services.tenancy import Tenancy, check_email, check_name
 from apiward.services.throttle import ActionThrottle
 
 if TYPE_CHECKING:
     from apiward.services.tokens import Tokens
+
+log = structlog.get_logger("apiward.portal")
 
 
 class LinkInvalid(InvalidInput):
@@ -158,6 +163,11 @@ class Portal:
         self._throttle = throttle
         self.mailer = mailer
         self.policy = policy
+        self._background = Background(log)
+
+    async def drain(self) -> None:
+        """Wait for the work done after answers (at shutdown, and in tests)."""
+        await self._background.drain()
 
     # links -----------------------------------------------------------------------
 
@@ -231,14 +241,20 @@ class Portal:
 
     async def sign_up(self, email: str, name: str, password: str, context: RequestContext) -> None:
         """Open an account and email a confirmation link; an address that has an account
-        gets an email saying so instead. Both answer the same."""
+        gets an email saying so instead. Both answer the same, at the same speed: what
+        depends on the address happens after the answer."""
         if not self.policy.signup_enabled:
             raise SignUpClosed()
         email = check_email(email)
         self._check_domain(email)
         name = check_name(name or email.split("@")[0], "account")
         await self._throttle.spend("signup", email, context.ip)
-        # Hashed for every address, so that a known one answers no faster.
+        problem = weakness(password, email=email)
+        if problem:
+            raise InvalidInput(problem)
+        self._background.later(self._sign_up(email, name, password, context), "sign-up")
+
+    async def _sign_up(self, email: str, name: str, password: str, context: RequestContext) -> None:
         password_hash = await self._tenancy.hash_password(password, email)
         now = self._clock.now()
         async with self._store.begin() as tx:
@@ -287,6 +303,9 @@ class Portal:
         address (the answer is the same)."""
         email = check_email(email)
         await self._throttle.spend("confirm", email, context.ip)
+        self._background.later(self._resend(email, context), "confirmation resend")
+
+    async def _resend(self, email: str, context: RequestContext) -> None:
         now = self._clock.now()
         async with self._store.begin() as tx:
             account = await tx.find_account_by_email(email)
@@ -360,9 +379,13 @@ class Portal:
     # passwords -------------------------------------------------------------------
 
     async def request_reset(self, email: str, context: RequestContext) -> None:
-        """Email a reset link if the address has an account; answer the same if not."""
+        """Email a reset link if the address has an account; answer the same, at the same
+        speed, if not (the look-up and the link happen after the answer)."""
         email = check_email(email)
         await self._throttle.spend("reset", email, context.ip)
+        self._background.later(self._issue_reset(email, context), "reset request")
+
+    async def _issue_reset(self, email: str, context: RequestContext) -> None:
         now = self._clock.now()
         async with self._store.begin() as tx:
             account = await tx.find_account_by_email(email)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +44,7 @@ from apiward.core.models import (
 from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.auth import UsageRecorder
+from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
 from apiward.services.ports import Cache, Store, Transaction
 from apiward.services.signing import Keyring
@@ -145,7 +145,7 @@ class Tokens:
         self._usage = usage
         self._refresh_fmt = refresh_format
         self.settings = settings
-        self._pending: set[asyncio.Task[None]] = set()
+        self._background = Background(log)
 
     # issuing -------------------------------------------------------------------------
 
@@ -234,7 +234,7 @@ class Tokens:
             if candidates:
                 # Written after the answer: a write on this path only would tell a
                 # stopwatch that the account exists.
-                self._later(
+                self._background.later(
                     self._audit(
                         [
                             self._event(
@@ -242,7 +242,8 @@ class Tokens:
                             )
                             for u in candidates
                         ]
-                    )
+                    ),
+                    "login.failed audit",
                 )
             raise InvalidGrant("Invalid username or password.")
         await self._throttle.succeeded(username)
@@ -276,11 +277,6 @@ class Tokens:
         )
         return TokenAnswer(access, ttl, token_scope, refresh)
 
-    def _later(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
     async def _audit(self, events: list[AuditEvent]) -> None:
         try:
             async with self._store.begin() as tx:
@@ -291,8 +287,7 @@ class Tokens:
 
     async def drain(self) -> None:
         """Wait for writes deferred past their answers (at shutdown, and in tests)."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._background.drain()
 
     async def sign_in(
         self, username: str, password: str, org_id: str | None

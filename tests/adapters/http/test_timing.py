@@ -6,11 +6,21 @@ medians and middle halves, not by single measurements.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from tests.conftest import Org
+from fastapi.testclient import TestClient
+
+from apiward.adapters.http.app import create_app
+from apiward.adapters.runtime import Runtime
+from apiward.core.models import RequestContext
+from tests.adapters.dashboard.conftest import csrf_of
+from tests.conftest import Org, fast_settings
+
+_CTX = RequestContext()
 
 
 def _samples(calls: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
@@ -90,3 +100,59 @@ def test_unknown_user_and_wrong_password_take_the_same_time(org: Org) -> None:
     wrapped = {name: then(call) for name, call in calls.items()}
     medians = _alike(_samples(wrapped, 60), tolerance=0.35)
     print("sign-in refusal medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
+
+
+def _portal_client(tmp_path: Path) -> TestClient:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'timing.db'}",
+        portal_email_limit="100000/hour",
+        portal_ip_limit="100000/hour",
+    )
+    return TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
+
+
+def _form_poster(client: TestClient, page: str, path: str) -> Callable[[dict[str, str]], object]:
+    token = csrf_of(client.get(page).text)
+
+    def post(data: dict[str, str]) -> object:
+        return client.post(path, data={"csrf": token, **data})
+
+    return post
+
+
+def test_reset_requests_for_known_and_unknown_addresses_take_the_same_time(
+    tmp_path: Path,
+) -> None:
+    with _portal_client(tmp_path) as client:
+        post = _form_poster(client, "/dashboard/forgot", "/dashboard/forgot")
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        portal = client.portal
+        assert portal is not None
+        portal.call(runtime.portal.sign_up, "known@example.test", "K", "a long passphrase", _CTX)
+        portal.call(runtime.portal.drain)
+        calls: dict[str, Callable[[], object]] = {
+            "known": lambda: post({"email": "known@example.test"}),
+            "unknown": lambda: post({"email": "unknown@example.test"}),
+        }
+        for call in calls.values():
+            call()
+        medians = _alike(_samples(calls, 120), tolerance=0.3)
+    print("reset request medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
+
+
+def test_sign_ups_of_new_and_taken_addresses_take_the_same_time(tmp_path: Path) -> None:
+    with _portal_client(tmp_path) as client:
+        post = _form_poster(client, "/dashboard/signup", "/dashboard/signup")
+        fresh = itertools.count()
+        password = "a long passphrase"
+        post({"email": "taken@example.test", "name": "T", "password": password})
+        calls: dict[str, Callable[[], object]] = {
+            "new": lambda: post(
+                {"email": f"new{next(fresh)}@example.test", "name": "N", "password": password}
+            ),
+            "taken": lambda: post(
+                {"email": "taken@example.test", "name": "T", "password": password}
+            ),
+        }
+        medians = _alike(_samples(calls, 80), tolerance=0.3)
+    print("sign-up medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})

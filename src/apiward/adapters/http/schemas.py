@@ -214,9 +214,7 @@ class UserCreate(Body):
 
 class InvitationCreate(Body):
     email: str = Field(min_length=3, max_length=254, description="Who to invite.")
-    role: str = Field(
-        min_length=1, max_length=40, description="The role they get, in every space."
-    )
+    role: str = Field(min_length=1, max_length=40, description="The role they get, in every space.")
 
 
 class InvitationOut(BaseModel):
