@@ -30,9 +30,9 @@ def mailbox() -> Iterator[Mailbox]:
         yield box
 
 
-def portal_settings(sqlite_url: str, mailbox: Mailbox, **overrides: Any) -> Settings:
+def portal_settings(database_url: str, mailbox: Mailbox, **overrides: Any) -> Settings:
     return fast_settings(
-        database_url=sqlite_url,
+        database_url=database_url,
         smtp_host="127.0.0.1",
         smtp_port=mailbox.port,
         smtp_security="none",
@@ -44,8 +44,9 @@ def portal_settings(sqlite_url: str, mailbox: Mailbox, **overrides: Any) -> Sett
 
 
 @pytest.fixture
-def settings(sqlite_url: str, mailbox: Mailbox) -> Settings:
-    return portal_settings(sqlite_url, mailbox)
+def settings(database_url: str, mailbox: Mailbox) -> Settings:
+    """Every portal test that takes this runs on SQLite and on PostgreSQL."""
+    return portal_settings(database_url, mailbox)
 
 
 def runtime_of(client: TestClient) -> Runtime:

@@ -1,0 +1,103 @@
+"""Migration 0007 on a database that already holds data: every row and reference stays,
+project names stop being unique, and the way back restores the constraint."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from apiward.adapters.storage.migrate import alembic_config
+from apiward.adapters.storage.sql import create_engine
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+ROWS = [
+    "INSERT INTO orgs (id, name, created_at) VALUES ('org_a', 'Acme', :now)",
+    "INSERT INTO environments (id, org_id, name, created_at) "
+    "VALUES ('env_a', 'org_a', 'live', :now)",
+    "INSERT INTO spaces (id, org_id, name, is_default, created_at) "
+    "VALUES ('spc_a', 'org_a', 'Default', :true, :now)",
+    "INSERT INTO users (id, org_id, email, name, password_hash, created_at) "
+    "VALUES ('usr_a', 'org_a', 'o@acme.test', 'o', 'x', :now)",
+    "INSERT INTO memberships (org_id, user_id, space_id, role, created_at) "
+    "VALUES ('org_a', 'usr_a', '', 'owner', :now)",
+    "INSERT INTO dashboard_sessions (id, digest, org_id, user_id, created_at, expires_at) "
+    "VALUES ('ses_a', 'd', 'org_a', 'usr_a', :now, :now)",
+    "INSERT INTO audit_events (id, org_id, type, created_at, data) "
+    "VALUES ('evt_a', 'org_a', 'org.created', :now, '{}')",
+]
+ANOTHER_ACME = "INSERT INTO orgs (id, name, created_at) VALUES (:id, 'Acme', :now)"
+ORGLESS_EVENT = (
+    "INSERT INTO audit_events (id, org_id, type, created_at, data) "
+    "VALUES ('evt_b', NULL, 'account.signed_up', :now, '{}')"
+)
+DANGLING_USER = (
+    "INSERT INTO users (id, org_id, email, name, created_at) "
+    "VALUES ('usr_x', 'org_nope', 'x@x.test', 'x', :now)"
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _to(revision: str, *, down: bool = False) -> Any:
+    def run(connection: Any) -> None:
+        (command.downgrade if down else command.upgrade)(alembic_config(connection), revision)
+
+    return run
+
+
+async def _run(conn: Any, sql: str, **params: object) -> None:
+    await conn.execute(sa.text(sql), {"now": NOW, **params})
+
+
+async def _count(conn: Any, table: str) -> int:
+    return int((await conn.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar_one())  # noqa: S608
+
+
+async def test_0007_keeps_rows_and_references_and_can_be_undone(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0006"))
+            for row in ROWS:
+                await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("head"))
+        async with engine.begin() as conn:
+            for table in ("orgs", "environments", "spaces", "users", "memberships"):
+                assert await _count(conn, table) == 1, table
+            user = (await conn.execute(sa.text("SELECT account_id, email FROM users"))).one()
+            assert tuple(user) == (None, "o@acme.test")
+            # Another project may take the same name now.
+            await _run(conn, ANOTHER_ACME, id="org_b")
+            # An event outside any org is possible.
+            await _run(conn, ORGLESS_EVENT)
+        # References still hold after the rebuild of "orgs".
+        with pytest.raises(sa.exc.IntegrityError):
+            async with engine.begin() as conn:
+                await _run(conn, DANGLING_USER)
+        if engine.dialect.name == "sqlite":
+            async with engine.begin() as conn:
+                assert (await conn.execute(sa.text("PRAGMA foreign_key_check"))).all() == []
+
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM orgs WHERE id = 'org_b'"))
+            await conn.run_sync(_to("0006", down=True))
+        async with engine.begin() as conn:
+            assert await _count(conn, "users") == 1
+            assert await _count(conn, "audit_events") == 1  # the org-less one is gone
+        with pytest.raises(sa.exc.IntegrityError):
+            async with engine.begin() as conn:
+                await _run(conn, ANOTHER_ACME, id="org_c")
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("head"))
+    finally:
+        await engine.dispose()
