@@ -51,6 +51,99 @@ class Passwords:
         return self._hasher.check_needs_rehash(stored)
 
 
+# Among the most used passwords of 10 characters or more in public breach corpora, and
+# the runs a keyboard or the alphabet offers (NIST SP 800-63B 3.1.1.2: refuse passwords
+# "obtained from previous breach corpuses", "sequential characters").
+COMMON = frozenset(
+    [
+        "1234567890",
+        "0123456789",
+        "0987654321",
+        "9876543210",
+        "1111111111",
+        "0000000000",
+        "1122334455",
+        "1234512345",
+        "1q2w3e4r5t",
+        "1q2w3e4r5t6y",
+        "1qaz2wsx3edc",
+        "qazwsxedc123",
+        "zaq12wsxcde3",
+        "qwertyuiop",
+        "qwertyuiop123",
+        "qwerty1234",
+        "qwerty12345",
+        "qwerty123456",
+        "asdfghjkl1",
+        "asdfghjkl123",
+        "zxcvbnm123",
+        "password12",
+        "password123",
+        "password1234",
+        "password12345",
+        "passw0rd123",
+        "p@ssw0rd123",
+        "p@ssword123",
+        "password!1",
+        "iloveyou12",
+        "iloveyou123",
+        "princess12",
+        "princess123",
+        "football12",
+        "football123",
+        "baseball12",
+        "baseball123",
+        "welcome123",
+        "welcome1234",
+        "letmein123",
+        "sunshine12",
+        "sunshine123",
+        "monkey12345",
+        "dragon12345",
+        "superman12",
+        "superman123",
+        "trustno1234",
+        "administrator",
+        "admin12345",
+        "admin123456",
+        "changeme123",
+        "abcdefghij",
+        "abcdefghijk",
+        "abcd123456",
+        "abc1234567",
+        "a123456789",
+        "123456789a",
+        "123456789q",
+        "q123456789",
+        "123qweasdzxc",
+        "starwars123",
+        "michael123",
+        "whatever123",
+        "computer123",
+        "internet123",
+        "chocolate1",
+        "mustang123",
+        "jessica123",
+        "pokemon123",
+        "minecraft1",
+        "minecraft123",
+        "lovelove12",
+        "123123123123",
+    ]
+)
+_RUNS = (
+    "abcdefghijklmnopqrstuvwxyz",
+    "0123456789012345678901234567890",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+)
+
+
+def _sequential(password: str) -> bool:
+    lowered = password.lower()
+    return any(lowered in run or lowered in run[::-1] for run in _RUNS)
+
+
 def weakness(password: str, *, email: str = "") -> str | None:
     """Why a new password is not acceptable, or None."""
     if len(password) < MIN_LENGTH:
@@ -59,6 +152,8 @@ def weakness(password: str, *, email: str = "") -> str | None:
         return f"Password must be at most {MAX_LENGTH} characters long."
     if len(set(password)) < 4:
         return "Password must use at least 4 different characters."
+    if password.lower() in COMMON or _sequential(password):
+        return "This password is among the most common ones; choose another."
     local = email.split("@", 1)[0].lower()
     if local and len(local) >= 4 and local in password.lower():
         return "Password must not contain the email address."

@@ -44,6 +44,8 @@ from apiward.core.models import (
     LinkPurpose,
     Membership,
     Organisation,
+    Page,
+    PageRequest,
     Principal,
     RequestContext,
     User,
@@ -375,6 +377,28 @@ class Portal:
     async def account(self, account_id: str) -> Account | None:
         async with self._store.begin() as tx:
             return await tx.get_account(account_id)
+
+    async def set_disabled(self, email: str, disabled: bool, context: RequestContext) -> Account:
+        """Disable an account (every session and refresh token of it ends, and it can no
+        longer sign in), or enable it again. The operator's, from the CLI."""
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            account = await tx.find_account_by_email(email.strip().lower())
+            if account is None:
+                raise InvalidInput(f"No account has the address {email}.")
+            account = replace(account, disabled_at=now if disabled else None)
+            await tx.update_account(account)
+            if disabled:
+                await tx.revoke_sessions(account_id=account.id, user_id=None, at=now)
+            kind = "account.disabled" if disabled else "account.enabled"
+            await tx.insert_audit(self._event(kind, context, account_id=account.id))
+        if disabled:
+            await self._end_token_sessions(account)
+        return account
+
+    async def list_accounts(self, page: PageRequest) -> Page[Account]:
+        async with self._store.begin() as tx:
+            return await tx.list_accounts(page)
 
     # passwords -------------------------------------------------------------------
 

@@ -100,3 +100,46 @@ def test_projects_and_invitations_from_the_cli(env: dict[str, str], mailbox: Mai
     assert {"account.signed_up", "account.confirmed"} <= types
     in_project = {e["type"] for e in json.loads(run("audit", "--org", org_id, "--json"))["items"]}
     assert {"project.created", "invitation.created", "invitation.revoked"} <= in_project
+
+
+def test_an_operator_disables_and_enables_an_account(env: dict[str, str], mailbox: Mailbox) -> None:
+    settings = fast_settings(
+        database_url=env["APIWARD_DATABASE_URL"],
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        smtp_security="none",
+        public_url="http://127.0.0.1:8000",
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+
+        def sign_in() -> int:
+            page = client.get("/dashboard/login").text
+            csrf = page.split('name="csrf" value="')[1].split('"')[0]
+            r = client.post(
+                "/dashboard/login",
+                data={"csrf": csrf, "email": "dev@example.test", "password": PASSWORD},
+                follow_redirects=False,
+            )
+            client.cookies.clear()
+            return r.status_code
+
+        page = client.get("/dashboard/signup").text
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        client.post(
+            "/dashboard/signup",
+            data={"csrf": csrf, "email": "dev@example.test", "name": "Dev", "password": PASSWORD},
+        )
+        confirm = link_in(mailbox.next("dev@example.test")).removeprefix("http://127.0.0.1:8000")
+        client.get(confirm, follow_redirects=False)
+        assert sign_in() == 303
+
+        listed = json.loads(run("accounts", "list", "--json"))
+        assert [(a["email"], a["confirmed"], a["disabled"]) for a in listed] == [
+            ("dev@example.test", True, False)
+        ]
+        assert json.loads(run("accounts", "disable", "dev@example.test", "--json"))[0]["disabled"]
+        assert sign_in() == 401
+        run("accounts", "enable", "dev@example.test")
+        assert sign_in() == 303
+    types = [e["type"] for e in json.loads(run("audit", "--accounts", "--json"))["items"]]
+    assert "account.disabled" in types and "account.enabled" in types

@@ -751,6 +751,12 @@ class SqlTransaction:
             t.accounts.update().where(t.accounts.c.id == account.id).values(**values)
         )
 
+    async def list_accounts(self, page: PageRequest) -> Page[Account]:
+        c = t.accounts.c
+        return await self._page(
+            t.accounts.select(), [c.created_at, c.id], page, lambda r: _row(r, Account)
+        )
+
     async def account_projects(self, account_id: str) -> list[tuple[Organisation, User]]:
         u = t.users.c
         rows = await self._all(
