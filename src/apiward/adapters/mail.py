@@ -60,8 +60,10 @@ def compose(notice: Notice, *, platform: str, sender: str) -> EmailMessage:
     if notice.template not in SUBJECTS:
         raise ValueError(f"no email template named {notice.template!r}")
     values = {"platform": platform, **notice.values}
+    # A header is one line, whatever a name holds.
+    one_line = {key: " ".join(str(value).split()) for key, value in values.items()}
     message = EmailMessage()
-    message["Subject"] = SUBJECTS[notice.template].format(**values)
+    message["Subject"] = SUBJECTS[notice.template].format(**one_line)
     message["From"] = sender
     message["To"] = notice.to
     message["Date"] = formatdate(localtime=False, usegmt=True)

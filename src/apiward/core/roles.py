@@ -25,6 +25,8 @@ MANAGEMENT_SCOPES: dict[str, str] = {
     "webhooks:manage": "Register, change, test and delete webhook endpoints; roll their secrets",
     "org:read": "Read the organisation and its rate-limit plan",
     "org:manage": "Rename the organisation, move it to another rate-limit tier",
+    "projects:read": "List the projects of the caller's portal account",
+    "projects:manage": "Create projects owned by the caller's portal account",
 }
 
 OWNER = "owner"

@@ -569,6 +569,28 @@ class Portal:
         founded = await self._tenancy.create_project(name, account, context)
         return Project(founded.org, founded.owner, "owner")
 
+    async def account_of_email(self, email: str) -> Account:
+        async with self._store.begin() as tx:
+            account = await tx.find_account_by_email(email.strip().lower())
+        if account is None:
+            raise InvalidInput(
+                f"No account has the address {email}: the person signs up first, or is "
+                "invited with 'apiward invitations create'."
+            )
+        return account
+
+    async def account_of(self, principal: Principal) -> Account:
+        """The portal account behind a credential (its acting user's), or 403."""
+        async with self._store.begin() as tx:
+            user = await tx.get_user(principal.org_id, principal.user_id)
+            account = await tx.get_account(user.account_id) if user and user.account_id else None
+        if account is None or account.disabled_at is not None:
+            raise PermissionDenied(
+                "This credential acts for a user with no portal account: projects belong to "
+                "accounts (sign up in the dashboard)."
+            )
+        return account
+
     # invitations -----------------------------------------------------------------
 
     async def invite(self, principal: Principal, email: str, role: str) -> EmailLink:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 
 from apiward.core.clock import Clock
@@ -51,6 +52,8 @@ def check_name(name: str, what: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput(f"The {what} name must be 1 to 200 characters long.")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise InvalidInput(f"The {what} name must not contain line breaks or control characters.")
     return name
 
 

@@ -121,7 +121,8 @@ def test_an_operator_disables_and_enables_an_account(env: dict[str, str], mailbo
                 follow_redirects=False,
             )
             client.cookies.clear()
-            return r.status_code
+            status: int = r.status_code
+            return status
 
         page = client.get("/dashboard/signup").text
         csrf = page.split('name="csrf" value="')[1].split('"')[0]

@@ -649,3 +649,17 @@ def test_a_reset_link_is_used_once_under_concurrency(
     won = [r for r in results if not isinstance(r, BaseException)]
     assert len(won) == 1
     assert all(type(r).__name__ == "LinkInvalid" for r in results if isinstance(r, BaseException))
+
+
+def test_a_project_name_cannot_break_an_email_header(
+    browser: Callable[[], Browser], mailbox: Mailbox
+) -> None:
+    b = confirmed_account(browser, mailbox)
+    r = create_project(b, "Evil\r\nBcc: victim@example.test")
+    assert r.status_code == 400
+    assert "must not contain line breaks" in r.text
+    assert create_project(b, "🧑‍💻 Dév team").status_code == 303
+    invite(b, "x@example.test")
+    assert mailbox.next("x@example.test")["Subject"] == (
+        "You are invited to 🧑‍💻 Dév team on Acme Developers"
+    )

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.settings import Settings
+from apiward.core.models import RequestContext
 from tests.conftest import Org, fast_settings
 from tests.mailbox import Mailbox, link_in, smtp_server, text_of
 
@@ -86,3 +87,38 @@ def test_bad_invitations_get_a_clear_message(client: TestClient, org: Org) -> No
         r = client.post("/v1/invitations", headers=org.headers(), json=payload)
         assert r.status_code == status, (payload, r.text)
         assert words in r.text
+
+
+def test_an_account_creates_and_lists_its_projects_through_the_api(
+    client: TestClient, org: Org, mailbox: Mailbox
+) -> None:
+    # A user an organisation created has no account: no projects of its own.
+    r = client.get("/v1/projects", headers=org.headers())
+    assert r.status_code == 403
+    assert "no portal account" in r.text
+
+    runtime = org.runtime
+    portal = client.portal
+    assert portal is not None
+    context = RequestContext()
+    portal.call(runtime.portal.sign_up, "ada@example.test", "Ada", "a long passphrase", context)
+    link = link_in(mailbox.next("ada@example.test"))
+    portal.call(runtime.portal.confirm, link.split("token=")[1], context)
+    account = portal.call(runtime.portal.account_of_email, "ada@example.test")
+    first = portal.call(runtime.portal.create_project, account, "First", context)
+    principal = portal.call(runtime.operator, first.org.id)
+
+    async def new_key(scopes: list[str]) -> str:
+        return (await runtime.keys.create(principal, name="k", scopes=scopes)).plaintext
+
+    key = portal.call(new_key, ["*"])
+
+    r = client.post("/v1/projects", headers=org.headers(key), json={"name": "Second"})
+    assert r.status_code == 201, r.text
+    assert r.json()["role"] == "owner"
+    listed = client.get("/v1/projects", headers=org.headers(key)).json()
+    assert [(p["name"], p["role"]) for p in listed] == [("First", "owner"), ("Second", "owner")]
+
+    narrow = portal.call(new_key, ["keys:read"])
+    r = client.post("/v1/projects", headers=org.headers(narrow), json={"name": "X"})
+    assert r.status_code == 403

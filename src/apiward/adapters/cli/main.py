@@ -659,19 +659,6 @@ invitations_app = typer.Typer(
 app.add_typer(invitations_app, name="invitations")
 
 
-async def _account(runtime: Runtime, email: str) -> Account:
-    from apiward.core.errors import InvalidInput
-
-    async with runtime.store.begin() as tx:
-        account = await tx.find_account_by_email(email.strip().lower())
-    if account is None:
-        raise InvalidInput(
-            f"No account has the address {email}: the person signs up first, or is invited "
-            "with 'apiward invitations create'."
-        )
-    return account
-
-
 def _show_projects(items: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(items))
@@ -692,7 +679,7 @@ def projects_create(
     from apiward.core.models import RequestContext
 
     async def job(runtime: Runtime) -> list[dict[str, Any]]:
-        account = await _account(runtime, owner)
+        account = await runtime.portal.account_of_email(owner)
         context = RequestContext(user_agent="apiward-cli")
         project = await runtime.portal.create_project(account, name, context)
         return [_project_dict(project.org, project.role)]
@@ -721,7 +708,7 @@ def projects_list(
     async def job(runtime: Runtime) -> list[dict[str, Any]]:
         if owner is None:
             return [_project_dict(org, None) for org in await runtime.tenancy.list_orgs()]
-        projects = await runtime.portal.projects(await _account(runtime, owner))
+        projects = await runtime.portal.projects(await runtime.portal.account_of_email(owner))
         return [_project_dict(p.org, p.role) for p in projects]
 
     _show_projects(_run(job), as_json)

@@ -212,6 +212,19 @@ class UserCreate(Body):
     space_id: str | None = Field(None, description="Space of the role; omit for every space.")
 
 
+class ProjectCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ProjectOut(BaseModel):
+    """A project (organisation) of the caller's account, and the account's role in it."""
+
+    id: str
+    name: str
+    role: str | None
+    created_at: datetime
+
+
 class InvitationCreate(Body):
     email: str = Field(min_length=3, max_length=254, description="Who to invite.")
     role: str = Field(min_length=1, max_length=40, description="The role they get, in every space.")

@@ -18,6 +18,8 @@ from apiward.adapters.http.schemas import (
     OrgOut,
     OrgUpdate,
     PageOut,
+    ProjectCreate,
+    ProjectOut,
     RoleCreate,
     RoleOut,
     RoleUpdate,
@@ -142,6 +144,33 @@ async def create_user(
         space_id=body.space_id,
     )
     return UserOut.of(user)
+
+
+@router.get("/v1/projects", response_model=list[ProjectOut], tags=["Projects"])
+async def list_projects(
+    request: Request, principal: Principal = require("projects:read")
+) -> list[ProjectOut]:
+    """The projects of the caller's portal account (its acting user's), with its role in
+    each."""
+    portal = runtime_of(request).portal
+    projects = await portal.projects(await portal.account_of(principal))
+    return [
+        ProjectOut(id=p.org.id, name=p.org.name, role=p.role, created_at=p.org.created_at)
+        for p in projects
+    ]
+
+
+@router.post("/v1/projects", status_code=201, response_model=ProjectOut, tags=["Projects"])
+async def create_project(
+    body: ProjectCreate, request: Request, principal: Principal = require("projects:manage")
+) -> ProjectOut:
+    """Create a project (an organisation with its environments) owned by the caller's
+    portal account. Its keys are created in the new project, by its owner."""
+    portal = runtime_of(request).portal
+    account = await portal.account_of(principal)
+    project = await portal.create_project(account, body.name, principal.context)
+    org = project.org
+    return ProjectOut(id=org.id, name=org.name, role=project.role, created_at=org.created_at)
 
 
 @router.get("/v1/invitations", response_model=list[InvitationOut], tags=["Users"])
