@@ -5,12 +5,16 @@ may tell about an address."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from apiward.adapters import logging as logs
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
@@ -663,3 +667,56 @@ def test_a_project_name_cannot_break_an_email_header(
     assert mailbox.next("x@example.test")["Subject"] == (
         "You are invited to 🧑‍💻 Dév team on Acme Developers"
     )
+
+
+def test_without_smtp_the_confirmation_link_is_in_the_log_and_works(sqlite_url: str) -> None:
+    stream = io.StringIO()
+    settings = fast_settings(database_url=sqlite_url, public_url=BASE_URL, log_level="info")
+    with TestClient(create_app(settings), base_url=BASE_URL) as client:
+        logs.configure("info", "json", stream, secret_prefixes=("aw", "awel"))
+        try:
+            b = Browser(client)
+            assert sign_up(b, "dev@example.test").status_code == 200
+            client.portal.call(runtime_of(client).portal.drain)  # type: ignore[union-attr]
+            client.portal.call(runtime_of(client).postbox.drain)  # type: ignore[union-attr]
+        finally:
+            logs.configure("warning", "json")
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        email = next(line for line in lines if line["event"] == "email_not_sent_logged")
+        assert email["to"] == "dev@example.test"
+        link = re.search(r"http://\S+token=\S+", email["body"])
+        assert link is not None
+        assert b.get(path_of(link.group(0))).status_code == 303
+        assert b.sign_in("dev@example.test").status_code == 303
+
+
+def test_with_smtp_no_link_reaches_the_log(
+    client: TestClient, browser: Callable[[], Browser], mailbox: Mailbox
+) -> None:
+    stream = io.StringIO()
+    logs.configure("debug", "json", stream, secret_prefixes=("aw", "awel"))
+    try:
+        b = confirmed_account(browser, mailbox, "quiet@example.test")
+        create_project(b, "Quiet")
+        invite(b, "friend@example.test")
+        public_post(b, "/dashboard/forgot", "/dashboard/forgot", {"email": "quiet@example.test"})
+        links = [mailbox.link("friend@example.test"), mailbox.link("quiet@example.test")]
+    finally:
+        logs.configure("warning", "json")
+    text = stream.getvalue()
+    assert "email_sent" in text
+    for link in links:
+        assert link.split("token=")[1] not in text
+    assert "awel_" not in text
+
+
+def test_reset_requests_are_rate_limited_per_ip(sqlite_url: str, mailbox: Mailbox) -> None:
+    settings = portal_settings(sqlite_url, mailbox, portal_ip_limit="3/hour")
+    with TestClient(create_app(settings), base_url=BASE_URL) as client:
+        b = Browser(client)
+        for i in range(3):
+            r = public_post(b, "/dashboard/forgot", "/dashboard/forgot", {"email": f"{i}@x.test"})
+            assert r.status_code == 200
+        r = public_post(b, "/dashboard/forgot", "/dashboard/forgot", {"email": "3@x.test"})
+        assert r.status_code == 429
+        assert "Too many attempts" in r.text
