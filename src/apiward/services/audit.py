@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, Page, PageRequest, Principal
+from apiward.core.models import AuditEvent, Page, PageRequest, Principal, RequestContext
 from apiward.services.ports import AuditFilter, Store
 
 
@@ -34,6 +34,35 @@ def audit_event(
         ip=ctx.ip,
         user_agent=ctx.user_agent,
         request_id=ctx.request_id,
+        data=data or {},
+    )
+
+
+def request_event(
+    type: str,
+    at: datetime,
+    context: RequestContext,
+    *,
+    org_id: str | None,
+    target_type: str | None,
+    target_id: str | None,
+    actor_user_id: str | None = None,
+    data: dict[str, object] | None = None,
+) -> AuditEvent:
+    """An event of a request that no credential made (sign-in, sign-up, a reset link):
+    what it is about, and where it came from. ``org_id`` None: no project concerned."""
+    return AuditEvent(
+        id=new_id("evt"),
+        org_id=org_id,
+        environment=None,
+        type=type,
+        created_at=at,
+        actor_user_id=actor_user_id,
+        target_type=target_type,
+        target_id=target_id,
+        ip=context.ip,
+        user_agent=context.user_agent,
+        request_id=context.request_id,
         data=data or {},
     )
 

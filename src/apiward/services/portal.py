@@ -51,7 +51,7 @@ from apiward.core.models import (
     User,
 )
 from apiward.core.passwords import Passwords, weakness
-from apiward.services.audit import audit_event
+from apiward.services.audit import audit_event, request_event
 from apiward.services.background import Background
 from apiward.services.ports import Mailer, Notice, Store, Transaction
 from apiward.services.tenancy import Tenancy, check_email, check_name
@@ -174,8 +174,17 @@ class Portal:
     # links -----------------------------------------------------------------------
 
     def _new_link(
-        self, purpose: LinkPurpose, email: str, ttl: timedelta, **fields: str | None
+        self,
+        purpose: LinkPurpose,
+        email: str,
+        ttl: timedelta,
+        *,
+        account_id: str | None = None,
+        org_id: str | None = None,
+        role: str | None = None,
+        created_by: str | None = None,
     ) -> tuple[str, EmailLink]:
+        """A new link's token (for the email only) and its record (the token's SHA-256)."""
         token = f"{self.policy.link_prefix}_{secrets.token_urlsafe(32)}"
         now = self._clock.now()
         link = EmailLink(
@@ -185,7 +194,10 @@ class Portal:
             email=email,
             created_at=now,
             expires_at=now + ttl,
-            **fields,  # type: ignore[arg-type]
+            account_id=account_id,
+            org_id=org_id,
+            role=role,
+            created_by=created_by,
         )
         return token, link
 
@@ -218,19 +230,15 @@ class Portal:
         data: dict[str, object] | None = None,
     ) -> AuditEvent:
         """An event about an account; ``org_id`` None when it concerns no project."""
-        return AuditEvent(
-            id=new_id("evt"),
+        return request_event(
+            type,
+            self._clock.now(),
+            context,
             org_id=org_id,
-            environment=None,
-            type=type,
-            created_at=self._clock.now(),
-            actor_user_id=actor_user_id,
             target_type="account" if account_id else None,
             target_id=account_id,
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            data=data or {},
+            actor_user_id=actor_user_id,
+            data=data,
         )
 
     # sign-up and confirmation ----------------------------------------------------

@@ -215,8 +215,8 @@ class Transaction(Protocol):
     async def find_link(self, digest: str) -> EmailLink | None: ...
     async def get_link(self, link_id: str) -> EmailLink | None: ...
     async def use_link(self, link_id: str, at: datetime) -> bool:
-        """Mark the link used unless it is used or revoked already; whether this call did
-        (of two concurrent uses, exactly one gets True)."""
+        """Mark the link used unless it is used, revoked or expired at ``at``; whether this
+        call did (of two concurrent uses, exactly one gets True)."""
         ...
 
     async def revoke_links(

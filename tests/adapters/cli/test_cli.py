@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,28 +11,13 @@ from typer.testing import CliRunner
 
 from apiward.adapters.cli.main import app
 from apiward.adapters.http.app import create_app
+from tests.adapters.cli.conftest import run
 from tests.conftest import fast_settings
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "APIWARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "APIWARD_ARGON2_TIME_COST": "1",
-        "APIWARD_ARGON2_MEMORY_KIB": "1024",
-        "APIWARD_ARGON2_PARALLELISM": "1",
-        "APIWARD_LOG_LEVEL": "warning",
-        "APIWARD_SECRET_KEY": "test-secret-that-is-at-least-32-bytes-long",
-    }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    return values
-
-
-def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> None:

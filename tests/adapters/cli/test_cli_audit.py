@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from apiward.adapters.cli.main import app
-
-SECRET = "test-secret-that-is-at-least-32-bytes-long"
+from tests.adapters.cli.conftest import run
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "APIWARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "APIWARD_ARGON2_TIME_COST": "1",
-        "APIWARD_ARGON2_MEMORY_KIB": "1024",
-        "APIWARD_ARGON2_PARALLELISM": "1",
-        "APIWARD_LOG_LEVEL": "warning",
-        "APIWARD_SECRET_KEY": SECRET,
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
-def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+def env(cli_env: dict[str, str]) -> None:
+    """Every test here runs on the CLI environment."""
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 
 from apiward.adapters.cli.main import app
 from apiward.adapters.http.app import create_app
+from tests.adapters.cli.conftest import run
 from tests.conftest import fast_settings
 from tests.mailbox import Mailbox, link_in, smtp_server
 
@@ -25,28 +25,18 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mailbox: Mailbox) -> dict[str, str]:
-    values = {
-        "APIWARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "APIWARD_ARGON2_TIME_COST": "1",
-        "APIWARD_ARGON2_MEMORY_KIB": "1024",
-        "APIWARD_ARGON2_PARALLELISM": "1",
-        "APIWARD_LOG_LEVEL": "warning",
-        "APIWARD_SECRET_KEY": "test-secret-that-is-at-least-32-bytes-long",
+def env(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, mailbox: Mailbox
+) -> dict[str, str]:
+    smtp = {
         "APIWARD_SMTP_HOST": "127.0.0.1",
         "APIWARD_SMTP_PORT": str(mailbox.port),
         "APIWARD_SMTP_SECURITY": "none",
         "APIWARD_PUBLIC_URL": "http://127.0.0.1:8000",
     }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    return values
-
-
-def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+    for name, value in smtp.items():
+        monkeypatch.setenv(name, value)
+    return {**cli_env, **smtp}
 
 
 def test_projects_and_invitations_from_the_cli(env: dict[str, str], mailbox: Mailbox) -> None:

@@ -42,11 +42,6 @@ DANGLING_USER = (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _to(revision: str, *, down: bool = False) -> Any:
     def run(connection: Any) -> None:
         (command.downgrade if down else command.upgrade)(alembic_config(connection), revision)

@@ -9,14 +9,13 @@ back-ends are held to the same behaviour. The tests speak only the ``Store`` and
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from apiward.adapters.storage.migrate import upgrade
 from apiward.adapters.storage.sql import SqlStore, create_engine
 from apiward.core.errors import Conflict, ServiceUnavailable
 from apiward.core.ids import new_id
@@ -36,21 +35,6 @@ from apiward.services.ports import AuditFilter, KeyFilter, Store
 pytestmark = pytest.mark.anyio
 
 UNREACHABLE_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/test"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty store on the back-end of this parametrization."""
-    sql = SqlStore(create_engine(database_url))
-    await upgrade(sql.engine)
-    contract: Store = sql
-    yield contract
-    await sql.close()
 
 
 # --- builders -----------------------------------------------------------------------

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apiward.adapters.storage.migrate import upgrade
-from apiward.adapters.storage.sql import SqlStore, create_engine
 from apiward.core.ids import new_id
 from apiward.core.models import AuditEvent, OAuthClient, Organisation, PageRequest, User
 from apiward.services.ports import AuditFilter, Store, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    sql = SqlStore(create_engine(database_url))
-    await upgrade(sql.engine)
-    contract: Store = sql
-    yield contract
-    await sql.close()
 
 
 def _now() -> datetime:

@@ -39,6 +39,7 @@ from apiward.core.models import (
     User,
 )
 from apiward.core.scopes import ScopeSet
+from apiward.services.audit import request_event
 from apiward.services.portal import Project
 from apiward.services.ports import DashboardSession, Transaction
 
@@ -123,18 +124,14 @@ class Sessions:
         account_id: str | None = None,
         actor: str | None = None,
     ) -> AuditEvent:
-        return AuditEvent(
-            id=new_id("evt"),
+        return request_event(
+            type,
+            self._clock.now(),
+            context,
             org_id=org_id,
-            environment=None,
-            type=type,
-            created_at=self._clock.now(),
-            actor_user_id=actor,
             target_type="account" if account_id else "user",
             target_id=account_id or user_id,
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
+            actor_user_id=actor,
             data={"via": "dashboard"},
         )
 

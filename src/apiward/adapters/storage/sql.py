@@ -792,7 +792,12 @@ class SqlTransaction:
         c = t.email_links.c
         result = await self._c.execute(
             t.email_links.update()
-            .where(c.id == link_id, c.used_at.is_(None), c.revoked_at.is_(None))
+            .where(
+                c.id == link_id,
+                c.used_at.is_(None),
+                c.revoked_at.is_(None),
+                c.expires_at > at,
+            )
             .values(used_at=at)
         )
         return bool(result.rowcount)
