@@ -302,6 +302,10 @@ def test_one_account_in_several_projects_switches_between_them(
     r = b.post(f"/dashboard/projects/{first.org.id}/open", {}, csrf=b.csrf("/dashboard/projects"))
     assert r.status_code == 303
     assert '<span class="org" title="Project ' + first.org.id in b.get("/dashboard/keys").text
+    second = next(p for p in _projects(client, "ada@example.test") if p.org.name == "Second")
+    r = b.post("/dashboard/projects/switch", {"org_id": second.org.id})
+    assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
+    assert '<span class="org" title="Project ' + second.org.id in b.get("/dashboard/keys").text
 
     # A project of someone else cannot be opened.
     other = bootstrap(client, "Elsewhere", "owner@elsewhere.test", another=True)

@@ -100,6 +100,16 @@ def test_sign_up_confirm_create_project_and_key_then_call_the_api(
     answer = httpx.get(f"{portal}/v1/keys", headers={"Authorization": f"Bearer {secret}"})
     assert answer.status_code == 200
     assert [k["name"] for k in answer.json()["items"]] == ["Backend"]
+
+    # A second project, then back to the first through the top bar's switcher.
+    page.get_by_role("link", name="Projects", exact=True).first.click()
+    new_project(page, "Maps API")
+    expect(page.locator(".org")).to_have_text("Maps API")
+    page.get_by_text("Switch project").click()
+    shoot(page, "portal-switcher", full_page=False)
+    page.get_by_role("button", name=re.compile(r"^Weather API")).click()
+    expect(page.locator(".org")).to_have_text("Weather API")
+    expect(page.get_by_role("row").filter(has_text="Backend")).to_be_visible()
     assert errors == []
 
 

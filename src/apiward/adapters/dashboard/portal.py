@@ -328,6 +328,13 @@ async def open_project(org_id: str, request: Request, me: Me = Depends(visiting)
     return see_other(url("/keys"))
 
 
+@router.post("/projects/switch")
+async def switch_project(request: Request, me: Me = Depends(visiting)) -> Response:
+    """The top bar's switcher: the same as Open, for the project chosen in the form."""
+    form = await request.form()
+    return await open_project(text(form, "org_id", 64), request, me)
+
+
 def _account_page(
     request: Request, me: Me, *, status: int = 200, flash: Flash | None = None
 ) -> Response:
