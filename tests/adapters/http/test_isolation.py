@@ -36,6 +36,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/webhooks/{webhook_id}/roll-secret", None),
     ("POST", "/v1/webhooks/{webhook_id}/test", None),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries", None),
+    ("DELETE", "/v1/invitations/{invitation_id}", None),
 ]
 LISTS = [
     "/v1/keys",
@@ -45,6 +46,7 @@ LISTS = [
     "/v1/roles",
     "/v1/audit-events",
     "/v1/webhooks",
+    "/v1/invitations",
 ]
 CREATES = ["/v1/keys", "/v1/clients", "/v1/spaces", "/v1/users", "/v1/roles"]
 
@@ -62,7 +64,11 @@ def _victim_ids(org: Org) -> dict[str, str]:
         headers=org.headers(),
         json={"url": "https://hooks.acme.test/in", "events": ["key.revoked"]},
     ).json()
+    invitation = org.client.post(
+        "/v1/invitations", headers=org.headers(), json={"email": "new@acme.test", "role": "viewer"}
+    ).json()
     return {
+        "invitation_id": invitation["id"],
         "webhook_id": webhook["id"],
         "key_id": key["id"],
         "user_id": user["id"],
@@ -100,7 +106,14 @@ def test_lists_show_only_own_org(org: Org, other_org: Org, path: str) -> None:
     listed = other_org.client.get(path, headers=other_org.headers(), params={"page_size": 100})
     assert listed.status_code == 200
     text = listed.text
-    own = (ids["key_id"], ids["user_id"], ids["space_id"], ids["client_id"], ids["webhook_id"])
+    own = (
+        ids["key_id"],
+        ids["user_id"],
+        ids["space_id"],
+        ids["client_id"],
+        ids["webhook_id"],
+        ids["invitation_id"],
+    )
     for value in (*own, org.id):
         assert value not in text
 
