@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import structlog
@@ -166,6 +166,11 @@ class Portal:
         self.mailer = mailer
         self.policy = policy
         self._background = Background(log)
+
+    def later(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Do ``work`` after the answer: what only a known address would cost (an audit
+        row of a failed sign-in, say) must not lengthen the answer."""
+        self._background.later(work, what)
 
     async def drain(self) -> None:
         """Wait for the work done after answers (at shutdown, and in tests)."""

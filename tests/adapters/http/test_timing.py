@@ -156,3 +156,30 @@ def test_sign_ups_of_new_and_taken_addresses_take_the_same_time(tmp_path: Path) 
         }
         medians = _alike(_samples(calls, 80), tolerance=0.3)
     print("sign-up medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
+
+
+def test_dashboard_sign_in_of_a_known_account_and_an_unknown_address_take_the_same_time(
+    tmp_path: Path,
+) -> None:
+    with _portal_client(tmp_path) as client:
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        portal = client.portal
+        assert portal is not None
+        portal.call(runtime.portal.sign_up, "known@example.test", "K", "a long passphrase", _CTX)
+        portal.call(runtime.portal.drain)
+        post = _form_poster(client, "/dashboard/login", "/dashboard/login")
+        limiter = runtime.limiter
+
+        def refused(email: str) -> Callable[[], object]:
+            def run() -> object:
+                for key in (f"login:user:{email}", "login:ip:testclient"):
+                    portal.call(limiter.reset, key)
+                return post({"email": email, "password": "not the password"})
+
+            return run
+
+        calls = {"known": refused("known@example.test"), "unknown": refused("ghost@example.test")}
+        for call in calls.values():
+            call()
+        medians = _alike(_samples(calls, 60), tolerance=0.3)
+    print("dashboard sign-in medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
