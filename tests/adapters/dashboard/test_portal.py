@@ -724,3 +724,32 @@ def test_reset_requests_are_rate_limited_per_ip(sqlite_url: str, mailbox: Mailbo
         r = public_post(b, "/dashboard/forgot", "/dashboard/forgot", {"email": "3@x.test"})
         assert r.status_code == 429
         assert "Too many attempts" in r.text
+
+
+def test_with_sign_up_closed_an_invitation_still_opens_an_account(
+    sqlite_url: str, mailbox: Mailbox
+) -> None:
+    settings = portal_settings(sqlite_url, mailbox, signup_enabled=False)
+    with TestClient(create_app(settings), base_url=BASE_URL) as client:
+        org = bootstrap(client, "Closed Co", "owner@closed.test")
+        r = client.post(
+            "/v1/invitations",
+            headers=org.headers(),
+            json={"email": "invitee@elsewhere.test", "role": "viewer"},
+        )
+        assert r.status_code == 201
+        guest = Browser(client)
+        path = path_of(mailbox.link("invitee@elsewhere.test"))
+        page = guest.get(path).text
+        r = guest.request(
+            "POST",
+            "/dashboard/invitations/accept",
+            data={
+                "csrf": csrf_of(page),
+                "token": path.split("token=")[1],
+                "name": "Invitee",
+                "password": PASSWORD,
+            },
+        )
+        assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
+        assert "Closed Co" in guest.get("/dashboard/keys").text
