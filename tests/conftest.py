@@ -32,6 +32,8 @@ def fast_settings(**overrides: Any) -> Settings:
         "last_used_flush_seconds": 3600,
         "invalidation_poll_seconds": 3600,
         "secret_key": "test-secret-that-is-at-least-32-bytes-long",
+        # Webhook receivers of the tests listen on this machine.
+        "webhook_allowed_networks": ["127.0.0.0/8", "::1/128"],
     }
     base.update(overrides)
     return Settings(**base)

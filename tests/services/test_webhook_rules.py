@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from apiward.core.destinations import LOOPBACK, Destinations
 from apiward.core.errors import InvalidInput
 from apiward.core.models import AuditEvent
 from apiward.services.ports import WebhookEndpoint
@@ -21,6 +22,8 @@ from apiward.services.webhooks import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LOCAL = Destinations(LOOPBACK)
+"""Loopback receivers allowed, as on a developer's machine."""
 ENDPOINT = WebhookEndpoint(
     id="wh_1",
     org_id="org_a",
@@ -96,7 +99,7 @@ def test_the_payload_names_the_event_target_actor_and_context() -> None:
     ],
 )
 def test_accepted_urls(url: str) -> None:
-    assert check_url(f"  {url} ") == url
+    assert check_url(f"  {url} ", LOCAL) == url
 
 
 @pytest.mark.parametrize(
@@ -116,7 +119,33 @@ def test_accepted_urls(url: str) -> None:
 )
 def test_refused_urls(url: str) -> None:
     with pytest.raises(InvalidInput):
-        check_url(url)
+        check_url(url, LOCAL)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/in",
+        "http://localhost/in",
+        "https://10.0.0.7/in",
+        "https://192.168.1.1/in",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::ffff:127.0.0.1]/in",
+        "https://[fd00::1]/in",
+        "https://100.64.0.1/in",
+        "https://0.0.0.0/in",
+        "https://224.0.0.1/in",
+    ],
+)
+def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(InvalidInput, match="public addresses only"):
+        check_url(url, Destinations())
+    assert check_url(url, Destinations.parse(["0.0.0.0/0", "::/0"])) == url
+
+
+def test_public_addresses_and_names_pass() -> None:
+    for url in ("https://93.184.215.14/in", "https://[2606:4700::1]/in", "https://x.test/in"):
+        assert check_url(url, Destinations()) == url
 
 
 def test_events_are_deduplicated_and_checked() -> None:

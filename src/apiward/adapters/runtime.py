@@ -29,6 +29,7 @@ from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
 from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
+from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError, InvalidInput, NotFound
 from apiward.core.limits import Policy, parse_rate
 from apiward.core.models import (
@@ -181,6 +182,7 @@ class Runtime:
                 retry_base=settings.webhook_retry_base_seconds,
                 timeout=settings.webhook_timeout_seconds,
             ),
+            Destinations.parse(settings.webhook_allowed_networks),
         )
         self.leaks = Leaks(
             self.store,
@@ -296,7 +298,7 @@ class Runtime:
                 )
             self._stop_listening = await self.sql.listen(self._wake)
             self._http = delivery.client(self.settings.webhook_timeout_seconds)
-            self.webhooks.sender = delivery.HttpxSender(self._http)
+            self.webhooks.sender = delivery.HttpxSender(self._http, self.webhooks.destinations)
             self._tasks = [
                 asyncio.create_task(
                     self._every(self.settings.webhook_poll_seconds, self.webhooks.run_once)

@@ -277,9 +277,22 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(30.0, gt=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     webhook_retention_days: int = Field(30, ge=1)
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks webhook deliveries may reach although not public (CIDR, e.g. "
+        "10.20.0.0/16 or 127.0.0.0/8 for a receiver on this machine); empty: public only.",
+    )
     metrics_token: SecretStr | None = Field(
         None, description="When set, GET /metrics needs Authorization: Bearer <token>."
     )
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from apiward.core.destinations import Destinations
+
+        Destinations.parse(value)  # a bad CIDR fails at start
+        return value
 
     @field_validator("leak_report_public_keys")
     @classmethod

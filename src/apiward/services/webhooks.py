@@ -36,6 +36,7 @@ import structlog
 
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer, SealError
+from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError, Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
 from apiward.core.models import AuditEvent, Page, PageRequest, Principal
@@ -121,8 +122,10 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def check_url(url: str) -> str:
-    """An absolute ``https://`` URL (``http://`` only to a loopback address, for tests)."""
+def check_url(url: str, destinations: Destinations) -> str:
+    """An absolute ``https://`` URL (``http://`` only to a loopback address, for tests),
+    whose host, when written as an address, is one deliveries may reach. (Names are
+    checked when a delivery resolves them, every time.)"""
     url = url.strip()
     if not url or len(url) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
         raise InvalidInput(
@@ -144,7 +147,23 @@ def check_url(url: str) -> str:
             "Webhook endpoints must use https://. Plain http:// is accepted only for a "
             "loopback address (127.0.0.1, ::1, localhost), for local testing."
         )
+    if not _reachable(parts.hostname, destinations):
+        raise InvalidInput(
+            f"Webhook deliveries go to public addresses only, and {parts.hostname} is not "
+            "one. An operator may allow private networks with "
+            "APIWARD_WEBHOOK_ALLOWED_NETWORKS."
+        )
     return url
+
+
+def _reachable(host: str, destinations: Destinations) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return destinations.loopback_allowed()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name: checked at delivery, where it is resolved
+    return destinations.permits(address)
 
 
 def check_events(events: list[str]) -> tuple[str, ...]:
@@ -203,8 +222,11 @@ class Webhooks:
         sealer: Sealer,
         environments: tuple[str, ...],
         policy: DeliveryPolicy | None = None,
+        destinations: Destinations | None = None,
     ) -> None:
         self._store = store
+        self.destinations = destinations or Destinations()
+        """Where deliveries may go: public addresses and the operator's allowed networks."""
         self._clock = clock
         self._sealer = sealer
         self._environments = environments
@@ -255,7 +277,7 @@ class Webhooks:
             raise InvalidInput(
                 f"Unknown environment {env!r}; use one of: {', '.join(self._environments)}."
             )
-        url = check_url(url)
+        url = check_url(url, self.destinations)
         wanted = check_events(events)
         now = self._clock.now()
         endpoint_id = new_id("wh")
@@ -309,7 +331,7 @@ class Webhooks:
     ) -> WebhookEndpoint:
         changes: dict[str, object] = {}
         if url is not None:
-            changes["url"] = check_url(url)
+            changes["url"] = check_url(url, self.destinations)
         if events is not None:
             changes["events"] = check_events(events)
         if description is not None:

@@ -4,7 +4,6 @@ server, the log when no server is configured, and retries."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 import json
 import smtplib
@@ -13,15 +12,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from apiward.adapters import logging as logs
 from apiward.adapters.mail import LogTransport, Postbox, SmtpTransport, compose
 from apiward.services.ports import Notice
 from tests.mailbox import html_of, link_in, smtp_server, text_of
+from tests.tls import self_signed
 
 LINK = "https://auth.example.test/dashboard/reset?token=awel_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 NOTICE = Notice(
@@ -64,37 +60,9 @@ def test_every_template_renders() -> None:
 def tls(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1: the server's context and a client's
     context that trusts it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert, key, client = self_signed(tmp_path, "127.0.0.1")
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
+    server.load_cert_chain(cert, key)
     return server, client
 
 
