@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -62,6 +63,60 @@ def test_check_for_nginx_folds_statuses_into_401_and_403(org: Org) -> None:
     r = org.client.get("/v1/auth/check?scope=x:y", headers={**nginx, **org.headers(key)})
     assert (r.status_code, r.headers["x-apiward-status"]) == (403, "403")
     assert r.content == b""
+
+
+def test_check_is_answered_before_the_router_with_the_same_envelope(org: Org) -> None:
+    """The fast path keeps what the route gave: request ids, errors, metrics labels."""
+    r = org.client.get("/v1/auth/check", headers={"X-Request-Id": "req-42"})
+    assert r.status_code == 401
+    assert r.headers["x-request-id"] == "req-42"
+    assert r.json()["request_id"] == "req-42"
+    many = "&".join(f"scope=a:{i}" for i in range(21))
+    r = org.client.get(f"/v1/auth/check?{many}", headers=org.headers())
+    assert r.status_code == 400
+    assert "at most 20 scopes" in r.json()["message"]
+    metrics = org.client.get("/metrics").text
+    assert 'route="/v1/auth/check"' in metrics
+    assert 'route="unmatched"' not in metrics
+
+
+def test_check_without_the_fast_path_gives_the_same_answers(org: Org) -> None:
+    """The route itself (for an app that removes the middleware) answers alike."""
+    from apiward.adapters.http.routes import check
+
+    key = org.create_key(["customers:read"])["key"]
+    app = org.client.app
+    stack = app.user_middleware  # type: ignore[attr-defined]
+    cases = [
+        ("/v1/auth/check", org.headers(key)),
+        ("/v1/auth/check?scope=customers:write", org.headers(key)),
+        ("/v1/auth/check", {}),
+        ("/v1/auth/check", {"X-Apiward-Proxy": "nginx", "Authorization": "Bearer nope"}),
+    ]
+    fast = [org.client.get(path, headers=headers) for path, headers in cases]
+    kept = list(stack)
+    stack[:] = [m for m in stack if m.cls is not check.FastPath]
+    app.middleware_stack = app.build_middleware_stack()  # type: ignore[attr-defined]
+    try:
+        routed = [org.client.get(path, headers=headers) for path, headers in cases]
+    finally:
+        stack[:] = kept
+        app.middleware_stack = app.build_middleware_stack()  # type: ignore[attr-defined]
+    for a, b in zip(fast, routed, strict=True):
+        assert (a.status_code, _body(a), _headers(a)) == (b.status_code, _body(b), _headers(b))
+
+
+def _body(r: httpx.Response) -> object:
+    if not r.content:
+        return None
+    data = r.json()
+    data.pop("request_id", None)
+    return data
+
+
+def _headers(r: httpx.Response) -> dict[str, str]:
+    varying = {"x-request-id", "date", "content-length", "x-apiward-error"}
+    return {k: v for k, v in r.headers.items() if k not in varying}
 
 
 def test_verify_api(org: Org, other_org: Org) -> None:

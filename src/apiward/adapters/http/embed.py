@@ -101,6 +101,7 @@ class Apiward:
         if auth_routes:
             app.include_router(oauth.router)
             app.include_router(check.router)
+            app.add_middleware(check.FastPath)  # inside the request middleware added below
         if management_routes:
             for module in (verify, keys, clients, tenancy, webhooks, leaks):
                 app.include_router(module.router)

@@ -191,6 +191,14 @@ def _describe(errors: list[Any]) -> str:
     return "; ".join(parts) + more
 
 
+async def answer(request: Request, exc: Exception) -> Response:
+    """The answer the app's exception handlers give for ``exc``, for code that answers
+    before the router (the forward-auth fast path)."""
+    if isinstance(exc, e.ApiwardError):
+        return await _domain(request, exc)
+    return await _unexpected(request, exc)
+
+
 async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.ApiwardError)
     if status_of(exc) >= 500:
