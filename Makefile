@@ -30,6 +30,7 @@ bench: install  ## The benchmark suite (bench/README.md), a few minutes; writes 
 	$(BIN)/python -m pip install --quiet granian matplotlib pyinstrument
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.endpoints
+	$(BIN)/python -m bench.checkpath
 	$(BIN)/python -m bench.inprocess
 	$(BIN)/python -m bench.limiter
 	$(BIN)/python -m bench.grants
