@@ -16,6 +16,7 @@ from tests.conftest import fast_settings
 from tests.mailbox import Mailbox, link_in, smtp_server
 
 PASSWORD = "correct horse battery"
+BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture
@@ -39,25 +40,39 @@ def env(
     return {**cli_env, **smtp}
 
 
-def test_projects_and_invitations_from_the_cli(env: dict[str, str], mailbox: Mailbox) -> None:
+@pytest.fixture
+def server(env: dict[str, str], mailbox: Mailbox) -> Iterator[TestClient]:
+    """The server on the CLI's database, sending email to the same mailbox."""
     settings = fast_settings(
         database_url=env["APIWARD_DATABASE_URL"],
         smtp_host="127.0.0.1",
         smtp_port=mailbox.port,
         smtp_security="none",
-        public_url="http://127.0.0.1:8000",
+        public_url=BASE,
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
-        # An account, confirmed by its link.
-        login = client.get("/dashboard/signup")
-        csrf = login.text.split('name="csrf" value="')[1].split('"')[0]
-        r = client.post(
-            "/dashboard/signup",
-            data={"csrf": csrf, "email": "ops@example.test", "name": "Ops", "password": PASSWORD},
-        )
-        assert r.status_code == 200
-        confirm = link_in(mailbox.next("ops@example.test")).removeprefix("http://127.0.0.1:8000")
-        assert client.get(confirm, follow_redirects=False).status_code == 303
+    with TestClient(create_app(settings), base_url=BASE) as client:
+        yield client
+
+
+def _form(client: TestClient, page: str, path: str, data: dict[str, str]) -> int:
+    html = client.get(page).text
+    csrf = html.split('name="csrf" value="')[1].split('"')[0]
+    r = client.post(path, data={"csrf": csrf, **data}, follow_redirects=False)
+    client.cookies.clear()
+    status: int = r.status_code
+    return status
+
+
+def confirmed_account(client: TestClient, mailbox: Mailbox, email: str) -> None:
+    """Sign up through the dashboard and open the confirmation link."""
+    data = {"email": email, "name": email.split("@")[0], "password": PASSWORD}
+    assert _form(client, "/dashboard/signup", "/dashboard/signup", data) == 200
+    confirm = link_in(mailbox.next(email)).removeprefix(BASE)
+    assert client.get(confirm, follow_redirects=False).status_code == 303
+
+
+def test_projects_and_invitations_from_the_cli(server: TestClient, mailbox: Mailbox) -> None:
+    confirmed_account(server, mailbox, "ops@example.test")
 
     # An unknown account owns nothing.
     result = CliRunner().invoke(app, ["projects", "create", "X", "--owner", "no@example.test"])
@@ -92,45 +107,21 @@ def test_projects_and_invitations_from_the_cli(env: dict[str, str], mailbox: Mai
     assert {"project.created", "invitation.created", "invitation.revoked"} <= in_project
 
 
-def test_an_operator_disables_and_enables_an_account(env: dict[str, str], mailbox: Mailbox) -> None:
-    settings = fast_settings(
-        database_url=env["APIWARD_DATABASE_URL"],
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.port,
-        smtp_security="none",
-        public_url="http://127.0.0.1:8000",
-    )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+def test_an_operator_disables_and_enables_an_account(server: TestClient, mailbox: Mailbox) -> None:
+    def sign_in() -> int:
+        data = {"email": "dev@example.test", "password": PASSWORD}
+        return _form(server, "/dashboard/login", "/dashboard/login", data)
 
-        def sign_in() -> int:
-            page = client.get("/dashboard/login").text
-            csrf = page.split('name="csrf" value="')[1].split('"')[0]
-            r = client.post(
-                "/dashboard/login",
-                data={"csrf": csrf, "email": "dev@example.test", "password": PASSWORD},
-                follow_redirects=False,
-            )
-            client.cookies.clear()
-            status: int = r.status_code
-            return status
+    confirmed_account(server, mailbox, "dev@example.test")
+    assert sign_in() == 303
 
-        page = client.get("/dashboard/signup").text
-        csrf = page.split('name="csrf" value="')[1].split('"')[0]
-        client.post(
-            "/dashboard/signup",
-            data={"csrf": csrf, "email": "dev@example.test", "name": "Dev", "password": PASSWORD},
-        )
-        confirm = link_in(mailbox.next("dev@example.test")).removeprefix("http://127.0.0.1:8000")
-        client.get(confirm, follow_redirects=False)
-        assert sign_in() == 303
-
-        listed = json.loads(run("accounts", "list", "--json"))
-        assert [(a["email"], a["confirmed"], a["disabled"]) for a in listed] == [
-            ("dev@example.test", True, False)
-        ]
-        assert json.loads(run("accounts", "disable", "dev@example.test", "--json"))[0]["disabled"]
-        assert sign_in() == 401
-        run("accounts", "enable", "dev@example.test")
-        assert sign_in() == 303
+    listed = json.loads(run("accounts", "list", "--json"))
+    assert [(a["email"], a["confirmed"], a["disabled"]) for a in listed] == [
+        ("dev@example.test", True, False)
+    ]
+    assert json.loads(run("accounts", "disable", "dev@example.test", "--json"))[0]["disabled"]
+    assert sign_in() == 401
+    run("accounts", "enable", "dev@example.test")
+    assert sign_in() == 303
     types = [e["type"] for e in json.loads(run("audit", "--accounts", "--json"))["items"]]
     assert "account.disabled" in types and "account.enabled" in types
