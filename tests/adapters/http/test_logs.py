@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apiward.adapters import logging as logs
 from apiward.adapters.http.app import create_app
@@ -100,3 +102,25 @@ def test_redaction_masks_what_looks_like_a_credential() -> None:
     masked = logs.redact(text)
     assert "ZYxi2N4h" not in masked and "abcdefghijkl" not in masked
     assert "[REDACTED]" in masked
+
+
+def _every_pattern(text: str) -> str:
+    for pattern in (*logs._PATTERNS, *logs._prefixed):
+        text = pattern.sub(logs._mask, text)
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="abcXYZ019_-. /=+", max_size=40),
+            st.sampled_from(["eyJ", "Bearer ", "BASIC ", "aw_live_", "_", "awel_"]),
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_redaction_skips_only_text_no_pattern_could_match(text: str) -> None:
+    """The quick pre-check never lets through what the patterns would have masked."""
+    logs.configure("warning", "json", secret_prefixes=("aw", "awel"))
+    assert logs.redact(text) == _every_pattern(text)
