@@ -124,7 +124,8 @@ class FastPath:
         scope["route"] = self._route
         request = Request(scope, receive)
         try:
-            response = await decide(request, request.query_params.getlist("scope"))
+            wanted = request.query_params.getlist("scope") if scope.get("query_string") else []
+            response = await decide(request, wanted)
         except Exception as exc:  # what the app's last-resort handler would answer
             response = await errors.answer(request, exc)
         await response(scope, receive, send)
