@@ -51,6 +51,7 @@ from apiward.core.models import (
     User,
 )
 from apiward.core.passwords import Passwords, weakness
+from apiward.core.roles import BUILTIN_ROLES
 from apiward.services.audit import audit_event, request_event
 from apiward.services.background import Background
 from apiward.services.ports import Mailer, Notice, Store, Transaction
@@ -735,6 +736,11 @@ class Portal:
             org = await tx.get_org(link.org_id or "")
             if org is None or link.role is None:
                 raise LinkInvalid()
+            if link.role not in BUILTIN_ROLES and await tx.get_role(org.id, link.role) is None:
+                raise LinkInvalid(
+                    f"The role {link.role!r} of this invitation no longer exists. Ask for a "
+                    "new invitation."
+                )
             if new_account is not None:
                 await tx.insert_account(new_account)
                 await tx.insert_audit(

@@ -753,3 +753,22 @@ def test_with_sign_up_closed_an_invitation_still_opens_an_account(
         )
         assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
         assert "Closed Co" in guest.get("/dashboard/keys").text
+
+
+def test_an_invitation_whose_role_was_deleted_is_refused(
+    client: TestClient, org: Org, mailbox: Mailbox
+) -> None:
+    headers = org.headers()
+    client.post("/v1/roles", headers=headers, json={"name": "auditor", "scopes": ["audit:read"]})
+    client.post("/v1/invitations", headers=headers, json={"email": "a@x.test", "role": "auditor"})
+    assert client.delete("/v1/roles/auditor", headers=headers).status_code == 204
+    guest = Browser(client)
+    path = path_of(mailbox.link("a@x.test"))
+    r = public_post(
+        guest,
+        path,
+        "/dashboard/invitations/accept",
+        {"token": path.split("token=")[1], "name": "A", "password": PASSWORD},
+    )
+    assert r.status_code == 400
+    assert "no longer exists" in r.text
