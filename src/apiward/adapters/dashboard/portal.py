@@ -9,6 +9,7 @@ POST uses the link, so that a mail scanner fetching the link spends nothing.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from apiward.adapters.dashboard.sessions import COOKIE, Sessions
@@ -38,10 +39,11 @@ NOTICES = {
 }
 
 
-def _token(request: Request, form: object = None) -> str:
-    value = request.query_params.get("token", "")
-    if form is not None and hasattr(form, "get"):
-        value = form.get("token") or value
+def _token(request: Request, form: FormData | None = None) -> str:
+    """The link's token: the form's field on a POST, else the query's."""
+    value = (form.get("token") if form is not None else None) or request.query_params.get(
+        "token", ""
+    )
     return value[:200] if isinstance(value, str) else ""
 
 
