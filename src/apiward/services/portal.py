@@ -388,18 +388,12 @@ class Portal:
             )
         return SignIn(user=matches[0] if matches else None, tried=account, candidates=users)
 
-    async def account(self, account_id: str) -> Account | None:
-        async with self._store.begin() as tx:
-            return await tx.get_account(account_id)
-
     async def set_disabled(self, email: str, disabled: bool, context: RequestContext) -> Account:
         """Disable an account (every session and refresh token of it ends, and it can no
         longer sign in), or enable it again. The operator's, from the CLI."""
+        account = await self.account_of_email(email)
         now = self._clock.now()
         async with self._store.begin() as tx:
-            account = await tx.find_account_by_email(email.strip().lower())
-            if account is None:
-                raise InvalidInput(f"No account has the address {email}.")
             account = replace(account, disabled_at=now if disabled else None)
             await tx.update_account(account)
             if disabled:
@@ -589,7 +583,7 @@ class Portal:
         if account is None:
             raise InvalidInput(
                 f"No account has the address {email}: the person signs up first, or is "
-                "invited with 'apiward invitations create'."
+                "invited to a project."
             )
         return account
 

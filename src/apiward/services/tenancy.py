@@ -18,7 +18,6 @@ from apiward.core.errors import (
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Account,
-    AuditEvent,
     Environment,
     Membership,
     Organisation,
@@ -33,7 +32,7 @@ from apiward.core.models import (
 from apiward.core.passwords import Passwords, weakness
 from apiward.core.roles import BUILTIN_ROLES, OWNER
 from apiward.core.scopes import ScopeSet, normalise
-from apiward.services.audit import audit_event
+from apiward.services.audit import audit_event, request_event
 from apiward.services.ports import Cache, Store, Transaction
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -134,18 +133,14 @@ class Tenancy:
         async with self._store.begin() as tx:
             founded = await self._found(tx, org, owner)
             await tx.insert_audit(
-                AuditEvent(
-                    id=new_id("evt"),
+                request_event(
+                    "project.created",
+                    now,
+                    context,
                     org_id=org.id,
-                    environment=None,
-                    type="project.created",
-                    created_at=now,
-                    actor_user_id=owner.id,
                     target_type="org",
                     target_id=org.id,
-                    ip=context.ip,
-                    user_agent=context.user_agent,
-                    request_id=context.request_id,
+                    actor_user_id=owner.id,
                     data={"name": name, "account_id": account.id},
                 )
             )

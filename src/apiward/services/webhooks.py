@@ -113,8 +113,11 @@ class CreatedWebhook:
     secret: str
 
 
+_LOCALHOST = ("localhost", "localhost.")
+
+
 def _loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
+    if host.lower() in _LOCALHOST:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -157,7 +160,7 @@ def check_url(url: str, destinations: Destinations) -> str:
 
 
 def _reachable(host: str, destinations: Destinations) -> bool:
-    if host.lower() in ("localhost", "localhost."):
+    if host.lower() in _LOCALHOST:
         return destinations.loopback_allowed()
     try:
         address = ipaddress.ip_address(host)
