@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import jinja2
 
 from apiward.adapters.logging import UNREDACTED, get_logger
+from apiward.services.background import TaskSet
 from apiward.services.ports import Notice
 
 log = get_logger("apiward.mail")
@@ -140,15 +141,13 @@ class Postbox:
         self.transport = transport
         self._platform = platform
         self._sender = sender
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending = TaskSet()
         self.sent = 0
         self.failed = 0
 
     def post(self, notice: Notice) -> None:
         message = compose(notice, platform=self._platform, sender=self._sender)
-        task = asyncio.get_running_loop().create_task(self._deliver(message, notice.template))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._pending.start(self._deliver(message, notice.template))
 
     async def _deliver(self, message: EmailMessage, template: str) -> None:
         for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
@@ -173,5 +172,4 @@ class Postbox:
 
     async def drain(self) -> None:
         """Wait for every queued email (at shutdown, and for the CLI before it exits)."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._pending.drain()

@@ -12,6 +12,7 @@ from alembic import command
 
 from apiward.adapters.storage.migrate import alembic_config
 from apiward.adapters.storage.sql import create_engine
+from apiward.adapters.storage.tables import UTCDateTime
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +51,9 @@ def _to(revision: str, *, down: bool = False) -> Any:
 
 
 async def _run(conn: Any, sql: str, **params: object) -> None:
-    await conn.execute(sa.text(sql), {"now": NOW, **params})
+    # The store's own type binds the time, as the application does: no driver default.
+    statement = sa.text(sql).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+    await conn.execute(statement, {"now": NOW, **params})
 
 
 async def _count(conn: Any, table: str) -> int:
