@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from apiward.services.background import Background, TaskSet
+from apiward.services.background import TaskSet
 
 pytestmark = pytest.mark.anyio
 
