@@ -110,11 +110,25 @@ class Org:
         runtime: Runtime = self.client.app.state.runtime  # type: ignore[attr-defined]
         return runtime
 
+    def operator_key(self, env: str = "live") -> str:
+        """A key made by the deployment's operator (as the CLI does), holding the operator
+        permissions that set plans, limits that loosen them, and credits."""
+        runtime = self.runtime
+
+        async def run() -> str:
+            principal = await runtime.operator(self.id, env)
+            scopes = ["*", "owner:*", "operator:*"]
+            return (await runtime.keys.create(principal, name="operator", scopes=scopes)).plaintext
+
+        return self.client.portal.call(run)  # type: ignore[union-attr]
+
     def headers(self, key: str | None = None, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.owner_key}", **extra}
 
-    def create_key(self, scopes: list[str], *, env: str = "live", **fields: Any) -> dict[str, Any]:
-        owner = self.owner_key if env == "live" else self.owner_test_key
+    def create_key(
+        self, scopes: list[str], *, env: str = "live", by: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        owner = by or (self.owner_key if env == "live" else self.owner_test_key)
         r = self.client.post(
             "/v1/keys", headers=self.headers(owner), json={"name": "k", "scopes": scopes, **fields}
         )
@@ -150,7 +164,9 @@ def bootstrap(
         keys = {}
         for env in ("live", "test"):
             principal = await runtime.operator(boot.org.id, env)
-            keys[env] = (await runtime.keys.create(principal, name="owner", scopes=["*"])).plaintext
+            keys[env] = (
+                await runtime.keys.create(principal, name="owner", scopes=["*", "owner:*"])
+            ).plaintext
         return Org(client, boot.org.id, boot.space.id, boot.owner.id, keys["live"], keys["test"])
 
     return client.portal.call(run)  # type: ignore[union-attr]

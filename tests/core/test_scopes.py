@@ -10,9 +10,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from apiward.core.errors import InvalidInput
-from apiward.core.scopes import ScopeSet, intersect, normalise, parse
+from apiward.core.scopes import RESERVED_RESOURCES, ScopeSet, intersect, normalise, parse
 
-RESOURCES = ("customers", "invoices", "keys", "*")
+RESOURCES = ("customers", "invoices", "keys", "owner", "operator", "*")
 ACTIONS = ("read", "write", "*")
 
 # Every scope over a small alphabet: concrete, wildcard in either half, ``*:*`` and bare ``*``.
@@ -259,8 +259,9 @@ def test_intersection_is_commutative(a: ScopeSet, b: ScopeSet) -> None:
 
 @given(scope_sets)
 def test_intersection_identities(a: ScopeSet) -> None:
-    """A ∩ {'*'} == A, A ∩ A == A and A ∩ {} is empty."""
-    assert a.intersect(ScopeSet(["*"])) == a
+    """A ∩ {'*'} == A without its reserved scopes, A ∩ A == A and A ∩ {} is empty."""
+    unreserved = ScopeSet(s for s in a if parse(s)[0] not in RESERVED_RESOURCES)
+    assert a.intersect(ScopeSet(["*"])) == unreserved
     assert a.intersect(a) == a
     assert not a.intersect(ScopeSet([]))
 
@@ -320,3 +321,38 @@ def test_a_wildcard_set_still_rejects_a_malformed_scope() -> None:
     """`ScopeSet(['*']).grants` validates its argument like any other set."""
     with pytest.raises(InvalidInput):
         ScopeSet(["*"]).grants("not a scope")
+
+
+# --- reserved resources and inclusion -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("held", "wanted", "granted"),
+    [
+        (["*"], "owner:manage", False),
+        (["*:*"], "operator:tiers", False),
+        (["*:manage"], "owner:manage", False),
+        (["owner:*"], "owner:manage", True),
+        (["operator:*"], "operator:credits", True),
+        (["operator:*"], "keys:read", False),
+        (["*", "owner:*"], "owner:manage", True),
+    ],
+)
+def test_no_wildcard_grants_a_reserved_resource(
+    held: list[str], wanted: str, granted: bool
+) -> None:
+    assert ScopeSet(held).grants(wanted) is granted
+
+
+@given(scope_sets, scope_sets)
+def test_includes_is_inclusion_of_what_is_granted(a: ScopeSet, b: ScopeSet) -> None:
+    assert a.includes(b) == (grants_of(b) <= grants_of(a))
+    excess = a.first_excess(b)
+    assert (excess is None) == a.includes(b)
+    if excess is not None:
+        assert b.grants(excess) and not a.grants(excess)
+
+
+@given(scope_sets, scope_sets, st.sampled_from(ALL_SCOPES))
+def test_union_grants_what_either_grants(a: ScopeSet, b: ScopeSet, scope: str) -> None:
+    assert a.union(b).grants(scope) == (a.grants(scope) or b.grants(scope))

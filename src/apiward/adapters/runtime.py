@@ -27,6 +27,7 @@ from apiward.adapters.metrics import Metrics
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
+from apiward.core.authority import EVERYTHING
 from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
 from apiward.core.destinations import Destinations
@@ -42,7 +43,6 @@ from apiward.core.models import (
 )
 from apiward.core.passwords import Passwords
 from apiward.core.roles import OWNER
-from apiward.core.scopes import ScopeSet
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator, UsageRecorder
 from apiward.services.clients import Clients
@@ -464,7 +464,7 @@ class Runtime:
             environment=environment,
             space_id=space.id,
             user_id=owner.id,
-            scopes=ScopeSet(["*"]),
+            scopes=EVERYTHING,
             credential_id="cli",
             credential_kind=CredentialKind.OPERATOR,
             context=RequestContext(user_agent="apiward-cli"),

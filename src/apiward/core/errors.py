@@ -24,7 +24,9 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
     │   ├── SpaceNotAllowed                reason SPACE_NOT_ALLOWED
     │   ├── NoSpaceAccess                  reason NO_SPACE_ACCESS
     │   ├── UnknownSpace                   reason UNKNOWN_SPACE
-    │   └── EnvironmentMismatch            reason ENVIRONMENT_MISMATCH
+    │   ├── EnvironmentMismatch            reason ENVIRONMENT_MISMATCH
+    │   ├── ExceedsAuthority               reason EXCEEDS_AUTHORITY
+    │   └── OperatorOnly                   reason OPERATOR_ONLY
     ├── NotFound                           code NOT_FOUND
     ├── Conflict                           code CONFLICT
     ├── InvalidInput                       code BAD_REQUEST
@@ -127,6 +129,8 @@ class PermissionDenied(ApiwardError):
     code = "FORBIDDEN"
     reason = "FORBIDDEN"
     default_message = "This credential may not perform this action."
+    scope: str | None = None
+    """The permission that was missing, when one names it (``required_scope``)."""
 
 
 class InsufficientScope(PermissionDenied):
@@ -188,6 +192,31 @@ class EnvironmentMismatch(PermissionDenied):
         super().__init__(
             f"A {own} credential can only act on {own} data, not {wanted}. "
             f"Use a {wanted} credential."
+        )
+
+
+class ExceedsAuthority(PermissionDenied):
+    """Delegation never amplifies: what a principal creates or changes would confer
+    more than it holds itself (``apiward.core.authority``)."""
+
+    reason = "EXCEEDS_AUTHORITY"
+
+    def __init__(self, message: str, scope: str | None = None) -> None:
+        self.scope = scope
+        super().__init__(message)
+
+
+class OperatorOnly(PermissionDenied):
+    """Plans, limits that loosen a plan and credits are the deployment operator's."""
+
+    reason = "OPERATOR_ONLY"
+
+    def __init__(self, what: str, scope: str) -> None:
+        self.scope = scope
+        super().__init__(
+            f"{what} is decided by the deployment's operator: it needs the operator "
+            f"permission {scope!r}, which no tenant credential holds ('*' does not include "
+            "it). Ask your provider, or use the apiward CLI if you run this deployment."
         )
 
 

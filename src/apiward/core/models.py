@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from apiward.core.authority import UNBOUNDED, Grant
+from apiward.core.authority import IPNetwork as IPNetwork
 from apiward.core.limits import Credits
 from apiward.core.scopes import ScopeSet
 
 T = TypeVar("T")
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +22,9 @@ class RateOverride:
     name: str
     rate: str
     key: str = "credential"
+    replaces_plan: bool = False
+    """Set by the operator: replaces the plan's limit of the same name (which may loosen
+    it). A tenant's own limit is added beside the plan's instead, so it only restricts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +269,9 @@ class Principal:
     rate_limit: dict[str, str] = field(default_factory=dict)
     """The rate-limit header fields of this request (empty when no limit applies)."""
     credits_remaining: int | None = None
+    grant: Grant = UNBOUNDED
+    """What the credential allows by itself, before its user's roles: what delegation
+    checks weigh (``apiward.core.authority``). Unbounded for a dashboard session."""
 
     def grants(self, scope: str) -> bool:
         return self.scopes.grants(scope)

@@ -34,7 +34,12 @@ OWNER = "owner"
 BUILTIN_ROLES: dict[str, Role] = {
     role.name: role
     for role in (
-        Role(OWNER, ("*",), "Everything, including granting the owner role.", builtin=True),
+        Role(
+            OWNER,
+            ("*", "owner:*"),
+            "Everything, including acting on owners and granting the owner role.",
+            builtin=True,
+        ),
         Role("admin", ("*",), "Everything except granting or removing the owner role.", True),
         Role(
             "developer",

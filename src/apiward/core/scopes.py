@@ -5,6 +5,14 @@ A scope is ``resource:action`` (``customers:read``). Either half may be the wild
 ``*`` (short for ``*:*``) everything. A set of scopes grants a scope when one of its
 members does.
 
+Two resources are reserved: ``owner`` (acting as an owner of the organisation: granting,
+changing or removing the owner role, acting on an owner) and ``operator`` (what only the
+deployment's operator decides: rate-limit tiers, limits that loosen a plan, credits).
+No wildcard covers them (``*`` and ``*:manage`` do not grant ``owner:manage``); only a
+pattern naming the resource does (``owner:*``). So a tenant's ``*`` never includes the
+operator's powers, and a credential carries an owner's powers only when they were
+granted to it by name (``docs/authority.md``).
+
 Effective access is an intersection (the Monime document: the token's scopes ∩ the
 user's role in the target space). ``intersect`` computes it as a set of patterns, so
 that ``grants(intersect(a, b), s) == grants(a, s) and grants(b, s)`` for every ``s``.
@@ -19,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from apiward.core.errors import InvalidInput
 
 WILDCARD = "*"
+RESERVED_RESOURCES = frozenset({"owner", "operator"})
 _PART = r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}"
 _SCOPE = re.compile(rf"^(?:\*|(?:{_PART}|\*):(?:{_PART}|\*))$")
 
@@ -61,6 +70,8 @@ def _part_covers(pattern: str, value: str) -> bool:
 
 
 def _covers(pattern: Scope, scope: Scope) -> bool:
+    if pattern[0] == WILDCARD and scope[0] in RESERVED_RESOURCES:
+        return False
     return _part_covers(pattern[0], scope[0]) and _part_covers(pattern[1], scope[1])
 
 
@@ -73,6 +84,10 @@ def _part_meet(a: str, b: str) -> str | None:
 
 
 def _meet(a: Scope, b: Scope) -> Scope | None:
+    if (a[0] == WILDCARD and b[0] in RESERVED_RESOURCES) or (
+        b[0] == WILDCARD and a[0] in RESERVED_RESOURCES
+    ):
+        return None
     resource = _part_meet(a[0], b[0])
     action = _part_meet(a[1], b[1])
     if resource is None or action is None:
@@ -113,7 +128,9 @@ class ScopeSet:
         if scope in self._exact:
             return True
         wanted = parse(scope)
-        return WILDCARD in self._exact or any(_covers(p, wanted) for p in self._patterns)
+        if WILDCARD in self._exact and wanted[0] not in RESERVED_RESOURCES:
+            return True
+        return any(_covers(p, wanted) for p in self._patterns)
 
     def grants_all(self, scopes: Iterable[str]) -> bool:
         return all(self.grants(s) for s in scopes)
@@ -123,6 +140,24 @@ class ScopeSet:
             if not self.grants(scope):
                 return scope
         return None
+
+    def includes(self, other: ScopeSet) -> bool:
+        """Whether every scope ``other`` grants, this set grants too."""
+        return self.first_excess(other) is None
+
+    def first_excess(self, other: ScopeSet) -> str | None:
+        """A pattern of ``other`` that this set does not grant, or None."""
+        for pattern in other._strings:
+            if not self.grants(pattern):
+                return pattern
+        return None
+
+    def reserved(self, resource: str) -> ScopeSet:
+        """The patterns of this set naming the reserved ``resource``."""
+        return ScopeSet(s for s in self._strings if parse(s)[0] == resource)
+
+    def union(self, other: ScopeSet) -> ScopeSet:
+        return ScopeSet((*self._strings, *other._strings))
 
     def intersect(self, other: ScopeSet) -> ScopeSet:
         met = (_meet(a, b) for a in self._patterns for b in other._patterns)

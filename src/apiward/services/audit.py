@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, Page, PageRequest, Principal, RequestContext
+from apiward.core.models import AuditEvent, Page, PageRequest, Principal, RequestContext, User
 from apiward.services.ports import AuditFilter, Store
 
 
@@ -65,6 +65,59 @@ def request_event(
         request_id=context.request_id,
         data=data or {},
     )
+
+
+def failed_sign_in_events(
+    at: datetime,
+    context: RequestContext,
+    *,
+    users: list[User],
+    account_id: str | None,
+    data: dict[str, object] | None = None,
+) -> list[AuditEvent]:
+    """Where a refused sign-in for an address is recorded: only where the attempt was for.
+
+    ``users`` are the users it could have signed in (already narrowed to the
+    organisation asked for, if one was); ``account_id`` is the portal account of the
+    address, if any. A portal account's attempt goes to the account's log, never to an
+    organisation's; one organisation's own user, to that organisation; when the address
+    names users of several organisations and none was asked for, to the deployment's
+    log only, so that no organisation learns of attempts on another's user.
+    """
+    accounts = {u.account_id for u in users if u.account_id} | ({account_id} - {None})
+    own = [u for u in users if u.account_id is None]
+    events = [
+        request_event(
+            "login.failed", at, context, org_id=None, target_type="account", target_id=a, data=data
+        )
+        for a in sorted(a for a in accounts if a)
+    ]
+    if len(own) == 1 and not accounts:
+        user = own[0]
+        events.append(
+            request_event(
+                "login.failed",
+                at,
+                context,
+                org_id=user.org_id,
+                target_type="user",
+                target_id=user.id,
+                data=data,
+            )
+        )
+    elif own and (len(own) > 1 or accounts):
+        events.append(
+            request_event(
+                "login.failed",
+                at,
+                context,
+                org_id=None,
+                target_type=None,
+                target_id=None,
+                data={**(data or {}), "organisations": len({u.org_id for u in own})},
+            )
+        )
+    return events
 
 
 class AuditLog:

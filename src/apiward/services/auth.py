@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from apiward.core import tokens as jwt_tokens
+from apiward.core.authority import Grant, effective_scopes
 from apiward.core.clock import Clock
 from apiward.core.errors import (
     AuthenticationError,
@@ -44,6 +45,7 @@ from apiward.core.models import (
     RequestContext,
 )
 from apiward.core.scopes import ScopeSet
+from apiward.services.authority import key_grant, user_roles
 from apiward.services.ports import Cache, Store
 from apiward.services.tenancy import Tenancy
 
@@ -73,6 +75,7 @@ class VerifiedKey:
     networks: tuple[IPNetwork, ...]
     key_scopes: ScopeSet
     space_allow: frozenset[str]
+    grant: Grant
     effective: dict[str, ScopeSet] = field(default_factory=dict)
 
 
@@ -81,6 +84,7 @@ class VerifiedToken:
     claims: jwt_tokens.AccessClaims
     subject: Subject
     token_scopes: ScopeSet
+    grant: Grant
     effective: dict[str, ScopeSet] = field(default_factory=dict)
 
 
@@ -93,7 +97,7 @@ def _effective(
         role = subject.roles.get(space_id) or subject.roles.get(None)
         if role is None:
             return None
-        cached = memo[space_id] = granted.intersect(role)
+        cached = memo[space_id] = effective_scopes(granted, role)
     return cached
 
 
@@ -190,12 +194,15 @@ class Authenticator:
             return cached
         async with self._store.begin() as tx:
             user = await tx.get_user(org_id, user_id)
+            account = await tx.get_account(user.account_id) if user and user.account_id else None
             org = await tx.get_org(org_id)
-            roles = await self._tenancy.role_scopes(tx, org_id, user_id)
+            roles = await user_roles(tx, org_id, user_id)
             spaces = await tx.active_space_ids(org_id)
             default = await tx.default_space(org_id)
         subject = Subject(
-            active=user is not None and user.disabled_at is None,
+            active=user is not None
+            and user.disabled_at is None
+            and (user.account_id is None or (account is not None and account.disabled_at is None)),
             roles=roles,
             spaces=frozenset(spaces),
             default_space=default.id if default else "",
@@ -209,12 +216,14 @@ class Authenticator:
             key = await tx.find_key_by_digest(key_digest)
         if key is None:
             return None
+        grant = key_grant(key)
         return VerifiedKey(
             key=key,
             subject=await self._subject(key.org_id, key.acting_user_id),
-            networks=tuple(ipaddress.ip_network(n) for n in key.ip_allow),
-            key_scopes=ScopeSet(key.scopes),
-            space_allow=frozenset(key.space_allow),
+            networks=grant.networks,
+            key_scopes=grant.scopes,
+            space_allow=grant.spaces,
+            grant=grant,
         )
 
     async def verified(self, plaintext: str) -> VerifiedKey:
@@ -308,6 +317,7 @@ class Authenticator:
             credential_kind=CredentialKind.API_KEY,
             context=context,
             api_version=context.api_version or key.api_version or self._default_version,
+            grant=entry.grant,
         )
 
     async def authenticate_token(self, token: str, context: RequestContext) -> Principal:
@@ -329,8 +339,16 @@ class Authenticator:
                 raise ExpiredToken() from None
             except jwt_tokens.TokenInvalid:
                 raise InvalidToken() from None
+            scopes = ScopeSet(claims.scope.split())
             entry = VerifiedToken(
-                claims, await self._subject(claims.org, claims.uid), ScopeSet(claims.scope.split())
+                claims,
+                await self._subject(claims.org, claims.uid),
+                scopes,
+                Grant(
+                    scopes,
+                    frozenset({claims.env}),
+                    frozenset({claims.space}) if claims.space else frozenset(),
+                ),
             )
             self._cache.set(cache_key, entry)
         return entry
@@ -367,6 +385,7 @@ class Authenticator:
             context=context,
             client_id=claims.client_id if claims.client_id.startswith("client_") else None,
             api_version=context.api_version or self._default_version,
+            grant=entry.grant,
         )
 
     @staticmethod

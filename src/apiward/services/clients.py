@@ -15,7 +15,8 @@ from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
 from apiward.core.models import OAuthClient, Page, PageRequest, Principal
 from apiward.services.audit import audit_event
-from apiward.services.keys import check_expiry, effective_environment, grantable_scopes
+from apiward.services.authority import check_credential, client_grant
+from apiward.services.keys import check_expiry, credential_scopes, effective_environment
 from apiward.services.ports import Cache, Store, Transaction
 from apiward.services.tenancy import check_name
 
@@ -53,7 +54,7 @@ class Clients:
             raise InvalidInput(
                 f"Unknown environment {env!r}; use one of: {', '.join(environments)}."
             )
-        normalised = grantable_scopes(principal, scopes, "An OAuth client")
+        normalised = credential_scopes(scopes, "An OAuth client")
         check_expiry(expires_at, self._clock.now())
         now = self._clock.now()
         secret = self._fmt.generate(env)
@@ -76,6 +77,9 @@ class Clients:
                 user = await tx.get_user(principal.org_id, user_id)
                 if user is None or user.disabled_at is not None:
                     raise InvalidInput(f"User {user_id!r} does not exist or is disabled.")
+            await check_credential(
+                tx, principal, client_grant(client), client.acting_user_id, "The new OAuth client"
+            )
             await tx.insert_client(client)
             await tx.insert_audit(
                 audit_event(
@@ -137,7 +141,7 @@ class Clients:
         if name is not None:
             changes["name"] = check_name(name, "client")
         if scopes is not None:
-            changes["scopes"] = tuple(grantable_scopes(principal, scopes, "An OAuth client"))
+            changes["scopes"] = tuple(credential_scopes(scopes, "An OAuth client"))
         async with self._store.begin() as tx:
             client = await self._get(tx, principal, client_id)
             if client.revoked_at is not None and (changes or not revoke):
@@ -145,6 +149,11 @@ class Clients:
             if revoke and client.revoked_at is None:
                 changes["revoked_at"] = now
             updated = replace(client, updated_at=now, **changes)  # type: ignore[arg-type]
+            if not revoke:
+                what = f"This change to OAuth client {client.id}"
+                await check_credential(
+                    tx, principal, client_grant(updated), updated.acting_user_id, what
+                )
             await tx.update_client(updated)
             await tx.insert_audit(
                 audit_event(

@@ -47,7 +47,8 @@ from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat
 from apiward.core.models import ApiKey, Principal
 from apiward.services.audit import audit_event
-from apiward.services.keys import check_expiry, effective_environment, grantable_scopes
+from apiward.services.authority import check_credential, key_grant
+from apiward.services.keys import check_expiry, credential_scopes, effective_environment
 from apiward.services.ports import Cache, Store
 from apiward.services.tenancy import check_name
 
@@ -264,7 +265,7 @@ def parse_line(
         problems.append('scopes must be a list of strings, e.g. ["things:read"]')
     else:
         try:
-            scopes = grantable_scopes(principal, raw_scopes, "An imported key")
+            scopes = credential_scopes(raw_scopes, "An imported key")
         except ApiwardError as exc:
             problems.append(exc.message)
 
@@ -481,6 +482,9 @@ class KeyImporter:
                 if not fresh:
                     return True
                 keys = [self._key(principal, k, now) for k in fresh]
+                for key in keys:  # the CLI's operator covers every key; the rule is kept
+                    what = "An imported key"
+                    await check_credential(tx, principal, key_grant(key), key.acting_user_id, what)
                 if not report.dry_run:
                     await tx.insert_keys_bulk(keys)
                     await tx.insert_audit(

@@ -11,7 +11,6 @@ from apiward.core.clock import Clock
 from apiward.core.errors import (
     Conflict,
     EnvironmentMismatch,
-    InsufficientScope,
     InvalidInput,
     NotFound,
 )
@@ -28,6 +27,7 @@ from apiward.core.models import (
 )
 from apiward.core.scopes import normalise
 from apiward.services.audit import audit_event
+from apiward.services.authority import check_credential, check_credits, key_grant, own_limits
 from apiward.services.ports import Cache, KeyFilter, Store, Transaction
 from apiward.services.tenancy import check_name
 
@@ -57,14 +57,12 @@ def parse_networks(cidrs: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def grantable_scopes(principal: Principal, scopes: list[str], what: str) -> list[str]:
-    """Normalised scopes for a new credential; nobody grants more than they hold."""
+def credential_scopes(scopes: list[str], what: str) -> list[str]:
+    """Normalised scopes for a credential (whether its author may give them is
+    ``apiward.services.authority.check_credential``'s to say)."""
     normalised = normalise(scopes)
     if not normalised:
         raise InvalidInput(f"{what} needs at least one scope, e.g. 'customers:read'.")
-    for scope in normalised:
-        if not principal.grants(scope):
-            raise InsufficientScope(scope, subject="Your credential")
     return normalised
 
 
@@ -115,9 +113,6 @@ class Keys:
         self._fmt = fmt
         self._environments = tuple(env for env, _ in fmt.env_tags)
 
-    def _check_scopes(self, principal: Principal, scopes: list[str]) -> list[str]:
-        return grantable_scopes(principal, scopes, "An API key")
-
     async def _check_spaces(
         self, tx: Transaction, org_id: str, spaces: list[str]
     ) -> tuple[str, ...]:
@@ -162,7 +157,8 @@ class Keys:
                 f"Unknown environment {env!r}; use one of: {', '.join(self._environments)}."
             )
         name = check_name(name, "key")
-        normalised = self._check_scopes(principal, scopes)
+        normalised = credential_scopes(scopes, "An API key")
+        check_credits(principal, None, credits)
         networks = parse_networks(ip_allow or [])
         self._check_expiry(expires_at)
         now = self._clock.now()
@@ -191,8 +187,11 @@ class Keys:
                 ip_allow=networks,
                 space_allow=await self._check_spaces(tx, principal.org_id, space_allow or []),
                 api_version=api_version,
-                rate_limits=overrides,
+                rate_limits=own_limits(principal, overrides),
                 credits=credits,
+            )
+            await check_credential(
+                tx, principal, key_grant(key), key.acting_user_id, "The new API key"
             )
             await tx.insert_key(key)
             await tx.insert_audit(
@@ -274,8 +273,7 @@ class Keys:
         clear_credits: bool = False,
     ) -> ApiKey:
         changes: dict[str, object] = {}
-        if rate_limits is not None:
-            changes["rate_limits"] = check_rate_limits(rate_limits)
+        overrides = check_rate_limits(rate_limits) if rate_limits is not None else None
         if credits is not None or clear_credits:
             changes["credits"] = credits
         if api_version is not None:
@@ -286,7 +284,7 @@ class Keys:
         if name is not None:
             changes["name"] = check_name(name, "key")
         if scopes is not None:
-            changes["scopes"] = tuple(self._check_scopes(principal, scopes))
+            changes["scopes"] = tuple(credential_scopes(scopes, "An API key"))
         if ip_allow is not None:
             changes["ip_allow"] = parse_networks(ip_allow)
         if expires_at is not None:
@@ -299,14 +297,30 @@ class Keys:
             self._require_not_revoked(key)
             if space_allow is not None:
                 changes["space_allow"] = await self._check_spaces(tx, key.org_id, space_allow)
+            if overrides is not None:
+                changes["rate_limits"] = own_limits(principal, overrides, key.rate_limits)
+            if "credits" in changes:
+                current = await tx.key_credits_for_update(key.id)
+                check_credits(principal, current, credits)
+            updated = replace(key, **changes)  # type: ignore[arg-type]
+            await self._check_change(tx, principal, updated)
             if "credits" in changes:
                 await tx.set_key_credits(key.id, credits)
-            return replace(key, **changes)  # type: ignore[arg-type]
+            return updated
 
+        if overrides is not None:
+            changes["rate_limits"] = overrides
         audit = {k: _auditable(v) for k, v in changes.items()}
         if space_allow is not None:
             audit["space_allow"] = space_allow
         return await self._change(principal, key_id, "key.updated", audit, apply)
+
+    @staticmethod
+    async def _check_change(tx: Transaction, principal: Principal, key: ApiKey) -> None:
+        """A key as a change leaves it (or a roll issues it) confers nothing its
+        author does not hold (restricting changes, disabling and revoking, need not)."""
+        what = f"This change to API key {key.id}"
+        await check_credential(tx, principal, key_grant(key), key.acting_user_id, what)
 
     @staticmethod
     def _require_not_revoked(key: ApiKey) -> None:
@@ -323,7 +337,9 @@ class Keys:
     async def enable(self, principal: Principal, key_id: str) -> ApiKey:
         async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
             self._require_not_revoked(key)
-            return replace(key, disabled_at=None)
+            enabled = replace(key, disabled_at=None)
+            await self._check_change(tx, principal, enabled)
+            return enabled
 
         return await self._change(principal, key_id, "key.enabled", {}, apply)
 
@@ -353,6 +369,7 @@ class Keys:
                 id=new_id("key"),
                 digest=digest(plaintext),
                 last4=plaintext[-4:],
+                user_id=old.acting_user_id,  # the new key acts as the old one did
                 created_by=principal.user_id,
                 created_at=now,
                 updated_at=now,
@@ -361,6 +378,7 @@ class Keys:
                 last_used_ip=None,
                 rolled_to=None,
             )
+            await self._check_change(tx, principal, new)
             await tx.insert_key(new)
             ends = now + grace
             old_after = replace(

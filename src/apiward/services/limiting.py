@@ -28,7 +28,7 @@ from apiward.core.limits import (
     report,
     spend,
 )
-from apiward.core.models import Principal, RateOverride
+from apiward.core.models import CredentialKind, Principal, RateOverride
 from apiward.services.audit import audit_event
 from apiward.services.lockouts import Lockouts
 from apiward.services.ports import CreditLedger, Limiter, Store
@@ -55,6 +55,15 @@ class RequestContext:
         if kind == "user":
             return self.user_id
         return self.route
+
+
+def metered_credential(principal: Principal) -> str:
+    """What a per-credential limit counts: a key; the client behind a client's tokens
+    (client credentials and exchange); the user behind password and refresh tokens. So
+    asking for another token never opens a new budget."""
+    if principal.credential_kind is CredentialKind.ACCESS_TOKEN:
+        return principal.client_id or f"user:{principal.user_id}"
+    return principal.credential_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +251,37 @@ async def spend_credits(
     return await ledger.spend(credit_key(owner_id), cost)
 
 
+def _with_overrides(
+    policies: tuple[Policy, ...], overrides: tuple[RateOverride, ...]
+) -> tuple[Policy, ...]:
+    """A plan's policies with a credential's own limits.
+
+    The operator's (``replaces_plan``) replace the plan's limits of the same name. A
+    tenant's may only restrict (``docs/authority.md``): one replaces the plan's limit of
+    its name only when it counts the same thing and is no looser (no larger burst, no
+    faster rate), and is otherwise applied beside it under a name of its own.
+    """
+    plan = {p.name: p for p in policies}
+    own = [(o, Policy.parse(o.name, o.rate, key=o.key)) for o in overrides]  # type: ignore[arg-type]
+    replaced = {o.name for o, p in own if o.name in plan and _may_replace(o, p, plan[o.name])}
+    result = [p for p in policies if p.name not in replaced]
+    for o, p in own:
+        if o.name in plan and o.name not in replaced:
+            p = replace(p, name=f"{p.name}.own")
+        result.append(p)
+    return tuple(result)
+
+
+def _may_replace(override: RateOverride, mine: Policy, planned: Policy) -> bool:
+    if override.replaces_plan:
+        return True
+    return (
+        mine.key == planned.key
+        and mine.limit <= planned.limit
+        and mine.limit * planned.period <= planned.limit * mine.period
+    )
+
+
 class RequestLimits:
     """The rate limits and usage credits of one authenticated request.
 
@@ -281,9 +321,7 @@ class RequestLimits:
         if plan is None:
             base = self._plans.get(tier) or self._plans[None]
             if overrides:
-                own = {o.name: Policy.parse(o.name, o.rate, key=o.key) for o in overrides}  # type: ignore[arg-type]
-                kept = tuple(p for p in base.policies if p.name not in own)
-                base = RatePlan((*kept, *own.values()), base.routes)
+                base = RatePlan(_with_overrides(base.policies, overrides), base.routes)
             plan = base
             if len(self._merged) < 10_000:
                 self._merged[key] = plan
@@ -313,7 +351,7 @@ class RequestLimits:
                     route=route,
                     method=method,
                     org_id=principal.org_id,
-                    credential_id=principal.credential_id,
+                    credential_id=metered_credential(principal),
                     ip=ctx.ip,
                     user_id=principal.user_id,
                 ),

@@ -398,6 +398,10 @@ class Portal:
             await tx.update_account(account)
             if disabled:
                 await tx.revoke_sessions(account_id=account.id, user_id=None, at=now)
+            # Keys, clients and tokens acting for the account's users are re-checked in
+            # every process (the invalidation log), within a poll interval.
+            for org, _ in await tx.account_projects(account.id):
+                await tx.insert_invalidation("org", org.id, now)
             kind = "account.disabled" if disabled else "account.enabled"
             await tx.insert_audit(self._event(kind, context, account_id=account.id))
         if disabled:
@@ -609,7 +613,7 @@ class Portal:
         await self._throttle.spend("invite", email, principal.context.ip)
         now = self._clock.now()
         async with self._store.begin() as tx:
-            await self._tenancy.grantable_role(tx, principal, role)
+            await self._tenancy.grantable_role(tx, principal, role, None)
             org = await tx.get_org(principal.org_id)
             inviter = await tx.get_user(principal.org_id, principal.user_id)
             if org is None:

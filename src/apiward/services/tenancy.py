@@ -10,10 +10,8 @@ from dataclasses import dataclass, replace
 from apiward.core.clock import Clock
 from apiward.core.errors import (
     Conflict,
-    InsufficientScope,
     InvalidInput,
     NotFound,
-    PermissionDenied,
 )
 from apiward.core.ids import new_id
 from apiward.core.models import (
@@ -33,6 +31,15 @@ from apiward.core.passwords import Passwords, weakness
 from apiward.core.roles import BUILTIN_ROLES, OWNER
 from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.audit import audit_event, request_event
+from apiward.services.authority import (
+    OPERATOR_TIERS,
+    Roles,
+    check_role_grant,
+    check_role_scopes,
+    check_user_change,
+    require_operator,
+    user_roles,
+)
 from apiward.services.ports import Cache, Store, Transaction
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -179,6 +186,8 @@ class Tenancy:
         clear_tier: bool = False,
     ) -> Organisation:
         """Rename the org, or move it to another rate-limit tier (no restart needed)."""
+        if rate_tier is not None or clear_tier:
+            require_operator(principal, OPERATOR_TIERS, "An organisation's rate-limit tier")
         if rate_tier is not None and rate_tier not in self._tiers:
             known = ", ".join(self._tiers) or "none are configured"
             raise InvalidInput(f"Unknown rate-limit tier {rate_tier!r}; tiers: {known}.")
@@ -299,9 +308,8 @@ class Tenancy:
                 raise Conflict(f"A user with email {email} already exists in this organisation.")
             await tx.insert_user(user)
             if role is not None:
-                await self._grant(
-                    tx, principal, Membership(principal.org_id, user.id, space_id, role, now)
-                )
+                membership = Membership(principal.org_id, user.id, space_id, role, now)
+                await self._grant(tx, principal, membership, {})
             await tx.insert_audit(
                 audit_event(
                     principal,
@@ -343,8 +351,8 @@ class Tenancy:
             if disabled is not None and disabled != (user.disabled_at is not None):
                 if disabled and user.id == principal.user_id:
                     raise Conflict("You cannot disable your own user.")
-                if await self._is_owner(tx, principal.org_id, user.id):
-                    await self._require_owner(tx, principal)
+                verb = "Disabling" if disabled else "Enabling"
+                await check_user_change(tx, principal, user.id, None, f"{verb} user {user.id}")
                 user = replace(user, disabled_at=now if disabled else None)
                 changes["disabled"] = disabled
             await tx.update_user(user)
@@ -360,16 +368,6 @@ class Tenancy:
             )
             await self._changed(tx, principal.org_id)
         self._after_change()
-        return user
-
-    async def authenticate_password(self, org_id: str, email: str, password: str) -> User | None:
-        """The user whose password this is, or None (same cost either way)."""
-        async with self._store.begin() as tx:
-            user = await tx.find_user_by_email(org_id, email.strip().lower())
-        stored = user.password_hash if user else None
-        ok = await asyncio.to_thread(self._passwords.verify, stored, password)
-        if not ok or user is None or user.disabled_at is not None:
-            return None
         return user
 
     # roles -----------------------------------------------------------------------
@@ -389,11 +387,6 @@ class Tenancy:
             raise NotFound("role", name)
         return role
 
-    def _check_grantable(self, principal: Principal, scopes: list[str]) -> None:
-        for scope in scopes:
-            if not principal.grants(scope):
-                raise InsufficientScope(scope, subject="Your credential")
-
     async def create_role(
         self, principal: Principal, name: str, scopes: list[str], description: str = ""
     ) -> Role:
@@ -407,10 +400,10 @@ class Tenancy:
         normalised = normalise(scopes)
         if not normalised:
             raise InvalidInput("A role needs at least one scope.")
-        self._check_grantable(principal, normalised)
         now = self._clock.now()
         role = Role(name, tuple(normalised), description[:500], False, principal.org_id, now)
         async with self._store.begin() as tx:
+            await check_role_scopes(tx, principal, ScopeSet(normalised))
             if await tx.get_role(principal.org_id, name):
                 raise Conflict(f"A role named {name!r} already exists.")
             await tx.insert_role(role)
@@ -443,7 +436,7 @@ class Tenancy:
                 normalised = normalise(scopes)
                 if not normalised:
                     raise InvalidInput("A role needs at least one scope.")
-                self._check_grantable(principal, normalised)
+                await check_role_scopes(tx, principal, ScopeSet(normalised))
                 role = replace(role, scopes=tuple(normalised))
             if description is not None:
                 role = replace(role, description=description[:500])
@@ -477,26 +470,27 @@ class Tenancy:
 
     # memberships -----------------------------------------------------------------
 
-    async def _is_owner(self, tx: Transaction, org_id: str, user_id: str) -> bool:
-        return any(m.role == OWNER for m in await tx.list_memberships(org_id, user_id))
-
-    async def _require_owner(self, tx: Transaction, principal: Principal) -> None:
-        if not await self._is_owner(tx, principal.org_id, principal.user_id):
-            raise PermissionDenied("Only an owner may grant, remove or change an owner.")
-
-    async def grantable_role(self, tx: Transaction, principal: Principal, name: str) -> Role:
-        """The role, if the principal may give it to someone: it holds every scope of
-        the role, and only an owner gives the owner role."""
+    async def grantable_role(
+        self, tx: Transaction, principal: Principal, name: str, space_id: str | None
+    ) -> Role:
+        """The role, if the principal may offer it in ``space_id`` (None: every space):
+        it holds every scope of the role there (the owner role's ``owner:*`` included)."""
         role = await self._role(tx, principal.org_id, name)
-        if role.name == OWNER:
-            await self._require_owner(tx, principal)
-        self._check_grantable(principal, list(role.scopes))
+        what = f"Offering the role {name!r}"
+        await check_role_grant(tx, principal, ScopeSet(role.scopes), space_id, what)
         return role
 
-    async def _grant(self, tx: Transaction, principal: Principal, membership: Membership) -> None:
-        await self.grantable_role(tx, principal, membership.role)
+    async def _grant(
+        self, tx: Transaction, principal: Principal, membership: Membership, before: Roles
+    ) -> None:
+        """Put a membership, if the principal covers the user before and after it."""
+        role = await self._role(tx, principal.org_id, membership.role)
         if membership.space_id is not None:
             await self._space(tx, principal.org_id, membership.space_id)
+        after = {**before, membership.space_id: ScopeSet(role.scopes)}
+        where = f"in space {membership.space_id}" if membership.space_id else "in every space"
+        what = f"Giving user {membership.user_id} the role {role.name!r} {where}"
+        await check_user_change(tx, principal, membership.user_id, after, what)
         await tx.put_membership(membership)
 
     async def grant(
@@ -506,14 +500,8 @@ class Tenancy:
         membership = Membership(principal.org_id, user_id, space_id, role, now)
         async with self._store.begin() as tx:
             await self._user(tx, principal.org_id, user_id)
-            current = [
-                m
-                for m in await tx.list_memberships(principal.org_id, user_id)
-                if m.space_id == space_id
-            ]
-            if current and current[0].role == OWNER:
-                await self._require_owner(tx, principal)
-            await self._grant(tx, principal, membership)
+            before = await user_roles(tx, principal.org_id, user_id)
+            await self._grant(tx, principal, membership, before)
             await tx.insert_audit(
                 audit_event(
                     principal,
@@ -541,10 +529,13 @@ class Tenancy:
             ]
             if not current:
                 raise NotFound("membership", f"{user_id}/{space_id or '*'}")
-            if current[0].role == OWNER:
-                await self._require_owner(tx, principal)
-                if user_id == principal.user_id and space_id is None:
-                    raise Conflict("You cannot remove your own owner role.")
+            if current[0].role == OWNER and user_id == principal.user_id and space_id is None:
+                raise Conflict("You cannot remove your own owner role.")
+            after = await user_roles(tx, principal.org_id, user_id)
+            after.pop(space_id, None)
+            where = f"in space {space_id}" if space_id else "in every space"
+            what = f"Removing the role of user {user_id} {where}"
+            await check_user_change(tx, principal, user_id, after, what)
             await tx.delete_membership(principal.org_id, user_id, space_id)
             await tx.insert_audit(
                 audit_event(
@@ -563,14 +554,3 @@ class Tenancy:
         async with self._store.begin() as tx:
             await self._user(tx, principal.org_id, user_id)
             return await tx.list_memberships(principal.org_id, user_id)
-
-    async def role_scopes(
-        self, tx: Transaction, org_id: str, user_id: str
-    ) -> dict[str | None, ScopeSet]:
-        """The user's scopes per space id (None: every space of the org)."""
-        result: dict[str | None, ScopeSet] = {}
-        for m in await tx.list_memberships(org_id, user_id):
-            role = BUILTIN_ROLES.get(m.role) or await tx.get_role(org_id, m.role)
-            if role is not None:
-                result[m.space_id] = ScopeSet(role.scopes)
-        return result

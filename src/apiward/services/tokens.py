@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from apiward.core import tokens as jwt_tokens
+from apiward.core.authority import Authority
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer, SealError
 from apiward.core.errors import (
@@ -43,7 +44,9 @@ from apiward.core.models import (
 )
 from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
+from apiward.services.audit import failed_sign_in_events
 from apiward.services.auth import UsageRecorder
+from apiward.services.authority import client_grant, user_authority, user_roles
 from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
 from apiward.services.ports import Cache, Store, Transaction
@@ -234,17 +237,10 @@ class Tokens:
             if candidates:
                 # Written after the answer: a write on this path only would tell a
                 # stopwatch that the account exists.
-                self._background.later(
-                    self._audit(
-                        [
-                            self._event(
-                                u.org_id, env, "login.failed", context, None, target_id=u.id
-                            )
-                            for u in candidates
-                        ]
-                    ),
-                    "login.failed audit",
+                events = failed_sign_in_events(
+                    self._clock.now(), context, users=candidates, account_id=None
                 )
+                self._background.later(self._audit(events), "login.failed audit")
             raise InvalidGrant("Invalid username or password.")
         await self._throttle.succeeded(username)
         async with self._store.begin() as tx:
@@ -325,7 +321,7 @@ class Tokens:
         return (matches[0] if matches else None), candidates
 
     async def _user_scopes(self, tx: Transaction, user: User) -> ScopeSet:
-        roles = await self._tenancy.role_scopes(tx, user.org_id, user.id)
+        roles = await user_roles(tx, user.org_id, user.id)
         return ScopeSet(s for role in roles.values() for s in role)
 
     @staticmethod
@@ -408,6 +404,8 @@ class Tokens:
         basic: bool = False,
     ) -> TokenAnswer:
         client = await self.authenticate_client(client_id, secret, basic=basic)
+        async with self._store.begin() as tx:
+            await self._require_active(tx, client.org_id, client.acting_user_id)
         token_scope = self._narrow(ScopeSet(client.scopes), scope)
         self._usage.record("client:" + client.id, self._clock.now(), context.ip)
         access, ttl = self._access_token(
@@ -419,6 +417,21 @@ class Tokens:
             client_id=client.id,
         )
         return TokenAnswer(access, ttl, token_scope)
+
+    @staticmethod
+    async def _active(tx: Transaction, user: User) -> bool:
+        """A user acts only while neither it nor its portal account is disabled."""
+        if user.disabled_at is not None:
+            return False
+        if user.account_id is None:
+            return True
+        account = await tx.get_account(user.account_id)
+        return account is not None and account.disabled_at is None
+
+    async def _require_active(self, tx: Transaction, org_id: str, user_id: str) -> None:
+        user = await tx.get_user(org_id, user_id)
+        if user is None or not await self._active(tx, user):
+            raise InvalidClient("The user this client acts for is disabled.")
 
     # token exchange: entity-user tokens (RFC 8693) -----------------------------------
 
@@ -442,8 +455,9 @@ class Tokens:
         if subject_token_type != USER_ID_TOKEN_TYPE:
             raise InvalidRequest(f"subject_token_type must be {USER_ID_TOKEN_TYPE}.")
         async with self._store.begin() as tx:
+            await self._require_active(tx, client.org_id, client.acting_user_id)
             user = await tx.get_user(client.org_id, subject_token)
-            if user is None or user.disabled_at is not None:
+            if user is None or not await self._active(tx, user):
                 raise InvalidGrant("The subject user does not exist in this organisation.")
             space = (
                 await tx.get_space(client.org_id, space_id)
@@ -452,10 +466,22 @@ class Tokens:
             )
             if space is None or space.archived_at is not None:
                 raise InvalidRequest(f"Space {space_id!r} does not exist or is archived.")
-            roles = await self._tenancy.role_scopes(tx, client.org_id, user.id)
+            roles = await user_roles(tx, client.org_id, user.id)
+            if user.id != client.acting_user_id:
+                # Acting for another user needs that user's whole authority.
+                actor = Authority.of(
+                    client_grant(client), await user_roles(tx, client.org_id, client.acting_user_id)
+                )
+                excess = actor.excess(user_authority(roles, actor))
+                if excess is not None:
+                    raise UnauthorizedClient(
+                        f"This client may not act for user {user.id}: {excess.reason}. A "
+                        "client acts only for users who hold no more than its own authority."
+                    )
         role = roles.get(space.id) or roles.get(None)
         if role is None:
             raise InvalidGrant(f"The user has no role in space {space.id}.")
+        role = role.intersect(ScopeSet(client.scopes))
         token_scope = self._narrow(role, scope)
         access, ttl = self._access_token(
             sub=user.id,
@@ -610,12 +636,17 @@ class Tokens:
         except (jwt_tokens.TokenInvalid, jwt_tokens.TokenExpired):
             return None
 
-    async def introspect(self, org_id: str, token: str) -> dict[str, Any]:
-        """RFC 7662: what a token is, for a caller of the same organisation only."""
+    async def introspect(self, org_id: str, environment: str, token: str) -> dict[str, Any]:
+        """RFC 7662: what a token is, for a caller of the same organisation and
+        environment only (a test credential never sees a live token)."""
         inactive: dict[str, Any] = {"active": False}
         if jwt_tokens.looks_like_jwt(token):
             claims = self._claims(token)
-            if claims is None or self.revocations.revoked(claims) or claims.org != org_id:
+            if (
+                claims is None
+                or self.revocations.revoked(claims)
+                or (claims.org, claims.env) != (org_id, environment)
+            ):
                 return inactive
             return {
                 "active": True,
@@ -641,7 +672,7 @@ class Tokens:
         now = self._clock.now()
         if (
             record is None
-            or record.org_id != org_id
+            or (record.org_id, record.environment) != (org_id, environment)
             or record.revoked_at
             or record.used_at
             or record.expires_at <= now

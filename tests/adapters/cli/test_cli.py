@@ -185,7 +185,9 @@ def test_org_tiers_key_limits_and_credits(
             "--json",
         )
     )
-    assert key["rate_limits"] == [{"name": "per-key", "rate": "10/minute", "key": "credential"}]
+    # Set by the operator (the CLI): it replaces the plan's limit of that name.
+    limit = {"name": "per-key", "rate": "10/minute", "key": "credential", "replaces_plan": True}
+    assert key["rate_limits"] == [limit]
     assert key["credits"] == {
         "remaining": 500,
         "refill": {"amount": 500, "interval": "monthly", "day": 1},

@@ -106,6 +106,7 @@ def test_only_the_dashboards_own_files_are_served(owner: Browser, name: str) -> 
 def test_usage_shows_plan_key_limits_and_credits(org: Org, owner: Browser) -> None:
     key = org.create_key(
         ["keys:read"],
+        by=org.operator_key(),
         name="Metered",
         rate_limits=[{"name": "per-key", "rate": "100/day", "key": "credential"}],
         credits={"remaining": 1000, "refill": {"amount": 1000, "interval": "monthly"}},

@@ -94,7 +94,7 @@ def test_failed_authentications_locking_out_an_address_are_logged_once(org: Org)
 
 
 def test_credits_falling_low_and_running_out_are_recorded(org: Org) -> None:
-    key = org.create_key(["keys:read"], credits={"remaining": 3})
+    key = org.create_key(["keys:read"], by=org.operator_key(), credits={"remaining": 3})
     for _ in range(2):
         assert org.client.get("/v1/keys", headers=org.headers(key["key"])).status_code == 200
     [low] = events(org, type="credits.low")

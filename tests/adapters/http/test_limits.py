@@ -69,23 +69,28 @@ def test_exempt_route_has_no_limit(limited: Org) -> None:
 
 
 def test_moving_an_org_to_a_tier_applies_at_once(limited: Org) -> None:
-    r = limited.client.patch("/v1/org", headers=limited.headers(), json={"rate_tier": "pro"})
+    operator = limited.headers(limited.operator_key())
+    r = limited.client.patch("/v1/org", headers=operator, json={"rate_tier": "pro"})
     assert r.status_code == 200
     assert r.json()["rate_tier"] == "pro"
     assert {x["name"]: x["limit"] for x in r.json()["rate_limits"]}["per-ip"] == 50
     after = limited.client.get("/v1/keys", headers=limited.headers())
     assert after.headers["x-ratelimit-limit"] == "50"
-    bad = limited.client.patch("/v1/org", headers=limited.headers(), json={"rate_tier": "gold"})
+    bad = limited.client.patch("/v1/org", headers=operator, json={"rate_tier": "gold"})
     assert bad.status_code == 400 and "pro" in bad.json()["message"]
-    back = limited.client.patch("/v1/org", headers=limited.headers(), json={"rate_tier": None})
+    back = limited.client.patch("/v1/org", headers=operator, json={"rate_tier": None})
     assert back.json()["rate_tier"] is None
 
 
-def test_a_keys_own_limit_replaces_the_orgs(limited: Org) -> None:
+def test_a_keys_own_limit_set_by_the_operator_replaces_the_orgs(limited: Org) -> None:
     key = limited.create_key(
-        ["keys:read"], rate_limits=[{"name": "per-ip", "rate": "2/minute", "key": "ip"}]
+        ["keys:read"],
+        by=limited.operator_key(),
+        rate_limits=[{"name": "per-ip", "rate": "2/minute", "key": "ip"}],
     )
-    assert key["rate_limits"] == [{"name": "per-ip", "rate": "2/minute", "key": "ip"}]
+    assert key["rate_limits"] == [
+        {"name": "per-ip", "rate": "2/minute", "key": "ip", "replaces_plan": True}
+    ]
     headers = limited.headers(key["key"])
     assert limited.client.get("/v1/keys", headers=headers).headers["x-ratelimit-limit"] == "2"
     bad = limited.client.post(
@@ -101,7 +106,8 @@ def test_a_keys_own_limit_replaces_the_orgs(limited: Org) -> None:
 
 
 def test_usage_credits_are_spent_and_exhausted(org: Org) -> None:
-    key = org.create_key(["keys:read"], credits={"remaining": 3})
+    operator = org.headers(org.operator_key())
+    key = org.create_key(["keys:read"], by=org.operator_key(), credits={"remaining": 3})
     assert key["credits"] == {"remaining": 3, "refill": None}
     headers = org.headers(key["key"])
     for _ in range(3):
@@ -114,7 +120,7 @@ def test_usage_credits_are_spent_and_exhausted(org: Org) -> None:
     assert shown["credits"]["remaining"] == 0
     topped = org.client.patch(
         f"/v1/keys/{key['id']}",
-        headers=org.headers(),
+        headers=operator,
         json={"credits": {"remaining": 1, "refill": {"amount": 100, "interval": "daily"}}},
     )
     assert topped.json()["credits"]["refill"]["amount"] == 100
@@ -125,7 +131,7 @@ def test_verify_reports_rate_limit_and_credits(limited: Org) -> None:
     verifier = limited.create_key(
         ["keys:verify"], rate_limits=[{"name": "per-ip", "rate": "1000/minute", "key": "ip"}]
     )["key"]
-    target = limited.create_key(["a:b"], credits={"remaining": 2})["key"]
+    target = limited.create_key(["a:b"], by=limited.operator_key(), credits={"remaining": 2})["key"]
 
     def verify() -> dict[str, Any]:
         r = limited.client.post(

@@ -38,7 +38,7 @@ def test_monogoto_password_grant_without_grant_type(org: Org) -> None:
     assert r.status_code == 200
     assert set(body) == {"token_type", "access_token", "refresh_token", "expires_in", "scope"}
     assert body["token_type"] == "Bearer" and body["expires_in"] == 1800
-    assert body["scope"] == "*"
+    assert body["scope"] == "* owner:*"  # an owner holds the owner powers by name
     assert r.headers["cache-control"] == "no-store"
     assert org.client.get("/v1/keys", headers=bearer(body["access_token"])).status_code == 200
 
@@ -312,7 +312,7 @@ def test_introspection(org: Org, other_org: Org) -> None:
         "/v1/auth/introspect", headers=org.headers(key), data={"token": pair["access_token"]}
     )
     body = r.json()
-    assert body["active"] is True and body["sub"] == org.owner_id and body["scope"] == "*"
+    assert body["active"] is True and body["sub"] == org.owner_id and body["scope"] == "* owner:*"
     refresh = org.client.post(
         "/v1/auth/introspect", headers=org.headers(key), data={"token": pair["refresh_token"]}
     ).json()

@@ -133,7 +133,7 @@ def init(
         boot = await runtime.tenancy.bootstrap(org_name, email, password, allow_another=new_org)
         principal = await runtime.operator(boot.org.id, environment)
         created = await runtime.keys.create(
-            principal, name="owner key", scopes=["*"], environment=environment
+            principal, name="owner key", scopes=["*", "owner:*"], environment=environment
         )
         return {
             "org": {"id": boot.org.id, "name": boot.org.name},

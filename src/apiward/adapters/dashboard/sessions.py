@@ -39,7 +39,8 @@ from apiward.core.models import (
     User,
 )
 from apiward.core.scopes import ScopeSet
-from apiward.services.audit import request_event
+from apiward.services.audit import failed_sign_in_events, request_event
+from apiward.services.authority import user_roles
 from apiward.services.portal import Project
 from apiward.services.ports import DashboardSession, Transaction
 
@@ -152,13 +153,13 @@ class Sessions:
             ) from None
         if found.account is None and found.user is None:
             await throttle.failed(email, context.ip)
-            events = [
-                self._event("login.failed", context, org_id=known.org_id, user_id=known.id)
-                for known in found.candidates
-            ]
-            if found.tried is not None:
-                tried = found.tried.id
-                events.append(self._event("login.failed", context, org_id=None, account_id=tried))
+            events = failed_sign_in_events(
+                self._clock.now(),
+                context,
+                users=found.candidates,
+                account_id=found.tried.id if found.tried else None,
+                data={"via": "dashboard"},
+            )
             if events:
                 # Written after the answer: a write on this path only would tell a
                 # stopwatch that the address is known.
@@ -277,7 +278,7 @@ class Sessions:
             return None
         if user.account_id != (account.id if account else None):
             return None
-        roles = await self._runtime.tenancy.role_scopes(tx, org.id, user.id)
+        roles = await user_roles(tx, org.id, user.id)
         memberships = await tx.list_memberships(org.id, user.id)
         return _signed_in(session, user, org, space, roles, memberships, context, environment)
 

@@ -138,7 +138,7 @@ def challenge(exc: e.ApiwardError) -> dict[str, str]:
     if isinstance(exc, e.InsufficientScope):
         return {
             "WWW-Authenticate": 'Bearer realm="apiward", error="insufficient_scope", '
-            f'scope="{_quote(exc.scope)}"'
+            f'scope="{_quote(exc.scope or "")}"'
         }
     return {}
 
@@ -167,7 +167,7 @@ def error_response(request: Request, exc: e.ApiwardError) -> Response:
         return oauth_response(request, exc)
     status = status_of(exc)
     extra: dict[str, Any] = {}
-    if isinstance(exc, e.InsufficientScope):
+    if isinstance(exc, e.PermissionDenied) and exc.scope is not None:
         extra["required_scope"] = exc.scope
     style = request.app.state.settings.error_style
     return render(

@@ -49,6 +49,16 @@ class RateLimitIn(Body):
     key: Literal["org", "credential", "ip", "user", "route"] = "credential"
 
 
+class RateLimitOut(BaseModel):
+    name: str
+    rate: str
+    key: str
+    replaces_plan: bool = Field(
+        description="Set by the operator: replaces the plan's limit of this name. A "
+        "tenant's own limit is applied beside the plan's, so it can only restrict."
+    )
+
+
 class RefillIn(Body):
     amount: int = Field(ge=0, le=10**12)
     interval: Literal["daily", "monthly"] = "monthly"
@@ -130,7 +140,7 @@ class KeyOut(BaseModel):
     last_used_ip: str | None
     rolled_to: str | None
     api_version: str | None
-    rate_limits: list[dict[str, str]]
+    rate_limits: list[RateLimitOut]
     credits: dict[str, object] | None
 
     @classmethod

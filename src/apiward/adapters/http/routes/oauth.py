@@ -223,22 +223,22 @@ async def revoke(request: Request) -> JSONResponse:
 async def introspect(request: Request) -> JSONResponse:
     """What a token is. The caller authenticates with a bearer credential holding
     `tokens:introspect`, or as an OAuth client with HTTP Basic; only tokens of the
-    caller's own organisation are ever reported active."""
+    caller's own organisation and environment are ever reported active."""
     params = await _params(request)
     token_value = params.get("token")
     runtime = runtime_of(request)
     basic = _basic(request)
     if basic is not None:
         client = await runtime.tokens.authenticate_client(basic[0], basic[1], basic=True)
-        org_id = client.org_id
+        org_id, environment = client.org_id, client.environment
     else:
         principal = await authenticate(request)
         if not principal.grants("tokens:introspect"):
             raise InsufficientScope("tokens:introspect")
-        org_id = principal.org_id
+        org_id, environment = principal.org_id, principal.environment
     if not token_value:
         raise InvalidRequest("Send the token to introspect.")
-    return _answer(await runtime.tokens.introspect(org_id, token_value))
+    return _answer(await runtime.tokens.introspect(org_id, environment, token_value))
 
 
 @router.get("/.well-known/jwks.json", summary="Public signing keys (RFC 7517)")

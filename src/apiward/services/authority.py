@@ -1,0 +1,167 @@
+"""Authorities read from the store, and the delegation checks every service calls.
+
+The rule itself is ``apiward.core.authority``; this module only finds, inside the
+caller's transaction, the roles an authority is computed from, so that a check sees the
+memberships as they are at the moment of the change (``docs/authority.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from apiward.core.authority import (
+    EVERYTHING,
+    UNBOUNDED,
+    Authority,
+    Grant,
+    networks,
+    require_covers,
+)
+from apiward.core.errors import OperatorOnly
+from apiward.core.limits import Credits
+from apiward.core.models import ApiKey, CredentialKind, OAuthClient, Principal, RateOverride
+from apiward.core.roles import BUILTIN_ROLES
+from apiward.core.scopes import ScopeSet
+from apiward.services.ports import Transaction
+
+OPERATOR_TIERS = "operator:tiers"
+OPERATOR_LIMITS = "operator:limits"
+OPERATOR_CREDITS = "operator:credits"
+
+Roles = dict[str | None, ScopeSet]
+
+
+def key_grant(key: ApiKey) -> Grant:
+    """What an API key allows by itself: its scopes, environment, spaces, addresses, expiry."""
+    return Grant(
+        ScopeSet(key.scopes),
+        frozenset({key.environment}),
+        frozenset(key.space_allow),
+        networks(key.ip_allow),
+        key.expires_at,
+    )
+
+
+def client_grant(client: OAuthClient) -> Grant:
+    """What an OAuth client allows by itself (its tokens reach every space)."""
+    return Grant(
+        ScopeSet(client.scopes), frozenset({client.environment}), expires_at=client.expires_at
+    )
+
+
+async def user_roles(tx: Transaction, org_id: str, user_id: str) -> Roles:
+    """The user's scopes per space id (None: every space of the org)."""
+    result: Roles = {}
+    for m in await tx.list_memberships(org_id, user_id):
+        role = BUILTIN_ROLES.get(m.role) or await tx.get_role(org_id, m.role)
+        if role is not None:
+            result[m.space_id] = ScopeSet(role.scopes)
+    return result
+
+
+async def principal_authority(tx: Transaction, principal: Principal) -> Authority:
+    """What the caller holds now: its credential's grant applied to its user's roles."""
+    if principal.credential_kind is CredentialKind.OPERATOR:
+        return Authority({None: EVERYTHING})
+    return Authority.of(principal.grant, await user_roles(tx, principal.org_id, principal.user_id))
+
+
+def user_authority(roles: Mapping[str | None, ScopeSet], actor: Authority) -> Authority:
+    """A user's whole authority, within the environments the actor reaches (a user's
+    roles hold in every environment; a key of one environment manages them there)."""
+    return Authority.of(replace(UNBOUNDED, environments=actor.environments), roles)
+
+
+async def check_credential(
+    tx: Transaction, principal: Principal, grant: Grant, acting_user_id: str, what: str
+) -> None:
+    """A credential created or changed by ``principal``, with this grant, acting as
+    ``acting_user_id``, confers nothing the principal does not hold.
+
+    Its own scopes must be held in every space it reaches; acting for another user
+    needs that user's whole authority (so no credential ever acts as somebody who
+    holds more than its author, an owner above all).
+    """
+    actor = await principal_authority(tx, principal)
+    require_covers(actor, Authority.bounds(grant), what)
+    if acting_user_id != principal.user_id:
+        target = user_authority(await user_roles(tx, principal.org_id, acting_user_id), actor)
+        require_covers(actor, target, f"{what}, acting as user {acting_user_id},")
+
+
+async def check_user_change(
+    tx: Transaction,
+    principal: Principal,
+    user_id: str,
+    after: Roles | None,
+    what: str,
+) -> None:
+    """Changing a user (roles, disabling) needs covering what the user holds now, and,
+    when ``after`` gives the roles the change leaves, what the user will hold."""
+    actor = await principal_authority(tx, principal)
+    before = await user_roles(tx, principal.org_id, user_id)
+    require_covers(actor, user_authority(before, actor), what)
+    if after is not None:
+        require_covers(actor, user_authority(after, actor), what)
+
+
+async def check_role_scopes(tx: Transaction, principal: Principal, scopes: ScopeSet) -> None:
+    """A role may hold only what its author holds in every space (it can be granted in
+    any, and a change reaches every user who holds it)."""
+    actor = await principal_authority(tx, principal)
+    require_covers(actor, Authority({None: scopes}, actor.environments), "This role")
+
+
+async def check_role_grant(
+    tx: Transaction, principal: Principal, scopes: ScopeSet, space_id: str | None, what: str
+) -> None:
+    """Offering a role (an invitation) in a space, or everywhere with ``None``."""
+    actor = await principal_authority(tx, principal)
+    require_covers(actor, user_authority({space_id: scopes}, actor), what)
+
+
+def require_operator(principal: Principal, scope: str, what: str) -> None:
+    """Plans, limits that loosen a plan and credits are the operator's (``operator:*``)."""
+    if not principal.grants(scope):
+        raise OperatorOnly(what, scope)
+
+
+def own_limits(
+    principal: Principal, limits: tuple[RateOverride, ...], kept: tuple[RateOverride, ...] = ()
+) -> tuple[RateOverride, ...]:
+    """A credential's own limits as set by ``principal``.
+
+    The operator's replace the plan's limits of the same name; a tenant's are added
+    beside the plan's (so they only restrict), and a tenant's change keeps every limit
+    the operator set (``kept``).
+    """
+    if principal.grants(OPERATOR_LIMITS):
+        return tuple(replace(limit, replaces_plan=True) for limit in limits)
+    mine = tuple(replace(limit, replaces_plan=False) for limit in limits)
+    operators = tuple(limit for limit in kept if limit.replaces_plan)
+    names = {limit.name for limit in operators}
+    if any(limit.name in names for limit in mine):
+        raise OperatorOnly("Changing a limit the operator set", OPERATOR_LIMITS)
+    return (*operators, *mine)
+
+
+def check_credits(principal: Principal, before: Credits | None, after: Credits | None) -> None:
+    """Credits are the operator's: a tenant may only lower a balance the key has."""
+    if principal.grants(OPERATOR_CREDITS) or after == before:
+        return
+    if before is None or after is None or not _fewer(after, before):
+        raise OperatorOnly("Giving credits, raising them or taking them away", OPERATOR_CREDITS)
+
+
+def _fewer(after: Credits, before: Credits) -> bool:
+    if after.remaining > before.remaining:
+        return False
+    if after.refill is None:
+        return True
+    old = before.refill
+    return (
+        old is not None
+        and after.refill.amount <= old.amount
+        and (after.refill.interval == old.interval or after.refill.interval == "monthly")
+    )
