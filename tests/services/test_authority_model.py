@@ -332,7 +332,7 @@ class Delegation(RuleBasedStateMachine):
             # An accepted invitation gives its role in every space: only that much is offered.
             offered = ScopeSet(BUILTIN_ROLES[role].scopes)
             for space in self.spaces:
-                assert self.role_scopes(who, space).includes(offered), (who, role, space)
+                assert self.role_scopes(who, space).grants_all(offered), (who, role, space)
 
     # what must hold after every step -------------------------------------------------
 
@@ -352,7 +352,7 @@ class Delegation(RuleBasedStateMachine):
                         )
                 except ApiwardError:
                     continue
-                assert credential.held[space].includes(got.scopes), (
+                assert credential.held[space].grants_all(got.scopes), (
                     credential.kind,
                     space,
                     got.scopes,

@@ -68,6 +68,9 @@ class Recording:
     async def reset(self, key: str) -> None:
         await self.inner.reset(key)
 
+    async def refund(self, hits: Sequence[Hit]) -> None:
+        await self.inner.refund(hits)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -245,6 +245,25 @@ def gcra_all(
     ], False
 
 
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What one admitted request spent: its limiter hits and its credits, so that a
+    request refused later on its way (invalid input) can be given them back."""
+
+    hits: tuple[Hit, ...] = ()
+    credits_key: str | None = None
+    cost: int = 0
+
+
+def gcra_refund(tat: int | None, now: int, limit: int, period: int, cost: int = 1) -> int | None:
+    """The TAT after giving back ``cost`` units an admitted request spent (a request
+    refused later on its way spends nothing); None when the bucket is full again."""
+    if tat is None:
+        return None
+    back = tat - cost * -(-period // limit)
+    return back if back > now else None
+
+
 def to_ticks(seconds: float, tick: int = NS) -> int:
     """Seconds as an integer number of ticks (a float-second clock onto an integer one)."""
     return round(seconds * tick)

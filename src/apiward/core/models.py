@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 from apiward.core.authority import UNBOUNDED, Grant
 from apiward.core.authority import IPNetwork as IPNetwork
-from apiward.core.limits import Credits
+from apiward.core.limits import Credits, Spent
 from apiward.core.scopes import ScopeSet
 
 T = TypeVar("T")
@@ -269,6 +269,8 @@ class Principal:
     rate_limit: dict[str, str] = field(default_factory=dict)
     """The rate-limit header fields of this request (empty when no limit applies)."""
     credits_remaining: int | None = None
+    spent: Spent | None = None
+    """What this request spent of its limits and credits (to give back on a refusal)."""
     grant: Grant = UNBOUNDED
     """What the credential allows by itself, before its user's roles: what delegation
     checks weigh (``apiward.core.authority``). Unbounded for a dashboard session."""

@@ -26,6 +26,7 @@ from apiward.core.errors import (
     DisabledCredential,
     ExpiredCredential,
     ExpiredToken,
+    InsufficientScope,
     InvalidCredential,
     InvalidToken,
     IpNotAllowed,
@@ -131,6 +132,14 @@ class UsageRecorder:
                 if clients:
                     await tx.touch_clients(clients)
         return len(batch)
+
+
+def require_scopes(principal: Principal, scopes: tuple[str, ...] | list[str]) -> Principal:
+    """The one scope check: a 403 naming the first scope the principal lacks."""
+    missing = principal.scopes.first_missing(scopes)
+    if missing is not None:
+        raise InsufficientScope(missing)
+    return principal
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -400,10 +409,16 @@ class Authenticator:
             raise IpNotAllowed(str(address))
 
     async def authenticate(
-        self, authorization: str | None, context: RequestContext, *, exempt: bool = False
+        self,
+        authorization: str | None,
+        context: RequestContext,
+        *,
+        exempt: bool = False,
+        scopes: tuple[str, ...] | list[str] = (),
     ) -> Principal:
         """The one authentication of every protected request: API key or access token,
-        then its rate limits and credits (unless the route is ``exempt``)."""
+        then the ``scopes`` it needs, then its rate limits and credits (unless the route
+        is ``exempt``). A request refused on the way spends nothing."""
         try:
             token = bearer_token(authorization)
             if jwt_tokens.looks_like_jwt(token):
@@ -416,6 +431,7 @@ class Authenticator:
             if self._limits is not None:
                 await self._limits.authentication_failed(context.ip)
             raise
+        require_scopes(principal, scopes)
         if self._limits is None or exempt:
             return principal
         if jwt_tokens.looks_like_jwt(token):

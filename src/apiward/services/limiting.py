@@ -24,6 +24,7 @@ from apiward.core.limits import (
     Policy,
     PolicyDecision,
     RateLimitExceeded,
+    Spent,
     headers,
     report,
     spend,
@@ -158,6 +159,8 @@ class Verdict:
 
     results: tuple[PolicyDecision, ...]
     reported: PolicyDecision | None
+    hits: tuple[Hit, ...] = ()
+    """What the limiter was asked (and, when allowed, spent)."""
 
     @property
     def allowed(self) -> bool:
@@ -220,7 +223,7 @@ class RateLimiting:
             PolicyDecision(policy, key, decision)
             for (policy, key), decision in zip(keyed, decisions, strict=True)
         )
-        return Verdict(results, report(results))
+        return Verdict(results, report(results), tuple(hits))
 
     async def enforce(self, ctx: RequestContext, *, plan: RatePlan | None = None) -> Verdict:
         """``check``, raising ``RateLimitExceeded`` (with the headers) when denied."""
@@ -365,12 +368,33 @@ class RequestLimits:
         if verdict.reported is not None:
             self.decisions["allowed", verdict.reported.policy.name] += 1
         remaining = None
+        cost = 0
         if credits_key is not None:
             cost = next((r.cost for r in plan.routes if r.cost and r.matches(route, method)), 1)
-            remaining = await self._spend(credits_key, cost, principal)
+            try:
+                remaining = await self._spend(credits_key, cost, principal)
+            except UsageExceeded:
+                await self.limiter.refund(verdict.hits)  # refused: nothing spent
+                raise
+        spent = Spent(verdict.hits, credits_key if remaining is not None else None, cost)
         return replace(
-            principal, rate_limit=verdict.headers(self._wall()), credits_remaining=remaining
+            principal,
+            rate_limit=verdict.headers(self._wall()),
+            credits_remaining=remaining,
+            spent=spent,
         )
+
+    async def refund(self, spent: Spent) -> None:
+        """Give back what a request spent, when it is refused after it was metered
+        (its input is invalid): a refused request spends nothing."""
+        if spent.hits:
+            await self.limiter.refund(spent.hits)
+        if spent.credits_key is not None and spent.cost:
+            async with self._store.begin() as tx:
+                credits = await tx.key_credits_for_update(spent.credits_key)
+                if credits is not None:
+                    back = replace(credits, remaining=credits.remaining + spent.cost)
+                    await tx.set_key_credits(spent.credits_key, back)
 
     async def _spend(self, key_id: str, cost: int, principal: Principal) -> int | None:
         now = self._clock.now()

@@ -332,6 +332,10 @@ class Limiter(Protocol):
         """Forget ``key``: its bucket is full again."""
         ...
 
+    async def refund(self, hits: Sequence[Hit]) -> None:
+        """Give back what these admitted hits spent (never more than a full bucket)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

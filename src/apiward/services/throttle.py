@@ -16,7 +16,13 @@ from apiward.services.ports import Limiter
 
 class LoginThrottle:
     """Past ``per_user`` failures for a username, or ``per_ip`` from an address, within
-    their window, sign-in answers 429 until enough time has passed."""
+    their window, sign-in answers 429 until enough time has passed.
+
+    Every attempt reserves one failure from both budgets *before* its password is
+    checked, in one limiter call, and a success gives them back: concurrent guesses can
+    never get more checks than the budget, and during a lockout even the right password
+    is refused.
+    """
 
     def __init__(self, limiter: Limiter, per_user: Policy, per_ip: Policy) -> None:
         self._limiter = limiter
@@ -26,19 +32,22 @@ class LoginThrottle:
         values = {"user": username.strip().lower(), "ip": ip or "-"}
         return [(p, f"login:{kind}:{values[kind]}") for kind, p in self._policies.items()]
 
-    async def check(self, username: str, ip: str | None) -> None:
-        for policy, key in self._keys(username, ip):
-            decision = await self._limiter.peek(key, policy.limit, policy.period)
-            if not decision.allowed:
-                raise LoginThrottled(max(1, math.ceil(decision.retry_after)))
+    def _hits(self, username: str, ip: str | None) -> list[Hit]:
+        return [Hit(key, p.limit, p.period) for p, key in self._keys(username, ip)]
 
-    async def failed(self, username: str, ip: str | None) -> None:
-        for policy, key in self._keys(username, ip):
-            await self._limiter.hit(key, policy.limit, policy.period)
+    async def reserve(self, username: str, ip: str | None) -> None:
+        """Count this attempt as a failure now, or refuse it (429) past either budget."""
+        decisions = await self._limiter.hit_all(self._hits(username, ip))
+        refused = [d for d in decisions if not d.allowed]
+        if refused:
+            raise LoginThrottled(max(1, math.ceil(max(d.retry_after for d in refused))))
 
-    async def succeeded(self, username: str) -> None:
-        _, key = self._keys(username, None)[0]
-        await self._limiter.reset(key)
+    async def succeeded(self, username: str, ip: str | None) -> None:
+        """The attempt signed in: the username's failures are forgotten, and the
+        address gets back the failure this attempt reserved."""
+        user, address = self._hits(username, ip)
+        await self._limiter.reset(user.key)
+        await self._limiter.refund([address])
 
 
 class ActionThrottle:

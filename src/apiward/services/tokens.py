@@ -227,13 +227,12 @@ class Tokens:
     ) -> TokenAnswer:
         if not username or not password:
             raise InvalidRequest("Send both username and password.")
-        await self._throttle.check(username, context.ip)
         env = environment or self.settings.default_environment
         if env not in [e for e, _ in self._refresh_fmt.env_tags]:
             raise InvalidRequest(f"Unknown environment {env!r}.")
+        await self._throttle.reserve(username, context.ip)
         user, candidates = await self.sign_in(username, password, org_id)
         if user is None:
-            await self._throttle.failed(username, context.ip)
             if candidates:
                 # Written after the answer: a write on this path only would tell a
                 # stopwatch that the account exists.
@@ -242,7 +241,7 @@ class Tokens:
                 )
                 self._background.later(self._audit(events), "login.failed audit")
             raise InvalidGrant("Invalid username or password.")
-        await self._throttle.succeeded(username)
+        await self._throttle.succeeded(username, context.ip)
         async with self._store.begin() as tx:
             granted = await self._user_scopes(tx, user)
             token_scope = self._narrow(granted, scope)

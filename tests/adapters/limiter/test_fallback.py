@@ -57,6 +57,10 @@ class Flaky:
         self._check()
         await self.inner.reset(key)
 
+    async def refund(self, hits: Sequence[Hit]) -> None:
+        self._check()
+        await self.inner.refund(hits)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -143,7 +143,7 @@ class Sessions:
         if not email.strip() or not password:
             raise SignInFailed("Enter your email and password.")
         throttle = self._runtime.login_throttle
-        await throttle.check(email, context.ip)
+        await throttle.reserve(email, context.ip)
         try:
             found = await self._runtime.portal.authenticate(email, password, org_id)
         except InvalidRequest:
@@ -152,7 +152,6 @@ class Sessions:
                 "under “More options”."
             ) from None
         if found.account is None and found.user is None:
-            await throttle.failed(email, context.ip)
             events = failed_sign_in_events(
                 self._clock.now(),
                 context,
@@ -165,7 +164,7 @@ class Sessions:
                 # stopwatch that the address is known.
                 self._runtime.portal.later(self._audit(events), "login.failed audit")
             raise SignInFailed()
-        await throttle.succeeded(email)
+        await throttle.succeeded(email, context.ip)
         if found.account is not None:
             if not found.account.confirmed:
                 raise ConfirmFirst(found.account.email)

@@ -43,7 +43,7 @@ from apiward.adapters.http.routes import (
     verify,
     webhooks,
 )
-from apiward.adapters.http.security import authenticate, check_scopes
+from apiward.adapters.http.security import authenticate
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
@@ -152,7 +152,7 @@ class ApiwardMiddleware:
         settings = self.apiward.settings
         try:
             request.app.state.runtime = self.apiward.runtime
-            check_scopes(await authenticate(request), self.scopes)
+            await authenticate(request, scopes=self.scopes)
         except ApiwardError as exc:
             response = errors.render(
                 settings.error_style,

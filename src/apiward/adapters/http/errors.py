@@ -210,6 +210,11 @@ async def _domain(request: Request, exc: Exception) -> Response:
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    principal = getattr(request.state, "principal", None)
+    spent = getattr(principal, "spent", None)
+    runtime = getattr(request.app.state, "runtime", None)
+    if spent is not None and runtime is not None:  # metered before the input was read
+        await runtime.limits.refund(spent)
     errors = list(exc.errors())
     style = request.app.state.settings.error_style
     if any(err.get("type") == "json_invalid" for err in errors):

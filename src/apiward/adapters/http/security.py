@@ -15,9 +15,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from apiward.adapters.runtime import Runtime
-from apiward.core.errors import InsufficientScope
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
+from apiward.services.auth import require_scopes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,17 +74,21 @@ def request_context(request: Request, *, route: str | None = None) -> RequestCon
     )
 
 
-async def authenticate(request: Request, *, route: str | None = None) -> Principal:
-    """The principal of this request, or an ``AuthenticationError``/``PermissionDenied``."""
+async def authenticate(
+    request: Request, *, route: str | None = None, scopes: tuple[str, ...] | list[str] = ()
+) -> Principal:
+    """The principal of this request holding ``scopes``, or an ``AuthenticationError`` /
+    ``PermissionDenied``; its limits and credits are spent only once it passed both."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
-        return cached
+        return require_scopes(cached, scopes)
     return remember(
         request,
         await runtime_of(request).auth.authenticate(
             request.headers.get("authorization"),
             request_context(request, route=route),
             exempt=is_exempt(request),
+            scopes=scopes,
         ),
     )
 
@@ -94,14 +98,6 @@ def remember(request: Request, principal: Principal) -> Principal:
     request.state.principal = principal
     request.state.api_version = principal.api_version
     request.state.rate_limit_headers = principal.rate_limit
-    return principal
-
-
-def check_scopes(principal: Principal, scopes: tuple[str, ...] | list[str]) -> Principal:
-    """The one scope check: a 403 naming the first scope the principal lacks."""
-    missing = principal.scopes.first_missing(scopes)
-    if missing is not None:
-        raise InsufficientScope(missing)
     return principal
 
 
@@ -139,6 +135,6 @@ def require(*scopes: str) -> Any:
     async def guard(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
         if is_public(request):
             return None
-        return check_scopes(await authenticate(request), scopes)
+        return await authenticate(request, scopes=scopes)
 
     return Depends(guard)

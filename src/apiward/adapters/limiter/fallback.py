@@ -75,6 +75,9 @@ class FallbackLimiter:
         await self.local.reset(key)
         await self._call(lambda lim: lim.reset(key))
 
+    async def refund(self, hits: Sequence[Hit]) -> None:
+        await self._call(lambda lim: lim.refund(hits))
+
     async def aclose(self) -> None:
         try:
             await self.primary.aclose()

@@ -19,7 +19,9 @@ from apiward.core.limits import (
     Hit,
     gcra,
     gcra_all,
+    gcra_refund,
     spend,
+    to_ticks,
 )
 
 
@@ -72,6 +74,15 @@ class MemoryLimiter:
 
     async def reset(self, key: str) -> None:
         self._tats.pop(key, None)
+
+    async def refund(self, hits: Sequence[Hit]) -> None:
+        tats, now = self._tats, self._timer()
+        for hit in hits:
+            back = gcra_refund(tats.get(hit.key), now, hit.limit, to_ticks(hit.period), hit.cost)
+            if back is None:
+                tats.pop(hit.key, None)
+            else:
+                tats[hit.key] = back
 
     async def aclose(self) -> None:
         self._tats.clear()

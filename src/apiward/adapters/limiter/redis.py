@@ -108,6 +108,32 @@ end
 return out
 """
 
+# KEYS: the limits to give back to; ARGV: 3 per key (limit, period in microseconds,
+# cost). Each TAT moves back by cost * interval; a TAT no longer in the future is a full
+# bucket, so the key goes. The Redis server's clock, as in the GCRA script.
+REFUND_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[3 * i - 2])
+  local period = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local interval = math.floor(period / limit)
+  if interval * limit < period then interval = interval + 1 end
+  local tat = redis.call('GET', KEYS[i])
+  if tat then
+    local back = tonumber(tat) - cost * interval
+    if back > now then
+      redis.call('SET', KEYS[i], string.format('%.0f', back), 'PX',
+        math.ceil((back - now) / 1000))
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return 0
+"""
+
 # KEYS[1]: a hash {r: remaining, a: refill amount, i: "daily"|"monthly", d: refill
 # day, p: refill period last applied}. ARGV: cost, today's day index, month index,
 # day of month, days in this month (refill periods follow the app's UTC date: a day
@@ -206,6 +232,7 @@ class RedisLimiter:
         self._client = client
         self._prefix = prefix
         self._gcra = _Script(client, GCRA_SCRIPT)
+        self._refund = _Script(client, REFUND_SCRIPT)
 
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self._run([Hit(key, limit, period, cost)], store=True))[0]
@@ -219,6 +246,11 @@ class RedisLimiter:
     async def reset(self, key: str) -> None:
         with _map_redis_errors():
             await self._client.delete(self._prefix + key)
+
+    async def refund(self, hits: Sequence[Hit]) -> None:
+        keys, args = _arguments(hits, self._prefix)
+        with _map_redis_errors():
+            await self._refund(keys, args)
 
     async def ping(self) -> None:
         """Raise ``ServiceUnavailable`` when Redis cannot be reached (readiness)."""

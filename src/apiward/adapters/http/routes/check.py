@@ -21,7 +21,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.security import authenticate, check_scopes
+from apiward.adapters.http.security import authenticate
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Principal
 from apiward.core.scopes import parse
@@ -80,8 +80,8 @@ async def decide(request: Request, scope: list[str]) -> Response:
     try:
         if len(scope) > MAX_SCOPES:
             raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
-        principal = check_scopes(
-            await authenticate(request, route=original_path(request)), _required(request, scope)
+        principal = await authenticate(
+            request, route=original_path(request), scopes=_required(request, scope)
         )
     except ApiwardError as exc:
         if nginx:

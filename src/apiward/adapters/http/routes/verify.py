@@ -7,9 +7,10 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 
 from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
-from apiward.adapters.http.security import check_scopes, request_context, require, runtime_of
+from apiward.adapters.http.security import request_context, require, runtime_of
 from apiward.core import errors as e
 from apiward.core.models import Principal
+from apiward.services.auth import require_scopes
 
 router = APIRouter(tags=["API keys"])
 
@@ -68,7 +69,7 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
         return not_found
     try:
         principal = await runtime.auth.authenticate_key(body.key, context)
-        check_scopes(principal, body.scopes)
+        require_scopes(principal, body.scopes)
         principal = await runtime.auth.limited(entry, principal)
     except e.ApiwardError as exc:
         limits = exc.headers if isinstance(exc, e.RateLimited) else {}
