@@ -135,6 +135,15 @@ def test_refused_urls(url: str) -> None:
         "https://100.64.0.1/in",
         "https://0.0.0.0/in",
         "https://224.0.0.1/in",
+        "https://[::127.0.0.1]/in",  # IPv4-compatible
+        "https://[::a00:1]/in",
+        "https://[64:ff9b::7f00:1]/in",  # NAT64 of 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/in",  # NAT64 of the metadata service
+        "https://[64:ff9b:1::a00:1]/in",  # local-use NAT64
+        "https://[2002:7f00:1::]/in",  # 6to4 of 127.0.0.1
+        "https://[2002:a00:1::1]/in",  # 6to4 of 10.0.0.1
+        "https://[fec0::1]/in",  # site-local
+        "https://[2001::1]/in",  # Teredo
     ],
 )
 def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
@@ -144,7 +153,14 @@ def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
 
 
 def test_public_addresses_and_names_pass() -> None:
-    for url in ("https://93.184.215.14/in", "https://[2606:4700::1]/in", "https://x.test/in"):
+    public = (
+        "https://93.184.215.14/in",
+        "https://[2606:4700::1]/in",
+        "https://x.test/in",
+        "https://[64:ff9b::5db8:d70e]/in",  # NAT64 of a public address
+        "https://[2002:5db8:d70e::1]/in",  # 6to4 of a public address
+    )
+    for url in public:
         assert check_url(url, Destinations()) == url
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
+import tempfile
 from email.utils import formatdate
 from functools import cached_property
 from pathlib import Path
@@ -371,7 +373,7 @@ class Settings(BaseSettings):
 
     @property
     def token_issuer(self) -> str:
-        return self.issuer or f"http://{self.host}:{self.port}"
+        return self.issuer or self.base_url
 
     @property
     def token_audience(self) -> str:
@@ -383,10 +385,7 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         path = self.secret_file
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(48))
+            _create_secret_file(path)
         return path.read_text().strip().encode()
 
     @property
@@ -447,3 +446,23 @@ class Settings(BaseSettings):
 
 def _epoch(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a new secret so that every process starting at once ends with the same one.
+
+    The secret is written and flushed to a private temporary file first, then linked to
+    its name, which fails if another process got there first: the name only ever points
+    at a complete file (readable by its owner only), and the loser reads the winner's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:  # mkstemp's file is 0600
+            f.write(secrets.token_urlsafe(48))
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)

@@ -14,6 +14,24 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+"""RFC 6052's well-known prefix: on a NAT64 network it reaches the IPv4 address inside."""
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+"""RFC 8215's local-use NAT64 prefix: a private network by definition."""
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+"""RFC 4291's deprecated IPv4-compatible addresses (``::127.0.0.1``)."""
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, where one reaches it: IPv4-mapped,
+    IPv4-compatible, NAT64 (well-known prefix) and 6to4 (RFC 3056)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(address.packed[-4:])
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +45,17 @@ class Destinations:
         return cls(tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks))
 
     def permits(self, address: IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        """A global unicast address, or one in an allowed network. An IPv6 address that
+        stands for an IPv4 one is judged by the IPv4 address; site-local and local-use
+        NAT64 addresses are never global (whatever the Python version says)."""
         if any(address in network for network in self.allowed):
             return True
+        if isinstance(address, ipaddress.IPv6Address):
+            inner = embedded_ipv4(address)
+            if inner is not None:
+                return self.permits(inner)
+            if address.is_site_local or address in NAT64_LOCAL:
+                return False
         return address.is_global and not address.is_multicast
 
     def loopback_allowed(self) -> bool:

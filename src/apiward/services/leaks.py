@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from apiward.core import jsontext
 from apiward.core.clock import Clock
 from apiward.core.errors import (
     ApiwardError,
@@ -45,10 +45,10 @@ from apiward.core.errors import (
 )
 from apiward.core.ids import new_id
 from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
-from apiward.core.models import AuditEvent, Principal, RequestContext
+from apiward.core.models import AuditEvent, PageRequest, Principal, RequestContext
 from apiward.services.clients import Clients
 from apiward.services.keys import Keys
-from apiward.services.ports import Store
+from apiward.services.ports import AuditFilter, Store, Transaction
 from apiward.services.tokens import Tokens
 
 log = structlog.get_logger("apiward.leaks")
@@ -151,9 +151,12 @@ def _text(item: Mapping[str, object], name: str, limit: int) -> str | None:
 def parse_reports(body: bytes) -> list[LeakReport]:
     """GitHub's body: a JSON array of ``{token, type, url, source}`` objects."""
     try:
-        data = json.loads(body)
+        data = jsontext.load(body)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("The body is not valid JSON: send an array of matches.") from None
+        raise InvalidInput(
+            "The body is not valid JSON (nested at most "
+            f"{jsontext.MAX_DEPTH} levels): send an array of matches."
+        ) from None
     if not isinstance(data, list):
         raise InvalidInput("The body must be a JSON array of {token, type, url, source}.")
     if len(data) > MAX_TOKENS:
@@ -309,7 +312,15 @@ class Leaks:
             },
         )
         async with self._store.begin() as tx:
+            if not verdict.revoked and await self._reported_before(tx, verdict):
+                return  # a replayed report (or one re-signed): recorded once per credential
             await tx.insert_audit(event)
+
+    @staticmethod
+    async def _reported_before(tx: Transaction, verdict: LeakVerdict) -> bool:
+        assert verdict.org_id is not None
+        flt = AuditFilter(type="key.leaked", target_id=verdict.credential_id)
+        return (await tx.list_audit(verdict.org_id, flt, PageRequest(1, 1))).total > 0
 
     async def _revoke(
         self,

@@ -4,6 +4,8 @@ answered with a 4xx, and what secrets and metadata are served with."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -110,3 +112,61 @@ def test_a_refused_request_spends_no_limit_and_no_credit(
     assert statuses == [200, 200, 200, 429], path
     shown = metered.client.get(f"/v1/keys/{key['id']}", headers=metered.headers()).json()
     assert shown["credits"]["remaining"] == 7
+
+
+# Metadata and caching -------------------------------------------------------------------
+
+
+def test_metadata_comes_from_the_public_url_whatever_the_host_header(tmp_path: Path) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}",
+        public_url="https://auth.example.test",
+    )
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/.well-known/oauth-authorization-server", headers={"Host": "evil.test"})
+    meta = r.json()
+    assert meta["issuer"] == "https://auth.example.test"
+    assert meta["token_endpoint"] == "https://auth.example.test/v1/auth/token"
+    assert meta["jwks_uri"] == "https://auth.example.test/.well-known/jwks.json"
+    assert "evil" not in r.text
+    assert r.headers["cache-control"] == "public, max-age=3600"
+
+
+def test_answers_carrying_a_secret_are_never_stored(org: Org) -> None:
+    c, h = org.client, org.headers()
+    key = c.post("/v1/keys", headers=h, json={"name": "k", "scopes": ["keys:read"]})
+    rolled = c.post(f"/v1/keys/{key.json()['id']}/roll", headers=h, json={})
+    client = c.post("/v1/clients", headers=h, json={"name": "c", "scopes": ["keys:read"]})
+    hook = c.post("/v1/webhooks", headers=h, json={"url": "http://127.0.0.1:9/in", "events": ["*"]})
+    secret = c.post(f"/v1/webhooks/{hook.json()['id']}/roll-secret", headers=h)
+    for answer in (key, rolled, client, hook, secret):
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+
+
+# Files ------------------------------------------------------------------------------------
+
+
+def test_the_database_its_journal_and_the_secret_file_are_private(tmp_path: Path) -> None:
+    db = tmp_path / "private.db"
+    settings = fast_settings(database_url=f"sqlite+aiosqlite:///{db}", secret_key=None)
+    with TestClient(create_app(settings)) as c:
+        bootstrap(c)
+        for name in ("private.db", "private.db-wal", "private.db-shm", "private.db.secret"):
+            mode = (tmp_path / name).stat().st_mode & 0o777
+            assert mode == 0o600, (name, oct(mode))
+
+
+def test_workers_starting_together_share_one_secret(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    script = (
+        "import sys; from apiward.adapters.settings import Settings; "
+        f"sys.stdout.write(Settings(database_url={url!r}).secret_bytes().decode())"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    secrets = {w.communicate(timeout=60)[0] for w in workers}
+    assert len(secrets) == 1 and len(secrets.pop()) >= 48
+    assert [p.name for p in tmp_path.iterdir()] == ["s.db.secret"]

@@ -308,3 +308,19 @@ def test_the_cli_reports_a_leak_the_same_way(
     assert again.exit_code == 0 and "was already revoked" in again.output
     unknown = runner.invoke(cli, ["keys", "report-leak", "aw_live_nothing"])
     assert unknown.exit_code == 1 and "false positive" in unknown.output
+
+
+def test_a_replayed_or_re_signed_report_is_recorded_once(
+    org: Org, github_key: ec.EllipticCurvePrivateKey
+) -> None:
+    leaked = org.create_key(["keys:read"])
+    body = json.dumps([match(leaked["key"])]).encode()
+    first = report(org, None, github_key, body=body)
+    # The same body again, and again with a fresh (equally valid) ECDSA signature.
+    replays = [report(org, None, github_key, body=body) for _ in range(3)]
+    assert first.status_code == 200
+    assert all(r.json() == first.json() for r in replays)
+    events = org.client.get(
+        "/v1/audit-events", headers=org.headers(), params={"type": "key.leaked"}
+    ).json()["items"]
+    assert len(events) == 1 and events[0]["data"]["revoked"] is True

@@ -20,6 +20,7 @@ from apiward.adapters.dashboard.web import (
     signed_in,
     text,
     url,
+    whole_number,
     words,
 )
 from apiward.adapters.http.errors import status_of
@@ -45,6 +46,7 @@ GRACE_CHOICES = (
     (7 * 86400, "Keep the old key working for 7 days"),
 )
 _ALL = PageRequest(page=1, page_size=100)
+MAX_EXPIRY_DAYS = 3650
 
 
 async def people(request: Request, me: Me) -> dict[str, str]:
@@ -83,8 +85,11 @@ async def spaces(request: Request, me: Me) -> list[tuple[str, str]]:
 def expiry(form: FormData, now: datetime) -> datetime | None:
     """The expiry chosen in a form: none, a number of days, or a date (00:00 UTC)."""
     choice = text(form, "expires", 8)
-    if choice.isdigit():
-        return now + timedelta(days=int(choice))
+    if choice and choice != "date":
+        days = whole_number(choice, MAX_EXPIRY_DAYS)
+        if days is None:
+            raise InvalidInput(f"Choose an expiry of 0 to {MAX_EXPIRY_DAYS} days, or a date.")
+        return now + timedelta(days=days)
     if choice == "date":
         try:
             day = date.fromisoformat(text(form, "expires_on", 10))
@@ -222,11 +227,11 @@ async def confirm_roll(key_id: str, request: Request, me: Me = Depends(signed_in
 async def roll_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
     me.require("keys:write")
     runtime = runtime_of(request)
-    grace = text(await request.form(), "grace", 12)
+    grace = whole_number(text(await request.form(), "grace", 12), 10**8)
     try:
-        if not grace.isdigit():
+        if grace is None:
             raise InvalidInput("Choose how long the old key keeps working.")
-        created = await runtime.keys.roll(me.principal, key_id, grace=timedelta(seconds=int(grace)))
+        created = await runtime.keys.roll(me.principal, key_id, grace=timedelta(seconds=grace))
     except ApiwardError as exc:
         return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
     old = await runtime.keys.get(me.principal, key_id)

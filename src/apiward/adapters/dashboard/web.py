@@ -393,6 +393,15 @@ def text(form: Mapping[str, Any], name: str, limit: int = 200) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def whole_number(value: str, maximum: int) -> int | None:
+    """A form's whole number from 0 to ``maximum`` in ASCII digits, or None (``str.isdigit``
+    also accepts '²' and '٣', which ``int`` reads oddly or not at all)."""
+    if not value or len(value) > len(str(maximum)) or not value.isascii() or not value.isdigit():
+        return None
+    number = int(value)
+    return number if number <= maximum else None
+
+
 def words(value: str) -> list[str]:
     """Items separated by commas, spaces or new lines (scopes, CIDR blocks)."""
     return [w for w in value.replace(",", " ").split() if w]
@@ -404,7 +413,7 @@ def chosen(form: FormData, name: str) -> list[str]:
 
 def paging(request: Request, size: int = 25) -> PageRequest:
     raw = request.query_params.get("page", "1")
-    page = int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
+    page = whole_number(raw, 100_000) or 1
     return PageRequest(page=page, page_size=size)
 
 

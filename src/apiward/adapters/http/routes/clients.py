@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from apiward.adapters.http.routes.common import pagination
+from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import (
     ClientCreate,
     ClientCreated,
@@ -26,7 +26,13 @@ def _out(request: Request, client: OAuthClient) -> ClientOut:
     return ClientOut.of(client, runtime_of(request).clock.now())
 
 
-@router.post("", status_code=201, response_model=ClientCreated, summary="Create a client")
+@router.post(
+    "",
+    status_code=201,
+    response_model=ClientCreated,
+    summary="Create a client",
+    dependencies=NO_STORE,
+)
 async def create_client(
     body: ClientCreate, request: Request, principal: Principal = require("clients:write")
 ) -> ClientCreated:

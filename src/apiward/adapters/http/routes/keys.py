@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from apiward.adapters.http.routes.common import pagination
+from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import (
     KeyCreate,
     KeyCreated,
@@ -29,7 +29,13 @@ def _out(request: Request, key: Any) -> KeyOut:
     return KeyOut.of(key, runtime_of(request).clock.now())
 
 
-@router.post("", status_code=201, response_model=KeyCreated, summary="Create an API key")
+@router.post(
+    "",
+    status_code=201,
+    response_model=KeyCreated,
+    summary="Create an API key",
+    dependencies=NO_STORE,
+)
 async def create_key(
     body: KeyCreate, request: Request, principal: Principal = require("keys:write")
 ) -> KeyCreated:
@@ -124,7 +130,11 @@ async def revoke_key(
 
 
 @router.post(
-    "/{key_id}/roll", status_code=201, response_model=KeyCreated, summary="Roll an API key"
+    "/{key_id}/roll",
+    status_code=201,
+    response_model=KeyCreated,
+    summary="Roll an API key",
+    dependencies=NO_STORE,
 )
 async def roll_key(
     key_id: str,

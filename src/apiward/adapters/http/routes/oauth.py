@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -13,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from apiward.adapters.http.security import authenticate, request_context, runtime_of
+from apiward.core import jsontext
 from apiward.core.errors import (
     InsufficientScope,
     InvalidClient,
@@ -28,6 +28,7 @@ GRANT_REFRESH = "refresh_token"
 GRANT_CLIENT = "client_credentials"
 GRANT_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+METADATA_CACHE = {"Cache-Control": "public, max-age=3600"}
 
 
 class TokenRequest(BaseModel):
@@ -75,9 +76,12 @@ async def _params(request: Request) -> dict[str, str]:
     raw = await request.body()
     if content_type == "application/json" or (not content_type and raw.startswith(b"{")):
         try:
-            data = json.loads(raw or b"{}")
+            data = jsontext.load(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("The body is not valid JSON.") from None
+            raise InvalidRequest(
+                f"The body is not valid JSON (objects and arrays nest at most "
+                f"{jsontext.MAX_DEPTH} levels)."
+            ) from None
         if not isinstance(data, dict):
             raise InvalidRequest("The body must be a JSON object.")
     elif content_type in ("application/x-www-form-urlencoded", ""):
@@ -251,9 +255,15 @@ async def jwks(request: Request) -> JSONResponse:
 @router.get(
     "/.well-known/oauth-authorization-server", summary="Authorization server metadata (RFC 8414)"
 )
-async def metadata(request: Request) -> dict[str, Any]:
+async def metadata(request: Request) -> JSONResponse:
+    """Built from ``APIWARD_PUBLIC_URL``, never from the request's ``Host`` (a poisoned
+    cache would otherwise hand out someone else's endpoints); cacheable for an hour."""
     settings = runtime_of(request).settings
-    base = str(request.base_url).rstrip("/")
+    base = settings.base_url
+    return JSONResponse(_metadata(settings, base), headers=METADATA_CACHE)
+
+
+def _metadata(settings: Any, base: str) -> dict[str, Any]:
     return {
         "issuer": settings.token_issuer,
         "token_endpoint": f"{base}/v1/auth/token",

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.routes.common import pagination
+from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import Body, PageOut, page_of
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import PageRequest, Principal
@@ -135,7 +135,13 @@ async def list_event_types(principal: Principal = require("webhooks:read")) -> l
     return [EventTypeOut(type=t, description=d) for t, d in WEBHOOK_EVENTS.items()]
 
 
-@router.post("", status_code=201, response_model=WebhookCreated, summary="Register an endpoint")
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookCreated,
+    summary="Register an endpoint",
+    dependencies=NO_STORE,
+)
 async def create_webhook(
     body: WebhookCreate, request: Request, principal: Principal = require("webhooks:manage")
 ) -> WebhookCreated:
@@ -200,7 +206,10 @@ async def delete_webhook(
 
 
 @router.post(
-    "/{webhook_id}/roll-secret", response_model=WebhookCreated, summary="Roll the signing secret"
+    "/{webhook_id}/roll-secret",
+    response_model=WebhookCreated,
+    summary="Roll the signing secret",
+    dependencies=NO_STORE,
 )
 async def roll_webhook_secret(
     webhook_id: str, request: Request, principal: Principal = require("webhooks:manage")
