@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     # requests
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: list[str] = Field(default_factory=list)
+    forward_auth_proxy: Literal["nginx", "traefik", "envoy"] = Field(
+        "nginx",
+        description="The proxy asking /v1/auth/check: the original request's path is read "
+        "from the header it sets (nginx: X-Original-URI, Traefik: X-Forwarded-Uri, Envoy: "
+        "X-Envoy-Original-Path) and no other, since the client may send the others.",
+    )
 
     # passwords (RFC 9106, second recommended option)
     argon2_time_cost: int = Field(3, ge=1)

@@ -170,3 +170,35 @@ def test_workers_starting_together_share_one_secret(tmp_path: Path) -> None:
     secrets = {w.communicate(timeout=60)[0] for w in workers}
     assert len(secrets) == 1 and len(secrets.pop()) >= 48
     assert [p.name for p in tmp_path.iterdir()] == ["s.db.secret"]
+
+
+# Forward auth reads the declared proxy's header only ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("proxy", "theirs", "client_added"),
+    [
+        ("traefik", "X-Forwarded-Uri", "X-Original-URI"),
+        ("nginx", "X-Original-URI", "X-Forwarded-Uri"),
+        ("envoy", "X-Envoy-Original-Path", "X-Original-URI"),
+    ],
+)
+def test_the_original_path_comes_from_the_declared_proxy_only(
+    tmp_path: Path, proxy: str, theirs: str, client_added: str
+) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        forward_auth_proxy=proxy,
+        rate_limit_routes=[
+            {"route": "/v1/things", "limits": [{"name": "things", "rate": "9/minute"}]},
+            {"route": "/v1/events", "exempt": True},
+        ],
+    )
+    with TestClient(create_app(settings)) as c:
+        org = bootstrap(c)
+        headers = org.headers(**{theirs: "/v1/%74hings?x=1", client_added: "/v1/events"})
+        r = c.get("/v1/auth/check", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.headers["ratelimit-policy"] == '"things";q=9;w=60'
+        bad = c.get("/v1/auth/check", headers=org.headers(**{theirs: "/v1/%2Fthings"}))
+        assert bad.status_code == 400

@@ -7,6 +7,7 @@ tested one.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from tests.conftest import IN_CI, fast_settings
 from tests.live import free_port, serve
 
 DOCS = Path(__file__).parents[3] / "docs"
+THINGS_ROUTE = {"name": "things-route", "rate": "4/minute", "key": "credential"}
 
 
 def nginx_binary() -> str:
@@ -59,7 +61,9 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     binary = nginx_binary()
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'n.db'}", trusted_proxies=["127.0.0.1/32"]
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'n.db'}",
+        trusted_proxies=["127.0.0.1/32"],
+        rate_limit_routes=[{"route": "/v1/things", "limits": [THINGS_ROUTE]}],
     )
 
     async def setup() -> tuple[str, dict[str, str]]:
@@ -194,3 +198,52 @@ def test_rate_limits_pass_through_nginx(stack: Stack) -> None:
     assert int(limited.headers["retry-after"]) >= 1
     assert limited.headers["x-ratelimit-remaining"] == "0"
     assert limited.headers["ratelimit-policy"] == '"per-key";q=2;w=60'
+
+
+def raw_get(stack: Stack, target: str, **headers: str) -> tuple[int, dict[str, str], str]:
+    """A request line sent exactly as written (``curl --path-as-is``): no client library
+    normalises it first."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        answer = connection.getresponse()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def test_every_spelling_of_a_path_is_one_route_to_the_limits(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {stack.keys['reader']}"}
+    spellings = ["/v1/things", "/v1/%74hings", "/v1//things", "/v1/./things", "/v1/x/../things"]
+    answers = [raw_get(stack, s, **auth) for s in spellings]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 200, 429]
+    assert all(h["x-ratelimit-limit"] == "4" for _, h, _ in answers[:4])
+    assert [h["x-ratelimit-remaining"] for _, h, _ in answers[:4]] == ["3", "2", "1", "0"]
+    assert json.loads(answers[4][2])["message"].startswith(
+        "Too many requests: the 'things-route' rate limit"
+    )
+
+
+@pytest.mark.parametrize("target", ["/v1/THINGS", "/v1/%54hings", "/V1/things", "/v1/other"])
+def test_paths_no_location_names_are_refused_by_default(stack: Stack, target: str) -> None:
+    status, _, body = raw_get(stack, target, Authorization=f"Bearer {stack.keys['reader']}")
+    assert status == 404, body
+    assert json.loads(body)["code"] == "NOT_FOUND"
+    assert '"path"' not in body  # the upstream never answered
+
+
+def test_a_public_location_needs_no_credential(stack: Stack) -> None:
+    status, _, body = raw_get(stack, "/v1/status")
+    assert status == 200 and json.loads(body)["path"] == "/v1/status"
+
+
+def test_a_path_without_one_meaning_is_a_400(stack: Stack) -> None:
+    status, _, body = raw_get(
+        stack, "/v1/things/%2Fetc", Authorization=f"Bearer {stack.keys['reader']}"
+    )
+    assert status == 400, body
+    assert "original request's path" in json.loads(body)["message"]

@@ -21,9 +21,10 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.security import authenticate
+from apiward.adapters.http.security import authenticate, runtime_of
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Principal
+from apiward.core.paths import canonical
 from apiward.core.scopes import parse
 
 router = APIRouter(tags=["Forward auth"])
@@ -55,15 +56,19 @@ def identity_headers(principal: Principal) -> dict[str, str]:
     return headers
 
 
+ORIGINAL_URI_HEADERS = {
+    "nginx": "x-original-uri",
+    "traefik": "x-forwarded-uri",
+    "envoy": "x-envoy-original-path",
+}
+
+
 def original_path(request: Request) -> str:
-    """The path the client asked the proxy for: rate limits per route are on it."""
-    uri = (
-        request.headers.get("x-original-uri")
-        or request.headers.get("x-forwarded-uri")
-        or request.headers.get("x-envoy-original-path")
-        or "/"
-    )
-    return uri.split("?", 1)[0][:512] or "/"
+    """The path the client asked the proxy for, canonical: route rules and limits are on
+    it. Read only from the header the declared proxy sets (``APIWARD_FORWARD_AUTH_PROXY``),
+    which it overwrites; the other proxies' headers are the client's own."""
+    header = ORIGINAL_URI_HEADERS[runtime_of(request).settings.forward_auth_proxy]
+    return canonical(request.headers.get(header) or "/")
 
 
 def _required(request: Request, scope: list[str] | None) -> tuple[str, ...]:

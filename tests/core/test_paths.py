@@ -1,0 +1,76 @@
+"""The canonical path of an original request: every spelling an upstream routes alike is
+one path to the route rules; what has no single meaning is refused."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from apiward.core.errors import InvalidInput
+from apiward.core.paths import canonical
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ("/v1/things", "/v1/things"),
+        ("/v1/things?page=2", "/v1/things"),
+        ("/v1/%74hings", "/v1/things"),
+        ("/v1/%74%68ings", "/v1/things"),
+        ("/v1//things", "/v1/things"),
+        ("//v1///things", "/v1/things"),
+        ("/v1/./things", "/v1/things"),
+        ("/v1/x/../things", "/v1/things"),
+        ("/v1/%2e/things", "/v1/things"),
+        ("/v1/x/%2E%2E/things", "/v1/things"),
+        ("/v1/things/", "/v1/things/"),
+        ("/v1/things/.", "/v1/things/"),
+        ("/v1/a%20b", "/v1/a%20b"),
+        ("/v1/a%3ab", "/v1/a%3Ab"),
+        ("/v1/caf%c3%a9", "/v1/caf%C3%A9"),
+        ("/", "/"),
+        ("/.", "/"),
+    ],
+)
+def test_spellings_of_one_path(raw: str, path: str) -> None:
+    assert canonical(raw) == path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "v1/things",
+        "",
+        "/v1/%2Fthings",
+        "/v1/%2fthings",
+        "/v1/%5Cthings",
+        "/v1/%00",
+        "/v1/%0a",
+        "/v1/%zz",
+        "/v1/%4",
+        "/v1/../../etc",
+        "/..",
+        "/v1/caf\u00e9",
+        "/v1/a b",
+        "/v1/\x00",
+        "/" + "a" * 3000,
+    ],
+)
+def test_paths_without_one_meaning_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="original request's path"):
+        canonical(raw)
+
+
+SEGMENT = st.text(alphabet=string.ascii_letters + string.digits + "-._~", min_size=1, max_size=6)
+
+
+@given(st.lists(SEGMENT.filter(lambda s: s not in (".", "..")), max_size=5))
+def test_canonical_is_idempotent_and_ignores_escaping_of_unreserved(segments: list[str]) -> None:
+    plain = "/" + "/".join(segments)
+    escaped = "/" + "/".join("".join(f"%{ord(c):02x}" for c in s) for s in segments)
+    assert canonical(escaped) == canonical(plain) == plain
+    assert canonical(canonical(plain)) == canonical(plain)
+    assert canonical(plain.replace("/", "//")) == plain
