@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from apiward.core.errors import InvalidInput
+from apiward.core.errors import InvalidInput, known_reasons
 from apiward.core.keys import ALPHABETS, KeyFormat
 from apiward.core.limits import Policy, parse_rate
 from apiward.core.passwords import PasswordPolicy
@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     platform_name: str = "apiward"
     tagline: str = "Authentication for public APIs"
     error_style: Literal["default", "nested", "detail", "problem"] = "default"
+    token_error_style: Literal["oauth", "deployment"] = Field(
+        "oauth",
+        description="Errors of the token endpoints: RFC 6749's {error, error_description}, or "
+        "the envelope of APIWARD_ERROR_STYLE (the Monogoto document's flat shape, say).",
+    )
+    error_messages: dict[str, str] = Field(
+        default_factory=dict,
+        description="Messages by error reason (INVALID_KEY, RATE_LIMITED, ...), replacing "
+        "apiward's own; $message, $scope and $retry_after are filled in.",
+    )
     space_header: str = "Apiward-Space-Id"
     version_header: str = "Apiward-Version"
     api_versions: list[ApiVersion] = Field(default_factory=_default_versions)
@@ -231,6 +241,19 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
+    @field_validator("error_messages")
+    @classmethod
+    def _error_messages(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - known_reasons())
+        if unknown:
+            raise ValueError(
+                f"unknown error reasons {unknown}; use any of: {', '.join(sorted(known_reasons()))}"
+            )
+        too_long = [reason for reason, text in value.items() if not 0 < len(text) <= 500]
+        if too_long:
+            raise ValueError(f"messages must be 1 to 500 characters: {too_long}")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
@@ -243,8 +266,13 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        """The address links in emails start with."""
-        return self.public_url or f"http://{self.host}:{self.port}"
+        """Where people and clients reach apiward: links in emails, the OAuth metadata's
+        endpoints, the default issuer. A wildcard bind address is no address to reach:
+        the loopback one stands in (set APIWARD_PUBLIC_URL for anything else)."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     # keys brought from another system by `apiward keys import`
     imported_key_prefixes: list[str] = Field(

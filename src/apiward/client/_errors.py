@@ -446,6 +446,19 @@ def _read_envelope(response: httpx.Response, body: Any) -> dict[str, str]:
     return {k: v for k, v in fields.items() if v}
 
 
+_OAUTH_REASONS = frozenset(
+    {
+        "INVALID_REQUEST",
+        "INVALID_CLIENT",
+        "INVALID_GRANT",
+        "UNAUTHORIZED_CLIENT",
+        "UNSUPPORTED_GRANT_TYPE",
+        "INVALID_SCOPE",
+        "TEMPORARILY_UNAVAILABLE",
+    }
+)
+
+
 def _read_error(response: httpx.Response) -> dict[str, str]:
     """The envelope's fields, completed from the headers and the message where absent."""
     fields = _read_envelope(response, _read_body(response))
@@ -455,6 +468,10 @@ def _read_error(response: httpx.Response) -> dict[str, str]:
         fields["message"] = message
     if "request_id" not in fields and response.headers.get("x-request-id"):
         fields["request_id"] = response.headers["x-request-id"]
+    if "oauth_error" not in fields and fields.get("reason") in _OAUTH_REASONS:
+        # A token endpoint answering in the deployment's envelope (its reason is the
+        # RFC 6749 error in upper case): still a TokenError.
+        fields["oauth_error"] = fields["reason"].lower()
     if "reason" not in fields and "oauth_error" not in fields:
         for fragment, reason in _REASONS_BY_MESSAGE:
             if fragment in message:

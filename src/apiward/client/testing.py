@@ -302,7 +302,9 @@ class FakeApiward:
             subject = self._client_subject(request, params)
             refresh = False
         elif grant == "refresh_token":
-            return self._rotate(params.get("refresh_token", ""))
+            # apiward's /v1/auth/refresh refuses an unusable token with a 401, the token
+            # endpoint with RFC 6749's 400.
+            return self._rotate(params.get("refresh_token", ""), 401 if refresh_only else 400)
         elif grant is None:
             raise _OAuthError(400, "invalid_request", "Send grant_type (or username and password).")
         else:
@@ -329,18 +331,20 @@ class FakeApiward:
             raise _OAuthError(401, "invalid_client", "Client authentication failed.", headers)
         return _Subject("client", client_id, stored[1])
 
-    def _rotate(self, token: str) -> httpx.Response:
+    def _rotate(self, token: str, refused: int) -> httpx.Response:
         record = self._refresh.get(token)
         if record is None or record.family in self._revoked_families:
-            raise _OAuthError(400, "invalid_grant", "The refresh token is invalid or revoked.")
+            raise _OAuthError(refused, "invalid_grant", "The refresh token is invalid or revoked.")
         if record.used:
             # A replayed refresh token means it leaked: end the whole session.
             self._revoked_families.add(record.family)
             raise _OAuthError(
-                400, "invalid_grant", "The refresh token was already used; the session is revoked."
+                refused,
+                "invalid_grant",
+                "The refresh token was already used; the session is revoked.",
             )
         if self.clock() >= record.expires_at:
-            raise _OAuthError(400, "invalid_grant", "The refresh token has expired.")
+            raise _OAuthError(refused, "invalid_grant", "The refresh token has expired.")
         record.used = True
         return self._issue(record.subject, "refresh_token", family=record.family)
 

@@ -37,6 +37,7 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
         ├── InvalidRequest                 invalid_request
         ├── InvalidClient                  invalid_client
         ├── InvalidGrant                   invalid_grant
+        │   └── RefreshRefused             invalid_grant (401, /v1/auth/refresh)
         ├── UnauthorizedClient             unauthorized_client
         ├── UnsupportedGrantType           unsupported_grant_type
         ├── InvalidScope                   invalid_scope
@@ -317,6 +318,13 @@ class InvalidGrant(OAuthError):
     default_message = "The grant is invalid, expired or revoked."
 
 
+class RefreshRefused(InvalidGrant):
+    """An unusable refresh token presented to ``/v1/auth/refresh``: a 401, so that a client
+    falls back to signing in (the Monogoto quickstart does exactly that)."""
+
+    code = "UNAUTHORIZED"
+
+
 class UnauthorizedClient(OAuthError):
     code = "FORBIDDEN"
     error = "unauthorized_client"
@@ -340,3 +348,27 @@ class LoginThrottled(OAuthError):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(f"Too many failed sign-in attempts. Retry after {retry_after} seconds.")
+
+
+HTTP_REASONS = frozenset(
+    {
+        "MALFORMED_JSON",
+        "METHOD_NOT_ALLOWED",
+        "PAYLOAD_TOO_LARGE",
+        "UNSUPPORTED_MEDIA_TYPE",
+    }
+)
+"""Reasons of answers the HTTP edge gives without a domain error."""
+
+
+def known_reasons() -> frozenset[str]:
+    """Every ``reason`` an error answer can carry (what ``APIWARD_ERROR_MESSAGES`` keys)."""
+    found = set(HTTP_REASONS)
+    pending: list[type[ApiwardError]] = [ApiwardError]
+    while pending:
+        cls = pending.pop()
+        # An OAuth error's reason is its RFC 6749 ``error``, in upper case.
+        reason = cls.reason if isinstance(cls.reason, str) else str(cls.error).upper()
+        found.add(reason)
+        pending.extend(cls.__subclasses__())
+    return frozenset(found)

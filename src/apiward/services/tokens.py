@@ -584,12 +584,21 @@ class Tokens:
 
     # revocation (RFC 7009) and introspection (RFC 7662) --------------------------------
 
-    async def revoke(self, token: str, hint: str | None, context: RequestContext) -> None:
-        """Revoke an access or refresh token. Unknown tokens are ignored (RFC 7009 2.2)."""
+    async def revoke(
+        self,
+        token: str,
+        hint: str | None,
+        context: RequestContext,
+        *,
+        owner: tuple[str, str] | None = None,
+    ) -> None:
+        """Revoke an access or refresh token. Unknown tokens are ignored (RFC 7009 2.2),
+        and so, when a client authenticated (``owner``: its organisation and
+        environment), are tokens of another organisation or environment."""
         now = self._clock.now()
         if jwt_tokens.looks_like_jwt(token):
             claims = self._claims(token, allow_expired=True)
-            if claims is None:
+            if claims is None or (owner is not None and (claims.org, claims.env) != owner):
                 return
             until = datetime.fromtimestamp(claims.exp, now.tzinfo)
             async with self._store.begin() as tx:
@@ -603,7 +612,9 @@ class Tokens:
             return
         async with self._store.begin() as tx:
             record = await tx.find_refresh_for_update(parsed.digest)
-            if record is None:
+            if record is None or (
+                owner is not None and (record.org_id, record.environment) != owner
+            ):
                 return
             await tx.revoke_family(record.family_id, now)
             await tx.insert_revocation(

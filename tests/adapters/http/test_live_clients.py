@@ -20,15 +20,17 @@ from fastapi import FastAPI
 from apiward.adapters.runtime import Runtime
 from apiward.server import Principal, create_app, require
 from tests.conftest import fast_settings
-from tests.live import serve
+from tests.live import free_port, serve
 
 PASSWORD = "correct horse battery"
 QUICKSTART = Path(__file__).parents[2] / "fixtures" / "monogoto_quickstart.py"
 
 
-def things_app(db: Path) -> FastAPI:
+def things_app(db: Path, port: int) -> FastAPI:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{db}", access_token_ttl_seconds=4 * 3600
+        database_url=f"sqlite+aiosqlite:///{db}",
+        access_token_ttl_seconds=4 * 3600,
+        public_url=f"http://127.0.0.1:{port}",  # where the metadata's endpoints point
     )
 
     async def bootstrap() -> None:
@@ -52,8 +54,9 @@ def things_app(db: Path) -> FastAPI:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[str, FastAPI]]:
-    app = things_app(tmp_path / "live.db")
-    with serve(app) as base:
+    port = free_port()
+    app = things_app(tmp_path / "live.db", port)
+    with serve(app, port) as base:
         yield base, app
 
 

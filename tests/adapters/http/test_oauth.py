@@ -125,7 +125,7 @@ def test_refresh_rotates_and_invalidates_the_old_token(timed_org: Org, clock: Fa
     assert (replay.status_code, replay.json()["error"]) == (400, "invalid_grant")
     assert "already used" in replay.json()["error_description"]
     newest = org.client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
-    assert newest.status_code == 400 and "revoked" in newest.json()["error_description"]
+    assert newest.status_code == 401 and "revoked" in newest.json()["error_description"]
     r = org.client.get("/v1/keys", headers=bearer(pair["access_token"]))
     assert (r.status_code, r.json()["reason"]) == (401, "TOKEN_REVOKED")
     events = org.client.get(
@@ -299,7 +299,7 @@ def test_revoke_access_token_and_refresh_session(org: Org) -> None:
         org.client.post(
             "/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}
         ).status_code
-        == 400
+        == 401
     )
     assert org.client.get("/v1/keys", headers=bearer(other["access_token"])).status_code == 401
     assert org.client.post("/v1/auth/revoke", data={"token": "garbage"}).status_code == 200

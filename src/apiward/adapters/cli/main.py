@@ -84,6 +84,12 @@ def serve(
     """Run the HTTP server (migrations are applied first)."""
     import uvicorn
 
+    # Every process reads these: the issuer and the public URL (links in emails, the
+    # OAuth metadata) follow --host and --port unless APIWARD_ISSUER / _PUBLIC_URL are set.
+    if host:
+        os.environ["APIWARD_HOST"] = host
+    if port:
+        os.environ["APIWARD_PORT"] = str(port)
     settings = Settings()
     if settings.migrate_on_start:
         _run(lambda runtime: asyncio.sleep(0))  # applies migrations once, before workers fork

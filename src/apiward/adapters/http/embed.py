@@ -111,6 +111,7 @@ class Apiward:
             RequestContextMiddleware,
             max_body_bytes=self.settings.max_body_bytes,
             error_style=self.settings.error_style,
+            error_messages=self.settings.error_messages,
             version_header=self.settings.version_header,
             deprecations=self.settings.deprecation_headers(),
         )
@@ -162,6 +163,7 @@ class ApiwardMiddleware:
                 exc.message,
                 errors.request_id_of(request),
                 errors.challenge(exc),
+                messages=settings.error_messages,
             )
             await response(scope, receive, send)
             return

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from http import HTTPStatus
+from string import Template
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -37,6 +39,7 @@ STATUS: dict[type[e.ApiwardError], int] = {
     e.RateLimited: 429,
     e.OAuthError: 400,
     e.InvalidClient: 401,
+    e.RefreshRefused: 401,
     e.LoginThrottled: 429,
 }
 
@@ -72,7 +75,19 @@ def render(
     request_id: str,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    *,
+    messages: Mapping[str, str] | None = None,
 ) -> Response:
+    """An error answer in the deployment's envelope (``APIWARD_ERROR_STYLE``), its message
+    replaced when ``messages`` (``APIWARD_ERROR_MESSAGES``) has one for the ``reason``:
+    a template in which ``$message`` is apiward's own text, ``$scope`` the missing scope
+    and ``$retry_after`` the seconds to wait."""
+    if messages and reason in messages:
+        message = Template(messages[reason]).safe_substitute(
+            message=message,
+            scope=(extra or {}).get("required_scope", ""),
+            retry_after=(headers or {}).get("Retry-After", ""),
+        )
     media_type = "application/json"
     body: dict[str, Any]
     if style == "nested":
@@ -144,13 +159,26 @@ def challenge(exc: e.ApiwardError) -> dict[str, str]:
 
 
 def oauth_response(request: Request, exc: e.OAuthError) -> Response:
-    """RFC 6749 section 5.2: token endpoint errors keep the shape OAuth clients expect."""
+    """RFC 6749 section 5.2: token endpoint errors keep the shape OAuth clients expect, or,
+    with ``APIWARD_TOKEN_ERROR_STYLE=deployment``, the deployment's error envelope."""
     status = status_of(exc)
     headers = {"Cache-Control": "no-store", "X-Request-Id": request_id_of(request)}
     if isinstance(exc, e.InvalidClient) and exc.basic:
         headers["WWW-Authenticate"] = 'Basic realm="apiward"'
     if isinstance(exc, e.LoginThrottled):
         headers["Retry-After"] = str(exc.retry_after)
+    settings = request.app.state.settings
+    if settings.token_error_style == "deployment":
+        return render(
+            settings.error_style,
+            status,
+            exc.code,
+            exc.reason,
+            exc.message,
+            request_id_of(request),
+            headers,
+            messages=settings.error_messages,
+        )
     body = {
         "error": exc.error,
         "error_description": exc.message,
@@ -169,9 +197,9 @@ def error_response(request: Request, exc: e.ApiwardError) -> Response:
     extra: dict[str, Any] = {}
     if isinstance(exc, e.PermissionDenied) and exc.scope is not None:
         extra["required_scope"] = exc.scope
-    style = request.app.state.settings.error_style
+    settings = request.app.state.settings
     return render(
-        style,
+        settings.error_style,
         status,
         exc.code,
         exc.reason,
@@ -179,6 +207,7 @@ def error_response(request: Request, exc: e.ApiwardError) -> Response:
         request_id_of(request),
         challenge(exc),
         extra,
+        messages=settings.error_messages,
     )
 
 
@@ -216,24 +245,26 @@ async def _validation(request: Request, exc: Exception) -> Response:
     if spent is not None and runtime is not None:  # metered before the input was read
         await runtime.limits.refund(spent)
     errors = list(exc.errors())
-    style = request.app.state.settings.error_style
+    settings = request.app.state.settings
     if any(err.get("type") == "json_invalid" for err in errors):
         return render(
-            style,
+            settings.error_style,
             400,
             "BAD_REQUEST",
             "MALFORMED_JSON",
             "The request body is not valid JSON. Send a JSON object with "
             "Content-Type: application/json.",
             request_id_of(request),
+            messages=settings.error_messages,
         )
     return render(
-        style,
+        settings.error_style,
         400,
         "BAD_REQUEST",
         "INVALID_INPUT",
         f"Invalid request: {_describe(errors)}",
         request_id_of(request),
+        messages=settings.error_messages,
     )
 
 
@@ -245,27 +276,31 @@ async def _http(request: Request, exc: Exception) -> Response:
         message = f"No route {request.method} {request.url.path}. See /docs for the API."
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}."
+    settings = request.app.state.settings
     return render(
-        request.app.state.settings.error_style,
+        settings.error_style,
         exc.status_code,
         code,
         reason,
         message,
         request_id_of(request),
         dict(exc.headers or {}),
+        messages=settings.error_messages,
     )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged outside the request middleware, whose context binding has ended by now.
     log.error("unhandled_error", request_id=request_id_of(request), exc_info=exc)
+    settings = request.app.state.settings
     return render(
-        request.app.state.settings.error_style,
+        settings.error_style,
         500,
         "INTERNAL_ERROR",
         "INTERNAL_ERROR",
         "An unexpected error occurred. Quote the request id when you contact support.",
         request_id_of(request),
+        messages=settings.error_messages,
     )
 
 

@@ -27,6 +27,7 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         error_style: str,
+        error_messages: dict[str, str] | None = None,
         version_header: str = "apiward-version",
         deprecations: dict[str, dict[str, str]] | None = None,
     ) -> None:
@@ -38,6 +39,7 @@ class RequestContextMiddleware:
         }
         self.max_body = max_body_bytes
         self.error_style = error_style
+        self.error_messages = error_messages or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,6 +129,7 @@ class RequestContextMiddleware:
             "PAYLOAD_TOO_LARGE",
             f"The request body exceeds {self.max_body} bytes.",
             request_id,
+            messages=self.error_messages,
         )
         await response({"type": "http"}, _nothing, send)
 

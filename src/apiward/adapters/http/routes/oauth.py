@@ -16,9 +16,12 @@ from apiward.core import jsontext
 from apiward.core.errors import (
     InsufficientScope,
     InvalidClient,
+    InvalidGrant,
     InvalidRequest,
+    RefreshRefused,
     UnsupportedGrantType,
 )
+from apiward.core.models import OAuthClient
 from apiward.services.tokens import EXCHANGE_SCOPE
 
 router = APIRouter(tags=["OAuth 2.0"])
@@ -134,6 +137,15 @@ def _client(params: dict[str, str], request: Request) -> tuple[str, str, bool]:
     return client_id, secret, False
 
 
+async def _optional_client(params: dict[str, str], request: Request) -> OAuthClient | None:
+    """The client authenticating this request (HTTP Basic, or ``client_id`` and
+    ``client_secret`` in the body: RFC 6749 section 2.3.1), if it sent credentials."""
+    if _basic(request) is None and "client_secret" not in params:
+        return None
+    client_id, secret, basic = _client(params, request)
+    return await runtime_of(request).tokens.authenticate_client(client_id, secret, basic=basic)
+
+
 def _answer(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
@@ -203,9 +215,14 @@ async def refresh(request: Request) -> JSONResponse:
     """`{"refresh_token"}` → a fresh pair; the old refresh token stops working (Monogoto)."""
     params = await _params(request)
     request.state.grant_type = GRANT_REFRESH  # for metrics
-    answer = await runtime_of(request).tokens.refresh(
-        params.get("refresh_token", ""), scope=params.get("scope"), context=request_context(request)
-    )
+    try:
+        answer = await runtime_of(request).tokens.refresh(
+            params.get("refresh_token", ""),
+            scope=params.get("scope"),
+            context=request_context(request),
+        )
+    except InvalidGrant as exc:
+        raise RefreshRefused(exc.message) from None
     return _answer(answer.as_dict())
 
 
@@ -214,11 +231,15 @@ async def revoke(request: Request) -> JSONResponse:
     """Revoke an access token (by its id) or a refresh token (with its whole session).
     Unknown tokens are answered 200 as RFC 7009 section 2.2 asks."""
     params = await _params(request)
+    client = await _optional_client(params, request)
     token_value = params.get("token")
     if not token_value:
         raise InvalidRequest("Send the token to revoke.")
     await runtime_of(request).tokens.revoke(
-        token_value, params.get("token_type_hint"), request_context(request)
+        token_value,
+        params.get("token_type_hint"),
+        request_context(request),
+        owner=(client.org_id, client.environment) if client else None,
     )
     return _answer({})
 
@@ -231,9 +252,8 @@ async def introspect(request: Request) -> JSONResponse:
     params = await _params(request)
     token_value = params.get("token")
     runtime = runtime_of(request)
-    basic = _basic(request)
-    if basic is not None:
-        client = await runtime.tokens.authenticate_client(basic[0], basic[1], basic=True)
+    client = await _optional_client(params, request)
+    if client is not None:
         org_id, environment = client.org_id, client.environment
     else:
         principal = await authenticate(request)
@@ -273,8 +293,16 @@ def _metadata(settings: Any, base: str) -> dict[str, Any]:
         "grant_types_supported": [GRANT_PASSWORD, GRANT_REFRESH, GRANT_CLIENT, GRANT_EXCHANGE],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
-        "introspection_endpoint_auth_methods_supported": ["bearer", "client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": [
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        # Or a bearer credential holding tokens:introspect.
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "token_endpoint_auth_signing_alg_values_supported": [settings.token_algorithm],
         "scopes_supported": [EXCHANGE_SCOPE, "tokens:introspect"],
         "service_documentation": f"{base}/docs",
