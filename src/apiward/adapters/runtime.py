@@ -17,6 +17,7 @@ import httpx
 
 from apiward.adapters import delivery
 from apiward.adapters.cache.memory import MemoryCache
+from apiward.adapters.geo import Countries
 from apiward.adapters.limiter.fallback import FallbackLimiter
 from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.limiter.redis import RedisLimiter
@@ -95,6 +96,7 @@ class Runtime:
             self.tenancy,
             self.usage,
             space_header=settings.space_header,
+            require_space=settings.require_space_header,
             default_version=settings.current_version.id,
             imported_prefixes=tuple(settings.imported_key_prefixes),
         )
@@ -172,6 +174,7 @@ class Runtime:
         self.trusted_proxies = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
         )
+        self.countries = Countries(settings.country_header, settings.geoip_database)
         self.webhooks = Webhooks(
             self.store,
             self.clock,
@@ -320,6 +323,7 @@ class Runtime:
         self._wakeup.set()
 
     async def stop(self) -> None:
+        self.countries.close()
         if self._stop_listening is not None:
             await self._stop_listening()
             self._stop_listening = None

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         "apiward's own; $message, $scope and $retry_after are filled in.",
     )
     space_header: str = "Apiward-Space-Id"
+    require_space_header: bool = Field(
+        False,
+        description="Refuse (400) a request without the space header instead of using the "
+        "default space (the Monime document asks for it on every request).",
+    )
     version_header: str = "Apiward-Version"
     api_versions: list[ApiVersion] = Field(default_factory=_default_versions)
     docs_enabled: bool = True
@@ -166,6 +171,15 @@ class Settings(BaseSettings):
     # requests
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: list[str] = Field(default_factory=list)
+    country_header: str | None = Field(
+        None,
+        description="A header with the client's country that the CDN or load balancer in "
+        "front sets (CF-IPCountry, CloudFront-Viewer-Country); believed from trusted "
+        "proxies only.",
+    )
+    geoip_database: str | None = Field(
+        None, description="A MaxMind DB file (GeoLite2-Country) to find countries in."
+    )
     forward_auth_proxy: Literal["nginx", "traefik", "envoy"] = Field(
         "nginx",
         description="The proxy asking /v1/auth/check: the original request's path is read "

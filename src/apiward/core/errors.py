@@ -30,6 +30,7 @@ category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
     ├── NotFound                           code NOT_FOUND
     ├── Conflict                           code CONFLICT
     ├── InvalidInput                       code BAD_REQUEST
+    │   └── MissingSpace                   reason MISSING_SPACE
     ├── RateLimited                        code RATE_LIMITED (429)
     │   └── UsageExceeded                  code USAGE_EXCEEDED (429)
     ├── ServiceUnavailable                 code SERVICE_UNAVAILABLE
@@ -240,6 +241,15 @@ class InvalidInput(ApiwardError):
     code = "BAD_REQUEST"
     reason = "INVALID_INPUT"
     default_message = "The request is not valid."
+
+
+class MissingSpace(InvalidInput):
+    """Every request must name its space (``APIWARD_REQUIRE_SPACE_HEADER``)."""
+
+    reason = "MISSING_SPACE"
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"Send the {header} header with the id of the space to act in.")
 
 
 class RateLimited(ApiwardError):

@@ -31,6 +31,7 @@ from apiward.core.errors import (
     InvalidToken,
     IpNotAllowed,
     MissingCredential,
+    MissingSpace,
     NoSpaceAccess,
     RevokedCredential,
     RevokedToken,
@@ -164,6 +165,7 @@ class Authenticator:
         usage: UsageRecorder,
         *,
         space_header: str = "Apiward-Space-Id",
+        require_space: bool = False,
         default_version: str | None = None,
         imported_prefixes: tuple[str, ...] = (),
     ) -> None:
@@ -175,6 +177,7 @@ class Authenticator:
         self._tenancy = tenancy
         self._usage = usage
         self._space_header = space_header
+        self._require_space = require_space
         self._own_prefix = fmt.prefix + "_"
         self._default_version = default_version
         self._limits: RequestLimits | None = None
@@ -265,6 +268,8 @@ class Authenticator:
         return entry
 
     def _space(self, subject: Subject, context: RequestContext) -> str:
+        if self._require_space and not context.space_id:
+            raise MissingSpace(self._space_header)
         space_id = context.space_id or subject.default_space
         if space_id not in subject.spaces:
             raise UnknownSpace(space_id, self._space_header)
@@ -376,6 +381,8 @@ class Authenticator:
                 raise SpaceNotAllowed(context.space_id or "")
             context_space = claims.space
         else:
+            if self._require_space and not context.space_id:
+                raise MissingSpace(self._space_header)
             context_space = context.space_id or entry.subject.default_space
         if context_space not in entry.subject.spaces:
             raise UnknownSpace(context_space, self._space_header)

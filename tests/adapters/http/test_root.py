@@ -69,3 +69,73 @@ def test_version_header_selects_a_known_version_and_rejects_others(tmp_path: Pat
         bad = client.get("/v1/keys", headers=org.headers(**{"X-Monite-Version": "1999-01-01"}))
         assert bad.status_code == 400
         assert "2024-01-31, 2025-06-20" in bad.json()["message"]
+
+
+def _geoip(path: Path) -> Path:
+    """A small MaxMind DB built here: 203.0.113.0/24 is in Sierra Leone."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-Country")
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "SL"}})
+    writer.insert_network(IPSet(["2001:db8::/32"]), {"registered_country": {"iso_code": "DE"}})
+    writer.to_db_file(str(path))
+    return path
+
+
+def test_the_request_origins_country(tmp_path: Path) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'geo.db'}",
+        trusted_proxies=["10.0.0.0/8"],
+        country_header="CF-IPCountry",
+        geoip_database=str(_geoip(tmp_path / "countries.mmdb")),
+    )
+    app = create_app(settings)
+    via_proxy = TestClient(app, client=("10.0.0.2", 40000))
+    direct = TestClient(app, client=("203.0.113.9", 40000))
+    with via_proxy, direct:
+
+        def origin(c: TestClient, **headers: str) -> dict[str, str]:
+            found: dict[str, str] = c.get("/", headers=headers).json()["requestOrigin"]
+            return found
+
+        # From the trusted proxy: its country header, else the database on the client's IP.
+        assert origin(via_proxy, **{"CF-IPCountry": "gh", "X-Forwarded-For": "198.51.100.1"}) == {
+            "country": "GH",
+            "ipAddress": "198.51.100.1",
+        }
+        assert origin(via_proxy, **{"X-Forwarded-For": "203.0.113.7"})["country"] == "SL"
+        assert origin(via_proxy, **{"X-Forwarded-For": "2001:db8::1"})["country"] == "DE"
+        assert (
+            origin(via_proxy, **{"CF-IPCountry": "XX", "X-Forwarded-For": "198.51.100.1"})[
+                "country"
+            ]
+            is None
+        )
+        # From anyone else the header is not believed: the database decides.
+        assert origin(direct, **{"CF-IPCountry": "GH"}) == {
+            "country": "SL",
+            "ipAddress": "203.0.113.9",
+        }
+
+
+def test_without_a_source_the_country_is_null(client: TestClient) -> None:
+    assert client.get("/", headers={"CF-IPCountry": "GH"}).json()["requestOrigin"] == {
+        "country": None,
+        "ipAddress": "testclient",
+    }
+
+
+def test_the_space_header_can_be_required(tmp_path: Path) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'space.db'}",
+        space_header="Monime-Space-Id",
+        require_space_header=True,
+    )
+    with TestClient(create_app(settings)) as c:
+        org = bootstrap(c)
+        r = c.get("/v1/keys", headers=org.headers())
+        assert (r.status_code, r.json()["reason"]) == (400, "MISSING_SPACE")
+        assert "Monime-Space-Id" in r.json()["message"]
+        ok = c.get("/v1/keys", headers=org.headers(**{"Monime-Space-Id": org.space_id}))
+        assert ok.status_code == 200

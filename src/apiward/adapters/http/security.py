@@ -57,6 +57,12 @@ def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     return hops[0] if hops else peer
 
 
+def via_trusted_proxy(request: Request, trusted: tuple[IPNetwork, ...]) -> bool:
+    """Whether the request reached apiward through one of ``APIWARD_TRUSTED_PROXIES``."""
+    peer = request.client.host if request.client else None
+    return peer is not None and bool(trusted) and _trusted(peer, trusted)
+
+
 def request_context(request: Request, *, route: str | None = None) -> RequestContext:
     runtime = runtime_of(request)
     settings = runtime.settings

@@ -7,7 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from apiward.adapters.http.security import authenticate, request_context, runtime_of
+from apiward.adapters.http.security import (
+    authenticate,
+    request_context,
+    runtime_of,
+    via_trusted_proxy,
+)
 from apiward.core.errors import ApiwardError
 
 router = APIRouter()
@@ -39,7 +44,17 @@ async def root(request: Request) -> dict[str, Any]:
             "deprecated": version.deprecated,
             "apiSchemas": {"openApi": version.openapi_url or str(request.url_for("openapi"))},
         },
-        "requestOrigin": {"ipAddress": request_context(request).ip},
+        "requestOrigin": _origin(request),
+    }
+
+
+def _origin(request: Request) -> dict[str, str | None]:
+    runtime = runtime_of(request)
+    ip = request_context(request).ip
+    trusted = via_trusted_proxy(request, runtime.trusted_proxies)
+    return {
+        "country": runtime.countries.of(ip, request.headers, via_trusted_proxy=trusted),
+        "ipAddress": ip,
     }
 
 
