@@ -20,11 +20,11 @@ from starlette.types import Receive, Scope, Send
 
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.routes.check import identity_headers
-from apiward.adapters.http.security import check_scopes
 from apiward.adapters.runtime import Runtime
 from apiward.core.errors import ApiwardError
 from apiward.core.models import RequestContext
 from apiward.server import Apiward, Principal, require
+from apiward.services.auth import require_scopes
 
 BODY = b'{"ok":true}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
@@ -102,7 +102,7 @@ class RawCheck:
             principal = await self.runtime.auth.authenticate(
                 headers.get(b"authorization", b"").decode("latin-1") or None, context
             )
-            check_scopes(principal, wanted)
+            require_scopes(principal, wanted)
             out = [(k.lower().encode(), v.encode()) for k, v in identity_headers(principal).items()]
         except ApiwardError as exc:
             status = status_of(exc)

@@ -1,4 +1,5 @@
-"""Rate-limit decisions per second: apiward's GCRA against the ``limits`` library.
+"""Rate-limit decisions per second: apiward's GCRA and window limits, side by side, and
+against the ``limits`` library.
 
 Run: ``.venv/bin/python bench/limiter.py`` (about 40 s). Needs Redis at
 ``APIWARD_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) for the Redis rows
@@ -26,7 +27,7 @@ from typing import Any
 
 from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.limiter.redis import RedisLimiter, connect
-from apiward.core.limits import NS, gcra
+from apiward.core.limits import ALGORITHMS, NS, Algorithm, Hit, gcra
 
 REDIS_URL = os.environ.get("APIWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 RESULTS = Path(__file__).parent / "results" / "limiter.json"
@@ -59,6 +60,19 @@ async def bench_memory() -> float:
     while time.perf_counter() < deadline:
         for key in KEYS:
             await limiter.hit(key, LIMIT, PERIOD)
+        n += len(KEYS)
+    return n / (time.perf_counter() - start)
+
+
+async def bench_memory_all(algorithm: Algorithm) -> float:
+    """``hit_all`` with one limit of ``algorithm``: what a request with one policy costs."""
+    limiter = MemoryLimiter()
+    hits = [[Hit(key, LIMIT, PERIOD, 1, algorithm)] for key in KEYS]
+    n, start = 0, time.perf_counter()
+    deadline = start + IN_PROCESS_SECONDS
+    while time.perf_counter() < deadline:
+        for hit in hits:
+            await limiter.hit_all(hit)
         n += len(KEYS)
     return n / (time.perf_counter() - start)
 
@@ -107,11 +121,13 @@ async def drive(decide: Callable[[str], Awaitable[object]], concurrency: int) ->
     }
 
 
-async def bench_redis_ours(concurrency: int, prefix: str) -> Row:
+async def bench_redis_ours(concurrency: int, prefix: str, algorithm: Algorithm = "gcra") -> Row:
     client = connect(REDIS_URL, timeout=2.0, max_connections=max(concurrency, 1))
-    limiter = RedisLimiter(client, prefix=prefix)
+    limiter = RedisLimiter(client, prefix=f"{prefix}{algorithm}:")
     try:
-        return await drive(lambda key: limiter.hit(key, LIMIT, PERIOD), concurrency)
+        return await drive(
+            lambda key: limiter.hit_all([Hit(key, LIMIT, PERIOD, 1, algorithm)]), concurrency
+        )
     finally:
         await limiter.aclose()
 
@@ -183,6 +199,15 @@ async def main() -> int:
             "decisions_per_second": await bench_memory(),
         }
     )
+    for algorithm in ALGORITHMS:
+        rows.append(
+            {
+                "what": f"apiward MemoryLimiter.hit_all {algorithm}",
+                "where": "in-process",
+                "concurrency": 1,
+                "decisions_per_second": await bench_memory_all(algorithm),
+            }
+        )
     for name in ("MovingWindowRateLimiter", "FixedWindowRateLimiter"):
         rows.append(
             {
@@ -200,15 +225,16 @@ async def main() -> int:
         prefix = f"bench:{uuid.uuid4().hex}:"
         try:
             for concurrency in (1, 50):
-                row = await bench_redis_ours(concurrency, prefix)
-                rows.append(
-                    {
-                        "what": "apiward Lua GCRA (1 round trip)",
-                        "where": "redis",
-                        "concurrency": concurrency,
-                        **row,
-                    }
-                )
+                for algorithm in ALGORITHMS:
+                    row = await bench_redis_ours(concurrency, prefix, algorithm)
+                    rows.append(
+                        {
+                            "what": f"apiward Lua {algorithm} (1 round trip)",
+                            "where": "redis",
+                            "concurrency": concurrency,
+                            **row,
+                        }
+                    )
                 for name in ("MovingWindowRateLimiter", "FixedWindowRateLimiter"):
                     limited = await bench_redis_limits(name, concurrency, prefix)
                     rows.append(

@@ -21,6 +21,7 @@ from apiward.core.limits import (
     PolicyDecision,
     RateLimitExceeded,
     Refill,
+    WindowState,
     choose,
     gcra,
     gcra_all,
@@ -31,6 +32,8 @@ from apiward.core.limits import (
     report,
     spend,
     to_ticks,
+    window,
+    window_refund,
 )
 
 MS = 1000  # a millisecond clock keeps the generated schedules readable
@@ -435,3 +438,78 @@ def test_credit_misconfiguration_raises_value_error(bad: Callable[[], object]) -
 def test_credit_decision_exhausted_is_the_opposite_of_allowed() -> None:
     decision = spend(Credits(0), 1, JAN_31)[0]
     assert decision.exhausted and replace(decision, allowed=True).exhausted is False
+
+
+# --- window limits ---------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(
+    sliding=st.booleans(),
+    limit=st.integers(1, 20),
+    period=st.integers(10, 10_000),
+    gaps=st.lists(st.integers(0, 3_000), min_size=1, max_size=120),
+)
+def test_a_window_limit_admits_at_most_limit_in_each_window(
+    sliding: bool, limit: int, period: int, gaps: list[int]
+) -> None:
+    """Whatever the arrivals, no window [k·period, (k+1)·period) admits more than
+    ``limit``; a sliding window also never lets two adjacent windows' admissions weigh
+    more than ``limit`` at the moment of an admission."""
+    state: WindowState | None = None
+    now = 0
+    admitted: list[int] = []
+    for gap in gaps:
+        now += gap
+        decision, new = window(state, now, limit, period, sliding=sliding, tick=1)
+        if decision.allowed:
+            admitted.append(now)
+            state = new
+            assert decision.reset_after == period - now % period
+        else:
+            assert decision.retry_after > 0
+            again, _ = window(
+                state, now + math.ceil(decision.retry_after), limit, period, sliding=sliding, tick=1
+            )
+            assert again.allowed  # the wait announced is enough
+    per_window: dict[int, int] = {}
+    for t in admitted:
+        per_window[t // period] = per_window.get(t // period, 0) + 1
+    assert all(count <= limit for count in per_window.values())
+
+
+def test_a_fixed_window_refills_at_its_end_not_before() -> None:
+    """1000 an hour as a window (the Monaco document): the 1001st waits for the hour's
+    end, where GCRA would admit one more every 3.6 s."""
+    hour = 3600
+    state: WindowState | None = None
+    for i in range(1000):
+        decision, state = window(state, 10 + i, 1000, hour, tick=1)
+        assert decision.allowed and decision.remaining == 999 - i
+    late, _ = window(state, 1018, 1000, hour, tick=1)
+    assert not late.allowed and late.retry_after == hour - 1018
+    assert not window(state, hour - 1, 1000, hour, tick=1)[0].allowed
+    assert window(state, hour, 1000, hour, tick=1)[0].allowed
+
+
+def test_a_sliding_window_weighs_the_previous_window() -> None:
+    state: WindowState | None = None
+    for t in range(90, 100):  # ten at the very end of the first window
+        decision, state = window(state, t, 10, 100, sliding=True, tick=1)
+        assert decision.allowed
+    # Just after the edge, the previous ten still weigh almost fully: no burst of ten.
+    early, _ = window(state, 101, 10, 100, sliding=True, tick=1)
+    assert not early.allowed
+    # Half way through the next window, half of them still count: five are admitted.
+    admitted = 0
+    for t in range(150, 160):
+        decision, new = window(state, t, 10, 100, sliding=True, tick=1)
+        if decision.allowed:
+            admitted, state = admitted + 1, new
+    assert admitted == 5
+
+
+def test_a_window_refund_gives_back_the_current_windows_count() -> None:
+    _, state = window(None, 5, 3, 100, 2, tick=1)
+    assert window_refund(state, 7, 100, 2) == (0, 0, 0)
+    assert window_refund(state, 105, 100, 2) == state  # a window that has passed: nothing

@@ -46,9 +46,12 @@ class LimitSetting(BaseModel):
     rate: str
     key: Literal["org", "credential", "ip", "user", "route"] = "credential"
     cost: int = 1
+    algorithm: Literal["gcra", "fixed_window", "sliding_window"] = "gcra"
 
     def policy(self) -> Policy:
-        return Policy.parse(self.name, self.rate, key=self.key, cost=self.cost)
+        return Policy.parse(
+            self.name, self.rate, key=self.key, cost=self.cost, algorithm=self.algorithm
+        )
 
     @model_validator(mode="after")
     def _valid(self) -> LimitSetting:

@@ -44,6 +44,8 @@ US = 1_000_000
 """Ticks per second of the microsecond clock used in Redis."""
 
 KeyKind = Literal["org", "credential", "ip", "user", "route"]
+Algorithm = Literal["gcra", "fixed_window", "sliding_window"]
+ALGORITHMS: tuple[Algorithm, ...] = ("gcra", "fixed_window", "sliding_window")
 KEY_KINDS: tuple[str, ...] = get_args(KeyKind)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -109,6 +111,10 @@ class Policy:
     period: float
     key: KeyKind = "org"
     cost: int = 1
+    algorithm: Algorithm = "gcra"
+    """``gcra`` (a burst of ``limit``, then one every ``period/limit``), ``fixed_window``
+    (at most ``limit`` in each window of ``period`` seconds, aligned to the epoch) or
+    ``sliding_window`` (the window counter weighted with the previous window's)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -129,12 +135,25 @@ class Policy:
             raise ValueError(
                 f"Policy {self.name!r}: cost must be between 1 and the limit ({self.limit})."
             )
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"Policy {self.name!r}: unknown algorithm {self.algorithm!r}; use one of "
+                f"{', '.join(ALGORITHMS)}."
+            )
         object.__setattr__(self, "period", float(self.period))
 
     @classmethod
-    def parse(cls, name: str, rate: str, *, key: KeyKind = "org", cost: int = 1) -> Policy:
+    def parse(
+        cls,
+        name: str,
+        rate: str,
+        *,
+        key: KeyKind = "org",
+        cost: int = 1,
+        algorithm: Algorithm = "gcra",
+    ) -> Policy:
         limit, period = parse_rate(rate)
-        return cls(name, limit, float(period), key, cost)
+        return cls(name, limit, float(period), key, cost, algorithm)
 
     @property
     def rate(self) -> str:
@@ -165,12 +184,13 @@ class Decision:
 
 
 class Hit(NamedTuple):
-    """One limit to check for a request: the namespaced key and its rate."""
+    """One limit to check for a request: the namespaced key, its rate and algorithm."""
 
     key: str
     limit: int
     period: float
     cost: int = 1
+    algorithm: Algorithm = "gcra"
 
 
 def interval_ticks(limit: int, period: int) -> int:
@@ -243,6 +263,101 @@ def gcra_all(
         d if not d.allowed else gcra(tat, now, hit.limit, to_ticks(hit.period, tick), 0, tick=tick)
         for d, tat, hit in zip(decisions, tats, hits, strict=True)
     ], False
+
+
+# --- windows ---------------------------------------------------------------------------
+
+WindowState = tuple[int, int, int]
+"""A window limit's state: the window's index (time // period), what was admitted in it,
+and what was admitted in the window before."""
+
+
+def window(
+    state: WindowState | None,
+    now: int,
+    limit: int,
+    period: int,
+    cost: int = 1,
+    *,
+    sliding: bool = False,
+    tick: int = NS,
+) -> tuple[Decision, WindowState]:
+    """Decide one request under a window limit; returns the decision and the state to
+    store (only when admitted; a denial changes nothing).
+
+    A fixed window admits at most ``limit`` units in each window ``[k·period,
+    (k+1)·period)``; its reset is the window's end. A sliding window also counts the
+    previous window, weighted by how much of it the last ``period`` seconds still
+    cover (the gateways' sliding-window counter): bursts at a window's edge cannot
+    double the rate. Integer arithmetic throughout, in ticks.
+    """
+    if limit < 1 or period < 1 or not 0 <= cost <= limit:
+        raise _misuse(limit, max(period, limit), cost)
+    index, into = divmod(now, period)
+    current = previous = 0
+    if state is not None:
+        if state[0] == index:
+            current, previous = state[1], state[2]
+        elif state[0] == index - 1:
+            previous = state[1]
+    left = period - into  # ticks to the window's end
+    # The previous window's share of the last ``period``: a float, computed in exactly
+    # the order the Redis script computes it, so both answer alike.
+    carried = previous * (left / period) if sliding else 0.0
+    allowed = (current + cost) + carried <= limit
+    used = current + carried + (cost if allowed else 0)
+    remaining = max(0, math.floor(limit - used))
+    seconds = period / tick
+    if allowed:
+        decision = Decision(True, limit, remaining, left / tick, 0.0, now + left, seconds)
+        return decision, (index, current + cost, previous)
+    if not sliding:
+        wait = left
+    elif current + cost > limit:  # not this window: in the next, this one's count decays
+        wait = left + max(0, math.ceil(period - (limit - cost) * (period / current)))
+    else:  # the previous window's share must decay enough
+        wait = max(1, math.ceil(left - (limit - cost - current) * (period / previous)))
+    decision = Decision(False, limit, remaining, left / tick, wait / tick, now + left, seconds)
+    return decision, (index, current, previous)
+
+
+def window_refund(
+    state: WindowState | None, now: int, period: int, cost: int
+) -> WindowState | None:
+    """The state after giving back ``cost`` units admitted in the current window."""
+    if state is None or state[0] != now // period:
+        return state
+    return (state[0], max(0, state[1] - cost), state[2])
+
+
+def decide(
+    state: int | WindowState | None, now: int, hit: Hit, *, tick: int = NS, spend: bool = True
+) -> tuple[Decision, int | WindowState]:
+    """One hit under its algorithm: the decision and the state to store if admitted."""
+    period = to_ticks(hit.period, tick)
+    cost = hit.cost if spend else 0
+    if hit.algorithm == "gcra":
+        tat = state if isinstance(state, int) else None
+        decision = gcra(tat, now, hit.limit, period, cost, tick=tick)
+        return decision, decision.tat
+    held = state if isinstance(state, tuple) else None
+    return window(
+        held, now, hit.limit, period, cost, sliding=hit.algorithm == "sliding_window", tick=tick
+    )
+
+
+def decide_all(
+    states: Sequence[int | WindowState | None], now: int, hits: Sequence[Hit], *, tick: int = NS
+) -> tuple[list[Decision], list[int | WindowState], bool]:
+    """Several limits of any algorithms for one request, all or nothing (as ``gcra_all``)."""
+    results = [decide(s, now, h, tick=tick) for s, h in zip(states, hits, strict=True)]
+    if all(d.allowed for d, _ in results):
+        return [d for d, _ in results], [s for _, s in results], True
+    decisions = [
+        d if not d.allowed else decide(s, now, h, tick=tick, spend=False)[0]
+        for (d, _), s, h in zip(results, states, hits, strict=True)
+    ]
+    return decisions, list(states), False  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

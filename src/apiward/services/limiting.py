@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from apiward.core.clock import Clock
 from apiward.core.errors import RateLimited, UsageExceeded
 from apiward.core.limits import (
+    Algorithm,
     CreditDecision,
     Hit,
     Policy,
@@ -181,9 +182,14 @@ class Verdict:
         return headers(self.reported, now, also=self.results if every_policy else ())
 
 
+_ALGORITHM_TAG = {"gcra": "", "fixed_window": ":fw", "sliding_window": ":sw"}
+
+
 def limit_key(policy: Policy, kind: str, value: str) -> str:
-    """The namespaced limiter key ``rl:{policy}:{kind}:{value}``."""
-    return f"rl:{policy.name}:{kind}:{value}"
+    """The namespaced limiter key ``rl:{policy}:{kind}:{value}`` (a window limit's ends in
+    ``:fw`` or ``:sw``: its state has another shape, so a policy changing algorithm starts
+    afresh rather than misreading the old state)."""
+    return f"rl:{policy.name}:{kind}:{value}{_ALGORITHM_TAG[policy.algorithm]}"
 
 
 class RateLimiting:
@@ -215,7 +221,7 @@ class RateLimiting:
                 continue
             key = limit_key(policy, policy.key, value)
             keyed.append((policy, key))
-            hits.append(Hit(key, policy.limit, policy.period, cost))
+            hits.append(Hit(key, policy.limit, policy.period, cost, policy.algorithm))
         if not hits:
             return Verdict((), None)
         decisions = await self.limiter.hit_all(hits)
@@ -265,7 +271,11 @@ def _with_overrides(
     faster rate), and is otherwise applied beside it under a name of its own.
     """
     plan = {p.name: p for p in policies}
-    own = [(o, Policy.parse(o.name, o.rate, key=o.key)) for o in overrides]  # type: ignore[arg-type]
+    own = [
+        # A limit of a plan's name counts the way the plan's does (a window stays one).
+        (o, Policy.parse(o.name, o.rate, key=o.key, algorithm=_algorithm(plan, o.name)))  # type: ignore[arg-type]
+        for o in overrides
+    ]
     replaced = {o.name for o, p in own if o.name in plan and _may_replace(o, p, plan[o.name])}
     result = [p for p in policies if p.name not in replaced]
     for o, p in own:
@@ -273,6 +283,11 @@ def _with_overrides(
             p = replace(p, name=f"{p.name}.own")
         result.append(p)
     return tuple(result)
+
+
+def _algorithm(plan: dict[str, Policy], name: str) -> Algorithm:
+    found = plan.get(name)
+    return found.algorithm if found else "gcra"
 
 
 def _may_replace(override: RateOverride, mine: Policy, planned: Policy) -> bool:

@@ -12,7 +12,17 @@ from hypothesis import strategies as st
 
 from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.errors import ServiceUnavailable
-from apiward.core.limits import NS, US, Decision, Hit, gcra, gcra_all
+from apiward.core.limits import (
+    NS,
+    US,
+    Algorithm,
+    Decision,
+    Hit,
+    WindowState,
+    decide_all,
+    gcra,
+    gcra_all,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -136,3 +146,48 @@ async def test_invalid_limits_are_refused_before_any_round_trip() -> None:
             await limiter.hit("k", 10, 0.000001)
     finally:
         await limiter.aclose()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    algorithm=st.sampled_from(["fixed_window", "sliding_window"]),
+    limit=st.integers(1, 20),
+    period_us=st.integers(1_000, 5_000_000),
+    steps=st.lists(st.tuples(st.integers(0, 900_000), st.integers(0, 3)), min_size=1, max_size=40),
+)
+async def test_property_window_limits_decide_in_the_script_as_in_the_core(
+    redis_client: aioredis.Redis,
+    prefix: str,
+    algorithm: Algorithm,
+    limit: int,
+    period_us: int,
+    steps: list[tuple[int, int]],
+) -> None:
+    """The script's windows and ``core.limits.window`` agree for every sequence, with a
+    GCRA limit in the same call (one round trip, all or nothing)."""
+    namespace = f"{prefix}{uuid.uuid4().hex}:"
+    limiter = RedisLimiter(redis_client, prefix=namespace)
+    states: list[int | WindowState | None] = [None, None]
+    now = NOW_US
+    for gap, cost in steps:
+        now += gap
+        hits = [
+            Hit("w", limit, period_us / US, min(cost, limit), algorithm),
+            Hit("g", 30, 1.0, min(cost, 30)),
+        ]
+        got = await limiter._run(hits, store=True, now_us=now)
+        expected, new_states, commit = decide_all(states, now, hits, tick=US)
+        assert [(d.allowed, d.remaining, d.reset_after, d.retry_after) for d in got] == [
+            (d.allowed, d.remaining, d.reset_after, d.retry_after) for d in expected
+        ]
+        if commit:
+            states = [
+                new if hit.cost else old
+                for new, old, hit in zip(new_states, states, hits, strict=True)
+            ]
+        for key in ("w", "g"):
+            await redis_client.pexpire(namespace + key, 60_000)

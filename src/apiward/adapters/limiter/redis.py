@@ -29,6 +29,7 @@ from redis.typing import EncodableT, FieldT
 
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import (
+    ALGORITHMS,
     NS,
     US,
     CreditDecision,
@@ -41,10 +42,12 @@ from apiward.core.limits import (
 )
 
 # KEYS: one key per limit. ARGV[1]: "" to use the server clock, or a time in
-# microseconds (tests only); ARGV[2]: "1" to store, "0" to peek; then limit,
-# period (us) and cost for each key. Returns the clock and, per key: admitted
-# (0/1), remaining, reset_after (us), retry_after (us), tat (us). The arithmetic is
-# ``apiward.core.limits.gcra`` on a microsecond clock; doubles are exact below 2**53.
+# microseconds (tests only); ARGV[2]: "1" to store, "0" to peek; then limit, period
+# (us), cost and algorithm (0 GCRA, 1 fixed window, 2 sliding window) for each key.
+# Returns the clock and, per key: admitted (0/1), remaining, reset_after (us),
+# retry_after (us), tat (us). The arithmetic is ``apiward.core.limits.gcra`` and
+# ``window`` on a microsecond clock; doubles are exact below 2**53. A GCRA key holds
+# its TAT; a window key is a hash {i: window index, c: its count, p: the previous one's}.
 GCRA_SCRIPT = """
 local now
 if ARGV[1] == '' then
@@ -56,78 +59,135 @@ end
 local store = ARGV[2] == '1'
 local n = #KEYS
 local out = {now}
-local tats = {}
+local pending = {}
 local admit_all = true
+local function ceildiv(a, b) return -math.floor(-a / b) end
 for i = 1, n do
-  local limit = tonumber(ARGV[3 * i])
-  local period = tonumber(ARGV[3 * i + 1])
-  local cost = tonumber(ARGV[3 * i + 2])
-  local interval = math.floor(period / limit)
-  if interval * limit < period then interval = interval + 1 end
-  if interval * limit - limit >= period then interval = interval - 1 end
-  local capacity = interval * limit
-  local base = tonumber(redis.call('GET', KEYS[i]) or now)
-  if base < now then base = now end
-  local new_tat = base + cost * interval
-  local allow_at = new_tat - capacity
+  local limit = tonumber(ARGV[4 * i - 1])
+  local period = tonumber(ARGV[4 * i])
+  local cost = tonumber(ARGV[4 * i + 1])
+  local alg = tonumber(ARGV[4 * i + 2])
   local j = 1 + (i - 1) * 5
-  if allow_at <= now then
-    out[j + 1] = 1
-    out[j + 2] = math.floor((capacity - (new_tat - now)) / interval)
-    out[j + 3] = new_tat - now
-    out[j + 4] = 0
-    out[j + 5] = new_tat
-    tats[i] = {new_tat, base, cost, interval, capacity}
+  if alg == 0 then
+    local interval = ceildiv(period, limit)
+    local capacity = interval * limit
+    local base = tonumber(redis.call('GET', KEYS[i]) or now)
+    if base < now then base = now end
+    local new_tat = base + cost * interval
+    local allow_at = new_tat - capacity
+    if allow_at <= now then
+      out[j + 1] = 1
+      out[j + 2] = math.floor((capacity - (new_tat - now)) / interval)
+      out[j + 3] = new_tat - now
+      out[j + 4] = 0
+      out[j + 5] = new_tat
+      pending[i] = {0, new_tat, base, cost, interval, capacity}
+    else
+      admit_all = false
+      local remaining = math.floor((capacity - (base - now)) / interval)
+      if remaining < 0 then remaining = 0 end
+      out[j + 1] = 0
+      out[j + 2] = remaining
+      out[j + 3] = base - now
+      out[j + 4] = allow_at - now
+      out[j + 5] = base
+    end
   else
-    admit_all = false
-    local remaining = math.floor((capacity - (base - now)) / interval)
+    local index = math.floor(now / period)
+    local left = period - (now - index * period)
+    local state = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
+    local current, previous = 0, 0
+    local held = tonumber(state[1])
+    if held == index then
+      current, previous = tonumber(state[2]), tonumber(state[3])
+    elseif held == index - 1 then
+      previous = tonumber(state[2])
+    end
+    local carried = 0
+    if alg == 2 then carried = previous * (left / period) end
+    local allowed = (current + cost) + carried <= limit
+    local used = current + carried
+    if allowed then used = used + cost end
+    local remaining = math.floor(limit - used)
     if remaining < 0 then remaining = 0 end
-    out[j + 1] = 0
     out[j + 2] = remaining
-    out[j + 3] = base - now
-    out[j + 4] = allow_at - now
-    out[j + 5] = base
+    out[j + 3] = left
+    out[j + 5] = now + left
+    if allowed then
+      out[j + 1] = 1
+      out[j + 4] = 0
+      pending[i] = {1, index, current + cost, previous, left, period, cost, current}
+    else
+      admit_all = false
+      local wait = left
+      if alg == 2 then
+        if current + cost > limit then
+          wait = left + math.max(0, math.ceil(period - (limit - cost) * (period / current)))
+        else
+          wait = math.max(1, math.ceil(left - (limit - cost - current) * (period / previous)))
+        end
+      end
+      out[j + 1] = 0
+      out[j + 4] = wait
+    end
   end
 end
 for i = 1, n do
-  local s = tats[i]
+  local s = pending[i]
   if s then
     local j = 1 + (i - 1) * 5
     if not admit_all then
       -- Spend nothing where the request was admitted: report the current state.
-      out[j + 2] = math.floor((s[5] - (s[2] - now)) / s[4])
-      out[j + 3] = s[2] - now
-      out[j + 5] = s[2]
-    elseif store and s[3] > 0 then
+      if s[1] == 0 then
+        out[j + 2] = math.floor((s[6] - (s[3] - now)) / s[5])
+        out[j + 3] = s[3] - now
+        out[j + 5] = s[3]
+      else
+        out[j + 2] = out[j + 2] + s[7]
+      end
+    elseif store and s[1] == 0 and s[4] > 0 then
       -- '%.0f': Lua 5.1's tostring keeps 14 digits, a TAT in microseconds has 16.
-      redis.call('SET', KEYS[i], string.format('%.0f', s[1]), 'PX',
-        math.ceil((s[1] - now) / 1000))
+      redis.call('SET', KEYS[i], string.format('%.0f', s[2]), 'PX',
+        math.ceil((s[2] - now) / 1000))
+    elseif store and s[1] == 1 and s[7] > 0 then
+      redis.call('HSET', KEYS[i], 'i', string.format('%.0f', s[2]), 'c', s[3], 'p', s[4])
+      redis.call('PEXPIRE', KEYS[i], math.ceil((s[5] + s[6]) / 1000))
     end
   end
 end
 return out
 """
 
-# KEYS: the limits to give back to; ARGV: 3 per key (limit, period in microseconds,
-# cost). Each TAT moves back by cost * interval; a TAT no longer in the future is a full
-# bucket, so the key goes. The Redis server's clock, as in the GCRA script.
+# KEYS: the limits to give back to; ARGV: 4 per key (limit, period in microseconds,
+# cost, algorithm). A TAT moves back by cost * interval (one no longer in the future is
+# a full bucket, so the key goes); a window's count in the current window goes down by
+# cost. The Redis server's clock, as in the GCRA script.
 REFUND_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[3 * i - 2])
-  local period = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
-  local interval = math.floor(period / limit)
-  if interval * limit < period then interval = interval + 1 end
-  local tat = redis.call('GET', KEYS[i])
-  if tat then
-    local back = tonumber(tat) - cost * interval
-    if back > now then
-      redis.call('SET', KEYS[i], string.format('%.0f', back), 'PX',
-        math.ceil((back - now) / 1000))
-    else
-      redis.call('DEL', KEYS[i])
+  local limit = tonumber(ARGV[4 * i - 3])
+  local period = tonumber(ARGV[4 * i - 2])
+  local cost = tonumber(ARGV[4 * i - 1])
+  local alg = tonumber(ARGV[4 * i])
+  if alg == 0 then
+    local interval = -math.floor(-period / limit)
+    local tat = redis.call('GET', KEYS[i])
+    if tat then
+      local back = tonumber(tat) - cost * interval
+      if back > now then
+        redis.call('SET', KEYS[i], string.format('%.0f', back), 'PX',
+          math.ceil((back - now) / 1000))
+      else
+        redis.call('DEL', KEYS[i])
+      end
+    end
+  else
+    local held = tonumber(redis.call('HGET', KEYS[i], 'i'))
+    if held == math.floor(now / period) then
+      local count = tonumber(redis.call('HGET', KEYS[i], 'c')) - cost
+      if count < 0 then count = 0 end
+      redis.call('HSET', KEYS[i], 'c', count)
     end
   end
 end
@@ -284,7 +344,7 @@ def _arguments(hits: Sequence[Hit], prefix: str) -> tuple[list[str], list[int]]:
                 f"microsecond per unit, and 0 <= cost <= limit (got {hit.limit}, "
                 f"{hit.period}s, cost {hit.cost})."
             )
-        args += (hit.limit, period, hit.cost)
+        args += (hit.limit, period, hit.cost, ALGORITHMS.index(hit.algorithm))
     return keys, args
 
 
