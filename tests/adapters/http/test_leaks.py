@@ -185,7 +185,7 @@ def test_a_leaked_refresh_token_revokes_its_session(
     r = report(org, [match(pair["refresh_token"])], github_key)
     assert r.json()[0]["label"] == "true_positive"
     refreshed = org.client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
-    assert refreshed.status_code == 400 and "revoked" in refreshed.json()["error_description"]
+    assert refreshed.status_code == 401 and "revoked" in refreshed.json()["error_description"]
     assert org.client.get("/v1/keys", headers=org.headers(pair["access_token"])).status_code == 401
 
 
