@@ -1,6 +1,6 @@
 """apiward: a self-hosted authentication and authorisation layer for public HTTP APIs.
 
-The package is laid out in three rings (DESIGN.md section 5), dependencies pointing
+The package is laid out in three rings (README, "Layout"), dependencies pointing
 inwards only:
 
 - ``apiward.core``: pure logic, no I/O (key format, scopes, domain errors, models).

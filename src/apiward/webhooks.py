@@ -2,7 +2,7 @@
 
 Every delivery carries ``Apiward-Signature: t=<unix seconds>,v1=<hex>``, where ``v1`` is
 the HMAC-SHA256, keyed with the endpoint's secret (``whsec_...``), of ``"<t>.<body>"``
-(Stripe's scheme). The timestamp is signed with the body, so a captured delivery cannot
+(a common scheme). The timestamp is signed with the body, so a captured delivery cannot
 be replayed later than ``tolerance`` seconds. A header may carry several ``v1`` values
 (while a secret is being rolled); one match is enough.
 

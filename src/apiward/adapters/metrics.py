@@ -5,7 +5,7 @@ Two kinds of numbers are exported:
 - per request, recorded by the request middleware once the answer is sent
   (``observe``): requests by method, route template and status; latency; credential
   verifications by outcome (``VALID`` or the refusal's reason code); token grants by
-  type and outcome; Unkey-style verify API answers by code;
+  type and outcome; verify API answers by code;
 - counters the services and adapters already keep as plain integers (cache hits and
   misses, the Redis fallback's degraded decisions and outages, unreachable-database
   transactions, rate-limit decisions, webhook attempts, leak reports, lockouts), read at

@@ -28,7 +28,7 @@ from apiward.services.limiting import RatePlan, RouteRule
 
 
 class ApiVersion(BaseModel):
-    """A date-named API version (Monite's ``2024-01-31``, Monime's ``caph.2025-06-20``)."""
+    """A date-named API version (``2024-01-31``, ``caph.2025-06-20``)."""
 
     id: str
     name: str = ""
@@ -119,7 +119,15 @@ class Settings(BaseSettings):
     token_error_style: Literal["oauth", "deployment"] = Field(
         "oauth",
         description="Errors of the token endpoints: RFC 6749's {error, error_description}, or "
-        "the envelope of APIWARD_ERROR_STYLE (the Monogoto document's flat shape, say).",
+        "the envelope of APIWARD_ERROR_STYLE (a flat shape, say).",
+    )
+    error_fields: (
+        list[Literal["status_code", "code", "reason", "message", "request_id", "required_scope"]]
+        | None
+    ) = Field(
+        None,
+        description="Keep only these fields in error bodies (default: all): a contract "
+        'that names its fields exactly, e.g. ["message", "code"].',
     )
     error_messages: dict[str, str] = Field(
         default_factory=dict,
@@ -130,7 +138,7 @@ class Settings(BaseSettings):
     require_space_header: bool = Field(
         False,
         description="Refuse (400) a request without the space header instead of using the "
-        "default space (the Monime document asks for it on every request).",
+        "default space (docs/compatibility.md).",
     )
     version_header: str = "Apiward-Version"
     api_versions: list[ApiVersion] = Field(default_factory=_default_versions)

@@ -19,7 +19,7 @@ Network failures stay httpx's own exceptions (``httpx.TransportError`` and its
 subclasses), as with any httpx client.
 
 ``APIError.from_response`` reads whichever envelope the server is configured with
-(``APIWARD_ERROR_STYLE``, DESIGN.md section 3): the flat default, ``nested``,
+(``APIWARD_ERROR_STYLE``, docs/compatibility.md): the flat default, ``nested``,
 ``detail`` and RFC 9457 ``problem``, and the RFC 6749 body of the token endpoints.
 """
 
@@ -64,7 +64,7 @@ _CODES = {
 }
 
 # The ``detail`` envelope carries the message alone. These are the server's stable
-# messages (the Monk document's wording, DESIGN.md section 3), so the reason can
+# messages (the wording in docs/compatibility.md), so the reason can
 # still be told apart when the body does not name it.
 _REASONS_BY_MESSAGE = (
     ("Missing or invalid Authorization header", "MISSING_CREDENTIAL"),
@@ -426,7 +426,7 @@ def _read_envelope(response: httpx.Response, body: Any) -> dict[str, str]:
     error = body.get("error")
     source: dict[str, Any]
     fields: dict[str, str | None]
-    if isinstance(error, dict):  # nested (Monk): {"error": {"message", "code", ...}}
+    if isinstance(error, dict):  # nested: {"error": {"message", "code", ...}}
         source = error
         fields = {"message": _text(error.get("message"))}
     elif isinstance(error, str):  # RFC 6749 section 5.2: {"error", "error_description"}
@@ -435,10 +435,10 @@ def _read_envelope(response: httpx.Response, body: Any) -> dict[str, str]:
     elif "application/problem+json" in content_type or "title" in body:  # RFC 9457
         source = body
         fields = {"message": _detail_message(body.get("detail")) or _text(body.get("title"))}
-    elif "message" in body:  # the flat default, a superset of Monogoto's
+    elif "message" in body:  # the flat default
         source = body
         fields = {"message": _text(body.get("message"))}
-    else:  # detail (Monaco): {"detail": "..."}
+    else:  # detail: {"detail": "..."}
         source = body
         fields = {"message": _detail_message(body.get("detail"))}
     for name in ("code", "reason", "request_id", "required_scope"):

@@ -15,7 +15,7 @@ from apiward.client._errors import APIError, UnexpectedResponseError
 
 __all__ = ["Pages"]
 
-MAX_PAGE_SIZE = 100  # DESIGN.md section 3 and the server's ``page_size`` bound
+MAX_PAGE_SIZE = 100  # the server's ``page_size`` bound
 
 
 class Pages:

@@ -1,7 +1,7 @@
 """An in-memory apiward, to test code that uses ``apiward.client`` without a server.
 
 ``FakeApiward`` is an ``httpx.MockTransport`` handler that speaks apiward's public
-contract (DESIGN.md section 3): the token endpoints with password, client credentials
+contract (the README's HTTP API): the token endpoints with password, client credentials
 and single-use rotating refresh tokens; bearer API keys and access tokens with scopes;
 paginated lists; the four error envelopes; 429 and 503 with ``Retry-After``. It can be
 told to expire every access token now, to rate-limit or fail the next requests, and to
@@ -280,7 +280,7 @@ class FakeApiward:
                 self.refused.append(exc.reason)
             return self._render(exc, request_id)
 
-    # The token endpoints (RFC 6749, DESIGN.md section 3).
+    # The token endpoints (RFC 6749).
 
     def _token_endpoint(self, request: httpx.Request, *, refresh_only: bool) -> httpx.Response:
         trouble = self._take(self._sign_in_trouble)

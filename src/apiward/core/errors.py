@@ -2,7 +2,7 @@
 
 They know nothing of HTTP: the HTTP adapter maps each class to a status code in one
 table (``apiward.adapters.http.errors``). Every error carries a broad ``code`` (the
-category a client branches on, as in the Monk document: ``UNAUTHORIZED``,
+category a client branches on, as docs/compatibility.md lists them: ``UNAUTHORIZED``,
 ``FORBIDDEN``...) and a specific, stable ``reason`` that tells the cases apart.
 
     ApiwardError
@@ -330,7 +330,7 @@ class InvalidGrant(OAuthError):
 
 class RefreshRefused(InvalidGrant):
     """An unusable refresh token presented to ``/v1/auth/refresh``: a 401, so that a client
-    falls back to signing in (the Monogoto quickstart does exactly that)."""
+    falls back to signing in (docs/compatibility.md)."""
 
     code = "UNAUTHORIZED"
 

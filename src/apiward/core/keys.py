@@ -36,7 +36,7 @@ class KeyFormat:
     """How this deployment spells its keys.
 
     ``env_tags`` maps an environment to the tag written in the key. An empty tag drops
-    the segment, so Monime-like deployments can issue ``mon_test_...`` and ``mon_...``.
+    the segment, so a deployment can issue ``mon_test_...`` and ``mon_...``.
     """
 
     prefix: str = "aw"

@@ -22,7 +22,7 @@ Times are integers on a clock with ``tick`` ticks per second: nanoseconds in pro
 doubles are exact below 2**53. The emission interval is rounded *up* to a whole tick,
 so a policy is never more generous than declared.
 
-Usage credits (Unkey's "remaining" with refill) are a plain balance, decremented by
+Usage credits (a "remaining" balance with a refill) are a plain balance, decremented by
 a cost and never below zero, optionally reset to an amount every day or month.
 """
 
@@ -474,7 +474,7 @@ _EPOCH = date(1970, 1, 1).toordinal()
 class Refill:
     """Reset the balance to ``amount`` every day (at 00:00 UTC) or every month on ``day``.
 
-    A ``day`` past the end of a month refills on that month's last day (Unkey's rule).
+    A ``day`` past the end of a month refills on that month's last day (docs/compatibility.md).
     """
 
     amount: int

@@ -185,7 +185,7 @@ class ApiKey:
 
     @property
     def acting_user_id(self) -> str:
-        """A key tied to no user acts as its creator (the Monaco document)."""
+        """A key tied to no user acts as its creator (docs/compatibility.md)."""
         return self.user_id or self.created_by
 
 
@@ -281,7 +281,7 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class OAuthClient:
-    """A ``client_id``/``client_secret`` pair (the Monite document's API credentials)."""
+    """A ``client_id``/``client_secret`` pair (docs/compatibility.md)."""
 
     id: str
     org_id: str

@@ -13,7 +13,7 @@ pattern naming the resource does (``owner:*``). So a tenant's ``*`` never includ
 operator's powers, and a credential carries an owner's powers only when they were
 granted to it by name (``docs/authority.md``).
 
-Effective access is an intersection (the Monime document: the token's scopes ∩ the
+Effective access is an intersection (docs/compatibility.md: the token's scopes ∩ the
 user's role in the target space). ``intersect`` computes it as a set of patterns, so
 that ``grants(intersect(a, b), s) == grants(a, s) and grants(b, s)`` for every ``s``.
 """

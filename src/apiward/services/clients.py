@@ -1,4 +1,5 @@
-"""OAuth clients: ``client_id`` and ``client_secret`` pairs, several per org (Monite).
+"""OAuth clients: ``client_id`` and ``client_secret`` pairs, several per org
+(docs/compatibility.md).
 
 The secret is shown once and stored as SHA-256, like API keys; it has the key format
 with its own prefix (``{prefix}cs_{env}_...``), so secret scanners can recognise it.

@@ -8,7 +8,7 @@ The input is JSON Lines, one key a line::
      "user_id": "usr_...", "external_id": "key_123"}
 
 Only ``hash``, ``prefix`` and ``scopes`` are required. ``hash_encoding`` is ``hex``
-(the default), ``base64`` (Unkey's) or ``base64url``; the digest is stored as
+(the default), ``base64`` or ``base64url``; the digest is stored as
 apiward's own hex SHA-256, so an imported key is found exactly like a native one.
 
 All or nothing for mistakes, batch by batch for writes:

@@ -125,7 +125,7 @@ class Keys:
         return tuple(dict.fromkeys(spaces))
 
     def _check_version(self, version: str | None) -> None:
-        """A key may pin an API version (as Stripe pins accounts); it must be a known one."""
+        """A key may pin an API version (used when a request names none): a known one."""
         if version is not None and version not in self._versions:
             raise InvalidInput(
                 f"Unknown API version {version!r}; use one of: {', '.join(self._versions)}."

@@ -1,7 +1,7 @@
 """Rate limiting a request: which policies apply, on which keys, and the verdict.
 
 A ``RatePlan`` holds the policies of a deployment or of a plan tier, and route rules
-that exempt routes (Monk's ``/v1/events``), add route limits or declare a cost. The
+that exempt routes (a high-throughput ``/v1/events``), add route limits or declare a cost. The
 ``RateLimiting`` service turns a request's context into namespaced keys
 (``rl:{policy}:{kind}:{value}``), asks the limiter about all of them in one call
 (all or nothing: a request refused by one limit spends nothing from the others), and

@@ -213,7 +213,7 @@ class Tokens:
         )
         return record, plaintext
 
-    # password grant (Monogoto) ----------------------------------------------------------
+    # password grant (docs/compatibility.md) ---------------------------------------------
 
     async def password_grant(
         self,
@@ -365,7 +365,7 @@ class Tokens:
             data=data or {},
         )
 
-    # client credentials (Monite) --------------------------------------------------------
+    # client credentials (RFC 6749 section 4.4) ------------------------------------------
 
     async def authenticate_client(
         self, client_id: str, secret: str, *, basic: bool = False
@@ -494,7 +494,7 @@ class Tokens:
         )
         return TokenAnswer(access, ttl, token_scope, issued_token_type=ACCESS_TOKEN_TYPE)
 
-    # refresh (Monogoto) ------------------------------------------------------------------
+    # refresh (RFC 6749 section 6, and /v1/auth/refresh) ---------------------------------
 
     async def refresh(
         self, token: str, *, scope: str | None, context: RequestContext

@@ -1,1 +1,1 @@
-"""The HTTP server (FastAPI): the public contract of DESIGN.md section 3."""
+"""The HTTP server (FastAPI): the public contract (README, "HTTP API")."""

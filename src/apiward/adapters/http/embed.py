@@ -112,6 +112,7 @@ class Apiward:
             max_body_bytes=self.settings.max_body_bytes,
             error_style=self.settings.error_style,
             error_messages=self.settings.error_messages,
+            error_fields=self.settings.error_fields,
             version_header=self.settings.version_header,
             deprecations=self.settings.deprecation_headers(),
         )
@@ -164,6 +165,7 @@ class ApiwardMiddleware:
                 errors.request_id_of(request),
                 errors.challenge(exc),
                 messages=settings.error_messages,
+                fields=settings.error_fields,
             )
             await response(scope, receive, send)
             return

@@ -4,9 +4,9 @@
 the envelope style the deployment chose (``APIWARD_ERROR_STYLE``):
 
 - ``default``: ``{"status_code", "code", "reason", "message", "request_id"}`` (a
-  superset of the Monogoto shape)
-- ``nested``: ``{"error": {"message", "code", "reason", "request_id"}}`` (Monk)
-- ``detail``: ``{"detail": message}`` (Monaco)
+  superset of the flat shapes in docs/compatibility.md)
+- ``nested``: ``{"error": {"message", "code", "reason", "request_id"}}``
+- ``detail``: ``{"detail": message}``
 - ``problem``: RFC 9457 ``application/problem+json``
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from string import Template
 from typing import Any
@@ -77,11 +77,13 @@ def render(
     extra: dict[str, Any] | None = None,
     *,
     messages: Mapping[str, str] | None = None,
+    fields: Sequence[str] | None = None,
 ) -> Response:
     """An error answer in the deployment's envelope (``APIWARD_ERROR_STYLE``), its message
     replaced when ``messages`` (``APIWARD_ERROR_MESSAGES``) has one for the ``reason``:
     a template in which ``$message`` is apiward's own text, ``$scope`` the missing scope
-    and ``$retry_after`` the seconds to wait."""
+    and ``$retry_after`` the seconds to wait. ``fields`` (``APIWARD_ERROR_FIELDS``) keeps
+    only those fields of the envelope, for a contract that names them exactly."""
     if messages and reason in messages:
         message = Template(messages[reason]).safe_substitute(
             message=message,
@@ -123,6 +125,10 @@ def render(
             "request_id": request_id,
             **(extra or {}),
         }
+    if fields and style in ("default", "nested"):  # RFC 9457 and "detail" name their own
+        inner = body["error"] if style == "nested" else body
+        for name in [k for k in inner if k not in fields]:
+            del inner[name]
     headers = {**(headers or {}), "X-Request-Id": request_id}
     return Response(
         json.dumps(body),  # ASCII: the body may travel in a header (nginx)
@@ -178,6 +184,7 @@ def oauth_response(request: Request, exc: e.OAuthError) -> Response:
             request_id_of(request),
             headers,
             messages=settings.error_messages,
+            fields=settings.error_fields,
         )
     body = {
         "error": exc.error,
@@ -208,6 +215,7 @@ def error_response(request: Request, exc: e.ApiwardError) -> Response:
         challenge(exc),
         extra,
         messages=settings.error_messages,
+        fields=settings.error_fields,
     )
 
 
@@ -256,6 +264,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
             "Content-Type: application/json.",
             request_id_of(request),
             messages=settings.error_messages,
+            fields=settings.error_fields,
         )
     return render(
         settings.error_style,
@@ -265,6 +274,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
         f"Invalid request: {_describe(errors)}",
         request_id_of(request),
         messages=settings.error_messages,
+        fields=settings.error_fields,
     )
 
 
@@ -286,6 +296,7 @@ async def _http(request: Request, exc: Exception) -> Response:
         request_id_of(request),
         dict(exc.headers or {}),
         messages=settings.error_messages,
+        fields=settings.error_fields,
     )
 
 
@@ -301,6 +312,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
         "An unexpected error occurred. Quote the request id when you contact support.",
         request_id_of(request),
         messages=settings.error_messages,
+        fields=settings.error_fields,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,7 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         error_style: str,
         error_messages: dict[str, str] | None = None,
+        error_fields: Sequence[str] | None = None,
         version_header: str = "apiward-version",
         deprecations: dict[str, dict[str, str]] | None = None,
     ) -> None:
@@ -40,6 +42,7 @@ class RequestContextMiddleware:
         self.max_body = max_body_bytes
         self.error_style = error_style
         self.error_messages = error_messages or {}
+        self.error_fields = error_fields
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,6 +133,7 @@ class RequestContextMiddleware:
             f"The request body exceeds {self.max_body} bytes.",
             request_id,
             messages=self.error_messages,
+            fields=self.error_fields,
         )
         await response({"type": "http"}, _nothing, send)
 

@@ -114,7 +114,7 @@ def public(endpoint: F) -> F:
 
 
 def exempt(endpoint: F) -> F:
-    """Mark a route as exempt from rate limits (Monk's events endpoint)."""
+    """Mark a route as exempt from rate limits (a high-throughput events endpoint)."""
     endpoint.__apiward_exempt__ = True  # type: ignore[attr-defined]
     return endpoint
 

@@ -212,7 +212,7 @@ async def token(request: Request) -> JSONResponse:
 
 @router.post("/v1/auth/refresh", response_model=TokenResponse, summary="Refresh a token pair")
 async def refresh(request: Request) -> JSONResponse:
-    """`{"refresh_token"}` → a fresh pair; the old refresh token stops working (Monogoto)."""
+    """`{"refresh_token"}` → a fresh pair; the old refresh token stops working."""
     params = await _params(request)
     request.state.grant_type = GRANT_REFRESH  # for metrics
     try:

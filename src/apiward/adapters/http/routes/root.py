@@ -1,4 +1,4 @@
-"""``GET /`` (the Monime-style echo), ``/healthz`` and ``/readyz``."""
+"""``GET /`` (the echo of docs/compatibility.md), ``/healthz`` and ``/readyz``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``POST /v1/keys/verify``: Unkey-style verification for services that cannot do more."""
+"""``POST /v1/keys/verify``: verification for services that cannot do more."""
 
 from __future__ import annotations
 
