@@ -227,8 +227,14 @@ class Keys:
         environment: str | None = None,
         user_id: str | None = None,
         include_revoked: bool = True,
+        every_environment: bool = False,
     ) -> Page[ApiKey]:
-        env = effective_environment(principal, environment)
+        """A page of keys of the principal's environment (or ``environment``); with
+        ``every_environment``, of all, for a principal that spans them (the CLI)."""
+        if every_environment and principal.credential_kind.spans_environments:
+            env: str | None = None
+        else:
+            env = effective_environment(principal, environment)
         flt = KeyFilter(environment=env, user_id=user_id, include_revoked=include_revoked)
         async with self._store.begin() as tx:
             return await tx.list_keys(principal.org_id, flt, page)

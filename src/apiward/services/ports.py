@@ -35,7 +35,8 @@ from apiward.core.models import (
 
 @dataclass(frozen=True, slots=True)
 class KeyFilter:
-    environment: str
+    environment: str | None
+    """None: every environment (for principals that span them)."""
     user_id: str | None = None
     include_revoked: bool = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -198,3 +199,44 @@ def test_org_tiers_key_limits_and_credits(
         app, ["keys", "create", "--name", "x", "--scope", "a:b", "--rate-limit", "oops"]
     )
     assert bad.exit_code == 2 and "NAME=RATE" in bad.output
+
+
+def test_at_80_columns_ids_are_whole_and_both_environments_are_listed(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    run(
+        "init",
+        "--org-name",
+        "Acme",
+        "--email",
+        "o@acme.test",
+        "--password",
+        "correct horse battery",
+    )
+    scopes = ["--scope", "keys:read", "--scope", "customers:read", "--scope", "invoices:write"]
+    made = [
+        json.loads(
+            run(
+                "keys",
+                "create",
+                "--name",
+                f"a rather long key name {env_}",
+                *scopes,
+                "--env",
+                env_,
+                "--json",
+            )
+        )
+        for env_ in ("live", "test")
+    ]
+    shown = run("keys", "create", "--name", "one more with a long name", *scopes, "--env", "test")
+    listed = run("keys", "list")
+    assert max(len(line) for line in listed.splitlines()) <= 80
+    for key in made:
+        assert key["id"] in listed, listed  # whole, not key_U5U…
+        assert key["hint"] in listed
+    new_id = re.search(r"key_[A-Za-z0-9]+", shown)
+    assert new_id is not None and len(new_id.group(0)) == len(made[0]["id"])
+    only_test = run("keys", "list", "--env", "test")
+    assert made[1]["id"] in only_test and made[0]["id"] not in only_test

@@ -48,6 +48,20 @@ def test_openapi_is_3_1_with_bearer_scheme(client: TestClient) -> None:
     assert docs.status_code == 200 and "swagger-ui" in docs.text
 
 
+def test_the_reference_needs_nothing_but_this_server(client: TestClient) -> None:
+    import re
+
+    page = client.get("/docs")
+    assert "default-src 'none'; script-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text  # no inline script: the CSP would refuse it
+    assert not re.search(r"(src|href)=\"(https?:)?//", page.text)  # nothing from elsewhere
+    for asset in re.findall(r'(?:src|href)="(/docs/assets/[^"]+)"', page.text):
+        answer = client.get(asset)
+        assert answer.status_code == 200 and answer.content, asset
+    assert client.get("/docs/assets/../../etc/passwd").status_code == 404
+    assert client.get("/docs/assets/core.py").status_code == 404
+
+
 def test_version_header_selects_a_known_version_and_rejects_others(tmp_path: Path) -> None:
     from apiward.adapters.settings import ApiVersion
 

@@ -171,9 +171,17 @@ def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
 
 
 def _key_table(keys: list[dict[str, Any]]) -> Table:
+    """Ids and key hints are never cut (the next command needs them whole), whatever the
+    terminal's width: the other columns wrap instead."""
     table = Table(show_lines=False)
+    whole = {"id": "id", "key": "hint"}
     for column in ("id", "name", "key", "env", "scopes", "state", "last used", "expires"):
-        table.add_column(column)
+        field = whole.get(column)
+        if field is None:
+            table.add_column(column, overflow="fold")
+        else:
+            width = max([len(column), *(len(k[field]) for k in keys)])
+            table.add_column(column, no_wrap=True, min_width=width)
     for k in keys:
         last = k["last_used_at"] and f"{k['last_used_at'][:19]} from {k['last_used_ip'] or '?'}"
         table.add_row(
@@ -302,7 +310,9 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    environment: EnvOption = "live",
+    environment: Annotated[
+        str | None, typer.Option("--env", help="Only this environment (default: every one).")
+    ] = None,
     page: Annotated[int, typer.Option(min=1)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=100)] = 50,
     org: OrgOption = None,
@@ -312,7 +322,12 @@ def keys_list(
     from apiward.core.models import PageRequest
 
     async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
-        result = await runtime.keys.list_keys(principal, PageRequest(page, page_size))
+        result = await runtime.keys.list_keys(
+            principal,
+            PageRequest(page, page_size),
+            environment=environment,
+            every_environment=environment is None,
+        )
         now = runtime.clock.now()
         return {
             "items": [_key_dict(k, now) for k in result.items],
@@ -321,7 +336,7 @@ def keys_list(
             "page_size": result.page_size,
         }
 
-    data = _as_operator(org, environment, job)
+    data = _as_operator(org, environment or Settings().environments[0], job)
     if as_json:
         print(json.dumps(data))
         return
@@ -528,7 +543,11 @@ def _show_clients(items: list[dict[str, Any]], as_json: bool, secret: str | None
         return
     table = Table()
     for column in ("client_id", "name", "env", "scopes", "state", "last used"):
-        table.add_column(column, no_wrap=column == "client_id")
+        if column == "client_id":  # never cut: the next command needs it whole
+            width = max([len(column), *(len(c["client_id"]) for c in items)])
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
     for c in items:
         table.add_row(
             c["client_id"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from apiward import __version__
+from apiward.adapters.http import docs
 from apiward.adapters.http.embed import Apiward
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
@@ -25,12 +26,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         title=f"{settings.platform_name} API",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs" if settings.docs_enabled else None,
+        docs_url=None,  # apiward serves its own, with no CDN (adapters/http/docs.py)
         redoc_url=None,
         openapi_url="/openapi.json",
-        swagger_ui_parameters={"persistAuthorization": True, "tryItOutEnabled": True},
     )
     Apiward(settings, clock=clock).init_app(
         app, auth_routes=True, management_routes=True, meta_routes=True
     )
+    if settings.docs_enabled:
+        app.include_router(docs.router)
     return app

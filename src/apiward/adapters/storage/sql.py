@@ -431,7 +431,9 @@ class SqlTransaction:
 
     async def list_keys(self, org_id: str, flt: KeyFilter, page: PageRequest) -> Page[ApiKey]:
         c = t.api_keys.c
-        stmt = t.api_keys.select().where(c.org_id == org_id, c.environment == flt.environment)
+        stmt = t.api_keys.select().where(c.org_id == org_id)
+        if flt.environment is not None:
+            stmt = stmt.where(c.environment == flt.environment)
         if flt.user_id is not None:
             stmt = stmt.where(
                 sa.or_(
