@@ -44,6 +44,7 @@ from apiward.core.models import (
 )
 from apiward.core.passwords import Passwords
 from apiward.core.roles import OWNER
+from apiward.services.analytics import Analytics, Verifications
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator, UsageRecorder
 from apiward.services.clients import Clients
@@ -75,6 +76,8 @@ class Runtime:
         self.cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
         self.passwords = Passwords(settings.password_policy)
         self.usage = UsageRecorder()
+        self.verifications = Verifications()
+        self.analytics = Analytics(self.store, settings.analytics_retention)
         fmt = settings.key_format
         self.tenancy = Tenancy(
             self.store,
@@ -95,6 +98,7 @@ class Runtime:
             fmt,
             self.tenancy,
             self.usage,
+            self.verifications,
             space_header=settings.space_header,
             require_space=settings.require_space_header,
             default_version=settings.current_version.id,
@@ -164,6 +168,7 @@ class Runtime:
                 grace=timedelta(seconds=settings.refresh_grace_seconds),
                 default_environment=settings.environments[0],
             ),
+            self.verifications,
         )
         self.auth.accept_tokens(
             self.keyring,
@@ -311,6 +316,9 @@ class Runtime:
                     self._every(self.settings.last_used_flush_seconds, self.flush_usage)
                 ),
                 asyncio.create_task(
+                    self._every(self.settings.analytics_flush_seconds, self.flush_analytics)
+                ),
+                asyncio.create_task(
                     self._every(
                         self.settings.invalidation_poll_seconds,
                         self.poll_invalidations,
@@ -352,6 +360,8 @@ class Runtime:
         await self.postbox.drain()
         with contextlib.suppress(ApiwardError):
             await self.flush_usage()
+        with contextlib.suppress(ApiwardError):
+            await self.flush_analytics()
         await self.limiter.aclose()
         await self.store.close()
 
@@ -381,6 +391,9 @@ class Runtime:
 
     async def flush_usage(self) -> int:
         return await self.usage.flush(self.store)
+
+    async def flush_analytics(self) -> int:
+        return await self.verifications.flush(self.store)
 
     async def poll_invalidations(self) -> int:
         """Apply invalidations written by any process (this one included) since the last poll.
@@ -443,8 +456,14 @@ class Runtime:
             deliveries = await tx.prune_deliveries(
                 now - timedelta(days=self.settings.webhook_retention_days)
             )
-        if audit or deliveries:
-            log.info("retention_enforced", audit_events=audit, webhook_deliveries=deliveries)
+        counts = await self.analytics.prune(now)
+        if audit or deliveries or counts:
+            log.info(
+                "retention_enforced",
+                audit_events=audit,
+                webhook_deliveries=deliveries,
+                verification_counts=counts,
+            )
         return audit, deliveries
 
     async def operator(self, org_id: str | None = None, environment: str = "live") -> Principal:

@@ -179,6 +179,17 @@ class Settings(BaseSettings):
     invalidation_poll_seconds: float = Field(0.5, gt=0)
     last_used_flush_seconds: float = Field(10.0, gt=0)
 
+    # verification analytics
+    analytics_flush_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="How often counted decisions are written (a crash loses at most this much).",
+    )
+    analytics_minute_retention_hours: int = Field(48, ge=1)
+    analytics_hour_retention_days: int = Field(90, ge=1)
+    analytics_day_retention_days: int = Field(730, ge=1)
+
     # requests
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -429,6 +440,14 @@ class Settings(BaseSettings):
     def _auth_limit(cls, value: str) -> str:
         parse_rate(value)
         return value
+
+    @property
+    def analytics_retention(self) -> dict[str, dt.timedelta]:
+        return {
+            "minute": dt.timedelta(hours=self.analytics_minute_retention_hours),
+            "hour": dt.timedelta(days=self.analytics_hour_retention_days),
+            "day": dt.timedelta(days=self.analytics_day_retention_days),
+        }
 
     @property
     def token_issuer(self) -> str:

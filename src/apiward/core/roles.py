@@ -21,6 +21,7 @@ MANAGEMENT_SCOPES: dict[str, str] = {
     "roles:read": "List and read roles",
     "roles:manage": "Create, change and delete custom roles",
     "audit:read": "Read the audit log",
+    "analytics:read": "Read the counts of authentication decisions (GET /v1/analytics/...)",
     "webhooks:read": "List webhook endpoints, the event types and the delivery history",
     "webhooks:manage": "Register, change, test and delete webhook endpoints; roll their secrets",
     "org:read": "Read the organisation and its rate-limit plan",

@@ -19,9 +19,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from apiward.core import tokens as jwt_tokens
+from apiward.core.analytics import outcome_of
 from apiward.core.authority import Grant, effective_scopes
 from apiward.core.clock import Clock
 from apiward.core.errors import (
+    ApiwardError,
     AuthenticationError,
     DisabledCredential,
     ExpiredCredential,
@@ -33,6 +35,8 @@ from apiward.core.errors import (
     MissingCredential,
     MissingSpace,
     NoSpaceAccess,
+    PermissionDenied,
+    RateLimited,
     RevokedCredential,
     RevokedToken,
     SpaceNotAllowed,
@@ -47,6 +51,7 @@ from apiward.core.models import (
     RequestContext,
 )
 from apiward.core.scopes import ScopeSet
+from apiward.services.analytics import Verifications
 from apiward.services.authority import key_grant, user_roles
 from apiward.services.ports import Cache, Store
 from apiward.services.tenancy import Tenancy
@@ -163,6 +168,7 @@ class Authenticator:
         fmt: KeyFormat,
         tenancy: Tenancy,
         usage: UsageRecorder,
+        verifications: Verifications,
         *,
         space_header: str = "Apiward-Space-Id",
         require_space: bool = False,
@@ -176,6 +182,7 @@ class Authenticator:
         self._fmt = fmt
         self._tenancy = tenancy
         self._usage = usage
+        self._verifications = verifications
         self._space_header = space_header
         self._require_space = require_space
         self._own_prefix = fmt.prefix + "_"
@@ -426,21 +433,65 @@ class Authenticator:
         """The one authentication of every protected request: API key or access token,
         then the ``scopes`` it needs, then its rate limits and credits (unless the route
         is ``exempt``). A request refused on the way spends nothing."""
+        known: VerifiedKey | VerifiedToken | None = None
         try:
             token = bearer_token(authorization)
             if jwt_tokens.looks_like_jwt(token):
-                verified_token = await self._verified_token(token)
+                known = verified_token = await self._verified_token(token)
                 principal = self._token_principal(verified_token, context)
             else:
-                entry = await self.verified(token)
+                known = entry = await self.verified(token)
                 principal = self._key_principal(entry, context)
-        except AuthenticationError:
+        except AuthenticationError as exc:
+            self._count_refusal(known, context, exc)
             if self._limits is not None:
                 await self._limits.authentication_failed(context.ip)
             raise
-        require_scopes(principal, scopes)
-        if self._limits is None or exempt:
-            return principal
-        if jwt_tokens.looks_like_jwt(token):
-            return await self._limits.apply(principal, tier=verified_token.subject.rate_tier)
-        return await self.limited(entry, principal)
+        except PermissionDenied as exc:
+            self._count_refusal(known, context, exc)
+            raise
+        try:
+            require_scopes(principal, scopes)
+            if self._limits is not None and not exempt:
+                if jwt_tokens.looks_like_jwt(token):
+                    tier = verified_token.subject.rate_tier
+                    principal = await self._limits.apply(principal, tier=tier)
+                else:
+                    principal = await self.limited(entry, principal)
+        except (PermissionDenied, RateLimited) as exc:
+            self._count_refusal(known, context, exc)
+            raise
+        self._count(principal, "VALID")
+        return principal
+
+    def _count(self, principal: Principal, outcome: str) -> None:
+        """One decision for the analytics: by key, or by the client behind a token."""
+        is_key = principal.credential_kind is CredentialKind.API_KEY
+        self._verifications.count(
+            principal.org_id,
+            principal.environment,
+            outcome,
+            key_id=principal.credential_id if is_key else None,
+            client_id=principal.client_id,
+            route=principal.context.route,
+        )
+
+    def _count_refusal(
+        self, known: VerifiedKey | VerifiedToken | None, context: RequestContext, exc: ApiwardError
+    ) -> None:
+        """A refused decision, under what the credential tells: an unknown one under no
+        organisation (the deployment's count)."""
+        outcome = outcome_of(exc)
+        if isinstance(known, VerifiedKey):
+            key = known.key
+            self._verifications.count(
+                key.org_id, key.environment, outcome, key_id=key.id, route=context.route
+            )
+        elif isinstance(known, VerifiedToken):
+            claims = known.claims
+            client = claims.client_id if claims.client_id.startswith("client_") else None
+            self._verifications.count(
+                claims.org, claims.env, outcome, client_id=client, route=context.route
+            )
+        else:
+            self._verifications.count(None, None, outcome, route=context.route)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from apiward.core.analytics import Bucket, Query
 from apiward.core.limits import CreditDecision, Credits, Decision, Hit
 from apiward.core.models import (
     Account,
@@ -287,6 +288,21 @@ class Transaction(Protocol):
     ) -> Page[WebhookDelivery]: ...
     async def prune_deliveries(self, before: datetime) -> int:
         """Delete finished deliveries created before ``before``."""
+        ...
+
+    # verification analytics (the default sink: see README, "Usage analytics")
+    async def add_verifications(self, rows: Sequence[Bucket]) -> None:
+        """Add these counts to the stored ones (an upsert that adds, never overwrites)."""
+        ...
+
+    async def verification_counts(
+        self, org_id: str, environment: str, query: Query
+    ) -> list[Bucket]:
+        """Counts of one organisation and environment, grouped as ``query`` asks."""
+        ...
+
+    async def prune_verifications(self, granularity: str, before: datetime) -> int:
+        """Delete one granularity's buckets that start before ``before``."""
         ...
 
     # leaked-credential reports

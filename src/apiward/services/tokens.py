@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from apiward.core import tokens as jwt_tokens
+from apiward.core.analytics import outcome_of
 from apiward.core.authority import Authority
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer, SealError
@@ -44,6 +45,7 @@ from apiward.core.models import (
 )
 from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
+from apiward.services.analytics import Verifications
 from apiward.services.audit import failed_sign_in_events
 from apiward.services.auth import UsageRecorder
 from apiward.services.authority import client_grant, user_authority, user_roles
@@ -61,6 +63,10 @@ EXCHANGE_SCOPE = "tokens:exchange"
 USER_ID_TOKEN_TYPE = "urn:apiward:params:oauth:token-type:user-id"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _ANSWER_CONTEXT = "refresh-answer:"
+
+
+TOKEN_ROUTE = "/v1/auth/token"
+REFRESH_ROUTE = "/v1/auth/refresh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ class Tokens:
         usage: UsageRecorder,
         refresh_format: KeyFormat,
         settings: TokenSettings,
+        verifications: Verifications,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -146,6 +153,7 @@ class Tokens:
         self._throttle = throttle
         self.revocations = revocations
         self._usage = usage
+        self._verifications = verifications
         self._refresh_fmt = refresh_format
         self.settings = settings
         self._background = Background(log)
@@ -232,6 +240,9 @@ class Tokens:
             raise InvalidRequest(f"Unknown environment {env!r}.")
         await self._throttle.reserve(username, context.ip)
         user, candidates = await self.sign_in(username, password, org_id)
+        self._verifications.count(
+            user.org_id if user else None, env, "VALID" if user else "NOT_FOUND", route=TOKEN_ROUTE
+        )
         if user is None:
             if candidates:
                 # Written after the answer: a write on this path only would tell a
@@ -402,10 +413,13 @@ class Tokens:
         context: RequestContext,
         basic: bool = False,
     ) -> TokenAnswer:
-        client = await self.authenticate_client(client_id, secret, basic=basic)
+        client = await self._counted_client(client_id, secret, basic)
         async with self._store.begin() as tx:
             await self._require_active(tx, client.org_id, client.acting_user_id)
         token_scope = self._narrow(ScopeSet(client.scopes), scope)
+        self._verifications.count(
+            client.org_id, client.environment, "VALID", client_id=client.id, route=TOKEN_ROUTE
+        )
         self._usage.record("client:" + client.id, self._clock.now(), context.ip)
         access, ttl = self._access_token(
             sub=client.id,
@@ -432,6 +446,14 @@ class Tokens:
         if user is None or not await self._active(tx, user):
             raise InvalidClient("The user this client acts for is disabled.")
 
+    async def _counted_client(self, client_id: str, secret: str, basic: bool) -> OAuthClient:
+        """``authenticate_client``, with a refusal counted for the analytics."""
+        try:
+            return await self.authenticate_client(client_id, secret, basic=basic)
+        except InvalidClient as exc:
+            self._verifications.count(None, None, outcome_of(exc), route=TOKEN_ROUTE)
+            raise
+
     # token exchange: entity-user tokens (RFC 8693) -----------------------------------
 
     async def exchange(
@@ -446,7 +468,10 @@ class Tokens:
         context: RequestContext,
         basic: bool = False,
     ) -> TokenAnswer:
-        client = await self.authenticate_client(client_id, secret, basic=basic)
+        client = await self._counted_client(client_id, secret, basic)
+        self._verifications.count(
+            client.org_id, client.environment, "VALID", client_id=client.id, route=TOKEN_ROUTE
+        )
         if not ScopeSet(client.scopes).grants(EXCHANGE_SCOPE):
             raise UnauthorizedClient(
                 f"This client lacks the {EXCHANGE_SCOPE!r} scope needed for token exchange."
@@ -560,6 +585,13 @@ class Tokens:
                     sid=record.family_id,
                 )
                 answer = TokenAnswer(access, ttl, token_scope, plaintext)
+                self._verifications.count(
+                    record.org_id,
+                    record.environment,
+                    "VALID",
+                    client_id=record.client_id,
+                    route=REFRESH_ROUTE,
+                )
                 sealed = self._sealer.seal(
                     json.dumps(answer.as_dict()).encode(), _ANSWER_CONTEXT + record.id
                 )

@@ -240,3 +240,31 @@ def test_at_80_columns_ids_are_whole_and_both_environments_are_listed(
     assert new_id is not None and len(new_id.group(0)) == len(made[0]["id"])
     only_test = run("keys", "list", "--env", "test")
     assert made[1]["id"] in only_test and made[0]["id"] not in only_test
+
+
+def test_usage_shows_a_keys_verifications_as_a_table_and_a_sparkline(
+    env: dict[str, str],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from apiward.adapters.http.app import create_app
+    from apiward.adapters.settings import Settings
+
+    password = "correct horse battery"
+    boot = json.loads(
+        run(
+            "init", "--org-name", "Acme", "--email", "o@acme.test", "--password", password, "--json"
+        )
+    )
+    key = boot["key"]
+    with TestClient(create_app(Settings())) as client:
+        for _ in range(4):
+            client.get("/v1/keys", headers={"Authorization": f"Bearer {key['secret']}"})
+        client.get("/v1/keys", headers={"Authorization": "Bearer aw_live_" + "x" * 38})
+    # The server flushed its counts as it stopped.
+    data = json.loads(run("usage", "--key", key["id"], "--since", "2h", "--json"))
+    assert data["granularity"] == "minute"
+    assert sum(data["outcomes"]["VALID"]) == 4
+    table = run("usage", "--key", key["id"], "--since", "2h")
+    assert "VALID" in table and "4" in table
+    assert any(ch in table for ch in "▁▂▃▄▅▆▇█")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,6 +79,7 @@ def _app(db: Path) -> FastAPI:
         database_url=f"sqlite+aiosqlite:///{db}",
         rate_limits=[{"name": "org-hourly", "rate": "10000/hour", "key": "org"}],
         last_used_flush_seconds=0.2,
+        analytics_flush_seconds=0.2,
     )
 
     async def bootstrap() -> None:
@@ -316,3 +318,29 @@ def test_a_viewer_cannot_create_keys(server: str, context: BrowserContext) -> No
     assert posted.status == 403
     page.goto(f"{server}/dashboard/keys")
     assert page.get_by_text("sneaky").count() == 0
+
+
+def test_analytics_draws_verifications_by_outcome(server: str, context: BrowserContext) -> None:
+    token = httpx.post(
+        f"{server}/v1/auth/token", json={"username": OWNER, "password": PASSWORD}
+    ).json()["access_token"]
+    for _ in range(5):
+        httpx.get(f"{server}/v1/keys", headers={"Authorization": f"Bearer {token}"})
+    for _ in range(2):
+        httpx.get(f"{server}/v1/keys", headers={"Authorization": "Bearer aw_live_nope"})
+    page = context.new_page()
+    errors = watch(page)
+    sign_in(page, server, OWNER)
+    page.get_by_role("link", name="Analytics").click()
+    expect(page.get_by_role("heading", name="Analytics")).to_be_visible()
+    deadline = time.monotonic() + 10
+    while page.get_by_test_id("total").inner_text() == "0" and time.monotonic() < deadline:
+        time.sleep(0.3)  # the counts arrive within the flush interval
+        page.reload()
+    assert int(page.get_by_test_id("total").inner_text().replace(",", "")) >= 5
+    expect(page.locator("svg.chart rect").first).to_be_visible()
+    expect(page.locator(".legend")).to_contain_text("VALID")
+    shoot(page, "analytics")
+    page.get_by_role("link", name="7d").click()
+    expect(page.locator("svg.chart")).to_be_visible()
+    assert errors == [], errors

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from apiward.adapters.dashboard import audit, clients, keys, members, portal, usage
+from apiward.adapters.dashboard import analytics, audit, clients, keys, members, portal, usage
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
@@ -145,5 +145,5 @@ async def static(name: str) -> Response:
     )
 
 
-for module in (keys, clients, members, usage, audit, portal):
+for module in (keys, clients, members, usage, analytics, audit, portal):
     router.include_router(module.router)

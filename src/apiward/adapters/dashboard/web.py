@@ -83,6 +83,7 @@ NAVIGATION = (
     ("clients", "/clients", "OAuth clients", "clients:read"),
     ("members", "/members", "Members & roles", "users:read"),
     ("usage", "/usage", "Rate limits & usage", "keys:read"),
+    ("analytics", "/analytics", "Analytics", "analytics:read"),
     ("audit", "/audit", "Audit log", "audit:read"),
 )
 

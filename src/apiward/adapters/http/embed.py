@@ -32,6 +32,7 @@ from apiward.adapters.http import errors
 from apiward.adapters.http.middleware import RequestContextMiddleware
 from apiward.adapters.http.openapi import document_errors
 from apiward.adapters.http.routes import (
+    analytics,
     check,
     clients,
     keys,
@@ -103,7 +104,7 @@ class Apiward:
             app.include_router(check.router)
             app.add_middleware(check.FastPath)  # inside the request middleware added below
         if management_routes:
-            for module in (verify, keys, clients, tenancy, webhooks, leaks):
+            for module in (verify, keys, clients, tenancy, webhooks, leaks, analytics):
                 app.include_router(module.router)
             if self.settings.dashboard_enabled:
                 app.include_router(dashboard.router)

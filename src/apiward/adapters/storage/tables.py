@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -357,3 +358,31 @@ webhook_deliveries = Table(
 
 # Retention deletes audit events by age across every organisation.
 Index("ix_audit_events_created_at", audit_events.c.created_at)
+
+
+verification_counts = Table(
+    "verification_counts",
+    metadata,
+    # One row per granularity, bucket and kind of decision; "" stands for "none".
+    Column("granularity", String(8), nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("org_id", String(ID), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("key_id", String(ID), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("route", String(256), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "org_id",
+        "environment",
+        "granularity",
+        "bucket",
+        "key_id",
+        "client_id",
+        "route",
+        "outcome",
+        name="pk_verification_counts",
+    ),
+    Index("ix_verification_counts_granularity_bucket", "granularity", "bucket"),
+)

@@ -9,32 +9,16 @@ from fastapi import APIRouter, Request
 from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import request_context, require, runtime_of
 from apiward.core import errors as e
+from apiward.core.analytics import outcome_of
 from apiward.core.models import Principal
 from apiward.services.auth import require_scopes
 
 router = APIRouter(tags=["API keys"])
 
-# Each refusal's answer code; anything that says "no such key here" is NOT_FOUND, so a
-# caller never learns whether a key exists in another organisation or instance.
-CODES: dict[type[e.ApiwardError], str] = {
-    e.UsageExceeded: "USAGE_EXCEEDED",
-    e.RateLimited: "RATE_LIMITED",
-    e.UsageExceeded: "USAGE_EXCEEDED",
-    e.RateLimited: "RATE_LIMITED",
-    e.DisabledCredential: "DISABLED",
-    e.ExpiredCredential: "EXPIRED",
-    e.RevokedCredential: "REVOKED",
-    e.InsufficientScope: "INSUFFICIENT_PERMISSIONS",
-    e.PermissionDenied: "FORBIDDEN",
-    e.AuthenticationError: "NOT_FOUND",
-}
-
 
 def code_of(exc: e.ApiwardError) -> str:
-    for cls in type(exc).__mro__:
-        if cls in CODES:
-            return CODES[cls]
-    return "NOT_FOUND"
+    """The answer's code: the outcome analytics count (``apiward.core.analytics``)."""
+    return outcome_of(exc)
 
 
 @router.post("/v1/keys/verify", response_model=VerifyOut, summary="Verify an API key")
@@ -58,20 +42,25 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
         method=body.method,
     )
     not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
+    counted = runtime.verifications
+    where = {"route": body.route or "/v1/keys/verify"}
     try:
         entry = await runtime.auth.verified(body.key)
     except e.ApiwardError:
+        counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
         return not_found
     key = entry.key
     # Another tenant's key is indistinguishable from no key, and nothing of it is
     # touched: no usage recorded, no limit or credit spent.
     if key.org_id != caller.org_id or key.environment != caller.environment:
+        counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
         return not_found
     try:
         principal = await runtime.auth.authenticate_key(body.key, context)
         require_scopes(principal, body.scopes)
         principal = await runtime.auth.limited(entry, principal)
     except e.ApiwardError as exc:
+        counted.count(key.org_id, key.environment, code_of(exc), key_id=key.id, **where)
         limits = exc.headers if isinstance(exc, e.RateLimited) else {}
         return VerifyOut(
             valid=False,
@@ -82,6 +71,7 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
             expires_at=key.expires_at,
             ratelimit=_ratelimit(limits),
         )
+    counted.count(key.org_id, key.environment, "VALID", key_id=key.id, **where)
     return VerifyOut(
         valid=True,
         code="VALID",

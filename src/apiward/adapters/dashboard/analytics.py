@@ -1,0 +1,153 @@
+"""Settings > Analytics: verifications over time by outcome, the success rate, the top
+keys and the routes that fail most, for 24 hours, 7 days or 30 days, for every key or one.
+
+The chart is SVG drawn here, on the server: no script and no inline style, so the
+dashboard's Content-Security-Policy holds (colours are SVG presentation attributes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Request
+from markupsafe import Markup, escape
+from starlette.responses import Response
+
+from apiward.adapters.dashboard.web import DashboardRoute, Me, render, signed_in
+from apiward.adapters.http.security import runtime_of
+from apiward.core import analytics
+from apiward.core.analytics import OUTCOMES, Bucket
+from apiward.core.models import PageRequest
+
+router = APIRouter(route_class=DashboardRoute)
+_ALL = PageRequest(page=1, page_size=100)
+
+PERIODS = {"24h": ("24h", "hour"), "7d": ("7d", "hour"), "30d": ("30d", "day")}
+COLOURS = {
+    "VALID": "#2f855a",
+    "NOT_FOUND": "#c05621",
+    "DISABLED": "#975a16",
+    "EXPIRED": "#b7791f",
+    "REVOKED": "#9b2c2c",
+    "FORBIDDEN": "#6b46c1",
+    "INSUFFICIENT_PERMISSIONS": "#805ad5",
+    "RATE_LIMITED": "#2b6cb0",
+    "USAGE_EXCEEDED": "#2c5282",
+}
+WIDTH, HEIGHT, LEFT, BOTTOM = 760, 220, 44, 24
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    total: int
+    valid: int
+
+    @property
+    def success_rate(self) -> str:
+        return "n/a" if not self.total else f"{100 * self.valid / self.total:.1f}%"
+
+
+def chart(rows: list[Bucket], slots: list[int], label: str) -> Markup:
+    """Stacked bars per slot, one colour per outcome, with the y axis's maximum."""
+    per_slot: dict[int, Counter[str]] = {s: Counter() for s in slots}
+    for row in rows:
+        if row.start in per_slot:
+            per_slot[row.start][row.outcome] += row.count
+    top = max((sum(c.values()) for c in per_slot.values()), default=0) or 1
+    bar = (WIDTH - LEFT) / max(1, len(slots))
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - BOTTOM}" '
+        'stroke="#a0aec0"/>',
+        f'<text x="{LEFT - 6}" y="14" text-anchor="end" font-size="11" fill="#4a5568">'
+        f"{top:,}</text>",
+        f'<text x="{LEFT - 6}" y="{HEIGHT - BOTTOM}" text-anchor="end" font-size="11" '
+        'fill="#4a5568">0</text>',
+    ]
+    usable = HEIGHT - BOTTOM - 8
+    for i, slot in enumerate(slots):
+        y: float = HEIGHT - BOTTOM
+        x = LEFT + i * bar
+        for outcome in OUTCOMES:
+            n = per_slot[slot][outcome]
+            if not n:
+                continue
+            h = usable * n / top
+            y -= h
+            when = datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%d %H:%M")
+            parts.append(
+                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bar - 2, 1):.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS[outcome]}"><title>{when} UTC: '
+                f"{n:,} {outcome}</title></rect>"
+            )
+    for i in (0, len(slots) - 1):
+        if slots:
+            when = datetime.fromtimestamp(slots[i], UTC).strftime("%d %b %H:%M")
+            anchor = "start" if i == 0 else "end"
+            x = LEFT if i == 0 else WIDTH
+            parts.append(
+                f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="{anchor}" font-size="11" '
+                f'fill="#4a5568">{when}</text>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every value above is a number or escaped
+
+
+@router.get("/analytics")
+async def page(request: Request, me: Me = Depends(signed_in)) -> Response:
+    me.require("analytics:read")
+    runtime = runtime_of(request)
+    period = request.query_params.get("period", "24h")
+    since, granularity = PERIODS.get(period, PERIODS["24h"])
+    key_id = request.query_params.get("key") or None
+    now = runtime.clock.now()
+    principal = me.principal
+    env = me.env
+
+    async def counts(**kw: str | int | None) -> list[Bucket]:
+        q = analytics.query(since=since, until=None, granularity=granularity, now=now, **kw)  # type: ignore[arg-type]
+        return await runtime.analytics.verifications(principal, q, environment=env)
+
+    series = await counts(group_by="outcome", key_id=key_id)
+    top_keys = await counts(group_by="key", limit=10, key_id=key_id)
+    failures = await counts(group_by="route,outcome", key_id=key_id)
+    failing: Counter[str] = Counter()
+    for row in failures:
+        if row.outcome != "VALID":
+            failing[row.route or "(none)"] += row.count
+    step = analytics.GRANULARITIES[granularity]
+    start = int(analytics.moment(since, now, None).timestamp()) // step * step
+    slots = list(range(start, int(now.timestamp()) + 1, step))
+    total = sum(r.count for r in series)
+    summary = Summary(total, sum(r.count for r in series if r.outcome == "VALID"))
+    names = {}
+    keys = await runtime.keys.list_keys(principal, _ALL, environment=env)
+    for k in keys.items:
+        names[k.id] = k.name
+    label = f"Verifications per {granularity}, last {since}, by outcome"
+    return render(
+        request,
+        "analytics.html",
+        section="analytics",
+        chart=chart(series, slots, label),
+        label=label,
+        summary=summary,
+        by_outcome=Counter({r.outcome: 0 for r in series}) + _by(series, "outcome"),
+        top_keys=[r for r in top_keys if r.key_id],
+        failing=failing.most_common(10),
+        names=names,
+        periods=list(PERIODS),
+        period=period,
+        key_id=key_id,
+        colours=COLOURS,
+    )
+
+
+def _by(rows: list[Bucket], field: str) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for row in rows:
+        out[getattr(row, field)] += row.count
+    return out
