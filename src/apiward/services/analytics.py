@@ -28,7 +28,7 @@ class Verifications:
         self._wall = wall
         self._pending: dict[_Key, int] = {}
         self.counted = 0
-        """Decisions counted since the start (for metrics)."""
+        """Decisions counted since this process started."""
 
     def count(
         self,

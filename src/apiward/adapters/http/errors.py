@@ -173,19 +173,8 @@ def oauth_response(request: Request, exc: e.OAuthError) -> Response:
         headers["WWW-Authenticate"] = 'Basic realm="apiward"'
     if isinstance(exc, e.LoginThrottled):
         headers["Retry-After"] = str(exc.retry_after)
-    settings = request.app.state.settings
-    if settings.token_error_style == "deployment":
-        return render(
-            settings.error_style,
-            status,
-            exc.code,
-            exc.reason,
-            exc.message,
-            request_id_of(request),
-            headers,
-            messages=settings.error_messages,
-            fields=settings.error_fields,
-        )
+    if request.app.state.settings.token_error_style == "deployment":
+        return _in_style(request, exc, headers, {})
     body = {
         "error": exc.error,
         "error_description": exc.message,
@@ -200,19 +189,25 @@ def error_response(request: Request, exc: e.ApiwardError) -> Response:
     request.state.error = exc  # for the request's metrics (adapters/metrics.py)
     if isinstance(exc, e.OAuthError):
         return oauth_response(request, exc)
-    status = status_of(exc)
     extra: dict[str, Any] = {}
     if isinstance(exc, e.PermissionDenied) and exc.scope is not None:
         extra["required_scope"] = exc.scope
+    return _in_style(request, exc, challenge(exc), extra)
+
+
+def _in_style(
+    request: Request, exc: e.ApiwardError, headers: dict[str, str], extra: dict[str, Any]
+) -> Response:
+    """A domain error in the deployment's error style, messages and fields."""
     settings = request.app.state.settings
     return render(
         settings.error_style,
-        status,
+        status_of(exc),
         exc.code,
         exc.reason,
         exc.message,
         request_id_of(request),
-        challenge(exc),
+        headers,
         extra,
         messages=settings.error_messages,
         fields=settings.error_fields,

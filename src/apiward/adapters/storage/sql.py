@@ -116,16 +116,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-_VERIFICATION_KEY = (
-    "org_id",
-    "environment",
-    "granularity",
-    "bucket",
-    "key_id",
-    "client_id",
-    "route",
-    "outcome",
-)
+_VERIFICATION_KEY = tuple(t.verification_counts.primary_key.columns.keys())
 
 
 def _row(r: Any, cls: type[Any], **extra: Any) -> Any:
