@@ -237,6 +237,9 @@ class RequestContext:
     api_version: str | None = None
     route: str | None = None
     method: str = "GET"
+    counted_route: str | None = None
+    """What analytics count the request under, when ``route`` is a raw path (forward
+    auth): the route rule it falls under, so that clients cannot mint new rows."""
 
 
 class CredentialKind(StrEnum):

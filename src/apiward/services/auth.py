@@ -140,6 +140,10 @@ class UsageRecorder:
         return len(batch)
 
 
+def _counted(context: RequestContext) -> str | None:
+    return context.counted_route or context.route
+
+
 def require_scopes(principal: Principal, scopes: tuple[str, ...] | list[str]) -> Principal:
     """The one scope check: a 403 naming the first scope the principal lacks."""
     missing = principal.scopes.first_missing(scopes)
@@ -473,7 +477,7 @@ class Authenticator:
             outcome,
             key_id=principal.credential_id if is_key else None,
             client_id=principal.client_id,
-            route=principal.context.route,
+            route=principal.context.counted_route or principal.context.route,
         )
 
     def _count_refusal(
@@ -485,13 +489,13 @@ class Authenticator:
         if isinstance(known, VerifiedKey):
             key = known.key
             self._verifications.count(
-                key.org_id, key.environment, outcome, key_id=key.id, route=context.route
+                key.org_id, key.environment, outcome, key_id=key.id, route=_counted(context)
             )
         elif isinstance(known, VerifiedToken):
             claims = known.claims
             client = claims.client_id if claims.client_id.startswith("client_") else None
             self._verifications.count(
-                claims.org, claims.env, outcome, client_id=client, route=context.route
+                claims.org, claims.env, outcome, client_id=client, route=_counted(context)
             )
         else:
-            self._verifications.count(None, None, outcome, route=context.route)
+            self._verifications.count(None, None, outcome, route=_counted(context))

@@ -143,6 +143,12 @@ class RatePlan:
                 self._cache[(route, method)] = cached
         return cached
 
+    def rule_for(self, route: str, method: str = "GET") -> str:
+        """The route rule a path falls under (its ``route``, ``/v1/keys*`` say), or
+        ``*`` for none: a bounded name to count a raw path under."""
+        rule = next((r for r in self.routes if r.matches(route, method)), None)
+        return rule.route if rule else "*"
+
     def _resolve(self, route: str, method: str) -> Applicable:
         rule = next((r for r in self.routes if r.matches(route, method)), None)
         if rule is None:
@@ -332,6 +338,10 @@ class RequestLimits:
         self._auth_failures = auth_failures
         self._service = RateLimiting(limiter, plans[None], clock=wall)
         self._merged: dict[tuple[str | None, tuple[RateOverride, ...]], RatePlan] = {}
+
+    @property
+    def default_plan(self) -> RatePlan:
+        return self._plans[None]
 
     def plan_for(self, tier: str | None, overrides: tuple[RateOverride, ...] = ()) -> RatePlan:
         key = (tier, overrides)

@@ -95,7 +95,7 @@ def test_every_path_is_counted_by_key_route_and_outcome(counted: Org) -> None:
     assert seen == {
         ("/v1/keys", "VALID"): 3,
         ("/v1/clients", "INSUFFICIENT_PERMISSIONS"): 1,
-        ("/v1/things", "VALID"): 1,
+        ("*", "VALID"): 1,  # forward auth: under its route rule, here none
         ("/v1/keys", "RATE_LIMITED"): 1,
     }
     revoked_counts = query(org, org.operator_key(), key_id=revoked["id"])
@@ -256,3 +256,39 @@ def test_property_the_stored_totals_equal_the_decisions_made(
             await store.close()
 
     asyncio.run(run())
+
+
+def test_forward_auth_counts_under_route_rules_so_paths_mint_no_rows(counted: Org) -> None:
+    """A client choosing paths (or an unknown one sending garbage) cannot grow the
+    counts: forward auth is counted under the route rule the path falls under."""
+    org, c = counted, counted.client
+    key = made_key(org, ["keys:read"])
+    for i in range(20):
+        for credential in (key["key"], "aw_live_" + "z" * 38):
+            c.get(
+                "/v1/auth/check",
+                headers={**org.headers(credential), "X-Original-URI": f"/v1/keys/x{i}/y"},
+            )
+        c.get("/v1/auth/check", headers={**org.headers(key["key"]), "X-Original-URI": "/v1/keys"})
+    flush(org)
+
+    async def rows() -> list[tuple[str, str, int]]:
+        async with org.runtime.store.begin() as tx:
+            q = analytics.query(
+                since="1h",
+                until=None,
+                granularity="minute",
+                group_by="route,outcome",
+                now=datetime.now(UTC),
+            )
+            found = await tx.verification_counts(org.id, "live", q)
+            unknown = await tx.verification_counts("", "", q)
+        return [(r.route, r.outcome, r.count) for r in [*found, *unknown]]
+
+    seen = org.client.portal.call(rows)  # type: ignore[union-attr]
+    assert sorted(seen) == [
+        ("*", "NOT_FOUND", 20),
+        ("*", "VALID", 20),
+        ("/v1/keys", "RATE_LIMITED", 17),  # the rule's 3 a minute hold on forward auth too
+        ("/v1/keys", "VALID", 3),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request
@@ -69,8 +70,14 @@ def request_context(request: Request, *, route: str | None = None) -> RequestCon
     space = request.headers.get(settings.space_header) or None
     requested = request.headers.get(settings.version_header)
     version = settings.version(requested).id if requested else None
+    template = route or getattr(request.scope.get("route"), "path", None)
+    path = template or request.url.path
+    # A raw path (no route template: a middleware ahead of routing) is counted under its
+    # route rule, so that clients cannot mint analytics rows with made-up paths.
+    counted = None if template else runtime.limits.default_plan.rule_for(path, request.method)
     return RequestContext(
-        route=route or getattr(request.scope.get("route"), "path", None) or request.url.path,
+        route=path,
+        counted_route=counted,
         method=request.method,
         ip=client_ip(request, runtime.trusted_proxies),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
@@ -81,7 +88,11 @@ def request_context(request: Request, *, route: str | None = None) -> RequestCon
 
 
 async def authenticate(
-    request: Request, *, route: str | None = None, scopes: tuple[str, ...] | list[str] = ()
+    request: Request,
+    *,
+    route: str | None = None,
+    counted_route: str | None = None,
+    scopes: tuple[str, ...] | list[str] = (),
 ) -> Principal:
     """The principal of this request holding ``scopes``, or an ``AuthenticationError`` /
     ``PermissionDenied``; its limits and credits are spent only once it passed both."""
@@ -92,11 +103,15 @@ async def authenticate(
         request,
         await runtime_of(request).auth.authenticate(
             request.headers.get("authorization"),
-            request_context(request, route=route),
+            _counted(request_context(request, route=route), counted_route),
             exempt=is_exempt(request),
             scopes=scopes,
         ),
     )
+
+
+def _counted(context: RequestContext, counted_route: str | None) -> RequestContext:
+    return replace(context, counted_route=counted_route) if counted_route else context
 
 
 def remember(request: Request, principal: Principal) -> Principal:

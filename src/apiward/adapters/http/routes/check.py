@@ -85,8 +85,10 @@ async def decide(request: Request, scope: list[str]) -> Response:
     try:
         if len(scope) > MAX_SCOPES:
             raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
+        path = original_path(request)
+        rule = runtime_of(request).limits.default_plan.rule_for(path, request.method)
         principal = await authenticate(
-            request, route=original_path(request), scopes=_required(request, scope)
+            request, route=path, counted_route=rule, scopes=_required(request, scope)
         )
     except ApiwardError as exc:
         if nginx:

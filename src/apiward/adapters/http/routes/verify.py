@@ -43,7 +43,9 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
     )
     not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
     counted = runtime.verifications
-    where = {"route": body.route or "/v1/keys/verify"}
+    # Counted under the route rule the asked route falls under (a bounded name).
+    rule = runtime.limits.default_plan.rule_for(body.route, body.method) if body.route else None
+    where = {"route": rule or "/v1/keys/verify"}
     try:
         entry = await runtime.auth.verified(body.key)
     except e.ApiwardError:
