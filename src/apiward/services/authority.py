@@ -121,6 +121,20 @@ async def check_role_grant(
     require_covers(actor, user_authority({space_id: scopes}, actor), what)
 
 
+async def check_still_offered(
+    tx: Transaction, org_id: str, inviter_id: str, scopes: ScopeSet
+) -> None:
+    """At an invitation's acceptance, its sender must still hold the role it offers, in
+    every space (a sender demoted or disabled since cannot hand out what they lost)."""
+    inviter = await tx.get_user(org_id, inviter_id)
+    roles = await user_roles(tx, org_id, inviter_id) if inviter and not inviter.disabled_at else {}
+    require_covers(
+        Authority.of(UNBOUNDED, roles),
+        Authority.of(UNBOUNDED, {None: scopes}),
+        "This invitation, whose sender no longer holds its role,",
+    )
+
+
 def require_operator(principal: Principal, scope: str, what: str) -> None:
     """Plans, limits that loosen a plan and credits are the operator's (``operator:*``)."""
     if not principal.grants(scope):

@@ -52,7 +52,9 @@ from apiward.core.models import (
 )
 from apiward.core.passwords import Passwords, weakness
 from apiward.core.roles import BUILTIN_ROLES
+from apiward.core.scopes import ScopeSet
 from apiward.services.audit import audit_event, request_event
+from apiward.services.authority import check_still_offered
 from apiward.services.background import Background
 from apiward.services.ports import Mailer, Notice, Store, Transaction
 from apiward.services.tenancy import Tenancy, check_email, check_name
@@ -734,11 +736,14 @@ class Portal:
             org = await tx.get_org(link.org_id or "")
             if org is None or link.role is None:
                 raise LinkInvalid()
-            if link.role not in BUILTIN_ROLES and await tx.get_role(org.id, link.role) is None:
+            role = BUILTIN_ROLES.get(link.role) or await tx.get_role(org.id, link.role)
+            if role is None:
                 raise LinkInvalid(
                     f"The role {link.role!r} of this invitation no longer exists. Ask for a "
                     "new invitation."
                 )
+            if link.created_by is not None:
+                await check_still_offered(tx, org.id, link.created_by, ScopeSet(role.scopes))
             if new_account is not None:
                 await tx.insert_account(new_account)
                 await tx.insert_audit(

@@ -122,3 +122,39 @@ def test_an_account_creates_and_lists_its_projects_through_the_api(
     narrow = portal.call(new_key, ["keys:read"])
     r = client.post("/v1/projects", headers=org.headers(narrow), json={"name": "X"})
     assert r.status_code == 403
+
+
+def test_an_invitation_whose_sender_lost_the_role_is_refused(
+    client: TestClient, org: Org, mailbox: Mailbox
+) -> None:
+    from apiward.core.errors import ExceedsAuthority
+
+    admin = org.create_user("admin@acme.test", role="admin")
+    admin_key = org.create_key(["*"], user_id=admin["id"])["key"]
+    r = client.post(
+        "/v1/invitations",
+        headers=org.headers(admin_key),
+        json={"email": "new@acme.test", "role": "developer"},
+    )
+    assert r.status_code == 201, r.text
+    token = link_in(mailbox.next("new@acme.test")).split("token=")[1]
+    # The owner demotes the sender before the invitation is accepted.
+    demoted = client.put(
+        f"/v1/users/{admin['id']}/memberships", headers=org.headers(), json={"role": "viewer"}
+    )
+    assert demoted.status_code == 200
+    portal = client.portal
+    assert portal is not None
+    runtime, context = org.runtime, RequestContext()
+    with pytest.raises(ExceedsAuthority, match="no longer holds its role"):
+        portal.call(
+            lambda: runtime.portal.accept(token, context, name="New", password="a long passphrase")
+        )
+    # Not consumed: once the sender holds the role again, the same link works.
+    client.put(
+        f"/v1/users/{admin['id']}/memberships", headers=org.headers(), json={"role": "admin"}
+    )
+    _, project = portal.call(
+        lambda: runtime.portal.accept(token, context, name="New", password="a long passphrase")
+    )
+    assert project.role == "developer"
