@@ -92,6 +92,8 @@ class AccessClaims:
     sid: str | None = None
     act: dict[str, str] | None = None
     ver: str | None = None
+    cexp: int | None = None
+    """When the OAuth client behind the token expires: what it may give never outlives it."""
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__slots__}

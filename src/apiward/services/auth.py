@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from apiward.core import tokens as jwt_tokens
@@ -302,11 +302,14 @@ class Authenticator:
         if self._limits is None:
             return principal
         key = entry.key
+        credits_key = None
+        if key.credits is not None:  # a rolled key spends its successor's balance
+            credits_key = key.rolled_to or key.id
         return await self._limits.apply(
             principal,
             tier=entry.subject.rate_tier,
             overrides=key.rate_limits,
-            credits_key=key.id if key.credits is not None else None,
+            credits_key=credits_key,
         )
 
     def _key_principal(self, entry: VerifiedKey, context: RequestContext) -> Principal:
@@ -373,6 +376,7 @@ class Authenticator:
                     scopes,
                     frozenset({claims.env}),
                     frozenset({claims.space}) if claims.space else frozenset(),
+                    expires_at=datetime.fromtimestamp(claims.cexp, UTC) if claims.cexp else None,
                 ),
             )
             self._cache.set(cache_key, entry)

@@ -18,7 +18,7 @@ from apiward.core.authority import (
     networks,
     require_covers,
 )
-from apiward.core.errors import OperatorOnly
+from apiward.core.errors import ExceedsAuthority, InvalidInput, OperatorOnly
 from apiward.core.limits import Credits
 from apiward.core.models import ApiKey, CredentialKind, OAuthClient, Principal, RateOverride
 from apiward.core.roles import BUILTIN_ROLES
@@ -108,7 +108,13 @@ async def check_user_change(
 
 async def check_role_scopes(tx: Transaction, principal: Principal, scopes: ScopeSet) -> None:
     """A role may hold only what its author holds in every space (it can be granted in
-    any, and a change reaches every user who holds it)."""
+    any, and a change reaches every user who holds it), and never an operator power (no
+    role gives those)."""
+    if scopes.reserved("operator"):
+        raise InvalidInput(
+            "A role cannot hold operator permissions (operator:...): only credentials the "
+            "operator creates carry them."
+        )
     actor = await principal_authority(tx, principal)
     require_covers(actor, Authority({None: scopes}, actor.environments), "This role")
 
@@ -132,6 +138,19 @@ async def check_still_offered(
         Authority.of(UNBOUNDED, roles),
         Authority.of(UNBOUNDED, {None: scopes}),
         "This invitation, whose sender no longer holds its role,",
+    )
+
+
+def require_org_wide(principal: Principal, primary: str) -> None:
+    """Users, roles, memberships and invitations belong to the whole organisation: what
+    they give holds in every environment, so a credential bound to another environment
+    than the primary one (a test key, where ``live`` comes first) may not change them."""
+    if principal.credential_kind.spans_environments or principal.environment == primary:
+        return
+    raise ExceedsAuthority(
+        "Users, roles, memberships and invitations hold in every environment: change them "
+        f"with a credential of the {primary} environment or in the dashboard, not with a "
+        f"{principal.environment} credential."
     )
 
 
@@ -174,8 +193,8 @@ def _fewer(after: Credits, before: Credits) -> bool:
     if after.refill is None:
         return True
     old = before.refill
-    return (
+    return (  # a refill may only shrink: same schedule (interval and day), no larger amount
         old is not None
         and after.refill.amount <= old.amount
-        and (after.refill.interval == old.interval or after.refill.interval == "monthly")
+        and (after.refill.interval, after.refill.day) == (old.interval, old.day)
     )

@@ -384,8 +384,14 @@ class Keys:
                 last_used_ip=None,
                 rolled_to=None,
             )
+            balance = await tx.key_credits_for_update(old.id)
+            new = replace(new, credits=balance)
             await self._check_change(tx, principal, new)
             await tx.insert_key(new)
+            if balance is not None:
+                # One balance, not two: the new key takes it over, and the old one spends
+                # from it during its grace period (``Authenticator.limited``).
+                await tx.set_key_credits(old.id, Credits(0))
             ends = now + grace
             old_after = replace(
                 old,

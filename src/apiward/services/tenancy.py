@@ -12,6 +12,7 @@ from apiward.core.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    SpaceNotAllowed,
 )
 from apiward.core.ids import new_id
 from apiward.core.models import (
@@ -38,6 +39,7 @@ from apiward.services.authority import (
     check_role_scopes,
     check_user_change,
     require_operator,
+    require_org_wide,
     user_roles,
 )
 from apiward.services.ports import Cache, Store, Transaction
@@ -253,6 +255,8 @@ class Tenancy:
     async def update_space(
         self, principal: Principal, space_id: str, *, name: str | None, archived: bool | None
     ) -> Space:
+        if principal.grant.spaces and space_id not in principal.grant.spaces:
+            raise SpaceNotAllowed(space_id)  # a key kept to some spaces changes no other
         now = self._clock.now()
         async with self._store.begin() as tx:
             space = await self._space(tx, principal.org_id, space_id)
@@ -292,6 +296,7 @@ class Tenancy:
         role: str | None = None,
         space_id: str | None = None,
     ) -> User:
+        require_org_wide(principal, self._environments[0])
         email = check_email(email)
         password_hash = await self.hash_password(password, email) if password else None
         now = self._clock.now()
@@ -351,6 +356,7 @@ class Tenancy:
             if disabled is not None and disabled != (user.disabled_at is not None):
                 if disabled and user.id == principal.user_id:
                     raise Conflict("You cannot disable your own user.")
+                require_org_wide(principal, self._environments[0])
                 verb = "Disabling" if disabled else "Enabling"
                 await check_user_change(tx, principal, user.id, None, f"{verb} user {user.id}")
                 user = replace(user, disabled_at=now if disabled else None)
@@ -397,6 +403,7 @@ class Tenancy:
             )
         if name in BUILTIN_ROLES:
             raise Conflict(f"{name!r} is a built-in role; choose another name.")
+        require_org_wide(principal, self._environments[0])
         normalised = normalise(scopes)
         if not normalised:
             raise InvalidInput("A role needs at least one scope.")
@@ -429,9 +436,13 @@ class Tenancy:
     ) -> Role:
         if name in BUILTIN_ROLES:
             raise Conflict(f"{name!r} is a built-in role and cannot be changed.")
+        require_org_wide(principal, self._environments[0])
         now = self._clock.now()
         async with self._store.begin() as tx:
             role = await self._role(tx, principal.org_id, name)
+            # Changing a role changes its holders: its author must cover what it gives
+            # now, as well as what it will give.
+            await check_role_scopes(tx, principal, ScopeSet(role.scopes))
             if scopes is not None:
                 normalised = normalise(scopes)
                 if not normalised:
@@ -458,9 +469,11 @@ class Tenancy:
     async def delete_role(self, principal: Principal, name: str) -> None:
         if name in BUILTIN_ROLES:
             raise Conflict(f"{name!r} is a built-in role and cannot be deleted.")
+        require_org_wide(principal, self._environments[0])
         now = self._clock.now()
         async with self._store.begin() as tx:
-            await self._role(tx, principal.org_id, name)
+            role = await self._role(tx, principal.org_id, name)
+            await check_role_scopes(tx, principal, ScopeSet(role.scopes))
             if await tx.role_in_use(principal.org_id, name):
                 raise Conflict(f"Role {name!r} is still granted; remove its memberships first.")
             await tx.delete_role(principal.org_id, name)
@@ -475,6 +488,7 @@ class Tenancy:
     ) -> Role:
         """The role, if the principal may offer it in ``space_id`` (None: every space):
         it holds every scope of the role there (the owner role's ``owner:*`` included)."""
+        require_org_wide(principal, self._environments[0])
         role = await self._role(tx, principal.org_id, name)
         what = f"Offering the role {name!r}"
         await check_role_grant(tx, principal, ScopeSet(role.scopes), space_id, what)
@@ -484,6 +498,7 @@ class Tenancy:
         self, tx: Transaction, principal: Principal, membership: Membership, before: Roles
     ) -> None:
         """Put a membership, if the principal covers the user before and after it."""
+        require_org_wide(principal, self._environments[0])
         role = await self._role(tx, principal.org_id, membership.role)
         if membership.space_id is not None:
             await self._space(tx, principal.org_id, membership.space_id)
@@ -531,6 +546,7 @@ class Tenancy:
                 raise NotFound("membership", f"{user_id}/{space_id or '*'}")
             if current[0].role == OWNER and user_id == principal.user_id and space_id is None:
                 raise Conflict("You cannot remove your own owner role.")
+            require_org_wide(principal, self._environments[0])
             after = await user_roles(tx, principal.org_id, user_id)
             after.pop(space_id, None)
             where = f"in space {space_id}" if space_id else "in every space"

@@ -172,6 +172,7 @@ class Tokens:
         space: str | None = None,
         sid: str | None = None,
         act: dict[str, str] | None = None,
+        client: OAuthClient | None = None,
     ) -> tuple[str, int]:
         now = int(self._clock.now().timestamp())
         ttl = int(self.settings.access_ttl.total_seconds())
@@ -190,6 +191,7 @@ class Tokens:
             space=space,
             sid=sid,
             act=act,
+            cexp=int(client.expires_at.timestamp()) if client and client.expires_at else None,
         )
         return jwt_tokens.sign(claims, self._keyring.current), ttl
 
@@ -428,6 +430,7 @@ class Tokens:
             uid=client.acting_user_id,
             scope=token_scope,
             client_id=client.id,
+            client=client,
         )
         return TokenAnswer(access, ttl, token_scope)
 
@@ -516,6 +519,7 @@ class Tokens:
             client_id=client.id,
             space=space.id,
             act={"sub": client.id},
+            client=client,
         )
         return TokenAnswer(access, ttl, token_scope, issued_token_type=ACCESS_TOKEN_TYPE)
 

@@ -73,6 +73,7 @@ def test_navigation_marks_the_current_page(owner: Browser) -> None:
         "/dashboard/clients",
         "/dashboard/members",
         "/dashboard/usage",
+        "/dashboard/analytics",
         "/dashboard/audit",
         "/dashboard/account",
     ]

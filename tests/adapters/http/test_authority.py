@@ -474,3 +474,105 @@ def test_a_new_token_opens_no_new_budget(per_credential: Org) -> None:
     tokens = [exchange(org, made, viewer["id"]).json()["access_token"] for _ in range(5)]
     statuses = [c.get("/v1/spaces", headers=org.headers(t)).status_code for t in tokens]
     assert statuses == [200, 200, 200, 429, 429]
+
+
+# Found by a second review -------------------------------------------------------------
+
+
+def test_rolling_a_metered_key_moves_its_balance_rather_than_copying_it(planned: Org) -> None:
+    org, c = planned, planned.client
+    operator = org.headers(org.operator_key())
+    metered = org.create_key(
+        ["keys:read", "keys:write"], by=org.operator_key(), credits={"remaining": 10}
+    )
+    r = c.post(f"/v1/keys/{metered['id']}/roll", headers=operator, json={"grace_seconds": 3600})
+    new = r.json()
+    assert new["credits"]["remaining"] == 10
+    for _ in range(3):  # the old key, in its grace period, spends the one balance
+        assert c.get("/v1/keys", headers=org.headers(metered["key"])).status_code == 200
+    shown = {
+        k: c.get(f"/v1/keys/{k}", headers=operator).json()["credits"]["remaining"]
+        for k in (metered["id"], new["id"])
+    }
+    assert shown == {metered["id"]: 0, new["id"]: 7}
+
+
+def test_moving_the_refill_day_is_no_lowering(planned: Org) -> None:
+    org = planned
+    refill = {"amount": 100, "interval": "monthly", "day": 1}
+    metered = org.create_key(
+        ["keys:read"], by=org.operator_key(), credits={"remaining": 0, "refill": refill}
+    )
+    moved = {"remaining": 0, "refill": {**refill, "day": 28}}
+    r = org.client.patch(
+        f"/v1/keys/{metered['id']}", headers=org.headers(), json={"credits": moved}
+    )
+    refused(r, "OPERATOR_ONLY")
+
+
+def test_a_token_of_an_expiring_client_gives_nothing_that_outlives_it(org: Org) -> None:
+    soon = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    made = org.client.post(
+        "/v1/clients",
+        headers=org.headers(),
+        json={"name": "short", "scopes": ["keys:write", "keys:read"], "expires_at": soon},
+    ).json()
+    token = org.client.post(
+        "/v1/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": made["client_id"],
+            "client_secret": made["client_secret"],
+        },
+    ).json()["access_token"]
+    r = org.client.post(
+        "/v1/keys", headers=org.headers(token), json={"name": "forever", "scopes": ["keys:read"]}
+    )
+    assert "outlive" in refused(r)
+
+
+def test_a_test_credential_changes_no_org_wide_people_or_roles(org: Org) -> None:
+    test_owner = org.headers(org.owner_test_key)
+    c = org.client
+    for r in (
+        c.post("/v1/users", headers=test_owner, json={"email": "x@acme.test", "role": "admin"}),
+        c.post("/v1/roles", headers=test_owner, json={"name": "ops", "scopes": ["keys:read"]}),
+        c.post(
+            "/v1/invitations", headers=test_owner, json={"email": "y@acme.test", "role": "viewer"}
+        ),
+        c.put(f"/v1/users/{org.owner_id}/memberships", headers=test_owner, json={"role": "viewer"}),
+    ):
+        assert "every environment" in refused(r)
+
+
+def test_a_role_holding_owner_powers_is_changed_by_owners_only(org: Org) -> None:
+    c = org.client
+    r = c.post(
+        "/v1/roles", headers=org.headers(), json={"name": "co-owner", "scopes": ["*", "owner:*"]}
+    )
+    assert r.status_code == 201, r.text
+    _, admin_key = user_with_key(org, "admin@acme.test", "admin")
+    r = c.patch("/v1/roles/co-owner", headers=org.headers(admin_key), json={"scopes": ["*:read"]})
+    assert "owner:" in refused(r)
+    r = c.delete("/v1/roles/co-owner", headers=org.headers(admin_key))
+    refused(r)
+
+
+def test_no_role_holds_operator_powers(planned: Org) -> None:
+    r = planned.client.post(
+        "/v1/roles",
+        headers=planned.headers(planned.operator_key()),
+        json={"name": "sneaky", "scopes": ["keys:read", "operator:credits"]},
+    )
+    assert r.status_code == 400 and "operator" in r.json()["message"]
+
+
+def test_a_space_restricted_key_changes_no_other_space(org: Org) -> None:
+    a, b = new_space(org, "A"), new_space(org, "B")
+    key = org.create_key(["spaces:manage", "spaces:read"], space_allow=[a])
+    r = org.client.patch(
+        f"/v1/spaces/{b}",
+        headers=org.headers(key["key"], **{"Apiward-Space-Id": a}),
+        json={"name": "renamed"},
+    )
+    assert (r.status_code, r.json()["reason"]) == (403, "SPACE_NOT_ALLOWED")
