@@ -17,8 +17,8 @@ checks, through the real hot path (``Authenticator``), that
 
 It runs on SQLite and on PostgreSQL: 50 sequences of up to 35 steps, each sequence from a
 fresh organisation with an owner, an org-wide admin, an admin of one space only, a
-developer and a viewer. One run on SQLite made about 1,000 operations (the test prints
-them with ``-s``), every kind both done and refused many times; the shortest sequence
+developer and a viewer. One run on SQLite made 860 operations (the test prints them
+with ``-s``), every kind both done and refused many times; the shortest sequence
 that breaks the rule is three steps (make a user, give it a role, make a key for it), so
 a few hundred operations reach it many times over, and hypothesis shrinks any failure to
 its shortest sequence.
