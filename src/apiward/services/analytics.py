@@ -82,6 +82,12 @@ class Analytics:
         async with self._store.begin() as tx:
             return await tx.verification_counts(principal.org_id, env, query)
 
+    async def unattributed(self, query: Query) -> list[Bucket]:
+        """The operator's view of refusals no organisation owns: credentials nobody
+        issued (unknown keys, bad tokens), counted under no organisation."""
+        async with self._store.begin() as tx:
+            return await tx.verification_counts("", "", query)
+
     async def prune(self, now: datetime) -> int:
         """Delete counts past each granularity's retention (housekeeping)."""
         removed = 0

@@ -141,6 +141,21 @@ async def check_still_offered(
     )
 
 
+EVENTS_SCOPE = "audit:read"
+
+
+def require_event_reader(principal: Principal) -> None:
+    """A webhook endpoint receives the audit log's events: pointing one somewhere, or
+    changing what it receives, would let a credential read what it may not, so it needs
+    the permission that reads them."""
+    if not principal.grants(EVENTS_SCOPE):
+        raise ExceedsAuthority(
+            f"A webhook endpoint receives audit events, which need {EVENTS_SCOPE!r}: your "
+            "credential does not hold it, so it cannot point one anywhere.",
+            EVENTS_SCOPE,
+        )
+
+
 def require_org_wide(principal: Principal, primary: str) -> None:
     """Users, roles, memberships and invitations belong to the whole organisation: what
     they give holds in every environment, so a credential bound to another environment

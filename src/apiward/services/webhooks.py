@@ -41,6 +41,7 @@ from apiward.core.errors import ApiwardError, Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
 from apiward.core.models import AuditEvent, Page, PageRequest, Principal
 from apiward.services.audit import audit_event
+from apiward.services.authority import require_event_reader
 from apiward.services.keys import effective_environment
 from apiward.services.ports import (
     Store,
@@ -275,6 +276,7 @@ class Webhooks:
         environment: str | None = None,
     ) -> CreatedWebhook:
         """Register an endpoint; its signing secret is in the answer only."""
+        require_event_reader(principal)
         env = effective_environment(principal, environment)
         if env not in self._environments:
             raise InvalidInput(
@@ -333,6 +335,8 @@ class Webhooks:
         disabled: bool | None = None,
     ) -> WebhookEndpoint:
         changes: dict[str, object] = {}
+        if url is not None or events is not None or disabled is False:
+            require_event_reader(principal)
         if url is not None:
             changes["url"] = check_url(url, self.destinations)
         if events is not None:

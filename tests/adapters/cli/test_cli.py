@@ -265,6 +265,8 @@ def test_usage_shows_a_keys_verifications_as_a_table_and_a_sparkline(
     data = json.loads(run("usage", "--key", key["id"], "--since", "2h", "--json"))
     assert data["granularity"] == "minute"
     assert sum(data["outcomes"]["VALID"]) == 4
+    unknown = json.loads(run("usage", "--unattributed", "--since", "2h", "--json"))
+    assert sum(unknown["outcomes"]["NOT_FOUND"]) == 1  # the key nobody issued
     table = run("usage", "--key", key["id"], "--since", "2h")
     assert "VALID" in table and "4" in table
     assert any(ch in table for ch in "▁▂▃▄▅▆▇█")

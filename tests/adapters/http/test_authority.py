@@ -576,3 +576,20 @@ def test_a_space_restricted_key_changes_no_other_space(org: Org) -> None:
         json={"name": "renamed"},
     )
     assert (r.status_code, r.json()["reason"]) == (403, "SPACE_NOT_ALLOWED")
+
+
+def test_a_webhook_endpoint_needs_the_permission_to_read_what_it_receives(org: Org) -> None:
+    c = org.client
+    body = {"url": "http://127.0.0.1:9/in", "events": ["*"]}
+    manager = org.create_key(["webhooks:manage", "webhooks:read"])["key"]
+    r = c.post("/v1/webhooks", headers=org.headers(manager), json=body)
+    assert "audit:read" in refused(r) and r.json()["required_scope"] == "audit:read"
+    reader = org.create_key(["webhooks:manage", "webhooks:read", "audit:read"])["key"]
+    made = c.post("/v1/webhooks", headers=org.headers(reader), json=body)
+    assert made.status_code == 201, made.text
+    r = c.patch(
+        f"/v1/webhooks/{made.json()['id']}",
+        headers=org.headers(manager),
+        json={"url": "http://127.0.0.1:10/elsewhere"},
+    )
+    refused(r)

@@ -1061,6 +1061,12 @@ def usage(
         str | None, typer.Option("--granularity", help="minute, hour or day.")
     ] = None,
     environment: EnvOption = "live",
+    unattributed: Annotated[
+        bool,
+        typer.Option(
+            "--unattributed", help="Refusals of credentials no organisation owns (unknown keys)."
+        ),
+    ] = False,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -1078,7 +1084,10 @@ def usage(
             key_id=key,
             client_id=client,
         )
-        rows = await runtime.analytics.verifications(principal, q)
+        if unattributed:
+            rows = await runtime.analytics.unattributed(q)
+        else:
+            rows = await runtime.analytics.verifications(principal, q)
         step = analytics.GRANULARITIES[q.granularity]
         first = int(q.since.timestamp()) // step * step
         slots = list(range(first, int(q.until.timestamp()), step))
