@@ -19,7 +19,7 @@ registry is never shared through a multiprocess directory).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -35,7 +35,34 @@ from apiward.core.errors import (
 )
 
 if TYPE_CHECKING:
-    from apiward.adapters.runtime import Runtime
+    from apiward.adapters.cache.memory import MemoryCache
+    from apiward.adapters.storage.sql import SqlStore
+    from apiward.services.leaks import Leaks
+    from apiward.services.limiting import RequestLimits
+    from apiward.services.lockouts import Lockouts
+    from apiward.services.ports import Limiter
+    from apiward.services.webhooks import Webhooks
+
+
+class Sources(Protocol):
+    """The parts whose own counters the metrics read at each scrape (the runtime has them;
+    metrics need nothing else of it)."""
+
+    @property
+    def cache(self) -> MemoryCache: ...
+    @property
+    def limits(self) -> RequestLimits: ...
+    @property
+    def limiter(self) -> Limiter: ...
+    @property
+    def sql(self) -> SqlStore: ...
+    @property
+    def webhooks(self) -> Webhooks: ...
+    @property
+    def leaks(self) -> Leaks: ...
+    @property
+    def lockouts(self) -> Lockouts: ...
+
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _GRANTS = frozenset(
@@ -51,7 +78,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 class Metrics:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Sources) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -148,7 +175,7 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 class _Live(Collector):
     """The counters the runtime's parts keep themselves, read at each scrape."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Sources) -> None:
         self._runtime = runtime
 
     def collect(self) -> Iterator[Metric]:

@@ -46,7 +46,7 @@ from apiward.core.passwords import Passwords
 from apiward.core.roles import OWNER
 from apiward.services.analytics import Analytics, Verifications
 from apiward.services.audit import AuditLog
-from apiward.services.auth import Authenticator, UsageRecorder
+from apiward.services.auth import Authenticator
 from apiward.services.clients import Clients
 from apiward.services.importing import KeyImporter
 from apiward.services.keys import Keys
@@ -55,10 +55,12 @@ from apiward.services.limiting import RequestLimits
 from apiward.services.lockouts import Lockouts
 from apiward.services.portal import Portal, PortalPolicy
 from apiward.services.ports import Limiter, Store
+from apiward.services.revocations import Revocations
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import ActionThrottle, LoginThrottle
-from apiward.services.tokens import Revocations, Tokens, TokenSettings
+from apiward.services.tokens import Tokens, TokenSettings
+from apiward.services.usage import UsageRecorder
 from apiward.services.webhooks import DeliveryPolicy, Webhooks
 
 log = get_logger("apiward.runtime")

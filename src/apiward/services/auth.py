@@ -52,14 +52,15 @@ from apiward.core.models import (
 )
 from apiward.core.scopes import ScopeSet
 from apiward.services.analytics import Verifications
-from apiward.services.authority import key_grant, user_roles
+from apiward.services.authority import is_active, key_grant, user_roles
 from apiward.services.ports import Cache, Store
+from apiward.services.revocations import Revocations
 from apiward.services.tenancy import Tenancy
+from apiward.services.usage import UsageRecorder
 
 if TYPE_CHECKING:
     from apiward.services.limiting import RequestLimits
     from apiward.services.signing import Keyring
-    from apiward.services.tokens import Revocations
 
 
 @dataclass(slots=True)
@@ -109,35 +110,6 @@ def _effective(
 
 
 _UNKNOWN = object()
-
-
-class UsageRecorder:
-    """Collects "last used" per credential in memory; the server flushes it in batches.
-
-    Keys are recorded by id, OAuth clients as ``client:<id>``.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[str, tuple[datetime, str | None]] = {}
-
-    def record(self, credential_id: str, at: datetime, ip: str | None) -> None:
-        self._pending[credential_id] = (at, ip)
-
-    def drain(self) -> list[tuple[str, datetime, str | None]]:
-        pending, self._pending = self._pending, {}
-        return [(cid, at, ip) for cid, (at, ip) in pending.items()]
-
-    async def flush(self, store: Store) -> int:
-        batch = self.drain()
-        keys = [row for row in batch if not row[0].startswith("client:")]
-        clients = [(cid[7:], at, ip) for cid, at, ip in batch if cid.startswith("client:")]
-        if batch:
-            async with store.begin() as tx:
-                if keys:
-                    await tx.touch_keys(keys)
-                if clients:
-                    await tx.touch_clients(clients)
-        return len(batch)
 
 
 def _counted(context: RequestContext) -> str | None:
@@ -216,16 +188,13 @@ class Authenticator:
         if isinstance(cached, Subject):
             return cached
         async with self._store.begin() as tx:
-            user = await tx.get_user(org_id, user_id)
-            account = await tx.get_account(user.account_id) if user and user.account_id else None
+            active = await is_active(tx, await tx.get_user(org_id, user_id))
             org = await tx.get_org(org_id)
             roles = await user_roles(tx, org_id, user_id)
             spaces = await tx.active_space_ids(org_id)
             default = await tx.default_space(org_id)
         subject = Subject(
-            active=user is not None
-            and user.disabled_at is None
-            and (user.account_id is None or (account is not None and account.disabled_at is None)),
+            active=active,
             roles=roles,
             spaces=frozenset(spaces),
             default_space=default.id if default else "",

@@ -20,7 +20,14 @@ from apiward.core.authority import (
 )
 from apiward.core.errors import ExceedsAuthority, InvalidInput, OperatorOnly
 from apiward.core.limits import Credits
-from apiward.core.models import ApiKey, CredentialKind, OAuthClient, Principal, RateOverride
+from apiward.core.models import (
+    ApiKey,
+    CredentialKind,
+    OAuthClient,
+    Principal,
+    RateOverride,
+    User,
+)
 from apiward.core.roles import BUILTIN_ROLES
 from apiward.core.scopes import ScopeSet
 from apiward.services.ports import Transaction
@@ -58,6 +65,17 @@ async def user_roles(tx: Transaction, org_id: str, user_id: str) -> Roles:
         if role is not None:
             result[m.space_id] = ScopeSet(role.scopes)
     return result
+
+
+async def is_active(tx: Transaction, user: User | None) -> bool:
+    """A user acts (through any credential) only while neither it nor its portal account
+    is disabled: disabled means disabled."""
+    if user is None or user.disabled_at is not None:
+        return False
+    if user.account_id is None:
+        return True
+    account = await tx.get_account(user.account_id)
+    return account is not None and account.disabled_at is None
 
 
 async def principal_authority(tx: Transaction, principal: Principal) -> Authority:

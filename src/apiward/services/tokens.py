@@ -47,14 +47,15 @@ from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.analytics import Verifications
 from apiward.services.audit import failed_sign_in_events
-from apiward.services.auth import UsageRecorder
-from apiward.services.authority import client_grant, user_authority, user_roles
+from apiward.services.authority import client_grant, is_active, user_authority, user_roles
 from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
 from apiward.services.ports import Cache, Store, Transaction
+from apiward.services.revocations import Revocations
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import LoginThrottle
+from apiward.services.usage import UsageRecorder
 
 log = structlog.get_logger("apiward.tokens")
 
@@ -99,31 +100,6 @@ class TokenSettings:
     refresh_ttl: timedelta
     grace: timedelta
     default_environment: str
-
-
-class Revocations:
-    """Revoked access-token ids, sessions (refresh families) and clients, held in memory.
-
-    Signatures stay valid after a revocation, so the guard consults this set on every
-    request; the poller keeps it current across processes.
-    """
-
-    def __init__(self) -> None:
-        self._items: frozenset[tuple[str, str]] = frozenset()
-
-    def replace(self, items: list[tuple[str, str]]) -> None:
-        self._items = frozenset(items)
-
-    def add(self, kind: str, value: str) -> None:
-        self._items = self._items | {(kind, value)}
-
-    def revoked(self, claims: jwt_tokens.AccessClaims) -> bool:
-        items = self._items
-        return bool(items) and (
-            ("jti", claims.jti) in items
-            or (claims.sid is not None and ("family", claims.sid) in items)
-            or ("client", claims.client_id) in items
-        )
 
 
 class Tokens:
@@ -435,18 +411,8 @@ class Tokens:
         return TokenAnswer(access, ttl, token_scope)
 
     @staticmethod
-    async def _active(tx: Transaction, user: User) -> bool:
-        """A user acts only while neither it nor its portal account is disabled."""
-        if user.disabled_at is not None:
-            return False
-        if user.account_id is None:
-            return True
-        account = await tx.get_account(user.account_id)
-        return account is not None and account.disabled_at is None
-
-    async def _require_active(self, tx: Transaction, org_id: str, user_id: str) -> None:
-        user = await tx.get_user(org_id, user_id)
-        if user is None or not await self._active(tx, user):
+    async def _require_active(tx: Transaction, org_id: str, user_id: str) -> None:
+        if not await is_active(tx, await tx.get_user(org_id, user_id)):
             raise InvalidClient("The user this client acts for is disabled.")
 
     async def _counted_client(self, client_id: str, secret: str, basic: bool) -> OAuthClient:
@@ -484,7 +450,7 @@ class Tokens:
         async with self._store.begin() as tx:
             await self._require_active(tx, client.org_id, client.acting_user_id)
             user = await tx.get_user(client.org_id, subject_token)
-            if user is None or not await self._active(tx, user):
+            if user is None or not await is_active(tx, user):
                 raise InvalidGrant("The subject user does not exist in this organisation.")
             space = (
                 await tx.get_space(client.org_id, space_id)

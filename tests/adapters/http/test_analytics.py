@@ -189,9 +189,7 @@ def test_nobody_sees_another_orgs_or_environments_counts(counted: Org) -> None:
         c.get("/v1/keys", headers=org.headers(mine["key"]))
     flush(org)
     assert query(other, other.operator_key(), key_id=mine["id"])["items"] == []
-    assert totals(query(other, other.operator_key(), since="1h")) == Counter(
-        {"VALID": totals(query(other, other.operator_key(), since="1h"))["VALID"]}
-    )
+    assert set(totals(query(other, other.operator_key(), since="1h"))) <= {"VALID"}
     test_view = query(org, org.operator_key("test"), key_id=mine["id"])
     assert test_view["items"] == []  # a test credential sees no live traffic
     assert totals(query(org, org.operator_key(), key_id=mine["id"]))["VALID"] == 2

@@ -103,14 +103,14 @@ async def authenticate(
         request,
         await runtime_of(request).auth.authenticate(
             request.headers.get("authorization"),
-            _counted(request_context(request, route=route), counted_route),
+            _with_counted_route(request_context(request, route=route), counted_route),
             exempt=is_exempt(request),
             scopes=scopes,
         ),
     )
 
 
-def _counted(context: RequestContext, counted_route: str | None) -> RequestContext:
+def _with_counted_route(context: RequestContext, counted_route: str | None) -> RequestContext:
     return replace(context, counted_route=counted_route) if counted_route else context
 
 
