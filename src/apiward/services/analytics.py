@@ -58,12 +58,27 @@ class Verifications:
         return [(Decision(*key), n) for key, n in pending.items()]
 
     async def flush(self, store: Store) -> int:
-        """Add what was counted since the last flush to the store; the rows written."""
-        rows = buckets(self.drain())
+        """Add what was counted since the last flush to the store; the rows written.
+
+        A write that fails, or is cancelled (a stopping server), puts its counts back, so
+        the next flush (the one at shutdown, say) writes them: none is lost on the way.
+        """
+        batch = self.drain()
+        rows = buckets(batch)
         if rows:
-            async with store.begin() as tx:
-                await tx.add_verifications(rows)
+            try:
+                async with store.begin() as tx:
+                    await tx.add_verifications(rows)
+            except BaseException:
+                self._restore(batch)
+                raise
         return len(rows)
+
+    def _restore(self, batch: list[tuple[Decision, int]]) -> None:
+        pending = self._pending
+        for d, n in batch:
+            key = (d.minute, d.org_id, d.environment, d.key_id, d.client_id, d.route, d.outcome)
+            pending[key] = pending.get(key, 0) + n
 
 
 class Analytics:

@@ -290,3 +290,36 @@ def test_forward_auth_counts_under_route_rules_so_paths_mint_no_rows(counted: Or
         ("/v1/keys", "RATE_LIMITED", 17),  # the rule's 3 a minute hold on forward auth too
         ("/v1/keys", "VALID", 3),
     ]
+
+
+def test_a_flush_that_fails_keeps_its_counts_for_the_next(tmp_path: Path) -> None:
+    from apiward.core.errors import ServiceUnavailable
+
+    async def run() -> int:
+        store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'f.db'}")
+        await upgrade(store.engine)
+        recorder = Verifications(lambda: 1_767_225_600.0)
+        for _ in range(3):
+            recorder.count("org_a", "live", "VALID", key_id="key_1", route="/v1/keys")
+
+        class Down:
+            def begin(self) -> Any:
+                raise ServiceUnavailable()
+
+        with pytest.raises(ServiceUnavailable):
+            await recorder.flush(Down())  # type: ignore[arg-type]
+        recorder.count("org_a", "live", "VALID", key_id="key_1", route="/v1/keys")
+        await recorder.flush(store)
+        q = analytics.query(
+            since="2026-01-01T00:00:00Z",
+            until="2026-01-01T01:00:00Z",
+            granularity="minute",
+            group_by="outcome",
+            now=datetime(2026, 1, 1, 1, tzinfo=UTC),
+        )
+        async with store.begin() as tx:
+            rows = await tx.verification_counts("org_a", "live", q)
+        await store.close()
+        return sum(r.count for r in rows)
+
+    assert asyncio.run(run()) == 4
