@@ -96,7 +96,7 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         logs.configure("info", "json", sink, secret_prefixes=("aw",))
         runtime = fast.state.runtime
         boot = await runtime.tenancy.bootstrap("Bench", "o@bench.test", "bench password 1")
-        operator = await runtime.operator(boot.org.id)
+        operator = await runtime.operators.principal(boot.org.id)
         key = (await runtime.keys.create(operator, name="k", scopes=["things:read"])).plaintext
         headers = [
             (b"host", b"127.0.0.1:8000"),

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings
 from apiward.core.models import Principal, RequestContext
 from apiward.services.auth import VerifiedKey
@@ -62,10 +62,10 @@ async def prepare(db: Path, count: int) -> Bench:
         invalidation_poll_seconds=3600,
         cache_ttl_seconds=3600,  # the cache stays warm for the whole run
     )
-    runtime = Runtime(settings)
+    runtime = build(settings)
     await runtime.start(background=False)
     boot = await runtime.tenancy.bootstrap("Bench", "bench@apiward.test", "correct horse battery")
-    owner = await runtime.operator(boot.org.id)
+    owner = await runtime.operators.principal(boot.org.id)
     keys = [
         (await runtime.keys.create(owner, name=f"bench-{i}", scopes=["things:read"])).plaintext
         for i in range(count)

@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import tables as t
 from apiward.core.errors import ApiwardError
@@ -456,7 +456,7 @@ async def fresh_postgres() -> str:
 async def runtime_for(url: str, bound: int, schema: str | None = None) -> Runtime:
     """A runtime as the server builds it; on PostgreSQL, optionally in another schema
     of the same database (the 10k-key copy lives beside the big one)."""
-    runtime = Runtime(settings_for(url, bound))
+    runtime = build(settings_for(url, bound))
     if schema is not None:
         from sqlalchemy.ext.asyncio import create_async_engine
 

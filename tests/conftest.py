@@ -116,7 +116,7 @@ class Org:
         runtime = self.runtime
 
         async def run() -> str:
-            principal = await runtime.operator(self.id, env)
+            principal = await runtime.operators.principal(self.id, env)
             scopes = ["*", "owner:*", "operator:*"]
             return (await runtime.keys.create(principal, name="operator", scopes=scopes)).plaintext
 
@@ -163,7 +163,7 @@ def bootstrap(
         )
         keys = {}
         for env in runtime.settings.environments:  # a deployment may serve one only
-            principal = await runtime.operator(boot.org.id, env)
+            principal = await runtime.operators.principal(boot.org.id, env)
             created = await runtime.keys.create(principal, name="owner", scopes=["*", "owner:*"])
             keys[env] = created.plaintext
         live = keys.get("live") or next(iter(keys.values()))

@@ -33,7 +33,7 @@ def test_readme_example_protects_routes(tmp_path: Path, monkeypatch: pytest.Monk
 
         async def keys() -> tuple[str, str]:
             boot = await runtime.tenancy.bootstrap("Acme", "owner@acme.test", PASSWORD)
-            owner = await runtime.operator(boot.org.id)
+            owner = await runtime.operators.principal(boot.org.id)
             reader = await runtime.keys.create(owner, name="r", scopes=["customers:read"])
             other = await runtime.keys.create(owner, name="o", scopes=["invoices:read"])
             return reader.plaintext, other.plaintext

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from apiward.core.errors import ApiwardError
 from tests.adapters.test_processes import owner_key
 from tests.conftest import IN_CI, fast_settings, require_postgres
@@ -61,7 +61,7 @@ def test_kill_9_during_a_storm_of_key_creations_loses_no_returned_key(database_u
     assert not {k for k in failures if k.isdigit() and int(k) >= 500 and k != "503"}
 
     async def check() -> list[str]:
-        runtime = Runtime(fast_settings(database_url=database_url))
+        runtime = build(fast_settings(database_url=database_url))
         await runtime.start(background=False)
         missing = []
         try:

@@ -8,18 +8,18 @@ import time
 
 import httpx
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from tests.conftest import fast_settings
 from tests.live import server_process
 
 
 def owner_key(database_url: str) -> str:
     async def run() -> str:
-        runtime = Runtime(fast_settings(database_url=database_url))
+        runtime = build(fast_settings(database_url=database_url))
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operator(boot.org.id)
+            owner = await runtime.operators.principal(boot.org.id)
             return (await runtime.keys.create(owner, name="owner", scopes=["*"])).plaintext
         finally:
             await runtime.stop()

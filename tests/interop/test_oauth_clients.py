@@ -18,7 +18,7 @@ import jwt
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from tests.conftest import IN_CI, fast_settings
 from tests.live import spawn_server
 
@@ -38,11 +38,11 @@ def partner(tmp_path: Path) -> Iterator[Partner]:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'interop.db'}"
 
     async def prepare() -> tuple[str, str]:
-        runtime = Runtime(fast_settings(database_url=database_url))
+        runtime = build(fast_settings(database_url=database_url))
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operator(boot.org.id)
+            owner = await runtime.operators.principal(boot.org.id)
             made = await runtime.clients.create(owner, name="partner", scopes=[SCOPE])
             return made.client.id, made.secret
         finally:

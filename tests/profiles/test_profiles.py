@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from tests.conftest import Org
 from tests.live import free_port, serve
 from tests.profiles.conftest import Profile, profile_settings, with_business_routes
@@ -57,7 +57,7 @@ def test_monogoto_the_quickstart_runs_unchanged_and_falls_back_to_login(
     )
 
     async def owner() -> None:
-        runtime = Runtime(settings)
+        runtime = build(settings)
         await runtime.start(background=False)
         try:
             await runtime.tenancy.bootstrap("Acme", "you@example.com", PASSWORD)

@@ -89,7 +89,7 @@ class Delegation(RuleBasedStateMachine):
             allow_another=True,
         )
         self.org = boot.org.id
-        self.operator = self.call(self.runtime.operator, self.org)
+        self.operator = self.call(self.runtime.operators.principal, self.org)
         extra = self.call(self.runtime.tenancy.create_space, self.operator, "Second")
         self.spaces = [boot.space.id, extra.id]
         self.members: dict[str, dict[str | None, str]] = {boot.owner.id: {None: "owner"}}

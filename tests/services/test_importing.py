@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import Runtime, build
 from apiward.core.errors import InvalidCredential
 from apiward.core.models import PageRequest, Principal, RequestContext
 from apiward.services.importing import (
@@ -37,7 +37,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def runtime(database_url: str) -> AsyncIterator[Runtime]:
-    rt = Runtime(fast_settings(database_url=database_url, imported_key_prefixes=PREFIXES))
+    rt = build(fast_settings(database_url=database_url, imported_key_prefixes=PREFIXES))
     await rt.start(background=False)
     await rt.tenancy.bootstrap("Acme", "owner@acme.test", "correct horse battery")
     try:
@@ -73,7 +73,7 @@ def source(*lines: str) -> Callable[[], list[str]]:
 
 
 async def operator(runtime: Runtime, env: str = "live") -> Principal:
-    return await runtime.operator(None, env)
+    return await runtime.operators.principal(None, env)
 
 
 async def key_count(runtime: Runtime, env: str = "live") -> int:

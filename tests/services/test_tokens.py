@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import Runtime, build
 from apiward.core.errors import ApiwardError, InvalidGrant
 from apiward.core.models import RequestContext
 from tests.conftest import FakeClock, fast_settings
@@ -22,7 +22,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def runtime(database_url: str, clock: FakeClock) -> AsyncIterator[Runtime]:
-    rt = Runtime(fast_settings(database_url=database_url), clock=clock)
+    rt = build(fast_settings(database_url=database_url), clock=clock)
     await rt.start(background=False)
     await rt.tenancy.bootstrap("Acme", "owner@acme.test", "correct horse battery")
     try:

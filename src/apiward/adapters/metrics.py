@@ -18,51 +18,21 @@ registry is never shared through a multiprocess directory).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-from apiward.adapters.limiter.fallback import FallbackLimiter
 from apiward.core.errors import (
     AuthenticationError,
     OAuthError,
     PermissionDenied,
     RateLimited,
 )
-
-if TYPE_CHECKING:
-    from apiward.adapters.cache.memory import MemoryCache
-    from apiward.adapters.storage.sql import SqlStore
-    from apiward.services.leaks import Leaks
-    from apiward.services.limiting import RequestLimits
-    from apiward.services.lockouts import Lockouts
-    from apiward.services.ports import Limiter
-    from apiward.services.webhooks import Webhooks
-
-
-class Sources(Protocol):
-    """The parts whose own counters the metrics read at each scrape (the runtime has them;
-    metrics need nothing else of it)."""
-
-    @property
-    def cache(self) -> MemoryCache: ...
-    @property
-    def limits(self) -> RequestLimits: ...
-    @property
-    def limiter(self) -> Limiter: ...
-    @property
-    def sql(self) -> SqlStore: ...
-    @property
-    def webhooks(self) -> Webhooks: ...
-    @property
-    def leaks(self) -> Leaks: ...
-    @property
-    def lockouts(self) -> Lockouts: ...
-
+from apiward.core.readings import Reports
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _GRANTS = frozenset(
@@ -78,7 +48,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 class Metrics:
-    def __init__(self, runtime: Sources) -> None:
+    def __init__(self, sources: Sequence[Reports]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -113,7 +83,7 @@ class Metrics:
             ["grant_type", "outcome"],
             registry=r,
         )
-        r.register(_Live(runtime))
+        r.register(_Live(sources))
         # Label look-ups cost four times an increment: the children are kept (the label
         # values are bounded: route templates, methods, statuses, reason codes).
         self._children: dict[tuple[object, ...], Any] = {}
@@ -164,82 +134,21 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
         metrics.observe(scope, status, seconds)
 
 
-def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(name, documentation, value=value)
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=value)
-
-
 class _Live(Collector):
-    """The counters the runtime's parts keep themselves, read at each scrape."""
+    """The counters the server's parts keep themselves, read at each scrape."""
 
-    def __init__(self, runtime: Sources) -> None:
-        self._runtime = runtime
+    def __init__(self, sources: Sequence[Reports]) -> None:
+        self._sources = sources
 
     def collect(self) -> Iterator[Metric]:
-        rt = self._runtime
-        cache = rt.cache
-        looked = cache.hits + cache.misses
-        yield _counter("apiward_cache_hits", "Verification cache hits.", cache.hits)
-        yield _counter("apiward_cache_misses", "Verification cache misses.", cache.misses)
-        yield _gauge(
-            "apiward_cache_hit_ratio",
-            "Hits over look-ups of the verification cache since start (0 before any).",
-            cache.hits / looked if looked else 0.0,
-        )
-        yield _gauge("apiward_cache_entries", "Entries in the verification cache.", len(cache))
-        decisions = CounterMetricFamily(
-            "apiward_rate_limit_decisions",
-            "Rate-limit decisions, by decision (allowed, denied) and reported policy.",
-            labels=["decision", "policy"],
-        )
-        for (decision, policy), count in sorted(rt.limits.decisions.items()):
-            decisions.add_metric([decision, policy], count)
-        yield decisions
-        limiter = rt.limiter
-        if isinstance(limiter, FallbackLimiter):
-            yield _counter(
-                "apiward_redis_degraded_decisions",
-                "Rate-limit decisions taken locally (open) or refused (closed) while "
-                "Redis was unreachable.",
-                limiter.degraded_decisions,
-            )
-            yield _counter(
-                "apiward_redis_outages", "Times Redis was found unreachable.", limiter.outages
-            )
-            yield _gauge(
-                "apiward_redis_degraded", "1 while Redis is unreachable.", int(limiter.degraded)
-            )
-        yield _counter(
-            "apiward_db_unavailable",
-            "Store transactions that failed because the database was unreachable (503s).",
-            rt.sql.unavailable,
-        )
-        attempts = CounterMetricFamily(
-            "apiward_webhook_attempts",
-            "Webhook delivery attempts, by outcome (succeeded, retrying, failed).",
-            labels=["outcome"],
-        )
-        for outcome, count in sorted(rt.webhooks.outcomes.items()):
-            attempts.add_metric([outcome], count)
-        yield attempts
-        leaks = CounterMetricFamily(
-            "apiward_leak_reports",
-            "Reported leaked tokens, by label (true_positive, false_positive).",
-            labels=["label"],
-        )
-        for label, count in sorted(rt.leaks.labels.items()):
-            leaks.add_metric([label], count)
-        yield leaks
-        yield _counter(
-            "apiward_lockouts_recorded",
-            "Rate-limit lockouts recorded (audit event or log line).",
-            rt.lockouts.recorded,
-        )
-        yield _counter(
-            "apiward_lockouts_suppressed",
-            "Lockouts not recorded again within their minute.",
-            rt.lockouts.suppressed,
-        )
+        for source in self._sources:
+            for reading in source.readings():
+                family_type = (
+                    CounterMetricFamily if reading.kind == "counter" else GaugeMetricFamily
+                )
+                family = family_type(
+                    "apiward_" + reading.name, reading.help, labels=list(reading.labels)
+                )
+                for values, value in reading.samples:
+                    family.add_metric(list(values), value)
+                yield family

@@ -1,17 +1,17 @@
-"""Wiring: builds the store, cache and services from settings, and runs the background work.
+"""The composition root: ``build`` makes every part of the server, complete, from settings.
 
-Both the HTTP app (in its lifespan) and the CLI build one ``Runtime``; nothing is created
-at import time.
+Both the HTTP app (in its lifespan) and the CLI call ``build`` once; nothing is created
+at import time and no part is completed after construction. ``Runtime`` holds the parts
+and their lifecycle (``start``, ``stop``); what the parts do lives in the services
+(docs/architecture.md, "The composition root").
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import httpx
 
@@ -28,34 +28,30 @@ from apiward.adapters.metrics import Metrics
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
-from apiward.core.authority import EVERYTHING
 from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
 from apiward.core.destinations import Destinations
-from apiward.core.errors import ApiwardError, InvalidInput, NotFound
+from apiward.core.errors import ApiwardError
 from apiward.core.limits import Policy, parse_rate
-from apiward.core.models import (
-    CredentialKind,
-    LinkPurpose,
-    Organisation,
-    PageRequest,
-    Principal,
-    RequestContext,
-)
+from apiward.core.models import LinkPurpose
 from apiward.core.passwords import Passwords
-from apiward.core.roles import OWNER
+from apiward.core.readings import Reports
 from apiward.services.analytics import Analytics, Verifications
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator
 from apiward.services.clients import Clients
+from apiward.services.housekeeping import Housekeeping, Upkeep
 from apiward.services.importing import KeyImporter
+from apiward.services.invalidations import InvalidationPoller
 from apiward.services.keys import Keys
 from apiward.services.leaks import LeakFormats, Leaks
 from apiward.services.limiting import RequestLimits
 from apiward.services.lockouts import Lockouts
+from apiward.services.operators import Operators
 from apiward.services.portal import Portal, PortalPolicy
 from apiward.services.ports import Limiter, Store
 from apiward.services.revocations import Revocations
+from apiward.services.scheduler import Periodic, Scheduler
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import ActionThrottle, LoginThrottle
@@ -65,221 +61,95 @@ from apiward.services.webhooks import DeliveryPolicy, Webhooks
 
 log = get_logger("apiward.runtime")
 
-INVALIDATION_WINDOW = timedelta(seconds=30)
-STOP_GRACE_SECONDS = 5.0
 
-
+@dataclass(eq=False)
 class Runtime:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
-        self.settings = settings
-        self.clock = clock or SystemClock()
-        self.sql = SqlStore.from_url(settings.database_url)
-        self.store: Store = self.sql
-        self.cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
-        self.passwords = Passwords(settings.password_policy)
-        self.usage = UsageRecorder()
-        self.verifications = Verifications()
-        self.analytics = Analytics(self.store, settings.analytics_retention)
-        fmt = settings.key_format
-        self.tenancy = Tenancy(
-            self.store,
-            self.cache,
-            self.clock,
-            self.passwords,
-            settings.environments,
-            tuple(settings.rate_limit_tiers),
-        )
-        self.keys = Keys(
-            self.store, self.cache, self.clock, fmt, tuple(v.id for v in settings.api_versions)
-        )
-        self.audit = AuditLog(self.store)
-        self.auth = Authenticator(
-            self.store,
-            self.cache,
-            self.clock,
-            fmt,
-            self.tenancy,
-            self.usage,
-            self.verifications,
-            space_header=settings.space_header,
-            require_space=settings.require_space_header,
-            default_version=settings.current_version.id,
-            imported_prefixes=tuple(settings.imported_key_prefixes),
-        )
-        self.importer = KeyImporter(
-            self.store,
-            self.cache,
-            self.clock,
-            fmt,
-            imported_prefixes=tuple(settings.imported_key_prefixes),
-        )
-        self.limiter = self._limiter(settings)
-        limit, period = parse_rate(settings.auth_failure_limit)
-        self.lockouts = Lockouts(self.store, self.clock)
-        self.limits = RequestLimits(
-            self.limiter,
-            settings.rate_plans(),
-            self.store,
-            self.clock,
-            auth_failures=Policy("auth-failures", limit, period, "ip"),
-            lockouts=self.lockouts,
-            credits_low=settings.credits_low_threshold,
-        )
-        self.auth.limit_with(self.limits)
-        access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
-        self.sealer = Sealer(settings.secret_bytes())
-        self.keyring = Keyring(
-            self.store, self.clock, self.sealer, settings.token_algorithm, access_ttl
-        )
-        self.clients = Clients(
-            self.store, self.cache, self.clock, replace(fmt, prefix=fmt.prefix + "cs")
-        )
-        # One throttle for every password sign-in: the token endpoint and the dashboard.
-        self.login_throttle = LoginThrottle(
-            self.limiter,
-            Policy(
-                "login-user",
-                settings.login_max_failures,
-                settings.login_failure_window_seconds,
-                "user",
-            ),
-            Policy(
-                "login-ip",
-                settings.login_ip_max_failures,
-                settings.login_failure_window_seconds,
-                "ip",
-            ),
-        )
-        self.tokens = Tokens(
-            self.store,
-            self.cache,
-            self.clock,
-            self.keyring,
-            self.sealer,
-            self.tenancy,
-            self.passwords,
-            self.login_throttle,
-            Revocations(),
-            self.usage,
-            replace(fmt, prefix=fmt.prefix + "rt"),
-            TokenSettings(
-                issuer=settings.token_issuer,
-                audience=settings.token_audience,
-                access_ttl=access_ttl,
-                refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-                grace=timedelta(seconds=settings.refresh_grace_seconds),
-                default_environment=settings.environments[0],
-            ),
-            self.verifications,
-        )
-        self.auth.accept_tokens(
-            self.keyring,
-            self.tokens.revocations,
-            issuer=settings.token_issuer,
-            audience=settings.token_audience,
-        )
-        self.trusted_proxies = tuple(
-            ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
-        )
-        self.countries = Countries(settings.country_header, settings.geoip_database)
-        self.webhooks = Webhooks(
-            self.store,
-            self.clock,
-            self.sealer,
-            settings.environments,
-            DeliveryPolicy(
-                max_attempts=settings.webhook_max_attempts,
-                retry_base=settings.webhook_retry_base_seconds,
-                timeout=settings.webhook_timeout_seconds,
-            ),
-            Destinations.parse(settings.webhook_allowed_networks),
-        )
-        self.leaks = Leaks(
-            self.store,
-            self.clock,
-            self.keys,
-            self.clients,
-            self.tokens,
-            self.operator,
-            LeakFormats(
-                key=fmt,
-                client=replace(fmt, prefix=fmt.prefix + "cs"),
-                refresh=replace(fmt, prefix=fmt.prefix + "rt"),
-                imported_prefixes=tuple(settings.imported_key_prefixes),
-            ),
-            settings.leak_report_public_keys,
-        )
-        self.postbox = Postbox(
-            self._mail_transport(settings),
-            platform=settings.platform_name,
-            sender=settings.mail_from,
-        )
-        base = settings.base_url + "/dashboard"
-        self.portal = Portal(
-            self.store,
-            self.clock,
-            self.passwords,
-            self.tenancy,
-            self.tokens,
-            ActionThrottle(
-                self.limiter,
-                Policy.parse("portal-email", settings.portal_email_limit, key="user"),
-                Policy.parse("portal-ip", settings.portal_ip_limit, key="ip"),
-            ),
-            self.postbox,
-            PortalPolicy(
-                links={
-                    LinkPurpose.CONFIRM: base + "/confirm",
-                    LinkPurpose.RESET: base + "/reset",
-                    LinkPurpose.INVITE: base + "/invitations/accept",
-                },
-                sign_in_url=base + "/login",
-                forgot_url=base + "/forgot",
-                link_prefix=fmt.prefix + "el",
-                signup_enabled=settings.signup_enabled,
-                signup_domains=tuple(settings.signup_email_domains),
-                confirm_ttl=timedelta(seconds=settings.confirm_link_ttl_seconds),
-                reset_ttl=timedelta(seconds=settings.reset_link_ttl_seconds),
-                invite_ttl=timedelta(seconds=settings.invite_link_ttl_seconds),
-                projects_per_account=settings.projects_per_account,
-            ),
-        )
-        self.metrics = Metrics(self)
-        self._http: httpx.AsyncClient | None = None
-        self._retention_at: datetime | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._busy: set[asyncio.Task[object]] = set()
-        self._closing = False
-        self._wakeup = asyncio.Event()
-        self._stop_listening: Callable[[], Awaitable[None]] | None = None
-        self._seen: set[int] = set()
-        self._primed = False
+    """Every part of one server process, built by ``build``; ``start`` and ``stop``."""
 
-    @staticmethod
-    def _mail_transport(settings: Settings) -> Transport:
-        """SMTP when a host is configured; else the log (the embedded default)."""
-        if not settings.smtp_host:
-            return LogTransport()
-        password = settings.smtp_password
-        return SmtpTransport(
-            settings.smtp_host,
-            settings.smtp_port,
-            security=settings.smtp_security,
-            username=settings.smtp_username,
-            password=password.get_secret_value() if password else None,
-            timeout=settings.smtp_timeout_seconds,
-        )
+    settings: Settings
+    clock: Clock
+    sql: SqlStore
+    store: Store
+    cache: MemoryCache
+    limiter: Limiter
+    passwords: Passwords
+    sealer: Sealer
+    keyring: Keyring
+    revocations: Revocations
+    usage: UsageRecorder
+    verifications: Verifications
+    analytics: Analytics
+    audit: AuditLog
+    tenancy: Tenancy
+    operators: Operators
+    keys: Keys
+    importer: KeyImporter
+    clients: Clients
+    lockouts: Lockouts
+    limits: RequestLimits
+    auth: Authenticator
+    login_throttle: LoginThrottle
+    tokens: Tokens
+    webhooks: Webhooks
+    leaks: Leaks
+    postbox: Postbox
+    portal: Portal
+    invalidations: InvalidationPoller
+    housekeeping: Housekeeping
+    countries: Countries
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    metrics: Metrics
+    scheduler: Scheduler
+    http: httpx.AsyncClient
+    """The one client webhook deliveries go out through."""
+    _stop_listening: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
-    @staticmethod
-    def _limiter(settings: Settings) -> Limiter:
-        """In-process limits by default; exact across processes with Redis."""
-        if not settings.redis_url:
-            return MemoryLimiter()
-        return FallbackLimiter(
-            RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
-            MemoryLimiter(),
-            mode=settings.rate_limit_failure_mode,
-        )
+    async def start(self, *, background: bool = True) -> None:
+        """Migrate when configured, load signing keys and revocations, prime the
+        invalidation poller; with ``background`` (the server, not the CLI), listen for
+        invalidation notices and start the periodic jobs."""
+        if self.settings.migrate_on_start:
+            await migrate.upgrade(self.sql.engine)
+        await self.keyring.load()
+        await self.tokens.load_revocations()
+        await self.invalidations.poll()
+        if not background:
+            return
+        if isinstance(self.postbox.transport, LogTransport):
+            log.warning(
+                "smtp_not_configured",
+                note="Emails (confirmations, invitations, password resets) are written "
+                "to this log, links included. Set APIWARD_SMTP_HOST to send them.",
+            )
+        self._stop_listening = await self.sql.listen(self.scheduler.wake)
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop the jobs, send what is deferred, flush the counters, close every resource."""
+        self.countries.close()
+        if self._stop_listening is not None:
+            await self._stop_listening()
+            self._stop_listening = None
+        await self.scheduler.stop()
+        await self.http.aclose()
+        await self.tokens.drain()
+        await self.portal.drain()
+        await self.postbox.drain()
+        for flush in (self.flush_usage, self.flush_analytics):
+            try:
+                await flush()
+            except ApiwardError as exc:
+                log.warning("flush_at_stop_failed", job=flush.__name__, error=exc.message)
+        await self.limiter.aclose()
+        await self.store.close()
+
+    async def flush_usage(self) -> int:
+        """Write the pending "last used" of keys and clients."""
+        return await self.usage.flush(self.store)
+
+    async def flush_analytics(self) -> int:
+        """Write the pending usage counts."""
+        return await self.verifications.flush(self.store)
 
     async def ping_redis(self) -> bool | None:
         """Whether Redis answers; None when no Redis is configured."""
@@ -293,224 +163,251 @@ class Runtime:
             return False
         return True
 
-    async def start(self, *, background: bool = True) -> None:
-        if self.settings.migrate_on_start:
-            await migrate.upgrade(self.sql.engine)
-        await self.keyring.load()
-        await self.tokens.load_revocations()
-        await self.poll_invalidations()
-        if background:
-            if isinstance(self.postbox.transport, LogTransport):
-                log.warning(
-                    "smtp_not_configured",
-                    note="Emails (confirmations, invitations, password resets) are written "
-                    "to this log, links included. Set APIWARD_SMTP_HOST to send them.",
-                )
-            self._stop_listening = await self.sql.listen(self._wake)
-            self._http = delivery.client(self.settings.webhook_timeout_seconds)
-            self.webhooks.sender = delivery.HttpxSender(self._http, self.webhooks.destinations)
-            self._tasks = [
-                asyncio.create_task(
-                    self._every(self.settings.webhook_poll_seconds, self.webhooks.run_once)
-                ),
-                asyncio.create_task(self._every(60.0, self.housekeeping)),
-                asyncio.create_task(
-                    self._every(self.settings.last_used_flush_seconds, self.flush_usage)
-                ),
-                asyncio.create_task(
-                    self._every(self.settings.analytics_flush_seconds, self.flush_analytics)
-                ),
-                asyncio.create_task(
-                    self._every(
-                        self.settings.invalidation_poll_seconds,
-                        self.poll_invalidations,
-                        wake=True,
-                    )
-                ),
-            ]
 
-    def _wake(self) -> None:
-        self._wakeup.set()
-
-    async def stop(self) -> None:
-        self.countries.close()
-        if self._stop_listening is not None:
-            await self._stop_listening()
-            self._stop_listening = None
-        # A task cancelled inside a transaction can leave it open (and SQLite's write
-        # lock held for the busy timeout): idle tasks are cancelled at once, a running
-        # job gets a moment to finish first.
-        self._closing = True
-        busy = [task for task in self._tasks if task in self._busy]
-        for task in self._tasks:
-            if task not in self._busy:
-                task.cancel()
-        if busy:
-            await asyncio.wait(busy, timeout=STOP_GRACE_SECONDS)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        if self._http is not None:
-            self.webhooks.sender = None
-            await self._http.aclose()
-            self._http = None
-        await self.tokens.drain()
-        await self.portal.drain()
-        await self.postbox.drain()
-        with contextlib.suppress(ApiwardError):
-            await self.flush_usage()
-        with contextlib.suppress(ApiwardError):
-            await self.flush_analytics()
-        await self.limiter.aclose()
-        await self.store.close()
-
-    async def _every(
-        self, seconds: float, job: Callable[[], Awaitable[object]], *, wake: bool = False
-    ) -> None:
-        while not self._closing:
-            if wake:
-                # A notification (PostgreSQL) ends the wait early; the interval stays as
-                # the safety net for a lost one.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), seconds)
-                self._wakeup.clear()
-            else:
-                await asyncio.sleep(seconds)
-            if self._closing:
-                return
-            current = asyncio.current_task()
-            assert current is not None
-            self._busy.add(current)
-            try:
-                await job()
-            except ApiwardError as exc:
-                log.warning("background_job_failed", job=job.__name__, error=exc.message)
-            finally:
-                self._busy.discard(current)
-
-    async def flush_usage(self) -> int:
-        return await self.usage.flush(self.store)
-
-    async def flush_analytics(self) -> int:
-        return await self.verifications.flush(self.store)
-
-    async def poll_invalidations(self) -> int:
-        """Apply invalidations written by any process (this one included) since the last poll.
-
-        Rows are read by time window, not by "sequence greater than the last seen":
-        PostgreSQL sequence values can commit out of order, and a row committed late
-        with a smaller number would otherwise be skipped.
-        """
-        now = self.clock.now()
-        async with self.store.begin() as tx:
-            rows = await tx.invalidations_since(now - INVALIDATION_WINDOW)
-            if now.second == 0:
-                await tx.prune_invalidations(now - INVALIDATION_WINDOW * 4)
-        fresh = [row for row in rows if row.seq not in self._seen]
-        self._seen = {row.seq for row in rows}
-        if not self._primed:
-            # Everything already in the log predates this process's cache.
-            self._primed = True
-            return 0
-        kinds = {row.kind for row in fresh}
-        for row in fresh:
-            if row.kind == "key":
-                self.cache.invalidate(row.target)
-            elif row.kind == "revocation":
-                kind, _, value = row.target.partition(":")
-                self.tokens.revocations.add(kind, value)
-            elif row.kind == "org":
-                self.cache.clear()
-        if "signing" in kinds:
-            await self.keyring.load()
-        return len(fresh)
-
-    async def housekeeping(self) -> None:
-        """Rotate the signing key when due; wipe expired refresh tokens and old answers."""
-        days = self.settings.signing_key_rotation_days
-        if days:
-            await self.keyring.rotate_if_due(timedelta(days=days))
-        now = self.clock.now()
-        async with self.store.begin() as tx:
-            await tx.prune_refresh(
-                now - timedelta(days=1),
-                now - timedelta(seconds=self.settings.refresh_grace_seconds),
-            )
-            await tx.prune_links(now - timedelta(days=30))
-        await self.enforce_retention()
-
-    async def enforce_retention(self, *, force: bool = False) -> tuple[int, int]:
-        """Delete audit events past ``APIWARD_AUDIT_RETENTION_DAYS`` (0: keep all) and
-        finished webhook deliveries past ``APIWARD_WEBHOOK_RETENTION_DAYS``, at most
-        once an hour unless ``force``; the numbers deleted."""
-        now = self.clock.now()
-        if not force and self._retention_at and now - self._retention_at < timedelta(hours=1):
-            return 0, 0
-        self._retention_at = now
-        audit = 0
-        async with self.store.begin() as tx:
-            days = self.settings.audit_retention_days
-            if days:
-                audit = await tx.prune_audit(now - timedelta(days=days))
-            deliveries = await tx.prune_deliveries(
-                now - timedelta(days=self.settings.webhook_retention_days)
-            )
-        counts = await self.analytics.prune(now)
-        if audit or deliveries or counts:
-            log.info(
-                "retention_enforced",
-                audit_events=audit,
-                webhook_deliveries=deliveries,
-                verification_counts=counts,
-            )
-        return audit, deliveries
-
-    async def operator(self, org_id: str | None = None, environment: str = "live") -> Principal:
-        """The principal the CLI acts as: the org's first owner, with every scope."""
-        org = await self.resolve_org(org_id)
-        async with self.store.begin() as tx:
-            space = await tx.default_space(org.id)
-            users = await tx.list_users(org.id, _all_page())
-            owner = None
-            for user in users.items:
-                memberships = await tx.list_memberships(org.id, user.id)
-                if user.disabled_at is None and any(
-                    m.role == OWNER and m.space_id is None for m in memberships
-                ):
-                    owner = user
-                    break
-        if owner is None or space is None:
-            raise NotFound("owner of organisation", org.id)
-        return Principal(
-            org_id=org.id,
-            environment=environment,
-            space_id=space.id,
-            user_id=owner.id,
-            scopes=EVERYTHING,
-            credential_id="cli",
-            credential_kind=CredentialKind.OPERATOR,
-            context=RequestContext(user_agent="apiward-cli"),
-        )
-
-    async def resolve_org(self, org_id: str | None) -> Organisation:
-        orgs = await self.tenancy.list_orgs()
-        if org_id:
-            for org in orgs:
-                if org_id in (org.id, org.name):
-                    return org
-            raise NotFound("organisation", org_id)
-        if not orgs:
-            raise NotFound("organisation", "(none yet: run 'apiward init')")
-        if len(orgs) > 1:
-            raise InvalidInput(
-                "This instance has several organisations; choose one with --org: "
-                + ", ".join(f"{o.name} ({o.id})" for o in orgs)
-            )
-        return orgs[0]
+def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Every part of the server, wired from ``settings``; nothing is connected yet."""
+    clock = clock or SystemClock()
+    sql = SqlStore.from_url(settings.database_url)
+    store: Store = sql
+    cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
+    limiter = _limiter(settings)
+    passwords = Passwords(settings.password_policy)
+    sealer = Sealer(settings.secret_bytes())
+    access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+    keyring = Keyring(store, clock, sealer, settings.token_algorithm, access_ttl)
+    revocations = Revocations()
+    usage = UsageRecorder()
+    verifications = Verifications()
+    analytics = Analytics(store, settings.analytics_retention)
+    fmt = settings.key_format
+    client_fmt = replace(fmt, prefix=fmt.prefix + "cs")
+    refresh_fmt = replace(fmt, prefix=fmt.prefix + "rt")
+    imported = tuple(settings.imported_key_prefixes)
+    tenancy = Tenancy(
+        store, cache, clock, passwords, settings.environments, tuple(settings.rate_limit_tiers)
+    )
+    operators = Operators(store, tenancy)
+    keys = Keys(store, cache, clock, fmt, tuple(v.id for v in settings.api_versions))
+    lockouts = Lockouts(store, clock)
+    failures, period = parse_rate(settings.auth_failure_limit)
+    limits = RequestLimits(
+        limiter,
+        settings.rate_plans(),
+        store,
+        clock,
+        auth_failures=Policy("auth-failures", failures, period, "ip"),
+        lockouts=lockouts,
+        credits_low=settings.credits_low_threshold,
+    )
+    auth = Authenticator(
+        store,
+        cache,
+        clock,
+        fmt,
+        tenancy,
+        usage,
+        verifications,
+        limits,
+        keyring,
+        revocations,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        space_header=settings.space_header,
+        require_space=settings.require_space_header,
+        default_version=settings.current_version.id,
+        imported_prefixes=imported,
+    )
+    login_throttle = _login_throttle(settings, limiter)
+    tokens = Tokens(
+        store,
+        cache,
+        clock,
+        keyring,
+        sealer,
+        tenancy,
+        passwords,
+        login_throttle,
+        revocations,
+        usage,
+        refresh_fmt,
+        TokenSettings(
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            access_ttl=access_ttl,
+            refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+            grace=timedelta(seconds=settings.refresh_grace_seconds),
+            default_environment=settings.environments[0],
+        ),
+        verifications,
+    )
+    clients = Clients(store, cache, clock, client_fmt)
+    http = delivery.client(settings.webhook_timeout_seconds)
+    destinations = Destinations.parse(settings.webhook_allowed_networks)
+    webhooks = Webhooks(
+        store,
+        clock,
+        sealer,
+        settings.environments,
+        delivery.HttpxSender(http, destinations),
+        DeliveryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            retry_base=settings.webhook_retry_base_seconds,
+            timeout=settings.webhook_timeout_seconds,
+        ),
+        destinations,
+    )
+    leaks = Leaks(
+        store,
+        clock,
+        keys,
+        clients,
+        tokens,
+        operators.principal,
+        LeakFormats(key=fmt, client=client_fmt, refresh=refresh_fmt, imported_prefixes=imported),
+        settings.leak_report_public_keys,
+    )
+    postbox = Postbox(
+        _mail_transport(settings), platform=settings.platform_name, sender=settings.mail_from
+    )
+    portal = Portal(
+        store,
+        clock,
+        passwords,
+        tenancy,
+        tokens,
+        ActionThrottle(
+            limiter,
+            Policy.parse("portal-email", settings.portal_email_limit, key="user"),
+            Policy.parse("portal-ip", settings.portal_ip_limit, key="ip"),
+        ),
+        postbox,
+        _portal_policy(settings),
+    )
+    invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
+    housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
+    sources: list[Reports] = [cache, limits]
+    if isinstance(limiter, FallbackLimiter):
+        sources.append(limiter)
+    sources += [sql, webhooks, leaks, lockouts]
+    scheduler = Scheduler(
+        [
+            Periodic("webhooks", settings.webhook_poll_seconds, webhooks.run_once),
+            Periodic("housekeeping", 60.0, housekeeping.run),
+            Periodic("usage", settings.last_used_flush_seconds, lambda: usage.flush(store)),
+            Periodic(
+                "analytics", settings.analytics_flush_seconds, lambda: verifications.flush(store)
+            ),
+            Periodic(
+                "invalidations",
+                settings.invalidation_poll_seconds,
+                invalidations.poll,
+                wakeable=True,
+            ),
+        ]
+    )
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        sql=sql,
+        store=store,
+        cache=cache,
+        limiter=limiter,
+        passwords=passwords,
+        sealer=sealer,
+        keyring=keyring,
+        revocations=revocations,
+        usage=usage,
+        verifications=verifications,
+        analytics=analytics,
+        audit=AuditLog(store),
+        tenancy=tenancy,
+        operators=operators,
+        keys=keys,
+        importer=KeyImporter(store, cache, clock, fmt, imported_prefixes=imported),
+        clients=clients,
+        lockouts=lockouts,
+        limits=limits,
+        auth=auth,
+        login_throttle=login_throttle,
+        tokens=tokens,
+        webhooks=webhooks,
+        leaks=leaks,
+        postbox=postbox,
+        portal=portal,
+        invalidations=invalidations,
+        housekeeping=housekeeping,
+        countries=Countries(settings.country_header, settings.geoip_database),
+        trusted_proxies=tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
+        ),
+        metrics=Metrics(sources),
+        scheduler=scheduler,
+        http=http,
+    )
 
 
-def _all_page() -> PageRequest:
-    return PageRequest(page=1, page_size=1000)
+def _limiter(settings: Settings) -> Limiter:
+    """In-process limits by default; exact across processes with Redis."""
+    if not settings.redis_url:
+        return MemoryLimiter()
+    return FallbackLimiter(
+        RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
+        MemoryLimiter(),
+        mode=settings.rate_limit_failure_mode,
+    )
+
+
+def _login_throttle(settings: Settings, limiter: Limiter) -> LoginThrottle:
+    """One throttle for every password sign-in: the token endpoint and the dashboard."""
+    window = settings.login_failure_window_seconds
+    return LoginThrottle(
+        limiter,
+        Policy("login-user", settings.login_max_failures, window, "user"),
+        Policy("login-ip", settings.login_ip_max_failures, window, "ip"),
+    )
+
+
+def _mail_transport(settings: Settings) -> Transport:
+    """SMTP when a host is configured; else the log (the embedded default)."""
+    if not settings.smtp_host:
+        return LogTransport()
+    password = settings.smtp_password
+    return SmtpTransport(
+        settings.smtp_host,
+        settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=password.get_secret_value() if password else None,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
+def _portal_policy(settings: Settings) -> PortalPolicy:
+    base = settings.base_url + "/dashboard"
+    return PortalPolicy(
+        links={
+            LinkPurpose.CONFIRM: base + "/confirm",
+            LinkPurpose.RESET: base + "/reset",
+            LinkPurpose.INVITE: base + "/invitations/accept",
+        },
+        sign_in_url=base + "/login",
+        forgot_url=base + "/forgot",
+        link_prefix=settings.key_format.prefix + "el",
+        signup_enabled=settings.signup_enabled,
+        signup_domains=tuple(settings.signup_email_domains),
+        confirm_ttl=timedelta(seconds=settings.confirm_link_ttl_seconds),
+        reset_ttl=timedelta(seconds=settings.reset_link_ttl_seconds),
+        invite_ttl=timedelta(seconds=settings.invite_link_ttl_seconds),
+        projects_per_account=settings.projects_per_account,
+    )
+
+
+def _upkeep(settings: Settings) -> Upkeep:
+    rotation = settings.signing_key_rotation_days
+    audit = settings.audit_retention_days
+    return Upkeep(
+        signing_key_rotation=timedelta(days=rotation) if rotation else None,
+        refresh_grace=timedelta(seconds=settings.refresh_grace_seconds),
+        audit_retention=timedelta(days=audit) if audit else None,
+        webhook_retention=timedelta(days=settings.webhook_retention_days),
+    )

@@ -145,7 +145,12 @@ class Authenticator:
         tenancy: Tenancy,
         usage: UsageRecorder,
         verifications: Verifications,
+        limits: RequestLimits,
+        keyring: Keyring,
+        revocations: Revocations,
         *,
+        issuer: str,
+        audience: str,
         space_header: str = "Apiward-Space-Id",
         require_space: bool = False,
         default_version: str | None = None,
@@ -163,21 +168,10 @@ class Authenticator:
         self._require_space = require_space
         self._own_prefix = fmt.prefix + "_"
         self._default_version = default_version
-        self._limits: RequestLimits | None = None
-        self._keyring: Keyring | None = None
-        self._revocations: Revocations | None = None
-        self._issuer = ""
-        self._audience = ""
-
-    def limit_with(self, limits: RequestLimits) -> None:
-        """Apply rate limits and usage credits to every authenticated request."""
         self._limits = limits
-
-    def accept_tokens(
-        self, keyring: Keyring, revocations: Revocations, *, issuer: str, audience: str
-    ) -> None:
-        """Also accept apiward access tokens, verified with these keys."""
+        """Rate limits and usage credits, spent by every authenticated request."""
         self._keyring = keyring
+        """The keys apiward access tokens are verified with."""
         self._revocations = revocations
         self._issuer = issuer
         self._audience = audience
@@ -268,8 +262,6 @@ class Authenticator:
 
     async def limited(self, entry: VerifiedKey, principal: Principal) -> Principal:
         """Spend a key request's rate limits and credits."""
-        if self._limits is None:
-            return principal
         key = entry.key
         credits_key = None
         if key.credits is not None:  # a rolled key spends its successor's balance
@@ -322,8 +314,6 @@ class Authenticator:
         return self._token_principal(await self._verified_token(token), context)
 
     async def _verified_token(self, token: str) -> VerifiedToken:
-        if self._keyring is None or self._revocations is None:
-            raise InvalidToken()
         cache_key = "jwt:" + hashlib.sha256(token.encode()).hexdigest()
         entry = self._cache.get(cache_key)
         now = self._clock.now().timestamp()
@@ -352,7 +342,6 @@ class Authenticator:
         return entry
 
     def _token_principal(self, entry: VerifiedToken, context: RequestContext) -> Principal:
-        assert self._revocations is not None
         claims = entry.claims
         if claims.exp <= self._clock.now().timestamp():
             raise ExpiredToken()
@@ -421,15 +410,14 @@ class Authenticator:
                 principal = self._key_principal(entry, context)
         except AuthenticationError as exc:
             self._count_refusal(known, context, exc)
-            if self._limits is not None:
-                await self._limits.authentication_failed(context.ip)
+            await self._limits.authentication_failed(context.ip)
             raise
         except PermissionDenied as exc:
             self._count_refusal(known, context, exc)
             raise
         try:
             require_scopes(principal, scopes)
-            if self._limits is not None and not exempt:
+            if not exempt:
                 if jwt_tokens.looks_like_jwt(token):
                     tier = verified_token.subject.rate_tier
                     principal = await self._limits.apply(principal, tier=tier)

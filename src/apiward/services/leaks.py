@@ -46,6 +46,7 @@ from apiward.core.errors import (
 from apiward.core.ids import new_id
 from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
 from apiward.core.models import AuditEvent, PageRequest, Principal, RequestContext
+from apiward.core.readings import Reading
 from apiward.services.clients import Clients
 from apiward.services.keys import Keys
 from apiward.services.ports import AuditFilter, Store, Transaction
@@ -201,6 +202,16 @@ class Leaks:
         self.public_keys = load_public_keys(public_keys or {})
         self.labels: Counter[str] = Counter()
         """Reported tokens by label, for metrics."""
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counts(
+                "leak_reports",
+                "Reported leaked tokens, by label (true_positive, false_positive).",
+                ("label",),
+                self.labels,
+            )
+        ]
 
     def verify(self, key_id: str | None, signature: str | None, body: bytes) -> None:
         verify_report(self.public_keys, key_id, signature, body)

@@ -31,6 +31,7 @@ from apiward.core.limits import (
     spend,
 )
 from apiward.core.models import CredentialKind, Principal, RateOverride
+from apiward.core.readings import Reading
 from apiward.services.audit import audit_event
 from apiward.services.lockouts import Lockouts
 from apiward.services.ports import CreditLedger, Limiter, Store
@@ -338,6 +339,16 @@ class RequestLimits:
         self._auth_failures = auth_failures
         self._service = RateLimiting(limiter, plans[None], clock=wall)
         self._merged: dict[tuple[str | None, tuple[RateOverride, ...]], RatePlan] = {}
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counts(
+                "rate_limit_decisions",
+                "Rate-limit decisions, by decision (allowed, denied) and reported policy.",
+                ("decision", "policy"),
+                self.decisions,
+            )
+        ]
 
     @property
     def default_plan(self) -> RatePlan:

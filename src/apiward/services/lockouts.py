@@ -18,6 +18,7 @@ import structlog
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, RateLimited, UsageExceeded
 from apiward.core.models import Principal
+from apiward.core.readings import Reading
 from apiward.services.audit import audit_event
 from apiward.services.ports import Store
 
@@ -44,6 +45,20 @@ class Lockouts:
         """Lockouts written to the audit log (or logged, for addresses)."""
         self.suppressed = 0
         """Lockouts left out because the same one was recorded less than a minute ago."""
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counter(
+                "lockouts_recorded",
+                "Rate-limit lockouts recorded (audit event or log line).",
+                self.recorded,
+            ),
+            Reading.counter(
+                "lockouts_suppressed",
+                "Lockouts not recorded again within their minute.",
+                self.suppressed,
+            ),
+        ]
 
     def _due(self, subject: str, policy: str) -> bool:
         now = self._timer()

@@ -40,6 +40,7 @@ from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError, Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
 from apiward.core.models import AuditEvent, Page, PageRequest, Principal
+from apiward.core.readings import Reading
 from apiward.services.audit import audit_event
 from apiward.services.authority import require_event_reader
 from apiward.services.keys import effective_environment
@@ -225,6 +226,7 @@ class Webhooks:
         clock: Clock,
         sealer: Sealer,
         environments: tuple[str, ...],
+        sender: WebhookSender,
         policy: DeliveryPolicy | None = None,
         destinations: Destinations | None = None,
     ) -> None:
@@ -235,10 +237,19 @@ class Webhooks:
         self._sealer = sealer
         self._environments = environments
         self.policy = policy or DeliveryPolicy()
-        self.sender: WebhookSender | None = None
-        """Set by the server's runtime; without one (the CLI) nothing is posted."""
+        self._sender = sender
         self.outcomes: Counter[str] = Counter()
         """Attempts by outcome (``succeeded``, ``retrying``, ``failed``), for metrics."""
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counts(
+                "webhook_attempts",
+                "Webhook delivery attempts, by outcome (succeeded, retrying, failed).",
+                ("outcome",),
+                self.outcomes,
+            )
+        ]
 
     # managing endpoints ---------------------------------------------------------------
 
@@ -438,8 +449,6 @@ class Webhooks:
 
     async def deliver_due(self) -> int:
         """Attempt the deliveries that are due; the number attempted."""
-        if self.sender is None:
-            return 0
         now = self._clock.now()
         async with self._store.begin() as tx:
             claimed = await tx.claim_deliveries(now, now + self.policy.lease, self.policy.batch)
@@ -473,7 +482,6 @@ class Webhooks:
     async def _attempt(
         self, delivery: WebhookDelivery, endpoint: WebhookEndpoint
     ) -> WebhookDelivery:
-        assert self.sender is not None
         attempt = delivery.attempts + 1
         status: int | None = None
         try:
@@ -493,7 +501,7 @@ class Webhooks:
                 "Apiward-Delivery-Id": delivery.id,
                 "Apiward-Delivery-Attempt": str(attempt),
             }
-            outcome = await self.sender.post(endpoint.url, body, headers)
+            outcome = await self._sender.post(endpoint.url, body, headers)
             status, duration = outcome.status, outcome.duration_ms
             error = outcome.error
             if error is None and status is not None and not 200 <= status < 300:

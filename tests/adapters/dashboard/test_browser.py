@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from apiward.core.limits import Credits, Refill
 from apiward.core.models import RateOverride
 from tests.adapters.dashboard.conftest import PASSWORD
@@ -83,11 +83,11 @@ def _app(db: Path) -> FastAPI:
     )
 
     async def bootstrap() -> None:
-        runtime = Runtime(settings)
+        runtime = build(settings)
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Acme", OWNER, PASSWORD)
-            operator = await runtime.operator(boot.org.id)
+            operator = await runtime.operators.principal(boot.org.id)
             await runtime.tenancy.create_user(
                 operator, VIEWER, name="Vera Viewer", password=PASSWORD, role="viewer"
             )

@@ -486,7 +486,7 @@ def _pending(client: TestClient, org_id: str) -> list[Any]:
     runtime = runtime_of(client)
 
     async def run() -> list[Any]:
-        principal = await runtime.operator(org_id)
+        principal = await runtime.operators.principal(org_id)
         return await runtime.portal.invitations(principal)
 
     return client.portal.call(run)  # type: ignore[union-attr]

@@ -22,7 +22,7 @@ def audit_types(org: Org, **filters: Any) -> list[str]:
 
     async def run() -> list[str]:
         await runtime.portal.drain()  # refused sign-ins are written after the answer
-        principal = await runtime.operator(org.id)
+        principal = await runtime.operators.principal(org.id)
         page = await runtime.audit.list(principal, AuditFilter(**filters), PageRequest(1, 100))
         return [e.type for e in page.items]
 

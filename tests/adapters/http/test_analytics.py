@@ -49,7 +49,7 @@ def made_key(org: Org, scopes: list[str]) -> dict[str, str]:
     runtime = org.runtime
 
     async def run() -> dict[str, str]:
-        principal = await runtime.operator(org.id)
+        principal = await runtime.operators.principal(org.id)
         created = await runtime.keys.create(principal, name="k", scopes=scopes)
         return {"id": created.key.id, "key": created.plaintext}
 

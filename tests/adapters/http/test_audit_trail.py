@@ -167,7 +167,7 @@ def test_retention_deletes_events_older_than_the_setting(org: Org) -> None:
         async with org.runtime.store.begin() as tx:
             await tx.insert_audit(old)
             await tx.insert_audit(recent)
-        return await org.runtime.enforce_retention(force=True)
+        return await org.runtime.housekeeping.enforce_retention(force=True)
 
     deleted, _ = org.client.portal.call(seed)  # type: ignore[union-attr]
     assert deleted == 1
@@ -176,7 +176,7 @@ def test_retention_deletes_events_older_than_the_setting(org: Org) -> None:
     }
     assert ids == {recent.id}
     # Once an hour at most: housekeeping runs every minute.
-    assert org.client.portal.call(org.runtime.enforce_retention) == (0, 0)  # type: ignore[union-attr]
+    assert org.client.portal.call(org.runtime.housekeeping.enforce_retention) == (0, 0)  # type: ignore[union-attr]
 
 
 def test_retention_zero_keeps_everything(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_retention_zero_keeps_everything(tmp_path: Path) -> None:
         async def seed() -> tuple[int, int]:
             async with org.runtime.store.begin() as tx:
                 await tx.insert_audit(ancient)
-            return await org.runtime.enforce_retention(force=True)
+            return await org.runtime.housekeeping.enforce_retention(force=True)
 
         assert client.portal.call(seed) == (0, 0)  # type: ignore[union-attr]
         assert (

@@ -256,7 +256,7 @@ def test_a_disabled_portal_account_stops_its_keys_clients_and_exchange(
 
     portal.call(open_account)
     project = portal.call(runtime.portal.create_project, account, "Ada's", context)
-    operator = portal.call(runtime.operator, project.org.id)
+    operator = portal.call(runtime.operators.principal, project.org.id)
 
     async def credentials() -> tuple[str, str, str, str]:
         key = await runtime.keys.create(operator, name="k", scopes=["*"])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from tests.adapters.dashboard.test_browser import CHROMIUM_ARGS, chromium, expect, watch
 from tests.conftest import fast_settings
 from tests.live import serve
@@ -31,11 +31,11 @@ def reference(tmp_path: Path, chromium: Browser) -> Iterator[tuple[str, str]]:
     settings = fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'docs.db'}")
 
     async def key() -> str:
-        runtime = Runtime(settings)
+        runtime = build(settings)
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            operator = await runtime.operator(boot.org.id)
+            operator = await runtime.operators.principal(boot.org.id)
             made = await runtime.keys.create(operator, name="docs", scopes=["keys:read"])
             return made.plaintext
         finally:

@@ -44,7 +44,7 @@ def test_starlette_app_protected_by_middleware(tmp_path: Path) -> None:
 
         async def keys() -> tuple[str, str, str]:
             boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operator(boot.org.id)
+            owner = await runtime.operators.principal(boot.org.id)
             ok = await runtime.keys.create(owner, name="a", scopes=["customers:read"])
             no = await runtime.keys.create(owner, name="b", scopes=["invoices:read"])
             return boot.org.id, ok.plaintext, no.plaintext

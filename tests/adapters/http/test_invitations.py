@@ -106,7 +106,7 @@ def test_an_account_creates_and_lists_its_projects_through_the_api(
     portal.call(runtime.portal.confirm, link.split("token=")[1], context)
     account = portal.call(runtime.portal.account_of_email, "ada@example.test")
     first = portal.call(runtime.portal.create_project, account, "First", context)
-    principal = portal.call(runtime.operator, first.org.id)
+    principal = portal.call(runtime.operators.principal, first.org.id)
 
     async def new_key(scopes: list[str]) -> str:
         return (await runtime.keys.create(principal, name="k", scopes=scopes)).plaintext

@@ -296,7 +296,7 @@ def test_the_cli_reports_a_leak_the_same_way(
     assert verdict["label"] == "true_positive" and verdict["revoked"] is True
     assert verdict["credential_id"] == key["id"] and verdict["kind"] == "api_key"
     # The CLI's revocation reaches the server through the invalidation log.
-    assert org.client.portal.call(org.runtime.poll_invalidations) >= 1  # type: ignore[union-attr]
+    assert org.client.portal.call(org.runtime.invalidations.poll) >= 1  # type: ignore[union-attr]
     refused = org.client.get("/v1/keys", headers=org.headers(key["key"]))
     assert refused.json()["message"] == "API key has been revoked"
     leak = org.client.get(

@@ -17,7 +17,7 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 from fastapi import FastAPI
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from apiward.server import Principal, create_app, require
 from tests.conftest import fast_settings
 from tests.live import free_port, serve
@@ -34,7 +34,7 @@ def things_app(db: Path, port: int) -> FastAPI:
     )
 
     async def bootstrap() -> None:
-        runtime = Runtime(settings)
+        runtime = build(settings)
         await runtime.start(background=False)
         try:
             await runtime.tenancy.bootstrap("Monogoto", "you@example.com", PASSWORD)

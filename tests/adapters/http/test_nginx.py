@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from apiward.core.models import RateOverride
 from tests.conftest import IN_CI, fast_settings
 from tests.live import free_port, serve
@@ -67,11 +67,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     )
 
     async def setup() -> tuple[str, dict[str, str]]:
-        runtime = Runtime(settings)
+        runtime = build(settings)
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operator(boot.org.id)
+            owner = await runtime.operators.principal(boot.org.id)
             keys = {}
             for name, scopes in {"reader": ["things:read"], "other": ["invoices:read"]}.items():
                 keys[name] = (await runtime.keys.create(owner, name=name, scopes=scopes)).plaintext

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import build
 from tests.conftest import fast_settings
 from tests.live import serve
 
@@ -35,11 +35,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     )
 
     async def owner_key() -> str:
-        runtime = Runtime(settings)
+        runtime = build(settings)
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Fuzz", "f@fuzz.test", "correct horse battery")
-            principal = await runtime.operator(boot.org.id)
+            principal = await runtime.operators.principal(boot.org.id)
             return (await runtime.keys.create(principal, name="o", scopes=["*"])).plaintext
         finally:
             await runtime.stop()

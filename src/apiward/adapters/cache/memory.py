@@ -7,6 +7,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from apiward.core.readings import Reading
+
 
 class MemoryCache:
     """LRU with a time-to-live; the TTL is the safety net behind explicit invalidation."""
@@ -54,3 +56,16 @@ class MemoryCache:
 
     def clear(self) -> None:
         self._data.clear()
+
+    def readings(self) -> list[Reading]:
+        looked = self.hits + self.misses
+        return [
+            Reading.counter("cache_hits", "Verification cache hits.", self.hits),
+            Reading.counter("cache_misses", "Verification cache misses.", self.misses),
+            Reading.gauge(
+                "cache_hit_ratio",
+                "Hits over look-ups of the verification cache since start (0 before any).",
+                self.hits / looked if looked else 0.0,
+            ),
+            Reading.gauge("cache_entries", "Entries in the verification cache.", len(self)),
+        ]

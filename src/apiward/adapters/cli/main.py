@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError
 from apiward.core.limits import Credits, Refill
@@ -52,7 +52,7 @@ def _run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     """Run one command against a runtime without the server's background tasks."""
 
     async def main() -> T:
-        runtime = Runtime(Settings())
+        runtime = build(Settings())
         try:
             await runtime.start(background=False)
             return await work(runtime)
@@ -70,7 +70,7 @@ def _as_operator(
     org: str | None, env: str, work: Callable[[Runtime, Principal], Awaitable[T]]
 ) -> T:
     async def job(runtime: Runtime) -> T:
-        return await work(runtime, await runtime.operator(org, env))
+        return await work(runtime, await runtime.operators.principal(org, env))
 
     return _run(job)
 
@@ -137,7 +137,7 @@ def init(
 
     async def job(runtime: Runtime) -> dict[str, Any]:
         boot = await runtime.tenancy.bootstrap(org_name, email, password, allow_another=new_org)
-        principal = await runtime.operator(boot.org.id, environment)
+        principal = await runtime.operators.principal(boot.org.id, environment)
         created = await runtime.keys.create(
             principal, name="owner key", scopes=["*", "owner:*"], environment=environment
         )
@@ -357,7 +357,7 @@ def _key_action(
         return _key_dict(await action(runtime, principal), runtime.clock.now())
 
     async def find_env(runtime: Runtime) -> str:
-        principal = await runtime.operator(org)
+        principal = await runtime.operators.principal(org)
         return (await runtime.keys.get(principal, key_id)).environment
 
     environment = _run(find_env)
@@ -439,7 +439,7 @@ def keys_roll(
     """Issue a new key with the same settings; the old one stops after the grace period."""
 
     async def find_env(runtime: Runtime) -> str:
-        return (await runtime.keys.get(await runtime.operator(org), key_id)).environment
+        return (await runtime.keys.get(await runtime.operators.principal(org), key_id)).environment
 
     environment = _run(find_env)
 
@@ -608,7 +608,7 @@ def clients_revoke(
 
     async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
         env = (await runtime.clients.get(principal, client_id)).environment
-        principal = await runtime.operator(org, env)
+        principal = await runtime.operators.principal(org, env)
         client = await runtime.clients.revoke(principal, client_id)
         await runtime.tokens.revoke_client_tokens(client)
         return [_client_dict(client, runtime.clock.now())]
@@ -649,7 +649,7 @@ def org_show(org: OrgOption = None, as_json: JsonOption = False) -> None:
     """The organisation and the rate limits of its plan."""
 
     async def job(runtime: Runtime) -> dict[str, Any]:
-        return _org_dict(runtime, await runtime.resolve_org(org))
+        return _org_dict(runtime, await runtime.operators.resolve_org(org))
 
     _show_org(_run(job), as_json)
 

@@ -45,7 +45,7 @@ from apiward.adapters.http.routes import (
     webhooks,
 )
 from apiward.adapters.http.security import authenticate
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, ServiceUnavailable
@@ -75,7 +75,7 @@ class Apiward:
             self.settings.log_format,
             secret_prefixes=(prefix, prefix + "cs", prefix + "rt", prefix + "el", "whsec"),
         )
-        runtime = Runtime(self.settings, clock=self._clock)
+        runtime = build(self.settings, clock=self._clock)
         await runtime.start()
         self._runtime = runtime
         try:

@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 from apiward.adapters.logging import get_logger
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import Decision, Hit
+from apiward.core.readings import Reading
 from apiward.services.ports import Limiter
 
 FailureMode = Literal["open", "closed"]
@@ -61,6 +62,18 @@ class FallbackLimiter:
     def degraded(self) -> bool:
         """True while Redis is considered down."""
         return self._down_since is not None
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counter(
+                "redis_degraded_decisions",
+                "Rate-limit decisions taken locally (open) or refused (closed) while "
+                "Redis was unreachable.",
+                self.degraded_decisions,
+            ),
+            Reading.counter("redis_outages", "Times Redis was found unreachable.", self.outages),
+            Reading.gauge("redis_degraded", "1 while Redis is unreachable.", int(self.degraded)),
+        ]
 
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return await self._call(lambda lim: lim.hit(key, limit, period, cost))

@@ -39,6 +39,7 @@ from apiward.core.models import (
     StoredSigningKey,
     User,
 )
+from apiward.core.readings import Reading
 from apiward.services.ports import (
     AuditFilter,
     DashboardSession,
@@ -1142,6 +1143,15 @@ class SqlStore:
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
         return cls(create_engine(url))
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counter(
+                "db_unavailable",
+                "Store transactions that failed because the database was unreachable (503s).",
+                self.unavailable,
+            )
+        ]
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[SqlTransaction]:

@@ -1,0 +1,49 @@
+"""Counts a part of the server keeps about itself, in a form any metrics exporter reads.
+
+The cache, the limiter, the store and the services count what they do as plain numbers
+and report them as ``Reading`` values on demand (``readings()``); the Prometheus adapter
+turns readings into metric families at scrape time, so nothing outside it imports a
+metrics library and it imports none of the parts it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    name: str
+    """The metric's name without the ``apiward_`` prefix, e.g. ``cache_hits``."""
+    help: str
+    kind: Literal["counter", "gauge"]
+    labels: tuple[str, ...]
+    samples: tuple[tuple[tuple[str, ...], float], ...]
+    """(label values, value); one sample with no labels for a plain number."""
+
+    @classmethod
+    def counter(cls, name: str, help: str, value: float) -> Reading:
+        return cls(name, help, "counter", (), (((), float(value)),))
+
+    @classmethod
+    def gauge(cls, name: str, help: str, value: float) -> Reading:
+        return cls(name, help, "gauge", (), (((), float(value)),))
+
+    @classmethod
+    def counts(
+        cls, name: str, help: str, labels: tuple[str, ...], counts: Mapping[Any, int]
+    ) -> Reading:
+        """A counter by label values (a single label's values may be plain strings)."""
+        samples = tuple(
+            (key if isinstance(key, tuple) else (str(key),), float(value))
+            for key, value in sorted(counts.items())
+        )
+        return cls(name, help, "counter", labels, samples)
+
+
+class Reports(Protocol):
+    """A part that counts what it does and reports the counts on demand."""
+
+    def readings(self) -> Iterable[Reading]: ...

@@ -1,0 +1,69 @@
+"""Keeping every process's caches current: the invalidation log, read by time window.
+
+A change that makes cached answers wrong (a key revoked, a role edited, a token
+revoked, a signing key rotated) writes a row to the invalidation log in the same
+transaction. Every process polls the log (and wakes early on a PostgreSQL
+notification) and applies what it has not seen: the same log serves one process
+and many.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from apiward.core.clock import Clock
+from apiward.services.ports import Cache, Store
+from apiward.services.revocations import Revocations
+from apiward.services.signing import Keyring
+
+WINDOW = timedelta(seconds=30)
+"""Rows younger than this are read at each poll; older ones are pruned at 4x."""
+
+
+class InvalidationPoller:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        cache: Cache,
+        revocations: Revocations,
+        keyring: Keyring,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache = cache
+        self._revocations = revocations
+        self._keyring = keyring
+        self._seen: set[int] = set()
+        self._primed = False
+
+    async def poll(self) -> int:
+        """Apply invalidations written by any process (this one included) since the last
+        poll; the number applied.
+
+        Rows are read by time window, not by "sequence greater than the last seen":
+        PostgreSQL sequence values can commit out of order, and a row committed late
+        with a smaller number would otherwise be skipped. The first poll only primes:
+        everything already in the log predates this process's cache.
+        """
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            rows = await tx.invalidations_since(now - WINDOW)
+            if now.second == 0:
+                await tx.prune_invalidations(now - WINDOW * 4)
+        fresh = [row for row in rows if row.seq not in self._seen]
+        self._seen = {row.seq for row in rows}
+        if not self._primed:
+            self._primed = True
+            return 0
+        for row in fresh:
+            if row.kind == "key":
+                self._cache.invalidate(row.target)
+            elif row.kind == "revocation":
+                kind, _, value = row.target.partition(":")
+                self._revocations.add(kind, value)
+            elif row.kind == "org":
+                self._cache.clear()
+        if any(row.kind == "signing" for row in fresh):
+            await self._keyring.load()
+        return len(fresh)
