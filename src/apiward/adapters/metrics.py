@@ -6,11 +6,12 @@ Two kinds of numbers are exported:
   (``observe``): requests by method, route template and status; latency; credential
   verifications by outcome (``VALID`` or the refusal's reason code); token grants by
   type and outcome; verify API answers by code;
-- counters the services and adapters already keep as plain integers (cache hits and
+- counters the services and adapters keep themselves as plain integers (cache hits and
   misses, the Redis fallback's degraded decisions and outages, unreachable-database
-  transactions, rate-limit decisions, webhook attempts, leak reports, lockouts), read at
-  scrape time by a custom collector, so nothing in the core or services imports
-  ``prometheus_client``.
+  transactions, rate-limit decisions, webhook attempts, leak reports, lockouts), which
+  each part reports as ``Reading`` values (``apiward.core.readings``) read at scrape time
+  by a custom collector, so nothing in the core or services imports
+  ``prometheus_client``, and metrics import none of the parts they read.
 
 Counts are per process; with several workers, scrape each one or aggregate (the
 registry is never shared through a multiprocess directory).

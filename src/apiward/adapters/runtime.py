@@ -25,6 +25,7 @@ from apiward.adapters.limiter.redis import connect as connect_redis
 from apiward.adapters.logging import get_logger
 from apiward.adapters.mail import LogTransport, Postbox, SmtpTransport, Transport
 from apiward.adapters.metrics import Metrics
+from apiward.adapters.secret import deployment_secret
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
@@ -172,7 +173,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
     limiter = _limiter(settings)
     passwords = Passwords(settings.password_policy)
-    sealer = Sealer(settings.secret_bytes())
+    sealer = Sealer(deployment_secret(settings))
     access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     keyring = Keyring(store, clock, sealer, settings.token_algorithm, access_ttl)
     revocations = Revocations()

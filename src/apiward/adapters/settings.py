@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import secrets
-import tempfile
 from email.utils import formatdate
 from functools import cached_property
 from pathlib import Path
@@ -457,23 +454,6 @@ class Settings(BaseSettings):
     def token_audience(self) -> str:
         return self.audience or self.token_issuer
 
-    def secret_bytes(self) -> bytes:
-        """The sealing secret: ``APIWARD_SECRET_KEY``, else a file kept beside the database."""
-        if self.secret_key is not None:
-            return self.secret_key.get_secret_value().encode()
-        path = self.secret_file
-        if not path.exists():
-            _create_secret_file(path)
-        return path.read_text().strip().encode()
-
-    @property
-    def secret_file(self) -> Path:
-        if self.database_url.startswith("sqlite") and ":///" in self.database_url:
-            db = self.database_url.split(":///", 1)[1]
-            if db and db != ":memory:":
-                return Path(db + ".secret")
-        return Path("apiward.secret")
-
     @property
     def environments(self) -> tuple[str, ...]:
         return tuple(self.key_env_tags)
@@ -524,23 +504,3 @@ class Settings(BaseSettings):
 
 def _epoch(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
-
-
-def _create_secret_file(path: Path) -> None:
-    """Write a new secret so that every process starting at once ends with the same one.
-
-    The secret is written and flushed to a private temporary file first, then linked to
-    its name, which fails if another process got there first: the name only ever points
-    at a complete file (readable by its owner only), and the loser reads the winner's.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:  # mkstemp's file is 0600
-            f.write(secrets.token_urlsafe(48))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        os.unlink(temporary)

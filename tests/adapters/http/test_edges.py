@@ -161,7 +161,8 @@ def test_workers_starting_together_share_one_secret(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
     script = (
         "import sys; from apiward.adapters.settings import Settings; "
-        f"sys.stdout.write(Settings(database_url={url!r}).secret_bytes().decode())"
+        "from apiward.adapters.secret import deployment_secret; "
+        f"sys.stdout.write(deployment_secret(Settings(database_url={url!r})).decode())"
     )
     workers = [
         subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
