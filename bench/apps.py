@@ -1,6 +1,6 @@
 """The applications the HTTP benchmark serves, importable by uvicorn and granian.
 
-- ``bare``: the floor of DESIGN.md section 7, a raw ASGI callable answering a constant
+- ``bare``: the floor of docs/architecture.md section 6, a raw ASGI callable answering a constant
   (no framework, no routing, no middleware).
 - ``plain_app``: FastAPI with one route and no apiward at all.
 - ``protected_app``: FastAPI with ``Apiward().init_app(app)`` (settings from

@@ -60,9 +60,9 @@ from bench.common import (
 
 CONNECTIONS = 50
 THREADS = 2
-RATIO_TARGET = 0.60  # DESIGN.md 7: forward-auth / verify at least 60% of the floor
+RATIO_TARGET = 0.60  # docs/architecture.md 6: forward-auth / verify at least 60% of the floor
 P99_TARGET_MS = 5.0
-OVERHEAD_TARGET = 0.10  # DESIGN.md 7: a protected FastAPI route at most 10% slower
+OVERHEAD_TARGET = 0.10  # docs/architecture.md 6: a protected FastAPI route at most 10% slower
 GROUPS = ("floor", "check", "verify", "nginx", "fastapi")
 APP_FACTORY = "apiward.adapters.http.app:create_app"
 RAW_CHECK = "what-if: check's decision in raw ASGI"

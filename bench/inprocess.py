@@ -12,7 +12,7 @@ of each step of a verification timed on its own, a cProfile listing and a pyinst
 tree (``pip install pyinstrument``; skipped without it), and writes
 ``bench/results/inprocess.json``.
 
-DESIGN.md section 7: at least 300,000 verifications per second per core.
+docs/architecture.md section 6: at least 300,000 verifications per second per core.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@
 
 Left: each HTTP row's requests per second as a share of its baseline (the bare ASGI
 floor on the same server and worker count; for the nginx rows, the same nginx without
-auth_request), with DESIGN.md's 60% line. Middle: p50 and p99 latency (log scale) with
-the 5 ms line. Right: in-process verifications per second against the 300,000/s line.
-Missing JSON files leave their panel empty.
+auth_request), with the 60% line of docs/architecture.md. Middle: p50 and p99 latency
+(log scale) with the 5 ms line. Right: in-process verifications per second against the
+300,000/s line. Missing JSON files leave their panel empty.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@
      spaces: about six queries);
    - *warm*: everything cached, no I/O.
 
-   The target (DESIGN.md section 7, issue 9): p50 and p99 with 1M keys within 1.2x of
+   The target (docs/architecture.md section 6): p50 and p99 with 1M keys within 1.2x of
    those with 10k.
 3. **Memory.** With the cache bounded at ``cache_max_entries`` (100,000 by default),
    verify that many distinct keys (the cache is full), then as many again: the entry
