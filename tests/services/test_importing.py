@@ -14,7 +14,7 @@ import pytest
 
 from apiward.adapters.runtime import Runtime
 from apiward.core.errors import InvalidCredential
-from apiward.core.models import PageRequest, Principal, RequestContext
+from apiward.core.models import AuditFilter, PageRequest, Principal, RequestContext
 from apiward.services.importing import (
     IMPORT_BATCH_SIZE,
     ImportReport,
@@ -22,7 +22,6 @@ from apiward.services.importing import (
     LineInvalid,
     decode_hash,
 )
-from apiward.services.ports import AuditFilter
 from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.anyio

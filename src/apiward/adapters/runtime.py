@@ -54,7 +54,7 @@ from apiward.services.leaks import LeakFormats, Leaks
 from apiward.services.limiting import RequestLimits
 from apiward.services.lockouts import Lockouts
 from apiward.services.portal import Portal, PortalPolicy
-from apiward.services.ports import Limiter, Store
+from apiward.services.ports import Limiter, Store, Transaction
 from apiward.services.revocations import Revocations
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
@@ -74,7 +74,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.sql = SqlStore.from_url(settings.database_url)
-        self.store: Store = self.sql
+        self.store: Store[Transaction] = self.sql
         self.cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
         self.passwords = Passwords(settings.password_policy)
         self.usage = UsageRecorder()

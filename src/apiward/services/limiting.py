@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.errors import RateLimited, UsageExceeded
@@ -33,7 +34,11 @@ from apiward.core.limits import (
 from apiward.core.models import CredentialKind, Principal, RateOverride
 from apiward.services.audit import audit_event
 from apiward.services.lockouts import Lockouts
-from apiward.services.ports import CreditLedger, Limiter, Store
+from apiward.services.ports import AuditTx, CredentialsTx, CreditLedger, Limiter, Store
+
+
+class RequestLimitsTx(CredentialsTx, AuditTx, Protocol):
+    """What spending a key's credits touches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +323,7 @@ class RequestLimits:
         self,
         limiter: Limiter,
         plans: dict[str | None, RatePlan],
-        store: Store,
+        store: Store[RequestLimitsTx],
         clock: Clock,
         *,
         auth_failures: Policy,

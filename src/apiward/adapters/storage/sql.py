@@ -24,8 +24,12 @@ from apiward.core.models import (
     Account,
     ApiKey,
     AuditEvent,
+    AuditFilter,
+    DashboardSession,
     EmailLink,
     Environment,
+    Invalidation,
+    KeyFilter,
     LinkPurpose,
     Membership,
     OAuthClient,
@@ -39,14 +43,7 @@ from apiward.core.models import (
     StoredSigningKey,
     User,
 )
-from apiward.services.ports import (
-    AuditFilter,
-    DashboardSession,
-    Invalidation,
-    KeyFilter,
-    WebhookDelivery,
-    WebhookEndpoint,
-)
+from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 
 NOTIFY_CHANNEL = "apiward_invalidations"
 _CONNECTION_LOST = ("connection", "could not connect", "server closed", "terminating")
