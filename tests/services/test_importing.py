@@ -299,7 +299,7 @@ def test_line_errors_read_as_one_sentence_per_problem() -> None:
 
 
 def test_the_bulk_row_of_a_key_is_the_row_of_insert_key() -> None:
-    from apiward.adapters.storage.sql import SqlTransaction, _key_values
+    from apiward.adapters.storage.sql.rows import bulk_key_values, key_values
     from apiward.core.limits import Credits, Refill
     from apiward.core.models import ApiKey, RateOverride
 
@@ -324,4 +324,4 @@ def test_the_bulk_row_of_a_key_is_the_row_of_insert_key() -> None:
         rate_limits=(RateOverride("per-key", "10/minute"),),
         credits=Credits(5, Refill(10, "monthly", 3)),
     )
-    assert SqlTransaction._bulk_row(key) == _key_values(key)
+    assert bulk_key_values(key) == key_values(key)
