@@ -21,7 +21,6 @@ from apiward.core.clock import Clock
 from apiward.core.errors import RateLimited, UsageExceeded
 from apiward.core.limits import (
     Algorithm,
-    CreditDecision,
     Hit,
     Policy,
     PolicyDecision,
@@ -34,7 +33,7 @@ from apiward.core.limits import (
 from apiward.core.models import CredentialKind, Principal, RateOverride
 from apiward.services.audit import audit_event
 from apiward.services.lockouts import Lockouts
-from apiward.services.ports import AuditTx, CredentialsTx, CreditLedger, Limiter, Store
+from apiward.services.ports import AuditTx, CredentialsTx, Limiter, Store
 
 
 class RequestLimitsTx(CredentialsTx, AuditTx, Protocol):
@@ -257,18 +256,6 @@ class RateLimiting:
     async def reset(self, policy: Policy, value: str) -> None:
         """Forget one key's usage under a policy (support: unblock a customer)."""
         await self.limiter.reset(limit_key(policy, policy.key, value))
-
-
-def credit_key(owner_id: str) -> str:
-    """The ledger key of a credential's usage credits."""
-    return f"uc:{owner_id}"
-
-
-async def spend_credits(
-    ledger: CreditLedger, owner_id: str, cost: int = 1
-) -> CreditDecision | None:
-    """Spend a credential's credits; ``None`` when it carries none (unlimited)."""
-    return await ledger.spend(credit_key(owner_id), cost)
 
 
 def _with_overrides(

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from apiward.core.analytics import Bucket, Query
-from apiward.core.limits import CreditDecision, Credits, Decision, Hit
+from apiward.core.limits import Credits, Decision, Hit
 from apiward.core.models import (
     Account,
     ApiKey,
@@ -364,18 +364,6 @@ class Limiter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-class CreditLedger(Protocol):
-    """Usage credits by key: the memory and Redis adapters satisfy it."""
-
-    async def put(self, key: str, credits: Credits) -> None: ...
-    async def get(self, key: str) -> Credits | None: ...
-    async def spend(self, key: str, cost: int = 1) -> CreditDecision | None:
-        """Spend atomically, never below zero; ``None`` for a key with no credits."""
-        ...
-
-    async def delete(self, key: str) -> None: ...
 
 
 class WebhookSender(Protocol):
