@@ -58,14 +58,13 @@ from apiward.services.revocations import Revocations
 from apiward.services.tenancy import Tenancy
 from apiward.services.usage import UsageRecorder
 
-
-class AuthenticatorTx(TenancyTx, CredentialsTx, PortalTx, Protocol):
-    """What verifying a credential reads: the key, its organisation, user and spaces."""
-
-
 if TYPE_CHECKING:
     from apiward.services.limiting import RequestLimits
     from apiward.services.signing import Keyring
+
+
+class AuthenticatorTx(TenancyTx, CredentialsTx, PortalTx, Protocol):
+    """What verifying a credential reads: the key, its organisation, user and spaces."""
 
 
 @dataclass(slots=True)

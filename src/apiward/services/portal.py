@@ -61,13 +61,13 @@ from apiward.services.ports import AuditTx, InvalidationsTx, Mailer, PortalTx, S
 from apiward.services.tenancy import Tenancy, check_email, check_name
 from apiward.services.throttle import ActionThrottle
 
+if TYPE_CHECKING:
+    from apiward.services.tokens import Tokens
+
 
 class PortalServiceTx(PortalTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
     """What the portal's sign-up, sign-in and invitation flows touch."""
 
-
-if TYPE_CHECKING:
-    from apiward.services.tokens import Tokens
 
 log = structlog.get_logger("apiward.portal")
 

@@ -1,8 +1,10 @@
 """The interfaces the services need from the outside world, in one place.
 
 A store transaction is split by aggregate (``TenancyTx``, ``CredentialsTx``, ``TokensTx``,
-``PortalTx``, ``AuditTx``, ``WebhooksTx``, ``AnalyticsTx``); ``Transaction`` combines them
-all. Each service composes the ones it uses and asks for a ``Store`` of that.
+``InvalidationsTx``, ``PortalTx``, ``AuditTx``, ``WebhooksTx``, ``AnalyticsTx``);
+``Transaction`` combines them all, for the SQL store and the wiring. Each service
+composes, next to it, the ones it uses (``KeysTx`` in ``services.keys``) and asks for a
+``Store`` of that; a service named like an aggregate names its own ``...ServiceTx``.
 
 SQLAlchemy and the in-process cache are adapters that satisfy these protocols
 (``apiward.adapters``); nothing in the services imports them. The records they exchange
