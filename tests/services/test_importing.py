@@ -14,7 +14,7 @@ import pytest
 
 from apiward.adapters.runtime import Runtime, build
 from apiward.core.errors import InvalidCredential
-from apiward.core.models import PageRequest, Principal, RequestContext
+from apiward.core.models import AuditFilter, PageRequest, Principal, RequestContext
 from apiward.services.importing import (
     IMPORT_BATCH_SIZE,
     ImportReport,
@@ -22,7 +22,6 @@ from apiward.services.importing import (
     LineInvalid,
     decode_hash,
 )
-from apiward.services.ports import AuditFilter
 from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.anyio
@@ -300,7 +299,7 @@ def test_line_errors_read_as_one_sentence_per_problem() -> None:
 
 
 def test_the_bulk_row_of_a_key_is_the_row_of_insert_key() -> None:
-    from apiward.adapters.storage.sql import SqlTransaction, _key_values
+    from apiward.adapters.storage.sql.rows import bulk_key_values, key_values
     from apiward.core.limits import Credits, Refill
     from apiward.core.models import ApiKey, RateOverride
 
@@ -325,4 +324,4 @@ def test_the_bulk_row_of_a_key_is_the_row_of_insert_key() -> None:
         rate_limits=(RateOverride("per-key", "10/minute"),),
         credits=Credits(5, Refill(10, "monthly", 3)),
     )
-    assert SqlTransaction._bulk_row(key) == _key_values(key)
+    assert bulk_key_values(key) == key_values(key)

@@ -6,16 +6,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from apiward.adapters.limiter.memory import MemoryCredits, MemoryLimiter
-from apiward.core.limits import NS, Credits, Decision, Hit, Policy, RateLimitExceeded
+from apiward.adapters.limiter.memory import MemoryLimiter
+from apiward.core.limits import NS, Decision, Hit, Policy, RateLimitExceeded
 from apiward.services.limiting import (
     RateLimiting,
     RatePlan,
     RequestContext,
     RouteRule,
-    credit_key,
     limit_key,
-    spend_credits,
 )
 from apiward.services.ports import Limiter
 
@@ -278,14 +276,3 @@ def test_route_rules_match_templates_prefixes_and_methods(
 
 def test_the_key_namespace_is_policy_kind_value() -> None:
     assert limit_key(IP_MINUTE, "ip", "::1") == "rl:ip-minute:ip:::1"
-
-
-async def test_credits_are_spent_per_credential_until_exhausted() -> None:
-    ledger = MemoryCredits()
-    await ledger.put(credit_key("key_1"), Credits(2))
-    first = await spend_credits(ledger, "key_1")
-    second = await spend_credits(ledger, "key_1")
-    third = await spend_credits(ledger, "key_1")
-    assert first is not None and second is not None and third is not None
-    assert (first.remaining, second.remaining, third.exhausted) == (1, 0, True)
-    assert await spend_credits(ledger, "key_without_credits") is None

@@ -11,7 +11,7 @@ import pytest
 from apiward.core.destinations import LOOPBACK, Destinations
 from apiward.core.errors import InvalidInput
 from apiward.core.models import AuditEvent
-from apiward.services.ports import WebhookEndpoint
+from apiward.core.webhooks import WebhookEndpoint
 from apiward.services.webhooks import (
     WEBHOOK_EVENTS,
     DeliveryPolicy,

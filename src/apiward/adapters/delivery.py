@@ -26,7 +26,7 @@ import httpx
 
 from apiward import __version__
 from apiward.core.destinations import Destinations, IPAddress
-from apiward.services.ports import SendOutcome
+from apiward.core.webhooks import SendOutcome
 
 
 def client(timeout: float, *, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:

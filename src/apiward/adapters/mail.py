@@ -22,8 +22,8 @@ from typing import Literal, Protocol
 import jinja2
 
 from apiward.adapters.logging import UNREDACTED, get_logger
+from apiward.core.models import Notice
 from apiward.services.background import TaskSet
-from apiward.services.ports import Notice
 
 log = get_logger("apiward.mail")
 

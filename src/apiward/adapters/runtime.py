@@ -50,7 +50,7 @@ from apiward.services.limiting import RequestLimits
 from apiward.services.lockouts import Lockouts
 from apiward.services.operators import Operators
 from apiward.services.portal import Portal, PortalPolicy
-from apiward.services.ports import Limiter, Store
+from apiward.services.ports import Limiter, Store, Transaction
 from apiward.services.revocations import Revocations
 from apiward.services.scheduler import Periodic, Scheduler
 from apiward.services.signing import Keyring
@@ -70,7 +70,7 @@ class Runtime:
     settings: Settings
     clock: Clock
     sql: SqlStore
-    store: Store
+    store: Store[Transaction]
     cache: MemoryCache
     limiter: Limiter
     passwords: Passwords
@@ -169,7 +169,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Every part of the server, wired from ``settings``; nothing is connected yet."""
     clock = clock or SystemClock()
     sql = SqlStore.from_url(settings.database_url)
-    store: Store = sql
+    store: Store[Transaction] = sql
     cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
     limiter = _limiter(settings)
     passwords = Passwords(settings.password_policy)

@@ -337,3 +337,58 @@ class StoredSigningKey:
     created_at: datetime
     retired_at: datetime | None = None
     expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFilter:
+    environment: str | None
+    """None: every environment (for principals that span them)."""
+    user_id: str | None = None
+    include_revoked: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    type: str | None = None
+    actor_user_id: str | None = None
+    target_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    environment: str | None = None
+    credential_id: str | None = None
+    """Events by this credential (the actor's) or about it (the target)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    seq: int
+    kind: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSession:
+    """A dashboard sign-in; the cookie holds the secret, the store only its SHA-256."""
+
+    id: str
+    digest: str
+    org_id: str | None
+    """The project being looked at; None for an account with no project yet."""
+    user_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    account_id: str | None = None
+    """The portal account signed in; None for a user an organisation created itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An email to send: its template (``confirm``, ``reset``...), to whom, and the values
+    the template shows (links included)."""
+
+    template: str
+    to: str
+    values: dict[str, str]

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from apiward.core.analytics import Bucket, Decision, Query, buckets
 from apiward.core.models import Principal
 from apiward.services.keys import effective_environment
-from apiward.services.ports import Store
+from apiward.services.ports import AnalyticsTx, Store
 
 _Key = tuple[int, str, str, str, str, str, str]
 
@@ -57,7 +57,7 @@ class Verifications:
         pending, self._pending = self._pending, {}
         return [(Decision(*key), n) for key, n in pending.items()]
 
-    async def flush(self, store: Store) -> int:
+    async def flush(self, store: Store[AnalyticsTx]) -> int:
         """Add what was counted since the last flush to the store; the rows written.
 
         A write that fails, or is cancelled (a stopping server), puts its counts back, so
@@ -84,7 +84,7 @@ class Verifications:
 class Analytics:
     """Reading the counts: only the caller's organisation and environment, ever."""
 
-    def __init__(self, store: Store, retention: dict[str, timedelta]) -> None:
+    def __init__(self, store: Store[AnalyticsTx], retention: dict[str, timedelta]) -> None:
         self._store = store
         self.retention = retention
 

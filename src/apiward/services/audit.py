@@ -6,8 +6,16 @@ from dataclasses import replace
 from datetime import datetime
 
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, Page, PageRequest, Principal, RequestContext, User
-from apiward.services.ports import AuditFilter, Store
+from apiward.core.models import (
+    AuditEvent,
+    AuditFilter,
+    Page,
+    PageRequest,
+    Principal,
+    RequestContext,
+    User,
+)
+from apiward.services.ports import AuditTx, Store
 
 
 def audit_event(
@@ -121,7 +129,7 @@ def failed_sign_in_events(
 
 
 class AuditLog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store[AuditTx]) -> None:
         self._store = store
 
     async def list(

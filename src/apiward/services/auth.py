@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from apiward.core import tokens as jwt_tokens
 from apiward.core.analytics import outcome_of
@@ -53,7 +53,7 @@ from apiward.core.models import (
 from apiward.core.scopes import ScopeSet
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
-from apiward.services.ports import Cache, Store
+from apiward.services.ports import Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
 from apiward.services.tenancy import Tenancy
 from apiward.services.usage import UsageRecorder
@@ -61,6 +61,10 @@ from apiward.services.usage import UsageRecorder
 if TYPE_CHECKING:
     from apiward.services.limiting import RequestLimits
     from apiward.services.signing import Keyring
+
+
+class AuthenticatorTx(TenancyTx, CredentialsTx, PortalTx, Protocol):
+    """What verifying a credential reads: the key, its organisation, user and spaces."""
 
 
 @dataclass(slots=True)
@@ -138,7 +142,7 @@ def bearer_token(authorization: str | None) -> str:
 class Authenticator:
     def __init__(
         self,
-        store: Store,
+        store: Store[AuthenticatorTx],
         cache: Cache,
         clock: Clock,
         fmt: KeyFormat,

@@ -30,7 +30,7 @@ from apiward.core.models import (
 )
 from apiward.core.roles import BUILTIN_ROLES
 from apiward.core.scopes import ScopeSet
-from apiward.services.ports import Transaction
+from apiward.services.ports import PortalTx, TenancyTx
 
 OPERATOR_TIERS = "operator:tiers"
 OPERATOR_LIMITS = "operator:limits"
@@ -57,7 +57,7 @@ def client_grant(client: OAuthClient) -> Grant:
     )
 
 
-async def user_roles(tx: Transaction, org_id: str, user_id: str) -> Roles:
+async def user_roles(tx: TenancyTx, org_id: str, user_id: str) -> Roles:
     """The user's scopes per space id (None: every space of the org)."""
     result: Roles = {}
     for m in await tx.list_memberships(org_id, user_id):
@@ -67,7 +67,7 @@ async def user_roles(tx: Transaction, org_id: str, user_id: str) -> Roles:
     return result
 
 
-async def is_active(tx: Transaction, user: User | None) -> bool:
+async def is_active(tx: PortalTx, user: User | None) -> bool:
     """A user acts (through any credential) only while neither it nor its portal account
     is disabled: disabled means disabled."""
     if user is None or user.disabled_at is not None:
@@ -78,7 +78,7 @@ async def is_active(tx: Transaction, user: User | None) -> bool:
     return account is not None and account.disabled_at is None
 
 
-async def principal_authority(tx: Transaction, principal: Principal) -> Authority:
+async def principal_authority(tx: TenancyTx, principal: Principal) -> Authority:
     """What the caller holds now: its credential's grant applied to its user's roles."""
     if principal.credential_kind is CredentialKind.OPERATOR:
         return Authority({None: EVERYTHING})
@@ -92,7 +92,7 @@ def user_authority(roles: Mapping[str | None, ScopeSet], actor: Authority) -> Au
 
 
 async def check_credential(
-    tx: Transaction, principal: Principal, grant: Grant, acting_user_id: str, what: str
+    tx: TenancyTx, principal: Principal, grant: Grant, acting_user_id: str, what: str
 ) -> None:
     """A credential created or changed by ``principal``, with this grant, acting as
     ``acting_user_id``, confers nothing the principal does not hold.
@@ -109,7 +109,7 @@ async def check_credential(
 
 
 async def check_user_change(
-    tx: Transaction,
+    tx: TenancyTx,
     principal: Principal,
     user_id: str,
     after: Roles | None,
@@ -124,7 +124,7 @@ async def check_user_change(
         require_covers(actor, user_authority(after, actor), what)
 
 
-async def check_role_scopes(tx: Transaction, principal: Principal, scopes: ScopeSet) -> None:
+async def check_role_scopes(tx: TenancyTx, principal: Principal, scopes: ScopeSet) -> None:
     """A role may hold only what its author holds in every space (it can be granted in
     any, and a change reaches every user who holds it), and never an operator power (no
     role gives those)."""
@@ -138,7 +138,7 @@ async def check_role_scopes(tx: Transaction, principal: Principal, scopes: Scope
 
 
 async def check_role_grant(
-    tx: Transaction, principal: Principal, scopes: ScopeSet, space_id: str | None, what: str
+    tx: TenancyTx, principal: Principal, scopes: ScopeSet, space_id: str | None, what: str
 ) -> None:
     """Offering a role (an invitation) in a space, or everywhere with ``None``."""
     actor = await principal_authority(tx, principal)
@@ -146,7 +146,7 @@ async def check_role_grant(
 
 
 async def check_still_offered(
-    tx: Transaction, org_id: str, inviter_id: str, scopes: ScopeSet
+    tx: TenancyTx, org_id: str, inviter_id: str, scopes: ScopeSet
 ) -> None:
     """At an invitation's acceptance, its sender must still hold the role it offers, in
     every space (a sender demoted or disabled since cannot hand out what they lost)."""

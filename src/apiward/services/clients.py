@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.errors import Conflict, InvalidInput, NotFound
@@ -18,8 +19,12 @@ from apiward.core.models import OAuthClient, Page, PageRequest, Principal
 from apiward.services.audit import audit_event
 from apiward.services.authority import check_credential, client_grant
 from apiward.services.keys import check_expiry, credential_scopes, effective_environment
-from apiward.services.ports import Cache, Store, Transaction
+from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
+
+
+class ClientsTx(CredentialsTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
+    """What managing OAuth clients touches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ def client_cache_key(client_id: str) -> str:
 
 
 class Clients:
-    def __init__(self, store: Store, cache: Cache, clock: Clock, fmt: KeyFormat) -> None:
+    def __init__(self, store: Store[ClientsTx], cache: Cache, clock: Clock, fmt: KeyFormat) -> None:
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -94,7 +99,7 @@ class Clients:
             )
         return CreatedClient(client, secret)
 
-    async def _get(self, tx: Transaction, principal: Principal, client_id: str) -> OAuthClient:
+    async def _get(self, tx: ClientsTx, principal: Principal, client_id: str) -> OAuthClient:
         client = await tx.get_client(principal.org_id, client_id)
         if client is None or (
             not principal.credential_kind.spans_environments

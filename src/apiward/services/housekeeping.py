@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
 from apiward.core.clock import Clock
 from apiward.services.analytics import Analytics
-from apiward.services.ports import Store
+from apiward.services.ports import AuditTx, PortalTx, Store, TokensTx, WebhooksTx
 from apiward.services.signing import Keyring
+
+
+class HousekeepingTx(TokensTx, PortalTx, AuditTx, WebhooksTx, Protocol):
+    """What upkeep prunes: refresh tokens, links, audit events and deliveries."""
+
 
 log = structlog.get_logger("apiward.housekeeping")
 
@@ -36,7 +42,12 @@ class Upkeep:
 
 class Housekeeping:
     def __init__(
-        self, store: Store, clock: Clock, keyring: Keyring, analytics: Analytics, upkeep: Upkeep
+        self,
+        store: Store[HousekeepingTx],
+        clock: Clock,
+        keyring: Keyring,
+        analytics: Analytics,
+        upkeep: Upkeep,
     ) -> None:
         self._store = store
         self._clock = clock

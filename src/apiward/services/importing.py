@@ -39,7 +39,7 @@ import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, InvalidInput
@@ -49,8 +49,13 @@ from apiward.core.models import ApiKey, Principal
 from apiward.services.audit import audit_event
 from apiward.services.authority import check_credential, key_grant
 from apiward.services.keys import check_expiry, credential_scopes, effective_environment
-from apiward.services.ports import Cache, Store
+from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
+
+
+class ImporterTx(CredentialsTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
+    """What a bulk import of keys touches."""
+
 
 IMPORT_BATCH_SIZE = 1000
 MAX_LISTED = 1000
@@ -327,7 +332,7 @@ class KeyImporter:
 
     def __init__(
         self,
-        store: Store,
+        store: Store[ImporterTx],
         cache: Cache,
         clock: Clock,
         fmt: KeyFormat,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from apiward.core.clock import Clock
-from apiward.services.ports import Cache, Store
+from apiward.services.ports import Cache, InvalidationsTx, Store
 from apiward.services.revocations import Revocations
 from apiward.services.signing import Keyring
 
@@ -23,7 +23,7 @@ WINDOW = timedelta(seconds=30)
 class InvalidationPoller:
     def __init__(
         self,
-        store: Store,
+        store: Store[InvalidationsTx],
         clock: Clock,
         cache: Cache,
         revocations: Revocations,

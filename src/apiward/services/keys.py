@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.errors import (
@@ -19,6 +20,7 @@ from apiward.core.keys import KeyFormat, digest
 from apiward.core.limits import Credits, Policy
 from apiward.core.models import (
     ApiKey,
+    KeyFilter,
     KeyState,
     Page,
     PageRequest,
@@ -28,11 +30,16 @@ from apiward.core.models import (
 from apiward.core.scopes import normalise
 from apiward.services.audit import audit_event
 from apiward.services.authority import check_credential, check_credits, key_grant, own_limits
-from apiward.services.ports import Cache, KeyFilter, Store, Transaction
+from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
 
+
+class KeysTx(CredentialsTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
+    """What managing API keys touches."""
+
+
 MAX_ALLOW_LIST = 100
-_Change = Callable[[Transaction, ApiKey, datetime], Awaitable[ApiKey]]
+_Change = Callable[[KeysTx, ApiKey, datetime], Awaitable[ApiKey]]
 MAX_GRACE = timedelta(days=30)
 
 
@@ -100,7 +107,7 @@ def effective_environment(principal: Principal, wanted: str | None) -> str:
 class Keys:
     def __init__(
         self,
-        store: Store,
+        store: Store[KeysTx],
         cache: Cache,
         clock: Clock,
         fmt: KeyFormat,
@@ -113,9 +120,7 @@ class Keys:
         self._fmt = fmt
         self._environments = tuple(env for env, _ in fmt.env_tags)
 
-    async def _check_spaces(
-        self, tx: Transaction, org_id: str, spaces: list[str]
-    ) -> tuple[str, ...]:
+    async def _check_spaces(self, tx: KeysTx, org_id: str, spaces: list[str]) -> tuple[str, ...]:
         if len(spaces) > MAX_ALLOW_LIST:
             raise InvalidInput(f"A space allow-list holds at most {MAX_ALLOW_LIST} entries.")
         for space_id in spaces:
@@ -206,7 +211,7 @@ class Keys:
             )
         return CreatedKey(key, plaintext)
 
-    async def _get(self, tx: Transaction, principal: Principal, key_id: str) -> ApiKey:
+    async def _get(self, tx: KeysTx, principal: Principal, key_id: str) -> ApiKey:
         key = await tx.get_key(principal.org_id, key_id)
         if key is None or (
             not principal.credential_kind.spans_environments
@@ -299,7 +304,7 @@ class Keys:
         elif clear_expiry:
             changes["expires_at"] = None
 
-        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+        async def apply(tx: KeysTx, key: ApiKey, now: datetime) -> ApiKey:
             self._require_not_revoked(key)
             if space_allow is not None:
                 changes["space_allow"] = await self._check_spaces(tx, key.org_id, space_allow)
@@ -322,7 +327,7 @@ class Keys:
         return await self._change(principal, key_id, "key.updated", audit, apply)
 
     @staticmethod
-    async def _check_change(tx: Transaction, principal: Principal, key: ApiKey) -> None:
+    async def _check_change(tx: KeysTx, principal: Principal, key: ApiKey) -> None:
         """A key as a change leaves it (or a roll issues it) confers nothing its
         author does not hold (restricting changes, disabling and revoking, need not)."""
         what = f"This change to API key {key.id}"
@@ -334,14 +339,14 @@ class Keys:
             raise Conflict(f"API key {key.id} is revoked; revocation is permanent.")
 
     async def disable(self, principal: Principal, key_id: str) -> ApiKey:
-        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+        async def apply(tx: KeysTx, key: ApiKey, now: datetime) -> ApiKey:
             self._require_not_revoked(key)
             return key if key.disabled_at else replace(key, disabled_at=now)
 
         return await self._change(principal, key_id, "key.disabled", {}, apply)
 
     async def enable(self, principal: Principal, key_id: str) -> ApiKey:
-        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+        async def apply(tx: KeysTx, key: ApiKey, now: datetime) -> ApiKey:
             self._require_not_revoked(key)
             enabled = replace(key, disabled_at=None)
             await self._check_change(tx, principal, enabled)
@@ -350,7 +355,7 @@ class Keys:
         return await self._change(principal, key_id, "key.enabled", {}, apply)
 
     async def revoke(self, principal: Principal, key_id: str) -> ApiKey:
-        async def apply(tx: Transaction, key: ApiKey, now: datetime) -> ApiKey:
+        async def apply(tx: KeysTx, key: ApiKey, now: datetime) -> ApiKey:
             return key if key.revoked_at else replace(key, revoked_at=now)
 
         return await self._change(principal, key_id, "key.revoked", {}, apply)

@@ -28,6 +28,7 @@ import binascii
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import structlog
 from cryptography.exceptions import InvalidSignature as BadSignature
@@ -45,12 +46,22 @@ from apiward.core.errors import (
 )
 from apiward.core.ids import new_id
 from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
-from apiward.core.models import AuditEvent, PageRequest, Principal, RequestContext
+from apiward.core.models import AuditEvent, AuditFilter, PageRequest, Principal, RequestContext
 from apiward.core.readings import Reading
 from apiward.services.clients import Clients
 from apiward.services.keys import Keys
-from apiward.services.ports import AuditFilter, Store, Transaction
+from apiward.services.ports import (
+    AuditTx,
+    CredentialsTx,
+    Store,
+    TokensTx,
+)
 from apiward.services.tokens import Tokens
+
+
+class LeaksTx(CredentialsTx, TokensTx, AuditTx, Protocol):
+    """What handling a leaked-credential report touches."""
+
 
 log = structlog.get_logger("apiward.leaks")
 
@@ -183,7 +194,7 @@ def parse_reports(body: bytes) -> list[LeakReport]:
 class Leaks:
     def __init__(
         self,
-        store: Store,
+        store: Store[LeaksTx],
         clock: Clock,
         keys: Keys,
         clients: Clients,
@@ -328,7 +339,7 @@ class Leaks:
             await tx.insert_audit(event)
 
     @staticmethod
-    async def _reported_before(tx: Transaction, verdict: LeakVerdict) -> bool:
+    async def _reported_before(tx: LeaksTx, verdict: LeakVerdict) -> bool:
         assert verdict.org_id is not None
         flt = AuditFilter(type="key.leaked", target_id=verdict.credential_id)
         return (await tx.list_audit(verdict.org_id, flt, PageRequest(1, 1))).total > 0

@@ -15,12 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.errors import RateLimited, UsageExceeded
 from apiward.core.limits import (
     Algorithm,
-    CreditDecision,
     Hit,
     Policy,
     PolicyDecision,
@@ -34,7 +34,11 @@ from apiward.core.models import CredentialKind, Principal, RateOverride
 from apiward.core.readings import Reading
 from apiward.services.audit import audit_event
 from apiward.services.lockouts import Lockouts
-from apiward.services.ports import CreditLedger, Limiter, Store
+from apiward.services.ports import AuditTx, CredentialsTx, Limiter, Store
+
+
+class RequestLimitsTx(CredentialsTx, AuditTx, Protocol):
+    """What spending a key's credits touches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,18 +259,6 @@ class RateLimiting:
         await self.limiter.reset(limit_key(policy, policy.key, value))
 
 
-def credit_key(owner_id: str) -> str:
-    """The ledger key of a credential's usage credits."""
-    return f"uc:{owner_id}"
-
-
-async def spend_credits(
-    ledger: CreditLedger, owner_id: str, cost: int = 1
-) -> CreditDecision | None:
-    """Spend a credential's credits; ``None`` when it carries none (unlimited)."""
-    return await ledger.spend(credit_key(owner_id), cost)
-
-
 def _with_overrides(
     policies: tuple[Policy, ...], overrides: tuple[RateOverride, ...]
 ) -> tuple[Policy, ...]:
@@ -319,7 +311,7 @@ class RequestLimits:
         self,
         limiter: Limiter,
         plans: dict[str | None, RatePlan],
-        store: Store,
+        store: Store[RequestLimitsTx],
         clock: Clock,
         *,
         auth_failures: Policy,

@@ -20,7 +20,7 @@ from apiward.core.errors import ApiwardError, RateLimited, UsageExceeded
 from apiward.core.models import Principal
 from apiward.core.readings import Reading
 from apiward.services.audit import audit_event
-from apiward.services.ports import Store
+from apiward.services.ports import AuditTx, Store
 
 log = structlog.get_logger("apiward.lockouts")
 
@@ -28,7 +28,7 @@ log = structlog.get_logger("apiward.lockouts")
 class Lockouts:
     def __init__(
         self,
-        store: Store,
+        store: Store[AuditTx],
         clock: Clock,
         *,
         every: float = 60.0,

@@ -17,14 +17,14 @@ from apiward.core.models import (
     RequestContext,
 )
 from apiward.core.roles import OWNER
-from apiward.services.ports import Store
+from apiward.services.ports import Store, TenancyTx
 from apiward.services.tenancy import Tenancy
 
 _ALL = PageRequest(page=1, page_size=1000)
 
 
 class Operators:
-    def __init__(self, store: Store, tenancy: Tenancy) -> None:
+    def __init__(self, store: Store[TenancyTx], tenancy: Tenancy) -> None:
         self._store = store
         self._tenancy = tenancy
 

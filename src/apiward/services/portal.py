@@ -7,7 +7,7 @@ role there says what the account may do in it, and whose password is the account
 
 Every link sent by email carries a random token (256 bits, with this deployment's
 prefix so that logs mask it); the store keeps its SHA-256 only. A link works once
-(``Transaction.use_link`` lets exactly one of two concurrent uses through) and until it
+(``PortalTx.use_link`` lets exactly one of two concurrent uses through) and until it
 expires. No answer and no timing tells whether an address has an account: sign-up and
 reset requests answer alike for every address, and do what depends on the address (the
 look-up, the new account or link, the email) after the answer.
@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import structlog
@@ -43,6 +43,7 @@ from apiward.core.models import (
     EmailLink,
     LinkPurpose,
     Membership,
+    Notice,
     Organisation,
     Page,
     PageRequest,
@@ -56,12 +57,17 @@ from apiward.core.scopes import ScopeSet
 from apiward.services.audit import audit_event, request_event
 from apiward.services.authority import check_still_offered
 from apiward.services.background import Background
-from apiward.services.ports import Mailer, Notice, Store, Transaction
+from apiward.services.ports import AuditTx, InvalidationsTx, Mailer, PortalTx, Store, TenancyTx
 from apiward.services.tenancy import Tenancy, check_email, check_name
 from apiward.services.throttle import ActionThrottle
 
 if TYPE_CHECKING:
     from apiward.services.tokens import Tokens
+
+
+class PortalServiceTx(PortalTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
+    """What the portal's sign-up, sign-in and invitation flows touch."""
+
 
 log = structlog.get_logger("apiward.portal")
 
@@ -151,7 +157,7 @@ def _ttl_text(ttl: timedelta) -> str:
 class Portal:
     def __init__(
         self,
-        store: Store,
+        store: Store[PortalServiceTx],
         clock: Clock,
         passwords: Passwords,
         tenancy: Tenancy,
@@ -223,7 +229,7 @@ class Portal:
         return link
 
     @staticmethod
-    async def _use(tx: Transaction, link: EmailLink, now: datetime) -> None:
+    async def _use(tx: PortalServiceTx, link: EmailLink, now: datetime) -> None:
         if not await tx.use_link(link.id, now):
             raise LinkInvalid()
 
@@ -530,7 +536,7 @@ class Portal:
         await self._tokens.end_sessions(user.org_id, user.id)
         return user
 
-    async def _new_password(self, tx: Transaction, account: Account, now: datetime) -> None:
+    async def _new_password(self, tx: PortalServiceTx, account: Account, now: datetime) -> None:
         await tx.update_account(account)
         await tx.revoke_links(LinkPurpose.RESET, now, email=account.email)
         await tx.revoke_sessions(account_id=account.id, user_id=None, at=now)

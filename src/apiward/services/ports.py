@@ -1,27 +1,38 @@
 """The interfaces the services need from the outside world, in one place.
 
+A store transaction is split by aggregate (``TenancyTx``, ``CredentialsTx``, ``TokensTx``,
+``InvalidationsTx``, ``PortalTx``, ``AuditTx``, ``WebhooksTx``, ``AnalyticsTx``);
+``Transaction`` combines them all, for the SQL store and the wiring. Each service
+composes, next to it, the ones it uses (``KeysTx`` in ``services.keys``) and asks for a
+``Store`` of that; a service named like an aggregate names its own ``...ServiceTx``.
+
 SQLAlchemy and the in-process cache are adapters that satisfy these protocols
-(``apiward.adapters``); nothing in the services imports them.
+(``apiward.adapters``); nothing in the services imports them. The records they exchange
+live in ``apiward.core``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from apiward.core.analytics import Bucket, Query
-from apiward.core.limits import CreditDecision, Credits, Decision, Hit
+from apiward.core.limits import Credits, Decision, Hit
 from apiward.core.models import (
     Account,
     ApiKey,
     AuditEvent,
+    AuditFilter,
+    DashboardSession,
     EmailLink,
     Environment,
+    Invalidation,
+    KeyFilter,
     LinkPurpose,
     Membership,
+    Notice,
     OAuthClient,
     Organisation,
     Page,
@@ -32,55 +43,11 @@ from apiward.core.models import (
     StoredSigningKey,
     User,
 )
+from apiward.core.webhooks import SendOutcome, WebhookDelivery, WebhookEndpoint
 
 
-@dataclass(frozen=True, slots=True)
-class KeyFilter:
-    environment: str | None
-    """None: every environment (for principals that span them)."""
-    user_id: str | None = None
-    include_revoked: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class AuditFilter:
-    type: str | None = None
-    actor_user_id: str | None = None
-    target_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    environment: str | None = None
-    credential_id: str | None = None
-    """Events by this credential (the actor's) or about it (the target)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Invalidation:
-    seq: int
-    kind: str
-    target: str
-
-
-@dataclass(frozen=True, slots=True)
-class DashboardSession:
-    """A dashboard sign-in; the cookie holds the secret, the store only its SHA-256."""
-
-    id: str
-    digest: str
-    org_id: str | None
-    """The project being looked at; None for an account with no project yet."""
-    user_id: str | None
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    account_id: str | None = None
-    """The portal account signed in; None for a user an organisation created itself."""
-
-
-class Transaction(Protocol):
-    """One atomic unit of work against the store."""
+class TenancyTx(Protocol):
+    """Organisations and their tenancy: environments, spaces, users, roles and memberships."""
 
     # organisations and environments
     async def insert_org(self, org: Organisation) -> None: ...
@@ -122,6 +89,11 @@ class Transaction(Protocol):
     async def delete_membership(self, org_id: str, user_id: str, space_id: str | None) -> bool: ...
     async def list_memberships(self, org_id: str, user_id: str) -> list[Membership]: ...
 
+
+class CredentialsTx(Protocol):
+    """The credentials an organisation issues: API keys (their credits, bulk imports) and
+    OAuth clients."""
+
     # API keys
     async def insert_key(self, key: ApiKey) -> None: ...
     async def get_key(self, org_id: str, key_id: str) -> ApiKey | None: ...
@@ -142,33 +114,20 @@ class Transaction(Protocol):
         """Which of these digests are already stored."""
         ...
 
-    # audit log
-    async def insert_audit(self, event: AuditEvent) -> None: ...
-    async def list_audit(
-        self, org_id: str | None, flt: AuditFilter, page: PageRequest
-    ) -> Page[AuditEvent]:
-        """An organisation's events; ``None``: the events about portal accounts."""
-        ...
-
-    # cache invalidations fanned out to every process
-    async def insert_invalidation(self, kind: str, target: str, at: datetime) -> None: ...
-    async def invalidations_since(self, since: datetime) -> list[Invalidation]: ...
-    async def prune_invalidations(self, before: datetime) -> None: ...
-
-    # signing keys
-    async def insert_signing_key(self, key: StoredSigningKey) -> None: ...
-    async def list_signing_keys(self) -> list[StoredSigningKey]: ...
-    async def retire_signing_key(self, kid: str, at: datetime, expires_at: datetime) -> None: ...
-
     # OAuth clients
     async def insert_client(self, client: OAuthClient) -> None: ...
     async def get_client(self, org_id: str, client_id: str) -> OAuthClient | None: ...
     async def find_client(self, client_id: str) -> OAuthClient | None: ...
+    async def find_client_by_secret(self, secret_digest: str) -> OAuthClient | None: ...
     async def list_clients(
         self, org_id: str, environment: str, page: PageRequest
     ) -> Page[OAuthClient]: ...
     async def update_client(self, client: OAuthClient) -> None: ...
     async def touch_clients(self, usage: Sequence[tuple[str, datetime, str | None]]) -> None: ...
+
+
+class TokensTx(Protocol):
+    """Refresh tokens, token revocations, and the signing keys of access tokens."""
 
     # refresh tokens and revocations
     async def insert_refresh(self, token: RefreshToken) -> None: ...
@@ -187,6 +146,24 @@ class Transaction(Protocol):
         self, kind: str, value: str, at: datetime, expires_at: datetime
     ) -> None: ...
     async def active_revocations(self, now: datetime) -> list[tuple[str, str]]: ...
+
+    # signing keys
+    async def insert_signing_key(self, key: StoredSigningKey) -> None: ...
+    async def list_signing_keys(self) -> list[StoredSigningKey]: ...
+    async def retire_signing_key(self, kid: str, at: datetime, expires_at: datetime) -> None: ...
+
+
+class InvalidationsTx(Protocol):
+    """The log of cache invalidations that every process polls (a changed credential,
+    user or organisation drops out of every cache)."""
+
+    async def insert_invalidation(self, kind: str, target: str, at: datetime) -> None: ...
+    async def invalidations_since(self, since: datetime) -> list[Invalidation]: ...
+    async def prune_invalidations(self, before: datetime) -> None: ...
+
+
+class PortalTx(Protocol):
+    """Portal accounts, the links emailed to them, and dashboard sessions."""
 
     # dashboard sessions
     async def insert_session(self, session: DashboardSession) -> None: ...
@@ -243,7 +220,18 @@ class Transaction(Protocol):
         """Delete links that expired before ``before``."""
         ...
 
-    # audit retention and the webhook outbox (every insert_audit also queues the event)
+
+class AuditTx(Protocol):
+    """The audit log, its retention, and the webhook outbox (every ``insert_audit`` also
+    queues the event there)."""
+
+    async def insert_audit(self, event: AuditEvent) -> None: ...
+    async def list_audit(
+        self, org_id: str | None, flt: AuditFilter, page: PageRequest
+    ) -> Page[AuditEvent]:
+        """An organisation's events; ``None``: the events about portal accounts."""
+        ...
+
     async def prune_audit(self, before: datetime) -> int:
         """Delete audit events older than ``before``; the number deleted."""
         ...
@@ -253,7 +241,10 @@ class Transaction(Protocol):
         first. Rows another transaction is taking are skipped, not waited for."""
         ...
 
-    # webhooks
+
+class WebhooksTx(Protocol):
+    """Webhook endpoints and the deliveries queued for them."""
+
     async def insert_webhook(self, endpoint: WebhookEndpoint) -> None: ...
     async def get_webhook(self, org_id: str, webhook_id: str) -> WebhookEndpoint | None: ...
     async def list_webhooks(
@@ -290,7 +281,10 @@ class Transaction(Protocol):
         """Delete finished deliveries created before ``before``."""
         ...
 
-    # verification analytics (the default sink: see README, "Usage analytics")
+
+class AnalyticsTx(Protocol):
+    """Verification counts (the default sink: see README, "Usage analytics")."""
+
     async def add_verifications(self, rows: Sequence[Bucket]) -> None:
         """Add these counts to the stored ones (an upsert that adds, never overwrites)."""
         ...
@@ -305,12 +299,30 @@ class Transaction(Protocol):
         """Delete one granularity's buckets that start before ``before``."""
         ...
 
-    # leaked-credential reports
-    async def find_client_by_secret(self, secret_digest: str) -> OAuthClient | None: ...
+
+class Transaction(
+    TenancyTx,
+    CredentialsTx,
+    TokensTx,
+    InvalidationsTx,
+    PortalTx,
+    AuditTx,
+    WebhooksTx,
+    AnalyticsTx,
+    Protocol,
+):
+    """One atomic unit of work against the store, over every aggregate: what the SQL
+    store hands out and the wiring holds. Services ask for the narrower protocols."""
 
 
-class Store(Protocol):
-    def begin(self) -> AbstractAsyncContextManager[Transaction]:
+TxT_co = TypeVar("TxT_co", covariant=True)
+
+
+class Store(Protocol[TxT_co]):
+    """Hands out transactions of type ``TxT_co``: a service declares the aggregates it
+    works on (``Store[KeysTx]``), and any store whose transactions cover them will do."""
+
+    def begin(self) -> AbstractAsyncContextManager[TxT_co]:
         """A transaction, committed when the block exits without an error."""
         ...
 
@@ -356,83 +368,12 @@ class Limiter(Protocol):
     async def aclose(self) -> None: ...
 
 
-class CreditLedger(Protocol):
-    """Usage credits by key: the memory and Redis adapters satisfy it."""
-
-    async def put(self, key: str, credits: Credits) -> None: ...
-    async def get(self, key: str) -> Credits | None: ...
-    async def spend(self, key: str, cost: int = 1) -> CreditDecision | None:
-        """Spend atomically, never below zero; ``None`` for a key with no credits."""
-        ...
-
-    async def delete(self, key: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEndpoint:
-    """An HTTPS endpoint of an organisation that receives signed events."""
-
-    id: str
-    org_id: str
-    environment: str
-    url: str
-    events: tuple[str, ...]
-    secret_sealed: str
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    description: str = ""
-    disabled_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookDelivery:
-    """One event queued for one endpoint, and the story of its attempts."""
-
-    id: str
-    endpoint_id: str
-    org_id: str
-    event_id: str
-    event_type: str
-    payload: str
-    """The exact body sent (and signed) on every attempt."""
-    created_at: datetime
-    next_attempt_at: datetime | None
-    status: str = "pending"
-    """``pending``, ``succeeded`` or ``failed`` (attempts exhausted)."""
-    attempts: int = 0
-    last_attempt_at: datetime | None = None
-    response_status: int | None = None
-    error: str | None = None
-    completed_at: datetime | None = None
-    attempt_log: tuple[dict[str, object], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """What one HTTP attempt gave: a status, or why there was none."""
-
-    status: int | None
-    error: str | None
-    duration_ms: float
-
-
 class WebhookSender(Protocol):
     """Posts a signed body to an endpoint; the httpx adapter satisfies it."""
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendOutcome:
         """Never raises for network failures: they come back as ``error``."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """An email to send: its template (``confirm``, ``reset``...), to whom, and the values
-    the template shows (links included)."""
-
-    template: str
-    to: str
-    values: dict[str, str]
 
 
 class Mailer(Protocol):

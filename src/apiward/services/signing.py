@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer, SealError
@@ -27,14 +28,19 @@ from apiward.core.tokens import (
     private_pem,
     public_jwk,
 )
-from apiward.services.ports import Store
+from apiward.services.ports import AuditTx, InvalidationsTx, Store, TenancyTx, TokensTx
+
+
+class KeyringTx(TokensTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
+    """What keeping and rotating the signing keys touches."""
+
 
 _SEAL_CONTEXT = "signing-key:"
 
 
 class Keyring:
     def __init__(
-        self, store: Store, clock: Clock, sealer: Sealer, alg: str, token_ttl: timedelta
+        self, store: Store[KeyringTx], clock: Clock, sealer: Sealer, alg: str, token_ttl: timedelta
     ) -> None:
         self._store = store
         self._clock = clock

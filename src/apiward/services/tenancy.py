@@ -6,6 +6,7 @@ import asyncio
 import re
 import unicodedata
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.errors import (
@@ -42,7 +43,12 @@ from apiward.services.authority import (
     require_org_wide,
     user_roles,
 )
-from apiward.services.ports import Cache, Store, Transaction
+from apiward.services.ports import AuditTx, Cache, InvalidationsTx, Store, TenancyTx
+
+
+class TenancyServiceTx(TenancyTx, AuditTx, InvalidationsTx, Protocol):
+    """What managing organisations, spaces, users and roles touches."""
+
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{1,39}$")
@@ -76,7 +82,7 @@ class Bootstrap:
 class Tenancy:
     def __init__(
         self,
-        store: Store,
+        store: Store[TenancyServiceTx],
         cache: Cache,
         clock: Clock,
         passwords: Passwords,
@@ -97,7 +103,7 @@ class Tenancy:
             raise InvalidInput(problem)
         return await asyncio.to_thread(self._passwords.hash, password)
 
-    async def _changed(self, tx: Transaction, org_id: str) -> None:
+    async def _changed(self, tx: TenancyServiceTx, org_id: str) -> None:
         """Every verified credential of the org may now resolve differently."""
         await tx.insert_invalidation("org", org_id, self._clock.now())
 
@@ -155,7 +161,7 @@ class Tenancy:
             )
         return founded
 
-    async def _found(self, tx: Transaction, org: Organisation, owner: User) -> Bootstrap:
+    async def _found(self, tx: TenancyServiceTx, org: Organisation, owner: User) -> Bootstrap:
         """Write a new org, its environments, its default space and its owner."""
         now = org.created_at
         envs = [Environment(new_id("env"), org.id, name, now) for name in self._environments]
@@ -240,7 +246,7 @@ class Tenancy:
         async with self._store.begin() as tx:
             return await self._space(tx, principal.org_id, space_id)
 
-    async def _space(self, tx: Transaction, org_id: str, space_id: str) -> Space:
+    async def _space(self, tx: TenancyServiceTx, org_id: str, space_id: str) -> Space:
         space = await tx.get_space(org_id, space_id)
         if space is None:
             raise NotFound("space", space_id)
@@ -333,7 +339,7 @@ class Tenancy:
         async with self._store.begin() as tx:
             return await self._user(tx, principal.org_id, user_id)
 
-    async def _user(self, tx: Transaction, org_id: str, user_id: str) -> User:
+    async def _user(self, tx: TenancyServiceTx, org_id: str, user_id: str) -> User:
         user = await tx.get_user(org_id, user_id)
         if user is None:
             raise NotFound("user", user_id)
@@ -387,7 +393,7 @@ class Tenancy:
         async with self._store.begin() as tx:
             return await self._role(tx, principal.org_id, name)
 
-    async def _role(self, tx: Transaction, org_id: str, name: str) -> Role:
+    async def _role(self, tx: TenancyServiceTx, org_id: str, name: str) -> Role:
         role = BUILTIN_ROLES.get(name) or await tx.get_role(org_id, name)
         if role is None:
             raise NotFound("role", name)
@@ -484,7 +490,7 @@ class Tenancy:
     # memberships -----------------------------------------------------------------
 
     async def grantable_role(
-        self, tx: Transaction, principal: Principal, name: str, space_id: str | None
+        self, tx: TenancyServiceTx, principal: Principal, name: str, space_id: str | None
     ) -> Role:
         """The role, if the principal may offer it in ``space_id`` (None: every space):
         it holds every scope of the role there (the owner role's ``owner:*`` included)."""
@@ -495,7 +501,7 @@ class Tenancy:
         return role
 
     async def _grant(
-        self, tx: Transaction, principal: Principal, membership: Membership, before: Roles
+        self, tx: TenancyServiceTx, principal: Principal, membership: Membership, before: Roles
     ) -> None:
         """Put a membership, if the principal covers the user before and after it."""
         require_org_wide(principal, self._environments[0])

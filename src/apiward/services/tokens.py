@@ -16,7 +16,7 @@ import hmac
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -50,12 +50,28 @@ from apiward.services.audit import failed_sign_in_events
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
 from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
-from apiward.services.ports import Cache, Store, Transaction
+from apiward.services.ports import (
+    AuditTx,
+    Cache,
+    CredentialsTx,
+    InvalidationsTx,
+    PortalTx,
+    Store,
+    TenancyTx,
+    TokensTx,
+)
 from apiward.services.revocations import Revocations
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import LoginThrottle
 from apiward.services.usage import UsageRecorder
+
+
+class TokensServiceTx(
+    TokensTx, CredentialsTx, TenancyTx, PortalTx, AuditTx, InvalidationsTx, Protocol
+):
+    """What issuing, refreshing and revoking tokens touches."""
+
 
 log = structlog.get_logger("apiward.tokens")
 
@@ -105,7 +121,7 @@ class TokenSettings:
 class Tokens:
     def __init__(
         self,
-        store: Store,
+        store: Store[TokensServiceTx],
         cache: Cache,
         clock: Clock,
         keyring: Keyring,
@@ -308,7 +324,7 @@ class Tokens:
             )
         return (matches[0] if matches else None), candidates
 
-    async def _user_scopes(self, tx: Transaction, user: User) -> ScopeSet:
+    async def _user_scopes(self, tx: TokensServiceTx, user: User) -> ScopeSet:
         roles = await user_roles(tx, user.org_id, user.id)
         return ScopeSet(s for role in roles.values() for s in role)
 
@@ -411,7 +427,7 @@ class Tokens:
         return TokenAnswer(access, ttl, token_scope)
 
     @staticmethod
-    async def _require_active(tx: Transaction, org_id: str, user_id: str) -> None:
+    async def _require_active(tx: TokensServiceTx, org_id: str, user_id: str) -> None:
         if not await is_active(tx, await tx.get_user(org_id, user_id)):
             raise InvalidClient("The user this client acts for is disabled.")
 

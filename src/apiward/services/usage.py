@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from apiward.services.ports import Store
+from apiward.services.ports import CredentialsTx, Store
 
 
 class UsageRecorder:
@@ -23,7 +23,7 @@ class UsageRecorder:
         pending, self._pending = self._pending, {}
         return [(cid, at, ip) for cid, (at, ip) in pending.items()]
 
-    async def flush(self, store: Store) -> int:
+    async def flush(self, store: Store[CredentialsTx]) -> int:
         batch = self.drain()
         keys = [row for row in batch if not row[0].startswith("client:")]
         clients = [(cid[7:], at, ip) for cid, at, ip in batch if cid.startswith("client:")]

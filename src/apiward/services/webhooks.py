@@ -2,7 +2,7 @@
 
 The events are the audit log's. Every service already writes one audit event per
 security-relevant change, in the change's own transaction, and
-``Transaction.insert_audit`` queues that event in an outbox in the same transaction:
+``AuditTx.insert_audit`` queues that event in an outbox in the same transaction:
 that is the one hook, and no service or route calls webhooks itself. An event is
 therefore delivered if and only if its change committed, whichever process (or the CLI)
 made it.
@@ -30,6 +30,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import structlog
@@ -41,17 +42,17 @@ from apiward.core.errors import ApiwardError, Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
 from apiward.core.models import AuditEvent, Page, PageRequest, Principal
 from apiward.core.readings import Reading
+from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 from apiward.services.audit import audit_event
 from apiward.services.authority import require_event_reader
 from apiward.services.keys import effective_environment
-from apiward.services.ports import (
-    Store,
-    Transaction,
-    WebhookDelivery,
-    WebhookEndpoint,
-    WebhookSender,
-)
+from apiward.services.ports import AuditTx, Store, WebhookSender, WebhooksTx
 from apiward.webhooks import SIGNATURE_HEADER, sign
+
+
+class WebhooksServiceTx(WebhooksTx, AuditTx, Protocol):
+    """What managing webhooks and delivering events touches."""
+
 
 log = structlog.get_logger("apiward.webhooks")
 
@@ -222,7 +223,7 @@ def payload(event: AuditEvent) -> str:
 class Webhooks:
     def __init__(
         self,
-        store: Store,
+        store: Store[WebhooksServiceTx],
         clock: Clock,
         sealer: Sealer,
         environments: tuple[str, ...],
@@ -256,7 +257,9 @@ class Webhooks:
     def _seal(self, endpoint_id: str, secret: str) -> str:
         return self._sealer.seal(secret.encode(), _SEAL_CONTEXT + endpoint_id)
 
-    async def _get(self, tx: Transaction, principal: Principal, webhook_id: str) -> WebhookEndpoint:
+    async def _get(
+        self, tx: WebhooksServiceTx, principal: Principal, webhook_id: str
+    ) -> WebhookEndpoint:
         endpoint = await tx.get_webhook(principal.org_id, webhook_id)
         if endpoint is None or (
             not principal.credential_kind.spans_environments

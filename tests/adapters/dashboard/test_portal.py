@@ -19,8 +19,7 @@ from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import tables as t
-from apiward.core.models import AuditEvent, PageRequest
-from apiward.services.ports import AuditFilter
+from apiward.core.models import AuditEvent, AuditFilter, PageRequest
 from tests.adapters.dashboard.conftest import BASE_URL, PASSWORD, Browser, csrf_of, secret_of
 from tests.conftest import Org, bootstrap, fast_settings
 from tests.mailbox import Mailbox, link_in, smtp_server, text_of

@@ -12,8 +12,8 @@ from alembic import command
 from apiward.adapters.storage.migrate import alembic_config, upgrade
 from apiward.adapters.storage.sql import SqlStore, create_engine
 from apiward.core.ids import new_id
-from apiward.core.models import Organisation, User
-from apiward.services.ports import DashboardSession, Store
+from apiward.core.models import DashboardSession, Organisation, User
+from apiward.services.ports import Store, Transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -24,14 +24,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
+async def store(database_url: str) -> AsyncIterator[Store[Transaction]]:
     sql = SqlStore(create_engine(database_url))
     await upgrade(sql.engine)
     yield sql
     await sql.close()
 
 
-async def _session(store: Store, now: datetime, ttl: timedelta) -> DashboardSession:
+async def _session(store: Store[Transaction], now: datetime, ttl: timedelta) -> DashboardSession:
     org = Organisation(new_id("org"), f"Org {new_id('x')}", now)
     user = User(new_id("usr"), org.id, f"{new_id('u').lower()}@example.test", "U", None, now)
     session = DashboardSession(
@@ -51,7 +51,7 @@ async def _session(store: Store, now: datetime, ttl: timedelta) -> DashboardSess
     return session
 
 
-async def test_sessions_are_found_by_digest_and_revoked(store: Store) -> None:
+async def test_sessions_are_found_by_digest_and_revoked(store: Store[Transaction]) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     session = await _session(store, now, timedelta(hours=1))
     async with store.begin() as tx:
@@ -65,7 +65,7 @@ async def test_sessions_are_found_by_digest_and_revoked(store: Store) -> None:
     assert found.revoked_at == now + timedelta(minutes=1)
 
 
-async def test_expired_sessions_are_pruned(store: Store) -> None:
+async def test_expired_sessions_are_pruned(store: Store[Transaction]) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     old = await _session(store, now - timedelta(hours=2), timedelta(hours=1))
     live = await _session(store, now, timedelta(hours=1))
@@ -75,7 +75,7 @@ async def test_expired_sessions_are_pruned(store: Store) -> None:
         assert await tx.find_session(live.digest) == live
 
 
-async def test_the_migration_goes_down_and_up_again(store: Store) -> None:
+async def test_the_migration_goes_down_and_up_again(store: Store[Transaction]) -> None:
     assert isinstance(store, SqlStore)
 
     def down_and_up(connection: object) -> None:

@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.settings import Settings
-from apiward.core.models import PageRequest
-from apiward.services.ports import AuditFilter
+from apiward.core.models import AuditFilter, PageRequest
 from tests.adapters.dashboard.conftest import BASE_URL, PASSWORD, Browser, csrf_of
 from tests.conftest import FakeClock, Org, bootstrap, fast_settings
 

@@ -21,9 +21,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from apiward.adapters.limiter.memory import MemoryCredits, MemoryLimiter
-from apiward.adapters.limiter.redis import RedisCredits, RedisLimiter, connect
-from apiward.services.ports import CreditLedger, Limiter
+from apiward.adapters.limiter.memory import MemoryLimiter
+from apiward.adapters.limiter.redis import RedisLimiter, connect
+from apiward.services.ports import Limiter
 
 REDIS_URL = os.environ.get("APIWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -94,16 +94,6 @@ async def limiter(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[
         return
     async with shared_redis(prefix) as client:
         yield RedisLimiter(client, prefix=prefix)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def ledger(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[CreditLedger]:
-    """Each credits contract test runs on the memory adapter and on the real Redis."""
-    if request.param == "memory":
-        yield MemoryCredits()
-        return
-    async with shared_redis(prefix) as client:
-        yield RedisCredits(client, prefix=prefix)
 
 
 class PrivateRedis:

@@ -1,6 +1,6 @@
-"""The limiter and credit-ledger contracts, written once and run on memory and on Redis.
+"""The limiter contract, written once and run on memory and on Redis.
 
-The tests speak only the ``Limiter`` and ``CreditLedger`` protocols. They run on the
+The tests speak only the ``Limiter`` protocol. They run on the
 adapters' real clocks (Redis's ``TIME``), so periods are either long enough that no
 refill happens during a test, or short and waited for with a bounded sleep.
 """
@@ -8,12 +8,11 @@ refill happens during a test, or short and waited for with a bounded sleep.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
-from apiward.core.limits import Credits, Hit, Refill
-from apiward.services.ports import CreditLedger, Limiter
+from apiward.core.limits import Hit
+from apiward.services.ports import Limiter
 
 pytestmark = pytest.mark.anyio
 
@@ -114,47 +113,3 @@ async def test_impossible_limits_raise_value_error(
 ) -> None:
     with pytest.raises(ValueError, match=r"limit|cost"):
         await limiter.hit("bad", limit, period, cost)
-
-
-# --- usage credits -------------------------------------------------------------------
-
-
-async def test_credits_are_spent_until_exhausted_never_below_zero(ledger: CreditLedger) -> None:
-    await ledger.put("credits", Credits(5))
-    first = await ledger.spend("credits", 3)
-    short = await ledger.spend("credits", 3)
-    last = await ledger.spend("credits", 2)
-    assert first is not None and short is not None and last is not None
-    assert (first.allowed, first.remaining) == (True, 2)
-    assert (short.exhausted, short.remaining) == (True, 2)
-    assert (last.allowed, last.remaining) == (True, 0)
-    stored = await ledger.get("credits")
-    assert stored is not None and stored.remaining == 0
-
-
-async def test_a_key_without_credits_is_unlimited(ledger: CreditLedger) -> None:
-    assert await ledger.spend("nothing") is None
-    assert await ledger.get("nothing") is None
-
-
-async def test_credits_round_trip_with_their_refill(ledger: CreditLedger) -> None:
-    credits = Credits(7, Refill(100, "monthly", 15), 600)
-    await ledger.put("roundtrip", credits)
-    assert await ledger.get("roundtrip") == credits
-    await ledger.delete("roundtrip")
-    assert await ledger.get("roundtrip") is None
-
-
-async def test_a_due_refill_resets_the_balance_before_spending(ledger: CreditLedger) -> None:
-    last_period = Refill(10, "daily").period(datetime(2020, 1, 1, tzinfo=UTC))
-    await ledger.put("refill", Credits(0, Refill(10, "daily"), last_period))
-    decision = await ledger.spend("refill", 4)
-    assert decision is not None and decision.allowed and decision.remaining == 6
-
-
-async def test_concurrent_spends_never_overdraw(ledger: CreditLedger) -> None:
-    await ledger.put("race", Credits(30))
-    results = await asyncio.gather(*(ledger.spend("race") for _ in range(80)))
-    assert sum(1 for r in results if r is not None and r.allowed) == 30
-    stored = await ledger.get("race")
-    assert stored is not None and stored.remaining == 0

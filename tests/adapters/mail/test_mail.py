@@ -15,7 +15,7 @@ import pytest
 
 from apiward.adapters import logging as logs
 from apiward.adapters.mail import LogTransport, Postbox, SmtpTransport, compose
-from apiward.services.ports import Notice
+from apiward.core.models import Notice
 from tests.mailbox import html_of, link_in, smtp_server, text_of
 from tests.tls import self_signed
 

@@ -8,7 +8,7 @@ import pytest
 
 from apiward.adapters.storage.migrate import upgrade
 from apiward.adapters.storage.sql import SqlStore, create_engine
-from apiward.services.ports import Store
+from apiward.services.ports import Store, Transaction
 
 
 @pytest.fixture
@@ -17,10 +17,10 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
+async def store(database_url: str) -> AsyncIterator[Store[Transaction]]:
     """A migrated, empty store on the back-end of this parametrization."""
     sql = SqlStore(create_engine(database_url))
     await upgrade(sql.engine)
-    contract: Store = sql
+    contract: Store[Transaction] = sql
     yield contract
     await sql.close()

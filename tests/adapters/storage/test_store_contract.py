@@ -2,7 +2,7 @@
 
 Each test runs once on SQLite and once on the real PostgreSQL (the ``database_url``
 fixture of ``tests/conftest.py``), on a schema built by the migrations, so the two
-back-ends are held to the same behaviour. The tests speak only the ``Store`` and
+back-ends are held to the same behaviour. The tests speak only the ``Store[Transaction]`` and
 ``Transaction`` protocols of ``apiward.services.ports``.
 """
 
@@ -22,7 +22,9 @@ from apiward.core.ids import new_id
 from apiward.core.models import (
     ApiKey,
     AuditEvent,
+    AuditFilter,
     Environment,
+    KeyFilter,
     Membership,
     Organisation,
     PageRequest,
@@ -30,7 +32,7 @@ from apiward.core.models import (
     Space,
     User,
 )
-from apiward.services.ports import AuditFilter, KeyFilter, Store
+from apiward.services.ports import Store, Transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -99,21 +101,21 @@ def _event(org_id: str, at: datetime, **fields: Any) -> AuditEvent:
     return AuditEvent(**values)
 
 
-async def _add_org(store: Store, at: datetime | None = None) -> Organisation:
+async def _add_org(store: Store[Transaction], at: datetime | None = None) -> Organisation:
     org = _org(at)
     async with store.begin() as tx:
         await tx.insert_org(org)
     return org
 
 
-async def _add_user(store: Store, org_id: str, at: datetime | None = None) -> User:
+async def _add_user(store: Store[Transaction], org_id: str, at: datetime | None = None) -> User:
     user = _user(org_id, at or _now())
     async with store.begin() as tx:
         await tx.insert_user(user)
     return user
 
 
-async def _tenant(store: Store) -> tuple[Organisation, User]:
+async def _tenant(store: Store[Transaction]) -> tuple[Organisation, User]:
     """An organisation with one user, in separate committed transactions."""
     org = await _add_org(store)
     return org, await _add_user(store, org.id)
@@ -122,7 +124,7 @@ async def _tenant(store: Store) -> tuple[Organisation, User]:
 # --- organisations and environments -------------------------------------------------
 
 
-async def test_org_round_trips_and_orgs_are_listed_oldest_first(store: Store) -> None:
+async def test_org_round_trips_and_orgs_are_listed_oldest_first(store: Store[Transaction]) -> None:
     t0 = _now()
     newer, older = _org(t0 + timedelta(seconds=1)), _org(t0)
     async with store.begin() as tx:
@@ -134,7 +136,7 @@ async def test_org_round_trips_and_orgs_are_listed_oldest_first(store: Store) ->
         assert await tx.list_orgs() == [older, newer]
 
 
-async def test_environments_are_listed_by_name_within_their_org(store: Store) -> None:
+async def test_environments_are_listed_by_name_within_their_org(store: Store[Transaction]) -> None:
     org, other = await _add_org(store), await _add_org(store)
     t0 = _now()
     test_env = Environment(new_id("env"), org.id, "test", t0)
@@ -151,7 +153,7 @@ async def test_environments_are_listed_by_name_within_their_org(store: Store) ->
 # --- spaces ---------------------------------------------------------------------------
 
 
-async def test_space_round_trips_and_the_default_space_is_found(store: Store) -> None:
+async def test_space_round_trips_and_the_default_space_is_found(store: Store[Transaction]) -> None:
     org, empty = await _add_org(store), await _add_org(store)
     t0 = _now()
     default = replace(_space(org.id, t0, name="Default"), is_default=True)
@@ -167,7 +169,7 @@ async def test_space_round_trips_and_the_default_space_is_found(store: Store) ->
 
 
 async def test_list_spaces_paginates_oldest_first_and_hides_archived_unless_asked(
-    store: Store,
+    store: Store[Transaction],
 ) -> None:
     org, other = await _add_org(store), await _add_org(store)
     t0 = _now()
@@ -189,7 +191,9 @@ async def test_list_spaces_paginates_oldest_first_and_hides_archived_unless_aske
     assert (beyond.items, beyond.total) == ([], 5)
 
 
-async def test_active_space_ids_exclude_archived_spaces_and_other_orgs(store: Store) -> None:
+async def test_active_space_ids_exclude_archived_spaces_and_other_orgs(
+    store: Store[Transaction],
+) -> None:
     org, other = await _add_org(store), await _add_org(store)
     t0 = _now()
     live = _space(org.id, t0)
@@ -203,7 +207,7 @@ async def test_active_space_ids_exclude_archived_spaces_and_other_orgs(store: St
         assert await tx.active_space_ids(new_id("org")) == []
 
 
-async def test_update_space_renames_archives_and_unarchives(store: Store) -> None:
+async def test_update_space_renames_archives_and_unarchives(store: Store[Transaction]) -> None:
     org = await _add_org(store)
     t0 = _now()
     space = _space(org.id, t0, name="Before")
@@ -225,7 +229,9 @@ async def test_update_space_renames_archives_and_unarchives(store: Store) -> Non
 # --- users ----------------------------------------------------------------------------
 
 
-async def test_user_round_trips_and_is_found_by_email_within_its_org(store: Store) -> None:
+async def test_user_round_trips_and_is_found_by_email_within_its_org(
+    store: Store[Transaction],
+) -> None:
     org, other = await _add_org(store), await _add_org(store)
     user = _user(org.id, _now(), email="ada@example.test", password_hash="$argon2id$v=19$x")
     async with store.begin() as tx:
@@ -239,7 +245,7 @@ async def test_user_round_trips_and_is_found_by_email_within_its_org(store: Stor
 
 
 async def test_list_users_paginates_oldest_first_with_total_page_and_page_size(
-    store: Store,
+    store: Store[Transaction],
 ) -> None:
     org, other = await _add_org(store), await _add_org(store)
     t0 = _now()
@@ -257,7 +263,9 @@ async def test_list_users_paginates_oldest_first_with_total_page_and_page_size(
     assert (beyond.items, beyond.total) == ([], 5)
 
 
-async def test_update_user_changes_name_password_hash_and_disabled_at(store: Store) -> None:
+async def test_update_user_changes_name_password_hash_and_disabled_at(
+    store: Store[Transaction],
+) -> None:
     org, user = await _tenant(store)
     changed = replace(user, name="Renamed", password_hash="$argon2id$new", disabled_at=_now())
     async with store.begin() as tx:
@@ -271,7 +279,9 @@ async def test_update_user_changes_name_password_hash_and_disabled_at(store: Sto
         )
 
 
-async def test_duplicate_email_in_one_org_raises_conflict_and_rolls_back(store: Store) -> None:
+async def test_duplicate_email_in_one_org_raises_conflict_and_rolls_back(
+    store: Store[Transaction],
+) -> None:
     org, user = await _tenant(store)
     other = await _add_org(store)
     bystander = _user(org.id, _now())
@@ -291,7 +301,7 @@ async def test_duplicate_email_in_one_org_raises_conflict_and_rolls_back(store: 
         assert await tx.get_user(other.id, same_email_elsewhere.id) == same_email_elsewhere
 
 
-async def test_insert_referencing_an_unknown_org_raises_conflict(store: Store) -> None:
+async def test_insert_referencing_an_unknown_org_raises_conflict(store: Store[Transaction]) -> None:
     """Foreign keys are enforced on both back-ends (SQLite needs PRAGMA foreign_keys)."""
 
     async def insert_orphan() -> None:
@@ -305,7 +315,9 @@ async def test_insert_referencing_an_unknown_org_raises_conflict(store: Store) -
 # --- roles and memberships ------------------------------------------------------------
 
 
-async def test_roles_are_inserted_listed_by_name_updated_and_deleted(store: Store) -> None:
+async def test_roles_are_inserted_listed_by_name_updated_and_deleted(
+    store: Store[Transaction],
+) -> None:
     org, other = await _add_org(store), await _add_org(store)
     t0 = _now()
     support = Role("support", ("users:read", "keys:read"), "Support desk", False, org.id, t0)
@@ -336,7 +348,7 @@ async def test_roles_are_inserted_listed_by_name_updated_and_deleted(store: Stor
         assert await tx.get_role(other.id, "support") is not None
 
 
-async def test_role_in_use_follows_memberships_within_the_org(store: Store) -> None:
+async def test_role_in_use_follows_memberships_within_the_org(store: Store[Transaction]) -> None:
     org, user = await _tenant(store)
     other = await _add_org(store)
     async with store.begin() as tx:
@@ -350,7 +362,9 @@ async def test_role_in_use_follows_memberships_within_the_org(store: Store) -> N
         assert await tx.role_in_use(org.id, "support") is False
 
 
-async def test_put_membership_replaces_the_users_role_in_that_space_only(store: Store) -> None:
+async def test_put_membership_replaces_the_users_role_in_that_space_only(
+    store: Store[Transaction],
+) -> None:
     org, user = await _tenant(store)
     t0 = _now()
     first, second = _space(org.id, t0), _space(org.id, t0)
@@ -370,7 +384,9 @@ async def test_put_membership_replaces_the_users_role_in_that_space_only(store: 
     ]
 
 
-async def test_org_wide_membership_round_trips_with_space_id_none(store: Store) -> None:
+async def test_org_wide_membership_round_trips_with_space_id_none(
+    store: Store[Transaction],
+) -> None:
     org, user = await _tenant(store)
     t0 = _now()
     space = _space(org.id, t0)
@@ -390,7 +406,9 @@ async def test_org_wide_membership_round_trips_with_space_id_none(store: Store) 
     }
 
 
-async def test_delete_membership_reports_whether_a_membership_was_removed(store: Store) -> None:
+async def test_delete_membership_reports_whether_a_membership_was_removed(
+    store: Store[Transaction],
+) -> None:
     org, user = await _tenant(store)
     other, stranger = await _tenant(store)
     t0 = _now()
@@ -416,7 +434,7 @@ async def test_delete_membership_reports_whether_a_membership_was_removed(store:
 # --- API keys -------------------------------------------------------------------------
 
 
-async def test_key_round_trips_by_id_and_by_digest(store: Store) -> None:
+async def test_key_round_trips_by_id_and_by_digest(store: Store[Transaction]) -> None:
     org, owner = await _tenant(store)
     member = await _add_user(store, org.id)
     t0 = _now()
@@ -447,7 +465,7 @@ async def test_key_round_trips_by_id_and_by_digest(store: Store) -> None:
     assert isinstance(by_id.space_allow, tuple)
 
 
-async def test_duplicate_key_digest_raises_conflict(store: Store) -> None:
+async def test_duplicate_key_digest_raises_conflict(store: Store[Transaction]) -> None:
     org, owner = await _tenant(store)
     key = _key(org.id, owner.id, _now())
     async with store.begin() as tx:
@@ -462,7 +480,7 @@ async def test_duplicate_key_digest_raises_conflict(store: Store) -> None:
 
 
 async def test_list_keys_filters_by_environment_newest_first_and_paginates(
-    store: Store,
+    store: Store[Transaction],
 ) -> None:
     org, owner = await _tenant(store)
     other, stranger = await _tenant(store)
@@ -485,7 +503,7 @@ async def test_list_keys_filters_by_environment_newest_first_and_paginates(
 
 
 async def test_list_keys_user_filter_matches_owned_keys_and_unowned_keys_they_created(
-    store: Store,
+    store: Store[Transaction],
 ) -> None:
     """``user_id`` matches ``user_id``, or ``created_by`` when the key has no ``user_id``."""
     org, admin = await _tenant(store)
@@ -505,7 +523,7 @@ async def test_list_keys_user_filter_matches_owned_keys_and_unowned_keys_they_cr
     assert (admins.items, admins.total) == ([admins_own, created_for_admin], 2)
 
 
-async def test_list_keys_excludes_revoked_keys_when_asked(store: Store) -> None:
+async def test_list_keys_excludes_revoked_keys_when_asked(store: Store[Transaction]) -> None:
     org, owner = await _tenant(store)
     t0 = _now()
     active = _key(org.id, owner.id, t0)
@@ -522,7 +540,7 @@ async def test_list_keys_excludes_revoked_keys_when_asked(store: Store) -> None:
     assert (without.items, without.total) == ([active], 1)
 
 
-async def test_update_key_round_trips_every_mutable_field(store: Store) -> None:
+async def test_update_key_round_trips_every_mutable_field(store: Store[Transaction]) -> None:
     org, owner = await _tenant(store)
     member = await _add_user(store, org.id)
     t0 = _now()
@@ -561,7 +579,7 @@ async def test_update_key_round_trips_every_mutable_field(store: Store) -> None:
         assert await tx.get_key(org.id, key.id) == cleared
 
 
-async def test_update_key_never_changes_identity_fields(store: Store) -> None:
+async def test_update_key_never_changes_identity_fields(store: Store[Transaction]) -> None:
     """``id``, ``org_id``, ``digest``, ``environment``, ``created_*`` are fixed."""
     org, owner = await _tenant(store)
     other_user = await _add_user(store, org.id)
@@ -584,7 +602,9 @@ async def test_update_key_never_changes_identity_fields(store: Store) -> None:
         assert await tx.find_key_by_digest(forged.digest) is None
 
 
-async def test_touch_keys_records_last_use_of_many_keys_in_one_batch(store: Store) -> None:
+async def test_touch_keys_records_last_use_of_many_keys_in_one_batch(
+    store: Store[Transaction],
+) -> None:
     org, owner = await _tenant(store)
     t0 = _now()
     first, second, idle = (_key(org.id, owner.id, t0) for _ in range(3))
@@ -613,7 +633,7 @@ async def test_touch_keys_records_last_use_of_many_keys_in_one_batch(store: Stor
 # --- audit log ------------------------------------------------------------------------
 
 
-async def test_audit_event_round_trips_with_every_field(store: Store) -> None:
+async def test_audit_event_round_trips_with_every_field(store: Store[Transaction]) -> None:
     org = await _add_org(store)
     event = _event(
         org.id,
@@ -635,7 +655,7 @@ async def test_audit_event_round_trips_with_every_field(store: Store) -> None:
     assert (page.items, page.total) == ([event], 1)
 
 
-async def test_list_audit_is_newest_first_and_paginates(store: Store) -> None:
+async def test_list_audit_is_newest_first_and_paginates(store: Store[Transaction]) -> None:
     org, other = await _add_org(store), await _add_org(store)
     t0 = _now()
     events = [_event(org.id, t0 + timedelta(seconds=i)) for i in range(5)]
@@ -679,7 +699,7 @@ AUDIT_FILTERS: list[tuple[str, Callable[[datetime], AuditFilter], str]] = [
     [pytest.param(make, expected, id=name) for name, make, expected in AUDIT_FILTERS],
 )
 async def test_list_audit_applies_each_filter_field(
-    store: Store, make_filter: Callable[[datetime], AuditFilter], expected: str
+    store: Store[Transaction], make_filter: Callable[[datetime], AuditFilter], expected: str
 ) -> None:
     """Each ``AuditFilter`` field narrows the list; events without an environment are
     org-wide and show in every environment; ``since`` is inclusive, ``until`` exclusive."""
@@ -708,7 +728,9 @@ async def test_list_audit_applies_each_filter_field(
 # --- invalidations --------------------------------------------------------------------
 
 
-async def test_invalidations_since_returns_the_window_in_sequence_order(store: Store) -> None:
+async def test_invalidations_since_returns_the_window_in_sequence_order(
+    store: Store[Transaction],
+) -> None:
     t0 = _now()
     async with store.begin() as tx:
         await tx.insert_invalidation("key", "old-digest", t0 - timedelta(minutes=10))
@@ -724,7 +746,7 @@ async def test_invalidations_since_returns_the_window_in_sequence_order(store: S
 
 
 async def test_prune_invalidations_deletes_only_rows_older_than_the_cutoff(
-    store: Store,
+    store: Store[Transaction],
 ) -> None:
     t0 = _now()
     async with store.begin() as tx:
@@ -741,7 +763,7 @@ async def test_prune_invalidations_deletes_only_rows_older_than_the_cutoff(
 # --- tenant isolation -----------------------------------------------------------------
 
 
-async def test_records_are_not_found_with_another_orgs_id(store: Store) -> None:
+async def test_records_are_not_found_with_another_orgs_id(store: Store[Transaction]) -> None:
     org, owner = await _tenant(store)
     other = await _add_org(store)
     space = _space(org.id, _now())
@@ -758,7 +780,7 @@ async def test_records_are_not_found_with_another_orgs_id(store: Store) -> None:
         assert (await tx.list_keys(other.id, KeyFilter("live"), PageRequest())).total == 0
 
 
-async def test_updates_addressed_to_another_org_change_nothing(store: Store) -> None:
+async def test_updates_addressed_to_another_org_change_nothing(store: Store[Transaction]) -> None:
     org, owner = await _tenant(store)
     other = await _add_org(store)
     space = _space(org.id, _now())
@@ -788,7 +810,9 @@ class _Boom(Exception):
     """Raised on purpose inside a transaction."""
 
 
-async def test_an_exception_inside_a_transaction_rolls_back_its_writes(store: Store) -> None:
+async def test_an_exception_inside_a_transaction_rolls_back_its_writes(
+    store: Store[Transaction],
+) -> None:
     org, owner = await _tenant(store)
     newcomer = _user(org.id, _now())
 
@@ -807,7 +831,7 @@ async def test_an_exception_inside_a_transaction_rolls_back_its_writes(store: St
         assert await tx.invalidations_since(_now() - timedelta(days=1)) == []
 
 
-async def test_ping_succeeds_on_a_reachable_store(store: Store) -> None:
+async def test_ping_succeeds_on_a_reachable_store(store: Store[Transaction]) -> None:
     await store.ping()
 
 

@@ -12,13 +12,14 @@ import pytest
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Account,
+    DashboardSession,
     EmailLink,
     LinkPurpose,
     Organisation,
     PageRequest,
     User,
 )
-from apiward.services.ports import DashboardSession, Store
+from apiward.services.ports import Store, Transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +43,9 @@ def _link(purpose: LinkPurpose, **fields: object) -> EmailLink:
     return EmailLink(**values)  # type: ignore[arg-type]
 
 
-async def _project(store: Store, account: Account, name: str, at: datetime) -> Organisation:
+async def _project(
+    store: Store[Transaction], account: Account, name: str, at: datetime
+) -> Organisation:
     org = Organisation(new_id("org"), name, at)
     async with store.begin() as tx:
         await tx.insert_org(org)
@@ -52,7 +55,7 @@ async def _project(store: Store, account: Account, name: str, at: datetime) -> O
     return org
 
 
-async def test_accounts_are_found_updated_and_listed(store: Store) -> None:
+async def test_accounts_are_found_updated_and_listed(store: Store[Transaction]) -> None:
     ada, bob = _account(), _account("bob@example.test")
     async with store.begin() as tx:
         await tx.insert_account(ada)
@@ -67,7 +70,7 @@ async def test_accounts_are_found_updated_and_listed(store: Store) -> None:
     assert [a.email for a in page.items] == ["ada@example.test", "bob@example.test"]
 
 
-async def test_an_address_has_one_account(store: Store) -> None:
+async def test_an_address_has_one_account(store: Store[Transaction]) -> None:
     from apiward.core.errors import Conflict
 
     async with store.begin() as tx:
@@ -77,7 +80,9 @@ async def test_an_address_has_one_account(store: Store) -> None:
             await tx.insert_account(_account())
 
 
-async def test_an_accounts_projects_are_its_users_orgs_oldest_first(store: Store) -> None:
+async def test_an_accounts_projects_are_its_users_orgs_oldest_first(
+    store: Store[Transaction],
+) -> None:
     ada = _account()
     async with store.begin() as tx:
         await tx.insert_account(ada)
@@ -92,7 +97,7 @@ async def test_an_accounts_projects_are_its_users_orgs_oldest_first(store: Store
     ]
 
 
-async def test_a_link_is_used_once_even_by_concurrent_uses(store: Store) -> None:
+async def test_a_link_is_used_once_even_by_concurrent_uses(store: Store[Transaction]) -> None:
     link = _link(LinkPurpose.RESET)
     async with store.begin() as tx:
         await tx.insert_link(link)
@@ -110,7 +115,7 @@ async def test_a_link_is_used_once_even_by_concurrent_uses(store: Store) -> None
     assert found is not None and found.used_at == NOW + timedelta(seconds=1)
 
 
-async def test_an_expired_or_revoked_link_is_not_used(store: Store) -> None:
+async def test_an_expired_or_revoked_link_is_not_used(store: Store[Transaction]) -> None:
     expired, revoked = _link(LinkPurpose.CONFIRM), _link(LinkPurpose.CONFIRM)
     async with store.begin() as tx:
         await tx.insert_link(expired)
@@ -120,7 +125,7 @@ async def test_an_expired_or_revoked_link_is_not_used(store: Store) -> None:
         assert not await tx.use_link(expired.id, expired.expires_at)
 
 
-async def test_links_are_revoked_by_purpose_address_and_org(store: Store) -> None:
+async def test_links_are_revoked_by_purpose_address_and_org(store: Store[Transaction]) -> None:
     org = Organisation(new_id("org"), "P", NOW)
     async with store.begin() as tx:
         await tx.insert_org(org)
@@ -145,7 +150,9 @@ async def test_links_are_revoked_by_purpose_address_and_org(store: Store) -> Non
         assert await tx.find_link(reset.digest) is None
 
 
-async def test_an_accounts_sessions_move_between_projects_and_end_together(store: Store) -> None:
+async def test_an_accounts_sessions_move_between_projects_and_end_together(
+    store: Store[Transaction],
+) -> None:
     ada = _account()
     async with store.begin() as tx:
         await tx.insert_account(ada)

@@ -1,7 +1,7 @@
 """The store contract for the audit outbox, retention, webhooks and leak look-ups.
 
 Like ``test_store_contract.py``: every test runs on SQLite and on PostgreSQL, through the
-``Store`` and ``Transaction`` protocols only.
+``Store[Transaction]`` and ``Transaction`` protocols only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, OAuthClient, Organisation, PageRequest, User
-from apiward.services.ports import AuditFilter, Store, WebhookDelivery, WebhookEndpoint
+from apiward.core.models import (
+    AuditEvent,
+    AuditFilter,
+    OAuthClient,
+    Organisation,
+    PageRequest,
+    User,
+)
+from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
+from apiward.services.ports import Store, Transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +32,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _org(store: Store) -> tuple[Organisation, User]:
+async def _org(store: Store[Transaction]) -> tuple[Organisation, User]:
     org = Organisation(id=new_id("org"), name=new_id("name"), created_at=_now())
     user = User(new_id("usr"), org.id, f"{new_id('u')}@x.test", "U", None, _now())
     async with store.begin() as tx:
@@ -72,7 +80,9 @@ def _delivery(endpoint: WebhookEndpoint, event_id: str, **fields: object) -> Web
     return WebhookDelivery(**values)  # type: ignore[arg-type]
 
 
-async def test_every_audit_event_is_queued_in_the_outbox_and_taken_once(store: Store) -> None:
+async def test_every_audit_event_is_queued_in_the_outbox_and_taken_once(
+    store: Store[Transaction],
+) -> None:
     org, _ = await _org(store)
     events = [_event(org.id, _now() + timedelta(seconds=i)) for i in range(5)]
     async with store.begin() as tx:
@@ -87,7 +97,9 @@ async def test_every_audit_event_is_queued_in_the_outbox_and_taken_once(store: S
     assert first[0] == events[0]
 
 
-async def test_an_event_whose_transaction_rolls_back_is_never_queued(store: Store) -> None:
+async def test_an_event_whose_transaction_rolls_back_is_never_queued(
+    store: Store[Transaction],
+) -> None:
     org, _ = await _org(store)
 
     async def failing_change() -> None:
@@ -101,7 +113,7 @@ async def test_an_event_whose_transaction_rolls_back_is_never_queued(store: Stor
         assert await tx.take_outbox(10) == []
 
 
-async def test_concurrent_takers_never_get_the_same_event(store: Store) -> None:
+async def test_concurrent_takers_never_get_the_same_event(store: Store[Transaction]) -> None:
     org, _ = await _org(store)
     async with store.begin() as tx:
         for _ in range(40):
@@ -119,7 +131,7 @@ async def test_concurrent_takers_never_get_the_same_event(store: Store) -> None:
     assert len(ids) == len(set(ids)) == 40
 
 
-async def test_prune_audit_deletes_only_older_events(store: Store) -> None:
+async def test_prune_audit_deletes_only_older_events(store: Store[Transaction]) -> None:
     org, _ = await _org(store)
     old, new = _event(org.id, _now() - timedelta(days=10)), _event(org.id)
     async with store.begin() as tx:
@@ -132,7 +144,9 @@ async def test_prune_audit_deletes_only_older_events(store: Store) -> None:
     assert [e.id for e in page.items] == [new.id]
 
 
-async def test_webhooks_round_trip_list_update_and_stay_in_their_org(store: Store) -> None:
+async def test_webhooks_round_trip_list_update_and_stay_in_their_org(
+    store: Store[Transaction],
+) -> None:
     org, user = await _org(store)
     other, other_user = await _org(store)
     live = _endpoint(org.id, user.id)
@@ -158,7 +172,7 @@ async def test_webhooks_round_trip_list_update_and_stay_in_their_org(store: Stor
         assert unchanged is not None and unchanged.url == theirs.url
 
 
-async def test_deliveries_are_queued_once_per_endpoint_and_event(store: Store) -> None:
+async def test_deliveries_are_queued_once_per_endpoint_and_event(store: Store[Transaction]) -> None:
     org, user = await _org(store)
     endpoint = _endpoint(org.id, user.id)
     async with store.begin() as tx:
@@ -171,7 +185,7 @@ async def test_deliveries_are_queued_once_per_endpoint_and_event(store: Store) -
         assert (await tx.list_deliveries(new_id("org"), endpoint.id, PageRequest())).total == 0
 
 
-async def test_claimed_deliveries_are_leased_then_finished(store: Store) -> None:
+async def test_claimed_deliveries_are_leased_then_finished(store: Store[Transaction]) -> None:
     org, user = await _org(store)
     endpoint = _endpoint(org.id, user.id)
     later = _now() + timedelta(hours=1)
@@ -212,7 +226,7 @@ async def test_claimed_deliveries_are_leased_then_finished(store: Store) -> None
         assert [d.id for d in await tx.claim_deliveries(later, later, 10)] == [not_yet.id]
 
 
-async def test_a_disabled_endpoints_deliveries_wait(store: Store) -> None:
+async def test_a_disabled_endpoints_deliveries_wait(store: Store[Transaction]) -> None:
     org, user = await _org(store)
     endpoint = _endpoint(org.id, user.id, disabled_at=_now())
     async with store.begin() as tx:
@@ -223,7 +237,7 @@ async def test_a_disabled_endpoints_deliveries_wait(store: Store) -> None:
 
 
 async def test_pruning_keeps_pending_deliveries_and_deleting_an_endpoint_drops_them(
-    store: Store,
+    store: Store[Transaction],
 ) -> None:
     org, user = await _org(store)
     endpoint = _endpoint(org.id, user.id)
@@ -248,7 +262,7 @@ async def test_pruning_keeps_pending_deliveries_and_deleting_an_endpoint_drops_t
         assert (await tx.list_deliveries(org.id, endpoint.id, PageRequest())).total == 0
 
 
-async def test_a_client_is_found_by_its_secret_digest(store: Store) -> None:
+async def test_a_client_is_found_by_its_secret_digest(store: Store[Transaction]) -> None:
     org, user = await _org(store)
     client = OAuthClient(
         id=new_id("client"),

@@ -923,8 +923,7 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """Read the audit log, newest first: who did what, to what, from where."""
-    from apiward.core.models import PageRequest
-    from apiward.services.ports import AuditFilter
+    from apiward.core.models import AuditFilter, PageRequest
 
     flt = AuditFilter(
         type=event_type,

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from apiward.adapters.dashboard.keys import people
 from apiward.adapters.dashboard.web import DashboardRoute, Flash, Me, paging, render, signed_in
 from apiward.adapters.http.security import runtime_of
-from apiward.services.ports import AuditFilter
+from apiward.core.models import AuditFilter
 
 router = APIRouter(route_class=DashboardRoute)
 

@@ -31,6 +31,7 @@ from apiward.core.models import (
     Account,
     AuditEvent,
     CredentialKind,
+    DashboardSession,
     Membership,
     Organisation,
     Principal,
@@ -42,7 +43,7 @@ from apiward.core.scopes import ScopeSet
 from apiward.services.audit import failed_sign_in_events, request_event
 from apiward.services.authority import user_roles
 from apiward.services.portal import Project
-from apiward.services.ports import DashboardSession, Transaction
+from apiward.services.ports import Transaction
 
 COOKIE = "apiward_session"
 SIGN_IN_COOKIE = "apiward_signin"

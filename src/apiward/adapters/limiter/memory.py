@@ -1,4 +1,4 @@
-"""In-process limiter state: theoretical arrival times, window counts, usage credits.
+"""In-process limiter state: theoretical arrival times and window counts.
 
 Right for one process (the embedded default) and as the local fallback when Redis is
 down. Each process holds its own state, so N processes admit up to N times a limit.
@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from itertools import islice
 
 from apiward.core.limits import (
     NS,
-    CreditDecision,
-    Credits,
     Decision,
     Hit,
     WindowState,
@@ -23,7 +20,6 @@ from apiward.core.limits import (
     gcra,
     gcra_all,
     gcra_refund,
-    spend,
     to_ticks,
     window_refund,
 )
@@ -146,27 +142,3 @@ class MemoryLimiter:
 def _unique(hits: Sequence[Hit]) -> None:
     if len({h.key for h in hits}) != len(hits):
         raise ValueError("Each key may appear only once in one hit_all call.")
-
-
-class MemoryCredits:
-    """Usage credits in a dict; atomic because nothing awaits between read and write."""
-
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._credits: dict[str, Credits] = {}
-        self._clock = clock
-
-    async def put(self, key: str, credits: Credits) -> None:
-        self._credits[key] = credits
-
-    async def get(self, key: str) -> Credits | None:
-        return self._credits.get(key)
-
-    async def spend(self, key: str, cost: int = 1) -> CreditDecision | None:
-        credits = self._credits.get(key)
-        if credits is None:
-            return None
-        decision, self._credits[key] = spend(credits, cost, self._clock())
-        return decision
-
-    async def delete(self, key: str) -> None:
-        self._credits.pop(key, None)

@@ -14,30 +14,23 @@ Redis errors never leave this module: ``_map_redis_errors`` turns them into
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
-from redis.typing import EncodableT, FieldT
 
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import (
     ALGORITHMS,
     NS,
     US,
-    CreditDecision,
-    Credits,
     Decision,
     Hit,
-    Refill,
-    RefillInterval,
     to_ticks,
 )
 
@@ -194,36 +187,6 @@ end
 return 0
 """
 
-# KEYS[1]: a hash {r: remaining, a: refill amount, i: "daily"|"monthly", d: refill
-# day, p: refill period last applied}. ARGV: cost, today's day index, month index,
-# day of month, days in this month (refill periods follow the app's UTC date: a day
-# boundary is not sensitive to seconds of skew). Returns {found, admitted,
-# remaining}: a refill resets the balance, and the decrement never goes below zero.
-CREDITS_SCRIPT = """
-local h = redis.call('HMGET', KEYS[1], 'r', 'a', 'i', 'd', 'p')
-if not h[1] then return {0, 0, 0} end
-local remaining = tonumber(h[1])
-if h[2] then
-  local current
-  if h[3] == 'daily' then
-    current = tonumber(ARGV[2])
-  else
-    local day = math.min(tonumber(h[4]), tonumber(ARGV[5]))
-    current = tonumber(ARGV[3])
-    if tonumber(ARGV[4]) < day then current = current - 1 end
-  end
-  if not h[5] then
-    redis.call('HSET', KEYS[1], 'p', current)
-  elseif current > tonumber(h[5]) then
-    remaining = tonumber(h[2])
-    redis.call('HSET', KEYS[1], 'r', remaining, 'p', current)
-  end
-end
-local cost = tonumber(ARGV[1])
-if remaining < cost then return {1, 0, remaining} end
-return {1, 1, redis.call('HINCRBY', KEYS[1], 'r', -cost)}
-"""
-
 
 def connect(
     url: str, *, timeout: float = 0.5, max_connections: int = 64, pool_timeout: float = 2.0
@@ -258,9 +221,6 @@ def _map_redis_errors() -> Iterator[None]:
             f"Rate limiting is unavailable: Redis cannot be reached ({type(exc).__name__}: "
             f"{exc}). Check APIWARD_REDIS_URL and that Redis is running."
         ) from exc
-
-
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 class _Script:
@@ -364,72 +324,3 @@ def _decisions(reply: Sequence[int], hits: Sequence[Hit]) -> list[Decision]:
             )
         )
     return decisions
-
-
-class RedisCredits:
-    """Usage credits in Redis hashes; a spend is one atomic script, never below zero.
-
-    Redis is the fast counter; the SQL store remains the record (seed with ``put``
-    after a restart of Redis, write back ``get`` periodically).
-    """
-
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
-        self._client = client
-        self._prefix = prefix
-        self._spend = _Script(client, CREDITS_SCRIPT)
-
-    async def put(self, key: str, credits: Credits) -> None:
-        fields: dict[FieldT, EncodableT] = {"r": credits.remaining}
-        if credits.refill is not None:
-            fields |= {
-                "a": credits.refill.amount,
-                "i": credits.refill.interval,
-                "d": credits.refill.day,
-            }
-            if credits.refilled is not None:
-                fields["p"] = credits.refilled
-        name = self._prefix + key
-        with _map_redis_errors():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(name)
-                pipe.hset(name, mapping=fields)
-                await pipe.execute()
-
-    async def get(self, key: str) -> Credits | None:
-        with _map_redis_errors():
-            values = await self._client.hmget(self._prefix + key, ["r", "a", "i", "d", "p"])
-        remaining, amount, interval, day, period = values
-        if remaining is None:
-            return None
-        refill = None
-        if amount is not None and interval is not None and day is not None:
-            kind: RefillInterval = "daily" if _text(interval) == "daily" else "monthly"
-            refill = Refill(int(amount), kind, int(day))
-        return Credits(int(remaining), refill, None if period is None else int(period))
-
-    async def spend(
-        self, key: str, cost: int = 1, *, now: datetime | None = None
-    ) -> CreditDecision | None:
-        if cost < 0:
-            raise ValueError(f"A credit cost cannot be negative, not {cost}.")
-        today = (now or datetime.now(UTC)).astimezone(UTC)
-        args = [
-            cost,
-            today.toordinal() - _EPOCH_DAY,
-            (today.year - 1970) * 12 + today.month - 1,
-            today.day,
-            calendar.monthrange(today.year, today.month)[1],
-        ]
-        with _map_redis_errors():
-            found, admitted, remaining = await self._spend([self._prefix + key], args)
-        if not found:
-            return None
-        return CreditDecision(admitted == 1, int(remaining), cost)
-
-    async def delete(self, key: str) -> None:
-        with _map_redis_errors():
-            await self._client.delete(self._prefix + key)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from apiward.adapters.storage.sql import map_db_errors
+from apiward.adapters.storage.sql.errors import map_db_errors
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

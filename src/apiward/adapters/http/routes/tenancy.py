@@ -32,8 +32,7 @@ from apiward.adapters.http.schemas import (
     page_of,
 )
 from apiward.adapters.http.security import require, runtime_of
-from apiward.core.models import Organisation, PageRequest, Principal
-from apiward.services.ports import AuditFilter
+from apiward.core.models import AuditFilter, Organisation, PageRequest, Principal
 
 router = APIRouter()
 Paging = Annotated[PageRequest, Depends(pagination)]

@@ -13,7 +13,7 @@ from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import Body, PageOut, page_of
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import PageRequest, Principal
-from apiward.services.ports import WebhookDelivery, WebhookEndpoint
+from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 from apiward.services.webhooks import WEBHOOK_EVENTS
 
 router = APIRouter(prefix="/v1/webhooks", tags=["Webhooks"])

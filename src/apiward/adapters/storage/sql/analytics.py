@@ -1,0 +1,123 @@
+"""Verification counts in SQL: buckets that concurrent flushes add to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from apiward.adapters.storage import tables as t
+from apiward.adapters.storage.sql.base import SqlBase
+from apiward.core.analytics import GRANULARITIES, Bucket, Query
+
+_VERIFICATION_KEY = tuple(t.verification_counts.primary_key.columns.keys())
+
+
+class SqlAnalytics(SqlBase):
+    """Verification counts."""
+
+    async def add_verifications(self, rows: Sequence[Bucket]) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        v = t.verification_counts
+        values = sorted(  # one order everywhere: concurrent upserts cannot deadlock
+            (
+                {
+                    "org_id": b.org_id,
+                    "environment": b.environment,
+                    "granularity": b.granularity,
+                    "bucket": b.start,
+                    "key_id": b.key_id,
+                    "client_id": b.client_id,
+                    "route": b.route[:256],
+                    "outcome": b.outcome,
+                    "count": b.count,
+                }
+                for b in rows
+            ),
+            key=lambda r: tuple(str(r[k]) for k in _VERIFICATION_KEY),
+        )
+        if not values:
+            return
+        dialect: Any = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(v)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_VERIFICATION_KEY),
+            set_={"count": v.c["count"] + stmt.excluded["count"]},  # add, never overwrite
+        )
+        await self._c.execute(stmt, values)
+
+    async def verification_counts(
+        self, org_id: str, environment: str, query: Query
+    ) -> list[Bucket]:
+        v = t.verification_counts.c
+        named = {
+            "outcome": v.outcome,
+            "key": v.key_id,
+            "client": v.client_id,
+            "route": v.route,
+            "environment": v.environment,
+        }
+        groups = [named[g] for g in query.group_by]
+        seconds = GRANULARITIES[query.granularity]
+        start = int(query.since.timestamp()) // seconds * seconds
+        where = [
+            v.org_id == org_id,
+            v.environment == environment,
+            v.granularity == query.granularity,
+            v.bucket >= start,
+            v.bucket < int(query.until.timestamp()),
+        ]
+        for column, wanted in (
+            (v.key_id, query.key_id),
+            (v.client_id, query.client_id),
+            (v.route, query.route),
+            (v.outcome, query.outcome),
+        ):
+            if wanted is not None:
+                where.append(column == wanted)
+        total = sa.func.sum(v["count"]).label("total")
+        stmt: Any
+        if query.limit is not None:  # top consumers over the whole span
+            stmt = (
+                sa.select(*groups, total)
+                .where(*where)
+                .group_by(*groups)
+                .order_by(total.desc(), *groups)
+                .limit(query.limit)
+            )
+        else:
+            stmt = (
+                sa.select(v.bucket, *groups, total)
+                .where(*where)
+                .group_by(v.bucket, *groups)
+                .order_by(v.bucket, *groups)
+            )
+        out = []
+        for row in await self._all(stmt):
+            data = row._mapping
+            out.append(
+                Bucket(
+                    query.granularity,
+                    int(data["bucket"]) if "bucket" in data else start,
+                    org_id,
+                    str(data.get("environment", environment)),
+                    str(data.get("key_id", "")),
+                    str(data.get("client_id", "")),
+                    str(data.get("route", "")),
+                    str(data.get("outcome", "")),
+                    int(data["total"]),
+                )
+            )
+        return out
+
+    async def prune_verifications(self, granularity: str, before: datetime) -> int:
+        v = t.verification_counts.c
+        result = await self._c.execute(
+            t.verification_counts.delete().where(
+                v.granularity == granularity, v.bucket < int(before.timestamp())
+            )
+        )
+        return int(result.rowcount or 0)

@@ -1,0 +1,29 @@
+"""Driver errors turned into domain errors at the store's edge."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from apiward.core.errors import Conflict, ServiceUnavailable
+
+_CONNECTION_LOST = ("connection", "could not connect", "server closed", "terminating")
+
+
+@contextlib.contextmanager
+def map_db_errors() -> Iterator[None]:
+    """Translate driver errors into domain errors at the adapter's edge: a constraint
+    violated is a ``Conflict``, a database out of reach ``ServiceUnavailable``."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict("The change conflicts with an existing record.") from exc
+    except (OperationalError, PoolTimeout, OSError, ConnectionError) as exc:
+        raise ServiceUnavailable("The database is unreachable. Retry shortly.") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated or any(w in str(exc).lower() for w in _CONNECTION_LOST):
+            raise ServiceUnavailable("The database is unreachable. Retry shortly.") from exc
+        raise

@@ -1,0 +1,35 @@
+"""The cache invalidation log in SQL; on PostgreSQL each write also notifies the
+listeners (``engine.listen``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from apiward.adapters.storage import tables as t
+from apiward.adapters.storage.sql.base import SqlBase
+from apiward.adapters.storage.sql.engine import NOTIFY_CHANNEL
+from apiward.core.models import Invalidation
+
+
+class SqlInvalidations(SqlBase):
+    """The cache invalidation log every process polls."""
+
+    async def insert_invalidation(self, kind: str, target: str, at: datetime) -> None:
+        await self._c.execute(
+            t.invalidations.insert().values(kind=kind, target=target, created_at=at)
+        )
+        if self._c.dialect.name == "postgresql":
+            # Delivered at commit: listeners poll the log at once instead of waiting.
+            await self._c.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+    async def invalidations_since(self, since: datetime) -> list[Invalidation]:
+        c = t.invalidations.c
+        rows = await self._all(
+            sa.select(c.seq, c.kind, c.target).where(c.created_at >= since).order_by(c.seq)
+        )
+        return [Invalidation(int(r.seq), r.kind, r.target) for r in rows]
+
+    async def prune_invalidations(self, before: datetime) -> None:
+        await self._c.execute(t.invalidations.delete().where(t.invalidations.c.created_at < before))

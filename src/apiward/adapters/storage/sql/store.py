@@ -1,0 +1,96 @@
+"""The SQL store: one ``SqlTransaction``, every aggregate's statements on one
+connection, per ``begin``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apiward.adapters.storage.sql.analytics import SqlAnalytics
+from apiward.adapters.storage.sql.audit import SqlAudit
+from apiward.adapters.storage.sql.credentials import SqlCredentials
+from apiward.adapters.storage.sql.engine import create_engine, listen
+from apiward.adapters.storage.sql.errors import map_db_errors
+from apiward.adapters.storage.sql.invalidations import SqlInvalidations
+from apiward.adapters.storage.sql.portal import SqlPortal
+from apiward.adapters.storage.sql.tenancy import SqlTenancy
+from apiward.adapters.storage.sql.tokens import SqlTokens
+from apiward.adapters.storage.sql.webhooks import SqlWebhooks
+from apiward.core.errors import ServiceUnavailable
+from apiward.core.readings import Reading
+
+if TYPE_CHECKING:
+    from apiward.services.ports import Store, Transaction
+
+
+class SqlTransaction(
+    SqlTenancy,
+    SqlCredentials,
+    SqlTokens,
+    SqlInvalidations,
+    SqlPortal,
+    SqlAudit,
+    SqlWebhooks,
+    SqlAnalytics,
+):
+    """Every aggregate's statements, run on one transaction's connection."""
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.unavailable = 0
+        """Transactions that failed because the database was unreachable (for metrics)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        return cls(create_engine(url))
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.counter(
+                "db_unavailable",
+                "Store transactions that failed because the database was unreachable (503s).",
+                self.unavailable,
+            )
+        ]
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[SqlTransaction]:
+        """A transaction, committed when the block exits without an error; driver errors
+        come out as domain errors, and an unreachable database is counted."""
+        try:
+            with map_db_errors():
+                async with self.engine.begin() as conn:
+                    yield SqlTransaction(conn)
+        except ServiceUnavailable:
+            self.unavailable += 1
+            raise
+
+    async def ping(self) -> None:
+        with map_db_errors():
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def listen(self, on_notify: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """On PostgreSQL, call ``on_notify`` whenever any process writes an invalidation.
+
+        Returns a function that stops listening, or None on back-ends without
+        notifications (SQLite), where the poll alone carries invalidations.
+        """
+        return await listen(self.engine, on_notify)
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_every_port(store: SqlStore) -> Store[Transaction]:
+        """Type-checked only: the SQL store hands out a full ``Transaction``, so it
+        satisfies every service's narrower ``Store[...]``."""
+        return store
