@@ -127,8 +127,9 @@ class AuditLog:
     async def list(
         self, principal: Principal, flt: AuditFilter, page: PageRequest
     ) -> Page[AuditEvent]:
-        if not principal.credential_kind.spans_environments:
-            flt = replace(flt, environment=principal.environment)
+        if principal.viewed_environment is not None:
+            # The store keeps events of no environment in (``Principal.sees``).
+            flt = replace(flt, environment=principal.viewed_environment)
         async with self._store.begin() as tx:
             return await tx.list_audit(principal.org_id, flt, page)
 

@@ -42,6 +42,7 @@ from apiward.core.models import (
     RefreshToken,
     RequestContext,
     User,
+    visible_in,
 )
 from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
@@ -600,7 +601,7 @@ class Tokens:
         now = self._clock.now()
         if jwt_tokens.looks_like_jwt(token):
             claims = self._claims(token, allow_expired=True)
-            if claims is None or (owner is not None and (claims.org, claims.env) != owner):
+            if claims is None or (owner is not None and not _owns(owner, claims.org, claims.env)):
                 return
             until = datetime.fromtimestamp(claims.exp, now.tzinfo)
             async with self._store.begin() as tx:
@@ -615,7 +616,7 @@ class Tokens:
         async with self._store.begin() as tx:
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None or (
-                owner is not None and (record.org_id, record.environment) != owner
+                owner is not None and not _owns(owner, record.org_id, record.environment)
             ):
                 return
             await tx.revoke_family(record.family_id, now)
@@ -657,7 +658,7 @@ class Tokens:
             if (
                 claims is None
                 or self.revocations.revoked(claims)
-                or (claims.org, claims.env) != (org_id, environment)
+                or not _owns((org_id, environment), claims.org, claims.env)
             ):
                 return inactive
             return {
@@ -684,7 +685,7 @@ class Tokens:
         now = self._clock.now()
         if (
             record is None
-            or (record.org_id, record.environment) != (org_id, environment)
+            or not _owns((org_id, environment), record.org_id, record.environment)
             or record.revoked_at
             or record.used_at
             or record.expires_at <= now
@@ -726,6 +727,12 @@ class Tokens:
     async def load_revocations(self) -> None:
         async with self._store.begin() as tx:
             self.revocations.replace(await tx.active_revocations(self._clock.now()))
+
+
+def _owns(caller: tuple[str, str], org_id: str, environment: str) -> bool:
+    """Whether a caller of this organisation and environment may see a token of
+    ``org_id`` and ``environment`` (``visible_in``: a test caller never sees a live one)."""
+    return caller[0] == org_id and visible_in(environment, caller[1])
 
 
 def _used(record: RefreshToken, at: datetime, successor: str, sealed: str) -> RefreshToken:
