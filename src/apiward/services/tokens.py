@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -65,6 +67,12 @@ EXCHANGE_SCOPE = "tokens:exchange"
 USER_ID_TOKEN_TYPE = "urn:apiward:params:oauth:token-type:user-id"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _ANSWER_CONTEXT = "refresh-answer:"
+
+
+class Revoke(Protocol):
+    """Revoke a ``jti``, a ``family`` (a session) or a ``client``, in a transaction."""
+
+    async def __call__(self, kind: str, value: str, until: datetime | None = None) -> None: ...
 
 
 TOKEN_ROUTE = "/v1/auth/token"
@@ -503,7 +511,7 @@ class Tokens:
             raise InvalidGrant("The refresh token is not valid.") from None
         now = self._clock.now()
         reuse: RefreshToken | None = None
-        async with self._store.begin() as tx:
+        async with self._revoking(now) as (tx, revoke):
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None:
                 raise InvalidGrant("The refresh token is not valid.")
@@ -513,11 +521,7 @@ class Tokens:
                 if now - record.used_at <= self.settings.grace and record.answer_sealed:
                     return self._reopen(record)
                 reuse = record
-                await tx.revoke_family(record.family_id, now)
-                await tx.insert_revocation(
-                    "family", record.family_id, now, now + self.settings.access_ttl
-                )
-                await tx.insert_invalidation("revocation", "family:" + record.family_id, now)
+                await revoke("family", record.family_id)
                 await tx.insert_audit(
                     self._event(
                         record.org_id,
@@ -570,7 +574,6 @@ class Tokens:
                 await tx.update_refresh(_used(record, now, successor.id, sealed))
                 return answer
         assert reuse is not None
-        self.revocations.add("family", reuse.family_id)
         raise InvalidGrant(
             "The refresh token was already used. The session has been revoked; sign in again."
         )
@@ -604,26 +607,20 @@ class Tokens:
             if claims is None or (owner is not None and not _owns(owner, claims.org, claims.env)):
                 return
             until = datetime.fromtimestamp(claims.exp, now.tzinfo)
-            async with self._store.begin() as tx:
-                await tx.insert_revocation("jti", claims.jti, now, max(until, now))
-                await tx.insert_invalidation("revocation", "jti:" + claims.jti, now)
-            self.revocations.add("jti", claims.jti)
+            async with self._revoking(now) as (_, revoke):
+                await revoke("jti", claims.jti, max(until, now))
             return
         try:
             parsed = self._refresh_fmt.parse(token)
         except AuthenticationError:
             return
-        async with self._store.begin() as tx:
+        async with self._revoking(now) as (tx, revoke):
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None or (
                 owner is not None and not _owns(owner, record.org_id, record.environment)
             ):
                 return
-            await tx.revoke_family(record.family_id, now)
-            await tx.insert_revocation(
-                "family", record.family_id, now, now + self.settings.access_ttl
-            )
-            await tx.insert_invalidation("revocation", "family:" + record.family_id, now)
+            await revoke("family", record.family_id)
             await tx.insert_audit(
                 self._event(
                     record.org_id,
@@ -635,7 +632,6 @@ class Tokens:
                     data={"family_id": record.family_id},
                 )
             )
-        self.revocations.add("family", record.family_id)
 
     def _claims(self, token: str, *, allow_expired: bool = False) -> jwt_tokens.AccessClaims | None:
         try:
@@ -705,24 +701,37 @@ class Tokens:
 
     async def revoke_client_tokens(self, client: OAuthClient) -> None:
         """A revoked client's access tokens stop working at once, though still signed."""
-        now = self._clock.now()
-        async with self._store.begin() as tx:
-            await tx.insert_revocation("client", client.id, now, now + self.settings.access_ttl)
-            await tx.insert_invalidation("revocation", "client:" + client.id, now)
-        self.revocations.add("client", client.id)
+        async with self._revoking(self._clock.now()) as (_, revoke):
+            await revoke("client", client.id)
 
     async def end_sessions(self, org_id: str, user_id: str) -> int:
         """Revoke every session of a user (after a password change, say)."""
-        now = self._clock.now()
-        async with self._store.begin() as tx:
+        async with self._revoking(self._clock.now()) as (tx, revoke):
             families = await tx.user_families(org_id, user_id)
             for family in families:
-                await tx.revoke_family(family, now)
-                await tx.insert_revocation("family", family, now, now + self.settings.access_ttl)
-                await tx.insert_invalidation("revocation", "family:" + family, now)
-        for family in families:
-            self.revocations.add("family", family)
+                await revoke("family", family)
         return len(families)
+
+    @asynccontextmanager
+    async def _revoking(self, now: datetime) -> AsyncIterator[tuple[Transaction, Revoke]]:
+        """A transaction, and the one way to revoke in it: ``revoke(kind, value, until)``
+        writes the revocation the guard of every process loads (until the access tokens
+        it concerns have expired: one access-token lifetime by default), the
+        invalidation that makes them reload it and, for a session (``family``), the end
+        of its refresh tokens. This process holds the revocations once they committed."""
+        done: list[tuple[str, str]] = []
+
+        async def revoke(kind: str, value: str, until: datetime | None = None) -> None:
+            if kind == "family":
+                await tx.revoke_family(value, now)
+            await tx.insert_revocation(kind, value, now, until or now + self.settings.access_ttl)
+            await tx.insert_invalidation("revocation", f"{kind}:{value}", now)
+            done.append((kind, value))
+
+        async with self._store.begin() as tx:
+            yield tx, revoke
+        for kind, value in done:
+            self.revocations.add(kind, value)
 
     async def load_revocations(self) -> None:
         async with self._store.begin() as tx:
