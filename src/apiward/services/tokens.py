@@ -49,7 +49,7 @@ from apiward.core.models import (
 from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.analytics import Verifications
-from apiward.services.audit import failed_sign_in_events
+from apiward.services.audit import failed_sign_in_events, new_event
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
 from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
@@ -347,20 +347,17 @@ class Tokens:
         target_id: str | None = None,
         data: dict[str, object] | None = None,
     ) -> AuditEvent:
-        return AuditEvent(
-            id=new_id("evt"),
+        return new_event(
+            type,
+            self._clock.now(),
+            context,
             org_id=org,
             environment=env,
-            type=type,
-            created_at=self._clock.now(),
             actor_user_id=user_id,
             actor_credential_id=credential,
             target_type="user" if target_id else None,
             target_id=target_id,
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            data=data or {},
+            data=data,
         )
 
     # client credentials (RFC 6749 section 4.4) ------------------------------------------
