@@ -56,6 +56,7 @@ from apiward.services.lockouts import Lockouts
 from apiward.services.portal import Portal, PortalPolicy
 from apiward.services.ports import Limiter, Store
 from apiward.services.revocations import Revocations
+from apiward.services.signin import SignIns
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import ActionThrottle, LoginThrottle
@@ -150,15 +151,14 @@ class Runtime:
                 "ip",
             ),
         )
+        self.sign_ins = SignIns(self.store, self.clock, self.passwords, self.login_throttle)
         self.tokens = Tokens(
             self.store,
             self.cache,
             self.clock,
             self.keyring,
             self.sealer,
-            self.tenancy,
-            self.passwords,
-            self.login_throttle,
+            self.sign_ins,
             Revocations(),
             self.usage,
             replace(fmt, prefix=fmt.prefix + "rt"),
@@ -243,6 +243,7 @@ class Runtime:
                 invite_ttl=timedelta(seconds=settings.invite_link_ttl_seconds),
                 projects_per_account=settings.projects_per_account,
             ),
+            self.sign_ins,
         )
         self.metrics = Metrics(self)
         self._http: httpx.AsyncClient | None = None

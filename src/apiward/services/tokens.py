@@ -11,7 +11,6 @@ receive one pair.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -19,8 +18,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-import structlog
 
 from apiward.core import tokens as jwt_tokens
 from apiward.core.analytics import outcome_of
@@ -46,21 +43,16 @@ from apiward.core.models import (
     User,
     visible_in,
 )
-from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.analytics import Verifications
-from apiward.services.audit import failed_sign_in_events, new_event
+from apiward.services.audit import new_event
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
-from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
 from apiward.services.ports import Cache, Store, Transaction
 from apiward.services.revocations import Revocations
+from apiward.services.signin import SignIns
 from apiward.services.signing import Keyring
-from apiward.services.tenancy import Tenancy
-from apiward.services.throttle import LoginThrottle
 from apiward.services.usage import UsageRecorder
-
-log = structlog.get_logger("apiward.tokens")
 
 PASSWORD_CLIENT = "apiward-login"
 EXCHANGE_SCOPE = "tokens:exchange"
@@ -119,9 +111,7 @@ class Tokens:
         clock: Clock,
         keyring: Keyring,
         sealer: Sealer,
-        tenancy: Tenancy,
-        passwords: Passwords,
-        throttle: LoginThrottle,
+        sign_ins: SignIns,
         revocations: Revocations,
         usage: UsageRecorder,
         refresh_format: KeyFormat,
@@ -133,15 +123,12 @@ class Tokens:
         self._clock = clock
         self._keyring = keyring
         self._sealer = sealer
-        self._tenancy = tenancy
-        self._passwords = passwords
-        self._throttle = throttle
+        self._sign_ins = sign_ins
         self.revocations = revocations
         self._usage = usage
         self._verifications = verifications
         self._refresh_fmt = refresh_format
         self.settings = settings
-        self._background = Background(log)
 
     # issuing -------------------------------------------------------------------------
 
@@ -225,21 +212,13 @@ class Tokens:
         env = environment or self.settings.default_environment
         if env not in [e for e, _ in self._refresh_fmt.env_tags]:
             raise InvalidRequest(f"Unknown environment {env!r}.")
-        await self._throttle.reserve(username, context.ip)
-        user, candidates = await self.sign_in(username, password, org_id)
+        who = await self._sign_ins.sign_in(username, password, context, org_id=org_id)
+        user = who.user if who is not None else None
         self._verifications.count(
             user.org_id if user else None, env, "VALID" if user else "NOT_FOUND", route=TOKEN_ROUTE
         )
         if user is None:
-            if candidates:
-                # Written after the answer: a write on this path only would tell a
-                # stopwatch that the account exists.
-                events = failed_sign_in_events(
-                    self._clock.now(), context, users=candidates, account_id=None
-                )
-                self._background.later(self._audit(events), "login.failed audit")
             raise InvalidGrant("Invalid username or password.")
-        await self._throttle.succeeded(username, context.ip)
         async with self._store.begin() as tx:
             granted = await self._user_scopes(tx, user)
             token_scope = self._narrow(granted, scope)
@@ -270,52 +249,9 @@ class Tokens:
         )
         return TokenAnswer(access, ttl, token_scope, refresh)
 
-    async def _audit(self, events: list[AuditEvent]) -> None:
-        try:
-            async with self._store.begin() as tx:
-                for event in events:
-                    await tx.insert_audit(event)
-        except ApiwardError as exc:
-            log.warning("audit_write_failed", error=exc.message, events=len(events))
-
     async def drain(self) -> None:
         """Wait for writes deferred past their answers (at shutdown, and in tests)."""
-        await self._background.drain()
-
-    async def sign_in(
-        self, username: str, password: str, org_id: str | None
-    ) -> tuple[User | None, list[User]]:
-        """The user whose password this is (or None), and every account with that email."""
-        email = username.strip().lower()
-        async with self._store.begin() as tx:
-            candidates = [
-                u
-                for u in await tx.find_users_by_email(email)
-                if org_id is None or u.org_id == org_id
-            ]
-            # A portal account's users sign in with the account's password.
-            hashes: dict[str, str | None] = {}
-            for u in candidates:
-                if u.account_id is None:
-                    hashes[u.id] = u.password_hash
-                    continue
-                account = await tx.get_account(u.account_id)
-                enabled = account is not None and account.disabled_at is None
-                hashes[u.id] = account.password_hash if account is not None and enabled else None
-        if not candidates:
-            # Same cost as a real check: an unknown user and a wrong password look alike.
-            await asyncio.to_thread(self._passwords.verify, None, password)
-            return None, []
-        checked: dict[str | None, bool] = {}
-        for stored in hashes.values():
-            if stored not in checked:  # one check per distinct hash
-                checked[stored] = await asyncio.to_thread(self._passwords.verify, stored, password)
-        matches = [u for u in candidates if checked[hashes[u.id]] and u.disabled_at is None]
-        if len(matches) > 1:
-            raise InvalidRequest(
-                "This account belongs to several organisations; send org_id to choose one."
-            )
-        return (matches[0] if matches else None), candidates
+        await self._sign_ins.drain()
 
     async def _user_scopes(self, tx: Transaction, user: User) -> ScopeSet:
         roles = await user_roles(tx, user.org_id, user.id)
