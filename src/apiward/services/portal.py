@@ -28,12 +28,15 @@ import structlog
 
 from apiward.core.clock import Clock
 from apiward.core.errors import (
-    AuthenticationError,
     Conflict,
+    EmailNotConfirmed,
     InsufficientScope,
     InvalidInput,
+    LinkInvalid,
     NotFound,
     PermissionDenied,
+    SignUpClosed,
+    WrongPassword,
 )
 from apiward.core.ids import new_id
 from apiward.core.models import (
@@ -64,26 +67,6 @@ if TYPE_CHECKING:
     from apiward.services.tokens import Tokens
 
 log = structlog.get_logger("apiward.portal")
-
-
-class LinkInvalid(InvalidInput):
-    reason = "LINK_INVALID"
-    default_message = "This link has expired or has already been used. Ask for a new one."
-
-
-class SignUpClosed(PermissionDenied):
-    reason = "SIGNUP_CLOSED"
-    default_message = "Sign-up is by invitation only: ask a project's owner to invite you."
-
-
-class EmailNotConfirmed(PermissionDenied):
-    reason = "EMAIL_NOT_CONFIRMED"
-    default_message = "Confirm your email address first: open the link we sent you."
-
-
-class WrongPassword(AuthenticationError):
-    reason = "WRONG_PASSWORD"
-    default_message = "The current password is not right."
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from starlette.requests import Request
 
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
-from apiward.core.errors import AuthenticationError, InvalidRequest
+from apiward.core.errors import ConfirmFirst, InvalidRequest, SignInFailed
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Account,
@@ -50,21 +50,6 @@ SIGN_IN_COOKIE = "apiward_signin"
 """The sign-in form's own CSRF secret, before any session exists."""
 COOKIE_PATH = "/dashboard"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-class SignInFailed(AuthenticationError):
-    reason = "INVALID_LOGIN"
-    default_message = "Wrong email or password."
-
-
-class ConfirmFirst(AuthenticationError):
-    """The password is right, but the account's address is not confirmed yet."""
-
-    reason = "EMAIL_NOT_CONFIRMED"
-
-    def __init__(self, email: str) -> None:
-        self.email = email
-        super().__init__(f"Confirm your email address first: open the link we sent to {email}.")
 
 
 def cookie_digest(value: str) -> str:
