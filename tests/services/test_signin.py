@@ -4,6 +4,7 @@ at the same cost for an unknown address."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -172,3 +173,29 @@ def test_a_disabled_account_signs_in_nowhere(org: Org) -> None:
             org, sign_ins.sign_in, "ada@example.test", PASSWORD, CONTEXT, accounts=accounts
         )
         assert found is None
+
+
+def test_a_refresh_token_of_a_disabled_account_is_refused(org: Org) -> None:
+    """Even were its sessions not ended: a disabled account's users act nowhere."""
+    [(org_id, _)] = open_account(org, "ada@example.test", projects=1)
+    runtime = org.runtime
+    pair = call(
+        org,
+        runtime.tokens.password_grant,
+        "ada@example.test",
+        PASSWORD,
+        scope=None,
+        org_id=org_id,
+        environment=None,
+        context=CONTEXT,
+    )
+
+    async def disable() -> None:
+        async with runtime.store.begin() as tx:
+            account = await tx.find_account_by_email("ada@example.test")
+            assert account is not None
+            await tx.update_account(replace(account, disabled_at=runtime.clock.now()))
+
+    call(org, disable)
+    with pytest.raises(InvalidGrant, match="disabled"):
+        call(org, runtime.tokens.refresh, pair.refresh_token, scope=None, context=CONTEXT)

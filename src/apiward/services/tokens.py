@@ -469,8 +469,7 @@ class Tokens:
             else:
                 if record.expires_at <= now:
                     raise InvalidGrant("The refresh token has expired. Sign in again.")
-                user = await tx.get_user(record.org_id, record.user_id)
-                if user is None or user.disabled_at is not None:
+                if not await is_active(tx, await tx.get_user(record.org_id, record.user_id)):
                     raise InvalidGrant("The account behind this refresh token is disabled.")
                 token_scope = self._narrow(ScopeSet(record.scope.split()), scope)
                 successor, plaintext = self._new_refresh(
