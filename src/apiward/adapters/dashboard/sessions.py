@@ -8,11 +8,10 @@ request resolves the cookie and builds a principal of kind ``SESSION`` whose sco
 are the user's role in the project's default space: the services then check exactly
 what they check for the user's own tokens.
 
-Sign-in is the one of every door (``services.signin``: the same rule for finding the
-account or user as the token endpoint, its throttle, the same cost for an unknown
-email, ``login.failed`` recorded after the answer); a session opened is recorded as
-``login.succeeded``. A password change
-or reset ends every session of the account.
+Sign-in is the one of every door (``services.signin``: the token endpoint's rule for
+finding the account or user, its throttle, the same cost for an unknown email,
+``login.failed`` recorded after the answer); a session opened is recorded as
+``login.succeeded``. A password change or reset ends every session of the account.
 """
 
 from __future__ import annotations
