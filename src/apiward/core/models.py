@@ -247,7 +247,7 @@ def visible_in(record: str | None, viewer: str | None) -> bool:
     ``viewer``: one of no environment (an organisation's own events) from anywhere, one
     of an environment from that environment only, and every one from ``viewer`` None
     (a viewer that spans environments). Data never crosses environments otherwise: a
-    ``test`` credential sees nothing of ``live`` (README.md, "Environments")."""
+    ``test`` credential sees nothing of ``live``."""
     return record is None or viewer is None or record == viewer
 
 
