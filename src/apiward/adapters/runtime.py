@@ -53,6 +53,7 @@ from apiward.services.portal import Portal, PortalPolicy
 from apiward.services.ports import Limiter, Store, Transaction
 from apiward.services.revocations import Revocations
 from apiward.services.scheduler import Periodic, Scheduler
+from apiward.services.signin import SignIns
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.throttle import ActionThrottle, LoginThrottle
@@ -90,6 +91,7 @@ class Runtime:
     limits: RequestLimits
     auth: Authenticator
     login_throttle: LoginThrottle
+    sign_ins: SignIns
     tokens: Tokens
     webhooks: Webhooks
     leaks: Leaks
@@ -219,15 +221,14 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         imported_prefixes=imported,
     )
     login_throttle = _login_throttle(settings, limiter)
+    sign_ins = SignIns(store, clock, passwords, login_throttle)
     tokens = Tokens(
         store,
         cache,
         clock,
         keyring,
         sealer,
-        tenancy,
-        passwords,
-        login_throttle,
+        sign_ins,
         revocations,
         usage,
         refresh_fmt,
@@ -283,6 +284,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         ),
         postbox,
         _portal_policy(settings),
+        sign_ins,
     )
     invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
     housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
@@ -330,6 +332,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         limits=limits,
         auth=auth,
         login_throttle=login_throttle,
+        sign_ins=sign_ins,
         tokens=tokens,
         webhooks=webhooks,
         leaks=leaks,

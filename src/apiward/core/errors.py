@@ -17,7 +17,11 @@ category a client branches on, as docs/compatibility.md lists them: ``UNAUTHORIZ
     │   ├── InvalidToken                   reason INVALID_TOKEN
     │   ├── ExpiredToken                   reason TOKEN_EXPIRED
     │   ├── RevokedToken                   reason TOKEN_REVOKED
-    │   └── InvalidSignature               reason INVALID_SIGNATURE
+    │   ├── InvalidSignature               reason INVALID_SIGNATURE
+    │   ├── WrongPassword                  reason WRONG_PASSWORD
+    │   ├── SignInFailed                   reason INVALID_LOGIN
+    │   ├── ConfirmFirst                   reason EMAIL_NOT_CONFIRMED
+    │   └── SignInRequired                 reason SIGN_IN_REQUIRED
     ├── PermissionDenied                   code FORBIDDEN
     │   ├── InsufficientScope              reason INSUFFICIENT_SCOPE
     │   ├── IpNotAllowed                   reason IP_NOT_ALLOWED
@@ -26,11 +30,16 @@ category a client branches on, as docs/compatibility.md lists them: ``UNAUTHORIZ
     │   ├── UnknownSpace                   reason UNKNOWN_SPACE
     │   ├── EnvironmentMismatch            reason ENVIRONMENT_MISMATCH
     │   ├── ExceedsAuthority               reason EXCEEDS_AUTHORITY
-    │   └── OperatorOnly                   reason OPERATOR_ONLY
+    │   ├── OperatorOnly                   reason OPERATOR_ONLY
+    │   ├── SignUpClosed                   reason SIGNUP_CLOSED
+    │   ├── EmailNotConfirmed              reason EMAIL_NOT_CONFIRMED
+    │   ├── CsrfRejected                   reason CSRF_REJECTED
+    │   └── ProjectRequired                reason PROJECT_REQUIRED
     ├── NotFound                           code NOT_FOUND
     ├── Conflict                           code CONFLICT
     ├── InvalidInput                       code BAD_REQUEST
-    │   └── MissingSpace                   reason MISSING_SPACE
+    │   ├── MissingSpace                   reason MISSING_SPACE
+    │   └── LinkInvalid                    reason LINK_INVALID
     ├── RateLimited                        code RATE_LIMITED (429)
     │   └── UsageExceeded                  code USAGE_EXCEEDED (429)
     ├── ServiceUnavailable                 code SERVICE_UNAVAILABLE
@@ -125,6 +134,37 @@ class InvalidSignature(AuthenticationError):
 
     reason = "INVALID_SIGNATURE"
     default_message = "The request's signature is missing or does not match its body."
+
+
+class WrongPassword(AuthenticationError):
+    """A signed-in person's current password, asked for to change it, is not right."""
+
+    reason = "WRONG_PASSWORD"
+    default_message = "The current password is not right."
+
+
+class SignInFailed(AuthenticationError):
+    """The dashboard's refusal of an email and password (``services.signin``)."""
+
+    reason = "INVALID_LOGIN"
+    default_message = "Wrong email or password."
+
+
+class ConfirmFirst(AuthenticationError):
+    """The password is right, but the account's address is not confirmed yet."""
+
+    reason = "EMAIL_NOT_CONFIRMED"
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+        super().__init__(f"Confirm your email address first: open the link we sent to {email}.")
+
+
+class SignInRequired(AuthenticationError):
+    """A dashboard page asked for without a live session."""
+
+    reason = "SIGN_IN_REQUIRED"
+    default_message = "Sign in to continue."
 
 
 class PermissionDenied(ApiwardError):
@@ -222,6 +262,36 @@ class OperatorOnly(PermissionDenied):
         )
 
 
+class SignUpClosed(PermissionDenied):
+    """Sign-up is turned off (``APIWARD_SIGNUP_ENABLED``)."""
+
+    reason = "SIGNUP_CLOSED"
+    default_message = "Sign-up is by invitation only: ask a project's owner to invite you."
+
+
+class EmailNotConfirmed(PermissionDenied):
+    """An account whose address is not confirmed may not create a project yet."""
+
+    reason = "EMAIL_NOT_CONFIRMED"
+    default_message = "Confirm your email address first: open the link we sent you."
+
+
+class CsrfRejected(PermissionDenied):
+    """A dashboard form without the token of its session (or sign-in form)."""
+
+    reason = "CSRF_REJECTED"
+    default_message = (
+        "This form has expired or did not come from this dashboard. Reload the page and try again."
+    )
+
+
+class ProjectRequired(PermissionDenied):
+    """A signed-in account with no project open asked for a project's page."""
+
+    reason = "PROJECT_REQUIRED"
+    default_message = "Open or create a project first."
+
+
 class NotFound(ApiwardError):
     code = "NOT_FOUND"
     reason = "NOT_FOUND"
@@ -250,6 +320,13 @@ class MissingSpace(InvalidInput):
 
     def __init__(self, header: str) -> None:
         super().__init__(f"Send the {header} header with the id of the space to act in.")
+
+
+class LinkInvalid(InvalidInput):
+    """An emailed link that is unknown, used, expired or no longer applies."""
+
+    reason = "LINK_INVALID"
+    default_message = "This link has expired or has already been used. Ask for a new one."
 
 
 class RateLimited(ApiwardError):

@@ -242,6 +242,15 @@ class RequestContext:
     auth): the route rule it falls under, so that clients cannot mint new rows."""
 
 
+def visible_in(record: str | None, viewer: str | None) -> bool:
+    """Whether a record of environment ``record`` may be seen from environment
+    ``viewer``: one of no environment (an organisation's own events) from anywhere, one
+    of an environment from that environment only, and every one from ``viewer`` None
+    (a viewer that spans environments). Data never crosses environments otherwise: a
+    ``test`` credential sees nothing of ``live``."""
+    return record is None or viewer is None or record == viewer
+
+
 class CredentialKind(StrEnum):
     API_KEY = "api_key"
     ACCESS_TOKEN = "access_token"
@@ -280,6 +289,16 @@ class Principal:
 
     def grants(self, scope: str) -> bool:
         return self.scopes.grants(scope)
+
+    @property
+    def viewed_environment(self) -> str | None:
+        """The environment this principal sees records of (beside those of none), or
+        None for every one: the CLI's operator and a dashboard session span them."""
+        return None if self.credential_kind.spans_environments else self.environment
+
+    def sees(self, environment: str | None) -> bool:
+        """Whether a record of ``environment`` is this principal's to see (``visible_in``)."""
+        return visible_in(environment, self.viewed_environment)
 
 
 @dataclass(frozen=True, slots=True)

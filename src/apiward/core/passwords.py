@@ -47,9 +47,6 @@ class Passwords:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    def needs_rehash(self, stored: str) -> bool:
-        return self._hasher.check_needs_rehash(stored)
-
 
 # Among the most used passwords of 10 characters or more in public breach corpora, and
 # the runs a keyboard or the alphabet offers (NIST SP 800-63B 3.1.1.2: refuse passwords

@@ -18,6 +18,41 @@ from apiward.core.models import (
 from apiward.services.ports import AuditTx, Store
 
 
+def new_event(
+    type: str,
+    at: datetime,
+    context: RequestContext,
+    *,
+    org_id: str | None,
+    environment: str | None,
+    actor_user_id: str | None = None,
+    actor_credential_id: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    space_id: str | None = None,
+    data: dict[str, object] | None = None,
+) -> AuditEvent:
+    """The one way an audit event is made: what happened (``type``, ``at``), to what,
+    by whom, and the request it came from (``context``: address, agent, request id).
+    ``org_id`` None: no project concerned; ``environment`` None: the whole org's."""
+    return AuditEvent(
+        id=new_id("evt"),
+        org_id=org_id,
+        environment=environment,
+        type=type,
+        created_at=at,
+        actor_user_id=actor_user_id,
+        actor_credential_id=actor_credential_id,
+        target_type=target_type,
+        target_id=target_id,
+        space_id=space_id,
+        ip=context.ip,
+        user_agent=context.user_agent,
+        request_id=context.request_id,
+        data=data or {},
+    )
+
+
 def audit_event(
     principal: Principal,
     type: str,
@@ -27,22 +62,20 @@ def audit_event(
     target_id: str | None = None,
     data: dict[str, object] | None = None,
 ) -> AuditEvent:
-    ctx = principal.context
-    return AuditEvent(
-        id=new_id("evt"),
+    """An event a credential caused: its organisation, environment and space, its user
+    and credential as the actor, and its request."""
+    return new_event(
+        type,
+        at,
+        principal.context,
         org_id=principal.org_id,
         environment=principal.environment,
-        type=type,
-        created_at=at,
         actor_user_id=principal.user_id,
         actor_credential_id=principal.credential_id,
         target_type=target_type,
         target_id=target_id,
         space_id=principal.space_id,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        request_id=ctx.request_id,
-        data=data or {},
+        data=data,
     )
 
 
@@ -59,19 +92,16 @@ def request_event(
 ) -> AuditEvent:
     """An event of a request that no credential made (sign-in, sign-up, a reset link):
     what it is about, and where it came from. ``org_id`` None: no project concerned."""
-    return AuditEvent(
-        id=new_id("evt"),
+    return new_event(
+        type,
+        at,
+        context,
         org_id=org_id,
         environment=None,
-        type=type,
-        created_at=at,
         actor_user_id=actor_user_id,
         target_type=target_type,
         target_id=target_id,
-        ip=context.ip,
-        user_agent=context.user_agent,
-        request_id=context.request_id,
-        data=data or {},
+        data=data,
     )
 
 
@@ -135,8 +165,9 @@ class AuditLog:
     async def list(
         self, principal: Principal, flt: AuditFilter, page: PageRequest
     ) -> Page[AuditEvent]:
-        if not principal.credential_kind.spans_environments:
-            flt = replace(flt, environment=principal.environment)
+        if principal.viewed_environment is not None:
+            # The store keeps events of no environment in (``Principal.sees``).
+            flt = replace(flt, environment=principal.viewed_environment)
         async with self._store.begin() as tx:
             return await tx.list_audit(principal.org_id, flt, page)
 

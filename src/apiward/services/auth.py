@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -102,13 +102,14 @@ class VerifiedToken:
 
 def _effective(
     granted: ScopeSet, subject: Subject, space_id: str, memo: dict[str, ScopeSet]
-) -> ScopeSet | None:
-    """Credential scopes ∩ the acting user's role in the space (memoised per space)."""
+) -> ScopeSet:
+    """Credential scopes ∩ the acting user's role in the space (memoised per space), or
+    ``NoSpaceAccess`` when the user has no role there."""
     cached = memo.get(space_id)
     if cached is None:
         role = subject.roles.get(space_id) or subject.roles.get(None)
         if role is None:
-            return None
+            raise NoSpaceAccess(space_id)
         cached = memo[space_id] = effective_scopes(granted, role)
     return cached
 
@@ -246,6 +247,8 @@ class Authenticator:
         return entry
 
     def _space(self, subject: Subject, context: RequestContext) -> str:
+        """The space a request acts in: the one it names (which the settings may require)
+        or the org's default; ``UnknownSpace`` unless it is an active space of the org."""
         if self._require_space and not context.space_id:
             raise MissingSpace(self._space_header)
         space_id = context.space_id or subject.default_space
@@ -297,8 +300,6 @@ class Authenticator:
         if entry.space_allow and space_id not in entry.space_allow:
             raise SpaceNotAllowed(space_id)
         scopes = _effective(entry.key_scopes, entry.subject, space_id, entry.effective)
-        if scopes is None:
-            raise NoSpaceAccess(space_id)
         self._usage.record(key.id, now, context.ip)
         return Principal(
             org_id=key.org_id,
@@ -353,19 +354,13 @@ class Authenticator:
             raise RevokedToken()
         if not entry.subject.active:
             raise InvalidToken("The user this access token acts for is disabled.")
-        if claims.space is not None:
+        asked = context
+        if claims.space is not None:  # a token of one space (RFC 8693 exchange)
             if context.space_id not in (None, claims.space):
                 raise SpaceNotAllowed(context.space_id or "")
-            context_space = claims.space
-        else:
-            if self._require_space and not context.space_id:
-                raise MissingSpace(self._space_header)
-            context_space = context.space_id or entry.subject.default_space
-        if context_space not in entry.subject.spaces:
-            raise UnknownSpace(context_space, self._space_header)
+            asked = replace(context, space_id=claims.space)
+        context_space = self._space(entry.subject, asked)
         scopes = _effective(entry.token_scopes, entry.subject, context_space, entry.effective)
-        if scopes is None:
-            raise NoSpaceAccess(context_space)
         is_client = claims.sub == claims.client_id
         return Principal(
             org_id=claims.org,

@@ -101,10 +101,7 @@ class Clients:
 
     async def _get(self, tx: ClientsTx, principal: Principal, client_id: str) -> OAuthClient:
         client = await tx.get_client(principal.org_id, client_id)
-        if client is None or (
-            not principal.credential_kind.spans_environments
-            and client.environment != principal.environment
-        ):
+        if client is None or not principal.sees(client.environment):
             raise NotFound("OAuth client", client_id)
         return client
 

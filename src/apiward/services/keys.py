@@ -99,7 +99,7 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
 def effective_environment(principal: Principal, wanted: str | None) -> str:
     """Data never crosses environments: an API key acts only within its own."""
     env = wanted or principal.environment
-    if not principal.credential_kind.spans_environments and env != principal.environment:
+    if not principal.sees(env):
         raise EnvironmentMismatch(principal.environment, env)
     return env
 
@@ -213,10 +213,7 @@ class Keys:
 
     async def _get(self, tx: KeysTx, principal: Principal, key_id: str) -> ApiKey:
         key = await tx.get_key(principal.org_id, key_id)
-        if key is None or (
-            not principal.credential_kind.spans_environments
-            and key.environment != principal.environment
-        ):
+        if key is None or not principal.sees(key.environment):
             raise NotFound("API key", key_id)
         return key
 
@@ -236,7 +233,7 @@ class Keys:
     ) -> Page[ApiKey]:
         """A page of keys of the principal's environment (or ``environment``); with
         ``every_environment``, of all, for a principal that spans them (the CLI)."""
-        if every_environment and principal.credential_kind.spans_environments:
+        if every_environment and principal.viewed_environment is None:
             env: str | None = None
         else:
             env = effective_environment(principal, environment)

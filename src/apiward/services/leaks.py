@@ -44,10 +44,10 @@ from apiward.core.errors import (
     InvalidInput,
     InvalidSignature,
 )
-from apiward.core.ids import new_id
 from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
-from apiward.core.models import AuditEvent, AuditFilter, PageRequest, Principal, RequestContext
+from apiward.core.models import AuditFilter, PageRequest, Principal, RequestContext
 from apiward.core.readings import Reading
+from apiward.services.audit import new_event
 from apiward.services.clients import Clients
 from apiward.services.keys import Keys
 from apiward.services.ports import (
@@ -312,18 +312,15 @@ class Leaks:
     ) -> None:
         report = verdict.report
         assert verdict.org_id is not None
-        event = AuditEvent(
-            id=new_id("evt"),
+        event = new_event(
+            "key.leaked",
+            self._clock.now(),
+            context,
             org_id=verdict.org_id,
             environment=environment,
-            type="key.leaked",
-            created_at=self._clock.now(),
             actor_credential_id=reporter,
             target_type=verdict.kind,
             target_id=verdict.credential_id,
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
             data={
                 "url": report.url,
                 "source": report.source,

@@ -18,23 +18,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import structlog
 
 from apiward.core.clock import Clock
 from apiward.core.errors import (
-    AuthenticationError,
     Conflict,
+    EmailNotConfirmed,
     InsufficientScope,
     InvalidInput,
-    InvalidRequest,
+    LinkInvalid,
     NotFound,
     PermissionDenied,
+    SignUpClosed,
+    WrongPassword,
 )
 from apiward.core.ids import new_id
 from apiward.core.models import (
@@ -57,7 +59,15 @@ from apiward.core.scopes import ScopeSet
 from apiward.services.audit import audit_event, request_event
 from apiward.services.authority import check_still_offered
 from apiward.services.background import Background
-from apiward.services.ports import AuditTx, InvalidationsTx, Mailer, PortalTx, Store, TenancyTx
+from apiward.services.ports import (
+    AuditTx,
+    InvalidationsTx,
+    Mailer,
+    PortalTx,
+    Store,
+    TenancyTx,
+)
+from apiward.services.signin import Identity, SignIns
 from apiward.services.tenancy import Tenancy, check_email, check_name
 from apiward.services.throttle import ActionThrottle
 
@@ -70,26 +80,6 @@ class PortalServiceTx(PortalTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
 
 
 log = structlog.get_logger("apiward.portal")
-
-
-class LinkInvalid(InvalidInput):
-    reason = "LINK_INVALID"
-    default_message = "This link has expired or has already been used. Ask for a new one."
-
-
-class SignUpClosed(PermissionDenied):
-    reason = "SIGNUP_CLOSED"
-    default_message = "Sign-up is by invitation only: ask a project's owner to invite you."
-
-
-class EmailNotConfirmed(PermissionDenied):
-    reason = "EMAIL_NOT_CONFIRMED"
-    default_message = "Confirm your email address first: open the link we sent you."
-
-
-class WrongPassword(AuthenticationError):
-    reason = "WRONG_PASSWORD"
-    default_message = "The current password is not right."
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,18 +119,6 @@ class Invitation:
     """Whether the invited address has an account already (the link's holder reads it)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SignIn:
-    """Who an email and password sign in: an account, or a user of one organisation."""
-
-    account: Account | None = None
-    user: User | None = None
-    tried: Account | None = None
-    """The account with this email, matched or not (for ``login.failed`` events)."""
-    candidates: list[User] = field(default_factory=list)
-    """Users (without an account) who have this email, for the same."""
-
-
 def link_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -165,6 +143,7 @@ class Portal:
         throttle: ActionThrottle,
         mailer: Mailer,
         policy: PortalPolicy,
+        sign_ins: SignIns,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -174,16 +153,13 @@ class Portal:
         self._throttle = throttle
         self.mailer = mailer
         self.policy = policy
+        self._sign_ins = sign_ins
         self._background = Background(log)
-
-    def later(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        """Do ``work`` after the answer: what only a known address would cost (an audit
-        row of a failed sign-in, say) must not lengthen the answer."""
-        self._background.later(work, what)
 
     async def drain(self) -> None:
         """Wait for the work done after answers (at shutdown, and in tests)."""
         await self._background.drain()
+        await self._sign_ins.drain()
 
     # links -----------------------------------------------------------------------
 
@@ -362,39 +338,20 @@ class Portal:
 
     # signing in ------------------------------------------------------------------
 
-    async def authenticate(self, email: str, password: str, org_id: str | None) -> SignIn:
-        """The account or user this email and password belong to.
-
-        One Argon2 check per candidate (the account, and users an organisation created
-        with this email), and one against a dummy hash when there is none: an unknown
-        address costs what a wrong password costs.
-        """
-        email = email.strip().lower()
-        async with self._store.begin() as tx:
-            account = await tx.find_account_by_email(email)
-            users = [
-                u
-                for u in await tx.find_users_by_email(email)
-                if u.account_id is None and (org_id is None or u.org_id == org_id)
-            ]
-        verify = self._passwords.verify
-        if account is None and not users:
-            await asyncio.to_thread(verify, None, password)
-            return SignIn()
-        if account is not None:
-            ok = await asyncio.to_thread(verify, account.password_hash, password)
-            if ok and account.disabled_at is None:
-                return SignIn(account=account, tried=account, candidates=users)
-        matches = [
-            u
-            for u in users
-            if await asyncio.to_thread(verify, u.password_hash, password) and u.disabled_at is None
-        ]
-        if len(matches) > 1:
-            raise InvalidRequest(
-                "This email belongs to several organisations; choose one with its id."
-            )
-        return SignIn(user=matches[0] if matches else None, tried=account, candidates=users)
+    async def authenticate(
+        self,
+        email: str,
+        password: str,
+        context: RequestContext,
+        *,
+        org_id: str | None = None,
+        data: dict[str, object] | None = None,
+    ) -> Identity | None:
+        """The account or the user this email and password sign in, or None: the one
+        sign-in (``SignIns.sign_in``), where a right password opens the account itself."""
+        return await self._sign_ins.sign_in(
+            email, password, context, org_id=org_id, accounts=True, data=data
+        )
 
     async def set_disabled(self, email: str, disabled: bool, context: RequestContext) -> Account:
         """Disable an account (every session and refresh token of it ends, and it can no

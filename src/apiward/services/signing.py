@@ -19,7 +19,7 @@ from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer, SealError
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, RequestContext, StoredSigningKey
+from apiward.core.models import RequestContext, StoredSigningKey
 from apiward.core.tokens import (
     PrivateKey,
     SigningKey,
@@ -28,6 +28,7 @@ from apiward.core.tokens import (
     private_pem,
     public_jwk,
 )
+from apiward.services.audit import new_event
 from apiward.services.ports import AuditTx, InvalidationsTx, Store, TenancyTx, TokensTx
 
 
@@ -128,18 +129,15 @@ class Keyring:
             await tx.insert_signing_key(record)
             for org in await tx.list_orgs():
                 await tx.insert_audit(
-                    AuditEvent(
-                        id=new_id("evt"),
+                    new_event(
+                        "signing_key.rotated",
+                        now,
+                        ctx,
                         org_id=org.id,
                         environment=None,
-                        type="signing_key.rotated",
-                        created_at=now,
                         actor_credential_id=actor,
                         target_type="signing_key",
                         target_id=kid,
-                        ip=ctx.ip,
-                        user_agent=ctx.user_agent,
-                        request_id=ctx.request_id,
                         data={"reason": reason, "algorithm": self._alg, "retired": retired},
                     )
                 )

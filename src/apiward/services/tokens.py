@@ -11,14 +11,13 @@ receive one pair.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-import structlog
 
 from apiward.core import tokens as jwt_tokens
 from apiward.core.analytics import outcome_of
@@ -42,13 +41,12 @@ from apiward.core.models import (
     RefreshToken,
     RequestContext,
     User,
+    visible_in,
 )
-from apiward.core.passwords import Passwords
 from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.analytics import Verifications
-from apiward.services.audit import failed_sign_in_events
+from apiward.services.audit import new_event
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
-from apiward.services.background import Background
 from apiward.services.clients import client_cache_key
 from apiward.services.ports import (
     AuditTx,
@@ -61,9 +59,8 @@ from apiward.services.ports import (
     TokensTx,
 )
 from apiward.services.revocations import Revocations
+from apiward.services.signin import SignIns
 from apiward.services.signing import Keyring
-from apiward.services.tenancy import Tenancy
-from apiward.services.throttle import LoginThrottle
 from apiward.services.usage import UsageRecorder
 
 
@@ -73,13 +70,17 @@ class TokensServiceTx(
     """What issuing, refreshing and revoking tokens touches."""
 
 
-log = structlog.get_logger("apiward.tokens")
-
 PASSWORD_CLIENT = "apiward-login"
 EXCHANGE_SCOPE = "tokens:exchange"
 USER_ID_TOKEN_TYPE = "urn:apiward:params:oauth:token-type:user-id"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _ANSWER_CONTEXT = "refresh-answer:"
+
+
+class Revoke(Protocol):
+    """Revoke a ``jti``, a ``family`` (a session) or a ``client``, in a transaction."""
+
+    async def __call__(self, kind: str, value: str, until: datetime | None = None) -> None: ...
 
 
 TOKEN_ROUTE = "/v1/auth/token"
@@ -126,9 +127,7 @@ class Tokens:
         clock: Clock,
         keyring: Keyring,
         sealer: Sealer,
-        tenancy: Tenancy,
-        passwords: Passwords,
-        throttle: LoginThrottle,
+        sign_ins: SignIns,
         revocations: Revocations,
         usage: UsageRecorder,
         refresh_format: KeyFormat,
@@ -140,15 +139,12 @@ class Tokens:
         self._clock = clock
         self._keyring = keyring
         self._sealer = sealer
-        self._tenancy = tenancy
-        self._passwords = passwords
-        self._throttle = throttle
+        self._sign_ins = sign_ins
         self.revocations = revocations
         self._usage = usage
         self._verifications = verifications
         self._refresh_fmt = refresh_format
         self.settings = settings
-        self._background = Background(log)
 
     # issuing -------------------------------------------------------------------------
 
@@ -232,21 +228,13 @@ class Tokens:
         env = environment or self.settings.default_environment
         if env not in [e for e, _ in self._refresh_fmt.env_tags]:
             raise InvalidRequest(f"Unknown environment {env!r}.")
-        await self._throttle.reserve(username, context.ip)
-        user, candidates = await self.sign_in(username, password, org_id)
+        who = await self._sign_ins.sign_in(username, password, context, org_id=org_id)
+        user = who.user if who is not None else None
         self._verifications.count(
             user.org_id if user else None, env, "VALID" if user else "NOT_FOUND", route=TOKEN_ROUTE
         )
         if user is None:
-            if candidates:
-                # Written after the answer: a write on this path only would tell a
-                # stopwatch that the account exists.
-                events = failed_sign_in_events(
-                    self._clock.now(), context, users=candidates, account_id=None
-                )
-                self._background.later(self._audit(events), "login.failed audit")
             raise InvalidGrant("Invalid username or password.")
-        await self._throttle.succeeded(username, context.ip)
         async with self._store.begin() as tx:
             granted = await self._user_scopes(tx, user)
             token_scope = self._narrow(granted, scope)
@@ -277,52 +265,9 @@ class Tokens:
         )
         return TokenAnswer(access, ttl, token_scope, refresh)
 
-    async def _audit(self, events: list[AuditEvent]) -> None:
-        try:
-            async with self._store.begin() as tx:
-                for event in events:
-                    await tx.insert_audit(event)
-        except ApiwardError as exc:
-            log.warning("audit_write_failed", error=exc.message, events=len(events))
-
     async def drain(self) -> None:
         """Wait for writes deferred past their answers (at shutdown, and in tests)."""
-        await self._background.drain()
-
-    async def sign_in(
-        self, username: str, password: str, org_id: str | None
-    ) -> tuple[User | None, list[User]]:
-        """The user whose password this is (or None), and every account with that email."""
-        email = username.strip().lower()
-        async with self._store.begin() as tx:
-            candidates = [
-                u
-                for u in await tx.find_users_by_email(email)
-                if org_id is None or u.org_id == org_id
-            ]
-            # A portal account's users sign in with the account's password.
-            hashes: dict[str, str | None] = {}
-            for u in candidates:
-                if u.account_id is None:
-                    hashes[u.id] = u.password_hash
-                    continue
-                account = await tx.get_account(u.account_id)
-                enabled = account is not None and account.disabled_at is None
-                hashes[u.id] = account.password_hash if account is not None and enabled else None
-        if not candidates:
-            # Same cost as a real check: an unknown user and a wrong password look alike.
-            await asyncio.to_thread(self._passwords.verify, None, password)
-            return None, []
-        checked: dict[str | None, bool] = {}
-        for stored in hashes.values():
-            if stored not in checked:  # one check per distinct hash
-                checked[stored] = await asyncio.to_thread(self._passwords.verify, stored, password)
-        matches = [u for u in candidates if checked[hashes[u.id]] and u.disabled_at is None]
-        if len(matches) > 1:
-            raise InvalidRequest(
-                "This account belongs to several organisations; send org_id to choose one."
-            )
-        return (matches[0] if matches else None), candidates
+        await self._sign_ins.drain()
 
     async def _user_scopes(self, tx: TokensServiceTx, user: User) -> ScopeSet:
         roles = await user_roles(tx, user.org_id, user.id)
@@ -354,20 +299,17 @@ class Tokens:
         target_id: str | None = None,
         data: dict[str, object] | None = None,
     ) -> AuditEvent:
-        return AuditEvent(
-            id=new_id("evt"),
+        return new_event(
+            type,
+            self._clock.now(),
+            context,
             org_id=org,
             environment=env,
-            type=type,
-            created_at=self._clock.now(),
             actor_user_id=user_id,
             actor_credential_id=credential,
             target_type="user" if target_id else None,
             target_id=target_id,
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            data=data or {},
+            data=data,
         )
 
     # client credentials (RFC 6749 section 4.4) ------------------------------------------
@@ -518,7 +460,7 @@ class Tokens:
             raise InvalidGrant("The refresh token is not valid.") from None
         now = self._clock.now()
         reuse: RefreshToken | None = None
-        async with self._store.begin() as tx:
+        async with self._revoking(now) as (tx, revoke):
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None:
                 raise InvalidGrant("The refresh token is not valid.")
@@ -528,11 +470,7 @@ class Tokens:
                 if now - record.used_at <= self.settings.grace and record.answer_sealed:
                     return self._reopen(record)
                 reuse = record
-                await tx.revoke_family(record.family_id, now)
-                await tx.insert_revocation(
-                    "family", record.family_id, now, now + self.settings.access_ttl
-                )
-                await tx.insert_invalidation("revocation", "family:" + record.family_id, now)
+                await revoke("family", record.family_id)
                 await tx.insert_audit(
                     self._event(
                         record.org_id,
@@ -547,8 +485,7 @@ class Tokens:
             else:
                 if record.expires_at <= now:
                     raise InvalidGrant("The refresh token has expired. Sign in again.")
-                user = await tx.get_user(record.org_id, record.user_id)
-                if user is None or user.disabled_at is not None:
+                if not await is_active(tx, await tx.get_user(record.org_id, record.user_id)):
                     raise InvalidGrant("The account behind this refresh token is disabled.")
                 token_scope = self._narrow(ScopeSet(record.scope.split()), scope)
                 successor, plaintext = self._new_refresh(
@@ -585,7 +522,6 @@ class Tokens:
                 await tx.update_refresh(_used(record, now, successor.id, sealed))
                 return answer
         assert reuse is not None
-        self.revocations.add("family", reuse.family_id)
         raise InvalidGrant(
             "The refresh token was already used. The session has been revoked; sign in again."
         )
@@ -616,29 +552,23 @@ class Tokens:
         now = self._clock.now()
         if jwt_tokens.looks_like_jwt(token):
             claims = self._claims(token, allow_expired=True)
-            if claims is None or (owner is not None and (claims.org, claims.env) != owner):
+            if claims is None or (owner is not None and not _owns(owner, claims.org, claims.env)):
                 return
             until = datetime.fromtimestamp(claims.exp, now.tzinfo)
-            async with self._store.begin() as tx:
-                await tx.insert_revocation("jti", claims.jti, now, max(until, now))
-                await tx.insert_invalidation("revocation", "jti:" + claims.jti, now)
-            self.revocations.add("jti", claims.jti)
+            async with self._revoking(now) as (_, revoke):
+                await revoke("jti", claims.jti, max(until, now))
             return
         try:
             parsed = self._refresh_fmt.parse(token)
         except AuthenticationError:
             return
-        async with self._store.begin() as tx:
+        async with self._revoking(now) as (tx, revoke):
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None or (
-                owner is not None and (record.org_id, record.environment) != owner
+                owner is not None and not _owns(owner, record.org_id, record.environment)
             ):
                 return
-            await tx.revoke_family(record.family_id, now)
-            await tx.insert_revocation(
-                "family", record.family_id, now, now + self.settings.access_ttl
-            )
-            await tx.insert_invalidation("revocation", "family:" + record.family_id, now)
+            await revoke("family", record.family_id)
             await tx.insert_audit(
                 self._event(
                     record.org_id,
@@ -650,7 +580,6 @@ class Tokens:
                     data={"family_id": record.family_id},
                 )
             )
-        self.revocations.add("family", record.family_id)
 
     def _claims(self, token: str, *, allow_expired: bool = False) -> jwt_tokens.AccessClaims | None:
         try:
@@ -673,7 +602,7 @@ class Tokens:
             if (
                 claims is None
                 or self.revocations.revoked(claims)
-                or (claims.org, claims.env) != (org_id, environment)
+                or not _owns((org_id, environment), claims.org, claims.env)
             ):
                 return inactive
             return {
@@ -700,7 +629,7 @@ class Tokens:
         now = self._clock.now()
         if (
             record is None
-            or (record.org_id, record.environment) != (org_id, environment)
+            or not _owns((org_id, environment), record.org_id, record.environment)
             or record.revoked_at
             or record.used_at
             or record.expires_at <= now
@@ -720,28 +649,47 @@ class Tokens:
 
     async def revoke_client_tokens(self, client: OAuthClient) -> None:
         """A revoked client's access tokens stop working at once, though still signed."""
-        now = self._clock.now()
-        async with self._store.begin() as tx:
-            await tx.insert_revocation("client", client.id, now, now + self.settings.access_ttl)
-            await tx.insert_invalidation("revocation", "client:" + client.id, now)
-        self.revocations.add("client", client.id)
+        async with self._revoking(self._clock.now()) as (_, revoke):
+            await revoke("client", client.id)
 
     async def end_sessions(self, org_id: str, user_id: str) -> int:
         """Revoke every session of a user (after a password change, say)."""
-        now = self._clock.now()
-        async with self._store.begin() as tx:
+        async with self._revoking(self._clock.now()) as (tx, revoke):
             families = await tx.user_families(org_id, user_id)
             for family in families:
-                await tx.revoke_family(family, now)
-                await tx.insert_revocation("family", family, now, now + self.settings.access_ttl)
-                await tx.insert_invalidation("revocation", "family:" + family, now)
-        for family in families:
-            self.revocations.add("family", family)
+                await revoke("family", family)
         return len(families)
+
+    @asynccontextmanager
+    async def _revoking(self, now: datetime) -> AsyncIterator[tuple[TokensServiceTx, Revoke]]:
+        """A transaction, and the one way to revoke in it: ``revoke(kind, value, until)``
+        writes the revocation the guard of every process loads (until the access tokens
+        it concerns have expired: one access-token lifetime by default), the
+        invalidation that makes them reload it and, for a session (``family``), the end
+        of its refresh tokens. This process holds the revocations once they committed."""
+        done: list[tuple[str, str]] = []
+
+        async def revoke(kind: str, value: str, until: datetime | None = None) -> None:
+            if kind == "family":
+                await tx.revoke_family(value, now)
+            await tx.insert_revocation(kind, value, now, until or now + self.settings.access_ttl)
+            await tx.insert_invalidation("revocation", f"{kind}:{value}", now)
+            done.append((kind, value))
+
+        async with self._store.begin() as tx:
+            yield tx, revoke
+        for kind, value in done:
+            self.revocations.add(kind, value)
 
     async def load_revocations(self) -> None:
         async with self._store.begin() as tx:
             self.revocations.replace(await tx.active_revocations(self._clock.now()))
+
+
+def _owns(caller: tuple[str, str], org_id: str, environment: str) -> bool:
+    """Whether a caller of this organisation and environment may see a token of
+    ``org_id`` and ``environment`` (``visible_in``: a test caller never sees a live one)."""
+    return caller[0] == org_id and visible_in(environment, caller[1])
 
 
 def _used(record: RefreshToken, at: datetime, successor: str, sealed: str) -> RefreshToken:

@@ -40,7 +40,7 @@ from apiward.core.crypto import Sealer, SealError
 from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError, Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
-from apiward.core.models import AuditEvent, Page, PageRequest, Principal
+from apiward.core.models import AuditEvent, Page, PageRequest, Principal, visible_in
 from apiward.core.readings import Reading
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 from apiward.services.audit import audit_event
@@ -190,7 +190,7 @@ def subscribed(endpoint: WebhookEndpoint, event: AuditEvent) -> bool:
     """Whether ``endpoint`` wants ``event``: its org and environment, a type it listed."""
     return (
         endpoint.org_id == event.org_id
-        and event.environment in (None, endpoint.environment)
+        and visible_in(event.environment, endpoint.environment)
         and event.created_at >= endpoint.created_at
         and (
             event.type in endpoint.events
@@ -261,10 +261,7 @@ class Webhooks:
         self, tx: WebhooksServiceTx, principal: Principal, webhook_id: str
     ) -> WebhookEndpoint:
         endpoint = await tx.get_webhook(principal.org_id, webhook_id)
-        if endpoint is None or (
-            not principal.credential_kind.spans_environments
-            and endpoint.environment != principal.environment
-        ):
+        if endpoint is None or not principal.sees(endpoint.environment):
             raise NotFound("webhook endpoint", webhook_id)
         return endpoint
 
@@ -333,7 +330,7 @@ class Webhooks:
         self, principal: Principal, page: PageRequest, *, environment: str | None = None
     ) -> Page[WebhookEndpoint]:
         env = environment
-        if not principal.credential_kind.spans_environments:
+        if principal.viewed_environment is not None:
             env = effective_environment(principal, environment)
         async with self._store.begin() as tx:
             return await tx.list_webhooks(principal.org_id, env, page)

@@ -12,16 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from apiward.core.errors import PermissionDenied
+from apiward.core.errors import CsrfRejected
 
 _CONTEXT = b"apiward-dashboard-csrf"
-
-
-class CsrfRejected(PermissionDenied):
-    reason = "CSRF_REJECTED"
-    default_message = (
-        "This form has expired or did not come from this dashboard. Reload the page and try again."
-    )
 
 
 def token_for(secret: str) -> str:

@@ -28,9 +28,8 @@ from apiward.adapters.dashboard.web import (
 )
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context, runtime_of
-from apiward.core.errors import ApiwardError, InvalidInput, PermissionDenied
+from apiward.core.errors import ApiwardError, InvalidInput, LinkInvalid, PermissionDenied
 from apiward.core.models import LinkPurpose
-from apiward.services.portal import LinkInvalid
 
 router = APIRouter(route_class=DashboardRoute)
 

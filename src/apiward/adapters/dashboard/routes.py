@@ -12,7 +12,6 @@ from apiward.adapters.dashboard import analytics, audit, clients, keys, members,
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
-    ConfirmFirst,
     Sessions,
     secure_cookies,
 )
@@ -31,7 +30,7 @@ from apiward.adapters.dashboard.web import (
 )
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context, runtime_of
-from apiward.core.errors import ApiwardError
+from apiward.core.errors import ApiwardError, ConfirmFirst
 
 STATIC = Path(__file__).parent / "static"
 _STATIC_TYPES = {

@@ -8,10 +8,10 @@ request resolves the cookie and builds a principal of kind ``SESSION`` whose sco
 are the user's role in the project's default space: the services then check exactly
 what they check for the user's own tokens.
 
-Sign-in (``Portal.authenticate``: one Argon2 check per candidate, the same cost for an
-unknown email) goes through the ``LoginThrottle`` of the token endpoint, and is
-recorded in the audit log as ``login.succeeded`` or ``login.failed``. A password change
-or reset ends every session of the account.
+Sign-in is the one of every door (``services.signin``: the token endpoint's rule for
+finding the account or user, its throttle, the same cost for an unknown email,
+``login.failed`` recorded after the answer); a session opened is recorded as
+``login.succeeded``. A password change or reset ends every session of the account.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from starlette.requests import Request
 
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
-from apiward.core.errors import AuthenticationError, InvalidRequest
+from apiward.core.errors import ConfirmFirst, InvalidRequest, SignInFailed
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Account,
@@ -40,7 +40,7 @@ from apiward.core.models import (
     User,
 )
 from apiward.core.scopes import ScopeSet
-from apiward.services.audit import failed_sign_in_events, request_event
+from apiward.services.audit import request_event
 from apiward.services.authority import user_roles
 from apiward.services.portal import Project
 from apiward.services.ports import Transaction
@@ -50,21 +50,6 @@ SIGN_IN_COOKIE = "apiward_signin"
 """The sign-in form's own CSRF secret, before any session exists."""
 COOKIE_PATH = "/dashboard"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-class SignInFailed(AuthenticationError):
-    reason = "INVALID_LOGIN"
-    default_message = "Wrong email or password."
-
-
-class ConfirmFirst(AuthenticationError):
-    """The password is right, but the account's address is not confirmed yet."""
-
-    reason = "EMAIL_NOT_CONFIRMED"
-
-    def __init__(self, email: str) -> None:
-        self.email = email
-        super().__init__(f"Confirm your email address first: open the link we sent to {email}.")
 
 
 def cookie_digest(value: str) -> str:
@@ -143,29 +128,17 @@ class Sessions:
         """A new session for the account or user with this email and password."""
         if not email.strip() or not password:
             raise SignInFailed("Enter your email and password.")
-        throttle = self._runtime.login_throttle
-        await throttle.reserve(email, context.ip)
         try:
-            found = await self._runtime.portal.authenticate(email, password, org_id)
+            found = await self._runtime.portal.authenticate(
+                email, password, context, org_id=org_id, data={"via": "dashboard"}
+            )
         except InvalidRequest:
             raise SignInFailed(
                 "This email belongs to several organisations: enter the organisation's id "
                 "under “More options”."
             ) from None
-        if found.account is None and found.user is None:
-            events = failed_sign_in_events(
-                self._clock.now(),
-                context,
-                users=found.candidates,
-                account_id=found.tried.id if found.tried else None,
-                data={"via": "dashboard"},
-            )
-            if events:
-                # Written after the answer: a write on this path only would tell a
-                # stopwatch that the address is known.
-                self._runtime.portal.later(self._audit(events), "login.failed audit")
+        if found is None:
             raise SignInFailed()
-        await throttle.succeeded(email, context.ip)
         if found.account is not None:
             if not found.account.confirmed:
                 raise ConfirmFirst(found.account.email)
@@ -175,11 +148,6 @@ class Sessions:
         return await self._open(
             context, org_id=found.user.org_id, user_id=found.user.id, account_id=None
         )
-
-    async def _audit(self, events: list[AuditEvent]) -> None:
-        async with self._store.begin() as tx:
-            for event in events:
-                await tx.insert_audit(event)
 
     async def open(
         self, account: Account, project: Project | None, context: RequestContext

@@ -42,9 +42,9 @@ from apiward.adapters.http.security import request_context, runtime_of
 from apiward.adapters.runtime import Runtime
 from apiward.core.errors import (
     ApiwardError,
-    AuthenticationError,
     InsufficientScope,
-    PermissionDenied,
+    ProjectRequired,
+    SignInRequired,
 )
 from apiward.core.models import Account, PageRequest, Principal
 from apiward.services.portal import Project
@@ -86,18 +86,6 @@ NAVIGATION = (
     ("analytics", "/analytics", "Analytics", "analytics:read"),
     ("audit", "/audit", "Audit log", "audit:read"),
 )
-
-
-class SignInRequired(AuthenticationError):
-    reason = "SIGN_IN_REQUIRED"
-    default_message = "Sign in to continue."
-
-
-class ProjectRequired(PermissionDenied):
-    """A signed-in account with no project open asked for a project's page."""
-
-    reason = "PROJECT_REQUIRED"
-    default_message = "Open or create a project first."
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
     key = entry.key
     # Another tenant's key is indistinguishable from no key, and nothing of it is
     # touched: no usage recorded, no limit or credit spent.
-    if key.org_id != caller.org_id or key.environment != caller.environment:
+    if key.org_id != caller.org_id or not caller.sees(key.environment):
         counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
         return not_found
     try:

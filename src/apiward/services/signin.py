@@ -1,0 +1,194 @@
+"""Password sign-in, for every door: the token endpoint's password grant
+(docs/compatibility.md) and the dashboard.
+
+**Who an email and a password sign in.** An email names at most one portal account
+(addresses of accounts are unique) and any number of users: the account's own, one
+per project, which share its address and its password (they have none of their own),
+and users that organisations created with a password of their own. Every user with the
+address is a candidate, narrowed to the organisation asked for when one is; the
+account's users sign in with the account's password, the others with theirs; a
+disabled account or user never signs in (``services.authority.is_active``). A door
+that opens a session for an account (the dashboard) signs the account in when its
+password is right; otherwise exactly one user must match, and an address whose
+password signs in several users needs the organisation's id.
+
+This is the token endpoint's rule and the dashboard's together: the token endpoint
+found each user by its email and checked an account's users against the account's
+password, the dashboard found the account by its email and checked only the other
+users. An account's users always carry its address (addresses never change), so
+either look-up finds the same people; finding both by email, in one transaction,
+costs every address the same queries.
+
+**What it costs.** One Argon2 check per distinct password that could sign the address
+in, and one against a dummy hash when there is none (``Passwords.verify``): an
+unknown address costs what a wrong password costs.
+
+**Throttling.** Every attempt goes through the one ``LoginThrottle``, whatever the door:
+failures at the dashboard count against the token endpoint and the other way round.
+
+**Refusals** are recorded as ``login.failed`` where the attempt was for
+(``services.audit.failed_sign_in_events``), after the answer: a write on the path of
+known addresses only would tell a stopwatch that the address is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from apiward.core.clock import Clock
+from apiward.core.errors import ApiwardError, InvalidRequest
+from apiward.core.models import Account, AuditEvent, RequestContext, User
+from apiward.core.passwords import Passwords
+from apiward.services.audit import failed_sign_in_events
+from apiward.services.background import Background
+from apiward.services.ports import AuditTx, PortalTx, Store, TenancyTx
+from apiward.services.throttle import LoginThrottle
+
+log = structlog.get_logger("apiward.signin")
+
+
+class SignInTx(PortalTx, TenancyTx, AuditTx, Protocol):
+    """What finding an account or user by email, and auditing a failure, touches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a right password signed in: a portal account, or one organisation's user."""
+
+    account: Account | None = None
+    user: User | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The account with an address, and every user with it (in the organisation asked for)."""
+
+    account: Account | None
+    users: list[User]
+
+    @property
+    def own(self) -> list[User]:
+        """Users with a password of their own (an organisation created them)."""
+        return [u for u in self.users if u.account_id is None]
+
+    @property
+    def accounts(self) -> list[User]:
+        """The account's users, who sign in with its password."""
+        account = self.account
+        return [u for u in self.users if account is not None and u.account_id == account.id]
+
+
+class SignIns:
+    def __init__(
+        self,
+        store: Store[SignInTx],
+        clock: Clock,
+        passwords: Passwords,
+        throttle: LoginThrottle,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._passwords = passwords
+        self._throttle = throttle
+        self._background = Background(log)
+
+    async def sign_in(
+        self,
+        email: str,
+        password: str,
+        context: RequestContext,
+        *,
+        org_id: str | None = None,
+        accounts: bool = False,
+        data: dict[str, object] | None = None,
+    ) -> Identity | None:
+        """Who this email and password sign in (the account itself only with
+        ``accounts``), or None. ``LoginThrottled`` past the throttle's budgets (even for
+        the right password), ``InvalidRequest`` when several organisations' users match
+        and no ``org_id`` chose one. A refusal's ``login.failed`` events carry ``data``."""
+        await self._throttle.reserve(email, context.ip)
+        found = await self._candidates(email, org_id)
+        account_ok, users = await self._matches(found, password, accounts)
+        if accounts and account_ok:
+            who: Identity | None = Identity(account=found.account)
+        else:
+            who = _one(users)
+        if who is None:
+            self._refused(found, context, accounts, data)
+            return None
+        await self._throttle.succeeded(email, context.ip)
+        return who
+
+    async def drain(self) -> None:
+        """Wait for the refusals recorded after their answers (at shutdown, in tests)."""
+        await self._background.drain()
+
+    async def _candidates(self, email: str, org_id: str | None) -> _Candidates:
+        email = email.strip().lower()
+        async with self._store.begin() as tx:
+            account = await tx.find_account_by_email(email)
+            users = await tx.find_users_by_email(email)
+        return _Candidates(account, [u for u in users if org_id is None or u.org_id == org_id])
+
+    async def _matches(
+        self, found: _Candidates, password: str, accounts: bool
+    ) -> tuple[bool, list[User]]:
+        """Whether the account's password is this one (and it is enabled), and the
+        enabled users it signs in: one check per distinct stored hash."""
+        account = found.account
+        theirs, own = found.accounts, found.own
+        if account is not None and not (accounts or theirs):
+            account = None  # nothing this door could open with the account's password
+        hashes = [account.password_hash] if account is not None else []
+        checked = await self._check([*hashes, *(u.password_hash for u in own)], password)
+        account_ok = (
+            account is not None and checked[account.password_hash] and account.disabled_at is None
+        )
+        users = [u for u in theirs if account_ok] + [u for u in own if checked[u.password_hash]]
+        return account_ok, [u for u in users if u.disabled_at is None]
+
+    async def _check(self, hashes: list[str | None], password: str) -> dict[str | None, bool]:
+        """Whether ``password`` is each of these stored hashes: one check per distinct
+        hash, and one against a dummy hash when there is none (``Passwords.verify``)."""
+        if not hashes:
+            # Same cost as a real check: an unknown address and a wrong password look alike.
+            await asyncio.to_thread(self._passwords.verify, None, password)
+        checked: dict[str | None, bool] = {}
+        for stored in hashes:
+            if stored not in checked:
+                checked[stored] = await asyncio.to_thread(self._passwords.verify, stored, password)
+        return checked
+
+    def _refused(
+        self,
+        found: _Candidates,
+        context: RequestContext,
+        accounts: bool,
+        data: dict[str, object] | None,
+    ) -> None:
+        tried = found.account.id if accounts and found.account is not None else None
+        events = failed_sign_in_events(
+            self._clock.now(), context, users=found.users, account_id=tried, data=data
+        )
+        if events:
+            self._background.later(self._audit(events), "login.failed audit")
+
+    async def _audit(self, events: list[AuditEvent]) -> None:
+        try:
+            async with self._store.begin() as tx:
+                for event in events:
+                    await tx.insert_audit(event)
+        except ApiwardError as exc:
+            log.warning("audit_write_failed", error=exc.message, events=len(events))
+
+
+def _one(users: list[User]) -> Identity | None:
+    if len(users) > 1:
+        raise InvalidRequest(
+            "This account belongs to several organisations; send org_id to choose one."
+        )
+    return Identity(user=users[0]) if users else None

@@ -1,0 +1,201 @@
+"""The one sign-in: every door finds people by the same rule, through the same throttle,
+at the same cost for an unknown address."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import pytest
+
+from apiward.adapters.dashboard.sessions import Sessions
+from apiward.core.errors import InvalidGrant, InvalidRequest, LoginThrottled, SignInFailed
+from apiward.core.ids import new_id
+from apiward.core.models import Account, RequestContext
+from apiward.core.passwords import Passwords
+from apiward.services.signin import Identity
+from tests.conftest import Org
+
+PASSWORD = "correct horse battery"
+CONTEXT = RequestContext(ip="203.0.113.40")
+
+
+def call(org: Org, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return org.client.portal.call(partial(work, *args, **kwargs))  # type: ignore[union-attr]
+
+
+def token_door(org: Org, email: str, password: str) -> Any:
+    return call(
+        org,
+        org.runtime.tokens.password_grant,
+        email,
+        password,
+        scope=None,
+        org_id=None,
+        environment=None,
+        context=CONTEXT,
+    )
+
+
+def dashboard_door(org: Org, email: str, password: str) -> Any:
+    return call(org, Sessions(org.runtime).sign_in, email, password, CONTEXT)
+
+
+def test_failures_at_the_token_endpoint_throttle_the_dashboard(org: Org) -> None:
+    for _ in range(org.runtime.settings.login_max_failures):
+        with pytest.raises(InvalidGrant):
+            token_door(org, "owner@acme.test", "wrong password entirely")
+    with pytest.raises(LoginThrottled):
+        dashboard_door(org, "owner@acme.test", PASSWORD)  # even the right password
+
+
+def test_failures_at_the_dashboard_throttle_the_token_endpoint(org: Org) -> None:
+    for _ in range(org.runtime.settings.login_max_failures):
+        with pytest.raises(SignInFailed):
+            dashboard_door(org, "owner@acme.test", "wrong password entirely")
+    with pytest.raises(LoginThrottled):
+        token_door(org, "owner@acme.test", PASSWORD)
+
+
+def test_a_success_at_one_door_forgets_the_failures_of_the_other(org: Org) -> None:
+    limit = org.runtime.settings.login_max_failures
+    for _ in range(limit - 1):
+        with pytest.raises(SignInFailed):
+            dashboard_door(org, "owner@acme.test", "wrong password entirely")
+    token_door(org, "owner@acme.test", PASSWORD)
+    for _ in range(limit - 1):
+        with pytest.raises(InvalidGrant):
+            token_door(org, "owner@acme.test", "wrong password entirely")
+    assert dashboard_door(org, "owner@acme.test", PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "signs_in"),
+    [
+        ("owner@acme.test", PASSWORD, True),
+        ("OWNER@acme.test ", PASSWORD, True),
+        ("owner@acme.test", "wrong password entirely", False),
+        ("ghost@acme.test", PASSWORD, False),
+        ("nopassword@acme.test", PASSWORD, False),
+        ("disabled@acme.test", PASSWORD, False),
+    ],
+)
+def test_both_doors_find_the_same_person(
+    org: Org, email: str, password: str, signs_in: bool
+) -> None:
+    org.create_user("nopassword@acme.test", role="viewer")
+    disabled = org.create_user("disabled@acme.test", role="viewer", password=PASSWORD)
+    r = org.client.patch(
+        f"/v1/users/{disabled['id']}", headers=org.headers(), json={"disabled": True}
+    )
+    assert r.status_code == 200, r.text
+    sign_ins = org.runtime.sign_ins
+
+    def who(accounts: bool) -> Identity | None:
+        found: Identity | None = call(
+            org, sign_ins.sign_in, email, password, CONTEXT, accounts=accounts
+        )
+        return found
+
+    token, dashboard = who(False), who(True)
+    assert token == dashboard
+    assert (token is not None) is signs_in
+    if token is not None:
+        assert token.user is not None and token.user.id == org.owner_id
+
+
+@pytest.mark.parametrize("email", ["ghost@acme.test", "owner@acme.test"])
+@pytest.mark.parametrize("accounts", [False, True])
+def test_an_unknown_address_costs_one_check_like_a_wrong_password(
+    org: Org, monkeypatch: pytest.MonkeyPatch, email: str, accounts: bool
+) -> None:
+    checks: list[str | None] = []
+    verify = Passwords.verify
+
+    def counted(self: Passwords, stored: str | None, password: str) -> bool:
+        checks.append(stored)
+        return verify(self, stored, password)
+
+    monkeypatch.setattr(Passwords, "verify", counted)
+    found = call(
+        org, org.runtime.sign_ins.sign_in, email, "wrong guess here", CONTEXT, accounts=accounts
+    )
+    assert found is None
+    assert len(checks) == 1
+    assert (checks[0] is None) is (email == "ghost@acme.test")  # None: the dummy hash
+
+
+def open_account(org: Org, email: str, projects: int) -> list[tuple[str, str]]:
+    """A confirmed portal account with ``projects`` projects: each one's (org, user) ids."""
+    runtime = org.runtime
+
+    async def run() -> list[tuple[str, str]]:
+        now = runtime.clock.now()
+        password_hash = runtime.passwords.hash(PASSWORD)
+        account = Account(new_id("acc"), email, "Ada", password_hash, now, confirmed_at=now)
+        async with runtime.store.begin() as tx:
+            await tx.insert_account(account)
+        founded = [
+            await runtime.tenancy.create_project(f"P{i}", account, CONTEXT) for i in range(projects)
+        ]
+        return [(f.org.id, f.owner.id) for f in founded]
+
+    return call(org, run)  # type: ignore[no-any-return]
+
+
+def test_an_account_signs_in_itself_at_the_dashboard_and_its_user_for_a_token(org: Org) -> None:
+    [(_, user_id)] = open_account(org, "ada@example.test", projects=1)
+    sign_ins = org.runtime.sign_ins
+    at_dashboard = call(org, sign_ins.sign_in, "ada@example.test", PASSWORD, CONTEXT, accounts=True)
+    assert at_dashboard.account is not None and at_dashboard.user is None
+    for_token = call(org, sign_ins.sign_in, "ada@example.test", PASSWORD, CONTEXT)
+    assert for_token.account is None and for_token.user.id == user_id
+    assert call(org, sign_ins.sign_in, "ada@example.test", "wrong guess here", CONTEXT) is None
+
+
+def test_an_account_of_several_projects_needs_the_org_id_for_a_token(org: Org) -> None:
+    _, (second_org, second_user) = open_account(org, "ada@example.test", projects=2)
+    sign_ins = org.runtime.sign_ins
+    with pytest.raises(InvalidRequest):
+        call(org, sign_ins.sign_in, "ada@example.test", PASSWORD, CONTEXT)
+    chosen = call(org, sign_ins.sign_in, "ada@example.test", PASSWORD, CONTEXT, org_id=second_org)
+    assert chosen.user.id == second_user
+
+
+def test_a_disabled_account_signs_in_nowhere(org: Org) -> None:
+    open_account(org, "ada@example.test", projects=1)
+    call(org, org.runtime.portal.set_disabled, "ada@example.test", True, CONTEXT)
+    sign_ins = org.runtime.sign_ins
+    for accounts in (False, True):
+        found = call(
+            org, sign_ins.sign_in, "ada@example.test", PASSWORD, CONTEXT, accounts=accounts
+        )
+        assert found is None
+
+
+def test_a_refresh_token_of_a_disabled_account_is_refused(org: Org) -> None:
+    """Even were its sessions not ended: a disabled account's users act nowhere."""
+    [(org_id, _)] = open_account(org, "ada@example.test", projects=1)
+    runtime = org.runtime
+    pair = call(
+        org,
+        runtime.tokens.password_grant,
+        "ada@example.test",
+        PASSWORD,
+        scope=None,
+        org_id=org_id,
+        environment=None,
+        context=CONTEXT,
+    )
+
+    async def disable() -> None:
+        async with runtime.store.begin() as tx:
+            account = await tx.find_account_by_email("ada@example.test")
+            assert account is not None
+            await tx.update_account(replace(account, disabled_at=runtime.clock.now()))
+
+    call(org, disable)
+    with pytest.raises(InvalidGrant, match="disabled"):
+        call(org, runtime.tokens.refresh, pair.refresh_token, scope=None, context=CONTEXT)
