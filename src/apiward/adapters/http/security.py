@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.http.deps import runtime_of
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
 from apiward.services.auth import require_scopes
@@ -27,11 +27,6 @@ bearer_scheme = HTTPBearer(
     scheme_name="bearer",
     description="An apiward API key (or access token): `Authorization: Bearer <api_key>`.",
 )
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
