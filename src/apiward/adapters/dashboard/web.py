@@ -40,6 +40,7 @@ from apiward.adapters.dashboard.sessions import (
 from apiward.adapters.http.deps import PortalDep, SettingsDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
+from apiward.adapters.http.state import state_of
 from apiward.adapters.settings import Settings
 from apiward.core.errors import (
     ApiwardError,
@@ -229,7 +230,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     runtime = runtime_of(request)  # pages are also drawn outside the handlers (error pages)
-    me: Me | None = getattr(request.state, "dashboard_me", None)
+    me = state_of(request).dashboard_me
     nav = [
         (section, PREFIX + path, label)
         for section, path, label, scope in NAVIGATION
@@ -262,7 +263,7 @@ def public_page(
     """A page for people not signed in (sign-in, sign-up, password reset...): its forms
     carry the token of the sign-in cookie, set here when the browser has none."""
     settings = runtime_of(request).settings
-    request.state.dashboard_me = None  # drawn as a card, even for someone signed in
+    state_of(request).dashboard_me = None  # drawn as a card, even for someone signed in
     secret = request.cookies.get(SIGN_IN_COOKIE) or new_secret()
     insecure = request.url.scheme == "http" and secure_cookies(request, settings)
     response = render(
@@ -389,7 +390,7 @@ async def visiting(
         raise SignInRequired()
     projects = await portal.projects(visitor.account) if visitor.account else []
     me = Me(visitor, csrf.token_for(cookie), env, settings.environments, tuple(projects))
-    request.state.dashboard_me = me
+    state_of(request).dashboard_me = me
     return me
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from apiward.adapters.http.deps import KeyringDep, SettingsDep, TokensDep
 from apiward.adapters.http.security import authenticate, request_context
+from apiward.adapters.http.state import state_of
 from apiward.core import jsontext
 from apiward.core.errors import (
     InsufficientScope,
@@ -174,7 +175,7 @@ async def token(request: Request, tokens: TokensDep) -> JSONResponse:
     grant = params.get("grant_type")
     if grant is None and "username" in params and "password" in params:
         grant = GRANT_PASSWORD
-    request.state.grant_type = grant or "none"  # for metrics
+    state_of(request).grant_type = grant or "none"  # for metrics
     scope = params.get("scope")
     if grant == GRANT_PASSWORD:
         answer = await tokens.password_grant(
@@ -215,7 +216,7 @@ async def token(request: Request, tokens: TokensDep) -> JSONResponse:
 async def refresh(request: Request, tokens: TokensDep) -> JSONResponse:
     """`{"refresh_token"}` → a fresh pair; the old refresh token stops working."""
     params = await _params(request)
-    request.state.grant_type = GRANT_REFRESH  # for metrics
+    state_of(request).grant_type = GRANT_REFRESH  # for metrics
     try:
         answer = await tokens.refresh(
             params.get("refresh_token", ""),

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep
 from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import request_context, require
+from apiward.adapters.http.state import state_of
 from apiward.core import errors as e
 from apiward.core.analytics import outcome_of
 from apiward.core.models import Principal
@@ -36,7 +37,7 @@ async def verify_key(
     """Always 200: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`."""
     answer = await _verify(body, request, caller, auth, limits, counted)
-    request.state.verify_code = answer.code  # for metrics
+    state_of(request).verify_code = answer.code  # for metrics
     return answer
 
 
