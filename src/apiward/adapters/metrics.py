@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from apiward.adapters.http.state import state_of
 from apiward.core.errors import (
     AuthenticationError,
     OAuthError,
@@ -106,13 +107,13 @@ class Metrics:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         self._child(self.requests, method, route, str(status)).inc()
         self._child(self.latency, method, route).observe(seconds)
-        state: dict[str, Any] = scope.get("state") or {}
-        error = state.get("error")
+        state = state_of(scope)
+        error = state.error
         if isinstance(error, AuthenticationError | PermissionDenied | RateLimited):
             self._child(self.verifications, error.reason).inc()
-        elif state.get("principal") is not None:
+        elif state.principal is not None:
             self._child(self.verifications, "VALID").inc()
-        grant = state.get("grant_type")
+        grant = state.grant_type
         if grant is not None:
             if status < 400:
                 outcome = "success"
@@ -121,7 +122,7 @@ class Metrics:
             else:
                 outcome = "error"
             self.grants.labels(grant if grant in _GRANTS else "other", outcome).inc()
-        code = state.get("verify_code")
+        code = state.verify_code
         if code is not None:
             self.verify_api.labels(code).inc()
 

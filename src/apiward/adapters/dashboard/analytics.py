@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 from starlette.responses import Response
 
 from apiward.adapters.dashboard.web import DashboardRoute, Me, render, signed_in
-from apiward.adapters.http.security import runtime_of
+from apiward.adapters.http.deps import AnalyticsDep, ClockDep, KeysDep
 from apiward.core import analytics
 from apiward.core.analytics import OUTCOMES, Bucket
 from apiward.core.models import PageRequest
@@ -97,19 +97,24 @@ def chart(rows: list[Bucket], slots: list[int], label: str) -> Markup:
 
 
 @router.get("/analytics")
-async def page(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def page(
+    request: Request,
+    clock: ClockDep,
+    verifications: AnalyticsDep,
+    keys: KeysDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     me.require("analytics:read")
-    runtime = runtime_of(request)
     period = request.query_params.get("period", "24h")
     since, granularity = PERIODS.get(period, PERIODS["24h"])
     key_id = request.query_params.get("key") or None
-    now = runtime.clock.now()
+    now = clock.now()
     principal = me.principal
     env = me.env
 
     async def counts(**kw: str | int | None) -> list[Bucket]:
         q = analytics.query(since=since, until=None, granularity=granularity, now=now, **kw)  # type: ignore[arg-type]
-        return await runtime.analytics.verifications(principal, q, environment=env)
+        return await verifications.verifications(principal, q, environment=env)
 
     series = await counts(group_by="outcome", key_id=key_id)
     top_keys = await counts(group_by="key", limit=10, key_id=key_id)
@@ -124,8 +129,8 @@ async def page(request: Request, me: Me = Depends(signed_in)) -> Response:
     total = sum(r.count for r in series)
     summary = Summary(total, sum(r.count for r in series if r.outcome == "VALID"))
     names = {}
-    keys = await runtime.keys.list_keys(principal, _ALL, environment=env)
-    for k in keys.items:
+    listed = await keys.list_keys(principal, _ALL, environment=env)
+    for k in listed.items:
         names[k.id] = k.name
     label = f"Verifications per {granularity}, last {since}, by outcome"
     return render(

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from apiward.adapters.dashboard.keys import people
 from apiward.adapters.dashboard.web import DashboardRoute, Flash, Me, paging, render, signed_in
-from apiward.adapters.http.security import runtime_of
+from apiward.adapters.http.deps import AuditDep, TenancyDep
 from apiward.core.models import AuditFilter
 
 router = APIRouter(route_class=DashboardRoute)
@@ -67,9 +67,10 @@ def _details(data: dict[str, object]) -> list[tuple[str, str]]:
 
 
 @router.get("/audit")
-async def audit(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def audit(
+    request: Request, log: AuditDep, tenancy: TenancyDep, me: Me = Depends(signed_in)
+) -> Response:
     me.require("audit:read")
-    runtime = runtime_of(request)
     query = request.query_params
     filters = {
         name: query.get(name, "").strip()[:64]
@@ -91,7 +92,7 @@ async def audit(request: Request, me: Me = Depends(signed_in)) -> Response:
         until=until,
         environment=filters["environment"] or None,
     )
-    page = await runtime.audit.list(me.principal, flt, paging(request, 50))
+    page = await log.list(me.principal, flt, paging(request, 50))
     return render(
         request,
         "audit.html",
@@ -100,6 +101,6 @@ async def audit(request: Request, me: Me = Depends(signed_in)) -> Response:
         page=page,
         filters=filters,
         event_types=EVENT_TYPES,
-        people=await people(request, me),
+        people=await people(tenancy, me),
         details={e.id: _details(e.data) for e in page.items},
     )

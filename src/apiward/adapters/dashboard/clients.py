@@ -21,10 +21,13 @@ from apiward.adapters.dashboard.web import (
     url,
     words,
 )
+from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep, TokensDep
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.schemas import ClientOut
-from apiward.adapters.http.security import runtime_of
+from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError
+from apiward.services.clients import Clients
+from apiward.services.tenancy import Tenancy
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -34,12 +37,18 @@ NOTICES = {
 
 
 async def _list(
-    request: Request, me: Me, *, flash: Flash | None = None, status: int = 200
+    request: Request,
+    me: Me,
+    clients: Clients,
+    clock: Clock,
+    tenancy: Tenancy,
+    *,
+    flash: Flash | None = None,
+    status: int = 200,
 ) -> Response:
     me.require("clients:read")
-    runtime = runtime_of(request)
-    page = await runtime.clients.list_clients(me.principal, paging(request), environment=me.env)
-    now = runtime.clock.now()
+    page = await clients.list_clients(me.principal, paging(request), environment=me.env)
+    now = clock.now()
     return render(
         request,
         "clients.html",
@@ -48,18 +57,25 @@ async def _list(
         section="clients",
         page=page,
         states={c.id: ClientOut.of(c, now).state for c in page.items},
-        people=await people(request, me),
+        people=await people(tenancy, me),
     )
 
 
 @router.get("/clients")
-async def list_clients(request: Request, me: Me = Depends(signed_in)) -> Response:
-    return await _list(request, me)
+async def list_clients(
+    request: Request,
+    clients: ClientsDep,
+    clock: ClockDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    return await _list(request, me, clients, clock, tenancy)
 
 
 async def _form(
     request: Request,
     me: Me,
+    tenancy: Tenancy,
     *,
     values: FormData | None = None,
     flash: Flash | None = None,
@@ -71,33 +87,40 @@ async def _form(
         status=status,
         flash=flash,
         section="clients",
-        scopes=await scope_choices(request, me),
+        scopes=await scope_choices(tenancy, me),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),
     )
 
 
 @router.get("/clients/new")
-async def new_client(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def new_client(
+    request: Request, tenancy: TenancyDep, me: Me = Depends(signed_in)
+) -> Response:
     me.require("clients:write")
-    return await _form(request, me)
+    return await _form(request, me, tenancy)
 
 
 @router.post("/clients")
-async def create_client(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def create_client(
+    request: Request,
+    clients: ClientsDep,
+    clock: ClockDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     me.require("clients:write")
-    runtime = runtime_of(request)
     form = await request.form()
     try:
-        created = await runtime.clients.create(
+        created = await clients.create(
             me.principal,
             name=text(form, "name"),
             scopes=chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
             environment=me.env,
-            expires_at=expiry(form, runtime.clock.now()),
+            expires_at=expiry(form, clock.now()),
         )
     except ApiwardError as exc:
-        return await _form(request, me, values=form, flash=Flash.error(exc), status=400)
+        return await _form(request, me, tenancy, values=form, flash=Flash.error(exc), status=400)
     return render(
         request,
         "secret.html",
@@ -116,19 +139,30 @@ async def create_client(request: Request, me: Me = Depends(signed_in)) -> Respon
 
 
 @router.get("/clients/{client_id}/revoke")
-async def confirm_revoke(client_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+async def confirm_revoke(
+    client_id: str, request: Request, clients: ClientsDep, me: Me = Depends(signed_in)
+) -> Response:
     me.require("clients:write")
-    client = await runtime_of(request).clients.get(me.principal, client_id)
+    client = await clients.get(me.principal, client_id)
     return render(request, "client_revoke.html", section="clients", client=client)
 
 
 @router.post("/clients/{client_id}/revoke")
-async def revoke_client(client_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+async def revoke_client(
+    client_id: str,
+    request: Request,
+    clients: ClientsDep,
+    tokens: TokensDep,
+    clock: ClockDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     me.require("clients:write")
-    runtime = runtime_of(request)
     try:
-        client = await runtime.clients.revoke(me.principal, client_id)
-        await runtime.tokens.revoke_client_tokens(client)
+        client = await clients.revoke(me.principal, client_id)
+        await tokens.revoke_client_tokens(client)
     except ApiwardError as exc:
-        return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
+        return await _list(
+            request, me, clients, clock, tenancy, flash=Flash.error(exc), status=status_of(exc)
+        )
     return see_other(url("/clients", env=client.environment, done="revoked"))

@@ -23,11 +23,13 @@ from apiward.adapters.dashboard.web import (
     whole_number,
     words,
 )
+from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep
 from apiward.adapters.http.errors import status_of
-from apiward.adapters.http.security import runtime_of
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
+from apiward.services.keys import Keys
+from apiward.services.tenancy import Tenancy
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -49,15 +51,15 @@ _ALL = PageRequest(page=1, page_size=100)
 MAX_EXPIRY_DAYS = 3650
 
 
-async def people(request: Request, me: Me) -> dict[str, str]:
+async def people(tenancy: Tenancy, me: Me) -> dict[str, str]:
     """User ids to emails, for the "created by" columns (ids when users can't be read)."""
     if not me.can("users:read"):
         return {}
-    page = await runtime_of(request).tenancy.list_users(me.principal, _ALL)
+    page = await tenancy.list_users(me.principal, _ALL)
     return {u.id: u.email for u in page.items}
 
 
-async def scope_choices(request: Request, me: Me) -> list[tuple[str, str]]:
+async def scope_choices(tenancy: Tenancy, me: Me) -> list[tuple[str, str]]:
     """Scopes to offer: the user's role, the org's custom roles and apiward's own.
 
     Only those the user holds: the services refuse to grant more anyway.
@@ -66,7 +68,7 @@ async def scope_choices(request: Request, me: Me) -> list[tuple[str, str]]:
     for scope in me.principal.scopes:
         offered[scope] = "Everything your role allows" if scope == "*" else "From your role"
     if me.can("roles:read"):
-        for role in await runtime_of(request).tenancy.list_roles(me.principal):
+        for role in await tenancy.list_roles(me.principal):
             if not role.builtin:
                 for scope in role.scopes:
                     offered.setdefault(scope, f"From the {role.name} role")
@@ -75,10 +77,10 @@ async def scope_choices(request: Request, me: Me) -> list[tuple[str, str]]:
     return [(s, d) for s, d in offered.items() if me.can(s)]
 
 
-async def spaces(request: Request, me: Me) -> list[tuple[str, str]]:
+async def spaces(tenancy: Tenancy, me: Me) -> list[tuple[str, str]]:
     if not me.can("spaces:read"):
         return []
-    page = await runtime_of(request).tenancy.list_spaces(me.principal, _ALL)
+    page = await tenancy.list_spaces(me.principal, _ALL)
     return [(s.id, s.name) for s in page.items]
 
 
@@ -100,12 +102,16 @@ def expiry(form: FormData, now: datetime) -> datetime | None:
 
 
 async def _list(
-    request: Request, me: Me, *, flash: Flash | None = None, status: int = 200
+    request: Request,
+    me: Me,
+    keys: Keys,
+    tenancy: Tenancy,
+    *,
+    flash: Flash | None = None,
+    status: int = 200,
 ) -> Response:
     me.require("keys:read")
-    page = await runtime_of(request).keys.list_keys(
-        me.principal, paging(request), environment=me.env
-    )
+    page = await keys.list_keys(me.principal, paging(request), environment=me.env)
     return render(
         request,
         "keys.html",
@@ -113,18 +119,21 @@ async def _list(
         flash=flash or notice(request, NOTICES),
         section="keys",
         page=page,
-        people=await people(request, me),
+        people=await people(tenancy, me),
     )
 
 
 @router.get("/keys")
-async def list_keys(request: Request, me: Me = Depends(signed_in)) -> Response:
-    return await _list(request, me)
+async def list_keys(
+    request: Request, keys: KeysDep, tenancy: TenancyDep, me: Me = Depends(signed_in)
+) -> Response:
+    return await _list(request, me, keys, tenancy)
 
 
 async def _form(
     request: Request,
     me: Me,
+    tenancy: Tenancy,
     *,
     values: FormData | None = None,
     flash: Flash | None = None,
@@ -136,36 +145,41 @@ async def _form(
         status=status,
         flash=flash,
         section="keys",
-        scopes=await scope_choices(request, me),
-        spaces=await spaces(request, me),
+        scopes=await scope_choices(tenancy, me),
+        spaces=await spaces(tenancy, me),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),
     )
 
 
 @router.get("/keys/new")
-async def new_key(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def new_key(request: Request, tenancy: TenancyDep, me: Me = Depends(signed_in)) -> Response:
     me.require("keys:write")
-    return await _form(request, me)
+    return await _form(request, me, tenancy)
 
 
 @router.post("/keys")
-async def create_key(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def create_key(
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    clock: ClockDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     me.require("keys:write")
-    runtime = runtime_of(request)
     form = await request.form()
     try:
-        created = await runtime.keys.create(
+        created = await keys.create(
             me.principal,
             name=text(form, "name"),
             scopes=chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
             environment=me.env,
-            expires_at=expiry(form, runtime.clock.now()),
+            expires_at=expiry(form, clock.now()),
             ip_allow=words(text(form, "ip_allow", 8000)),
             space_allow=chosen(form, "space"),
         )
     except ApiwardError as exc:
-        return await _form(request, me, values=form, flash=Flash.error(exc), status=400)
+        return await _form(request, me, tenancy, values=form, flash=Flash.error(exc), status=400)
     return render(
         request,
         "secret.html",
@@ -183,58 +197,90 @@ async def create_key(request: Request, me: Me = Depends(signed_in)) -> Response:
     )
 
 
-async def _act(request: Request, me: Me, key_id: str, action: str) -> Response:
+async def _act(
+    request: Request, me: Me, keys: Keys, tenancy: Tenancy, key_id: str, action: str
+) -> Response:
     me.require("keys:write")
-    service = runtime_of(request).keys
-    change = {"disable": service.disable, "enable": service.enable, "revoke": service.revoke}
+    change = {"disable": keys.disable, "enable": keys.enable, "revoke": keys.revoke}
     try:
         key = await change[action](me.principal, key_id)
     except ApiwardError as exc:
-        return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
+        return await _list(
+            request, me, keys, tenancy, flash=Flash.error(exc), status=status_of(exc)
+        )
     return see_other(url("/keys", env=key.environment, done=f"{action}d"))
 
 
 @router.post("/keys/{key_id}/disable")
-async def disable_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    return await _act(request, me, key_id, "disable")
+async def disable_key(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    return await _act(request, me, keys, tenancy, key_id, "disable")
 
 
 @router.post("/keys/{key_id}/enable")
-async def enable_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    return await _act(request, me, key_id, "enable")
+async def enable_key(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    return await _act(request, me, keys, tenancy, key_id, "enable")
 
 
 @router.get("/keys/{key_id}/revoke")
-async def confirm_revoke(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+async def confirm_revoke(
+    key_id: str, request: Request, keys: KeysDep, me: Me = Depends(signed_in)
+) -> Response:
     me.require("keys:write")
-    key = await runtime_of(request).keys.get(me.principal, key_id)
+    key = await keys.get(me.principal, key_id)
     return render(request, "key_revoke.html", section="keys", key=key)
 
 
 @router.post("/keys/{key_id}/revoke")
-async def revoke_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    return await _act(request, me, key_id, "revoke")
+async def revoke_key(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    return await _act(request, me, keys, tenancy, key_id, "revoke")
 
 
 @router.get("/keys/{key_id}/roll")
-async def confirm_roll(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+async def confirm_roll(
+    key_id: str, request: Request, keys: KeysDep, me: Me = Depends(signed_in)
+) -> Response:
     me.require("keys:write")
-    key = await runtime_of(request).keys.get(me.principal, key_id)
+    key = await keys.get(me.principal, key_id)
     return render(request, "key_roll.html", section="keys", key=key, choices=GRACE_CHOICES)
 
 
 @router.post("/keys/{key_id}/roll")
-async def roll_key(key_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
+async def roll_key(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     me.require("keys:write")
-    runtime = runtime_of(request)
     grace = whole_number(text(await request.form(), "grace", 12), 10**8)
     try:
         if grace is None:
             raise InvalidInput("Choose how long the old key keeps working.")
-        created = await runtime.keys.roll(me.principal, key_id, grace=timedelta(seconds=grace))
+        created = await keys.roll(me.principal, key_id, grace=timedelta(seconds=grace))
     except ApiwardError as exc:
-        return await _list(request, me, flash=Flash.error(exc), status=status_of(exc))
-    old = await runtime.keys.get(me.principal, key_id)
+        return await _list(
+            request, me, keys, tenancy, flash=Flash.error(exc), status=status_of(exc)
+        )
+    old = await keys.get(me.principal, key_id)
     return render(
         request,
         "secret.html",

@@ -23,10 +23,12 @@ from apiward.adapters.dashboard.web import (
     url,
     words,
 )
+from apiward.adapters.http.deps import PortalDep, TenancyDep
 from apiward.adapters.http.errors import status_of
-from apiward.adapters.http.security import runtime_of
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Membership, PageRequest
+from apiward.services.portal import Portal
+from apiward.services.tenancy import Tenancy
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -48,13 +50,14 @@ _ALL = PageRequest(page=1, page_size=100)
 async def _page(
     request: Request,
     me: Me,
+    tenancy: Tenancy,
+    portal: Portal,
     *,
     flash: Flash | None = None,
     status: int = 200,
     values: FormData | None = None,
 ) -> Response:
     me.require("users:read")
-    tenancy = runtime_of(request).tenancy
     principal = me.principal
     users = await tenancy.list_users(principal, paging(request))
     memberships: dict[str, list[Membership]] = {}
@@ -66,7 +69,7 @@ async def _page(
         else []
     )
     roles = await tenancy.list_roles(principal) if me.can("roles:read") else []
-    invitations = await runtime_of(request).portal.invitations(principal)
+    invitations = await portal.invitations(principal)
     return render(
         request,
         "members.html",
@@ -79,26 +82,36 @@ async def _page(
         space_names={s.id: s.name for s in spaces},
         roles=roles,
         invitations=invitations,
-        scopes=await scope_choices(request, me) if me.can("roles:manage") else [],
+        scopes=await scope_choices(tenancy, me) if me.can("roles:manage") else [],
         values=values or FormData(),
         empty=FormData(),
     )
 
 
 @router.get("/members")
-async def members(request: Request, me: Me = Depends(signed_in)) -> Response:
-    return await _page(request, me)
+async def members(
+    request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
+) -> Response:
+    return await _page(request, me, tenancy, portal)
 
 
 async def _act(
-    request: Request, me: Me, scope: str, change: Callable[[FormData], Awaitable[object]], done: str
+    request: Request,
+    me: Me,
+    tenancy: Tenancy,
+    portal: Portal,
+    scope: str,
+    change: Callable[[FormData], Awaitable[object]],
+    done: str,
 ) -> Response:
     me.require(scope)
     form = await request.form()
     try:
         await change(form)
     except ApiwardError as exc:
-        return await _page(request, me, flash=Flash.error(exc), status=status_of(exc), values=form)
+        return await _page(
+            request, me, tenancy, portal, flash=Flash.error(exc), status=status_of(exc), values=form
+        )
     anchor = {"space": "spaces", "role": "roles", "invited": "invitations"}.get(
         done.split("_")[0], "users"
     )
@@ -106,9 +119,9 @@ async def _act(
 
 
 @router.post("/members/users")
-async def create_user(request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def create_user(
+    request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
+) -> Response:
     async def change(form: FormData) -> object:
         return await tenancy.create_user(
             me.principal,
@@ -119,67 +132,83 @@ async def create_user(request: Request, me: Me = Depends(signed_in)) -> Response
             space_id=text(form, "space_id", 64) or None,
         )
 
-    return await _act(request, me, "users:manage", change, "user_created")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "user_created")
 
 
 @router.post("/members/users/{user_id}/roles")
-async def grant(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def grant(
+    user_id: str,
+    request: Request,
+    tenancy: TenancyDep,
+    portal: PortalDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     async def change(form: FormData) -> object:
         return await tenancy.grant(
             me.principal, user_id, text(form, "role", 40), text(form, "space_id", 64) or None
         )
 
-    return await _act(request, me, "users:manage", change, "granted")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "granted")
 
 
 @router.post("/members/users/{user_id}/roles/remove")
-async def remove(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def remove(
+    user_id: str,
+    request: Request,
+    tenancy: TenancyDep,
+    portal: PortalDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     async def change(form: FormData) -> object:
         space_id = text(form, "space_id", 64) or None
         await tenancy.revoke_membership(me.principal, user_id, space_id)
         return None
 
-    return await _act(request, me, "users:manage", change, "removed")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "removed")
 
 
 @router.post("/members/users/{user_id}/disable")
-async def disable_user(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def disable_user(
+    user_id: str,
+    request: Request,
+    tenancy: TenancyDep,
+    portal: PortalDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     async def change(form: FormData) -> object:
         return await tenancy.update_user(me.principal, user_id, name=None, disabled=True)
 
-    return await _act(request, me, "users:manage", change, "user_disabled")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "user_disabled")
 
 
 @router.post("/members/users/{user_id}/enable")
-async def enable_user(user_id: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def enable_user(
+    user_id: str,
+    request: Request,
+    tenancy: TenancyDep,
+    portal: PortalDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     async def change(form: FormData) -> object:
         return await tenancy.update_user(me.principal, user_id, name=None, disabled=False)
 
-    return await _act(request, me, "users:manage", change, "user_enabled")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "user_enabled")
 
 
 @router.post("/members/spaces")
-async def create_space(request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def create_space(
+    request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
+) -> Response:
     async def change(form: FormData) -> object:
         return await tenancy.create_space(me.principal, text(form, "name"))
 
-    return await _act(request, me, "spaces:manage", change, "space_created")
+    return await _act(request, me, tenancy, portal, "spaces:manage", change, "space_created")
 
 
 @router.post("/members/roles")
-async def create_role(request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def create_role(
+    request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
+) -> Response:
     async def change(form: FormData) -> object:
         return await tenancy.create_role(
             me.principal,
@@ -188,38 +217,40 @@ async def create_role(request: Request, me: Me = Depends(signed_in)) -> Response
             text(form, "description", 500),
         )
 
-    return await _act(request, me, "roles:manage", change, "role_created")
+    return await _act(request, me, tenancy, portal, "roles:manage", change, "role_created")
 
 
 @router.post("/members/roles/{name}/delete")
-async def delete_role(name: str, request: Request, me: Me = Depends(signed_in)) -> Response:
-    tenancy = runtime_of(request).tenancy
-
+async def delete_role(
+    name: str, request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
+) -> Response:
     async def change(form: FormData) -> object:
         await tenancy.delete_role(me.principal, name)
         return None
 
-    return await _act(request, me, "roles:manage", change, "role_deleted")
+    return await _act(request, me, tenancy, portal, "roles:manage", change, "role_deleted")
 
 
 @router.post("/members/invitations")
-async def invite(request: Request, me: Me = Depends(signed_in)) -> Response:
-    portal = runtime_of(request).portal
-
+async def invite(
+    request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
+) -> Response:
     async def change(form: FormData) -> object:
         return await portal.invite(me.principal, text(form, "email", 254), text(form, "role", 40))
 
-    return await _act(request, me, "users:manage", change, "invited")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "invited")
 
 
 @router.post("/members/invitations/{invitation_id}/revoke")
 async def revoke_invitation(
-    invitation_id: str, request: Request, me: Me = Depends(signed_in)
+    invitation_id: str,
+    request: Request,
+    tenancy: TenancyDep,
+    portal: PortalDep,
+    me: Me = Depends(signed_in),
 ) -> Response:
-    portal = runtime_of(request).portal
-
     async def change(form: FormData) -> object:
         await portal.revoke_invitation(me.principal, invitation_id)
         return None
 
-    return await _act(request, me, "users:manage", change, "invitation_revoked")
+    return await _act(request, me, tenancy, portal, "users:manage", change, "invitation_revoked")

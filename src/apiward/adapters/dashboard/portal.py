@@ -17,6 +17,7 @@ from apiward.adapters.dashboard.web import (
     DashboardRoute,
     Flash,
     Me,
+    SessionsDep,
     notice,
     public_page,
     render,
@@ -26,10 +27,13 @@ from apiward.adapters.dashboard.web import (
     url,
     visiting,
 )
+from apiward.adapters.http.deps import PortalDep, SettingsDep
 from apiward.adapters.http.errors import status_of
-from apiward.adapters.http.security import request_context, runtime_of
+from apiward.adapters.http.security import request_context
+from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError, InvalidInput, LinkInvalid, PermissionDenied
 from apiward.core.models import LinkPurpose
+from apiward.services.portal import Portal
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -61,8 +65,7 @@ def _link_failed(request: Request, exc: ApiwardError) -> Response:
 
 
 @router.get("/signup")
-async def signup_form(request: Request) -> Response:
-    settings = runtime_of(request).settings
+async def signup_form(request: Request, settings: SettingsDep) -> Response:
     if not settings.signup_enabled:
         return _closed(request)
     return public_page(request, "signup.html", values={}, domains=settings.signup_email_domains)
@@ -81,12 +84,11 @@ def _closed(request: Request) -> Response:
 
 
 @router.post("/signup")
-async def signup(request: Request) -> Response:
-    runtime = runtime_of(request)
+async def signup(request: Request, settings: SettingsDep, portal: PortalDep) -> Response:
     form = await request.form()
     values = {"email": text(form, "email", 254), "name": text(form, "name")}
     try:
-        await runtime.portal.sign_up(
+        await portal.sign_up(
             values["email"], values["name"], text(form, "password", 1024), request_context(request)
         )
     except ApiwardError as exc:
@@ -96,7 +98,7 @@ async def signup(request: Request) -> Response:
             status=status_of(exc),
             flash=Flash.error(exc),
             values=values,
-            domains=runtime.settings.signup_email_domains,
+            domains=settings.signup_email_domains,
         )
     return _check_inbox(request, values["email"])
 
@@ -114,20 +116,20 @@ def _check_inbox(request: Request, email: str) -> Response:
 
 
 @router.get("/confirm")
-async def confirm(request: Request) -> Response:
+async def confirm(request: Request, portal: PortalDep) -> Response:
     try:
-        await runtime_of(request).portal.confirm(_token(request), request_context(request))
+        await portal.confirm(_token(request), request_context(request))
     except ApiwardError as exc:
         return _link_failed(request, exc)
     return see_other(url("/login", done="confirmed"))
 
 
 @router.post("/confirm/resend")
-async def resend(request: Request) -> Response:
+async def resend(request: Request, portal: PortalDep) -> Response:
     form = await request.form()
     email = text(form, "email", 254)
     try:
-        await runtime_of(request).portal.resend_confirmation(email, request_context(request))
+        await portal.resend_confirmation(email, request_context(request))
     except ApiwardError as exc:
         return public_page(
             request,
@@ -157,16 +159,16 @@ async def forgot_form(request: Request) -> Response:
 
 
 @router.post("/forgot")
-async def forgot(request: Request) -> Response:
+async def forgot(request: Request, settings: SettingsDep, portal: PortalDep) -> Response:
     form = await request.form()
     email = text(form, "email", 254)
     try:
-        await runtime_of(request).portal.request_reset(email, request_context(request))
+        await portal.request_reset(email, request_context(request))
     except ApiwardError as exc:
         return public_page(
             request, "forgot.html", status=status_of(exc), flash=Flash.error(exc), email=email
         )
-    minutes = runtime_of(request).settings.reset_link_ttl_seconds // 60
+    minutes = settings.reset_link_ttl_seconds // 60
     return public_page(
         request,
         "message.html",
@@ -178,17 +180,17 @@ async def forgot(request: Request) -> Response:
 
 
 @router.get("/reset")
-async def reset_form(request: Request) -> Response:
+async def reset_form(request: Request, portal: PortalDep) -> Response:
     token = _token(request)
     try:
-        await runtime_of(request).portal.link(token, LinkPurpose.RESET)
+        await portal.link(token, LinkPurpose.RESET)
     except ApiwardError as exc:
         return _link_failed(request, exc)
     return public_page(request, "reset.html", token=token)
 
 
 @router.post("/reset")
-async def reset(request: Request) -> Response:
+async def reset(request: Request, portal: PortalDep) -> Response:
     form = await request.form()
     token = _token(request, form)
     password = text(form, "password", 1024)
@@ -201,7 +203,7 @@ async def reset(request: Request) -> Response:
             token=token,
         )
     try:
-        await runtime_of(request).portal.reset_password(token, password, request_context(request))
+        await portal.reset_password(token, password, request_context(request))
     except LinkInvalid as exc:
         return _link_failed(request, exc)
     except ApiwardError as exc:
@@ -214,24 +216,28 @@ async def reset(request: Request) -> Response:
 # invitations ----------------------------------------------------------------------
 
 
-async def _current(request: Request) -> Me | None:
+async def _current(
+    request: Request, settings: Settings, sessions: Sessions, portal: Portal
+) -> Me | None:
     """The signed-in person on a public page, if any."""
     if not request.cookies.get(COOKIE):
         return None
     try:
-        return await visiting(request)
+        return await visiting(request, settings, sessions, portal)
     except ApiwardError:
         return None
 
 
 @router.get("/invitations/accept")
-async def invitation(request: Request) -> Response:
+async def invitation(
+    request: Request, settings: SettingsDep, sessions: SessionsDep, portal: PortalDep
+) -> Response:
     token = _token(request)
     try:
-        offer = await runtime_of(request).portal.invitation(token)
+        offer = await portal.invitation(token)
     except ApiwardError as exc:
         return _link_failed(request, exc)
-    me = await _current(request)
+    me = await _current(request, settings, sessions, portal)
     return public_page(
         request,
         "accept.html",
@@ -244,14 +250,15 @@ async def invitation(request: Request) -> Response:
 
 
 @router.post("/invitations/accept")
-async def accept(request: Request) -> Response:
-    runtime = runtime_of(request)
+async def accept(
+    request: Request, settings: SettingsDep, sessions: SessionsDep, portal: PortalDep
+) -> Response:
     form = await request.form()
     token = _token(request, form)
-    me = await _current(request)
+    me = await _current(request, settings, sessions, portal)
     context = request_context(request)
     try:
-        account, project = await runtime.portal.accept(
+        account, project = await portal.accept(
             token,
             context,
             account=me.account if me else None,
@@ -261,7 +268,7 @@ async def accept(request: Request) -> Response:
     except LinkInvalid as exc:
         return _link_failed(request, exc)
     except ApiwardError as exc:
-        offer = await runtime.portal.invitation(token)
+        offer = await portal.invitation(token)
         return public_page(
             request,
             "accept.html",
@@ -273,13 +280,12 @@ async def accept(request: Request) -> Response:
             here=url("/invitations/accept", token=token),
             values={"name": text(form, "name")},
         )
-    sessions = Sessions(runtime)
     response = see_other(url("/keys"))
     if me is not None and me.account is not None:
         await sessions.switch(me.visitor, project.org.id)
     else:
         cookie, _ = await sessions.open(account, project, context)
-        set_session_cookie(request, response, cookie)
+        set_session_cookie(request, response, cookie, settings)
     return response
 
 
@@ -287,7 +293,13 @@ async def accept(request: Request) -> Response:
 
 
 def _projects_page(
-    request: Request, me: Me, *, status: int = 200, flash: Flash | None = None, name: str = ""
+    request: Request,
+    me: Me,
+    settings: Settings,
+    *,
+    status: int = 200,
+    flash: Flash | None = None,
+    name: str = "",
 ) -> Response:
     return render(
         request,
@@ -296,44 +308,59 @@ def _projects_page(
         flash=flash or notice(request, NOTICES),
         section="projects",
         name=name,
-        limit=runtime_of(request).settings.projects_per_account,
+        limit=settings.projects_per_account,
     )
 
 
 @router.get("/projects")
-async def projects(request: Request, me: Me = Depends(visiting)) -> Response:
-    return _projects_page(request, me)
+async def projects(request: Request, settings: SettingsDep, me: Me = Depends(visiting)) -> Response:
+    return _projects_page(request, me, settings)
 
 
 @router.post("/projects")
-async def create_project(request: Request, me: Me = Depends(visiting)) -> Response:
-    runtime = runtime_of(request)
+async def create_project(
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    portal: PortalDep,
+    me: Me = Depends(visiting),
+) -> Response:
     form = await request.form()
     name = text(form, "name")
     try:
         if me.account is None:
             raise PermissionDenied("Only a portal account creates projects here; use the CLI.")
-        project = await runtime.portal.create_project(me.account, name, request_context(request))
-        await Sessions(runtime).switch(me.visitor, project.org.id)
+        project = await portal.create_project(me.account, name, request_context(request))
+        await sessions.switch(me.visitor, project.org.id)
     except ApiwardError as exc:
-        return _projects_page(request, me, status=status_of(exc), flash=Flash.error(exc), name=name)
+        return _projects_page(
+            request, me, settings, status=status_of(exc), flash=Flash.error(exc), name=name
+        )
     return see_other(url("/keys", done="project_created"))
 
 
 @router.post("/projects/{org_id}/open")
-async def open_project(org_id: str, request: Request, me: Me = Depends(visiting)) -> Response:
+async def open_project(
+    org_id: str,
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    me: Me = Depends(visiting),
+) -> Response:
     try:
-        await Sessions(runtime_of(request)).switch(me.visitor, org_id)
+        await sessions.switch(me.visitor, org_id)
     except ApiwardError as exc:
-        return _projects_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+        return _projects_page(request, me, settings, status=status_of(exc), flash=Flash.error(exc))
     return see_other(url("/keys"))
 
 
 @router.post("/projects/switch")
-async def switch_project(request: Request, me: Me = Depends(visiting)) -> Response:
+async def switch_project(
+    request: Request, settings: SettingsDep, sessions: SessionsDep, me: Me = Depends(visiting)
+) -> Response:
     """The top bar's switcher: the same as Open, for the project chosen in the form."""
     form = await request.form()
-    return await open_project(text(form, "org_id", 64), request, me)
+    return await open_project(text(form, "org_id", 64), request, settings, sessions, me)
 
 
 def _account_page(
@@ -354,8 +381,13 @@ async def account(request: Request, me: Me = Depends(visiting)) -> Response:
 
 
 @router.post("/account/password")
-async def change_password(request: Request, me: Me = Depends(visiting)) -> Response:
-    runtime = runtime_of(request)
+async def change_password(
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    portal: PortalDep,
+    me: Me = Depends(visiting),
+) -> Response:
     form = await request.form()
     current, new = text(form, "current", 1024), text(form, "password", 1024)
     context = request_context(request)
@@ -363,13 +395,13 @@ async def change_password(request: Request, me: Me = Depends(visiting)) -> Respo
         if new != text(form, "password_again", 1024):
             raise InvalidInput("The two new passwords are not the same.")
         if me.account is not None:
-            await runtime.portal.change_password(me.account, current, new, context)
+            await portal.change_password(me.account, current, new, context)
         else:
-            await runtime.portal.change_user_password(me.signed.user, current, new, context)
+            await portal.change_user_password(me.signed.user, current, new, context)
     except ApiwardError as exc:
         return _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
     # Every session ended with the change; this browser gets a new one.
-    cookie = await Sessions(runtime).renew(me.visitor, context)
+    cookie = await sessions.renew(me.visitor, context)
     response = see_other(url("/account", done="password_changed"))
-    set_session_cookie(request, response, cookie)
+    set_session_cookie(request, response, cookie, settings)
     return response

@@ -12,7 +12,6 @@ from apiward.adapters.dashboard import analytics, audit, clients, keys, members,
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
-    Sessions,
     secure_cookies,
 )
 from apiward.adapters.dashboard.web import (
@@ -20,6 +19,7 @@ from apiward.adapters.dashboard.web import (
     DashboardRoute,
     Flash,
     Me,
+    SessionsDep,
     notice,
     public_page,
     see_other,
@@ -28,8 +28,9 @@ from apiward.adapters.dashboard.web import (
     url,
     visiting,
 )
+from apiward.adapters.http.deps import SettingsDep
 from apiward.adapters.http.errors import status_of
-from apiward.adapters.http.security import request_context, runtime_of
+from apiward.adapters.http.security import request_context
 from apiward.core.errors import ApiwardError, ConfirmFirst
 
 STATIC = Path(__file__).parent / "static"
@@ -81,23 +82,21 @@ def _login_page(
 
 
 @router.get("/login")
-async def login_form(request: Request) -> Response:
-    runtime = runtime_of(request)
+async def login_form(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Response:
     cookie = request.cookies.get(COOKIE)
-    env = runtime.settings.environments[0]
-    if cookie and await Sessions(runtime).resolve(cookie, request_context(request), env):
+    env = settings.environments[0]
+    if cookie and await sessions.resolve(cookie, request_context(request), env):
         return see_other(_next(request.query_params.get("next", "")))
     return _login_page(request)
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
-    runtime = runtime_of(request)
+async def login(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Response:
     form = await request.form()
     email = text(form, "email", 254)
     org_id = text(form, "org_id", 64)
     try:
-        cookie, _ = await Sessions(runtime).sign_in(
+        cookie, _ = await sessions.sign_in(
             email,
             text(form, "password", 1024),
             request_context(request),
@@ -114,17 +113,18 @@ async def login(request: Request) -> Response:
             next=text(form, "next", 2000),
         )
     response = see_other(_next(text(form, "next", 2000)))
-    set_session_cookie(request, response, cookie)
+    set_session_cookie(request, response, cookie, settings)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, me: Me = Depends(visiting)) -> Response:
-    runtime = runtime_of(request)
-    await Sessions(runtime).sign_out(me.visitor, request_context(request))
+async def logout(
+    request: Request, settings: SettingsDep, sessions: SessionsDep, me: Me = Depends(visiting)
+) -> Response:
+    await sessions.sign_out(me.visitor, request_context(request))
     response = see_other(url("/login", done="signed_out"))
     response.delete_cookie(
-        COOKIE, path=COOKIE_PATH, httponly=True, secure=secure_cookies(request, runtime.settings)
+        COOKIE, path=COOKIE_PATH, httponly=True, secure=secure_cookies(request, settings)
     )
     return response
 

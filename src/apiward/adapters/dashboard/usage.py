@@ -14,12 +14,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from apiward.adapters.dashboard.web import DashboardRoute, Me, paging, render, signed_in
-from apiward.adapters.http.security import runtime_of
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.http.deps import ClockDep, KeysDep, LimitsDep, TenancyDep
 from apiward.core.errors import ApiwardError
 from apiward.core.limits import Credits, Policy, refilled
 from apiward.core.models import ApiKey
-from apiward.services.limiting import limit_key
+from apiward.services.limiting import RequestLimits, limit_key
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -40,9 +39,9 @@ class KeyUsage:
     credits: Credits | None
 
 
-async def _remaining(runtime: Runtime, policy: Policy, value: str) -> int | None:
+async def _remaining(limits: RequestLimits, policy: Policy, value: str) -> int | None:
     try:
-        decision = await runtime.limits.limiter.peek(
+        decision = await limits.limiter.peek(
             limit_key(policy, policy.key, value), policy.limit, policy.period, 0
         )
     except ApiwardError:
@@ -51,35 +50,41 @@ async def _remaining(runtime: Runtime, policy: Policy, value: str) -> int | None
 
 
 async def _limits(
-    runtime: Runtime, policies: tuple[Policy, ...], org_id: str, key: ApiKey | None
+    limits: RequestLimits, policies: tuple[Policy, ...], org_id: str, key: ApiKey | None
 ) -> list[Limit]:
     own = {o.name for o in key.rate_limits} if key else set()
     values = {"org": org_id, "credential": key.id if key else None}
     out = []
     for policy in policies:
         value = values.get(policy.key)
-        remaining = await _remaining(runtime, policy, value) if value else None
+        remaining = await _remaining(limits, policy, value) if value else None
         out.append(Limit(policy, policy.name in own, remaining))
     return out
 
 
 @router.get("/usage")
-async def usage(request: Request, me: Me = Depends(signed_in)) -> Response:
+async def usage(
+    request: Request,
+    tenancy: TenancyDep,
+    keys: KeysDep,
+    limits: LimitsDep,
+    clock: ClockDep,
+    me: Me = Depends(signed_in),
+) -> Response:
     me.require("keys:read")
     me.require("org:read")
-    runtime = runtime_of(request)
-    org = await runtime.tenancy.get_org(me.principal.org_id)
-    now = runtime.clock.now()
-    plan = runtime.limits.plan_for(org.rate_tier)
-    page = await runtime.keys.list_keys(
+    org = await tenancy.get_org(me.principal.org_id)
+    now = clock.now()
+    plan = limits.plan_for(org.rate_tier)
+    page = await keys.list_keys(
         me.principal, paging(request), environment=me.env, include_revoked=False
     )
-    keys = [
+    usages = [
         KeyUsage(
             key,
             await _limits(
-                runtime,
-                runtime.limits.plan_for(org.rate_tier, key.rate_limits).policies,
+                limits,
+                limits.plan_for(org.rate_tier, key.rate_limits).policies,
                 org.id,
                 key,
             ),
@@ -92,8 +97,8 @@ async def usage(request: Request, me: Me = Depends(signed_in)) -> Response:
         "usage.html",
         section="usage",
         org=org,
-        plan=await _limits(runtime, plan.policies, org.id, None),
-        keys=keys,
+        plan=await _limits(limits, plan.policies, org.id, None),
+        keys=usages,
         page=page,
         states={k.id: k.state(now).value for k in page.items},
     )

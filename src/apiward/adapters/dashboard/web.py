@@ -16,11 +16,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -37,9 +37,11 @@ from apiward.adapters.dashboard.sessions import (
     new_secret,
     secure_cookies,
 )
+from apiward.adapters.http.deps import PortalDep, SettingsDep, runtime_of
 from apiward.adapters.http.errors import status_of
-from apiward.adapters.http.security import request_context, runtime_of
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.http.security import request_context
+from apiward.adapters.http.state import state_of
+from apiward.adapters.settings import Settings
 from apiward.core.errors import (
     ApiwardError,
     InsufficientScope,
@@ -215,8 +217,8 @@ def render(
     flash: Flash | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    runtime = runtime_of(request)
-    me: Me | None = getattr(request.state, "dashboard_me", None)
+    runtime = runtime_of(request)  # pages are also drawn outside the handlers (error pages)
+    me = state_of(request).dashboard_me
     nav = [
         (section, PREFIX + path, label)
         for section, path, label, scope in NAVIGATION
@@ -249,7 +251,7 @@ def public_page(
     """A page for people not signed in (sign-in, sign-up, password reset...): its forms
     carry the token of the sign-in cookie, set here when the browser has none."""
     settings = runtime_of(request).settings
-    request.state.dashboard_me = None  # drawn as a card, even for someone signed in
+    state_of(request).dashboard_me = None  # drawn as a card, even for someone signed in
     secret = request.cookies.get(SIGN_IN_COOKIE) or new_secret()
     insecure = request.url.scheme == "http" and secure_cookies(request, settings)
     response = render(
@@ -274,9 +276,10 @@ def public_page(
     return response
 
 
-def set_session_cookie(request: Request, response: Response, cookie: str) -> None:
+def set_session_cookie(
+    request: Request, response: Response, cookie: str, settings: Settings
+) -> None:
     """Hand the browser its session cookie, and drop the sign-in form's cookie."""
-    settings = runtime_of(request).settings
     secure = secure_cookies(request, settings)
     response.set_cookie(
         COOKIE,
@@ -348,31 +351,39 @@ class DashboardRoute(APIRoute):
         return route
 
 
-def environment_of(request: Request, runtime: Runtime, form: FormData | None = None) -> str:
+def environment_of(request: Request, settings: Settings, form: FormData | None = None) -> str:
     """The environment a page or action is about: ``env`` of the form or the query."""
-    environments = runtime.settings.environments
+    environments = settings.environments
     wanted = (form.get("env") if form is not None else None) or request.query_params.get("env")
     return wanted if isinstance(wanted, str) and wanted in environments else environments[0]
 
 
-async def visiting(request: Request) -> Me:
+def sessions_of(request: Request) -> Sessions:
+    """The dashboard's sessions, over the app's runtime."""
+    return Sessions(runtime_of(request))
+
+
+SessionsDep = Annotated[Sessions, Depends(sessions_of)]
+
+
+async def visiting(
+    request: Request, settings: SettingsDep, sessions: SessionsDep, portal: PortalDep
+) -> Me:
     """The dependency of the pages of a signed-in person, with a project open or not."""
-    runtime = runtime_of(request)
     form = await request.form() if request.method == "POST" else None
-    env = environment_of(request, runtime, form)
+    env = environment_of(request, settings, form)
     cookie = request.cookies.get(COOKIE)
-    visitor = await Sessions(runtime).resolve(cookie, request_context(request), env)
+    visitor = await sessions.resolve(cookie, request_context(request), env)
     if visitor is None or cookie is None:
         raise SignInRequired()
-    projects = await runtime.portal.projects(visitor.account) if visitor.account else []
-    me = Me(visitor, csrf.token_for(cookie), env, runtime.settings.environments, tuple(projects))
-    request.state.dashboard_me = me
+    projects = await portal.projects(visitor.account) if visitor.account else []
+    me = Me(visitor, csrf.token_for(cookie), env, settings.environments, tuple(projects))
+    state_of(request).dashboard_me = me
     return me
 
 
-async def signed_in(request: Request) -> Me:
+async def signed_in(me: Annotated[Me, Depends(visiting)]) -> Me:
     """The dependency of every page of a project (keys, clients, members...)."""
-    me = await visiting(request)
     me.signed  # noqa: B018 - raises ProjectRequired when no project is open
     return me
 

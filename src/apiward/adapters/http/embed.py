@@ -155,7 +155,7 @@ class ApiwardMiddleware:
         settings = self.apiward.settings
         try:
             request.app.state.runtime = self.apiward.runtime
-            await authenticate(request, scopes=self.scopes)
+            principal = await authenticate(request, scopes=self.scopes)
         except ApiwardError as exc:
             response = errors.render(
                 settings.error_style,
@@ -170,4 +170,5 @@ class ApiwardMiddleware:
             )
             await response(scope, receive, send)
             return
+        request.state.principal = principal  # where the protected app finds it (the README)
         await self.app(scope, receive, send)

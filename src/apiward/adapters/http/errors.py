@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from apiward.adapters.http.state import state_of
 from apiward.adapters.logging import get_logger
 from apiward.core import errors as e
 
@@ -63,7 +64,7 @@ def status_of(exc: e.ApiwardError) -> int:
 
 
 def request_id_of(request: Request) -> str:
-    return str(getattr(request.state, "request_id", "")) or "-"
+    return state_of(request).request_id or "-"
 
 
 def render(
@@ -186,7 +187,7 @@ def oauth_response(request: Request, exc: e.OAuthError) -> Response:
 
 
 def error_response(request: Request, exc: e.ApiwardError) -> Response:
-    request.state.error = exc  # for the request's metrics (adapters/metrics.py)
+    state_of(request).error = exc  # for the request's metrics (adapters/metrics.py)
     if isinstance(exc, e.OAuthError):
         return oauth_response(request, exc)
     extra: dict[str, Any] = {}
@@ -242,8 +243,8 @@ async def _domain(request: Request, exc: Exception) -> Response:
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    principal = getattr(request.state, "principal", None)
-    spent = getattr(principal, "spent", None)
+    principal = state_of(request).principal
+    spent = principal.spent if principal is not None else None
     runtime = getattr(request.app.state, "runtime", None)
     if spent is not None and runtime is not None:  # metered before the input was read
         await runtime.limits.refund(spent)

@@ -11,6 +11,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apiward.adapters.http.errors import render
+from apiward.adapters.http.state import state_of
 from apiward.adapters.logging import get_logger
 from apiward.adapters.metrics import observe_request
 
@@ -59,7 +60,8 @@ class RequestContextMiddleware:
             elif name == self.version_header:
                 requested = value.decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = state_of(scope)
+        state.request_id = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
         status = 500
@@ -75,14 +77,13 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
-                state = scope["state"]
-                limits = state.get("rate_limit_headers")
+                limits = state.rate_limit_headers
                 if limits and not any(k.lower() == b"x-ratelimit-limit" for k, _ in headers):
                     headers.extend((k.lower().encode(), v.encode()) for k, v in limits.items())
                 if self.deprecations:
                     # The version the request was served in: the principal's (header, or
                     # the key's pinned one), else the one the header asked for.
-                    served = state.get("api_version") or requested
+                    served = state.api_version or requested
                     headers.extend(self.deprecations.get(served, ()))
                 message["headers"] = headers
             await send(message)

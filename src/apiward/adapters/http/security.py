@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from apiward.adapters.runtime import Runtime
+from apiward.adapters.http.deps import runtime_of
+from apiward.adapters.http.state import state_of
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
 from apiward.services.auth import require_scopes
@@ -27,11 +28,6 @@ bearer_scheme = HTTPBearer(
     scheme_name="bearer",
     description="An apiward API key (or access token): `Authorization: Bearer <api_key>`.",
 )
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
@@ -81,7 +77,7 @@ def request_context(request: Request, *, route: str | None = None) -> RequestCon
         method=request.method,
         ip=client_ip(request, runtime.trusted_proxies),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
-        request_id=str(getattr(request.state, "request_id", "")) or None,
+        request_id=state_of(request).request_id or None,
         space_id=space.strip()[:64] if space else None,
         api_version=version,
     )
@@ -96,8 +92,8 @@ async def authenticate(
 ) -> Principal:
     """The principal of this request holding ``scopes``, or an ``AuthenticationError`` /
     ``PermissionDenied``; its limits and credits are spent only once it passed both."""
-    cached = getattr(request.state, "principal", None)
-    if isinstance(cached, Principal):
+    cached = state_of(request).principal
+    if cached is not None:
         return require_scopes(cached, scopes)
     return remember(
         request,
@@ -116,9 +112,10 @@ def _with_counted_route(context: RequestContext, counted_route: str | None) -> R
 
 def remember(request: Request, principal: Principal) -> Principal:
     """Keep the principal for the route, and what the response headers need."""
-    request.state.principal = principal
-    request.state.api_version = principal.api_version
-    request.state.rate_limit_headers = principal.rate_limit
+    state = state_of(request)
+    state.principal = principal
+    state.api_version = principal.api_version
+    state.rate_limit_headers = principal.rate_limit
     return principal
 
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from apiward.adapters.http.security import require, runtime_of
+from apiward.adapters.http.deps import AnalyticsDep, ClockDep
+from apiward.adapters.http.security import require
 from apiward.core import analytics
 from apiward.core.analytics import Bucket
 from apiward.core.models import Principal
@@ -46,6 +47,8 @@ def _iso(seconds: int) -> str:
 )
 async def verifications(
     request: Request,
+    clock: ClockDep,
+    counts: AnalyticsDep,
     since: Annotated[str | None, Query(description="ISO time, or 1h, 24h, 7d, 30d.")] = None,
     until: Annotated[str | None, Query(description="ISO time (default: now).")] = None,
     granularity: Annotated[str | None, Query(description="minute, hour or day.")] = None,
@@ -63,20 +66,19 @@ async def verifications(
     minute, hour or day (the last flush interval, `APIWARD_ANALYTICS_FLUSH_SECONDS`, may
     not be in yet). With `limit`, the top groups over the whole span (top consumers with
     `group_by=key`). `Accept: text/csv` answers CSV."""
-    runtime = runtime_of(request)
     q = analytics.query(
         since=since,
         until=until,
         granularity=granularity,
         group_by=group_by,
-        now=runtime.clock.now(),
+        now=clock.now(),
         key_id=key_id,
         client_id=client_id,
         route=route,
         outcome=outcome,
         limit=limit,
     )
-    rows = await runtime.analytics.verifications(principal, q)
+    rows = await counts.verifications(principal, q)
     items = [_item(row, q.group_by) for row in rows]
     if "text/csv" in request.headers.get("accept", ""):
         out = io.StringIO()

@@ -21,11 +21,14 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.security import authenticate, runtime_of
+from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_of
+from apiward.adapters.http.security import authenticate
+from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Principal
 from apiward.core.paths import canonical
 from apiward.core.scopes import parse
+from apiward.services.limiting import RequestLimits
 
 router = APIRouter(tags=["Forward auth"])
 
@@ -63,11 +66,11 @@ ORIGINAL_URI_HEADERS = {
 }
 
 
-def original_path(request: Request) -> str:
+def original_path(request: Request, settings: Settings) -> str:
     """The path the client asked the proxy for, canonical: route rules and limits are on
     it. Read only from the header the declared proxy sets (``APIWARD_FORWARD_AUTH_PROXY``),
     which it overwrites; the other proxies' headers are the client's own."""
-    header = ORIGINAL_URI_HEADERS[runtime_of(request).settings.forward_auth_proxy]
+    header = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy]
     return canonical(request.headers.get(header) or "/")
 
 
@@ -79,14 +82,16 @@ def _required(request: Request, scope: list[str] | None) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-async def decide(request: Request, scope: list[str]) -> Response:
+async def decide(
+    request: Request, scope: list[str], settings: Settings, limits: RequestLimits
+) -> Response:
     """The check's answer, whether the route or ``FastPath`` received the request."""
     nginx = request.headers.get(PROXY_HEADER, "").lower() == "nginx"
     try:
         if len(scope) > MAX_SCOPES:
             raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
-        path = original_path(request)
-        rule = runtime_of(request).limits.default_plan.rule_for(path, request.method)
+        path = original_path(request, settings)
+        rule = limits.default_plan.rule_for(path, request.method)
         principal = await authenticate(
             request, route=path, counted_route=rule, scopes=_required(request, scope)
         )
@@ -101,12 +106,14 @@ async def decide(request: Request, scope: list[str]) -> Response:
 
 async def check(
     request: Request,
+    settings: SettingsDep,
+    limits: LimitsDep,
     scope: list[str] | None = Query(
         None, max_length=MAX_SCOPES, description="Scopes the proxied location needs."
     ),
 ) -> Response:
     """200 with `X-Apiward-*` identity headers, or 401/403/429 with the error body."""
-    return await decide(request, scope or [])
+    return await decide(request, scope or [], settings, limits)
 
 
 class FastPath:
@@ -132,7 +139,8 @@ class FastPath:
         request = Request(scope, receive)
         try:
             wanted = request.query_params.getlist("scope") if scope.get("query_string") else []
-            response = await decide(request, wanted)
+            runtime = runtime_of(request)  # outside the dependency system
+            response = await decide(request, wanted, runtime.settings, runtime.limits)
         except Exception as exc:  # what the app's last-resort handler would answer
             response = await errors.answer(request, exc)
         await response(scope, receive, send)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
+from apiward.adapters.http.deps import ClientsDep, ClockDep, TokensDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import (
     ClientCreate,
@@ -15,15 +16,16 @@ from apiward.adapters.http.schemas import (
     PageOut,
     page_of,
 )
-from apiward.adapters.http.security import require, runtime_of
+from apiward.adapters.http.security import require
+from apiward.core.clock import Clock
 from apiward.core.models import OAuthClient, PageRequest, Principal
 
 router = APIRouter(prefix="/v1/clients", tags=["OAuth clients"])
 Paging = Annotated[PageRequest, Depends(pagination)]
 
 
-def _out(request: Request, client: OAuthClient) -> ClientOut:
-    return ClientOut.of(client, runtime_of(request).clock.now())
+def _out(clock: Clock, client: OAuthClient) -> ClientOut:
+    return ClientOut.of(client, clock.now())
 
 
 @router.post(
@@ -34,10 +36,13 @@ def _out(request: Request, client: OAuthClient) -> ClientOut:
     dependencies=NO_STORE,
 )
 async def create_client(
-    body: ClientCreate, request: Request, principal: Principal = require("clients:write")
+    body: ClientCreate,
+    clients: ClientsDep,
+    clock: ClockDep,
+    principal: Principal = require("clients:write"),
 ) -> ClientCreated:
     """Create a client; `client_secret` is in this answer only."""
-    created = await runtime_of(request).clients.create(
+    created = await clients.create(
         principal,
         name=body.name,
         scopes=body.scopes,
@@ -45,48 +50,52 @@ async def create_client(
         user_id=body.user_id,
         expires_at=body.expires_at,
     )
-    return ClientCreated(**_out(request, created.client).model_dump(), client_secret=created.secret)
+    return ClientCreated(**_out(clock, created.client).model_dump(), client_secret=created.secret)
 
 
 @router.get("", response_model=PageOut[ClientOut], summary="List clients")
 async def list_clients(
-    request: Request,
+    clients: ClientsDep,
+    clock: ClockDep,
     paging: Paging,
     environment: str | None = Query(None, max_length=32),
     principal: Principal = require("clients:read"),
 ) -> dict[str, object]:
-    page = await runtime_of(request).clients.list_clients(
-        principal, paging, environment=environment
-    )
-    return page_of(page, [_out(request, c) for c in page.items])
+    page = await clients.list_clients(principal, paging, environment=environment)
+    return page_of(page, [_out(clock, c) for c in page.items])
 
 
 @router.get("/{client_id}", response_model=ClientOut, summary="Get a client")
 async def get_client(
-    client_id: str, request: Request, principal: Principal = require("clients:read")
+    client_id: str,
+    clients: ClientsDep,
+    clock: ClockDep,
+    principal: Principal = require("clients:read"),
 ) -> ClientOut:
-    return _out(request, await runtime_of(request).clients.get(principal, client_id))
+    return _out(clock, await clients.get(principal, client_id))
 
 
 @router.patch("/{client_id}", response_model=ClientOut, summary="Update a client")
 async def update_client(
     client_id: str,
     body: ClientUpdate,
-    request: Request,
+    clients: ClientsDep,
+    clock: ClockDep,
     principal: Principal = require("clients:write"),
 ) -> ClientOut:
-    client = await runtime_of(request).clients.update(
-        principal, client_id, name=body.name, scopes=body.scopes
-    )
-    return _out(request, client)
+    client = await clients.update(principal, client_id, name=body.name, scopes=body.scopes)
+    return _out(clock, client)
 
 
 @router.post("/{client_id}/revoke", response_model=ClientOut, summary="Revoke a client")
 async def revoke_client(
-    client_id: str, request: Request, principal: Principal = require("clients:write")
+    client_id: str,
+    clients: ClientsDep,
+    tokens: TokensDep,
+    clock: ClockDep,
+    principal: Principal = require("clients:write"),
 ) -> ClientOut:
     """Refuse the client's secret and every access token it holds, at once."""
-    runtime = runtime_of(request)
-    client = await runtime.clients.revoke(principal, client_id)
-    await runtime.tokens.revoke_client_tokens(client)
-    return _out(request, client)
+    client = await clients.revoke(principal, client_id)
+    await tokens.revoke_client_tokens(client)
+    return _out(clock, client)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
+from apiward.adapters.http.deps import ClockDep, KeysDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import (
     KeyCreate,
@@ -18,15 +19,16 @@ from apiward.adapters.http.schemas import (
     overrides,
     page_of,
 )
-from apiward.adapters.http.security import require, runtime_of
+from apiward.adapters.http.security import require
+from apiward.core.clock import Clock
 from apiward.core.models import PageRequest, Principal
 
 router = APIRouter(prefix="/v1/keys", tags=["API keys"])
 Paging = Annotated[PageRequest, Depends(pagination)]
 
 
-def _out(request: Request, key: Any) -> KeyOut:
-    return KeyOut.of(key, runtime_of(request).clock.now())
+def _out(clock: Clock, key: Any) -> KeyOut:
+    return KeyOut.of(key, clock.now())
 
 
 @router.post(
@@ -37,10 +39,10 @@ def _out(request: Request, key: Any) -> KeyOut:
     dependencies=NO_STORE,
 )
 async def create_key(
-    body: KeyCreate, request: Request, principal: Principal = require("keys:write")
+    body: KeyCreate, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
 ) -> KeyCreated:
     """Create a key. The plaintext is in `key` of this answer and never shown again."""
-    created = await runtime_of(request).keys.create(
+    created = await keys.create(
         principal,
         name=body.name,
         scopes=body.scopes,
@@ -53,42 +55,47 @@ async def create_key(
         rate_limits=overrides(body.rate_limits),
         credits=body.credits.credits() if body.credits else None,
     )
-    return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)
+    return KeyCreated(**_out(clock, created.key).model_dump(), key=created.plaintext)
 
 
 @router.get("", response_model=PageOut[KeyOut], summary="List API keys")
 async def list_keys(
-    request: Request,
+    keys: KeysDep,
+    clock: ClockDep,
     paging: Paging,
     environment: str | None = Query(None, max_length=32),
     user_id: str | None = Query(None, max_length=64),
     include_revoked: bool = True,
     principal: Principal = require("keys:read"),
 ) -> dict[str, object]:
-    page = await runtime_of(request).keys.list_keys(
+    page = await keys.list_keys(
         principal,
         paging,
         environment=environment,
         user_id=user_id,
         include_revoked=include_revoked,
     )
-    return page_of(page, [_out(request, k) for k in page.items])
+    return page_of(page, [_out(clock, k) for k in page.items])
 
 
 @router.get("/{key_id}", response_model=KeyOut, summary="Get an API key")
 async def get_key(
-    key_id: str, request: Request, principal: Principal = require("keys:read")
+    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:read")
 ) -> KeyOut:
-    return _out(request, await runtime_of(request).keys.get(principal, key_id))
+    return _out(clock, await keys.get(principal, key_id))
 
 
 @router.patch("/{key_id}", response_model=KeyOut, summary="Update an API key")
 async def update_key(
-    key_id: str, body: KeyUpdate, request: Request, principal: Principal = require("keys:write")
+    key_id: str,
+    body: KeyUpdate,
+    keys: KeysDep,
+    clock: ClockDep,
+    principal: Principal = require("keys:write"),
 ) -> KeyOut:
     """Change name, scopes, allow-lists, expiry or pinned API version; send
     `expires_at: null` or `api_version: null` to remove them."""
-    key = await runtime_of(request).keys.update(
+    key = await keys.update(
         principal,
         key_id,
         name=body.name,
@@ -103,30 +110,30 @@ async def update_key(
         credits=body.credits.credits() if body.credits else None,
         clear_credits="credits" in body.model_fields_set and body.credits is None,
     )
-    return _out(request, key)
+    return _out(clock, key)
 
 
 @router.post("/{key_id}/disable", response_model=KeyOut, summary="Disable an API key")
 async def disable_key(
-    key_id: str, request: Request, principal: Principal = require("keys:write")
+    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
 ) -> KeyOut:
     """Refuse the key at once until it is enabled again."""
-    return _out(request, await runtime_of(request).keys.disable(principal, key_id))
+    return _out(clock, await keys.disable(principal, key_id))
 
 
 @router.post("/{key_id}/enable", response_model=KeyOut, summary="Enable an API key")
 async def enable_key(
-    key_id: str, request: Request, principal: Principal = require("keys:write")
+    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
 ) -> KeyOut:
-    return _out(request, await runtime_of(request).keys.enable(principal, key_id))
+    return _out(clock, await keys.enable(principal, key_id))
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut, summary="Revoke an API key")
 async def revoke_key(
-    key_id: str, request: Request, principal: Principal = require("keys:write")
+    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
 ) -> KeyOut:
     """Refuse the key at once and for ever."""
-    return _out(request, await runtime_of(request).keys.revoke(principal, key_id))
+    return _out(clock, await keys.revoke(principal, key_id))
 
 
 @router.post(
@@ -138,11 +145,12 @@ async def revoke_key(
 )
 async def roll_key(
     key_id: str,
-    request: Request,
+    keys: KeysDep,
+    clock: ClockDep,
     body: KeyRoll | None = None,
     principal: Principal = require("keys:write"),
 ) -> KeyCreated:
     """Issue a new key with the same settings; the old one works for `grace_seconds`."""
     grace = timedelta(seconds=body.grace_seconds if body else 0)
-    created = await runtime_of(request).keys.roll(principal, key_id, grace=grace)
-    return KeyCreated(**_out(request, created.key).model_dump(), key=created.plaintext)
+    created = await keys.roll(principal, key_id, grace=grace)
+    return KeyCreated(**_out(clock, created.key).model_dump(), key=created.plaintext)

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from apiward.adapters.http.security import request_context, runtime_of
+from apiward.adapters.http.deps import LeaksDep
+from apiward.adapters.http.security import request_context
 from apiward.services.leaks import GITHUB_REPORTER, parse_reports
 
 router = APIRouter(tags=["Leaked credentials"])
@@ -63,19 +64,18 @@ class LeakLabel(BaseModel):
         },
     },
 )
-async def github_leak_report(request: Request) -> JSONResponse:
+async def github_leak_report(request: Request, leaks: LeaksDep) -> JSONResponse:
     """Verify the signature, check each token's format and checksum offline, revoke the
     live credentials among them (with a `key.leaked` audit event and webhook), and
     label each token `true_positive` or `false_positive`. A wrong or unknown signature
     is a 401 and changes nothing."""
-    runtime = runtime_of(request)
     body = await request.body()
-    runtime.leaks.verify(
+    leaks.verify(
         request.headers.get("github-public-key-identifier"),
         request.headers.get("github-public-key-signature"),
         body,
     )
-    verdicts = await runtime.leaks.report(
+    verdicts = await leaks.report(
         parse_reports(body), request_context(request), reporter=GITHUB_REPORTER
     )
     answer = [

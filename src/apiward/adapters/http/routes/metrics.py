@@ -7,16 +7,15 @@ import hmac
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from apiward.adapters.http.security import runtime_of
+from apiward.adapters.http.deps import MetricsDep, SettingsDep
 from apiward.core.errors import AuthenticationError
 
 router = APIRouter()
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    runtime = runtime_of(request)
-    token = runtime.settings.metrics_token
+async def metrics(request: Request, settings: SettingsDep, registry: MetricsDep) -> Response:
+    token = settings.metrics_token
     if token is not None:
         presented = request.headers.get("authorization", "").encode()
         expected = f"Bearer {token.get_secret_value()}".encode()
@@ -24,4 +23,4 @@ async def metrics(request: Request) -> Response:
             raise AuthenticationError(
                 "GET /metrics needs Authorization: Bearer <APIWARD_METRICS_TOKEN>."
             )
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

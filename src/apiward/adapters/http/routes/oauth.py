@@ -11,7 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.security import authenticate, request_context, runtime_of
+from apiward.adapters.http.deps import KeyringDep, SettingsDep, TokensDep
+from apiward.adapters.http.security import authenticate, request_context
+from apiward.adapters.http.state import state_of
 from apiward.core import jsontext
 from apiward.core.errors import (
     InsufficientScope,
@@ -22,7 +24,7 @@ from apiward.core.errors import (
     UnsupportedGrantType,
 )
 from apiward.core.models import OAuthClient
-from apiward.services.tokens import EXCHANGE_SCOPE
+from apiward.services.tokens import EXCHANGE_SCOPE, Tokens
 
 router = APIRouter(tags=["OAuth 2.0"])
 
@@ -137,13 +139,15 @@ def _client(params: dict[str, str], request: Request) -> tuple[str, str, bool]:
     return client_id, secret, False
 
 
-async def _optional_client(params: dict[str, str], request: Request) -> OAuthClient | None:
+async def _optional_client(
+    params: dict[str, str], request: Request, tokens: Tokens
+) -> OAuthClient | None:
     """The client authenticating this request (HTTP Basic, or ``client_id`` and
     ``client_secret`` in the body: RFC 6749 section 2.3.1), if it sent credentials."""
     if _basic(request) is None and "client_secret" not in params:
         return None
     client_id, secret, basic = _client(params, request)
-    return await runtime_of(request).tokens.authenticate_client(client_id, secret, basic=basic)
+    return await tokens.authenticate_client(client_id, secret, basic=basic)
 
 
 def _answer(body: dict[str, Any]) -> JSONResponse:
@@ -163,17 +167,15 @@ def _answer(body: dict[str, Any]) -> JSONResponse:
         }
     },
 )
-async def token(request: Request) -> JSONResponse:
+async def token(request: Request, tokens: TokensDep) -> JSONResponse:
     """The OAuth 2.0 token endpoint: password, refresh_token, client_credentials and
     RFC 8693 token exchange. `{"username", "password"}` alone is a password grant."""
     params = await _params(request)
-    runtime = runtime_of(request)
     context = request_context(request)
     grant = params.get("grant_type")
     if grant is None and "username" in params and "password" in params:
         grant = GRANT_PASSWORD
-    request.state.grant_type = grant or "none"  # for metrics
-    tokens = runtime.tokens
+    state_of(request).grant_type = grant or "none"  # for metrics
     scope = params.get("scope")
     if grant == GRANT_PASSWORD:
         answer = await tokens.password_grant(
@@ -211,12 +213,12 @@ async def token(request: Request) -> JSONResponse:
 
 
 @router.post("/v1/auth/refresh", response_model=TokenResponse, summary="Refresh a token pair")
-async def refresh(request: Request) -> JSONResponse:
+async def refresh(request: Request, tokens: TokensDep) -> JSONResponse:
     """`{"refresh_token"}` → a fresh pair; the old refresh token stops working."""
     params = await _params(request)
-    request.state.grant_type = GRANT_REFRESH  # for metrics
+    state_of(request).grant_type = GRANT_REFRESH  # for metrics
     try:
-        answer = await runtime_of(request).tokens.refresh(
+        answer = await tokens.refresh(
             params.get("refresh_token", ""),
             scope=params.get("scope"),
             context=request_context(request),
@@ -227,15 +229,15 @@ async def refresh(request: Request) -> JSONResponse:
 
 
 @router.post("/v1/auth/revoke", summary="Revoke a token (RFC 7009)")
-async def revoke(request: Request) -> JSONResponse:
+async def revoke(request: Request, tokens: TokensDep) -> JSONResponse:
     """Revoke an access token (by its id) or a refresh token (with its whole session).
     Unknown tokens are answered 200 as RFC 7009 section 2.2 asks."""
     params = await _params(request)
-    client = await _optional_client(params, request)
+    client = await _optional_client(params, request, tokens)
     token_value = params.get("token")
     if not token_value:
         raise InvalidRequest("Send the token to revoke.")
-    await runtime_of(request).tokens.revoke(
+    await tokens.revoke(
         token_value,
         params.get("token_type_hint"),
         request_context(request),
@@ -245,14 +247,13 @@ async def revoke(request: Request) -> JSONResponse:
 
 
 @router.post("/v1/auth/introspect", summary="Introspect a token (RFC 7662)")
-async def introspect(request: Request) -> JSONResponse:
+async def introspect(request: Request, tokens: TokensDep) -> JSONResponse:
     """What a token is. The caller authenticates with a bearer credential holding
     `tokens:introspect`, or as an OAuth client with HTTP Basic; only tokens of the
     caller's own organisation and environment are ever reported active."""
     params = await _params(request)
     token_value = params.get("token")
-    runtime = runtime_of(request)
-    client = await _optional_client(params, request)
+    client = await _optional_client(params, request, tokens)
     if client is not None:
         org_id, environment = client.org_id, client.environment
     else:
@@ -262,23 +263,20 @@ async def introspect(request: Request) -> JSONResponse:
         org_id, environment = principal.org_id, principal.environment
     if not token_value:
         raise InvalidRequest("Send the token to introspect.")
-    return _answer(await runtime.tokens.introspect(org_id, environment, token_value))
+    return _answer(await tokens.introspect(org_id, environment, token_value))
 
 
 @router.get("/.well-known/jwks.json", summary="Public signing keys (RFC 7517)")
-async def jwks(request: Request) -> JSONResponse:
-    return JSONResponse(
-        runtime_of(request).keyring.jwks(), headers={"Cache-Control": "public, max-age=300"}
-    )
+async def jwks(keyring: KeyringDep) -> JSONResponse:
+    return JSONResponse(keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
 @router.get(
     "/.well-known/oauth-authorization-server", summary="Authorization server metadata (RFC 8414)"
 )
-async def metadata(request: Request) -> JSONResponse:
+async def metadata(settings: SettingsDep) -> JSONResponse:
     """Built from ``APIWARD_PUBLIC_URL``, never from the request's ``Host`` (a poisoned
     cache would otherwise hand out someone else's endpoints); cacheable for an hour."""
-    settings = runtime_of(request).settings
     base = settings.base_url
     return JSONResponse(_metadata(settings, base), headers=METADATA_CACHE)
 

@@ -7,21 +7,27 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from apiward.adapters.geo import Countries
+from apiward.adapters.http.deps import CountriesDep, RuntimeDep, SettingsDep, TrustedProxiesDep
 from apiward.adapters.http.security import (
     authenticate,
     request_context,
-    runtime_of,
     via_trusted_proxy,
 )
 from apiward.core.errors import ApiwardError
+from apiward.core.models import IPNetwork
 
 router = APIRouter()
 
 
 @router.get("/", tags=["Meta"], summary="Who am I? (works with and without a credential)")
-async def root(request: Request) -> dict[str, Any]:
+async def root(
+    request: Request,
+    settings: SettingsDep,
+    countries: CountriesDep,
+    trusted_proxies: TrustedProxiesDep,
+) -> dict[str, Any]:
     """Echo whether the request is authenticated, its environment, API version and origin."""
-    settings = runtime_of(request).settings
     principal = None
     if request.headers.get("authorization"):
         try:
@@ -44,16 +50,17 @@ async def root(request: Request) -> dict[str, Any]:
             "deprecated": version.deprecated,
             "apiSchemas": {"openApi": version.openapi_url or str(request.url_for("openapi"))},
         },
-        "requestOrigin": _origin(request),
+        "requestOrigin": _origin(request, countries, trusted_proxies),
     }
 
 
-def _origin(request: Request) -> dict[str, str | None]:
-    runtime = runtime_of(request)
+def _origin(
+    request: Request, countries: Countries, trusted_proxies: tuple[IPNetwork, ...]
+) -> dict[str, str | None]:
     ip = request_context(request).ip
-    trusted = via_trusted_proxy(request, runtime.trusted_proxies)
+    trusted = via_trusted_proxy(request, trusted_proxies)
     return {
-        "country": runtime.countries.of(ip, request.headers, via_trusted_proxy=trusted),
+        "country": countries.of(ip, request.headers, via_trusted_proxy=trusted),
         "ipAddress": ip,
     }
 
@@ -64,10 +71,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["Meta"], summary="Readiness: the database (and Redis) answer")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """503 while the database, or a configured Redis, cannot be reached. With Redis down
     and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded)."""
-    runtime = runtime_of(request)
     checks: dict[str, str] = {}
     try:
         await runtime.store.ping()

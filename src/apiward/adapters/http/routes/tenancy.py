@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
+from apiward.adapters.http.deps import AuditDep, LimitsDep, PortalDep, TenancyDep
 from apiward.adapters.http.routes.common import pagination
 from apiward.adapters.http.schemas import (
     AuditEventOut,
@@ -31,8 +32,9 @@ from apiward.adapters.http.schemas import (
     UserUpdate,
     page_of,
 )
-from apiward.adapters.http.security import require, runtime_of
+from apiward.adapters.http.security import require
 from apiward.core.models import AuditFilter, Organisation, PageRequest, Principal
+from apiward.services.limiting import RequestLimits
 
 router = APIRouter()
 Paging = Annotated[PageRequest, Depends(pagination)]
@@ -40,8 +42,8 @@ Paging = Annotated[PageRequest, Depends(pagination)]
 # the organisation -----------------------------------------------------------------
 
 
-async def _org_out(request: Request, org: Organisation) -> OrgOut:
-    plan = runtime_of(request).limits.plan_for(org.rate_tier)
+async def _org_out(request_limits: RequestLimits, org: Organisation) -> OrgOut:
+    plan = request_limits.plan_for(org.rate_tier)
     limits = [
         {"name": p.name, "limit": p.limit, "period_seconds": p.period, "key": p.key}
         for p in plan.policies
@@ -56,23 +58,28 @@ async def _org_out(request: Request, org: Organisation) -> OrgOut:
 
 
 @router.get("/v1/org", response_model=OrgOut, tags=["Organisation"])
-async def get_org(request: Request, principal: Principal = require("org:read")) -> OrgOut:
+async def get_org(
+    tenancy: TenancyDep, limits: LimitsDep, principal: Principal = require("org:read")
+) -> OrgOut:
     """The caller's organisation and the rate limits of its plan."""
-    return await _org_out(request, await runtime_of(request).tenancy.get_org(principal.org_id))
+    return await _org_out(limits, await tenancy.get_org(principal.org_id))
 
 
 @router.patch("/v1/org", response_model=OrgOut, tags=["Organisation"])
 async def update_org(
-    body: OrgUpdate, request: Request, principal: Principal = require("org:manage")
+    body: OrgUpdate,
+    tenancy: TenancyDep,
+    limits: LimitsDep,
+    principal: Principal = require("org:manage"),
 ) -> OrgOut:
     """Rename the organisation, or move it to a rate-limit tier (`null`: the default)."""
-    org = await runtime_of(request).tenancy.update_org(
+    org = await tenancy.update_org(
         principal,
         name=body.name,
         rate_tier=body.rate_tier,
         clear_tier="rate_tier" in body.model_fields_set and body.rate_tier is None,
     )
-    return await _org_out(request, org)
+    return await _org_out(limits, org)
 
 
 # spaces -------------------------------------------------------------------------
@@ -80,42 +87,38 @@ async def update_org(
 
 @router.get("/v1/spaces", response_model=PageOut[SpaceOut], tags=["Spaces"])
 async def list_spaces(
-    request: Request,
+    tenancy: TenancyDep,
     paging: Paging,
     include_archived: bool = False,
     principal: Principal = require("spaces:read"),
 ) -> dict[str, object]:
-    page = await runtime_of(request).tenancy.list_spaces(
-        principal, paging, include_archived=include_archived
-    )
+    page = await tenancy.list_spaces(principal, paging, include_archived=include_archived)
     return page_of(page, [SpaceOut.of(s) for s in page.items])
 
 
 @router.post("/v1/spaces", status_code=201, response_model=SpaceOut, tags=["Spaces"])
 async def create_space(
-    body: SpaceCreate, request: Request, principal: Principal = require("spaces:manage")
+    body: SpaceCreate, tenancy: TenancyDep, principal: Principal = require("spaces:manage")
 ) -> SpaceOut:
-    return SpaceOut.of(await runtime_of(request).tenancy.create_space(principal, body.name))
+    return SpaceOut.of(await tenancy.create_space(principal, body.name))
 
 
 @router.get("/v1/spaces/{space_id}", response_model=SpaceOut, tags=["Spaces"])
 async def get_space(
-    space_id: str, request: Request, principal: Principal = require("spaces:read")
+    space_id: str, tenancy: TenancyDep, principal: Principal = require("spaces:read")
 ) -> SpaceOut:
-    return SpaceOut.of(await runtime_of(request).tenancy.get_space(principal, space_id))
+    return SpaceOut.of(await tenancy.get_space(principal, space_id))
 
 
 @router.patch("/v1/spaces/{space_id}", response_model=SpaceOut, tags=["Spaces"])
 async def update_space(
     space_id: str,
     body: SpaceUpdate,
-    request: Request,
+    tenancy: TenancyDep,
     principal: Principal = require("spaces:manage"),
 ) -> SpaceOut:
     """Rename a space, or archive it (`archived: true`) and bring it back."""
-    space = await runtime_of(request).tenancy.update_space(
-        principal, space_id, name=body.name, archived=body.archived
-    )
+    space = await tenancy.update_space(principal, space_id, name=body.name, archived=body.archived)
     return SpaceOut.of(space)
 
 
@@ -124,17 +127,17 @@ async def update_space(
 
 @router.get("/v1/users", response_model=PageOut[UserOut], tags=["Users"])
 async def list_users(
-    request: Request, paging: Paging, principal: Principal = require("users:read")
+    tenancy: TenancyDep, paging: Paging, principal: Principal = require("users:read")
 ) -> dict[str, object]:
-    page = await runtime_of(request).tenancy.list_users(principal, paging)
+    page = await tenancy.list_users(principal, paging)
     return page_of(page, [UserOut.of(u) for u in page.items])
 
 
 @router.post("/v1/users", status_code=201, response_model=UserOut, tags=["Users"])
 async def create_user(
-    body: UserCreate, request: Request, principal: Principal = require("users:manage")
+    body: UserCreate, tenancy: TenancyDep, principal: Principal = require("users:manage")
 ) -> UserOut:
-    user = await runtime_of(request).tenancy.create_user(
+    user = await tenancy.create_user(
         principal,
         body.email,
         name=body.name,
@@ -147,11 +150,10 @@ async def create_user(
 
 @router.get("/v1/projects", response_model=list[ProjectOut], tags=["Projects"])
 async def list_projects(
-    request: Request, principal: Principal = require("projects:read")
+    portal: PortalDep, principal: Principal = require("projects:read")
 ) -> list[ProjectOut]:
     """The projects of the caller's portal account (its acting user's), with its role in
     each."""
-    portal = runtime_of(request).portal
     projects = await portal.projects(await portal.account_of(principal))
     return [
         ProjectOut(id=p.org.id, name=p.org.name, role=p.role, created_at=p.org.created_at)
@@ -161,11 +163,10 @@ async def list_projects(
 
 @router.post("/v1/projects", status_code=201, response_model=ProjectOut, tags=["Projects"])
 async def create_project(
-    body: ProjectCreate, request: Request, principal: Principal = require("projects:manage")
+    body: ProjectCreate, portal: PortalDep, principal: Principal = require("projects:manage")
 ) -> ProjectOut:
     """Create a project (an organisation with its environments) owned by the caller's
     portal account. Its keys are created in the new project, by its owner."""
-    portal = runtime_of(request).portal
     account = await portal.account_of(principal)
     project = await portal.create_project(account, body.name, principal.context)
     org = project.org
@@ -174,59 +175,57 @@ async def create_project(
 
 @router.get("/v1/invitations", response_model=list[InvitationOut], tags=["Users"])
 async def list_invitations(
-    request: Request, principal: Principal = require("users:read")
+    portal: PortalDep, principal: Principal = require("users:read")
 ) -> list[InvitationOut]:
     """Invitations not yet accepted, revoked or expired, newest first."""
-    links = await runtime_of(request).portal.invitations(principal)
+    links = await portal.invitations(principal)
     return [InvitationOut.of(link) for link in links]
 
 
 @router.post("/v1/invitations", status_code=201, response_model=InvitationOut, tags=["Users"])
 async def create_invitation(
-    body: InvitationCreate, request: Request, principal: Principal = require("users:manage")
+    body: InvitationCreate, portal: PortalDep, principal: Principal = require("users:manage")
 ) -> InvitationOut:
     """Email an invitation to join the organisation with a role. The link in the email
     works once, until it expires; it is never returned here. A new invitation to the
     same address replaces the earlier one."""
-    link = await runtime_of(request).portal.invite(principal, body.email, body.role)
+    link = await portal.invite(principal, body.email, body.role)
     return InvitationOut.of(link)
 
 
 @router.delete("/v1/invitations/{invitation_id}", status_code=204, tags=["Users"])
 async def revoke_invitation(
-    invitation_id: str, request: Request, principal: Principal = require("users:manage")
+    invitation_id: str, portal: PortalDep, principal: Principal = require("users:manage")
 ) -> Response:
     """Revoke an invitation: its link stops working."""
-    await runtime_of(request).portal.revoke_invitation(principal, invitation_id)
+    await portal.revoke_invitation(principal, invitation_id)
     return Response(status_code=204)
 
 
 @router.get("/v1/users/{user_id}", response_model=UserOut, tags=["Users"])
 async def get_user(
-    user_id: str, request: Request, principal: Principal = require("users:read")
+    user_id: str, tenancy: TenancyDep, principal: Principal = require("users:read")
 ) -> UserOut:
-    return UserOut.of(await runtime_of(request).tenancy.get_user(principal, user_id))
+    return UserOut.of(await tenancy.get_user(principal, user_id))
 
 
 @router.patch("/v1/users/{user_id}", response_model=UserOut, tags=["Users"])
 async def update_user(
     user_id: str,
     body: UserUpdate,
-    request: Request,
+    tenancy: TenancyDep,
     principal: Principal = require("users:manage"),
 ) -> UserOut:
     """Rename a user, or disable (`disabled: true`) and re-enable them."""
-    user = await runtime_of(request).tenancy.update_user(
-        principal, user_id, name=body.name, disabled=body.disabled
-    )
+    user = await tenancy.update_user(principal, user_id, name=body.name, disabled=body.disabled)
     return UserOut.of(user)
 
 
 @router.get("/v1/users/{user_id}/memberships", response_model=list[MembershipOut], tags=["Users"])
 async def list_memberships(
-    user_id: str, request: Request, principal: Principal = require("users:read")
+    user_id: str, tenancy: TenancyDep, principal: Principal = require("users:read")
 ) -> list[MembershipOut]:
-    items = await runtime_of(request).tenancy.memberships(principal, user_id)
+    items = await tenancy.memberships(principal, user_id)
     return [MembershipOut.of(m) for m in items]
 
 
@@ -234,24 +233,22 @@ async def list_memberships(
 async def put_membership(
     user_id: str,
     body: MembershipPut,
-    request: Request,
+    tenancy: TenancyDep,
     principal: Principal = require("users:manage"),
 ) -> MembershipOut:
     """Give the user a role in one space, or in every space when `space_id` is omitted."""
-    membership = await runtime_of(request).tenancy.grant(
-        principal, user_id, body.role, body.space_id
-    )
+    membership = await tenancy.grant(principal, user_id, body.role, body.space_id)
     return MembershipOut.of(membership)
 
 
 @router.delete("/v1/users/{user_id}/memberships", status_code=204, tags=["Users"])
 async def delete_membership(
     user_id: str,
-    request: Request,
+    tenancy: TenancyDep,
     space_id: str | None = Query(None, max_length=64, description="Omit for the org-wide role."),
     principal: Principal = require("users:manage"),
 ) -> Response:
-    await runtime_of(request).tenancy.revoke_membership(principal, user_id, space_id)
+    await tenancy.revoke_membership(principal, user_id, space_id)
     return Response(status_code=204)
 
 
@@ -260,9 +257,9 @@ async def delete_membership(
 
 @router.get("/v1/roles", response_model=PageOut[RoleOut], tags=["Roles"])
 async def list_roles(
-    request: Request, paging: Paging, principal: Principal = require("roles:read")
+    tenancy: TenancyDep, paging: Paging, principal: Principal = require("roles:read")
 ) -> dict[str, object]:
-    roles = await runtime_of(request).tenancy.list_roles(principal)
+    roles = await tenancy.list_roles(principal)
     items = roles[paging.offset : paging.offset + paging.page_size]
     return {
         "items": [RoleOut.of(r) for r in items],
@@ -274,26 +271,24 @@ async def list_roles(
 
 @router.post("/v1/roles", status_code=201, response_model=RoleOut, tags=["Roles"])
 async def create_role(
-    body: RoleCreate, request: Request, principal: Principal = require("roles:manage")
+    body: RoleCreate, tenancy: TenancyDep, principal: Principal = require("roles:manage")
 ) -> RoleOut:
-    role = await runtime_of(request).tenancy.create_role(
-        principal, body.name, body.scopes, body.description
-    )
+    role = await tenancy.create_role(principal, body.name, body.scopes, body.description)
     return RoleOut.of(role)
 
 
 @router.get("/v1/roles/{name}", response_model=RoleOut, tags=["Roles"])
 async def get_role(
-    name: str, request: Request, principal: Principal = require("roles:read")
+    name: str, tenancy: TenancyDep, principal: Principal = require("roles:read")
 ) -> RoleOut:
-    return RoleOut.of(await runtime_of(request).tenancy.get_role(principal, name))
+    return RoleOut.of(await tenancy.get_role(principal, name))
 
 
 @router.patch("/v1/roles/{name}", response_model=RoleOut, tags=["Roles"])
 async def update_role(
-    name: str, body: RoleUpdate, request: Request, principal: Principal = require("roles:manage")
+    name: str, body: RoleUpdate, tenancy: TenancyDep, principal: Principal = require("roles:manage")
 ) -> RoleOut:
-    role = await runtime_of(request).tenancy.update_role(
+    role = await tenancy.update_role(
         principal, name, scopes=body.scopes, description=body.description
     )
     return RoleOut.of(role)
@@ -301,9 +296,9 @@ async def update_role(
 
 @router.delete("/v1/roles/{name}", status_code=204, tags=["Roles"])
 async def delete_role(
-    name: str, request: Request, principal: Principal = require("roles:manage")
+    name: str, tenancy: TenancyDep, principal: Principal = require("roles:manage")
 ) -> Response:
-    await runtime_of(request).tenancy.delete_role(principal, name)
+    await tenancy.delete_role(principal, name)
     return Response(status_code=204)
 
 
@@ -312,7 +307,7 @@ async def delete_role(
 
 @router.get("/v1/audit-events", response_model=PageOut[AuditEventOut], tags=["Audit"])
 async def list_audit_events(
-    request: Request,
+    audit: AuditDep,
     paging: Paging,
     type: str | None = Query(None, max_length=64, description="e.g. key.revoked"),
     actor_user_id: str | None = Query(None, max_length=64),
@@ -332,5 +327,5 @@ async def list_audit_events(
         until=until,
         credential_id=credential_id,
     )
-    page = await runtime_of(request).audit.list(principal, flt, paging)
+    page = await audit.list(principal, flt, paging)
     return page_of(page, [AuditEventOut.of(e) for e in page.items])

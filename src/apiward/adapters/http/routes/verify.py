@@ -6,12 +6,16 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request
 
+from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep
 from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
-from apiward.adapters.http.security import request_context, require, runtime_of
+from apiward.adapters.http.security import request_context, require
+from apiward.adapters.http.state import state_of
 from apiward.core import errors as e
 from apiward.core.analytics import outcome_of
 from apiward.core.models import Principal
-from apiward.services.auth import require_scopes
+from apiward.services.analytics import Verifications
+from apiward.services.auth import Authenticator, require_scopes
+from apiward.services.limiting import RequestLimits
 
 router = APIRouter(tags=["API keys"])
 
@@ -23,17 +27,28 @@ def code_of(exc: e.ApiwardError) -> str:
 
 @router.post("/v1/keys/verify", response_model=VerifyOut, summary="Verify an API key")
 async def verify_key(
-    body: VerifyRequest, request: Request, caller: Principal = require("keys:verify")
+    body: VerifyRequest,
+    request: Request,
+    auth: AuthDep,
+    limits: LimitsDep,
+    counted: VerificationsDep,
+    caller: Principal = require("keys:verify"),
 ) -> VerifyOut:
     """Always 200: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`."""
-    answer = await _verify(body, request, caller)
-    request.state.verify_code = answer.code  # for metrics
+    answer = await _verify(body, request, caller, auth, limits, counted)
+    state_of(request).verify_code = answer.code  # for metrics
     return answer
 
 
-async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> VerifyOut:
-    runtime = runtime_of(request)
+async def _verify(
+    body: VerifyRequest,
+    request: Request,
+    caller: Principal,
+    auth: Authenticator,
+    request_limits: RequestLimits,
+    counted: Verifications,
+) -> VerifyOut:
     context = replace(
         request_context(request),
         ip=body.ip,
@@ -42,12 +57,11 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
         method=body.method,
     )
     not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
-    counted = runtime.verifications
     # Counted under the route rule the asked route falls under (a bounded name).
-    rule = runtime.limits.default_plan.rule_for(body.route, body.method) if body.route else None
+    rule = request_limits.default_plan.rule_for(body.route, body.method) if body.route else None
     where = {"route": rule or "/v1/keys/verify"}
     try:
-        entry = await runtime.auth.verified(body.key)
+        entry = await auth.verified(body.key)
     except e.ApiwardError:
         counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
         return not_found
@@ -58,9 +72,9 @@ async def _verify(body: VerifyRequest, request: Request, caller: Principal) -> V
         counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
         return not_found
     try:
-        principal = await runtime.auth.authenticate_key(body.key, context)
+        principal = await auth.authenticate_key(body.key, context)
         require_scopes(principal, body.scopes)
-        principal = await runtime.auth.limited(entry, principal)
+        principal = await auth.limited(entry, principal)
     except e.ApiwardError as exc:
         counted.count(key.org_id, key.environment, code_of(exc), key_id=key.id, **where)
         limits = exc.headers if isinstance(exc, e.RateLimited) else {}

@@ -6,12 +6,13 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
+from apiward.adapters.http.deps import WebhooksDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas import Body, PageOut, page_of
-from apiward.adapters.http.security import require, runtime_of
+from apiward.adapters.http.security import require
 from apiward.core.models import PageRequest, Principal
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 from apiward.services.webhooks import WEBHOOK_EVENTS
@@ -143,11 +144,11 @@ async def list_event_types(principal: Principal = require("webhooks:read")) -> l
     dependencies=NO_STORE,
 )
 async def create_webhook(
-    body: WebhookCreate, request: Request, principal: Principal = require("webhooks:manage")
+    body: WebhookCreate, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
 ) -> WebhookCreated:
     """Register an endpoint for some event types. The signing `secret` is in this answer
     only; every delivery carries `Apiward-Signature: t=<unix>,v1=<HMAC-SHA256 hex>`."""
-    created = await runtime_of(request).webhooks.create(
+    created = await webhooks.create(
         principal,
         url=body.url,
         events=body.events,
@@ -159,33 +160,31 @@ async def create_webhook(
 
 @router.get("", response_model=PageOut[WebhookOut], summary="List endpoints")
 async def list_webhooks(
-    request: Request,
+    webhooks: WebhooksDep,
     paging: Paging,
     environment: str | None = Query(None, max_length=32),
     principal: Principal = require("webhooks:read"),
 ) -> dict[str, object]:
-    page = await runtime_of(request).webhooks.list_endpoints(
-        principal, paging, environment=environment
-    )
+    page = await webhooks.list_endpoints(principal, paging, environment=environment)
     return page_of(page, [WebhookOut.of(e) for e in page.items])
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="Get an endpoint")
 async def get_webhook(
-    webhook_id: str, request: Request, principal: Principal = require("webhooks:read")
+    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:read")
 ) -> WebhookOut:
-    return WebhookOut.of(await runtime_of(request).webhooks.get(principal, webhook_id))
+    return WebhookOut.of(await webhooks.get(principal, webhook_id))
 
 
 @router.patch("/{webhook_id}", response_model=WebhookOut, summary="Update an endpoint")
 async def update_webhook(
     webhook_id: str,
     body: WebhookUpdate,
-    request: Request,
+    webhooks: WebhooksDep,
     principal: Principal = require("webhooks:manage"),
 ) -> WebhookOut:
     """Change the URL, events or description, or disable (`disabled: true`) and enable."""
-    endpoint = await runtime_of(request).webhooks.update(
+    endpoint = await webhooks.update(
         principal,
         webhook_id,
         url=body.url,
@@ -198,10 +197,10 @@ async def update_webhook(
 
 @router.delete("/{webhook_id}", status_code=204, summary="Delete an endpoint")
 async def delete_webhook(
-    webhook_id: str, request: Request, principal: Principal = require("webhooks:manage")
+    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
 ) -> Response:
     """Delete the endpoint and its delivery history; pending deliveries are dropped."""
-    await runtime_of(request).webhooks.delete(principal, webhook_id)
+    await webhooks.delete(principal, webhook_id)
     return Response(status_code=204)
 
 
@@ -212,10 +211,10 @@ async def delete_webhook(
     dependencies=NO_STORE,
 )
 async def roll_webhook_secret(
-    webhook_id: str, request: Request, principal: Principal = require("webhooks:manage")
+    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
 ) -> WebhookCreated:
     """A new signing secret, effective at once and shown in this answer only."""
-    rolled = await runtime_of(request).webhooks.roll_secret(principal, webhook_id)
+    rolled = await webhooks.roll_secret(principal, webhook_id)
     return WebhookCreated(**WebhookOut.of(rolled.endpoint).model_dump(), secret=rolled.secret)
 
 
@@ -226,11 +225,11 @@ async def roll_webhook_secret(
     summary="Send a test event",
 )
 async def send_test_event(
-    webhook_id: str, request: Request, principal: Principal = require("webhooks:manage")
+    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
 ) -> DeliveryOut:
     """Queue a `webhook.test` event for the endpoint; its outcome appears in the
     deliveries within a second or two."""
-    delivery = await runtime_of(request).webhooks.send_test(principal, webhook_id)
+    delivery = await webhooks.send_test(principal, webhook_id)
     return DeliveryOut.of(delivery)
 
 
@@ -241,11 +240,11 @@ async def send_test_event(
 )
 async def list_deliveries(
     webhook_id: str,
-    request: Request,
+    webhooks: WebhooksDep,
     paging: Paging,
     principal: Principal = require("webhooks:read"),
 ) -> dict[str, object]:
     """Every delivery, newest first: status, attempts (each with its HTTP status or
     error and duration), next attempt, and the body sent."""
-    page = await runtime_of(request).webhooks.deliveries(principal, webhook_id, paging)
+    page = await webhooks.deliveries(principal, webhook_id, paging)
     return page_of(page, [DeliveryOut.of(d) for d in page.items])

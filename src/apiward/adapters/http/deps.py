@@ -1,0 +1,134 @@
+"""What routes and dashboard pages use, declared as typed FastAPI dependencies.
+
+A handler names each part of the runtime it calls as a parameter
+(``keys: KeysDep``) instead of reaching into the runtime itself. Each provider reads
+the app's runtime (built in the lifespan, ``request.app.state.runtime``) once and hands
+out one of its parts. Providers take only the ``Request``, so they add nothing to the
+OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from apiward.adapters.geo import Countries
+from apiward.adapters.metrics import Metrics
+from apiward.adapters.runtime import Runtime
+from apiward.adapters.settings import Settings
+from apiward.core.clock import Clock
+from apiward.core.models import IPNetwork
+from apiward.services.analytics import Analytics, Verifications
+from apiward.services.audit import AuditLog
+from apiward.services.auth import Authenticator
+from apiward.services.clients import Clients
+from apiward.services.keys import Keys
+from apiward.services.leaks import Leaks
+from apiward.services.limiting import RequestLimits
+from apiward.services.portal import Portal
+from apiward.services.signing import Keyring
+from apiward.services.tenancy import Tenancy
+from apiward.services.tokens import Tokens
+from apiward.services.webhooks import Webhooks
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime, for the providers below and the code that runs outside the
+    dependency system (ASGI middleware, the authentication seam)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def settings(request: Request) -> Settings:
+    return runtime_of(request).settings
+
+
+def clock(request: Request) -> Clock:
+    return runtime_of(request).clock
+
+
+def keys(request: Request) -> Keys:
+    return runtime_of(request).keys
+
+
+def tenancy(request: Request) -> Tenancy:
+    return runtime_of(request).tenancy
+
+
+def auth(request: Request) -> Authenticator:
+    return runtime_of(request).auth
+
+
+def tokens(request: Request) -> Tokens:
+    return runtime_of(request).tokens
+
+
+def clients(request: Request) -> Clients:
+    return runtime_of(request).clients
+
+
+def portal(request: Request) -> Portal:
+    return runtime_of(request).portal
+
+
+def webhooks(request: Request) -> Webhooks:
+    return runtime_of(request).webhooks
+
+
+def leaks(request: Request) -> Leaks:
+    return runtime_of(request).leaks
+
+
+def audit(request: Request) -> AuditLog:
+    return runtime_of(request).audit
+
+
+def analytics(request: Request) -> Analytics:
+    return runtime_of(request).analytics
+
+
+def verifications(request: Request) -> Verifications:
+    return runtime_of(request).verifications
+
+
+def limits(request: Request) -> RequestLimits:
+    return runtime_of(request).limits
+
+
+def keyring(request: Request) -> Keyring:
+    return runtime_of(request).keyring
+
+
+def metrics(request: Request) -> Metrics:
+    return runtime_of(request).metrics
+
+
+def countries(request: Request) -> Countries:
+    return runtime_of(request).countries
+
+
+def trusted_proxies(request: Request) -> tuple[IPNetwork, ...]:
+    return runtime_of(request).trusted_proxies
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+ClockDep = Annotated[Clock, Depends(clock)]
+KeysDep = Annotated[Keys, Depends(keys)]
+TenancyDep = Annotated[Tenancy, Depends(tenancy)]
+AuthDep = Annotated[Authenticator, Depends(auth)]
+TokensDep = Annotated[Tokens, Depends(tokens)]
+ClientsDep = Annotated[Clients, Depends(clients)]
+PortalDep = Annotated[Portal, Depends(portal)]
+WebhooksDep = Annotated[Webhooks, Depends(webhooks)]
+LeaksDep = Annotated[Leaks, Depends(leaks)]
+AuditDep = Annotated[AuditLog, Depends(audit)]
+AnalyticsDep = Annotated[Analytics, Depends(analytics)]
+VerificationsDep = Annotated[Verifications, Depends(verifications)]
+LimitsDep = Annotated[RequestLimits, Depends(limits)]
+KeyringDep = Annotated[Keyring, Depends(keyring)]
+MetricsDep = Annotated[Metrics, Depends(metrics)]
+CountriesDep = Annotated[Countries, Depends(countries)]
+TrustedProxiesDep = Annotated[tuple[IPNetwork, ...], Depends(trusted_proxies)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+"""The whole runtime: only for readiness, which asks each of its resources."""

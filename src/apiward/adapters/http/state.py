@@ -1,0 +1,58 @@
+"""What apiward learns about one request on its way, for the code that answers it.
+
+The request middleware, the authentication seam, the routes and the error handlers
+each leave a fact here (the request id, the principal, the error...) for another to
+read: the response headers, the metrics, the dashboard's page frame. ``state_of`` keeps
+one ``RequestState`` per request in the ASGI scope's ``state`` (what Starlette's
+``request.state`` wraps), so that middleware that sees only the scope reads the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from apiward.core.errors import ApiwardError
+from apiward.core.models import Principal
+
+KEY = "apiward"
+"""The ``RequestState``'s name in the scope's ``state``."""
+
+
+class Viewer(Protocol):
+    """The signed-in person a dashboard page is drawn for (the dashboard's ``Me``)."""
+
+    def can(self, scope: str) -> bool: ...
+
+
+@dataclass(slots=True)
+class RequestState:
+    request_id: str | None = None
+    """Kept from ``X-Request-Id`` or made up (the request middleware)."""
+    principal: Principal | None = None
+    """Who is calling, once authenticated."""
+    api_version: str | None = None
+    """The version the request is served in (the principal's)."""
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
+    """The ``X-RateLimit-*`` headers for the answer."""
+    error: ApiwardError | None = None
+    """The domain error the request was answered with (for its metrics)."""
+    grant_type: str | None = None
+    """The token endpoint's grant (for its metrics)."""
+    verify_code: str | None = None
+    """The verify API's answer code (for its metrics)."""
+    dashboard_me: Viewer | None = None
+    """The dashboard page's signed-in person; None draws a page for anyone."""
+
+
+def state_of(source: HTTPConnection | Scope) -> RequestState:
+    """The request's state (a request, or the ASGI scope of one), made on first use."""
+    scope = source.scope if isinstance(source, HTTPConnection) else source
+    state: dict[str, Any] = scope.setdefault("state", {})
+    found = state.get(KEY)
+    if not isinstance(found, RequestState):
+        found = state[KEY] = RequestState()
+    return found
