@@ -74,7 +74,7 @@ def audit(
     )
 
     async def job(runtime: Runtime, principal: Principal | None) -> dict[str, Any]:
-        from apiward.adapters.http.schemas import AuditEventOut
+        from apiward.adapters.http.schemas.tenancy import AuditEventOut
 
         if principal is None:
             result = await runtime.audit.list_accounts(flt, PageRequest(page, page_size))

@@ -17,7 +17,7 @@ app = typer.Typer(help="Create and manage OAuth clients.", no_args_is_help=True)
 
 
 def _client_dict(client: OAuthClient, now: datetime) -> dict[str, Any]:
-    from apiward.adapters.http.schemas import ClientOut
+    from apiward.adapters.http.schemas.clients import ClientOut
 
     return ClientOut.of(client, now).model_dump(mode="json")
 

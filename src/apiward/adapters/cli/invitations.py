@@ -33,7 +33,7 @@ def invitations_create(
     as_json: JsonOption = False,
 ) -> None:
     """Email an invitation (or, with no SMTP server configured, log it)."""
-    from apiward.adapters.http.schemas import InvitationOut
+    from apiward.adapters.http.schemas.tenancy import InvitationOut
 
     async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
         link = await runtime.portal.invite(principal, email, role)
@@ -45,7 +45,7 @@ def invitations_create(
 @app.command("list")
 def invitations_list(org: OrgOption = None, as_json: JsonOption = False) -> None:
     """Invitations waiting for an answer."""
-    from apiward.adapters.http.schemas import InvitationOut
+    from apiward.adapters.http.schemas.tenancy import InvitationOut
 
     async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
         links = await runtime.portal.invitations(principal)

@@ -31,7 +31,7 @@ app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
 
 
 def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
-    from apiward.adapters.http.schemas import KeyOut
+    from apiward.adapters.http.schemas.keys import KeyOut
 
     return KeyOut.of(key, now).model_dump(mode="json")
 

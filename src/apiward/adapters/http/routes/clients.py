@@ -7,14 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas import (
+from apiward.adapters.http.schemas.clients import (
     ClientCreate,
     ClientCreated,
     ClientOut,
     ClientUpdate,
-    PageOut,
-    page_of,
 )
+from apiward.adapters.http.schemas.common import PageOut, page_of
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import OAuthClient, PageRequest, Principal
 

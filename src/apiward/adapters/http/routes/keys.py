@@ -8,15 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas import (
+from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.keys import (
     KeyCreate,
     KeyCreated,
     KeyOut,
     KeyRoll,
     KeyUpdate,
-    PageOut,
     overrides,
-    page_of,
 )
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import PageRequest, Principal

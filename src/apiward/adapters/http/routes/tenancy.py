@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from apiward.adapters.http.routes.common import pagination
-from apiward.adapters.http.schemas import (
+from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.tenancy import (
     AuditEventOut,
     InvitationCreate,
     InvitationOut,
@@ -17,7 +18,6 @@ from apiward.adapters.http.schemas import (
     MembershipPut,
     OrgOut,
     OrgUpdate,
-    PageOut,
     ProjectCreate,
     ProjectOut,
     RoleCreate,
@@ -29,7 +29,6 @@ from apiward.adapters.http.schemas import (
     UserCreate,
     UserOut,
     UserUpdate,
-    page_of,
 )
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import Organisation, PageRequest, Principal

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request
 
-from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
+from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import request_context, require, runtime_of
 from apiward.core import errors as e
 from apiward.core.analytics import outcome_of

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas import Body, PageOut, page_of
+from apiward.adapters.http.schemas.common import Body, PageOut, page_of
 from apiward.adapters.http.security import require, runtime_of
 from apiward.core.models import PageRequest, Principal
 from apiward.services.ports import WebhookDelivery, WebhookEndpoint
