@@ -1,8 +1,4 @@
-"""``apiward``: the command-line app, assembled from one module per command group.
-
-Management commands act directly on the store as the organisation's owner (the
-operator has the database), through the same services as the HTTP API.
-"""
+"""``apiward``: the command-line app, assembled from one module per command group."""
 
 from __future__ import annotations
 

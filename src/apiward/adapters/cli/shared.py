@@ -43,6 +43,9 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
 
 
 def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], Awaitable[T]]) -> T:
+    """Run a management command as the organisation's owner: the operator has the
+    database, and acts through the same services as the HTTP API."""
+
     async def job(runtime: Runtime) -> T:
         return await work(runtime, await runtime.operator(org, env))
 
