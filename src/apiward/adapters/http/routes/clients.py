@@ -8,14 +8,13 @@ from fastapi import APIRouter, Depends, Query
 
 from apiward.adapters.http.deps import ClientsDep, ClockDep, TokensDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas import (
+from apiward.adapters.http.schemas.clients import (
     ClientCreate,
     ClientCreated,
     ClientOut,
     ClientUpdate,
-    PageOut,
-    page_of,
 )
+from apiward.adapters.http.schemas.common import PageOut, page_of
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
 from apiward.core.models import OAuthClient, PageRequest, Principal

@@ -9,15 +9,14 @@ from fastapi import APIRouter, Depends, Query
 
 from apiward.adapters.http.deps import ClockDep, KeysDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas import (
+from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.keys import (
     KeyCreate,
     KeyCreated,
     KeyOut,
     KeyRoll,
     KeyUpdate,
-    PageOut,
     overrides,
-    page_of,
 )
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock

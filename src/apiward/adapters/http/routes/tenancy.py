@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from apiward.adapters.http.deps import AuditDep, LimitsDep, PortalDep, TenancyDep
 from apiward.adapters.http.routes.common import pagination
-from apiward.adapters.http.schemas import (
+from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.tenancy import (
     AuditEventOut,
     InvitationCreate,
     InvitationOut,
@@ -18,7 +19,6 @@ from apiward.adapters.http.schemas import (
     MembershipPut,
     OrgOut,
     OrgUpdate,
-    PageOut,
     ProjectCreate,
     ProjectOut,
     RoleCreate,
@@ -30,7 +30,6 @@ from apiward.adapters.http.schemas import (
     UserCreate,
     UserOut,
     UserUpdate,
-    page_of,
 )
 from apiward.adapters.http.security import require
 from apiward.core.models import AuditFilter, Organisation, PageRequest, Principal

@@ -7,7 +7,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 
 from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep
-from apiward.adapters.http.schemas import VerifyOut, VerifyPrincipal, VerifyRequest
+from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import request_context, require
 from apiward.adapters.http.state import state_of
 from apiward.core import errors as e

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from apiward.adapters.http.deps import WebhooksDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas import Body, PageOut, page_of
+from apiward.adapters.http.schemas.common import Body, PageOut, page_of
 from apiward.adapters.http.security import require
 from apiward.core.models import PageRequest, Principal
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint

@@ -1,0 +1,111 @@
+"""``apiward audit``: the audit log, newest first, filtered."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, fail, out, run
+from apiward.adapters.runtime import Runtime
+from apiward.core.models import Principal
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time, or a span back from now: 15m, 24h, 7d."""
+    if value is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r}: use an ISO time (2026-01-31T12:00:00Z) or 15m, 24h, 7d")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def audit(
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Event type, e.g. key.revoked.")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Acting user id.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target id (key, client, user...).")
+    ] = None,
+    credential: Annotated[
+        str | None, typer.Option("--credential", help="Events by or about this credential.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO time, or 15m, 24h, 7d ago.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="ISO time, or 15m, 24h, 7d ago.")
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--env", help="Only this environment (default: all).")
+    ] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    accounts: Annotated[
+        bool,
+        typer.Option(
+            "--accounts", help="Events of portal accounts outside any project (sign-ups...)."
+        ),
+    ] = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read the audit log, newest first: who did what, to what, from where."""
+    from apiward.core.models import AuditFilter, PageRequest
+
+    flt = AuditFilter(
+        type=event_type,
+        actor_user_id=actor,
+        target_id=target,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        environment=environment,
+        credential_id=credential,
+    )
+
+    async def job(runtime: Runtime, principal: Principal | None) -> dict[str, Any]:
+        from apiward.adapters.http.schemas.tenancy import AuditEventOut
+
+        if principal is None:
+            result = await runtime.audit.list_accounts(flt, PageRequest(page, page_size))
+        else:
+            result = await runtime.audit.list(principal, flt, PageRequest(page, page_size))
+        return {
+            "items": [AuditEventOut.of(e).model_dump(mode="json") for e in result.items],
+            "total": result.total,
+            "page": result.page,
+            "page_size": result.page_size,
+        }
+
+    data = run(lambda runtime: job(runtime, None)) if accounts else as_operator(org, "live", job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    from rich.markup import escape
+
+    table = Table()
+    for column in ("time", "type", "env", "actor", "target", "ip", "request id"):
+        table.add_column(column, no_wrap=column in ("time", "type"))
+    for e in data["items"]:
+        actor_text = " / ".join(x for x in (e["actor_user_id"], e["actor_credential_id"]) if x)
+        target_text = f"{e['target_type']}:{e['target_id']}" if e["target_id"] else ""
+        table.add_row(
+            e["created_at"][:19].replace("T", " "),
+            e["type"],
+            e["environment"] or "*",
+            escape(actor_text),
+            escape(target_text),
+            e["ip"] or "",
+            e["request_id"] or "",
+        )
+    out.print(table)
+    out.print(f"{data['total']} event(s); page {data['page']}.")

@@ -1,0 +1,104 @@
+"""``apiward clients``: create, list and revoke OAuth clients."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
+from apiward.adapters.runtime import Runtime
+from apiward.core.models import OAuthClient, Principal
+
+app = typer.Typer(help="Create and manage OAuth clients.", no_args_is_help=True)
+
+
+def _client_dict(client: OAuthClient, now: datetime) -> dict[str, Any]:
+    from apiward.adapters.http.schemas.clients import ClientOut
+
+    return ClientOut.of(client, now).model_dump(mode="json")
+
+
+def _show_clients(items: list[dict[str, Any]], as_json: bool, secret: str | None = None) -> None:
+    if as_json:
+        data: Any = items[0] if len(items) == 1 and secret is not None else items
+        if secret is not None:
+            data = {**items[0], "client_secret": secret}
+        print(json.dumps(data))
+        return
+    table = Table()
+    for column in ("client_id", "name", "env", "scopes", "state", "last used"):
+        if column == "client_id":  # never cut: the next command needs it whole
+            width = max([len(column), *(len(c["client_id"]) for c in items)])
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
+    for c in items:
+        table.add_row(
+            c["client_id"],
+            c["name"],
+            c["environment"],
+            " ".join(c["scopes"]),
+            c["state"],
+            (c["last_used_at"] or "never")[:19],
+        )
+    out.print(table)
+    if secret:
+        out.print("\nThe client secret (shown once, store it now):")
+        print(secret)
+
+
+@app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option("--name", help="What the client is for.")],
+    scopes: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
+    environment: EnvOption = "live",
+    user: Annotated[str | None, typer.Option("--user", help="Act as this user id.")] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a client and print its secret once."""
+
+    async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
+        created = await runtime.clients.create(
+            principal, name=name, scopes=scopes, environment=environment, user_id=user
+        )
+        return _client_dict(created.client, runtime.clock.now()), created.secret
+
+    data, secret = as_operator(org, environment, job)
+    _show_clients([data], as_json, secret)
+
+
+@app.command("list")
+def clients_list(
+    environment: EnvOption = "live", org: OrgOption = None, as_json: JsonOption = False
+) -> None:
+    """List clients (never their secrets)."""
+    from apiward.core.models import PageRequest
+
+    async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        page = await runtime.clients.list_clients(principal, PageRequest(1, 100))
+        return [_client_dict(c, runtime.clock.now()) for c in page.items]
+
+    _show_clients(as_operator(org, environment, job), as_json)
+
+
+@app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[str, typer.Argument(help="The client_id.")],
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refuse the client, and every access token it holds, at once."""
+
+    async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        env = (await runtime.clients.get(principal, client_id)).environment
+        principal = await runtime.operators.principal(org, env)
+        client = await runtime.clients.revoke(principal, client_id)
+        await runtime.tokens.revoke_client_tokens(client)
+        return [_client_dict(client, runtime.clock.now())]
+
+    _show_clients(as_operator(org, "live", job), as_json)

@@ -1,0 +1,315 @@
+"""``apiward keys``: create, list, change and roll API keys; import and report-leak beside."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from apiward.adapters.cli.keys_import import keys_import
+from apiward.adapters.cli.leaks import keys_report_leak
+from apiward.adapters.cli.shared import (
+    EnvOption,
+    JsonOption,
+    OrgOption,
+    as_operator,
+    err,
+    fail,
+    out,
+    run,
+)
+from apiward.adapters.runtime import Runtime
+from apiward.adapters.settings import Settings
+from apiward.core.limits import Credits, Refill
+from apiward.core.models import ApiKey, Principal, RateOverride
+
+app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
+
+
+def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
+    from apiward.adapters.http.schemas.keys import KeyOut
+
+    return KeyOut.of(key, now).model_dump(mode="json")
+
+
+def _key_table(keys: list[dict[str, Any]]) -> Table:
+    """Ids and key hints are never cut (the next command needs them whole), whatever the
+    terminal's width: the other columns wrap instead."""
+    table = Table(show_lines=False)
+    whole = {"id": "id", "key": "hint"}
+    for column in ("id", "name", "key", "env", "scopes", "state", "last used", "expires"):
+        field = whole.get(column)
+        if field is None:
+            table.add_column(column, overflow="fold")
+        else:
+            width = max([len(column), *(len(k[field]) for k in keys)])
+            table.add_column(column, no_wrap=True, min_width=width)
+    for k in keys:
+        last = k["last_used_at"] and f"{k['last_used_at'][:19]} from {k['last_used_ip'] or '?'}"
+        table.add_row(
+            k["id"],
+            k["name"],
+            k["hint"],
+            k["environment"],
+            " ".join(k["scopes"]),
+            k["state"],
+            last or "never",
+            (k["expires_at"] or "never")[:19],
+        )
+    return table
+
+
+def _show_key(data: dict[str, Any], as_json: bool, secret: str | None = None) -> None:
+    if as_json:
+        print(json.dumps({**data, **({"key": secret} if secret else {})}))
+        return
+    out.print(_key_table([data]))
+    if secret:
+        out.print("\nThe key (shown once, store it now):")
+        print(secret)
+
+
+def _expiry(expires_in: str | None) -> datetime | None:
+    if expires_in is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        seconds = int(expires_in[:-1]) * units[expires_in[-1]]
+    except (KeyError, ValueError, IndexError):
+        err.print(f"[red]error:[/red] --expires-in {expires_in!r}: use e.g. 30d, 12h, 15m")
+        raise typer.Exit(2) from None
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+RateLimitOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rate-limit",
+        help="NAME=RATE[@KIND], e.g. per-key=1000/hour@credential; "
+        "replaces the org's limit of that name. Repeatable.",
+    ),
+]
+CreditsOption = Annotated[int | None, typer.Option("--credits", min=0, help="Usage credits.")]
+RefillOption = Annotated[
+    str | None, typer.Option("--refill", help="AMOUNT/daily or AMOUNT/monthly.")
+]
+
+
+def _rate_limits(values: list[str] | None) -> list[RateOverride] | None:
+    if values is None:
+        return None
+    limits = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        rate, _, kind = rest.partition("@")
+        if not sep or not name or not rate:
+            fail(f"--rate-limit {value!r}: write NAME=RATE[@KIND], e.g. per-key=100/minute")
+        limits.append(RateOverride(name, rate, kind or "credential"))
+    return limits
+
+
+def _credits(credits: int | None, refill: str | None) -> Credits | None:
+    if credits is None:
+        if refill is not None:
+            fail("--refill needs --credits")
+        return None
+    if refill is None:
+        return Credits(credits)
+    amount, _, interval = refill.partition("/")
+    if not amount.isdigit() or interval not in ("daily", "monthly"):
+        fail(f"--refill {refill!r}: write AMOUNT/daily or AMOUNT/monthly")
+    return Credits(credits, Refill(int(amount), interval))  # type: ignore[arg-type]
+
+
+@app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+    scopes: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
+    environment: EnvOption = "live",
+    user: Annotated[str | None, typer.Option("--user", help="Tie the key to this user id.")] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d, 12h.")] = None,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="CIDR; repeatable.")
+    ] = None,
+    space_allow: Annotated[
+        list[str] | None, typer.Option("--allow-space", help="Space id; repeatable.")
+    ] = None,
+    rate_limit: RateLimitOption = None,
+    credits: CreditsOption = None,
+    refill: RefillOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key and print it once."""
+    expires_at = _expiry(expires_in)
+    limits = _rate_limits(rate_limit)
+    balance = _credits(credits, refill)
+
+    async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
+        created = await runtime.keys.create(
+            principal,
+            name=name,
+            scopes=scopes,
+            environment=environment,
+            user_id=user,
+            expires_at=expires_at,
+            ip_allow=ip_allow or [],
+            space_allow=space_allow or [],
+            rate_limits=limits,
+            credits=balance,
+        )
+        return _key_dict(created.key, runtime.clock.now()), created.plaintext
+
+    data, secret = as_operator(org, environment, job)
+    _show_key(data, as_json, secret)
+
+
+@app.command("list")
+def keys_list(
+    environment: Annotated[
+        str | None, typer.Option("--env", help="Only this environment (default: every one).")
+    ] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=100)] = 50,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys (prefix and last four characters only)."""
+    from apiward.core.models import PageRequest
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        result = await runtime.keys.list_keys(
+            principal,
+            PageRequest(page, page_size),
+            environment=environment,
+            every_environment=environment is None,
+        )
+        now = runtime.clock.now()
+        return {
+            "items": [_key_dict(k, now) for k in result.items],
+            "total": result.total,
+            "page": result.page,
+            "page_size": result.page_size,
+        }
+
+    data = as_operator(org, environment or Settings().environments[0], job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    out.print(_key_table(data["items"]))
+    out.print(f"{data['total']} key(s); page {data['page']}.")
+
+
+KeyId = Annotated[str, typer.Argument(help="The key's id (key_...).")]
+
+
+def _key_action(
+    key_id: str,
+    org: str | None,
+    as_json: bool,
+    action: Callable[[Runtime, Principal], Awaitable[ApiKey]],
+) -> None:
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        return _key_dict(await action(runtime, principal), runtime.clock.now())
+
+    async def find_env(runtime: Runtime) -> str:
+        principal = await runtime.operators.principal(org)
+        return (await runtime.keys.get(principal, key_id)).environment
+
+    environment = run(find_env)
+    _show_key(as_operator(org, environment, job), as_json)
+
+
+@app.command("get")
+def keys_get(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Show one key."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.get(p, key_id))
+
+
+@app.command("update")
+def keys_update(
+    key_id: KeyId,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    scopes: Annotated[
+        list[str] | None, typer.Option("--scope", help="Replaces all scopes.")
+    ] = None,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="Replaces the list.")
+    ] = None,
+    space_allow: Annotated[
+        list[str] | None, typer.Option("--allow-space", help="Replaces the list.")
+    ] = None,
+    clear_ip_allow: Annotated[bool, typer.Option("--clear-allow-ip")] = False,
+    clear_space_allow: Annotated[bool, typer.Option("--clear-allow-space")] = False,
+    rate_limit: RateLimitOption = None,
+    credits: CreditsOption = None,
+    refill: RefillOption = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a key's name, scopes or allow-lists."""
+    _key_action(
+        key_id,
+        org,
+        as_json,
+        lambda r, p: r.keys.update(
+            p,
+            key_id,
+            name=name,
+            scopes=scopes,
+            ip_allow=[] if clear_ip_allow else ip_allow,
+            space_allow=[] if clear_space_allow else space_allow,
+            rate_limits=_rate_limits(rate_limit),
+            credits=_credits(credits, refill),
+        ),
+    )
+
+
+@app.command("disable")
+def keys_disable(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Refuse the key until it is enabled again."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.disable(p, key_id))
+
+
+@app.command("enable")
+def keys_enable(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Accept a disabled key again."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.enable(p, key_id))
+
+
+@app.command("revoke")
+def keys_revoke(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """Refuse the key for ever."""
+    _key_action(key_id, org, as_json, lambda r, p: r.keys.revoke(p, key_id))
+
+
+@app.command("roll")
+def keys_roll(
+    key_id: KeyId,
+    grace: Annotated[
+        int, typer.Option("--grace", help="Seconds the old key keeps working.", min=0)
+    ] = 0,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new key with the same settings; the old one stops after the grace period."""
+
+    async def find_env(runtime: Runtime) -> str:
+        return (await runtime.keys.get(await runtime.operators.principal(org), key_id)).environment
+
+    environment = run(find_env)
+
+    async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
+        created = await runtime.keys.roll(principal, key_id, grace=timedelta(seconds=grace))
+        return _key_dict(created.key, runtime.clock.now()), created.plaintext
+
+    data, secret = as_operator(org, environment, job)
+    _show_key(data, as_json, secret)
+
+
+app.command("import")(keys_import)
+app.command("report-leak")(keys_report_leak)

@@ -1,0 +1,57 @@
+"""What every command shares: the consoles, the common options, running a runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from apiward.adapters.runtime import Runtime, build
+from apiward.adapters.settings import Settings
+from apiward.core.errors import ApiwardError
+from apiward.core.models import Principal
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+OrgOption = Annotated[str | None, typer.Option("--org", help="Organisation id or name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test.")]
+
+
+def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
+    """Run one command against a runtime without the server's background tasks."""
+
+    async def main() -> T:
+        runtime = build(Settings())
+        try:
+            await runtime.start(background=False)
+            return await work(runtime)
+        finally:
+            await runtime.stop()
+
+    try:
+        return asyncio.run(main())
+    except ApiwardError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], Awaitable[T]]) -> T:
+    """Run a management command as the organisation's owner: the operator has the
+    database, and acts through the same services as the HTTP API."""
+
+    async def job(runtime: Runtime) -> T:
+        return await work(runtime, await runtime.operators.principal(org, env))
+
+    return run(job)
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)

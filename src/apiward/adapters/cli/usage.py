@@ -1,0 +1,87 @@
+"""``apiward usage``: verifications over time, by outcome, as a table and sparklines."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
+from apiward.adapters.runtime import Runtime
+from apiward.core.models import Principal
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """Counts as a line of block characters, the largest the tallest."""
+    top = max(values, default=0)
+    if top == 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(len(SPARKS) - 1, v * (len(SPARKS) - 1) // top)] for v in values)
+
+
+def usage(
+    key: Annotated[str | None, typer.Option("--key", help="Only this key (key_...).")] = None,
+    client: Annotated[str | None, typer.Option("--client", help="Only this client.")] = None,
+    since: Annotated[str, typer.Option("--since", help="1h, 24h, 7d, 30d or an ISO time.")] = "24h",
+    granularity: Annotated[
+        str | None, typer.Option("--granularity", help="minute, hour or day.")
+    ] = None,
+    environment: EnvOption = "live",
+    unattributed: Annotated[
+        bool,
+        typer.Option(
+            "--unattributed", help="Refusals of credentials no organisation owns (unknown keys)."
+        ),
+    ] = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verifications over time, by outcome: a table and a sparkline."""
+    from apiward.core import analytics
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        await runtime.flush_analytics()  # what this process counted (none, usually)
+        q = analytics.query(
+            since=since,
+            until=None,
+            granularity=granularity,
+            group_by="outcome",
+            now=runtime.clock.now(),
+            key_id=key,
+            client_id=client,
+        )
+        if unattributed:
+            rows = await runtime.analytics.unattributed(q)
+        else:
+            rows = await runtime.analytics.verifications(principal, q)
+        step = analytics.GRANULARITIES[q.granularity]
+        first = int(q.since.timestamp()) // step * step
+        slots = list(range(first, int(q.until.timestamp()), step))
+        per: dict[str, dict[int, int]] = {}
+        for row in rows:
+            per.setdefault(row.outcome, {})[row.start] = row.count
+        return {
+            "granularity": q.granularity,
+            "since": q.since.isoformat(),
+            "slots": slots,
+            "outcomes": {o: [c.get(s, 0) for s in slots] for o, c in sorted(per.items())},
+        }
+
+    data = as_operator(org, environment, job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table(title=f"Verifications since {data['since'][:19]}, per {data['granularity']}")
+    table.add_column("outcome")
+    table.add_column("total", justify="right")
+    table.add_column("over time", overflow="fold")
+    all_outcomes: list[int] = [0] * len(data["slots"])
+    for outcome, counts in data["outcomes"].items():
+        table.add_row(outcome, f"{sum(counts):,}", sparkline(counts))
+        all_outcomes = [a + b for a, b in zip(all_outcomes, counts, strict=True)]
+    table.add_row("all", f"{sum(all_outcomes):,}", sparkline(all_outcomes))
+    out.print(table)

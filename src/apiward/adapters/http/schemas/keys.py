@@ -1,0 +1,151 @@
+"""Request and response bodies of ``/v1/keys``: keys, their rate limits and credits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from apiward.adapters.http.schemas.common import Body
+from apiward.core.limits import Credits, Refill
+from apiward.core.models import ApiKey, RateOverride
+
+
+class RateLimitIn(Body):
+    name: str = Field(min_length=1, max_length=64, examples=["per-key"])
+    rate: str = Field(max_length=32, examples=["1000/hour"])
+    key: Literal["org", "credential", "ip", "user", "route"] = "credential"
+
+
+class RateLimitOut(BaseModel):
+    name: str
+    rate: str
+    key: str
+    replaces_plan: bool = Field(
+        description="Set by the operator: replaces the plan's limit of this name. A "
+        "tenant's own limit is applied beside the plan's, so it can only restrict."
+    )
+
+
+class RefillIn(Body):
+    amount: int = Field(ge=0, le=10**12)
+    interval: Literal["daily", "monthly"] = "monthly"
+    day: int = Field(1, ge=1, le=31, description="Day of the month, for monthly refills.")
+
+
+class CreditsIn(Body):
+    remaining: int = Field(ge=0, le=10**12, description="Uses left.")
+    refill: RefillIn | None = None
+
+    def credits(self) -> Credits:
+        refill = self.refill
+        return Credits(
+            self.remaining,
+            Refill(refill.amount, refill.interval, refill.day) if refill else None,
+        )
+
+
+def overrides(limits: list[RateLimitIn] | None) -> list[RateOverride] | None:
+    return None if limits is None else [RateOverride(r.name, r.rate, r.key) for r in limits]
+
+
+class KeyCreate(Body):
+    name: str = Field(min_length=1, max_length=200, examples=["billing-sync"])
+    scopes: list[str] = Field(min_length=1, max_length=100, examples=[["customers:read"]])
+    environment: str | None = Field(None, description="Defaults to the caller's environment.")
+    user_id: str | None = Field(None, description="Tie the key to a user; else it acts as you.")
+    expires_at: datetime | None = None
+    ip_allow: list[str] = Field([], max_length=100, examples=[["203.0.113.0/24"]])
+    space_allow: list[str] = Field([], max_length=100)
+    api_version: str | None = Field(None, description="Pin this API version for the key.")
+    rate_limits: list[RateLimitIn] = Field(
+        [],
+        max_length=20,
+        description="This key's own limits; they replace the org's limits of the same name.",
+    )
+    credits: CreditsIn | None = Field(None, description="Usage credits; omit for unlimited.")
+
+
+class KeyUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    scopes: list[str] | None = Field(None, min_length=1, max_length=100)
+    ip_allow: list[str] | None = Field(None, max_length=100)
+    space_allow: list[str] | None = Field(None, max_length=100)
+    expires_at: datetime | None = None
+    api_version: str | None = None
+    rate_limits: list[RateLimitIn] | None = Field(None, max_length=20)
+    credits: CreditsIn | None = Field(None, description="Set the balance; null removes it.")
+
+
+class KeyRoll(Body):
+    grace_seconds: int = Field(
+        0,
+        ge=0,
+        le=30 * 86400,
+        description="How long the old key keeps working; 0 revokes it at once.",
+    )
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    environment: str
+    prefix: str
+    last4: str
+    hint: str = Field(description="The key as it may be shown: prefix, dots, last four.")
+    scopes: list[str]
+    state: str
+    user_id: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    ip_allow: list[str]
+    space_allow: list[str]
+    disabled_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    rolled_to: str | None
+    api_version: str | None
+    rate_limits: list[RateLimitOut]
+    credits: dict[str, object] | None
+
+    @classmethod
+    def of(cls, key: ApiKey, now: datetime) -> KeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            environment=key.environment,
+            prefix=key.prefix,
+            last4=key.last4,
+            hint=f"{key.prefix}...{key.last4}",
+            scopes=list(key.scopes),
+            state=key.state(now).value,
+            user_id=key.user_id,
+            created_by=key.created_by,
+            created_at=key.created_at,
+            updated_at=key.updated_at,
+            expires_at=key.expires_at,
+            ip_allow=list(key.ip_allow),
+            space_allow=list(key.space_allow),
+            disabled_at=key.disabled_at,
+            revoked_at=key.revoked_at,
+            last_used_at=key.last_used_at,
+            last_used_ip=key.last_used_ip,
+            rolled_to=key.rolled_to,
+            api_version=key.api_version,
+            rate_limits=[asdict(o) for o in key.rate_limits],
+            credits=None
+            if key.credits is None
+            else {
+                "remaining": key.credits.remaining,
+                "refill": asdict(key.credits.refill) if key.credits.refill else None,
+            },
+        )
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The plaintext key. Shown once: store it now.")

@@ -1,0 +1,220 @@
+"""Request and response bodies of the org, spaces, users, invitations, roles and audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from apiward.adapters.http.schemas.common import Body
+from apiward.core.models import AuditEvent, EmailLink, Membership, Role, Space, User
+
+# spaces
+
+
+class SpaceCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SpaceUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    archived: bool | None = None
+
+
+class SpaceOut(BaseModel):
+    id: str
+    name: str
+    is_default: bool
+    created_at: datetime
+    archived_at: datetime | None
+
+    @classmethod
+    def of(cls, space: Space) -> SpaceOut:
+        return cls(
+            id=space.id,
+            name=space.name,
+            is_default=space.is_default,
+            created_at=space.created_at,
+            archived_at=space.archived_at,
+        )
+
+
+# users and memberships
+
+
+class UserCreate(Body):
+    email: str = Field(min_length=3, max_length=254)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    role: str | None = Field(None, description="Grant this role at once.")
+    space_id: str | None = Field(None, description="Space of the role; omit for every space.")
+
+
+class ProjectCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ProjectOut(BaseModel):
+    """A project (organisation) of the caller's account, and the account's role in it."""
+
+    id: str
+    name: str
+    role: str | None
+    created_at: datetime
+
+
+class InvitationCreate(Body):
+    email: str = Field(min_length=3, max_length=254, description="Who to invite.")
+    role: str = Field(min_length=1, max_length=40, description="The role they get, in every space.")
+
+
+class InvitationOut(BaseModel):
+    """An invitation waiting for an answer. Its link goes to the invitee by email only."""
+
+    id: str
+    email: str
+    role: str
+    invited_by: str | None
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, link: EmailLink) -> InvitationOut:
+        return cls(
+            id=link.id,
+            email=link.email,
+            role=link.role or "",
+            invited_by=link.created_by,
+            created_at=link.created_at,
+            expires_at=link.expires_at,
+        )
+
+
+class UserUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    disabled: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str
+    created_at: datetime
+    disabled_at: datetime | None
+    account_id: str | None = Field(
+        None, description="The portal account this user stands for, if any."
+    )
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            created_at=user.created_at,
+            disabled_at=user.disabled_at,
+            account_id=user.account_id,
+        )
+
+
+class MembershipPut(Body):
+    role: str = Field(min_length=1, max_length=40)
+    space_id: str | None = Field(None, description="Omit for a role in every space.")
+
+
+class MembershipOut(BaseModel):
+    user_id: str
+    space_id: str | None
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: Membership) -> MembershipOut:
+        return cls(user_id=m.user_id, space_id=m.space_id, role=m.role, created_at=m.created_at)
+
+
+# roles
+
+
+class RoleCreate(Body):
+    name: str = Field(min_length=2, max_length=40, examples=["billing-reader"])
+    scopes: list[str] = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=500)
+
+
+class RoleUpdate(Body):
+    scopes: list[str] | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=500)
+
+
+class RoleOut(BaseModel):
+    name: str
+    scopes: list[str]
+    description: str
+    builtin: bool
+
+    @classmethod
+    def of(cls, role: Role) -> RoleOut:
+        return cls(
+            name=role.name,
+            scopes=list(role.scopes),
+            description=role.description,
+            builtin=role.builtin,
+        )
+
+
+# audit
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    type: str
+    created_at: datetime
+    environment: str | None
+    actor_user_id: str | None
+    actor_credential_id: str | None
+    target_type: str | None
+    target_id: str | None
+    space_id: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    data: dict[str, object]
+
+    @classmethod
+    def of(cls, ev: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=ev.id,
+            type=ev.type,
+            created_at=ev.created_at,
+            environment=ev.environment,
+            actor_user_id=ev.actor_user_id,
+            actor_credential_id=ev.actor_credential_id,
+            target_type=ev.target_type,
+            target_id=ev.target_id,
+            space_id=ev.space_id,
+            ip=ev.ip,
+            user_agent=ev.user_agent,
+            request_id=ev.request_id,
+            data=ev.data,
+        )
+
+
+# the organisation
+
+
+class OrgUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    rate_tier: str | None = Field(
+        None, max_length=64, description="A tier of APIWARD_RATE_LIMIT_TIERS; null: default."
+    )
+
+
+class OrgOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    rate_tier: str | None
+    rate_limits: list[dict[str, object]] = Field(
+        description="The limits of the org's plan: name, rate, key kind."
+    )

@@ -1,0 +1,44 @@
+"""Request and response bodies of ``POST /v1/keys/verify``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from apiward.adapters.http.schemas.common import Body
+
+
+class VerifyRequest(Body):
+    key: str = Field(min_length=1, max_length=512, description="The API key to verify.")
+    scopes: list[str] = Field([], max_length=50, description="Scopes the key must hold.")
+    space_id: str | None = Field(None, max_length=64, description="The space it acts in.")
+    ip: str | None = Field(
+        None, max_length=64, description="The end client's address, for the key's allow-list."
+    )
+    route: str | None = Field(None, max_length=512, description="The route, for route limits.")
+    method: str = Field("GET", max_length=16)
+
+
+class VerifyPrincipal(BaseModel):
+    org_id: str
+    environment: str
+    space_id: str
+    user_id: str
+    scopes: list[str]
+    api_version: str | None
+
+
+class VerifyOut(BaseModel):
+    valid: bool
+    code: str = Field(
+        description="VALID, NOT_FOUND, DISABLED, EXPIRED, REVOKED, FORBIDDEN, "
+        "INSUFFICIENT_PERMISSIONS or RATE_LIMITED"
+    )
+    message: str | None = None
+    key_id: str | None = None
+    name: str | None = None
+    expires_at: datetime | None = None
+    principal: VerifyPrincipal | None = None
+    ratelimit: dict[str, object] | None = None
+    credits_remaining: int | None = None
