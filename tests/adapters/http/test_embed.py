@@ -59,3 +59,35 @@ def test_starlette_app_protected_by_middleware(tmp_path: Path) -> None:
         forbidden = client.get("/customers", headers={"Authorization": f"Bearer {no}"})
         assert forbidden.status_code == 403
         assert forbidden.json()["error"]["message"].endswith("customers:read")
+
+
+def test_a_fastapi_route_behind_require_finds_the_principal_in_request_state(
+    tmp_path: Path,
+) -> None:
+    """``require`` returns the principal and also leaves it where middleware and helpers of
+    the host app look (``request.state.principal``), as ``ApiwardMiddleware`` does."""
+    from fastapi import FastAPI
+
+    from apiward.server import require
+
+    aw = Apiward(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}"))
+    app = FastAPI()
+    aw.init_app(app)
+
+    @app.get("/things", dependencies=[require("things:read")])
+    async def things(request: Request) -> dict[str, str]:
+        return {"org": request.state.principal.org_id}
+
+    with TestClient(app) as client:
+        runtime = aw.runtime
+
+        async def key() -> tuple[str, str]:
+            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+            owner = await runtime.operators.principal(boot.org.id)
+            made = await runtime.keys.create(owner, name="a", scopes=["things:read"])
+            return boot.org.id, made.plaintext
+
+        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        r = client.get("/things", headers={"Authorization": f"Bearer {plaintext}"})
+        assert r.status_code == 200
+        assert r.json() == {"org": org_id}

@@ -23,7 +23,7 @@ from apiward.adapters.dashboard.web import (
 )
 from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep, TokensDep
 from apiward.adapters.http.errors import status_of
-from apiward.adapters.http.schemas import ClientOut
+from apiward.adapters.http.schemas.clients import ClientOut
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError
 from apiward.services.clients import Clients

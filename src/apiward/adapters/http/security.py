@@ -116,6 +116,7 @@ def remember(request: Request, principal: Principal) -> Principal:
     state.principal = principal
     state.api_version = principal.api_version
     state.rate_limit_headers = principal.rate_limit
+    request.state.principal = principal  # where the host app's own code finds it (README)
     return principal
 
 

@@ -8,30 +8,18 @@ body (``Github-Public-Key-Signature``, base64 DER) with the key named by
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from apiward.adapters.http.deps import LeaksDep
+from apiward.adapters.http.schemas.leaks import (
+    LeakLabel,
+    LeakMatch,
+)
 from apiward.adapters.http.security import request_context
 from apiward.services.leaks import GITHUB_REPORTER, parse_reports
 
 router = APIRouter(tags=["Leaked credentials"])
-
-
-class LeakMatch(BaseModel):
-    token: str
-    type: str
-    url: str | None = None
-    source: str | None = None
-
-
-class LeakLabel(BaseModel):
-    token_raw: str
-    token_type: str
-    label: Literal["true_positive", "false_positive"]
 
 
 @router.post(

@@ -9,9 +9,12 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from apiward.adapters.http.deps import KeyringDep, SettingsDep, TokensDep
+from apiward.adapters.http.schemas.oauth import (
+    TokenRequest,
+    TokenResponse,
+)
 from apiward.adapters.http.security import authenticate, request_context
 from apiward.adapters.http.state import state_of
 from apiward.core import jsontext
@@ -34,45 +37,6 @@ GRANT_CLIENT = "client_credentials"
 GRANT_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 METADATA_CACHE = {"Cache-Control": "public, max-age=3600"}
-
-
-class TokenRequest(BaseModel):
-    """The token endpoint's parameters, as JSON or as a form (RFC 6749 section 4)."""
-
-    grant_type: str | None = Field(
-        None,
-        description="password, refresh_token, client_credentials or token exchange. "
-        "A body with username and password and no grant_type is a password grant.",
-    )
-    username: str | None = None
-    password: str | None = None
-    refresh_token: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    scope: str | None = Field(None, description="Space-separated scopes to narrow the token.")
-    org_id: str | None = None
-    environment: str | None = None
-    subject_token: str | None = None
-    subject_token_type: str | None = None
-    space_id: str | None = None
-
-
-class TokenResponse(BaseModel):
-    token_type: str = "Bearer"
-    access_token: str
-    expires_in: int
-    scope: str
-    refresh_token: str | None = None
-    issued_token_type: str | None = None
-
-
-class RefreshRequest(BaseModel):
-    refresh_token: str
-
-
-class TokenParam(BaseModel):
-    token: str
-    token_type_hint: str | None = None
 
 
 async def _params(request: Request) -> dict[str, str]:

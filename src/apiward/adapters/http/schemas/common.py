@@ -24,11 +24,3 @@ class PageOut(BaseModel, Generic[T]):
 
 def page_of(page: Page[Any], items: list[T]) -> dict[str, object]:
     return {"items": items, "total": page.total, "page": page.page, "page_size": page.page_size}
-
-
-class ErrorOut(BaseModel):
-    status_code: int
-    code: str
-    reason: str
-    message: str
-    request_id: str
