@@ -75,7 +75,7 @@ def spawn_server(database_url: str, **env_extra: str) -> Iterator[ServerProcess]
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded machine starts a process slowly
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
@@ -83,7 +83,12 @@ def spawn_server(database_url: str, **env_extra: str) -> Iterator[ServerProcess]
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no start")
+                # A server still running past the deadline is stopped before its stderr is
+                # read: reading the pipe of a live process would wait for ever.
+                if proc.poll() is None:
+                    proc.kill()
+                _, stderr = proc.communicate(timeout=15)
+                raise RuntimeError(stderr.decode() if stderr else "the server did not start")
             time.sleep(0.05)
         yield ServerProcess(base, proc)
     finally:
