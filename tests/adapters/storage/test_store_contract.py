@@ -8,6 +8,7 @@ back-ends are held to the same behaviour. The tests speak only the ``Store[Trans
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,6 +29,7 @@ from apiward.core.models import (
     Membership,
     Organisation,
     PageRequest,
+    RefreshToken,
     Role,
     Space,
     User,
@@ -842,3 +844,62 @@ async def test_ping_raises_service_unavailable_when_the_database_is_unreachable(
             await store.ping()
     finally:
         await store.close()
+
+
+# --- refresh-token families ---------------------------------------------------------
+
+
+def _refresh(org: Organisation, user: User, family: str, at: datetime) -> RefreshToken:
+    return RefreshToken(
+        id=new_id("rt"),
+        family_id=family,
+        digest=secrets.token_hex(32),
+        org_id=org.id,
+        environment="live",
+        user_id=user.id,
+        scope="things:read",
+        created_at=at,
+        expires_at=at + timedelta(days=30),
+    )
+
+
+async def test_revoking_a_family_during_a_rotation_revokes_the_successor_too(
+    store: Store[Transaction],
+) -> None:
+    """A revocation that waits on a rotation in progress (the rotated token's row lock on
+    PostgreSQL, the write lock on SQLite) ends the successor that rotation committed: a
+    revoked session never goes on rotating."""
+    org, user = await _tenant(store)
+    at = _now()
+    first = _refresh(org, user, new_id("fam"), at)
+    async with store.begin() as tx:
+        await tx.insert_refresh(first)
+    successor = _refresh(org, user, first.family_id, at)
+    rotating = asyncio.Event()
+    release = asyncio.Event()
+
+    async def rotate() -> None:
+        async with store.begin() as tx:
+            found = await tx.find_refresh_for_update(first.digest)
+            assert found is not None
+            await tx.update_refresh(replace(found, used_at=at, successor_id=successor.id))
+            await tx.insert_refresh(successor)
+            rotating.set()
+            await release.wait()
+
+    async def revoke() -> int:
+        await rotating.wait()
+        async with store.begin() as tx:
+            return await tx.revoke_family(first.family_id, at)
+
+    rotation = asyncio.create_task(rotate())
+    revocation = asyncio.create_task(revoke())
+    await rotating.wait()
+    await asyncio.sleep(0.3)  # the revocation is now waiting on the rotation's lock
+    release.set()
+    await rotation
+    assert await revocation == 2
+    async with store.begin() as tx:
+        after = await tx.find_refresh_for_update(successor.digest)
+    assert after is not None
+    assert after.revoked_at is not None

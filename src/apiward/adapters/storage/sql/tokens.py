@@ -40,13 +40,25 @@ class SqlTokens(SqlBase):
         )
 
     async def revoke_family(self, family_id: str, at: datetime) -> int:
+        """Revoke every live token of the family, successors of rotations in flight too.
+
+        On PostgreSQL an UPDATE that waits on a rotation's row lock sees, once it may go
+        on, the rotated row again but not the successor that rotation inserted (read
+        committed: the statement's snapshot predates it). Each further statement takes
+        a new snapshot, so the update runs again until it finds nothing left.
+        """
         c = t.refresh_tokens.c
-        result = await self._c.execute(
-            t.refresh_tokens.update()
-            .where(c.family_id == family_id, c.revoked_at.is_(None))
-            .values(revoked_at=at, answer_sealed=None)
-        )
-        return int(result.rowcount or 0)
+        revoked = 0
+        while True:
+            result = await self._c.execute(
+                t.refresh_tokens.update()
+                .where(c.family_id == family_id, c.revoked_at.is_(None))
+                .values(revoked_at=at, answer_sealed=None)
+            )
+            count = int(result.rowcount or 0)
+            if not count:
+                return revoked
+            revoked += count
 
     async def user_families(self, org_id: str, user_id: str) -> list[str]:
         c = t.refresh_tokens.c
