@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from apiward.adapters.dashboard.sessions import Sessions
-from apiward.core.errors import InvalidGrant, InvalidRequest, LoginThrottled, SignInFailed
+from apiward.core.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    LoginThrottled,
+    SignInFailed,
+    WrongPassword,
+)
 from apiward.core.ids import new_id
 from apiward.core.models import Account, RequestContext
 from apiward.core.passwords import Passwords
@@ -199,3 +205,24 @@ def test_a_refresh_token_of_a_disabled_account_is_refused(org: Org) -> None:
     call(org, disable)
     with pytest.raises(InvalidGrant, match="disabled"):
         call(org, runtime.tokens.refresh, pair.refresh_token, scope=None, context=CONTEXT)
+
+
+def test_guessing_the_current_password_to_change_it_is_throttled_like_signing_in(
+    org: Org,
+) -> None:
+    """A session's holder gets no faster way to guess its password than the sign-in form:
+    wrong current passwords spend the same budget, and then even the right one waits."""
+
+    async def owner() -> Any:
+        async with org.runtime.store.begin() as tx:
+            return await tx.get_user(org.id, org.owner_id)
+
+    user = call(org, owner)
+    change = org.runtime.portal.change_user_password
+    for _ in range(org.runtime.settings.login_max_failures):
+        with pytest.raises(WrongPassword):
+            call(org, change, user, "wrong password entirely", "a new long password", CONTEXT)
+    with pytest.raises(LoginThrottled):
+        call(org, change, user, PASSWORD, "a new long password", CONTEXT)
+    with pytest.raises(LoginThrottled):
+        token_door(org, "owner@acme.test", PASSWORD)  # the same budget as signing in

@@ -15,7 +15,6 @@ look-up, the new account or link, the email) after the answer.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import Mapping
@@ -454,8 +453,7 @@ class Portal:
     ) -> Account:
         """Change a signed-in account's password; every session of it ends (the caller
         opens a new one for the browser that asked)."""
-        ok = await asyncio.to_thread(self._passwords.verify, account.password_hash, current)
-        if not ok:
+        if not await self._sign_ins.confirm(account.email, account.password_hash, current, context):
             raise WrongPassword()
         password_hash = await self._tenancy.hash_password(new, account.email)
         now = self._clock.now()
@@ -471,8 +469,7 @@ class Portal:
         self, user: User, current: str, new: str, context: RequestContext
     ) -> User:
         """The same for a user an organisation created (no account): its own password."""
-        ok = await asyncio.to_thread(self._passwords.verify, user.password_hash, current)
-        if not ok:
+        if not await self._sign_ins.confirm(user.email, user.password_hash, current, context):
             raise WrongPassword()
         password_hash = await self._tenancy.hash_password(new, user.email)
         now = self._clock.now()

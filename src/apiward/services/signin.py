@@ -123,6 +123,18 @@ class SignIns:
         await self._throttle.succeeded(email, context.ip)
         return who
 
+    async def confirm(
+        self, email: str, password_hash: str | None, password: str, context: RequestContext
+    ) -> bool:
+        """Whether ``password`` is the signed-in person's current one (before changing
+        it): checked under the same throttle as signing in, so holding a session gives
+        no faster way to guess the password than the sign-in form."""
+        await self._throttle.reserve(email, context.ip)
+        ok = await asyncio.to_thread(self._passwords.verify, password_hash, password)
+        if ok:
+            await self._throttle.succeeded(email, context.ip)
+        return ok
+
     async def drain(self) -> None:
         """Wait for the refusals recorded after their answers (at shutdown, in tests)."""
         await self._background.drain()
