@@ -242,7 +242,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         ),
         verifications,
     )
-    clients = Clients(store, cache, clock, client_fmt)
+    clients = Clients(store, cache, clock, client_fmt, tokens.revoke_client_tokens)
     http = delivery.client(settings.webhook_timeout_seconds)
     destinations = Destinations.parse(settings.webhook_allowed_networks)
     webhooks = Webhooks(

@@ -7,6 +7,7 @@ with its own prefix (``{prefix}cs_{env}_...``), so secret scanners can recognise
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -38,11 +39,20 @@ def client_cache_key(client_id: str) -> str:
 
 
 class Clients:
-    def __init__(self, store: Store[ClientsTx], cache: Cache, clock: Clock, fmt: KeyFormat) -> None:
+    def __init__(
+        self,
+        store: Store[ClientsTx],
+        cache: Cache,
+        clock: Clock,
+        fmt: KeyFormat,
+        end_tokens: Callable[[OAuthClient], Awaitable[None]],
+    ) -> None:
         self._store = store
         self._cache = cache
         self._clock = clock
         self._fmt = fmt
+        self._end_tokens = end_tokens
+        """Revokes a client's access tokens (``Tokens.revoke_client_tokens``)."""
 
     async def create(
         self,
@@ -127,7 +137,11 @@ class Clients:
         return await self._change(principal, client_id, "client.updated", name=name, scopes=scopes)
 
     async def revoke(self, principal: Principal, client_id: str) -> OAuthClient:
-        return await self._change(principal, client_id, "client.revoked", revoke=True)
+        """Revoke the client for good: no new tokens, and its access tokens stop working
+        at once, in every process, though their signatures stay valid."""
+        client = await self._change(principal, client_id, "client.revoked", revoke=True)
+        await self._end_tokens(client)
+        return client
 
     async def _change(
         self,

@@ -357,5 +357,4 @@ class Leaks:
         if verdict.kind == "api_key":
             await self._keys.revoke(principal, verdict.credential_id)
         else:
-            client = await self._clients.revoke(principal, verdict.credential_id)
-            await self._tokens.revoke_client_tokens(client)
+            await self._clients.revoke(principal, verdict.credential_id)

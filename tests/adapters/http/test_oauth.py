@@ -235,6 +235,42 @@ def test_revoking_a_client_kills_its_tokens(org: Org) -> None:
     assert again.status_code == 401
 
 
+@pytest.mark.parametrize("door", ["service", "cli"])
+def test_every_way_of_revoking_a_client_kills_its_tokens(org: Org, door: str) -> None:
+    """Revoking a client ends its access tokens whoever revokes it: the tokens are ended
+    by the revocation itself, not by each caller remembering a second step."""
+    client = _client(org, ["keys:read"])
+    token = org.client.post(
+        "/v1/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": client["client_id"],
+            "client_secret": client["client_secret"],
+        },
+    ).json()["access_token"]
+    runtime = org.runtime
+
+    async def revoke() -> None:
+        principal = await runtime.operators.principal(org.id)
+        await runtime.clients.revoke(principal, client["client_id"])
+
+    if door == "service":
+        org.client.portal.call(revoke)  # type: ignore[union-attr]
+    else:
+        from typer.testing import CliRunner
+
+        from apiward.adapters.cli.main import app
+
+        env = {"APIWARD_DATABASE_URL": runtime.settings.database_url}
+        env.update({"APIWARD_SECRET_KEY": "test-secret-that-is-at-least-32-bytes-long"})
+        result = CliRunner().invoke(app, ["clients", "revoke", client["client_id"]], env=env)
+        assert result.exit_code == 0, result.output
+        org.client.portal.call(runtime.invalidations.poll)  # type: ignore[union-attr]
+    r = org.client.get("/v1/keys", headers=bearer(token))
+    assert r.status_code == 401
+    assert r.json()["reason"] == "TOKEN_REVOKED"
+
+
 def test_entity_user_token_exchange(org: Org) -> None:
     space = org.client.post("/v1/spaces", headers=org.headers(), json={"name": "Entity"}).json()
     user = org.create_user("clerk@acme.test", role="viewer", space_id=space["id"])

@@ -98,7 +98,6 @@ def clients_revoke(
         env = (await runtime.clients.get(principal, client_id)).environment
         principal = await runtime.operators.principal(org, env)
         client = await runtime.clients.revoke(principal, client_id)
-        await runtime.tokens.revoke_client_tokens(client)
         return [_client_dict(client, runtime.clock.now())]
 
     _show_clients(as_operator(org, "live", job), as_json)

@@ -21,7 +21,7 @@ from apiward.adapters.dashboard.web import (
     url,
     words,
 )
-from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep, TokensDep
+from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.schemas.clients import ClientOut
 from apiward.core.clock import Clock
@@ -152,7 +152,6 @@ async def revoke_client(
     client_id: str,
     request: Request,
     clients: ClientsDep,
-    tokens: TokensDep,
     clock: ClockDep,
     tenancy: TenancyDep,
     me: Me = Depends(signed_in),
@@ -160,7 +159,6 @@ async def revoke_client(
     me.require("clients:write")
     try:
         client = await clients.revoke(me.principal, client_id)
-        await tokens.revoke_client_tokens(client)
     except ApiwardError as exc:
         return await _list(
             request, me, clients, clock, tenancy, flash=Flash.error(exc), status=status_of(exc)

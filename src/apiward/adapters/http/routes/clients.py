@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from apiward.adapters.http.deps import ClientsDep, ClockDep, TokensDep
+from apiward.adapters.http.deps import ClientsDep, ClockDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas.clients import (
     ClientCreate,
@@ -90,11 +90,9 @@ async def update_client(
 async def revoke_client(
     client_id: str,
     clients: ClientsDep,
-    tokens: TokensDep,
     clock: ClockDep,
     principal: Principal = require("clients:write"),
 ) -> ClientOut:
     """Refuse the client's secret and every access token it holds, at once."""
     client = await clients.revoke(principal, client_id)
-    await tokens.revoke_client_tokens(client)
     return _out(clock, client)
