@@ -35,11 +35,13 @@ async def test_concurrent_guesses_get_no_more_checks_than_the_budget(limiter: Li
             return "signed in"
         return "wrong"
 
+    # Wrong guesses only: which concurrent attempts get the five checks is the order
+    # their reservations reach the limiter (over several Redis connections, any order),
+    # and a right password among those five would end the lockout it is meant to meet.
     guesses = [f"guess {i}" for i in range(24)]
-    guesses.insert(12, RIGHT)
     answers = await asyncio.gather(*(sign_in(g) for g in guesses))
     assert len(checked) == 5
-    assert answers.count("throttled") == 20
+    assert answers.count("throttled") == 19
     # During the lockout even the right password is refused, unchecked.
     assert await sign_in(RIGHT) == "throttled"
     assert len(checked) == 5
