@@ -155,6 +155,20 @@ def _client(org: Org, scopes: list[str], key: str | None = None) -> dict[str, An
     return body
 
 
+def _client_token(org: Org, client: dict[str, Any]) -> str:
+    r = org.client.post(
+        "/v1/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": client["client_id"],
+            "client_secret": client["client_secret"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
 def test_client_credentials_in_body_and_basic(org: Org) -> None:
     client = _client(org, ["keys:read"])
     assert client["client_secret"].startswith("awcs_live_")
@@ -213,14 +227,7 @@ def test_bad_client_credentials(org: Org) -> None:
 
 def test_revoking_a_client_kills_its_tokens(org: Org) -> None:
     client = _client(org, ["keys:read"])
-    token = org.client.post(
-        "/v1/auth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": client["client_id"],
-            "client_secret": client["client_secret"],
-        },
-    ).json()["access_token"]
+    token = _client_token(org, client)
     org.client.post(f"/v1/clients/{client['client_id']}/revoke", headers=org.headers())
     r = org.client.get("/v1/keys", headers=bearer(token))
     assert r.json()["reason"] == "TOKEN_REVOKED"
@@ -240,14 +247,7 @@ def test_every_way_of_revoking_a_client_kills_its_tokens(org: Org, door: str) ->
     """Revoking a client ends its access tokens whoever revokes it: the tokens are ended
     by the revocation itself, not by each caller remembering a second step."""
     client = _client(org, ["keys:read"])
-    token = org.client.post(
-        "/v1/auth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": client["client_id"],
-            "client_secret": client["client_secret"],
-        },
-    ).json()["access_token"]
+    token = _client_token(org, client)
     runtime = org.runtime
 
     async def revoke() -> None:
