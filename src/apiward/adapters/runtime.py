@@ -207,7 +207,6 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         cache,
         clock,
         fmt,
-        tenancy,
         usage,
         verifications,
         limits,

@@ -55,7 +55,6 @@ from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
 from apiward.services.ports import Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
-from apiward.services.tenancy import Tenancy
 from apiward.services.usage import UsageRecorder
 
 if TYPE_CHECKING:
@@ -147,7 +146,6 @@ class Authenticator:
         cache: Cache,
         clock: Clock,
         fmt: KeyFormat,
-        tenancy: Tenancy,
         usage: UsageRecorder,
         verifications: Verifications,
         limits: RequestLimits,
@@ -166,7 +164,6 @@ class Authenticator:
         self._cache = cache
         self._clock = clock
         self._fmt = fmt
-        self._tenancy = tenancy
         self._usage = usage
         self._verifications = verifications
         self._space_header = space_header
