@@ -226,3 +226,46 @@ def test_guessing_the_current_password_to_change_it_is_throttled_like_signing_in
         call(org, change, user, PASSWORD, "a new long password", CONTEXT)
     with pytest.raises(LoginThrottled):
         token_door(org, "owner@acme.test", PASSWORD)  # the same budget as signing in
+
+
+def test_someone_else_with_the_same_address_cannot_wipe_the_failures_against_you(
+    org: Org,
+) -> None:
+    """An address can name several people (users that several organisations made). A
+    success by one of them gives back only its own attempt: it does not forget the
+    failures counted against the others' passwords."""
+    runtime = org.runtime
+    victim = "owner@acme.test"
+    known = "the attacker chose this one"
+
+    async def attacker_user() -> str:
+        boot = await runtime.tenancy.bootstrap(
+            "Globex", "boss@globex.test", PASSWORD, allow_another=True
+        )
+        boss = await runtime.operators.principal(boot.org.id)
+        await runtime.tenancy.create_user(boss, victim, password=known, role="viewer")
+        return boot.org.id
+
+    globex = call(org, attacker_user)
+
+    def grant(password: str, org_id: str, ip: str) -> Any:
+        return call(
+            org,
+            runtime.tokens.password_grant,
+            victim,
+            password,
+            scope=None,
+            org_id=org_id,
+            environment=None,
+            context=RequestContext(ip=ip),
+        )
+
+    budget = runtime.settings.login_max_failures
+    for i in range(budget - 1):
+        with pytest.raises(InvalidGrant):
+            grant("a wrong guess at the owner's password", org.id, f"198.51.100.{i}")
+    grant(known, globex, "198.51.100.100")  # the attacker signs in as their own user
+    with pytest.raises(InvalidGrant):  # the last guess the budget allows
+        grant("one more wrong guess", org.id, "198.51.100.101")
+    with pytest.raises(LoginThrottled):
+        grant(PASSWORD, org.id, "198.51.100.200")

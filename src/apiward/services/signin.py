@@ -69,6 +69,9 @@ class _Candidates:
 
     account: Account | None
     users: list[User]
+    people: int
+    """How many people the address names, in every organisation: the account (its users
+    sign in with its password) and each user with a password of its own."""
 
     @property
     def own(self) -> list[User]:
@@ -120,7 +123,7 @@ class SignIns:
         if who is None:
             self._refused(found, context, accounts, data)
             return None
-        await self._throttle.succeeded(email, context.ip)
+        await self._throttle.succeeded(email, context.ip, forget=found.people == 1)
         return who
 
     async def confirm(
@@ -132,7 +135,8 @@ class SignIns:
         await self._throttle.reserve(email, context.ip)
         ok = await asyncio.to_thread(self._passwords.verify, password_hash, password)
         if ok:
-            await self._throttle.succeeded(email, context.ip)
+            # The current password proves one person; the failures stay for the others.
+            await self._throttle.succeeded(email, context.ip, forget=False)
         return ok
 
     async def drain(self) -> None:
@@ -144,7 +148,9 @@ class SignIns:
         async with self._store.begin() as tx:
             account = await tx.find_account_by_email(email)
             users = await tx.find_users_by_email(email)
-        return _Candidates(account, [u for u in users if org_id is None or u.org_id == org_id])
+        people = (account is not None) + sum(u.account_id is None for u in users)
+        chosen = [u for u in users if org_id is None or u.org_id == org_id]
+        return _Candidates(account, chosen, people)
 
     async def _matches(
         self, found: _Candidates, password: str, accounts: bool

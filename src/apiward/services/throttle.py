@@ -42,11 +42,19 @@ class LoginThrottle:
         if refused:
             raise LoginThrottled(max(1, math.ceil(max(d.retry_after for d in refused))))
 
-    async def succeeded(self, username: str, ip: str | None) -> None:
-        """The attempt signed in: the username's failures are forgotten, and the
-        address gets back the failure this attempt reserved."""
+    async def succeeded(self, username: str, ip: str | None, *, forget: bool = True) -> None:
+        """The attempt signed in: its reservation is given back and, with ``forget``,
+        every failure counted against the username is forgotten.
+
+        ``forget`` is for a username that names one person only: where several people
+        share it (users that several organisations made with one address), one of them
+        signing in must not wipe the failures counted against the others' passwords.
+        """
         user, address = self._hits(username, ip)
-        await self._limiter.reset(user.key)
+        if forget:
+            await self._limiter.reset(user.key)
+        else:
+            await self._limiter.refund([user])
         await self._limiter.refund([address])
 
 
