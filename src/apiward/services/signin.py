@@ -145,6 +145,8 @@ class SignIns:
 
     async def _candidates(self, email: str, org_id: str | None) -> _Candidates:
         email = email.strip().lower()
+        if any(ch < " " for ch in email):
+            return _Candidates(None, [], 0)  # no address holds a control character
         async with self._store.begin() as tx:
             account = await tx.find_account_by_email(email)
             users = await tx.find_users_by_email(email)

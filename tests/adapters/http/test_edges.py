@@ -203,3 +203,24 @@ def test_the_original_path_comes_from_the_declared_proxy_only(
         assert r.headers["ratelimit-policy"] == '"things";q=9;w=60'
         bad = c.get("/v1/auth/check", headers=org.headers(**{theirs: "/v1/%2Fthings"}))
         assert bad.status_code == 400
+
+
+def test_a_nul_character_is_a_bad_input_on_every_store(database_url: str) -> None:
+    """PostgreSQL cannot store a NUL character, SQLite can: neither gives a 500. A
+    sign-in with one in the address finds no one (the answer of an unknown address);
+    anything else with one is a 400 that says so."""
+    with TestClient(create_app(fast_settings(database_url=database_url))) as client:
+        org = bootstrap(client)
+
+        def sign_in(username: str) -> tuple[int, str]:
+            r = client.post(
+                "/v1/auth/token",
+                json={"grant_type": "password", "username": username, "password": "pw pw"},
+            )
+            return r.status_code, r.json()["error_description"]
+
+        assert sign_in("a\u0000b@x.test") == sign_in("nobody@x.test")
+        key = client.post(
+            "/v1/keys", headers=org.headers(), json={"name": "a\u0000b", "scopes": ["keys:read"]}
+        )
+        assert 400 <= key.status_code < 500, key.text

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from apiward.adapters.storage.sql import SqlStore, create_engine
-from apiward.core.errors import Conflict, ServiceUnavailable
+from apiward.core.errors import Conflict, InvalidInput, ServiceUnavailable
 from apiward.core.ids import new_id
 from apiward.core.models import (
     ApiKey,
@@ -903,3 +903,21 @@ async def test_revoking_a_family_during_a_rotation_revokes_the_successor_too(
         after = await tx.find_refresh_for_update(successor.digest)
     assert after is not None
     assert after.revoked_at is not None
+
+
+async def test_a_value_the_database_cannot_store_is_a_bad_input(
+    store: Store[Transaction],
+) -> None:
+    """PostgreSQL refuses a NUL character in text (SQLite keeps it): the store answers
+    ``InvalidInput``, never a driver error that would be a 500."""
+
+    async def lookup() -> object:
+        async with store.begin() as tx:
+            return await tx.find_account_by_email("a\x00b@example.test")
+
+    assert isinstance(store, SqlStore)
+    if store.engine.dialect.name == "postgresql":
+        with pytest.raises(InvalidInput, match="NUL"):
+            await lookup()
+    else:
+        assert await lookup() is None
