@@ -3,7 +3,9 @@ deployment would start it: APIWARD_CONFIG_FILE names the file."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from apiward.adapters import runtime
 from apiward.adapters.http.app import create_app
+from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.settings import Settings
+from apiward.core.limits import NS
 from apiward.core.models import Principal
 from apiward.server import require
 from tests.conftest import Org, bootstrap, fast_settings
@@ -54,8 +59,18 @@ def with_business_routes(app: FastAPI) -> FastAPI:
 
 @pytest.fixture
 def profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Profile]:
-    """A factory: ``profile("monk")`` is an org on apiward running that profile."""
+    """A factory: ``profile("monk")`` is an org on apiward running that profile.
+
+    The limiter's clock starts at the start of an hour, so a test that spends a fixed
+    window (a minute, an hour) sees one window however slowly the machine runs it.
+    """
     clients: list[TestClient] = []
+    started, hour = time.monotonic_ns(), 1_000 * 3_600 * NS
+
+    def timer() -> int:
+        return hour + time.monotonic_ns() - started
+
+    monkeypatch.setattr(runtime, "MemoryLimiter", partial(MemoryLimiter, timer=timer))
 
     def start(name: str, **overrides: Any) -> Org:
         settings = profile_settings(name, monkeypatch, tmp_path, **overrides)
