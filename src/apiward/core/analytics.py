@@ -9,6 +9,7 @@ and the two refusals of metering.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,6 +123,14 @@ class Query:
     route: str | None = None
     outcome: str | None = None
     limit: int | None = None
+
+    def buckets(self) -> range:
+        """The starts (unix seconds) of the buckets the span ``[since, until)`` touches:
+        from the one holding ``since`` to the last that starts before ``until`` (a
+        bucket starting at 00:00:00 is before an until of 00:00:00.5)."""
+        step = GRANULARITIES[self.granularity]
+        first = int(self.since.timestamp()) // step * step
+        return range(first, math.ceil(self.until.timestamp()), step)
 
 
 _RELATIVE = re.compile(r"^(\d{1,4})([mhd])$")

@@ -323,3 +323,29 @@ def test_a_flush_that_fails_keeps_its_counts_for_the_next(tmp_path: Path) -> Non
         return sum(r.count for r in rows)
 
     assert asyncio.run(run()) == 4
+
+
+@pytest.mark.parametrize("granularity", ["minute", "hour", "day"])
+def test_a_query_in_a_buckets_first_second_counts_that_bucket(
+    tmp_path: Path, granularity: str
+) -> None:
+    """Asked "until now" within the first second of a bucket, the query includes the
+    bucket's decisions (an until of 00:00:00.5 is after a bucket that starts at 00:00:00)."""
+    start = 1_767_225_600  # a day's start: the first second of a minute, an hour and a day
+
+    async def run() -> int:
+        store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+        await upgrade(store.engine)
+        recorder = Verifications(lambda: start + 0.2)
+        recorder.count("org_a", "live", "VALID", key_id="key_1", route="/v1/keys")
+        await recorder.flush(store)
+        now = datetime.fromtimestamp(start + 0.5, UTC)
+        q = analytics.query(
+            since="2d", until=None, granularity=granularity, group_by="outcome", now=now
+        )
+        async with store.begin() as tx:
+            rows = await tx.verification_counts("org_a", "live", q)
+        await store.close()
+        return sum(r.count for r in rows)
+
+    assert asyncio.run(run()) == 1

@@ -58,9 +58,7 @@ def usage(
             rows = await runtime.analytics.unattributed(q)
         else:
             rows = await runtime.analytics.verifications(principal, q)
-        step = analytics.GRANULARITIES[q.granularity]
-        first = int(q.since.timestamp()) // step * step
-        slots = list(range(first, int(q.until.timestamp()), step))
+        slots = list(q.buckets())
         per: dict[str, dict[int, int]] = {}
         for row in rows:
             per.setdefault(row.outcome, {})[row.start] = row.count

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from apiward.adapters.storage import tables as t
 from apiward.adapters.storage.sql.base import SqlBase
-from apiward.core.analytics import GRANULARITIES, Bucket, Query
+from apiward.core.analytics import Bucket, Query
 
 _VERIFICATION_KEY = tuple(t.verification_counts.primary_key.columns.keys())
 
@@ -61,14 +61,14 @@ class SqlAnalytics(SqlBase):
             "environment": v.environment,
         }
         groups = [named[g] for g in query.group_by]
-        seconds = GRANULARITIES[query.granularity]
-        start = int(query.since.timestamp()) // seconds * seconds
+        span = query.buckets()
+        start = span.start
         where = [
             v.org_id == org_id,
             v.environment == environment,
             v.granularity == query.granularity,
             v.bucket >= start,
-            v.bucket < int(query.until.timestamp()),
+            v.bucket < span.stop,
         ]
         for column, wanted in (
             (v.key_id, query.key_id),
