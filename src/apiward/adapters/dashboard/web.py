@@ -358,7 +358,7 @@ def environment_of(request: Request, settings: Settings, form: FormData | None =
     return wanted if isinstance(wanted, str) and wanted in environments else environments[0]
 
 
-def sessions_of(request: Request) -> Sessions:
+async def sessions_of(request: Request) -> Sessions:
     """The dashboard's sessions, over the app's runtime."""
     return Sessions(runtime_of(request))
 

@@ -4,7 +4,8 @@ A handler names each part of the runtime it calls as a parameter
 (``keys: KeysDep``) instead of reaching into the runtime itself. Each provider reads
 the app's runtime (built in the lifespan, ``request.app.state.runtime``) once and hands
 out one of its parts. Providers take only the ``Request``, so they add nothing to the
-OpenAPI document.
+OpenAPI document, and are coroutines: FastAPI runs a plain function dependency in a
+worker thread, a hop per dependency per request.
 """
 
 from __future__ import annotations
@@ -40,76 +41,80 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     return runtime_of(request).settings
 
 
-def clock(request: Request) -> Clock:
+async def clock(request: Request) -> Clock:
     return runtime_of(request).clock
 
 
-def keys(request: Request) -> Keys:
+async def keys(request: Request) -> Keys:
     return runtime_of(request).keys
 
 
-def tenancy(request: Request) -> Tenancy:
+async def tenancy(request: Request) -> Tenancy:
     return runtime_of(request).tenancy
 
 
-def auth(request: Request) -> Authenticator:
+async def auth(request: Request) -> Authenticator:
     return runtime_of(request).auth
 
 
-def tokens(request: Request) -> Tokens:
+async def tokens(request: Request) -> Tokens:
     return runtime_of(request).tokens
 
 
-def clients(request: Request) -> Clients:
+async def clients(request: Request) -> Clients:
     return runtime_of(request).clients
 
 
-def portal(request: Request) -> Portal:
+async def portal(request: Request) -> Portal:
     return runtime_of(request).portal
 
 
-def webhooks(request: Request) -> Webhooks:
+async def webhooks(request: Request) -> Webhooks:
     return runtime_of(request).webhooks
 
 
-def leaks(request: Request) -> Leaks:
+async def leaks(request: Request) -> Leaks:
     return runtime_of(request).leaks
 
 
-def audit(request: Request) -> AuditLog:
+async def audit(request: Request) -> AuditLog:
     return runtime_of(request).audit
 
 
-def analytics(request: Request) -> Analytics:
+async def analytics(request: Request) -> Analytics:
     return runtime_of(request).analytics
 
 
-def verifications(request: Request) -> Verifications:
+async def verifications(request: Request) -> Verifications:
     return runtime_of(request).verifications
 
 
-def limits(request: Request) -> RequestLimits:
+async def limits(request: Request) -> RequestLimits:
     return runtime_of(request).limits
 
 
-def keyring(request: Request) -> Keyring:
+async def keyring(request: Request) -> Keyring:
     return runtime_of(request).keyring
 
 
-def metrics(request: Request) -> Metrics:
+async def metrics(request: Request) -> Metrics:
     return runtime_of(request).metrics
 
 
-def countries(request: Request) -> Countries:
+async def countries(request: Request) -> Countries:
     return runtime_of(request).countries
 
 
-def trusted_proxies(request: Request) -> tuple[IPNetwork, ...]:
+async def trusted_proxies(request: Request) -> tuple[IPNetwork, ...]:
     return runtime_of(request).trusted_proxies
+
+
+async def runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]
@@ -130,5 +135,5 @@ KeyringDep = Annotated[Keyring, Depends(keyring)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
 CountriesDep = Annotated[Countries, Depends(countries)]
 TrustedProxiesDep = Annotated[tuple[IPNetwork, ...], Depends(trusted_proxies)]
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
 """The whole runtime: only for readiness, which asks each of its resources."""

@@ -7,7 +7,7 @@ from fastapi import Depends, Query, Response
 from apiward.core.models import PageRequest
 
 
-def pagination(
+async def pagination(
     page: int = Query(1, ge=1, le=1_000_000, description="Page number, from 1."),
     page_size: int = Query(20, ge=1, le=100, description="Items per page, 1 to 100."),
 ) -> PageRequest:
