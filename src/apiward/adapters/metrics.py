@@ -19,11 +19,18 @@ registry is never shared through a multiprocess directory).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
@@ -53,19 +60,8 @@ class Metrics:
     def __init__(self, sources: Sequence[Reports]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "apiward_http_requests",
-            "HTTP requests answered, by method, route template and status.",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "apiward_http_request_duration_seconds",
-            "Time to answer a request, by method and route template.",
-            ["method", "route"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
+        self.requests = _RequestTally()
+        r.register(self.requests)
         self.verifications = Counter(
             "apiward_verifications",
             "Credential verifications of protected requests, by outcome: VALID or the "
@@ -105,8 +101,7 @@ class Metrics:
         method = scope.get("method", "GET")
         method = method if method in _METHODS else "OTHER"
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        self._child(self.requests, method, route, str(status)).inc()
-        self._child(self.latency, method, route).observe(seconds)
+        self.requests.add(method, route, status, seconds)
         state = state_of(scope)
         error = state.error
         if isinstance(error, AuthenticationError | PermissionDenied | RateLimited):
@@ -134,6 +129,53 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
     metrics = getattr(runtime, "metrics", None)
     if isinstance(metrics, Metrics):
         metrics.observe(scope, status, seconds)
+
+
+class _RequestTally(Collector):
+    """Requests by method, route template and status, and their latency histogram, as
+    plain integers and floats: a request costs a dict update and a bisection, not
+    ``prometheus_client``'s locked label children; the families are made at scrape time.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+
+    def add(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        held = self._latency.get((method, route))
+        if held is None:
+            held = self._latency[(method, route)] = ([0] * (len(_BUCKETS) + 1), [0.0])
+        held[0][bisect_left(_BUCKETS, seconds)] += 1
+        held[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "apiward_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in list(self._counts.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "apiward_http_request_duration_seconds",
+            "Time to answer a request, by method and route template.",
+            labels=["method", "route"],
+        )
+        bounds = [*(_bound(b) for b in _BUCKETS), "+Inf"]
+        for (method, route), (per_bucket, total) in list(self._latency.items()):
+            cumulative = list(accumulate(per_bucket))
+            latency.add_metric(
+                [method, route], list(zip(bounds, cumulative, strict=True)), total[0]
+            )
+        yield latency
+
+
+def _bound(seconds: float) -> str:
+    return repr(float(seconds))  # 0.001, 1.0, 10.0: as prometheus_client spells a bound
 
 
 class _Live(Collector):

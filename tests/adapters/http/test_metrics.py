@@ -196,3 +196,35 @@ def test_no_secret_reaches_the_metrics(org: Org) -> None:
     text = org.client.get("/metrics").text
     for secret in (key, org.owner_key, pair["access_token"], pair["refresh_token"]):
         assert secret not in text
+
+
+def test_request_counts_and_latency_buckets_are_exact() -> None:
+    """Each answered request is one count under its method, route and status, and one
+    observation in every latency bucket at or above its duration (``le``)."""
+    from apiward.adapters.metrics import Metrics
+
+    class Route:
+        path = "/v1/things"
+
+    metrics = Metrics([])
+    durations = [0.0004, 0.001, 0.003, 0.3, 0.3, 20.0]
+    for seconds in durations:
+        metrics.observe({"method": "GET", "route": Route(), "state": {}}, 200, seconds)
+    metrics.observe({"method": "BREW", "state": {}}, 404, 0.002)
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+    }
+    route = {("method", "GET"), ("route", "/v1/things")}
+    count = samples[("apiward_http_requests_total", frozenset({*route, ("status", "200")}))]
+    assert count == len(durations)
+    other = {("method", "OTHER"), ("route", "unmatched"), ("status", "404")}
+    assert samples[("apiward_http_requests_total", frozenset(other))] == 1
+    for bound in ("0.001", "0.005", "0.25", "0.5", "10.0", "+Inf"):
+        le = float(bound)
+        name = "apiward_http_request_duration_seconds_bucket"
+        got = samples[(name, frozenset({*route, ("le", bound)}))]
+        assert got == sum(1 for d in durations if d <= le), bound
+    total = samples[("apiward_http_request_duration_seconds_sum", frozenset(route))]
+    assert total == pytest.approx(sum(durations))
