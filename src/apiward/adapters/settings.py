@@ -214,6 +214,15 @@ class Settings(BaseSettings):
     # logs
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
+    access_log: Literal["all", "errors", "sampled", "off"] = Field(
+        "errors",
+        description="Which requests get an access log line: all; errors (answers of 400 "
+        "and up, and requests that failed); sampled (errors, and a share of the others: "
+        "access_log_sample); off. Metrics count every request whatever this says.",
+    )
+    access_log_sample: float = Field(
+        0.01, ge=0.0, le=1.0, description="The share of successful requests logged (sampled)."
+    )
 
     # the dashboard (/dashboard)
     dashboard_enabled: bool = True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -80,28 +82,94 @@ def test_check_is_answered_before_the_router_with_the_same_envelope(org: Org) ->
     assert 'route="unmatched"' not in metrics
 
 
-def test_check_without_the_fast_path_gives_the_same_answers(org: Org) -> None:
-    """The route itself (for an app that removes the middleware) answers alike."""
-    from apiward.adapters.http.routes import check
+Call = tuple[str, str, dict[str, str], Any]
+"""A request: method, path, headers, JSON body (or raw bytes, or None)."""
 
+
+def _check_calls(org: Org) -> list[Call]:
+    """Forward-auth requests with every answer the check gives, fresh keys each time."""
     key = org.create_key(["customers:read"])["key"]
-    app = org.client.app
-    stack = app.user_middleware  # type: ignore[attr-defined]
-    cases = [
-        ("/v1/auth/check", org.headers(key)),
-        ("/v1/auth/check?scope=customers:write", org.headers(key)),
-        ("/v1/auth/check", {}),
-        ("/v1/auth/check", {"X-Apiward-Proxy": "nginx", "Authorization": "Bearer nope"}),
+    revoked = org.create_key(["customers:read"])
+    org.client.delete(f"/v1/keys/{revoked['id']}", headers=org.headers())
+    limited = org.create_key(["customers:read"], rate_limits=[{"name": "k", "rate": "1/hour"}])
+    calls: list[Call] = []
+    for proxy in ({}, {"X-Apiward-Proxy": "nginx"}):
+        calls += [
+            ("GET", "/v1/auth/check", {**proxy, **org.headers(key)}, None),
+            ("HEAD", "/v1/auth/check", {**proxy, **org.headers(key)}, None),
+            ("POST", "/v1/auth/check", {**proxy, **org.headers(key)}, None),
+            ("GET", "/v1/auth/check?scope=customers:write", {**proxy, **org.headers(key)}, None),
+            ("GET", "/v1/auth/check", {**proxy, "X-Apiward-Require": "customers:read"}, None),
+            ("GET", "/v1/auth/check", {**proxy, "X-Apiward-Require": "not a scope!"}, None),
+            ("GET", "/v1/auth/check", {**proxy, "Authorization": "Bearer nope"}, None),
+            ("GET", "/v1/auth/check", {**proxy, **org.headers(revoked["key"])}, None),
+            ("GET", "/v1/auth/check", {**proxy, **org.headers(key), "X-Space": "nope"}, None),
+            ("GET", "/v1/auth/check?" + "&".join(f"scope=a:{i}" for i in range(21)), {}, None),
+        ]
+    limited_headers = org.headers(limited["key"])
+    calls += [("GET", "/v1/auth/check", limited_headers, None)] * 2  # 200, then 429
+    calls += [("GET", "/v1/auth/check", {**limited_headers, "X-Apiward-Proxy": "nginx"}, None)]
+    return calls
+
+
+def _verify_calls(org: Org) -> list[Call]:
+    """Verify API requests with every answer it gives, and bodies the route must judge."""
+    verifier = org.headers(org.create_key(["keys:verify"])["key"])
+    key = org.create_key(["customers:read"])
+    limited = org.create_key(["customers:read"], rate_limits=[{"name": "k", "rate": "1/hour"}])
+    lacking = org.headers(org.create_key(["customers:read"])["key"])
+    raw = {**verifier, "Content-Type": "text/plain"}
+    return [
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "scopes": ["customers:read"]}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "scopes": ["customers:write"]}),
+        ("POST", "/v1/keys/verify", verifier, {"key": "aw_live_nope"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": limited["key"]}),
+        ("POST", "/v1/keys/verify", verifier, {"key": limited["key"]}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/x", "ip": "::1"}),
+        ("POST", "/v1/keys/verify", lacking, {"key": key["key"]}),
+        ("POST", "/v1/keys/verify", {}, {"key": key["key"]}),
+        ("POST", "/v1/keys/verify", verifier, {"key": ""}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "extra": 1}),
+        ("POST", "/v1/keys/verify", verifier, []),
+        ("POST", "/v1/keys/verify", verifier, b"{not json"),
+        ("POST", "/v1/keys/verify", raw, b'{"key": "x"}'),
+        ("POST", "/v1/keys/verify", {}, b"{not json"),
+        ("GET", "/v1/keys/verify", verifier, None),
     ]
-    fast = [org.client.get(path, headers=headers) for path, headers in cases]
-    kept = list(stack)
-    stack[:] = [m for m in stack if m.cls is not check.FastPath]
-    app.middleware_stack = app.build_middleware_stack()  # type: ignore[attr-defined]
+
+
+def _send(org: Org, call: Call) -> httpx.Response:
+    method, path, headers, body = call
+    client: Any = org.client
+    if isinstance(body, bytes):
+        answer: httpx.Response = client.request(method, path, headers=headers, content=body)
+    elif body is None:
+        answer = client.request(method, path, headers=headers)
+    else:
+        answer = client.request(method, path, headers=headers, json=body)
+    return answer
+
+
+@pytest.mark.parametrize("calls", [_check_calls, _verify_calls], ids=["check", "verify"])
+def test_the_fast_paths_give_the_routes_answers(
+    org: Org, calls: Callable[[Org], list[Call]]
+) -> None:
+    """The edge answers each fast path's requests as its route does without the edge:
+    status, body and headers, for every kind of answer."""
+    from fastapi import FastAPI
+
+    from apiward.adapters.http import edge
+
+    app = org.client.app
+    assert isinstance(app, FastAPI)
+    fast = [_send(org, call) for call in calls(org)]
+    app.middleware_stack = edge.stack(FastAPI.build_middleware_stack(app), app.state.settings, {})
     try:
-        routed = [org.client.get(path, headers=headers) for path, headers in cases]
+        routed = [_send(org, call) for call in calls(org)]
     finally:
-        stack[:] = kept
-        app.middleware_stack = app.build_middleware_stack()  # type: ignore[attr-defined]
+        app.middleware_stack = app.build_middleware_stack()
+    statuses = {a.status_code for a in fast}
+    assert len(statuses) >= 4, statuses  # the cases reach several kinds of answer
     for a, b in zip(fast, routed, strict=True):
         assert (a.status_code, _body(a), _headers(a)) == (b.status_code, _body(b), _headers(b))
 
@@ -110,12 +178,17 @@ def _body(r: httpx.Response) -> object:
     if not r.content:
         return None
     data = r.json()
-    data.pop("request_id", None)
+    if isinstance(data, dict):
+        data.pop("request_id", None)
+        data.pop("key_id", None)  # each run makes its keys
+        if isinstance(data.get("ratelimit"), dict):
+            data["ratelimit"].pop("reset", None)
     return data
 
 
 def _headers(r: httpx.Response) -> dict[str, str]:
-    varying = {"x-request-id", "date", "content-length", "x-apiward-error"}
+    varying = {"x-request-id", "date", "content-length", "x-apiward-error", "x-ratelimit-reset"}
+    varying |= {"retry-after", "ratelimit", "ratelimit-reset", "x-apiward-credential"}
     return {k: v for k, v in r.headers.items() if k not in varying}
 
 

@@ -32,9 +32,9 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
-    app = create_app(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"))
+def probed(tmp_path: Path, **settings: Any) -> FastAPI:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    app = create_app(fast_settings(database_url=database_url, **settings))
 
     @app.get("/probe/async")
     async def in_the_loop() -> dict[str, str]:
@@ -51,6 +51,51 @@ def app(tmp_path: Path) -> FastAPI:
         raise RuntimeError(f"a bug with {CLIENT_SECRET} in its message")
 
     return app
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> FastAPI:
+    return probed(tmp_path, access_log="all")
+
+
+def access_lines(app: FastAPI) -> list[tuple[str, int]]:
+    """The (path, status) of each access log line for a fixed set of answers."""
+    out = io.StringIO()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        logs.configure("info", "json", out)
+        for path in ("/probe/async", "/probe/async", "/v1/auth/check", "/nowhere"):
+            client.get(path, headers={"X-Request-Id": "req-mode"})
+        client.get("/probe/boom")
+    return [(x["path"], x["status"]) for x in lines(out) if x["event"] == "request"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "logged"),
+    [
+        ("all", ["/probe/async", "/probe/async", "/v1/auth/check", "/nowhere", "/probe/boom"]),
+        ("errors", ["/v1/auth/check", "/nowhere", "/probe/boom"]),
+        ("off", []),
+    ],
+)
+def test_the_access_log_mode_says_which_answers_get_a_line(
+    tmp_path: Path, mode: str, logged: list[str]
+) -> None:
+    found = access_lines(probed(tmp_path, access_log=mode))
+    assert [path for path, _ in found] == logged
+    assert all(status >= 400 for path, status in found if mode == "errors")
+
+
+def test_sampled_logs_every_error_and_a_share_of_the_rest(tmp_path: Path) -> None:
+    none = access_lines(probed(tmp_path / "a", access_log="sampled", access_log_sample=0.0))
+    assert [path for path, _ in none] == ["/v1/auth/check", "/nowhere", "/probe/boom"]
+    every = access_lines(probed(tmp_path / "b", access_log="sampled", access_log_sample=1.0))
+    assert [path for path, _ in every][:2] == ["/probe/async", "/probe/async"]
+    assert len(every) == 5
+
+
+def test_the_default_access_log_keeps_the_errors(tmp_path: Path) -> None:
+    found = access_lines(probed(tmp_path))
+    assert [status for _, status in found] == [401, 404, 500]
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from tests.conftest import bootstrap, fast_settings
 def test_full_flow_leaves_no_secret_in_logs_metrics_or_errors(tmp_path: Path) -> None:
     stream = io.StringIO()
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", log_level="debug"
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
+        log_level="debug",
+        access_log="all",  # every request's line, to look for secrets in
     )
     errors: list[str] = []
 

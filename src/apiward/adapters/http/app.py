@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from apiward import __version__
 from apiward.adapters.http import docs
+from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.embed import Apiward
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
@@ -22,7 +23,7 @@ target space in the space header when you work in one other than the default.
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """Build the server. Resources are created in the lifespan, not here."""
     settings = settings or Settings()
-    app = FastAPI(
+    app = ServerApp(
         title=f"{settings.platform_name} API",
         version=__version__,
         description=DESCRIPTION,

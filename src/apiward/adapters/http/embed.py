@@ -28,8 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters import dashboard
 from apiward.adapters import logging as logs
-from apiward.adapters.http import errors
-from apiward.adapters.http.middleware import RequestContextMiddleware
+from apiward.adapters.http import edge, errors
 from apiward.adapters.http.openapi import document_errors
 from apiward.adapters.http.routes import (
     analytics,
@@ -96,27 +95,21 @@ class Apiward:
         app.state.settings = self.settings
         errors.install(app)
         document_errors(app, self.settings.error_style)
+        fast: dict[str, edge.Handler] = {}
         if meta_routes:
             app.include_router(root.router)
             app.include_router(metrics.router)
         if auth_routes:
             app.include_router(oauth.router)
             app.include_router(check.router)
-            app.add_middleware(check.FastPath)  # inside the request middleware added below
+            fast[check.PATH] = check.fast_path
         if management_routes:
+            fast[verify.PATH] = verify.fast_path
             for module in (verify, keys, clients, tenancy, webhooks, leaks, analytics):
                 app.include_router(module.router)
             if self.settings.dashboard_enabled:
                 app.include_router(dashboard.router)
-        app.add_middleware(
-            RequestContextMiddleware,
-            max_body_bytes=self.settings.max_body_bytes,
-            error_style=self.settings.error_style,
-            error_messages=self.settings.error_messages,
-            error_fields=self.settings.error_fields,
-            version_header=self.settings.version_header,
-            deprecations=self.settings.deprecation_headers(),
-        )
+        edge.install(app, self.settings, fast)  # the request envelope, then the fast paths
         inner = app.router.lifespan_context
 
         @asynccontextmanager

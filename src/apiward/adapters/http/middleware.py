@@ -1,7 +1,17 @@
-"""Pure ASGI middleware: request ids, access logs and the body size limit."""
+"""Pure ASGI middleware: request ids, access logs and the body size limit.
+
+The access log is a choice (``APIWARD_ACCESS_LOG``): a JSON line costs more than the
+whole forward-auth decision (bench/README.md, "What observability costs"), and the
+proxy in front of apiward, or the host app's server, already logs every request. The
+default, ``errors``, keeps the answers someone has to look at (every 4xx and 5xx, and
+requests that failed), each with the request id its client was given; ``sampled`` adds
+a share of the successful ones, ``all`` every one, ``off`` none. Metrics count every
+request in every mode.
+"""
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import uuid
@@ -33,8 +43,14 @@ class RequestContextMiddleware:
         error_fields: Sequence[str] | None = None,
         version_header: str = "apiward-version",
         deprecations: dict[str, dict[str, str]] | None = None,
+        access_log: str = "all",
+        access_log_sample: float = 0.0,
     ) -> None:
+        if access_log not in ("all", "errors", "sampled", "off"):
+            raise ValueError(f"access_log: all, errors, sampled or off, not {access_log!r}")
         self.app = app
+        self.access_log = access_log
+        self.sample = access_log_sample
         self.version_header = version_header.lower().encode()
         self.deprecations = {
             version: [(k.lower().encode(), v.encode()) for k, v in headers.items()]
@@ -103,27 +119,37 @@ class RequestContextMiddleware:
                     return {"type": "http.disconnect"}
             return message
 
+        failed = True
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await self._too_large(request_id, send_wrapper)
                 status = 413
-                return
-            await self.app(scope, limited_receive, send_wrapper)
+            else:
+                await self.app(scope, limited_receive, send_wrapper)
+            failed = False
         except Exception:
             if not rejected:
                 raise
         finally:
             elapsed = time.perf_counter() - start
-            log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                client=(scope.get("client") or ("-",))[0],
-            )
+            if self._logs(status, failed):
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    client=(scope.get("client") or ("-",))[0],
+                )
             observe_request(scope, status, elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
+
+    def _logs(self, status: int, failed: bool) -> bool:
+        """Whether this answer gets an access log line (``APIWARD_ACCESS_LOG``)."""
+        mode = self.access_log
+        if mode == "all" or (mode != "off" and (status >= 400 or failed)):
+            return True
+        return mode == "sampled" and random.random() < self.sample  # noqa: S311 (a log sample)
 
     async def _too_large(self, request_id: str, send: Send) -> None:
         response = render(

@@ -17,6 +17,7 @@ from fastapi.security import HTTPBearer
 
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
+from apiward.adapters.runtime import Runtime
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
 from apiward.services.auth import require_scopes
@@ -41,9 +42,22 @@ def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
 def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     """The caller's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
     peer = request.client.host if request.client else None
+    return forwarded_address(peer, request.headers.get("x-forwarded-for"), trusted)
+
+
+def address_of(peer: str | None, forwarded_for: str | None, runtime: Runtime) -> str | None:
+    """``client_ip`` from the raw peer and ``X-Forwarded-For`` (the forward-auth path)."""
+    return forwarded_address(peer, forwarded_for, runtime.trusted_proxies)
+
+
+def forwarded_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]
+) -> str | None:
+    """The caller's address from the peer's and ``X-Forwarded-For``: the last hop that is
+    not a trusted proxy, when the peer is one; a garbled header is not believed."""
     if peer is None or not trusted or not _trusted(peer, trusted):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
     for hop in reversed(hops):
         try:
             ipaddress.ip_address(hop)

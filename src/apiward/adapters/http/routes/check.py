@@ -21,11 +21,13 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_of
-from apiward.adapters.http.security import authenticate
+from apiward.adapters.http.deps import LimitsDep, SettingsDep
+from apiward.adapters.http.security import address_of, authenticate
+from apiward.adapters.http.state import state_of
+from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError, InvalidInput
-from apiward.core.models import Principal
+from apiward.core.models import Principal, RequestContext
 from apiward.core.paths import canonical
 from apiward.core.scopes import parse
 from apiward.services.limiting import RequestLimits
@@ -109,41 +111,136 @@ async def check(
     settings: SettingsDep,
     limits: LimitsDep,
     scope: list[str] | None = Query(
-        None, max_length=MAX_SCOPES, description="Scopes the proxied location needs."
+        None,
+        description="Scopes the proxied location needs.",
+        json_schema_extra={"maxItems": MAX_SCOPES},  # checked by ``decide``, as on the fast path
     ),
 ) -> Response:
     """200 with `X-Apiward-*` identity headers, or 401/403/429 with the error body."""
     return await decide(request, scope or [], settings, limits)
 
 
-class FastPath:
-    """Answers ``/v1/auth/check`` before FastAPI's router and dependency injection.
+async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers ``/v1/auth/check`` ahead of FastAPI (``apiward.adapters.http.edge``).
 
     Forward auth runs once for every request a proxy lets through, so its cost is the
-    proxy's latency. This ASGI middleware, inside the request middleware (request ids,
-    body limit, logs, metrics) and outside the router, gives the route's exact answer
-    (``decide``) without the framework's per-request work around it. The route stays
-    registered for the OpenAPI document, and answers if this middleware is not installed.
+    proxy's latency. A check asked with headers only (what the documented proxy
+    configurations send) is decided from the raw ASGI headers: the same
+    ``RequestContext``, ``Authenticator.authenticate`` and identity headers as
+    ``decide``, without building a ``Request``. A refusal, and a check with a query
+    string, are answered by ``decide``'s code, so every answer is the route's.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        # The route's identity, for metrics labels and route-level marks.
-        self._route = next(r for r in router.routes if getattr(r, "path", None) == PATH)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in METHODS:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self._route
+    if scope["method"] not in METHODS:
+        await inner(scope, receive, send)
+        return
+    scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
+    runtime = scope["app"].state.runtime  # outside the dependency system
+    if scope.get("query_string"):
+        await _routed(scope, receive, send, runtime)
+        return
+    try:
+        headers = await _decide_raw(scope, runtime)
+    except Exception as exc:  # a refusal, or what the app's last-resort handler answers
         request = Request(scope, receive)
-        try:
-            wanted = request.query_params.getlist("scope") if scope.get("query_string") else []
-            runtime = runtime_of(request)  # outside the dependency system
-            response = await decide(request, wanted, runtime.settings, runtime.limits)
-        except Exception as exc:  # what the app's last-resort handler would answer
+        if isinstance(exc, ApiwardError) and _header(scope, b"x-apiward-proxy") == "nginx":
+            response = _for_nginx(request, exc)
+        else:
             response = await errors.answer(request, exc)
         await response(scope, receive, send)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _routed(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
+    request = Request(scope, receive)
+    try:
+        wanted = request.query_params.getlist("scope")
+        response = await decide(request, wanted, runtime.settings, runtime.limits)
+    except Exception as exc:  # what the app's last-resort handler would answer
+        response = await errors.answer(request, exc)
+    await response(scope, receive, send)
+
+
+class _Names:
+    """The request headers a check reads, as the ASGI scope spells them (lower-case)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.original_uri = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy].encode()
+        self.space = settings.space_header.lower().encode()
+        self.version = settings.version_header.lower().encode()
+        self.wanted = frozenset(
+            {
+                b"authorization",
+                REQUIRE_HEADER.encode(),
+                b"user-agent",
+                b"x-forwarded-for",
+                self.original_uri,
+                self.space,
+                self.version,
+            }
+        )
+
+
+_names: list[_Names] = []
+
+
+def _names_for(settings: Settings) -> _Names:
+    if not _names or _names[0].settings is not settings:
+        _names[:] = [_Names(settings)]
+    return _names[0]
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded.lower()
+    return ""
+
+
+async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes]]:
+    """``decide`` on the raw scope, for a check without a query string: the headers of
+    the 200 (a refusal is raised)."""
+    settings = runtime.settings
+    names = _names_for(settings)
+    found: dict[bytes, str] = {}
+    for key, value in scope["headers"]:
+        if key in names.wanted and key not in found:  # the first of each, as Starlette's
+            found[key] = value.decode("latin-1")
+    path = canonical(found.get(names.original_uri) or "/")
+    method = scope["method"]
+    wanted = [s for s in found.get(REQUIRE_HEADER.encode(), "").replace(",", " ").split() if s]
+    for s in wanted:
+        parse(s)
+    requested = found.get(names.version)
+    space = found.get(names.space)
+    client = scope.get("client")
+    state = state_of(scope)
+    context = RequestContext(
+        route=path,
+        counted_route=runtime.limits.default_plan.rule_for(path, method),
+        method=method,
+        ip=address_of(client[0] if client else None, found.get(b"x-forwarded-for"), runtime),
+        user_agent=(found.get(b"user-agent") or "")[:512] or None,
+        request_id=state.request_id or None,
+        space_id=space.strip()[:64] if space else None,
+        api_version=settings.version(requested).id if requested else None,
+    )
+    principal = await runtime.auth.authenticate(
+        found.get(b"authorization"), context, scopes=tuple(wanted)
+    )
+    state.principal = principal
+    state.api_version = principal.api_version
+    state.rate_limit_headers = principal.rate_limit
+    scope["state"]["principal"] = principal  # request.state.principal, as ``remember``
+    headers = [
+        (k.lower().encode(), v.encode("latin-1"))
+        for k, v in {**identity_headers(principal), **principal.rate_limit}.items()
+    ]
+    headers.append((b"content-length", b"0"))
+    return headers
 
 
 for _method in ["GET", *OTHER_METHODS]:
@@ -162,6 +259,9 @@ for _method in ["GET", *OTHER_METHODS]:
             }
         },
     )
+
+
+_ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PATH)
 
 
 def _for_nginx(request: Request, exc: ApiwardError) -> Response:

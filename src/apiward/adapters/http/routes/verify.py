@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep
+from apiward.adapters.http import errors
+from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep, runtime_of
 from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, VerifyRequest
-from apiward.adapters.http.security import request_context, require
+from apiward.adapters.http.security import authenticate, request_context, require
 from apiward.adapters.http.state import state_of
 from apiward.core import errors as e
 from apiward.core.analytics import outcome_of
@@ -19,20 +24,23 @@ from apiward.services.limiting import RequestLimits
 
 router = APIRouter(tags=["API keys"])
 
+PATH = "/v1/keys/verify"
+SCOPE = "keys:verify"
+
 
 def code_of(exc: e.ApiwardError) -> str:
     """The answer's code: the outcome analytics count (``apiward.core.analytics``)."""
     return outcome_of(exc)
 
 
-@router.post("/v1/keys/verify", response_model=VerifyOut, summary="Verify an API key")
+@router.post(PATH, response_model=VerifyOut, summary="Verify an API key")
 async def verify_key(
     body: VerifyRequest,
     request: Request,
     auth: AuthDep,
     limits: LimitsDep,
     counted: VerificationsDep,
-    caller: Principal = require("keys:verify"),
+    caller: Principal = require(SCOPE),
 ) -> VerifyOut:
     """Always 200: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`."""
@@ -116,3 +124,73 @@ def _ratelimit(fields: dict[str, str]) -> dict[str, object] | None:
         "reset": int(fields["X-RateLimit-Reset"]),
         "policy": fields.get("RateLimit-Policy"),
     }
+
+
+_ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PATH)
+
+
+async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers ``POST /v1/keys/verify`` ahead of FastAPI (``apiward.adapters.http.edge``).
+
+    A JSON body that is a valid ``VerifyRequest`` is answered here as the route would
+    answer it; anything else (another method or media type, a body that does not
+    parse or validate) goes on to the route, body included, for the route's own answer.
+    """
+    if scope["method"] != "POST" or not _is_json(scope):
+        await inner(scope, receive, send)
+        return
+    body = await _read(receive)
+    if body is None:
+        return  # the client went away (or the body limit answered 413)
+    try:
+        asked = VerifyRequest.model_validate(json.loads(body))
+    except (ValueError, ValidationError):
+        await inner(scope, _replay(body, receive), send)
+        return
+    scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
+    request = Request(scope, receive)
+    try:
+        runtime = runtime_of(request)  # outside the dependency system
+        caller = await authenticate(request, scopes=(SCOPE,))
+        answer = await _verify(
+            asked, request, caller, runtime.auth, runtime.limits, runtime.verifications
+        )
+        state_of(request).verify_code = answer.code  # for metrics
+        response = Response(answer.model_dump_json(), media_type="application/json")
+    except Exception as exc:  # what the route's error handlers would answer
+        response = await errors.answer(request, exc)
+    await response(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """The media types the route reads as JSON: ``application/json`` (with parameters)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json"
+    return False
+
+
+async def _read(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read given back first."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed

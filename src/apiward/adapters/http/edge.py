@@ -1,0 +1,97 @@
+"""The outermost ASGI layer: the request envelope, and the hot paths ahead of FastAPI.
+
+Every request passes ``RequestContextMiddleware`` first (request id, body limit, the
+rate-limit and deprecation headers, the access log line, metrics). Inside it,
+``FastPaths`` answers the two endpoints a protected API calls for every request of its
+own, forward auth (``/v1/auth/check``) and the verify API (``/v1/keys/verify``), before
+FastAPI's error middleware, router and dependency solving; everything else goes on into
+the FastAPI app as it is. Each fast path gives its route's exact answer (the routes stay
+registered, for the OpenAPI document and for an app built without this layer).
+
+``install`` puts the layer around a FastAPI app's own middleware stack, so that a host
+app's ``init_app`` gets it as well (docs/architecture.md section 3). The server's own app
+is a ``ServerApp``, which also passes over ``FastAPI.__call__`` for the fast paths: that
+call asks OpenTelemetry whether it is configured on every request, which costs about as
+much as the forward-auth decision itself (bench/README.md). The fast paths are counted
+in apiward's metrics, not in FastAPI's OpenTelemetry instrumentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from apiward.adapters.http.middleware import RequestContextMiddleware
+from apiward.adapters.settings import Settings
+
+Handler = Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
+"""A fast path: the inner app (to hand a request on to), then the ASGI call."""
+
+
+class FastPaths:
+    """Sends a request for one of ``handlers``' paths to its handler, any other inward."""
+
+    def __init__(self, app: ASGIApp, handlers: Mapping[str, Handler]) -> None:
+        self.app = app
+        self.handlers = dict(handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+        else:
+            await handler(self.app, scope, receive, send)
+
+
+class ServerApp(FastAPI):
+    """FastAPI, with the requests for the fast paths handed straight to the stack."""
+
+    fast_paths: frozenset[str] = frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.fast_paths and not self.root_path:
+            scope["app"] = self  # what Starlette's own call sets
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            await self.middleware_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def envelope(app: ASGIApp, settings: Settings) -> RequestContextMiddleware:
+    """``app`` inside the request envelope the deployment's settings describe."""
+    return RequestContextMiddleware(
+        app,
+        max_body_bytes=settings.max_body_bytes,
+        error_style=settings.error_style,
+        error_messages=settings.error_messages,
+        error_fields=settings.error_fields,
+        version_header=settings.version_header,
+        deprecations=settings.deprecation_headers(),
+        access_log=settings.access_log,
+        access_log_sample=settings.access_log_sample,
+    )
+
+
+def stack(inner: ASGIApp, settings: Settings, handlers: Mapping[str, Handler]) -> ASGIApp:
+    """The envelope around the fast paths around ``inner``."""
+    return envelope(FastPaths(inner, handlers) if handlers else inner, settings)
+
+
+def install(app: FastAPI, settings: Settings, handlers: Mapping[str, Handler]) -> None:
+    """Wrap ``app``'s middleware stack (built on its first request) in this layer.
+
+    Starlette builds the stack lazily from ``build_middleware_stack``; the app's own
+    middleware, error handlers and router stay inside, unchanged.
+    """
+    build = app.build_middleware_stack
+
+    def build_with_edge() -> Any:
+        return stack(build(), settings, handlers)
+
+    app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]
+    if isinstance(app, ServerApp):
+        app.fast_paths = frozenset(handlers)
