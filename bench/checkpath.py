@@ -1,20 +1,30 @@
-"""CPU per forward-auth check through the app: the fast path against the route, side by side.
+"""CPU per request on the hot paths: the edge's fast paths against the routes, and what
+each observability feature costs, side by side.
 
     .venv/bin/python -m bench.checkpath [--calls 3000] [--rounds 6]
 
-Builds the server app twice on one runtime (one store, one verification cache): as
-``create_app`` gives it, where ``/v1/auth/check`` is answered by ``FastPath`` ahead of
-FastAPI's router, and the same app without that middleware, where the route answers.
-Each is called in process as an ASGI app (no sockets), with a valid key and a required
-scope, the access log at ``info`` written to /dev/null. The two alternate for
-``--rounds`` rounds of ``--calls`` checks; the medians are compared. Writes
-``bench/results/checkpath.json``.
+Builds the server app several times on one runtime (one store, one verification
+cache) and calls each in process as an ASGI app (no sockets), with a valid key (and a
+required scope for the check), the logs at ``info`` written to /dev/null:
+
+- ``check``/``verify``: the app as ``create_app`` gives it, where ``/v1/auth/check``
+  and ``/v1/keys/verify`` are answered by the edge (``apiward.adapters.http.edge``)
+  ahead of FastAPI, with the default access log (``errors``: no line for a 200);
+- ``... route``: the same app with the request envelope but without the fast paths,
+  where FastAPI's routes answer;
+- ``check, access log all``: a line for every request (``APIWARD_ACCESS_LOG=all``);
+- ``check, no metrics``: the request metrics' ``observe`` shadowed by a no-op;
+- ``check, not counted``: the analytics counter shadowed by a no-op.
+
+The variants alternate for ``--rounds`` rounds of ``--calls`` requests; the medians are
+compared. Writes ``bench/results/checkpath.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
@@ -23,8 +33,8 @@ from typing import Any, TextIO
 from fastapi import FastAPI
 
 from apiward.adapters import logging as logs
+from apiward.adapters.http import edge
 from apiward.adapters.http.app import create_app
-from apiward.adapters.http.routes import check
 from apiward.adapters.settings import Settings
 from bench.common import SECRET, machine, save, workdir
 
@@ -51,15 +61,20 @@ async def _started(app: FastAPI) -> asyncio.Task[None]:
     return task
 
 
-async def _call(app: FastAPI, headers: list[tuple[bytes, bytes]]) -> None:
+Call = tuple[str, str, list[tuple[bytes, bytes]], bytes]
+"""A request: method, path, headers, body."""
+
+
+async def _call(app: Any, call: Call) -> None:
+    method, path, headers, body = call
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
-        "path": "/v1/auth/check",
-        "raw_path": b"/v1/auth/check",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": headers,
@@ -70,15 +85,24 @@ async def _call(app: FastAPI, headers: list[tuple[bytes, bytes]]) -> None:
     status: list[int] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    await app(scope, receive, send)  # type: ignore[arg-type]
+    await app(scope, receive, send)
     if status != [200]:
-        raise RuntimeError(f"the check answered {status}")
+        raise RuntimeError(f"{path} answered {status}")
+
+
+def _on_runtime(settings: Settings, runtime: Any, *, fast_paths: bool = True) -> FastAPI:
+    """The server app on an already running runtime, with or without the fast paths."""
+    app = create_app(settings)
+    app.state.runtime = runtime
+    if not fast_paths:
+        app.middleware_stack = edge.stack(FastAPI.build_middleware_stack(app), settings, {})
+    return app
 
 
 async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
@@ -98,48 +122,85 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         boot = await runtime.tenancy.bootstrap("Bench", "o@bench.test", "bench password 1")
         operator = await runtime.operators.principal(boot.org.id)
         key = (await runtime.keys.create(operator, name="k", scopes=["things:read"])).plaintext
-        headers = [
-            (b"host", b"127.0.0.1:8000"),
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"x-apiward-require", b"things:read"),
-        ]
-        routed = create_app(settings)
-        fast_path: object = check.FastPath
-        routed.user_middleware[:] = [m for m in routed.user_middleware if m.cls is not fast_path]
-        routed.state.runtime = runtime
-        apps = {"fast path": fast, "route": routed, "fast path, not counted": fast}
-        counting = runtime.verifications
+        verifier = await runtime.keys.create(operator, name="v", scopes=["keys:verify"])
+        host = (b"host", b"127.0.0.1:8000")
+        check_call: Call = (
+            "GET",
+            "/v1/auth/check",
+            [
+                host,
+                (b"authorization", f"Bearer {key}".encode()),
+                (b"x-apiward-require", b"things:read"),
+            ],
+            b"",
+        )
+        verify_call: Call = (
+            "POST",
+            "/v1/keys/verify",
+            [
+                host,
+                (b"authorization", f"Bearer {verifier.plaintext}".encode()),
+                (b"content-type", b"application/json"),
+            ],
+            json.dumps({"key": key, "scopes": ["things:read"]}).encode(),
+        )
+        routed = _on_runtime(settings, runtime, fast_paths=False)
+        logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
+        shadowed: dict[str, tuple[object, str]] = {
+            "check, no metrics": (runtime.metrics, "observe"),
+            "check, not counted": (runtime.verifications, "count"),
+        }
+        variants: dict[str, tuple[Any, Call]] = {
+            "check": (fast, check_call),
+            "check route": (routed, check_call),
+            "check, access log all": (logged, check_call),
+            "check, no metrics": (fast, check_call),
+            "check, not counted": (fast, check_call),
+            "verify": (fast, verify_call),
+            "verify route": (routed, verify_call),
+        }
 
-        def count_or_not(name: str) -> None:
-            # Analytics off for one variant: the counter's method shadowed by a no-op.
-            if name.endswith("not counted"):
-                counting.count = lambda *args, **kwargs: None
-            else:
-                counting.__dict__.pop("count", None)
+        def shadow(name: str) -> None:
+            # One feature off for a variant: the method shadowed by a no-op on its object.
+            for variant, (owner, method) in shadowed.items():
+                if variant == name:
+                    owner.__dict__[method] = _nothing
+                else:
+                    owner.__dict__.pop(method, None)
 
-        for name, app in apps.items():
-            count_or_not(name)
+        for name, (app, call) in variants.items():
+            shadow(name)
             for _ in range(500):
-                await _call(app, headers)
-        micros: dict[str, list[float]] = {name: [] for name in apps}
+                await _call(app, call)
+        micros: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
-            for name, app in apps.items():
-                count_or_not(name)
+            for name, (app, call) in variants.items():
+                shadow(name)
                 start = time.process_time()
                 for _ in range(calls):
-                    await _call(app, headers)
+                    await _call(app, call)
                 micros[name].append((time.process_time() - start) / calls * 1e6)
-        count_or_not("counted")
+        shadow("")
         lifespan.cancel()
         await runtime.stop()
     medians = {name: statistics.median(values) for name, values in micros.items()}
+    check = medians["check"]
     return {
         "setup": {**machine(), "calls": calls, "rounds": rounds},
-        "cpu_us_per_check": {k: round(v, 1) for k, v in medians.items()},
+        "cpu_us_per_request": {k: round(v, 1) for k, v in medians.items()},
         "rounds_us": {k: [round(x, 1) for x in v] for k, v in micros.items()},
-        "route_over_fast_path": round(medians["route"] / medians["fast path"], 2),
-        "counting_cost": round(medians["fast path"] / medians["fast path, not counted"] - 1, 4),
+        "check_route_over_fast_path": round(medians["check route"] / check, 2),
+        "verify_route_over_fast_path": round(medians["verify route"] / medians["verify"], 2),
+        "cost_over_check": {
+            "access log line": round(medians["check, access log all"] / check - 1, 4),
+            "request metrics": round(check / medians["check, no metrics"] - 1, 4),
+            "analytics counting": round(check / medians["check, not counted"] - 1, 4),
+        },
     }
+
+
+def _nothing(*args: object, **kwargs: object) -> None:
+    return None
 
 
 def main() -> None:
@@ -147,13 +208,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    with open(os.devnull, "w") as sink:  # the access log's lines are written, to nowhere
+    with open(os.devnull, "w") as sink:  # the log lines are written, to nowhere
         result = asyncio.run(run(args.calls, args.rounds, sink))
-    for name, value in result["cpu_us_per_check"].items():
-        print(f"{name:<10} {value:8.1f} µs of CPU per check (median of {args.rounds} rounds)")
-    print(f"the route costs {result['route_over_fast_path']}x the fast path")
-    cost = result["counting_cost"] * 100
-    print(f"analytics counting adds {cost:.1f}% CPU to a check (target: at most 2%)")
+    for name, value in result["cpu_us_per_request"].items():
+        print(f"{name:<24} {value:8.1f} µs of CPU per request (median of {args.rounds} rounds)")
+    print(f"the check route costs {result['check_route_over_fast_path']}x its fast path")
+    print(f"the verify route costs {result['verify_route_over_fast_path']}x its fast path")
+    for feature, cost in result["cost_over_check"].items():
+        print(f"{feature} adds {cost * 100:.1f}% CPU to a check")
     print(f"results: {save('checkpath', result)}")
 
 

@@ -52,7 +52,6 @@ def bench_env(db: Path | str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "APIWARD_DATABASE_URL": url,
-        "APIWARD_LOG_LEVEL": "warning",
         "APIWARD_SECRET_KEY": SECRET,
         **extra,
     }
