@@ -91,3 +91,26 @@ def test_a_fastapi_route_behind_require_finds_the_principal_in_request_state(
         r = client.get("/things", headers={"Authorization": f"Bearer {plaintext}"})
         assert r.status_code == 200
         assert r.json() == {"org": org_id}
+
+
+def test_init_app_tries_the_apps_own_routes_before_apiwards(tmp_path: Path) -> None:
+    """A request for one of the app's routes is matched before apiward's routes are
+    tried (they cost their matching on every request otherwise); apiward's still answer."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient as FastAPIClient
+
+    app = FastAPI()
+    Apiward(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")).init_app(app)
+
+    @app.get("/open")
+    async def open_() -> dict[str, bool]:
+        return {"ok": True}
+
+    with FastAPIClient(app) as client:
+        own = [getattr(r, "path", None) for r in app.router.routes].index("/open")
+        included = [i for i, r in enumerate(app.router.routes) if hasattr(r, "original_router")]
+        assert included and own < min(included)
+        assert client.get("/open").json() == {"ok": True}
+        token = client.post("/v1/auth/token", json={"grant_type": "password"})
+        assert token.status_code == 400  # apiward's token endpoint, judging the request
+        assert client.get("/v1/auth/check").status_code == 401

@@ -208,3 +208,25 @@ def test_standard_library_records_are_masked_too() -> None:
     assert "Exception in ASGI application" in text and "ValueError: client secret" in text
     for secret in SECRETS:
         assert secret not in text
+
+
+def test_made_up_request_ids_are_unique_uuids_even_in_a_forked_worker() -> None:
+    import os
+    import uuid
+
+    from apiward.adapters.http.middleware import new_request_id
+
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(i).version for i in ids} == {4}
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a prefork server's worker: its ids must not repeat the parent's
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert uuid.UUID(theirs).version == 4
+    assert theirs[:24] != ids[0][:24] and theirs not in ids

@@ -126,3 +126,14 @@ def test_redaction_skips_only_text_no_pattern_could_match(text: str) -> None:
     """The quick pre-check never lets through what the patterns would have masked."""
     logs.configure("warning", "json", secret_prefixes=("aw", "awel"))
     assert logs.redact(text) == _every_pattern(text)
+
+
+def test_a_started_server_has_frozen_the_heap_it_started_with(tmp_path: Path) -> None:
+    """The collector never rescans what the server holds from its start (bench/README.md:
+    full collections of that heap were the p99 of a request)."""
+    import gc
+
+    settings = fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > 10_000

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
 
 from apiward import __version__
@@ -36,4 +41,28 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     if settings.docs_enabled:
         app.include_router(docs.router)
+    started = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with started(app_) as state:
+            freeze_heap()
+            yield state
+
+    app.router.lifespan_context = lifespan
     return app
+
+
+def freeze_heap() -> None:
+    """Move what is alive once the server has started (modules, classes, the runtime and
+    its caches) to the garbage collector's permanent generation.
+
+    A full collection scans every tracked object; with the heap a started server holds,
+    that was a pause of 60-75 ms every few seconds under load, the whole p99 of a
+    request (bench/README.md). Frozen objects are never scanned, so a full collection
+    looks only at what requests made since. Once per process: the first server started
+    in it (a process running several apps, a test suite, freezes once).
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()

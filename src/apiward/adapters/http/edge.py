@@ -18,10 +18,11 @@ in apiward's metrics, not in FastAPI's OpenTelemetry instrumentation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http.middleware import RequestContextMiddleware
@@ -81,15 +82,29 @@ def stack(inner: ASGIApp, settings: Settings, handlers: Mapping[str, Handler]) -
     return envelope(FastPaths(inner, handlers) if handlers else inner, settings)
 
 
-def install(app: FastAPI, settings: Settings, handlers: Mapping[str, Handler]) -> None:
-    """Wrap ``app``'s middleware stack (built on its first request) in this layer.
+def install(
+    app: FastAPI,
+    settings: Settings,
+    handlers: Mapping[str, Handler],
+    *,
+    last: Sequence[BaseRoute] = (),
+) -> None:
+    """Wrap ``app``'s middleware stack (built on its first call, the lifespan's) in this
+    layer, and move the routes ``last`` behind the ones the app declared itself.
 
     Starlette builds the stack lazily from ``build_middleware_stack``; the app's own
-    middleware, error handlers and router stay inside, unchanged.
+    middleware, error handlers and router stay inside, unchanged. A router tries its
+    routes in order, so apiward's routes, included by ``init_app`` before the host app
+    declares its own, would be tried (and cost their matching) ahead of every one of
+    the app's requests: they go last, where only requests none of the app's routes
+    takes reach them.
     """
     build = app.build_middleware_stack
 
     def build_with_edge() -> Any:
+        routes = app.router.routes
+        ours = {id(route) for route in last}
+        routes[:] = [r for r in routes if id(r) not in ours] + [r for r in routes if id(r) in ours]
         return stack(build(), settings, handlers)
 
     app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]

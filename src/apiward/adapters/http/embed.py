@@ -96,6 +96,7 @@ class Apiward:
         errors.install(app)
         document_errors(app, self.settings.error_style)
         fast: dict[str, edge.Handler] = {}
+        theirs = len(app.router.routes)
         if meta_routes:
             app.include_router(root.router)
             app.include_router(metrics.router)
@@ -109,7 +110,9 @@ class Apiward:
                 app.include_router(module.router)
             if self.settings.dashboard_enabled:
                 app.include_router(dashboard.router)
-        edge.install(app, self.settings, fast)  # the request envelope, then the fast paths
+        ours = app.router.routes[theirs:]
+        # The request envelope, then the fast paths; apiward's routes matched after the app's.
+        edge.install(app, self.settings, fast, last=ours)
         inner = app.router.lifespan_context
 
         @asynccontextmanager
