@@ -240,6 +240,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             default_environment=settings.environments[0],
         ),
         verifications,
+        auth.acts,
     )
     clients = Clients(store, cache, clock, client_fmt, tokens.revoke_client_tokens)
     http = delivery.client(settings.webhook_timeout_seconds)

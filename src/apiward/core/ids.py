@@ -5,7 +5,16 @@ from __future__ import annotations
 import secrets
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_LENGTH = 20
+_USABLE = 256 - 256 % len(_BASE62)
+"""Bytes below 248 map onto the alphabet evenly (four bytes a character); the rest are
+dropped, so every character is uniform."""
+_TO_BASE62 = bytes(ord(_BASE62[b % len(_BASE62)]) if b < _USABLE else 0 for b in range(256))
+_DROPPED = bytes(range(_USABLE, 256))
 
 
 def new_id(kind: str) -> str:
-    return f"{kind}_" + "".join(secrets.choice(_BASE62) for _ in range(20))
+    chars = b""
+    while len(chars) < _LENGTH:  # 32 bytes give 20 characters but for 1 time in 10^8
+        chars += secrets.token_bytes(32).translate(_TO_BASE62, _DROPPED)
+    return f"{kind}_{chars[:_LENGTH].decode()}"

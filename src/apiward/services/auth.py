@@ -178,6 +178,12 @@ class Authenticator:
         self._issuer = issuer
         self._audience = audience
 
+    async def acts(self, org_id: str, user_id: str) -> bool:
+        """Whether the user may act through a credential now (neither it nor its portal
+        account disabled), as keys and tokens are judged: from the cached subject, which
+        a change to the user or the account invalidates in every process."""
+        return (await self._subject(org_id, user_id)).active
+
     async def _subject(self, org_id: str, user_id: str) -> Subject:
         cache_key = f"user:{org_id}:{user_id}"
         cached = self._cache.get(cache_key)

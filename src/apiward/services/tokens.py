@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -133,8 +133,11 @@ class Tokens:
         refresh_format: KeyFormat,
         settings: TokenSettings,
         verifications: Verifications,
+        acts: Callable[[str, str], Awaitable[bool]],
     ) -> None:
         self._store = store
+        self._acts = acts
+        """Whether a user may act now (``Authenticator.acts``: cached, as for keys)."""
         self._cache = cache
         self._clock = clock
         self._keyring = keyring
@@ -350,8 +353,8 @@ class Tokens:
         basic: bool = False,
     ) -> TokenAnswer:
         client = await self._counted_client(client_id, secret, basic)
-        async with self._store.begin() as tx:
-            await self._require_active(tx, client.org_id, client.acting_user_id)
+        if not await self._acts(client.org_id, client.acting_user_id):
+            raise InvalidClient("The user this client acts for is disabled.")
         token_scope = self._narrow(ScopeSet(client.scopes), scope)
         self._verifications.count(
             client.org_id, client.environment, "VALID", client_id=client.id, route=TOKEN_ROUTE

@@ -2,11 +2,13 @@
 
 Every request passes ``RequestContextMiddleware`` first (request id, body limit, the
 rate-limit and deprecation headers, the access log line, metrics). Inside it,
-``FastPaths`` answers the two endpoints a protected API calls for every request of its
-own, forward auth (``/v1/auth/check``) and the verify API (``/v1/keys/verify``), before
-FastAPI's error middleware, router and dependency solving; everything else goes on into
-the FastAPI app as it is. Each fast path gives its route's exact answer (the routes stay
-registered, for the OpenAPI document and for an app built without this layer).
+``FastPaths`` answers the endpoints called most, before FastAPI's error middleware,
+router and dependency solving: the two a protected API calls for every request of its
+own, forward auth (``/v1/auth/check``) and the verify API (``/v1/keys/verify``), and the
+token endpoints (``/v1/auth/token``, ``/v1/auth/refresh``), which a machine client calls
+for every token. Everything else goes on into the FastAPI app as it is. Each fast path
+gives its route's exact answer (the routes stay registered, for the OpenAPI document and
+for an app built without this layer).
 
 ``install`` puts the layer around a FastAPI app's own middleware stack, so that a host
 app's ``init_app`` gets it as well (docs/architecture.md section 3). The server's own app
@@ -21,15 +23,44 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from apiward.adapters.http import errors
 from apiward.adapters.http.middleware import RequestContextMiddleware
+from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 
 Handler = Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
 """A fast path: the inner app (to hand a request on to), then the ASGI call."""
+
+
+def direct(
+    routes: Sequence[BaseRoute],
+    path: str,
+    answer: Callable[[Request, Runtime], Awaitable[Response]],
+) -> Handler:
+    """A fast path that calls a route's own function, ``answer(request, runtime)``, for
+    the route's methods: the route's code, without FastAPI's routing and dependency
+    solving around it. An error is answered as the app's error handlers answer it."""
+    route = next(r for r in routes if getattr(r, "path", None) == path)
+    methods = frozenset(getattr(route, "methods", ()))
+
+    async def handler(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in methods:
+            await inner(scope, receive, send)
+            return
+        scope["route"] = route  # the route's identity, for metrics labels and route marks
+        request = Request(scope, receive)
+        try:
+            response = await answer(request, scope["app"].state.runtime)
+        except Exception as exc:
+            response = await errors.answer(request, exc)
+        await response(scope, receive, send)
+
+    return handler
 
 
 class FastPaths:

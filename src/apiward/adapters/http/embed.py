@@ -104,6 +104,8 @@ class Apiward:
             app.include_router(oauth.router)
             app.include_router(check.router)
             fast[check.PATH] = check.fast_path
+            for path, answer in oauth.DIRECT.items():
+                fast[path] = edge.direct(oauth.router.routes, path, answer)
         if management_routes:
             fast[verify.PATH] = verify.fast_path
             for module in (verify, keys, clients, tenancy, webhooks, leaks, analytics):

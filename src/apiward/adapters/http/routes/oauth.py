@@ -17,6 +17,7 @@ from apiward.adapters.http.schemas.oauth import (
 )
 from apiward.adapters.http.security import authenticate, request_context
 from apiward.adapters.http.state import state_of
+from apiward.adapters.runtime import Runtime
 from apiward.core import jsontext
 from apiward.core.errors import (
     InsufficientScope,
@@ -190,6 +191,19 @@ async def refresh(request: Request, tokens: TokensDep) -> JSONResponse:
     except InvalidGrant as exc:
         raise RefreshRefused(exc.message) from None
     return _answer(answer.as_dict())
+
+
+async def _token(request: Request, runtime: Runtime) -> JSONResponse:
+    return await token(request, runtime.tokens)
+
+
+async def _refresh(request: Request, runtime: Runtime) -> JSONResponse:
+    return await refresh(request, runtime.tokens)
+
+
+DIRECT = {"/v1/auth/token": _token, "/v1/auth/refresh": _refresh}
+"""The token endpoints the edge calls straight (``apiward.adapters.http.edge.direct``):
+each route's own function, with the runtime's token service."""
 
 
 @router.post("/v1/auth/revoke", summary="Revoke a token (RFC 7009)")
