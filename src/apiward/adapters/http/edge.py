@@ -8,7 +8,9 @@ own, forward auth (``/v1/auth/check``) and the verify API (``/v1/keys/verify``),
 token endpoints (``/v1/auth/token``, ``/v1/auth/refresh``), which a machine client calls
 for every token. Everything else goes on into the FastAPI app as it is. Each fast path
 gives its route's exact answer (the routes stay registered, for the OpenAPI document and
-for an app built without this layer).
+for an app built without this layer). The fast paths are used only while the app has no
+middleware and no app-wide dependencies of its own (``nothing_in_front``): they answer
+before those, and must not pass over what the app put in front of its routes.
 
 ``install`` puts the layer around a FastAPI app's own middleware stack, so that a host
 app's ``init_app`` gets it as well (docs/architecture.md section 3). The server's own app
@@ -136,8 +138,19 @@ def install(
         routes = app.router.routes
         ours = {id(route) for route in last}
         routes[:] = [r for r in routes if id(r) not in ours] + [r for r in routes if id(r) in ours]
-        return stack(build(), settings, handlers)
+        usable = handlers if nothing_in_front(app) else {}
+        if isinstance(app, ServerApp):
+            app.fast_paths = frozenset(usable)
+        return stack(build(), settings, usable)
 
     app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]
-    if isinstance(app, ServerApp):
-        app.fast_paths = frozenset(handlers)
+
+
+def nothing_in_front(app: FastAPI) -> bool:
+    """Whether the app has no middleware and no app-wide dependencies of its own.
+
+    A fast path answers before them, so it would pass over an IP allow-list, a firewall
+    or a host check the app put in front of its routes. With any of them, the routes
+    answer, inside them (slower, and the same answers).
+    """
+    return not app.user_middleware and not app.router.dependencies

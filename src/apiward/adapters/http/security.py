@@ -42,7 +42,9 @@ def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
 def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     """The caller's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
     peer = request.client.host if request.client else None
-    return forwarded_address(peer, request.headers.get("x-forwarded-for"), trusted)
+    # Several lines are one list, in order (RFC 9110 section 5.3): a proxy may add its own.
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    return forwarded_address(peer, forwarded, trusted)
 
 
 def address_of(peer: str | None, forwarded_for: str | None, runtime: Runtime) -> str | None:

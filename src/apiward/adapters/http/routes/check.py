@@ -175,7 +175,6 @@ class _Names:
                 b"authorization",
                 REQUIRE_HEADER.encode(),
                 b"user-agent",
-                b"x-forwarded-for",
                 self.original_uri,
                 self.space,
                 self.version,
@@ -206,8 +205,11 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
     settings = runtime.settings
     names = _names_for(settings)
     found: dict[bytes, str] = {}
+    forwarded: list[str] = []  # every line: one list, in order (RFC 9110 section 5.3)
     for key, value in scope["headers"]:
-        if key in names.wanted and key not in found:  # the first of each, as Starlette's
+        if key == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
+        elif key in names.wanted and key not in found:  # the first of each, as Starlette's
             found[key] = value.decode("latin-1")
     path = canonical(found.get(names.original_uri) or "/")
     method = scope["method"]
@@ -222,7 +224,7 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
         route=path,
         counted_route=runtime.limits.default_plan.rule_for(path, method),
         method=method,
-        ip=address_of(client[0] if client else None, found.get(b"x-forwarded-for"), runtime),
+        ip=address_of(client[0] if client else None, ",".join(forwarded), runtime),
         user_agent=(found.get(b"user-agent") or "")[:512] or None,
         request_id=state.request_id or None,
         space_id=space.strip()[:64] if space else None,

@@ -140,11 +140,12 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
         await inner(scope, receive, send)
         return
     body = await _read(receive)
-    if body is None:
-        return  # the client went away (or the body limit answered 413)
+    if body is None:  # the client went away (or the body limit answered 413)
+        await inner(scope, _gone, send)  # the route's answer, as without this path
+        return
     try:
         asked = VerifyRequest.model_validate(json.loads(body))
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):  # too deep for ``json``, say
         await inner(scope, _replay(body, receive), send)
         return
     scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
@@ -180,6 +181,10 @@ async def _read(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _gone() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
