@@ -27,13 +27,14 @@ example: install  ## The example business API of examples/things.py on port 8001
 
 bench: install  ## The benchmark suite (bench/README.md), a few minutes; writes bench/results/.
 	@command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python -m pip install --quiet granian matplotlib pyinstrument
+	$(BIN)/python -m pip install --quiet granian matplotlib pyinstrument py-spy
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.endpoints
 	$(BIN)/python -m bench.checkpath
 	$(BIN)/python -m bench.inprocess
 	$(BIN)/python -m bench.limiter
 	$(BIN)/python -m bench.grants
+	$(BIN)/python -m bench.flames
 	$(BIN)/python -m bench.plot
 
 lint: install
