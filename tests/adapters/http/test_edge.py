@@ -147,3 +147,14 @@ def test_forwarded_for_in_several_lines_is_read_as_one_list(proxied: Org, path: 
     spoofed = [auth, ("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "6.6.6.6")]
     refused = proxied.client.get(path, headers=spoofed)
     assert refused.status_code == 403, refused.text
+
+
+def test_a_check_before_the_lifespan_started_is_a_503(tmp_path: Path) -> None:
+    """An app called without its lifespan (no runtime yet) answers forward auth with a
+    clear 503 in the deployment's error shape, on the fast path and through its query."""
+    app = create_app(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'n.db'}"))
+    client = TestClient(app, raise_server_exceptions=False)  # not entered: no lifespan
+    for path in ("/v1/auth/check", "/v1/auth/check?scope=a:b"):
+        r = client.get(path)
+        assert r.status_code == 503, (path, r.status_code, r.text)
+        assert "not running" in r.json()["message"]

@@ -26,7 +26,7 @@ from apiward.adapters.http.security import address_of, authenticate
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
-from apiward.core.errors import ApiwardError, InvalidInput
+from apiward.core.errors import ApiwardError, InvalidInput, ServiceUnavailable
 from apiward.core.models import Principal, RequestContext
 from apiward.core.paths import canonical
 from apiward.core.scopes import parse
@@ -134,11 +134,13 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
         await inner(scope, receive, send)
         return
     scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
-    runtime = scope["app"].state.runtime  # outside the dependency system
+    runtime = getattr(scope["app"].state, "runtime", None)  # outside the dependency system
     if scope.get("query_string"):
         await _routed(scope, receive, send, runtime)
         return
     try:
+        if runtime is None:
+            raise ServiceUnavailable("apiward is not running: start the app's lifespan.")
         headers = await _decide_raw(scope, runtime)
     except Exception as exc:  # a refusal, or what the app's last-resort handler answers
         request = Request(scope, receive)
@@ -152,9 +154,11 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _routed(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
+async def _routed(scope: Scope, receive: Receive, send: Send, runtime: Runtime | None) -> None:
     request = Request(scope, receive)
     try:
+        if runtime is None:
+            raise ServiceUnavailable("apiward is not running: start the app's lifespan.")
         wanted = request.query_params.getlist("scope")
         response = await decide(request, wanted, runtime.settings, runtime.limits)
     except Exception as exc:  # what the app's last-resort handler would answer
