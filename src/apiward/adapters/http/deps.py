@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from apiward.adapters.geo import Countries
 from apiward.adapters.metrics import Metrics
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
+from apiward.core.errors import ServiceUnavailable
 from apiward.core.models import IPNetwork
 from apiward.services.analytics import Analytics, Verifications
 from apiward.services.audit import AuditLog
@@ -38,6 +40,18 @@ def runtime_of(request: Request) -> Runtime:
     """The app's runtime, for the providers below and the code that runs outside the
     dependency system (ASGI middleware, the authentication seam)."""
     runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+NOT_RUNNING = "apiward is not running: start the app's lifespan."
+
+
+def runtime_in(scope: Scope) -> Runtime:
+    """The runtime of the app serving ``scope``, for code that sees only the ASGI scope
+    (the edge's fast paths); a 503 while the app's lifespan has not started it."""
+    runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+    if runtime is None:
+        raise ServiceUnavailable(NOT_RUNNING)
     return runtime
 
 

@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
+from apiward.adapters.http.deps import runtime_in
 from apiward.adapters.http.middleware import RequestContextMiddleware
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
@@ -57,12 +58,22 @@ def direct(
         scope["route"] = route  # the route's identity, for metrics labels and route marks
         request = Request(scope, receive)
         try:
-            response = await answer(request, scope["app"].state.runtime)
+            response = await answer(request, runtime_in(scope))
         except Exception as exc:
             response = await errors.answer(request, exc)
         await response(scope, receive, send)
 
     return handler
+
+
+def header(scope: Scope, name: bytes) -> bytes:
+    """The first value of the request header ``name`` (lower-case, as ASGI spells
+    names), or empty: what Starlette's ``Headers.get`` reads, without building one."""
+    for key, value in scope["headers"]:
+        if key == name:
+            found: bytes = value
+            return found
+    return b""
 
 
 class FastPaths:

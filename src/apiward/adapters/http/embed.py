@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apiward.adapters import dashboard
 from apiward.adapters import logging as logs
 from apiward.adapters.http import edge, errors
+from apiward.adapters.http.deps import NOT_RUNNING
 from apiward.adapters.http.openapi import document_errors
 from apiward.adapters.http.routes import (
     analytics,
@@ -62,7 +63,7 @@ class Apiward:
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            raise ServiceUnavailable("apiward is not running: start the app's lifespan.")
+            raise ServiceUnavailable(NOT_RUNNING)
         return self._runtime
 
     @asynccontextmanager

@@ -17,7 +17,6 @@ from fastapi.security import HTTPBearer
 
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
 from apiward.services.auth import require_scopes
@@ -45,11 +44,6 @@ def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     # Several lines are one list, in order (RFC 9110 section 5.3): a proxy may add its own.
     forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
     return forwarded_address(peer, forwarded, trusted)
-
-
-def address_of(peer: str | None, forwarded_for: str | None, runtime: Runtime) -> str | None:
-    """``client_ip`` from the raw peer and ``X-Forwarded-For`` (the forward-auth path)."""
-    return forwarded_address(peer, forwarded_for, runtime.trusted_proxies)
 
 
 def forwarded_address(

@@ -21,12 +21,13 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.deps import LimitsDep, SettingsDep
-from apiward.adapters.http.security import address_of, authenticate
+from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_in
+from apiward.adapters.http.edge import header
+from apiward.adapters.http.security import authenticate, forwarded_address
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
-from apiward.core.errors import ApiwardError, InvalidInput, ServiceUnavailable
+from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Principal, RequestContext
 from apiward.core.paths import canonical
 from apiward.core.scopes import parse
@@ -134,17 +135,15 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
         await inner(scope, receive, send)
         return
     scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
-    runtime = getattr(scope["app"].state, "runtime", None)  # outside the dependency system
     if scope.get("query_string"):
-        await _routed(scope, receive, send, runtime)
+        await _routed(scope, receive, send)
         return
     try:
-        if runtime is None:
-            raise ServiceUnavailable("apiward is not running: start the app's lifespan.")
-        headers = await _decide_raw(scope, runtime)
+        headers = await _decide_raw(scope, runtime_in(scope))
     except Exception as exc:  # a refusal, or what the app's last-resort handler answers
         request = Request(scope, receive)
-        if isinstance(exc, ApiwardError) and _header(scope, b"x-apiward-proxy") == "nginx":
+        nginx = header(scope, PROXY_HEADER.encode()).lower() == b"nginx"
+        if isinstance(exc, ApiwardError) and nginx:
             response = _for_nginx(request, exc)
         else:
             response = await errors.answer(request, exc)
@@ -154,11 +153,10 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _routed(scope: Scope, receive: Receive, send: Send, runtime: Runtime | None) -> None:
+async def _routed(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive)
     try:
-        if runtime is None:
-            raise ServiceUnavailable("apiward is not running: start the app's lifespan.")
+        runtime = runtime_in(scope)
         wanted = request.query_params.getlist("scope")
         response = await decide(request, wanted, runtime.settings, runtime.limits)
     except Exception as exc:  # what the app's last-resort handler would answer
@@ -195,14 +193,6 @@ def _names_for(settings: Settings) -> _Names:
     return _names[0]
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            decoded: str = value.decode("latin-1")
-            return decoded.lower()
-    return ""
-
-
 async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes]]:
     """``decide`` on the raw scope, for a check without a query string: the headers of
     the 200 (a refusal is raised)."""
@@ -228,7 +218,9 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
         route=path,
         counted_route=runtime.limits.default_plan.rule_for(path, method),
         method=method,
-        ip=address_of(client[0] if client else None, ",".join(forwarded), runtime),
+        ip=forwarded_address(
+            client[0] if client else None, ",".join(forwarded), runtime.trusted_proxies
+        ),
         user_agent=(found.get(b"user-agent") or "")[:512] or None,
         request_id=state.request_id or None,
         space_id=space.strip()[:64] if space else None,

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep, runtime_of
+from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep, runtime_in
+from apiward.adapters.http.edge import header
 from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import authenticate, request_context, require
 from apiward.adapters.http.state import state_of
@@ -151,7 +152,7 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
     scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
     request = Request(scope, receive)
     try:
-        runtime = runtime_of(request)  # outside the dependency system
+        runtime = runtime_in(scope)  # outside the dependency system
         caller = await authenticate(request, scopes=(SCOPE,))
         answer = await _verify(
             asked, request, caller, runtime.auth, runtime.limits, runtime.verifications
@@ -164,12 +165,9 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
 
 
 def _is_json(scope: Scope) -> bool:
-    """The media types the route reads as JSON: ``application/json`` (with parameters)."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media_type: bytes = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json"
-    return False
+    """The media type the route reads as JSON: ``application/json`` (with parameters)."""
+    media_type = header(scope, b"content-type").split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json"
 
 
 async def _read(receive: Receive) -> bytes | None:
