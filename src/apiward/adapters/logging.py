@@ -96,8 +96,11 @@ class RedactingFilter(logging.Filter):
         try:
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the line
-            message = str(record.msg)
-        record.msg, record.args = redact(message), None
+            record.msg, record.args = redact(str(record.msg)), None
+        else:
+            clean = redact(message)
+            if clean != message:
+                record.msg, record.args = _redacted_parts(record, clean)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -105,6 +108,24 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def _redacted_parts(record: logging.LogRecord, clean: str) -> tuple[Any, Any]:
+    """The record's format and arguments with credentials masked, kept apart.
+
+    Formatters may read the arguments themselves (uvicorn's access formatter unpacks
+    the client, method, path, version and status), so they stay a tuple of the same
+    length when masking each one masks the line; otherwise the line is the masked text.
+    """
+    args = record.args
+    if isinstance(args, tuple) and isinstance(record.msg, str):
+        masked = tuple(redact(arg) if isinstance(arg, str) else arg for arg in args)
+        try:
+            if redact(record.msg) % masked == clean:
+                return redact(record.msg), masked
+        except (TypeError, ValueError):
+            pass
+    return clean, None
 
 
 def _filter_stdlib_handlers() -> None:

@@ -137,3 +137,36 @@ def test_a_started_server_has_frozen_the_heap_it_started_with(tmp_path: Path) ->
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
         assert gc.get_freeze_count() > 10_000
+
+
+def test_uvicorn_access_lines_keep_their_arguments_and_lose_their_secrets() -> None:
+    """uvicorn's access formatter unpacks a record's arguments: the filter masks each one
+    and keeps them, so an embedding app's access log keeps its lines, credentials masked."""
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    logs.configure("info", "json", secret_prefixes=("aw",))
+    secret = "aw_live_" + "A" * 32
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/v1/things?key={secret}", "1.1", 200),
+        None,
+    )
+    assert logs.RedactingFilter().filter(record)
+    line = AccessFormatter("%(client_addr)s %(request_line)s %(status_code)s").format(record)
+    assert secret not in line
+    assert line == "127.0.0.1:5000 GET /v1/things?key=[REDACTED] HTTP/1.1 200 OK"
+    assert isinstance(record.args, tuple) and len(record.args) == 5
+
+
+def test_records_without_secrets_pass_unchanged() -> None:
+    import logging
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s of %d", ("one", 2), None)
+    assert logs.RedactingFilter().filter(record)
+    assert (record.msg, record.args) == ("%s of %d", ("one", 2))

@@ -61,8 +61,14 @@ def freeze_heap() -> None:
     that was a pause of 60-75 ms every few seconds under load, the whole p99 of a
     request (bench/README.md). Frozen objects are never scanned, so a full collection
     looks only at what requests made since. Once per process: the first server started
-    in it (a process running several apps, a test suite, freezes once).
+    in it (a process running several apps, a test suite, freezes once), whatever the
+    interpreter itself froze before (3.12 starts with a few hundred objects frozen).
     """
-    if gc.get_freeze_count() == 0:
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
         gc.collect()
         gc.freeze()
+
+
+_heap_frozen = False
