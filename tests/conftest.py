@@ -17,8 +17,11 @@ from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 
 POSTGRES_URL = os.environ.get(
-    "APIWARD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "APIWARD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/apiward_tests"
 )
+TEST_DATABASE_MARK = "apiward test database: emptied by every test run"
+"""The comment the suite puts on a database it creates. Without APIWARD_TEST_POSTGRES_URL,
+the suite empties only a database that carries it, never one of the user's own."""
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -43,17 +46,49 @@ def _postgres_reachable() -> str | None:
     import asyncpg
 
     dsn = POSTGRES_URL.replace("postgresql+asyncpg", "postgresql")
+    chosen = "APIWARD_TEST_POSTGRES_URL" in os.environ
+
+    async def create(name: str) -> None:
+        server = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres", timeout=3)
+        try:
+            await server.execute(f'CREATE DATABASE "{name}"')
+            await server.execute(f"COMMENT ON DATABASE \"{name}\" IS '{TEST_DATABASE_MARK}'")
+        except asyncpg.DuplicateDatabaseError:
+            pass  # another test process made it first
+        finally:
+            await server.close()
 
     async def probe() -> None:
-        conn = await asyncpg.connect(dsn, timeout=3)
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        await conn.close()
+        try:
+            conn = await asyncpg.connect(dsn, timeout=3)
+        except asyncpg.InvalidCatalogNameError:
+            if chosen:
+                raise
+            await create(dsn.rsplit("/", 1)[1])
+            conn = await asyncpg.connect(dsn, timeout=3)
+        try:
+            mark = await conn.fetchval(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                " WHERE datname = current_database()"
+            )
+            if not chosen and mark != TEST_DATABASE_MARK:
+                raise _NotOurs(
+                    "that database was not created by this test suite, and the tests empty "
+                    "it; set APIWARD_TEST_POSTGRES_URL to a database they may empty"
+                )
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
 
     try:
         asyncio.run(probe())
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, _NotOurs) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+class _NotOurs(Exception):
+    """The default test database exists but is not one this suite created."""
 
 
 def require_postgres() -> str:
