@@ -8,7 +8,7 @@ credential is ``cli``, which no request can present.
 from __future__ import annotations
 
 from apiward.core.authority import EVERYTHING
-from apiward.core.errors import InvalidInput, NotFound
+from apiward.core.errors import NotFound
 from apiward.core.models import (
     CredentialKind,
     Organisation,
@@ -56,7 +56,8 @@ class Operators:
         )
 
     async def resolve_org(self, org_id: str | None) -> Organisation:
-        """The organisation named by id or name; the only one when none is named."""
+        """The organisation named by id or name; without one, the deployment's first
+        organisation (the one ``apiward init`` made on a new deployment)."""
         orgs = await self._tenancy.list_orgs()
         if org_id:
             for org in orgs:
@@ -65,9 +66,9 @@ class Operators:
             raise NotFound("organisation", org_id)
         if not orgs:
             raise NotFound("organisation", "(none yet: run 'apiward init')")
-        if len(orgs) > 1:
-            raise InvalidInput(
-                "This instance has several organisations; choose one with --org: "
-                + ", ".join(f"{o.name} ({o.id})" for o in orgs)
-            )
-        return orgs[0]
+        return orgs[0]  # oldest first
+
+    async def chosen_by_default(self) -> Organisation | None:
+        """The organisation a command acts on when none is named, if there is a choice."""
+        orgs = await self._tenancy.list_orgs()
+        return orgs[0] if len(orgs) > 1 else None

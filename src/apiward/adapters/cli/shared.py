@@ -19,7 +19,14 @@ T = TypeVar("T")
 out = Console()
 err = Console(stderr=True)
 
-OrgOption = Annotated[str | None, typer.Option("--org", help="Organisation id or name.")]
+OrgOption = Annotated[
+    str | None,
+    typer.Option(
+        "--org",
+        envvar="APIWARD_ORG",
+        help="Organisation id or name (default: the first one, made by 'apiward init').",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test.")]
 
@@ -47,6 +54,11 @@ def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], 
     database, and acts through the same services as the HTTP API."""
 
     async def job(runtime: Runtime) -> T:
+        if org is None and (default := await runtime.operators.chosen_by_default()):
+            err.print(
+                f"[dim]organisation {default.name} ({default.id}), the first one made; "
+                "--org or APIWARD_ORG for another[/dim]"
+            )
         return await work(runtime, await runtime.operators.principal(org, env))
 
     return run(job)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
+from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out, run
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
 
@@ -43,7 +43,7 @@ def usage(
     """Verifications over time, by outcome: a table and a sparkline."""
     from apiward.core import analytics
 
-    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+    async def job(runtime: Runtime, principal: Principal | None) -> dict[str, Any]:
         await runtime.flush_analytics()  # what this process counted (none, usually)
         q = analytics.query(
             since=since,
@@ -54,7 +54,7 @@ def usage(
             key_id=key,
             client_id=client,
         )
-        if unattributed:
+        if principal is None:
             rows = await runtime.analytics.unattributed(q)
         else:
             rows = await runtime.analytics.verifications(principal, q)
@@ -69,7 +69,11 @@ def usage(
             "outcomes": {o: [c.get(s, 0) for s in slots] for o, c in sorted(per.items())},
         }
 
-    data = as_operator(org, environment, job)
+    data = (
+        run(lambda runtime: job(runtime, None))
+        if unattributed
+        else as_operator(org, environment, job)
+    )
     if as_json:
         print(json.dumps(data))
         return
