@@ -298,7 +298,11 @@ def test_monime_root_echo_space_header_and_intersection(profile: Profile) -> Non
                 "api-versions/-/specifications/openapi.yaml"
             },
         }
-    # Every request names its space.
+    # The Quick Token Test: a token is space-agnostic, and the echo acts in no space.
+    for credential, environment in ((org.owner_test_key, "test"), (org.owner_key, "live")):
+        echo = c.get("/", headers={"Authorization": f"Bearer {credential}"}).json()
+        assert echo["status"] == {"environment": environment, "isAuthenticated": True}
+    # Every request that acts on data names its space.
     r = c.get("/v1/customers", headers=org.headers())
     assert (r.status_code, r.json()["reason"]) == (400, "MISSING_SPACE")
     # Effective access: the token's scopes ∩ the user's role in the space it targets.

@@ -240,6 +240,9 @@ class RequestContext:
     counted_route: str | None = None
     """What analytics count the request under, when ``route`` is a raw path (forward
     auth): the route rule it falls under, so that clients cannot mint new rows."""
+    acts_in_space: bool = True
+    """False for a request that touches no space's data (the root echo): it is
+    authenticated without the space header even where the deployment requires one."""
 
 
 def visible_in(record: str | None, viewer: str | None) -> bool:

@@ -252,7 +252,7 @@ class Authenticator:
     def _space(self, subject: Subject, context: RequestContext) -> str:
         """The space a request acts in: the one it names (which the settings may require)
         or the org's default; ``UnknownSpace`` unless it is an active space of the org."""
-        if self._require_space and not context.space_id:
+        if self._require_space and context.acts_in_space and not context.space_id:
             raise MissingSpace(self._space_header)
         space_id = context.space_id or subject.default_space
         if space_id not in subject.spaces:

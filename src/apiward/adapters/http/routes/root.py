@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,8 @@ from fastapi.responses import JSONResponse
 from apiward.adapters.geo import Countries
 from apiward.adapters.http.deps import CountriesDep, RuntimeDep, SettingsDep, TrustedProxiesDep
 from apiward.adapters.http.security import (
-    authenticate,
+    is_exempt,
+    remember,
     request_context,
     via_trusted_proxy,
 )
@@ -26,12 +28,17 @@ async def root(
     settings: SettingsDep,
     countries: CountriesDep,
     trusted_proxies: TrustedProxiesDep,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Echo whether the request is authenticated, its environment, API version and origin."""
     principal = None
-    if request.headers.get("authorization"):
+    if authorization := request.headers.get("authorization"):
+        context = replace(request_context(request), acts_in_space=False)
         try:
-            principal = await authenticate(request)
+            principal = remember(
+                request,
+                await runtime.auth.authenticate(authorization, context, exempt=is_exempt(request)),
+            )
         except ApiwardError:
             principal = None
     version = None if principal is None else settings.version(principal.api_version)
