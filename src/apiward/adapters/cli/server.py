@@ -32,6 +32,7 @@ def serve(
     if settings.migrate_on_start:
         run(lambda runtime: asyncio.sleep(0))  # applies migrations once, before workers fork
     os.environ["APIWARD_MIGRATE_ON_START"] = "false"
+    print(_where(settings, host or settings.host, port or settings.port), flush=True)
     uvicorn.run(
         "apiward.adapters.http.app:create_app",
         factory=True,
@@ -42,6 +43,17 @@ def serve(
         access_log=False,
         proxy_headers=False,
     )
+
+
+def _where(settings: Settings, host: str, port: int) -> str:
+    """What ``serve`` prints first: where it listens and where people find it."""
+    base = settings.base_url.rstrip("/")
+    lines = [f"apiward listening on {host}:{port}", f"  API        {base}/"]
+    if settings.docs_enabled:
+        lines.append(f"  reference  {base}/docs")
+    if settings.dashboard_enabled:
+        lines.append(f"  dashboard  {base}/dashboard")
+    return "\n".join(lines)
 
 
 def migrate() -> None:
