@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -114,3 +115,27 @@ def test_init_app_tries_the_apps_own_routes_before_apiwards(tmp_path: Path) -> N
         token = client.post("/v1/auth/token", json={"grant_type": "password"})
         assert token.status_code == 400  # apiward's token endpoint, judging the request
         assert client.get("/v1/auth/check").status_code == 401
+
+
+def test_an_embedded_app_says_which_issuer_it_publishes_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Embedded, apiward cannot know the address its host app is served on: without
+    APIWARD_PUBLIC_URL it warns which issuer its tokens and OAuth metadata will name."""
+    from fastapi import FastAPI
+
+    def start(**settings: str) -> tuple[str, str]:
+        app = FastAPI()
+        Apiward(
+            fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'i.db'}", **settings)
+        ).init_app(app)
+        with TestClient(app) as client:
+            issuer = client.get("/.well-known/oauth-authorization-server").json()["issuer"]
+        return issuer, capsys.readouterr().out
+
+    issuer, logged = start()
+    assert issuer == "http://127.0.0.1:8000"
+    assert "issuer_not_configured" in logged and "APIWARD_PUBLIC_URL" in logged
+    issuer, logged = start(public_url="https://api.example.test")
+    assert issuer == "https://api.example.test"
+    assert "issuer_not_configured" not in logged

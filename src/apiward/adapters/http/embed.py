@@ -51,6 +51,8 @@ from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, ServiceUnavailable
 from apiward.core.scopes import parse
 
+log = logs.get_logger("apiward.embed")
+
 
 class Apiward:
     """One apiward runtime, attached to one application."""
@@ -118,9 +120,23 @@ class Apiward:
         edge.install(app, self.settings, fast, last=ours)
         inner = app.router.lifespan_context
 
+        guessed_issuer = (
+            auth_routes
+            and not isinstance(app, edge.ServerApp)  # `apiward serve` knows its address
+            and not (self.settings.public_url or self.settings.issuer)
+        )
+
         @asynccontextmanager
         async def lifespan(app_: Any) -> AsyncIterator[Any]:
             async with self.running() as runtime:
+                if guessed_issuer:
+                    log.warning(
+                        "issuer_not_configured",
+                        issuer=self.settings.token_issuer,
+                        note="Access tokens and the OAuth metadata name this issuer, made "
+                        "from APIWARD_HOST and APIWARD_PORT, not from the server this app "
+                        "runs on. Set APIWARD_PUBLIC_URL to the address clients use.",
+                    )
                 app.state.runtime = runtime
                 async with inner(app_) as state:
                     yield state
