@@ -610,7 +610,7 @@ class Portal:
                 {
                     "project": org.name,
                     "role": role,
-                    "inviter": inviter.name if inviter else "",
+                    "inviter": _person(inviter),
                     "link": self._url(LinkPurpose.INVITE, token),
                     "valid_for": _ttl_text(self.policy.invite_ttl),
                 },
@@ -654,7 +654,7 @@ class Portal:
             account = await tx.find_account_by_email(link.email)
         if org is None:
             raise LinkInvalid()
-        return Invitation(link, org, inviter.name if inviter else "", account is not None)
+        return Invitation(link, org, _person(inviter), account is not None)
 
     async def accept(
         self,
@@ -736,3 +736,13 @@ class Portal:
             )
             await tx.insert_invalidation("org", org.id, now)
         return account, Project(org, user, link.role)
+
+
+def _person(user: User | None) -> str:
+    """How a message names a person: "Ada Lovelace (ada@acme.test)", or the address alone
+    when the name is only its local part (a name nobody chose)."""
+    if user is None:
+        return ""
+    if not user.name or user.name == user.email.split("@")[0]:
+        return user.email
+    return f"{user.name} ({user.email})"

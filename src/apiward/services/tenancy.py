@@ -113,15 +113,23 @@ class Tenancy:
     # organisations ---------------------------------------------------------------
 
     async def bootstrap(
-        self, org_name: str, owner_email: str, owner_password: str, *, allow_another: bool = False
+        self,
+        org_name: str,
+        owner_email: str,
+        owner_password: str,
+        *,
+        owner_name: str | None = None,
+        allow_another: bool = False,
     ) -> Bootstrap:
-        """Create an org, its environments, a default space and its owner."""
+        """Create an org, its environments, a default space and its owner (named by
+        ``owner_name``, else by the address's local part)."""
         org_name = check_name(org_name, "organisation")
         email = check_email(owner_email)
+        name = check_name(owner_name, "owner's") if owner_name else email.split("@")[0]
         password_hash = await self.hash_password(owner_password, email)
         now = self._clock.now()
         org = Organisation(new_id("org"), org_name, now)
-        owner = User(new_id("usr"), org.id, email, email.split("@")[0], password_hash, now)
+        owner = User(new_id("usr"), org.id, email, name, password_hash, now)
         async with self._store.begin() as tx:
             existing = await tx.list_orgs()
             if existing and not allow_another:

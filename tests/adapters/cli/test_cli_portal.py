@@ -13,7 +13,7 @@ from apiward.adapters.cli.main import app
 from apiward.adapters.http.app import create_app
 from tests.adapters.cli.conftest import run
 from tests.conftest import fast_settings
-from tests.mailbox import Mailbox, link_in, smtp_server
+from tests.mailbox import Mailbox, link_in, smtp_server, text_of
 
 PASSWORD = "correct horse battery"
 BASE = "http://127.0.0.1:8000"
@@ -125,3 +125,23 @@ def test_an_operator_disables_and_enables_an_account(server: TestClient, mailbox
     assert sign_in() == 303
     types = [e["type"] for e in json.loads(run("audit", "--accounts", "--json"))["items"]]
     assert "account.disabled" in types and "account.enabled" in types
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (None, "you@acme.test invited you"),
+        ("Ada Lovelace", "Ada Lovelace (you@acme.test) invited you"),
+    ],
+)
+def test_an_invitation_names_its_sender(
+    server: TestClient, mailbox: Mailbox, name: str | None, said: str
+) -> None:
+    """The mail reads as a person wrote it: never "you invited you" for an owner whose
+    address is you@..., and with the name `apiward init --name` gave."""
+    named = ["--name", name] if name else []
+    run("init", "--org-name", "Acme", "--email", "you@acme.test",
+        "--password", PASSWORD, *named)  # fmt: skip
+    run("invitations", "create", "--email", "new@example.test", "--role", "viewer")
+    text = text_of(mailbox.next("new@example.test", timeout=5))
+    assert said in " ".join(text.split())

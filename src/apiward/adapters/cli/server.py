@@ -73,6 +73,10 @@ def init(
         str,
         typer.Option("--password", envvar="APIWARD_INIT_OWNER_PASSWORD", help="Owner's password."),
     ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", envvar="APIWARD_INIT_OWNER_NAME", help="Owner's full name."),
+    ] = None,
     environment: Annotated[
         str, typer.Option("--env", help="Environment of the owner key.")
     ] = "live",
@@ -84,7 +88,9 @@ def init(
     """Bootstrap an organisation: environments, default space, owner and one owner key."""
 
     async def job(runtime: Runtime) -> dict[str, Any]:
-        boot = await runtime.tenancy.bootstrap(org_name, email, password, allow_another=new_org)
+        boot = await runtime.tenancy.bootstrap(
+            org_name, email, password, owner_name=name, allow_another=new_org
+        )
         principal = await runtime.operators.principal(boot.org.id, environment)
         created = await runtime.keys.create(
             principal, name="owner key", scopes=["*", "owner:*"], environment=environment
@@ -93,7 +99,7 @@ def init(
             "org": {"id": boot.org.id, "name": boot.org.name},
             "environments": [e.name for e in boot.environments],
             "space": {"id": boot.space.id, "name": boot.space.name},
-            "owner": {"id": boot.owner.id, "email": boot.owner.email},
+            "owner": {"id": boot.owner.id, "email": boot.owner.email, "name": boot.owner.name},
             "key": {"id": created.key.id, "environment": environment, "secret": created.plaintext},
         }
 
