@@ -240,8 +240,9 @@ class Portal:
 
     async def sign_up(self, email: str, name: str, password: str, context: RequestContext) -> None:
         """Open an account and email a confirmation link; an address that has an account
-        gets an email saying so instead. Both answer the same, at the same speed: what
-        depends on the address happens after the answer."""
+        gets an email saying so instead. Both answer the same, at the same speed (one
+        password hash and one transaction each; the email is sent after the answer),
+        and a new account exists when the answer arrives."""
         if not self.policy.signup_enabled:
             raise SignUpClosed()
         email = check_email(email)
@@ -251,7 +252,7 @@ class Portal:
         problem = weakness(password, email=email)
         if problem:
             raise InvalidInput(problem)
-        self._background.later(self._sign_up(email, name, password, context), "sign-up")
+        await self._sign_up(email, name, password, context)
 
     async def _sign_up(self, email: str, name: str, password: str, context: RequestContext) -> None:
         password_hash = await self._tenancy.hash_password(password, email)

@@ -219,6 +219,18 @@ def test_signing_up_again_tells_nothing_and_changes_nothing(
     assert known.sign_in("taken@example.test").status_code == 303
 
 
+def test_an_account_exists_when_its_sign_up_is_answered(
+    browser: Callable[[], Browser], mailbox: Mailbox
+) -> None:
+    """Signing in right after signing up finds the account (it is made before the answer;
+    only the email is sent after it): it asks for the confirmation, not for a password."""
+    b = browser()
+    assert sign_up(b, "quick@example.test").status_code == 200
+    r = b.sign_in("quick@example.test")
+    assert "Confirm your email address first" in r.text
+    assert "Wrong email or password" not in r.text
+
+
 def test_weak_passwords_and_bad_addresses_are_refused_with_a_message(
     browser: Callable[[], Browser], mailbox: Mailbox
 ) -> None:
@@ -371,7 +383,7 @@ def test_an_invitee_without_an_account_joins_with_a_role(
 
     message = mailbox.next("grace@example.test")
     assert message["Subject"] == "You are invited to Team API on Acme Developers"
-    assert "Ada invited you" in text_of(message)
+    assert "Ada (owner@example.test) invited you" in text_of(message)
 
     path = path_of(link_in(message))
     guest = browser()
