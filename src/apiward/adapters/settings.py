@@ -6,10 +6,16 @@ import datetime as dt
 import os
 from email.utils import formatdate
 from functools import cached_property
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,8 +105,27 @@ def _default_versions() -> list[ApiVersion]:
     return [ApiVersion(id="2026-11-01", name="first", date=dt.date(2026, 11, 1))]
 
 
+class ConfigError(ValueError):
+    """The configuration cannot be used: one line per problem, each naming the setting,
+    where its value came from, the value and what is expected."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APIWARD_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        problems: list[str] = []
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = _problems(exc, values)
+        problems[:0] = _unknown_file_keys()
+        if problems:
+            raise ConfigError(problems)
 
     # where things live
     database_url: str = "sqlite+aiosqlite:///./apiward.db"
@@ -392,8 +417,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("APIWARD_CONFIG_FILE")
         if config_file:
-            if not Path(config_file).is_file():
-                raise ValueError(f"APIWARD_CONFIG_FILE={config_file} does not exist")
+            _check_file(config_file)
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
@@ -513,3 +537,145 @@ class Settings(BaseSettings):
 
 def _epoch(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
+
+
+# --- checking a configuration (docs/operations.md, "Configuration") ----------------------
+
+SECRET_SETTINGS = frozenset({"secret_key", "smtp_password", "metrics_token"})
+"""Settings never shown: `apiward config show` and every error print them masked."""
+
+OTHER_VARIABLES = frozenset(
+    {
+        "APIWARD_CONFIG_FILE",
+        "APIWARD_ORG",  # the CLI's organisation
+        "APIWARD_INIT_ORG_NAME",
+        "APIWARD_INIT_OWNER_EMAIL",
+        "APIWARD_INIT_OWNER_PASSWORD",
+        "APIWARD_INIT_OWNER_NAME",
+        # the Python SDK's (apiward.client)
+        "APIWARD_URL",
+        "APIWARD_USER",
+        "APIWARD_PASSWORD",
+        "APIWARD_KEY",
+    }
+)
+"""``APIWARD_*`` variables that are not settings of the server but are read elsewhere."""
+
+OTHER_PREFIXES = ("APIWARD_TEST_", "APIWARD_BENCH_", "APIWARD_SOAK_", "APIWARD_SCHEMATHESIS_")
+"""Variables of the test suite and the benchmarks."""
+
+
+def variable(name: str) -> str:
+    """The environment variable of a setting."""
+    return "APIWARD_" + name.upper()
+
+
+def _nearest(word: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """One line for each ``APIWARD_*`` variable that no part of apiward reads."""
+    known = sorted({variable(name) for name in Settings.model_fields} | OTHER_VARIABLES)
+    return [
+        f"{name} is not a setting of apiward and is ignored{_nearest(name, known)}"
+        for name in sorted(environ)
+        if name.upper().startswith("APIWARD_")
+        and name.upper() not in known
+        and not name.upper().startswith(OTHER_PREFIXES)
+    ]
+
+
+def _check_file(path: str) -> None:
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError([f"APIWARD_CONFIG_FILE={path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [f"APIWARD_CONFIG_FILE={path}: cannot be read ({exc.strerror})"]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"APIWARD_CONFIG_FILE={path}: not valid TOML ({exc})"]) from None
+    if not isinstance(data, dict):  # pragma: no cover - tomllib always returns a table
+        raise ConfigError([f"APIWARD_CONFIG_FILE={path}: not a TOML table"])
+
+
+def _unknown_file_keys() -> list[str]:
+    path = os.environ.get("APIWARD_CONFIG_FILE")
+    known = sorted(Settings.model_fields)
+    return [
+        f"{key} in {path}: not a setting{_nearest(key, known)}"
+        for key in sorted(_file_keys())
+        if key not in Settings.model_fields
+    ]
+
+
+def _file_keys() -> set[str]:
+    import tomllib
+
+    path = os.environ.get("APIWARD_CONFIG_FILE")
+    if not path:
+        return set()
+    try:
+        with open(path, "rb") as file:
+            return set(tomllib.load(file))
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+
+
+def origin(name: str, given: dict[str, Any] | None = None) -> str:
+    """Where the value of setting ``name`` comes from: given in code, the environment,
+    the config file or the default (in the order they win)."""
+    if given and name in given:
+        return "given"
+    if any(k.upper() == variable(name) for k in os.environ):
+        return "environment"
+    if name in _file_keys():
+        return "file"
+    return "default"
+
+
+def shown(name: str, value: Any) -> str:
+    """A setting's value as `apiward config show` and errors print it: secrets masked,
+    passwords in URLs masked, long values cut."""
+    if name in SECRET_SETTINGS:
+        return "(not set)" if value is None else "********"
+    if isinstance(value, SecretStr):
+        return "********"
+    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, str) and "://" in value and "@" in value:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.password:
+            text = value.replace(f":{parts.password}@", ":********@", 1)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _problems(exc: ValidationError, given: dict[str, Any]) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        name = loc[0] if loc else ""
+        where = (
+            {
+                "given": "given",
+                "environment": f"from {variable(name)}",
+                "file": f"from {os.environ.get('APIWARD_CONFIG_FILE')}",
+                "default": "the default",
+            }[origin(name, given)]
+            if name in Settings.model_fields
+            else "the configuration"
+        )
+        path = name + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+        message = error["msg"].removeprefix("Value error, ")
+        value = shown(name, error.get("input"))
+        lines.append(f"{path or 'settings'} = {value} ({where}): {message}")
+    return lines

@@ -139,3 +139,17 @@ def test_an_embedded_app_says_which_issuer_it_publishes_unless_told(
     issuer, logged = start(public_url="https://api.example.test")
     assert issuer == "https://api.example.test"
     assert "issuer_not_configured" not in logged
+
+
+def test_an_app_warns_at_start_of_apiward_variables_it_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi import FastAPI
+
+    monkeypatch.setenv("APIWARD_EROR_STYLE", "nested")
+    app = FastAPI()
+    Apiward(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'u.db'}")).init_app(app)
+    with TestClient(app):
+        pass
+    logged = capsys.readouterr().out
+    assert "unknown_setting" in logged and "did you mean APIWARD_ERROR_STYLE?" in logged

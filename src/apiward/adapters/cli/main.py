@@ -10,6 +10,7 @@ from apiward.adapters.cli import (
     accounts,
     audit,
     clients,
+    config,
     invitations,
     keys,
     org,
@@ -17,6 +18,7 @@ from apiward.adapters.cli import (
     server,
     usage,
 )
+from apiward.adapters.settings import ConfigError
 
 app = typer.Typer(
     help="apiward: authentication for public HTTP APIs.", no_args_is_help=True, add_completion=False
@@ -33,8 +35,14 @@ app.add_typer(org.app, name="org")
 app.add_typer(projects.app, name="projects")
 app.add_typer(invitations.app, name="invitations")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(config.app, name="config")
 
 
 def main() -> None:
-    app(prog_name="apiward")
+    try:
+        app(prog_name="apiward")
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"configuration error: {line}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(0)

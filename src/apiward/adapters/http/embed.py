@@ -18,6 +18,7 @@ public paths), checks the scopes it was given and leaves the principal in
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,7 +47,7 @@ from apiward.adapters.http.routes import (
 )
 from apiward.adapters.http.security import authenticate
 from apiward.adapters.runtime import Runtime, build
-from apiward.adapters.settings import Settings
+from apiward.adapters.settings import Settings, unknown_variables
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, ServiceUnavailable
 from apiward.core.scopes import parse
@@ -77,6 +78,8 @@ class Apiward:
             self.settings.log_format,
             secret_prefixes=(prefix, prefix + "cs", prefix + "rt", prefix + "el", "whsec"),
         )
+        for line in unknown_variables(os.environ):
+            log.warning("unknown_setting", problem=line)
         runtime = build(self.settings, clock=self._clock)
         await runtime.start()
         self._runtime = runtime

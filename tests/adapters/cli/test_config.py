@@ -1,0 +1,122 @@
+"""Configuration is checked: one line per problem, naming the setting, where its value
+came from, the value and what is expected; never a traceback; secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apiward.adapters.settings import ConfigError, Settings, unknown_variables
+
+APIWARD = str(Path(sys.executable).parent / "apiward")
+
+
+def _apiward(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("APIWARD_")}
+    return subprocess.run(
+        [APIWARD, *args], env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_misspelt_key_and_a_bad_value_in_the_file_are_each_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "apiward.toml"
+    config.write_text('eror_style = "nested"\nport = "eighty"\n')
+    result = _apiward("config", "check", APIWARD_CONFIG_FILE=str(config))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"configuration error: eror_style in {config}: not a setting; did you mean error_style?",
+        f"configuration error: port = eighty (from {config}): Input should be a valid "
+        "integer, unable to parse string as an integer",
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path: Path) -> None:
+    result = _apiward(
+        "serve",
+        APIWARD_ERROR_STYLE="flat",
+        APIWARD_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: error_style = flat (from APIWARD_ERROR_STYLE): Input should be "
+        "'default', 'nested', 'detail' or 'problem'"
+    ]
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_missing_config_file_is_one_line() -> None:
+    result = _apiward("keys", "list", APIWARD_CONFIG_FILE="/nonexistent/apiward.toml")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "configuration error: APIWARD_CONFIG_FILE=/nonexistent/apiward.toml: no such file\n"
+    )
+
+
+def test_unknown_variables_are_warned_about_and_the_sdks_are_not() -> None:
+    result = _apiward(
+        "config",
+        "check",
+        APIWARD_EROR_STYLE="nested",
+        APIWARD_URL="http://127.0.0.1:8000",
+        APIWARD_USER="u",
+        APIWARD_PASSWORD="p",
+        APIWARD_ORG="Acme",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: APIWARD_EROR_STYLE is not a setting of apiward and is ignored; did you "
+        "mean APIWARD_ERROR_STYLE?"
+    ]
+    assert result.stdout == "Configuration OK.\n"
+
+
+def test_show_says_where_each_value_comes_from_and_masks_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "apiward.toml"
+    config.write_text('platform_name = "Acme API"\nsmtp_password = "hunter2-secret"\n')
+    result = _apiward(
+        "config",
+        "show",
+        "--json",
+        APIWARD_CONFIG_FILE=str(config),
+        APIWARD_PORT="9000",
+        APIWARD_SECRET_KEY="a-secret-key-that-is-long-enough-to-be-used",
+        APIWARD_DATABASE_URL="postgresql+asyncpg://app:db-password@db.internal/apiward",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == set(Settings.model_fields)
+    assert (rows["port"]["value"], rows["port"]["source"]) == ("9000", "environment")
+    assert (rows["platform_name"]["value"], rows["platform_name"]["source"]) == (
+        "Acme API",
+        "file",
+    )
+    assert (rows["host"]["value"], rows["host"]["source"]) == ("127.0.0.1", "default")
+    assert rows["smtp_password"]["value"] == rows["secret_key"]["value"] == "********"
+    assert rows["metrics_token"]["value"] == "(not set)"
+    assert rows["database_url"]["value"] == "postgresql+asyncpg://app:********@db.internal/apiward"
+    for secret in ("hunter2-secret", "a-secret-key-that", "db-password"):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_settings_in_code_raise_one_error_listing_every_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings(port=0, workers="many", secret_key="shown-nowhere-at-all-ever-0123456789")
+    assert caught.value.problems == [
+        "port = 0 (given): Input should be greater than or equal to 1",
+        "workers = many (given): Input should be a valid integer, unable to parse string "
+        "as an integer",
+    ]
+    assert "shown-nowhere" not in str(caught.value)
+
+
+def test_variables_of_the_tests_and_benchmarks_are_known() -> None:
+    assert (
+        unknown_variables({"APIWARD_TEST_POSTGRES_URL": "x", "APIWARD_BENCH_REDIS_URL": "y"}) == []
+    )
+    assert unknown_variables({"APIWARD_HOST": "x", "OTHER": "y"}) == []
