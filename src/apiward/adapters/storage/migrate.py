@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apiward.adapters.storage.sql.errors import map_db_errors
@@ -21,10 +24,37 @@ def alembic_config(connection: Any = None) -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 0x61706977  # "apiw": the advisory lock every migrating process takes
+"""Processes starting together (workers, several machines) migrate one at a time: each
+takes this PostgreSQL advisory lock in the migration's transaction, so the first applies
+the migrations and the others find the schema at head when they get the lock."""
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply the migrations up to ``revision``, once however many processes ask at once."""
+
     def run(connection: Any) -> None:
         command.upgrade(alembic_config(connection), revision)
 
-    with map_db_errors():
+    with map_db_errors(), _file_lock(engine):
         async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK}
+                )
             await conn.run_sync(run)
+
+
+@contextmanager
+def _file_lock(engine: AsyncEngine) -> Iterator[None]:
+    """For a SQLite file, an exclusive lock on ``<database>.migrate.lock`` beside it (a
+    SQLite transaction does not hold back another process's DDL until it writes)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held until the file closes
+        yield
