@@ -6,6 +6,7 @@ import datetime as dt
 import os
 from email.utils import formatdate
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -414,7 +415,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _SecretFiles(settings_cls),
+        ]
         config_file = os.environ.get("APIWARD_CONFIG_FILE")
         if config_file:
             _check_file(config_file)
@@ -539,6 +544,38 @@ def _epoch(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
 
 
+FILE_SETTINGS = ("secret_key", "smtp_password", "metrics_token", "database_url", "redis_url")
+"""Settings that may also be read from a file named by ``APIWARD_<NAME>_FILE`` (a
+secret mounted by systemd's ``LoadCredential=``, or any secret store): the file's
+content, without its final newline."""
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """``APIWARD_<NAME>_FILE`` for the settings of ``FILE_SETTINGS``; below the variable
+    itself, above the config file."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        problems = []
+        for name in FILE_SETTINGS:
+            path = os.environ.get(variable(name) + "_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable(name)):
+                problems.append(f"{variable(name)} and {variable(name)}_FILE are both set")
+                continue
+            try:
+                values[name] = Path(path).read_text().removesuffix("\n")
+            except OSError as exc:
+                problems.append(f"{variable(name)}_FILE={path}: cannot be read ({exc.strerror})")
+        if problems:
+            raise ConfigError(problems)
+        return values
+
+
 # --- checking a configuration (docs/operations.md, "Configuration") ----------------------
 
 SECRET_SETTINGS = frozenset({"secret_key", "smtp_password", "metrics_token"})
@@ -579,7 +616,11 @@ def _nearest(word: str, known: list[str]) -> str:
 
 def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     """One line for each ``APIWARD_*`` variable that no part of apiward reads."""
-    known = sorted({variable(name) for name in Settings.model_fields} | OTHER_VARIABLES)
+    known = sorted(
+        {variable(name) for name in Settings.model_fields}
+        | {variable(name) + "_FILE" for name in FILE_SETTINGS}
+        | OTHER_VARIABLES
+    )
     return [
         f"{name} is not a setting of apiward and is ignored{_nearest(name, known)}"
         for name in sorted(environ)
@@ -637,6 +678,8 @@ def origin(name: str, given: dict[str, Any] | None = None) -> str:
         return "given"
     if any(k.upper() == variable(name) for k in os.environ):
         return "environment"
+    if name in FILE_SETTINGS and os.environ.get(variable(name) + "_FILE"):
+        return "secret file"
     if name in _file_keys():
         return "file"
     return "default"

@@ -120,3 +120,41 @@ def test_variables_of_the_tests_and_benchmarks_are_known() -> None:
         unknown_variables({"APIWARD_TEST_POSTGRES_URL": "x", "APIWARD_BENCH_REDIS_URL": "y"}) == []
     )
     assert unknown_variables({"APIWARD_HOST": "x", "OTHER": "y"}) == []
+
+
+def test_secrets_can_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """APIWARD_<NAME>_FILE (systemd's LoadCredential=, a mounted secret): the file's
+    content without its final newline, shown as coming from a secret file."""
+    secret = tmp_path / "secret_key"
+    secret.write_text("a-secret-key-read-from-a-file-0123456789\n")
+    token = tmp_path / "metrics_token"
+    token.write_text("scrape-me")
+    monkeypatch.setenv("APIWARD_SECRET_KEY_FILE", str(secret))
+    monkeypatch.setenv("APIWARD_METRICS_TOKEN_FILE", str(token))
+    settings = Settings()
+    assert settings.secret_key is not None and settings.metrics_token is not None
+    assert settings.secret_key.get_secret_value() == "a-secret-key-read-from-a-file-0123456789"
+    assert settings.metrics_token.get_secret_value() == "scrape-me"
+    assert unknown_variables(os.environ) == []
+    shown = _apiward("config", "show", APIWARD_SECRET_KEY_FILE=str(secret))
+    assert "secret file  ********" in shown.stdout
+    assert "read-from-a-file" not in shown.stdout
+
+
+def test_a_secret_file_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
+    missing = _apiward("config", "check", APIWARD_SMTP_PASSWORD_FILE=str(tmp_path / "none"))
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"configuration error: APIWARD_SMTP_PASSWORD_FILE={tmp_path / 'none'}: cannot be "
+        "read (No such file or directory)\n"
+    )
+    (tmp_path / "pw").write_text("x")
+    both = _apiward(
+        "config",
+        "check",
+        APIWARD_SMTP_PASSWORD="y",
+        APIWARD_SMTP_PASSWORD_FILE=str(tmp_path / "pw"),
+    )
+    assert both.stderr == (
+        "configuration error: APIWARD_SMTP_PASSWORD and APIWARD_SMTP_PASSWORD_FILE are both set\n"
+    )

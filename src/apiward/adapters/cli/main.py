@@ -21,7 +21,10 @@ from apiward.adapters.cli import (
 from apiward.adapters.settings import ConfigError
 
 app = typer.Typer(
-    help="apiward: authentication for public HTTP APIs.", no_args_is_help=True, add_completion=False
+    help="apiward: authentication for public HTTP APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 app.command()(server.serve)
 app.command()(server.migrate)
