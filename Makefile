@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck check clean example bench
+.PHONY: install npm run test lint typecheck check clean example bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,16 @@ install: $(VENV)/.installed
 run: install  ## Run the server on the embedded default (SQLite, no other service).
 	$(BIN)/apiward serve
 
-test: install  ## The whole test suite.
+# The Node.js packages of the interop tests, when Node.js is here (else those tests skip
+# and say how to enable them).
+NPM_DIRS := tests/interop
+npm: $(foreach d,$(NPM_DIRS),$(d)/node_modules/.installed)
+%/node_modules/.installed: %/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $* --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the tests under $* will be skipped (install Node.js and npm)"; fi
+
+test: install npm  ## The whole test suite; the summary lists what was skipped and why.
 	$(BIN)/pytest
 
 example: install  ## The example business API of examples/things.py on port 8001.
