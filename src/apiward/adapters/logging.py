@@ -135,6 +135,25 @@ def _filter_stdlib_handlers() -> None:
                 handler.addFilter(RedactingFilter())
 
 
+class _Stderr:
+    """Standard error as it is when a line is written (a test runner swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+STDERR: Any = _Stderr()
+
+
+def secret_prefixes(key_prefix: str) -> tuple[str, ...]:
+    """The prefixes of a deployment's own secrets: keys, client secrets, refresh tokens,
+    emailed links, webhook secrets."""
+    return (key_prefix, key_prefix + "cs", key_prefix + "rt", key_prefix + "el", "whsec")
+
+
 def configure(
     level: str = "info",
     fmt: str = "json",

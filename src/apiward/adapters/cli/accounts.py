@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import JsonOption, out, run
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Account
 
@@ -30,11 +30,27 @@ def _show_accounts(items: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(items))
         return
-    table = Table("id", "email", "name", "state", "created")
-    for a in items:
-        state = "disabled" if a["disabled"] else "active" if a["confirmed"] else "unconfirmed"
-        table.add_row(a["id"], a["email"], a["name"], state, a["created_at"][:19])
-    out.print(table)
+    rows = [
+        [
+            a["id"],
+            a["email"],
+            a["name"],
+            "disabled" if a["disabled"] else "active" if a["confirmed"] else "unconfirmed",
+            a["created_at"][:16].replace("T", " "),
+        ]
+        for a in items
+    ]
+    show(
+        out,
+        (
+            Column("id", whole=True),
+            Column("email", keep=9, least=16),
+            Column("name", keep=2, least=8),
+            Column("state", keep=8),
+            Column("created", keep=1, least=16),
+        ),
+        rows,
+    )
 
 
 @app.command("list")

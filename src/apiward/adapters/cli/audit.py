@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, fail, out, run
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
 
@@ -72,40 +72,69 @@ def audit(
         credential_id=credential,
     )
 
-    async def job(runtime: Runtime, principal: Principal | None) -> dict[str, Any]:
+    async def job(
+        runtime: Runtime, principal: Principal | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         from apiward.adapters.http.schemas.tenancy import AuditEventOut
 
         if principal is None:
             result = await runtime.audit.list_accounts(flt, PageRequest(page, page_size))
         else:
             result = await runtime.audit.list(principal, flt, PageRequest(page, page_size))
-        return {
+        people: dict[str, str] = {}  # the table names people by their address
+        async with runtime.store.begin() as tx:
+            for event in result.items:
+                person = event.actor_user_id
+                if not person or person in people:
+                    continue
+                if person.startswith("acc_"):
+                    account = await tx.get_account(person)
+                    people[person] = account.email if account else person
+                else:
+                    user = await tx.get_user(event.org_id or "", person)
+                    people[person] = user.email if user else person
+        data = {
             "items": [AuditEventOut.of(e).model_dump(mode="json") for e in result.items],
             "total": result.total,
             "page": result.page,
             "page_size": result.page_size,
         }
+        return data, people
 
-    data = run(lambda runtime: job(runtime, None)) if accounts else as_operator(org, "live", job)
+    data, people = (
+        run(lambda runtime: job(runtime, None)) if accounts else as_operator(org, "live", job)
+    )
     if as_json:
         print(json.dumps(data))
         return
-    from rich.markup import escape
-
-    table = Table()
-    for column in ("time", "type", "env", "actor", "target", "ip", "request id"):
-        table.add_column(column, no_wrap=column in ("time", "type"))
-    for e in data["items"]:
-        actor_text = " / ".join(x for x in (e["actor_user_id"], e["actor_credential_id"]) if x)
-        target_text = f"{e['target_type']}:{e['target_id']}" if e["target_id"] else ""
-        table.add_row(
+    rows = [
+        [
             e["created_at"][:19].replace("T", " "),
             e["type"],
             e["environment"] or "*",
-            escape(actor_text),
-            escape(target_text),
+            people.get(e["actor_user_id"] or "", e["actor_user_id"] or ""),
+            e["actor_credential_id"] or "",
+            e["target_id"] or "",
             e["ip"] or "",
             e["request_id"] or "",
-        )
-    out.print(table)
-    out.print(f"{data['total']} event(s); page {data['page']}.")
+        ]
+        for e in data["items"]
+    ]
+    show(
+        out,
+        AUDIT_COLUMNS,
+        rows,
+        footer=f"{data['total']} event(s); page {data['page']}.",
+    )
+
+
+AUDIT_COLUMNS = (
+    Column("time", keep=9, least=19),
+    Column("type", keep=8, least=12),
+    Column("env", keep=5),
+    Column("who", keep=7, least=12),
+    Column("credential", keep=4),
+    Column("target", whole=True),
+    Column("ip", keep=3),
+    Column("request id", keep=1),
+)

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import OAuthClient, Principal
 
@@ -22,6 +22,16 @@ def _client_dict(client: OAuthClient, now: datetime) -> dict[str, Any]:
     return ClientOut.of(client, now).model_dump(mode="json")
 
 
+CLIENT_COLUMNS = (
+    Column("client_id", whole=True),
+    Column("name", keep=5, least=8),
+    Column("env", keep=4),
+    Column("scopes", keep=3, least=12),
+    Column("state", keep=6),
+    Column("last used", keep=1, least=16),
+)
+
+
 def _show_clients(items: list[dict[str, Any]], as_json: bool, secret: str | None = None) -> None:
     if as_json:
         data: Any = items[0] if len(items) == 1 and secret is not None else items
@@ -29,23 +39,18 @@ def _show_clients(items: list[dict[str, Any]], as_json: bool, secret: str | None
             data = {**items[0], "client_secret": secret}
         print(json.dumps(data))
         return
-    table = Table()
-    for column in ("client_id", "name", "env", "scopes", "state", "last used"):
-        if column == "client_id":  # never cut: the next command needs it whole
-            width = max([len(column), *(len(c["client_id"]) for c in items)])
-            table.add_column(column, no_wrap=True, min_width=width)
-        else:
-            table.add_column(column, overflow="fold")
-    for c in items:
-        table.add_row(
+    rows = [
+        [
             c["client_id"],
             c["name"],
             c["environment"],
             " ".join(c["scopes"]),
             c["state"],
-            (c["last_used_at"] or "never")[:19],
-        )
-    out.print(table)
+            (c["last_used_at"] or "never")[:16].replace("T", " "),
+        ]
+        for c in items
+    ]
+    show(out, CLIENT_COLUMNS, rows)
     if secret:
         out.print("\nThe client secret (shown once, store it now):")
         print(secret)

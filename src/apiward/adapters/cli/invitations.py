@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, out
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
 
@@ -19,10 +19,17 @@ def _show_invitations(items: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(items))
         return
-    table = Table("id", "email", "role", "expires")
-    for i in items:
-        table.add_row(i["id"], i["email"], i["role"], i["expires_at"][:19])
-    out.print(table)
+    rows = [[i["id"], i["email"], i["role"], i["expires_at"][:16].replace("T", " ")] for i in items]
+    show(
+        out,
+        (
+            Column("id", whole=True),
+            Column("email", keep=9, least=16),
+            Column("role", keep=8),
+            Column("expires", keep=1, least=16),
+        ),
+        rows,
+    )
 
 
 @app.command("create")

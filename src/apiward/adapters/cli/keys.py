@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.keys_import import keys_import
 from apiward.adapters.cli.leaks import keys_report_leak
@@ -22,6 +21,7 @@ from apiward.adapters.cli.shared import (
     out,
     run,
 )
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.limits import Credits, Refill
@@ -36,38 +36,51 @@ def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
     return KeyOut.of(key, now).model_dump(mode="json")
 
 
-def _key_table(keys: list[dict[str, Any]]) -> Table:
-    """Ids and key hints are never cut (the next command needs them whole), whatever the
-    terminal's width: the other columns wrap instead."""
-    table = Table(show_lines=False)
-    whole = {"id": "id", "key": "hint"}
-    for column in ("id", "name", "key", "env", "scopes", "state", "last used", "expires"):
-        field = whole.get(column)
-        if field is None:
-            table.add_column(column, overflow="fold")
-        else:
-            width = max([len(column), *(len(k[field]) for k in keys)])
-            table.add_column(column, no_wrap=True, min_width=width)
+KEY_COLUMNS = (
+    Column("id", whole=True),
+    Column("name", keep=5, least=8),
+    Column("key", whole=True),
+    Column("env", keep=6),
+    Column("scopes", keep=3, least=12),
+    Column("state", keep=7),
+    Column("last used", keep=1, least=16),
+    Column("expires", keep=2, least=16),
+)
+
+
+def _key_rows(keys: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
     for k in keys:
-        last = k["last_used_at"] and f"{k['last_used_at'][:19]} from {k['last_used_ip'] or '?'}"
-        table.add_row(
-            k["id"],
-            k["name"],
-            k["hint"],
-            k["environment"],
-            " ".join(k["scopes"]),
-            k["state"],
-            last or "never",
-            (k["expires_at"] or "never")[:19],
+        last = k["last_used_at"] and f"{_when(k['last_used_at'])} {k['last_used_ip'] or ''}"
+        rows.append(
+            [
+                k["id"],
+                k["name"],
+                k["hint"],
+                k["environment"],
+                " ".join(k["scopes"]),
+                k["state"],
+                (last or "never").strip(),
+                _when(k["expires_at"]) if k["expires_at"] else "never",
+            ]
         )
-    return table
+    return rows
+
+
+def _when(iso: str) -> str:
+    """A stored time as the tables show it: to the minute, in UTC."""
+    return iso[:16].replace("T", " ")
+
+
+def _show_keys(keys: list[dict[str, Any]], footer: str | None = None) -> None:
+    show(out, KEY_COLUMNS, _key_rows(keys), footer=footer)
 
 
 def _show_key(data: dict[str, Any], as_json: bool, secret: str | None = None) -> None:
     if as_json:
         print(json.dumps({**data, **({"key": secret} if secret else {})}))
         return
-    out.print(_key_table([data]))
+    _show_keys([data])
     if secret:
         out.print("\nThe key (shown once, store it now):")
         print(secret)
@@ -200,8 +213,7 @@ def keys_list(
     if as_json:
         print(json.dumps(data))
         return
-    out.print(_key_table(data["items"]))
-    out.print(f"{data['total']} key(s); page {data['page']}.")
+    _show_keys(data["items"], footer=f"{data['total']} key(s); page {data['page']}.")
 
 
 KeyId = Annotated[str, typer.Argument(help="The key's id (key_...).")]

@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, out, run
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Organisation, Principal
 
@@ -33,10 +33,20 @@ def _show_org(data: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(data))
         return
     out.print(f"[bold]{data['name']}[/bold] ({data['id']}), tier: {data['rate_tier'] or 'default'}")
-    table = Table("limit", "count", "per seconds", "keyed by")
-    for p in data["rate_limits"]:
-        table.add_row(p["name"], str(p["limit"]), f"{p['period_seconds']:g}", p["key"])
-    out.print(table)
+    rows = [
+        [p["name"], str(p["limit"]), f"{p['period_seconds']:g}", p["key"]]
+        for p in data["rate_limits"]
+    ]
+    show(
+        out,
+        (
+            Column("limit", keep=9, least=12),
+            Column("count", keep=8, right=True),
+            Column("per seconds", keep=7, right=True),
+            Column("keyed by", keep=6),
+        ),
+        rows,
+    )
 
 
 @app.command("show")

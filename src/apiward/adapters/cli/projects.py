@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import JsonOption, out, run
+from apiward.adapters.cli.tables import Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Organisation
 
@@ -21,10 +21,20 @@ def _show_projects(items: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(items))
         return
-    table = Table("id", "name", "role", "created")
-    for p in items:
-        table.add_row(p["id"], p["name"], p.get("role") or "", p["created_at"][:19])
-    out.print(table)
+    rows = [
+        [p["id"], p["name"], p.get("role") or "", p["created_at"][:16].replace("T", " ")]
+        for p in items
+    ]
+    show(
+        out,
+        (
+            Column("id", whole=True),
+            Column("name", keep=9, least=12),
+            Column("role", keep=8),
+            Column("created", keep=1, least=16),
+        ),
+        rows,
+    )
 
 
 @app.command("create")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from apiward.adapters import logging as logs
 from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError
@@ -35,7 +36,15 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     """Run one command against a runtime without the server's background tasks."""
 
     async def main() -> T:
-        runtime = build(Settings())
+        settings = Settings()
+        # Log lines go to stderr: stdout is the command's answer (--json).
+        logs.configure(
+            settings.log_level,
+            settings.log_format,
+            logs.STDERR,
+            secret_prefixes=logs.secret_prefixes(settings.key_prefix),
+        )
+        runtime = build(settings)
         try:
             await runtime.start(background=False)
             return await work(runtime)

@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out, run
+from apiward.adapters.cli.tables import GAP, Column, show
 from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
 
@@ -77,13 +77,25 @@ def usage(
     if as_json:
         print(json.dumps(data))
         return
-    table = Table(title=f"Verifications since {data['since'][:19]}, per {data['granularity']}")
-    table.add_column("outcome")
-    table.add_column("total", justify="right")
-    table.add_column("over time", overflow="fold")
-    all_outcomes: list[int] = [0] * len(data["slots"])
-    for outcome, counts in data["outcomes"].items():
-        table.add_row(outcome, f"{sum(counts):,}", sparkline(counts))
-        all_outcomes = [a + b for a, b in zip(all_outcomes, counts, strict=True)]
-    table.add_row("all", f"{sum(all_outcomes):,}", sparkline(all_outcomes))
-    out.print(table)
+    totals: dict[str, list[int]] = dict(data["outcomes"])
+    outcomes = list(data["outcomes"].values())
+    totals["all"] = [sum(c[i] for c in outcomes) for i in range(len(data["slots"]))]
+    label = max([7, *(len(name) for name in totals)])
+    figures = max([5, *(len(f"{sum(c):,}") for c in totals.values())])
+    room = max(8, out.width - label - figures - 2 * GAP)  # the newest slots that fit
+    shown = totals["all"][-room:]
+    out.print(
+        f"Verifications since {data['since'][:16].replace('T', ' ')}, per {data['granularity']}"
+        + ("" if len(shown) == len(totals["all"]) else f" (the last {len(shown)} shown)"),
+        markup=False,
+    )
+    rows = [[name, f"{sum(c):,}", sparkline(c[-room:])] for name, c in totals.items()]
+    show(
+        out,
+        (
+            Column("outcome", whole=True),
+            Column("total", whole=True, right=True),
+            Column("over time", whole=True),
+        ),
+        rows,
+    )

@@ -72,11 +72,10 @@ class Apiward:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Runtime]:
         """Open the store, load keys and start background work for the block's duration."""
-        prefix = self.settings.key_prefix
         logs.configure(
             self.settings.log_level,
             self.settings.log_format,
-            secret_prefixes=(prefix, prefix + "cs", prefix + "rt", prefix + "el", "whsec"),
+            secret_prefixes=logs.secret_prefixes(self.settings.key_prefix),
         )
         for line in unknown_variables(os.environ):
             log.warning("unknown_setting", problem=line)
