@@ -574,6 +574,17 @@ def test_a_test_credential_changes_no_space_the_org_or_a_users_name(org: Org) ->
     assert [i["id"] for i in c.get("/v1/invitations", headers=live).json()] == [invitation["id"]]
 
 
+def test_a_refused_org_wide_change_spends_nothing(org: Org) -> None:
+    """The environment refusal comes after the request was metered: what it spent is
+    given back, so a test key's refused changes never use up its budget."""
+    limited = org.create_key(
+        ["*"], env="test", rate_limits=[{"name": "mine", "rate": "1/hour", "key": "credential"}]
+    )["key"]
+    for _ in range(3):
+        refused(org.client.patch("/v1/org", headers=org.headers(limited), json={"name": "X"}))
+    assert org.client.get("/v1/org", headers=org.headers(limited)).status_code == 200
+
+
 def test_a_change_to_the_whole_org_needs_its_permission_in_every_space(org: Org) -> None:
     """A role held in one space, or a key kept to one, renames no organisation and adds
     no space to it: what those change holds in every space."""
