@@ -67,14 +67,18 @@ class Reach(StrEnum):
     NONE = "none"
     """It changes nothing a tenant owns (reads, decisions, sign-in)."""
     CREDENTIAL = "credential"
-    """A credential or endpoint of the caller's environment: the result must stay within
-    what the caller holds in every space it reaches (``check_credential``)."""
+    """A credential or endpoint of the caller's environment: the service keeps the result
+    within what the caller holds in every space it reaches (``check_credential``)."""
     SPACE = "space"
-    """One space, named in the path or the body (every space when none is named)."""
+    """One space, named in the path or the body (every space when none is named): the
+    service weighs the change against what the caller holds there."""
     ORG = "org"
-    """The whole organisation: what it changes holds in every space."""
+    """The whole organisation: what it changes holds in every space, so the guard wants
+    the route's scopes in every space (not through a role of some spaces, nor a key kept
+    to some)."""
     ACCOUNT = "account"
-    """The portal account of the person calling: only that person acts on it."""
+    """The portal account of the person calling: only that person acts on it (the portal
+    service finds the account)."""
 
 
 @dataclass(frozen=True, slots=True)
