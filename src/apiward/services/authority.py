@@ -174,16 +174,34 @@ def require_event_reader(principal: Principal) -> None:
         )
 
 
+async def require_everywhere(
+    tx: TenancyTx, principal: Principal, scopes: tuple[str, ...], what: str
+) -> None:
+    """What changes the whole organisation (its name, its spaces, its roles and the
+    invitations to it) needs its scopes in every space: a role held in some spaces only,
+    or a key kept to some, changes only what stays within them."""
+    held = (await principal_authority(tx, principal)).everywhere()
+    missing = held.first_missing(scopes)
+    if missing is not None:
+        raise ExceedsAuthority(
+            f"{what} changes the whole organisation: it needs {missing!r} in every space, "
+            "and your credential holds it only in some.",
+            missing,
+        )
+
+
 def require_org_wide(principal: Principal, primary: str) -> None:
-    """Users, roles, memberships and invitations belong to the whole organisation: what
-    they give holds in every environment, so a credential bound to another environment
-    than the primary one (a test key, where ``live`` comes first) may not change them."""
+    """Spaces, the organisation, users, roles, memberships, invitations and projects
+    belong to the whole organisation: they hold in every environment (a live key is
+    kept to a space a test key could archive), so a credential bound to another
+    environment than the primary one (a test key, where ``live`` comes first) may not
+    change them."""
     if principal.credential_kind.spans_environments or principal.environment == primary:
         return
     raise ExceedsAuthority(
-        "Users, roles, memberships and invitations hold in every environment: change them "
-        f"with a credential of the {primary} environment or in the dashboard, not with a "
-        f"{principal.environment} credential."
+        "Spaces, the organisation, users, roles, memberships, invitations and projects "
+        f"hold in every environment: change them with a credential of the {primary} "
+        f"environment or in the dashboard, not with a {principal.environment} credential."
     )
 
 

@@ -39,6 +39,7 @@ from apiward.services.authority import (
     check_role_grant,
     check_role_scopes,
     check_user_change,
+    require_everywhere,
     require_operator,
     require_org_wide,
     user_roles,
@@ -109,6 +110,14 @@ class Tenancy:
 
     def _after_change(self) -> None:
         self._cache.clear()
+
+    async def require_everywhere(
+        self, principal: Principal, scopes: tuple[str, ...], what: str
+    ) -> None:
+        """The principal holds ``scopes`` in every space, as a change to the whole
+        organisation needs (``apiward.services.authority.require_everywhere``)."""
+        async with self._store.begin() as tx:
+            await require_everywhere(tx, principal, scopes, what)
 
     # organisations ---------------------------------------------------------------
 
@@ -365,6 +374,9 @@ class Tenancy:
             user = await self._user(tx, principal.org_id, user_id)
             changes: dict[str, object] = {}
             if name is not None:
+                # A name is how everyone sees the person: only those who cover the user
+                # change it (only an owner renames an owner).
+                await check_user_change(tx, principal, user.id, None, f"Renaming user {user.id}")
                 user = replace(user, name=check_name(name, "user"))
                 changes["name"] = user.name
             if disabled is not None and disabled != (user.disabled_at is not None):

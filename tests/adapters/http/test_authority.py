@@ -545,6 +545,78 @@ def test_a_test_credential_changes_no_org_wide_people_or_roles(org: Org) -> None
         assert "every environment" in refused(r)
 
 
+def test_a_test_credential_changes_no_space_the_org_or_a_users_name(org: Org) -> None:
+    """Spaces, the organisation and users hold in every environment: a test key neither
+    archives nor renames them (the refusal of a test key's change to people)."""
+    c, test_owner = org.client, org.headers(org.owner_test_key)
+    space = new_space(org, "Shared")
+    user = org.create_user("named@acme.test", role="viewer")
+    invitation = c.post(
+        "/v1/invitations", headers=org.headers(), json={"email": "z@acme.test", "role": "viewer"}
+    ).json()
+    for r in (
+        c.patch(f"/v1/spaces/{space}", headers=test_owner, json={"archived": True}),
+        c.patch(f"/v1/spaces/{space}", headers=test_owner, json={"name": "renamed"}),
+        c.post("/v1/spaces", headers=test_owner, json={"name": "From test"}),
+        c.patch("/v1/org", headers=test_owner, json={"name": "Renamed"}),
+        c.patch(f"/v1/users/{user['id']}", headers=test_owner, json={"name": "Renamed"}),
+        c.delete(f"/v1/invitations/{invitation['id']}", headers=test_owner),
+        c.post("/v1/projects", headers=test_owner, json={"name": "From test"}),
+    ):
+        assert "every environment" in refused(r), r.request.url
+    live = org.headers()
+    assert c.get(f"/v1/spaces/{space}", headers=live).json()["archived_at"] is None
+    assert c.get(f"/v1/spaces/{space}", headers=live).json()["name"] == "Shared"
+    assert c.get("/v1/org", headers=live).json()["name"] == "Acme"
+    assert c.get(f"/v1/users/{user['id']}", headers=live).json()["name"] == "named"
+    names = [s["name"] for s in c.get("/v1/spaces", headers=live).json()["items"]]
+    assert "From test" not in names
+    assert [i["id"] for i in c.get("/v1/invitations", headers=live).json()] == [invitation["id"]]
+
+
+def test_a_refused_org_wide_change_spends_nothing(org: Org) -> None:
+    """The environment refusal comes after the request was metered: what it spent is
+    given back, so a test key's refused changes never use up its budget."""
+    limited = org.create_key(
+        ["*"], env="test", rate_limits=[{"name": "mine", "rate": "1/hour", "key": "credential"}]
+    )["key"]
+    for _ in range(3):
+        refused(org.client.patch("/v1/org", headers=org.headers(limited), json={"name": "X"}))
+    assert org.client.get("/v1/org", headers=org.headers(limited)).status_code == 200
+
+
+def test_a_change_to_the_whole_org_needs_its_permission_in_every_space(org: Org) -> None:
+    """A role held in one space, or a key kept to one, renames no organisation and adds
+    no space to it: what those change holds in every space."""
+    c, team = org.client, new_space(org, "Team")
+    _, space_admin = user_with_key(org, "sa@acme.test", "admin", team)
+    kept = org.create_key(["*"], space_allow=[team])["key"]
+    for key in (space_admin, kept):
+        h = org.headers(key, **{"Apiward-Space-Id": team})
+        r = c.patch("/v1/org", headers=h, json={"name": "Mine"})
+        assert "every space" in refused(r) and r.json()["required_scope"] == "org:manage"
+        assert "every space" in refused(c.post("/v1/spaces", headers=h, json={"name": "Mine"}))
+    assert c.get("/v1/org", headers=org.headers()).json()["name"] == "Acme"
+    names = [s["name"] for s in c.get("/v1/spaces", headers=org.headers()).json()["items"]]
+    assert "Mine" not in names
+
+
+def test_renaming_a_user_needs_covering_the_user(org: Org) -> None:
+    """Only an owner changes an owner, its name included; a space admin renames the
+    people of its space."""
+    c, team = org.client, new_space(org, "Team")
+    _, admin = user_with_key(org, "admin@acme.test", "admin")
+    r = c.patch(f"/v1/users/{org.owner_id}", headers=org.headers(admin), json={"name": "Eve"})
+    refused(r)
+    _, space_admin = user_with_key(org, "sa@acme.test", "admin", team)
+    member = org.create_user("m@acme.test", role="viewer", space_id=team)["id"]
+    h = org.headers(space_admin, **{"Apiward-Space-Id": team})
+    assert c.patch(f"/v1/users/{member}", headers=h, json={"name": "Mia"}).status_code == 200
+    refused(c.patch(f"/v1/users/{org.owner_id}", headers=h, json={"name": "Eve"}))
+    owner = c.get(f"/v1/users/{org.owner_id}", headers=org.headers()).json()
+    assert owner["name"] == "owner"
+
+
 def test_a_role_holding_owner_powers_is_changed_by_owners_only(org: Org) -> None:
     c = org.client
     r = c.post(

@@ -27,6 +27,7 @@ from apiward.adapters.dashboard.web import (
     url,
     visiting,
 )
+from apiward.adapters.http.access import PUBLIC, declare
 from apiward.adapters.http.deps import PortalDep, SettingsDep
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
@@ -65,6 +66,7 @@ def _link_failed(request: Request, exc: ApiwardError) -> Response:
 
 
 @router.get("/signup")
+@declare(PUBLIC)
 async def signup_form(request: Request, settings: SettingsDep) -> Response:
     if not settings.signup_enabled:
         return _closed(request)
@@ -84,6 +86,7 @@ def _closed(request: Request) -> Response:
 
 
 @router.post("/signup")
+@declare(PUBLIC)
 async def signup(request: Request, settings: SettingsDep, portal: PortalDep) -> Response:
     form = await request.form()
     values = {"email": text(form, "email", 254), "name": text(form, "name")}
@@ -116,6 +119,7 @@ def _check_inbox(request: Request, email: str) -> Response:
 
 
 @router.get("/confirm")
+@declare(PUBLIC)
 async def confirm(request: Request, portal: PortalDep) -> Response:
     try:
         await portal.confirm(_token(request), request_context(request))
@@ -125,6 +129,7 @@ async def confirm(request: Request, portal: PortalDep) -> Response:
 
 
 @router.post("/confirm/resend")
+@declare(PUBLIC)
 async def resend(request: Request, portal: PortalDep) -> Response:
     form = await request.form()
     email = text(form, "email", 254)
@@ -154,11 +159,13 @@ async def resend(request: Request, portal: PortalDep) -> Response:
 
 
 @router.get("/forgot")
+@declare(PUBLIC)
 async def forgot_form(request: Request) -> Response:
     return public_page(request, "forgot.html", email="")
 
 
 @router.post("/forgot")
+@declare(PUBLIC)
 async def forgot(request: Request, settings: SettingsDep, portal: PortalDep) -> Response:
     form = await request.form()
     email = text(form, "email", 254)
@@ -180,6 +187,7 @@ async def forgot(request: Request, settings: SettingsDep, portal: PortalDep) -> 
 
 
 @router.get("/reset")
+@declare(PUBLIC)
 async def reset_form(request: Request, portal: PortalDep) -> Response:
     token = _token(request)
     try:
@@ -190,6 +198,7 @@ async def reset_form(request: Request, portal: PortalDep) -> Response:
 
 
 @router.post("/reset")
+@declare(PUBLIC)
 async def reset(request: Request, portal: PortalDep) -> Response:
     form = await request.form()
     token = _token(request, form)
@@ -229,6 +238,7 @@ async def _current(
 
 
 @router.get("/invitations/accept")
+@declare(PUBLIC)
 async def invitation(
     request: Request, settings: SettingsDep, sessions: SessionsDep, portal: PortalDep
 ) -> Response:
@@ -250,6 +260,7 @@ async def invitation(
 
 
 @router.post("/invitations/accept")
+@declare(PUBLIC)
 async def accept(
     request: Request, settings: SettingsDep, sessions: SessionsDep, portal: PortalDep
 ) -> Response:

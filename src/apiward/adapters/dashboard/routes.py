@@ -28,6 +28,7 @@ from apiward.adapters.dashboard.web import (
     url,
     visiting,
 )
+from apiward.adapters.http.access import PUBLIC, declare
 from apiward.adapters.http.deps import SettingsDep
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
@@ -62,6 +63,7 @@ def _next(target: str) -> str:
 
 
 @router.get("")
+@declare(PUBLIC)
 async def home() -> RedirectResponse:
     return see_other(url("/keys"))
 
@@ -82,6 +84,7 @@ def _login_page(
 
 
 @router.get("/login")
+@declare(PUBLIC)
 async def login_form(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Response:
     cookie = request.cookies.get(COOKIE)
     env = settings.environments[0]
@@ -91,6 +94,7 @@ async def login_form(request: Request, settings: SettingsDep, sessions: Sessions
 
 
 @router.post("/login")
+@declare(PUBLIC)
 async def login(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Response:
     form = await request.form()
     email = text(form, "email", 254)
@@ -135,6 +139,7 @@ def _static(name: str) -> bytes:
 
 
 @router.get("/static/{name}")
+@declare(PUBLIC)
 async def static(name: str) -> Response:
     media_type = _STATIC_TYPES.get(name)
     if media_type is None:

@@ -37,6 +37,7 @@ from apiward.adapters.dashboard.sessions import (
     new_secret,
     secure_cookies,
 )
+from apiward.adapters.http.access import PROJECT, SESSION, declare
 from apiward.adapters.http.deps import PortalDep, SettingsDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
@@ -366,6 +367,7 @@ async def sessions_of(request: Request) -> Sessions:
 SessionsDep = Annotated[Sessions, Depends(sessions_of)]
 
 
+@declare(SESSION)
 async def visiting(
     request: Request, settings: SettingsDep, sessions: SessionsDep, portal: PortalDep
 ) -> Me:
@@ -382,6 +384,7 @@ async def visiting(
     return me
 
 
+@declare(PROJECT)
 async def signed_in(me: Annotated[Me, Depends(visiting)]) -> Me:
     """The dependency of every page of a project (keys, clients, members...)."""
     me.signed  # noqa: B018 - raises ProjectRequired when no project is open

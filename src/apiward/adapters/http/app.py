@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from apiward import __version__
 from apiward.adapters.http import docs
+from apiward.adapters.http.access import PUBLIC, declare, routes_of
 from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.embed import Apiward
 from apiward.adapters.settings import Settings
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     if settings.docs_enabled:
         app.include_router(docs.router)
+    for path, route in routes_of(app):
+        if path == app.openapi_url and route.endpoint is not None:
+            declare(PUBLIC)(route.endpoint)  # FastAPI's own route: the API's description
     started = app.router.lifespan_context
 
     @asynccontextmanager

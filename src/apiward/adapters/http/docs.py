@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from apiward.adapters.http.access import PUBLIC, declare
+
 router = APIRouter(include_in_schema=False)
 
 _ASSETS = files("fastapi_offline") / "static"
@@ -61,6 +63,7 @@ _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
 @router.get("/docs")
+@declare(PUBLIC)
 async def docs(request: Request) -> HTMLResponse:
     title = f"{request.app.title} - reference"
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
@@ -68,6 +71,7 @@ async def docs(request: Request) -> HTMLResponse:
 
 
 @router.get("/docs/assets/{name}")
+@declare(PUBLIC)
 async def asset(name: str) -> Response:
     if name == "start.js":
         return Response(_START, media_type="text/javascript", headers=_CACHE)

@@ -15,11 +15,14 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from apiward.adapters.http.access import PUBLIC, Door, Environments, Needs, Reach, declare
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
+from apiward.core.errors import ApiwardError
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
 from apiward.services.auth import require_scopes
+from apiward.services.authority import require_org_wide
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,7 +136,7 @@ def remember(request: Request, principal: Principal) -> Principal:
 def public(endpoint: F) -> F:
     """Mark a route as needing no credential, even under an app- or router-wide guard."""
     endpoint.__apiward_public__ = True  # type: ignore[attr-defined]
-    return endpoint
+    return declare(PUBLIC)(endpoint)
 
 
 def exempt(endpoint: F) -> F:
@@ -152,18 +155,47 @@ def is_public(request: Request) -> bool:
     return bool(getattr(getattr(route, "endpoint", None), "__apiward_public__", False))
 
 
-def require(*scopes: str) -> Any:
+def require(
+    *scopes: str,
+    environments: Environments = Environments.OWN,
+    reach: Reach = Reach.NONE,
+    powers: tuple[str, ...] = (),
+) -> Any:
     """A dependency yielding the principal, after checking it holds every scope.
 
     @app.get("/v1/customers")
     async def customers(principal: Principal = require("customers:read")): ...
-    """
-    for scope in scopes:
-        parse(scope)  # a typo in a route's scope fails at import, not at request time
 
-    async def guard(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
+    The route's declaration (``apiward.adapters.http.access``) is built from the same
+    arguments and hung on the dependency, so what a route declares is what guards it.
+    """
+    return guard(Needs(Door.CREDENTIAL, scopes, environments, reach, powers))
+
+
+def guard(needs: Needs) -> Any:
+    """The dependency enforcing a credential route's declaration: its scopes (before
+    anything is spent), then its environments and, for a change to the whole
+    organisation, its scopes in every space (what was spent is given back)."""
+    for scope in (*needs.scopes, *needs.powers):
+        parse(scope)  # a typo in a route's scope fails at import, not at request time
+    scopes = needs.scopes
+
+    async def guarded(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
         if is_public(request):
             return None
-        return await authenticate(request, scopes=scopes)
+        principal = await authenticate(request, scopes=scopes)
+        if needs.primary_only or needs.reach is Reach.ORG:
+            runtime = runtime_of(request)
+            try:
+                if needs.primary_only:
+                    require_org_wide(principal, runtime.settings.environments[0])
+                if needs.reach is Reach.ORG:
+                    what = f"{request.method} {request.url.path}"
+                    await runtime.tenancy.require_everywhere(principal, scopes, what)
+            except ApiwardError:
+                if principal.spent is not None:  # a refused request spends nothing
+                    await runtime.limits.refund(principal.spent)
+                raise
+        return principal
 
-    return Depends(guard)
+    return Depends(declare(needs)(guarded))

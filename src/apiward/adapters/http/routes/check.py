@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
+from apiward.adapters.http.access import CHECKED, declare
 from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_in
 from apiward.adapters.http.edge import header
 from apiward.adapters.http.security import authenticate, forwarded_address
@@ -107,6 +108,7 @@ async def decide(
     )
 
 
+@declare(CHECKED)
 async def check(
     request: Request,
     settings: SettingsDep,

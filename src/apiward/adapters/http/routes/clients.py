@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from apiward.adapters.http.access import Reach
 from apiward.adapters.http.deps import ClientsDep, ClockDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas.clients import (
@@ -38,7 +39,7 @@ async def create_client(
     body: ClientCreate,
     clients: ClientsDep,
     clock: ClockDep,
-    principal: Principal = require("clients:write"),
+    principal: Principal = require("clients:write", reach=Reach.CREDENTIAL),
 ) -> ClientCreated:
     """Create a client; `client_secret` is in this answer only."""
     created = await clients.create(
@@ -80,7 +81,7 @@ async def update_client(
     body: ClientUpdate,
     clients: ClientsDep,
     clock: ClockDep,
-    principal: Principal = require("clients:write"),
+    principal: Principal = require("clients:write", reach=Reach.CREDENTIAL),
 ) -> ClientOut:
     client = await clients.update(principal, client_id, name=body.name, scopes=body.scopes)
     return _out(clock, client)
@@ -91,7 +92,7 @@ async def revoke_client(
     client_id: str,
     clients: ClientsDep,
     clock: ClockDep,
-    principal: Principal = require("clients:write"),
+    principal: Principal = require("clients:write", reach=Reach.CREDENTIAL),
 ) -> ClientOut:
     """Refuse the client's secret and every access token it holds, at once."""
     client = await clients.revoke(principal, client_id)

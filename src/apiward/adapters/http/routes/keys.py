@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from apiward.adapters.http.access import Reach
 from apiward.adapters.http.deps import ClockDep, KeysDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas.common import PageOut, page_of
@@ -23,6 +24,8 @@ from apiward.core.clock import Clock
 from apiward.core.models import PageRequest, Principal
 
 router = APIRouter(prefix="/v1/keys", tags=["API keys"])
+OPERATOR = ("operator:limits", "operator:credits")
+"""Limits that loosen a plan and credits, which only the operator sets."""
 Paging = Annotated[PageRequest, Depends(pagination)]
 
 
@@ -38,7 +41,10 @@ def _out(clock: Clock, key: Any) -> KeyOut:
     dependencies=NO_STORE,
 )
 async def create_key(
-    body: KeyCreate, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
+    body: KeyCreate,
+    keys: KeysDep,
+    clock: ClockDep,
+    principal: Principal = require("keys:write", reach=Reach.CREDENTIAL, powers=OPERATOR),
 ) -> KeyCreated:
     """Create a key. The plaintext is in `key` of this answer and never shown again."""
     created = await keys.create(
@@ -90,7 +96,7 @@ async def update_key(
     body: KeyUpdate,
     keys: KeysDep,
     clock: ClockDep,
-    principal: Principal = require("keys:write"),
+    principal: Principal = require("keys:write", reach=Reach.CREDENTIAL, powers=OPERATOR),
 ) -> KeyOut:
     """Change name, scopes, allow-lists, expiry or pinned API version; send
     `expires_at: null` or `api_version: null` to remove them."""
@@ -114,7 +120,10 @@ async def update_key(
 
 @router.post("/{key_id}/disable", response_model=KeyOut, summary="Disable an API key")
 async def disable_key(
-    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
+    key_id: str,
+    keys: KeysDep,
+    clock: ClockDep,
+    principal: Principal = require("keys:write", reach=Reach.CREDENTIAL),
 ) -> KeyOut:
     """Refuse the key at once until it is enabled again."""
     return _out(clock, await keys.disable(principal, key_id))
@@ -122,14 +131,20 @@ async def disable_key(
 
 @router.post("/{key_id}/enable", response_model=KeyOut, summary="Enable an API key")
 async def enable_key(
-    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
+    key_id: str,
+    keys: KeysDep,
+    clock: ClockDep,
+    principal: Principal = require("keys:write", reach=Reach.CREDENTIAL),
 ) -> KeyOut:
     return _out(clock, await keys.enable(principal, key_id))
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut, summary="Revoke an API key")
 async def revoke_key(
-    key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:write")
+    key_id: str,
+    keys: KeysDep,
+    clock: ClockDep,
+    principal: Principal = require("keys:write", reach=Reach.CREDENTIAL),
 ) -> KeyOut:
     """Refuse the key at once and for ever."""
     return _out(clock, await keys.revoke(principal, key_id))
@@ -147,7 +162,7 @@ async def roll_key(
     keys: KeysDep,
     clock: ClockDep,
     body: KeyRoll | None = None,
-    principal: Principal = require("keys:write"),
+    principal: Principal = require("keys:write", reach=Reach.CREDENTIAL),
 ) -> KeyCreated:
     """Issue a new key with the same settings; the old one works for `grace_seconds`."""
     grace = timedelta(seconds=body.grace_seconds if body else 0)

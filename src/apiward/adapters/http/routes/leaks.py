@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from apiward.adapters.http.access import SIGNED, declare
 from apiward.adapters.http.deps import LeaksDep
 from apiward.adapters.http.schemas.leaks import (
     LeakLabel,
@@ -52,6 +53,7 @@ router = APIRouter(tags=["Leaked credentials"])
         },
     },
 )
+@declare(SIGNED)
 async def github_leak_report(request: Request, leaks: LeaksDep) -> JSONResponse:
     """Verify the signature, check each token's format and checksum offline, revoke the
     live credentials among them (with a `key.leaked` audit event and webhook), and

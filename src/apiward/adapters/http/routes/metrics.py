@@ -7,6 +7,7 @@ import hmac
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from apiward.adapters.http.access import SIGNED, declare
 from apiward.adapters.http.deps import MetricsDep, SettingsDep
 from apiward.core.errors import AuthenticationError
 
@@ -14,6 +15,7 @@ router = APIRouter()
 
 
 @router.get("/metrics", include_in_schema=False)
+@declare(SIGNED)
 async def metrics(request: Request, settings: SettingsDep, registry: MetricsDep) -> Response:
     token = settings.metrics_token
     if token is not None:

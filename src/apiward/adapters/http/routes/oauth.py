@@ -10,6 +10,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from apiward.adapters.http.access import CLIENT, PUBLIC, Door, Needs, declare
 from apiward.adapters.http.deps import KeyringDep, SettingsDep, TokensDep
 from apiward.adapters.http.schemas.oauth import (
     TokenRequest,
@@ -132,6 +133,7 @@ def _answer(body: dict[str, Any]) -> JSONResponse:
         }
     },
 )
+@declare(CLIENT)
 async def token(request: Request, tokens: TokensDep) -> JSONResponse:
     """The OAuth 2.0 token endpoint: password, refresh_token, client_credentials and
     RFC 8693 token exchange. `{"username", "password"}` alone is a password grant."""
@@ -178,6 +180,7 @@ async def token(request: Request, tokens: TokensDep) -> JSONResponse:
 
 
 @router.post("/v1/auth/refresh", response_model=TokenResponse, summary="Refresh a token pair")
+@declare(CLIENT)
 async def refresh(request: Request, tokens: TokensDep) -> JSONResponse:
     """`{"refresh_token"}` → a fresh pair; the old refresh token stops working."""
     params = await _params(request)
@@ -207,6 +210,7 @@ each route's own function, with the runtime's token service."""
 
 
 @router.post("/v1/auth/revoke", summary="Revoke a token (RFC 7009)")
+@declare(CLIENT)
 async def revoke(request: Request, tokens: TokensDep) -> JSONResponse:
     """Revoke an access token (by its id) or a refresh token (with its whole session).
     Unknown tokens are answered 200 as RFC 7009 section 2.2 asks."""
@@ -225,6 +229,7 @@ async def revoke(request: Request, tokens: TokensDep) -> JSONResponse:
 
 
 @router.post("/v1/auth/introspect", summary="Introspect a token (RFC 7662)")
+@declare(Needs(Door.CLIENT, ("tokens:introspect",)))
 async def introspect(request: Request, tokens: TokensDep) -> JSONResponse:
     """What a token is. The caller authenticates with a bearer credential holding
     `tokens:introspect`, or as an OAuth client with HTTP Basic; only tokens of the
@@ -245,6 +250,7 @@ async def introspect(request: Request, tokens: TokensDep) -> JSONResponse:
 
 
 @router.get("/.well-known/jwks.json", summary="Public signing keys (RFC 7517)")
+@declare(PUBLIC)
 async def jwks(keyring: KeyringDep) -> JSONResponse:
     return JSONResponse(keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
@@ -252,6 +258,7 @@ async def jwks(keyring: KeyringDep) -> JSONResponse:
 @router.get(
     "/.well-known/oauth-authorization-server", summary="Authorization server metadata (RFC 8414)"
 )
+@declare(PUBLIC)
 async def metadata(settings: SettingsDep) -> JSONResponse:
     """Built from ``APIWARD_PUBLIC_URL``, never from the request's ``Host`` (a poisoned
     cache would otherwise hand out someone else's endpoints); cacheable for an hour."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from apiward.adapters.geo import Countries
+from apiward.adapters.http.access import PUBLIC, declare
 from apiward.adapters.http.deps import CountriesDep, RuntimeDep, SettingsDep, TrustedProxiesDep
 from apiward.adapters.http.security import (
     is_exempt,
@@ -23,6 +24,7 @@ router = APIRouter()
 
 
 @router.get("/", tags=["Meta"], summary="Who am I? (works with and without a credential)")
+@declare(PUBLIC)
 async def root(
     request: Request,
     settings: SettingsDep,
@@ -73,11 +75,13 @@ def _origin(
 
 
 @router.get("/healthz", tags=["Meta"], summary="Liveness")
+@declare(PUBLIC)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", tags=["Meta"], summary="Readiness: the database (and Redis) answer")
+@declare(PUBLIC)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """503 while the database, or a configured Redis, cannot be reached. With Redis down
     and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded)."""

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from apiward.adapters.http.access import Environments, Reach
 from apiward.adapters.http.deps import AuditDep, LimitsDep, PortalDep, TenancyDep
 from apiward.adapters.http.routes.common import pagination
 from apiward.adapters.http.schemas.common import PageOut, page_of
@@ -36,6 +37,9 @@ from apiward.core.models import AuditFilter, Organisation, PageRequest, Principa
 from apiward.services.limiting import RequestLimits
 
 router = APIRouter()
+PRIMARY = Environments.PRIMARY
+OWNER = "owner:*"
+TIERS = "operator:tiers"
 Paging = Annotated[PageRequest, Depends(pagination)]
 
 # the organisation -----------------------------------------------------------------
@@ -69,7 +73,9 @@ async def update_org(
     body: OrgUpdate,
     tenancy: TenancyDep,
     limits: LimitsDep,
-    principal: Principal = require("org:manage"),
+    principal: Principal = require(
+        "org:manage", environments=PRIMARY, reach=Reach.ORG, powers=(TIERS,)
+    ),
 ) -> OrgOut:
     """Rename the organisation, or move it to a rate-limit tier (`null`: the default)."""
     org = await tenancy.update_org(
@@ -97,7 +103,9 @@ async def list_spaces(
 
 @router.post("/v1/spaces", status_code=201, response_model=SpaceOut, tags=["Spaces"])
 async def create_space(
-    body: SpaceCreate, tenancy: TenancyDep, principal: Principal = require("spaces:manage")
+    body: SpaceCreate,
+    tenancy: TenancyDep,
+    principal: Principal = require("spaces:manage", environments=PRIMARY, reach=Reach.ORG),
 ) -> SpaceOut:
     return SpaceOut.of(await tenancy.create_space(principal, body.name))
 
@@ -114,7 +122,7 @@ async def update_space(
     space_id: str,
     body: SpaceUpdate,
     tenancy: TenancyDep,
-    principal: Principal = require("spaces:manage"),
+    principal: Principal = require("spaces:manage", environments=PRIMARY, reach=Reach.SPACE),
 ) -> SpaceOut:
     """Rename a space, or archive it (`archived: true`) and bring it back."""
     space = await tenancy.update_space(principal, space_id, name=body.name, archived=body.archived)
@@ -134,7 +142,11 @@ async def list_users(
 
 @router.post("/v1/users", status_code=201, response_model=UserOut, tags=["Users"])
 async def create_user(
-    body: UserCreate, tenancy: TenancyDep, principal: Principal = require("users:manage")
+    body: UserCreate,
+    tenancy: TenancyDep,
+    principal: Principal = require(
+        "users:manage", environments=PRIMARY, reach=Reach.SPACE, powers=(OWNER,)
+    ),
 ) -> UserOut:
     user = await tenancy.create_user(
         principal,
@@ -149,7 +161,7 @@ async def create_user(
 
 @router.get("/v1/projects", response_model=list[ProjectOut], tags=["Projects"])
 async def list_projects(
-    portal: PortalDep, principal: Principal = require("projects:read")
+    portal: PortalDep, principal: Principal = require("projects:read", reach=Reach.ACCOUNT)
 ) -> list[ProjectOut]:
     """The projects of the caller's portal account (its acting user's), with its role in
     each."""
@@ -162,7 +174,9 @@ async def list_projects(
 
 @router.post("/v1/projects", status_code=201, response_model=ProjectOut, tags=["Projects"])
 async def create_project(
-    body: ProjectCreate, portal: PortalDep, principal: Principal = require("projects:manage")
+    body: ProjectCreate,
+    portal: PortalDep,
+    principal: Principal = require("projects:manage", environments=PRIMARY, reach=Reach.ACCOUNT),
 ) -> ProjectOut:
     """Create a project (an organisation with its environments) owned by the caller's
     portal account. Its keys are created in the new project, by its owner."""
@@ -183,7 +197,11 @@ async def list_invitations(
 
 @router.post("/v1/invitations", status_code=201, response_model=InvitationOut, tags=["Users"])
 async def create_invitation(
-    body: InvitationCreate, portal: PortalDep, principal: Principal = require("users:manage")
+    body: InvitationCreate,
+    portal: PortalDep,
+    principal: Principal = require(
+        "users:manage", environments=PRIMARY, reach=Reach.ORG, powers=(OWNER,)
+    ),
 ) -> InvitationOut:
     """Email an invitation to join the organisation with a role. The link in the email
     works once, until it expires; it is never returned here. A new invitation to the
@@ -194,7 +212,9 @@ async def create_invitation(
 
 @router.delete("/v1/invitations/{invitation_id}", status_code=204, tags=["Users"])
 async def revoke_invitation(
-    invitation_id: str, portal: PortalDep, principal: Principal = require("users:manage")
+    invitation_id: str,
+    portal: PortalDep,
+    principal: Principal = require("users:manage", environments=PRIMARY, reach=Reach.ORG),
 ) -> Response:
     """Revoke an invitation: its link stops working."""
     await portal.revoke_invitation(principal, invitation_id)
@@ -213,7 +233,9 @@ async def update_user(
     user_id: str,
     body: UserUpdate,
     tenancy: TenancyDep,
-    principal: Principal = require("users:manage"),
+    principal: Principal = require(
+        "users:manage", environments=PRIMARY, reach=Reach.SPACE, powers=(OWNER,)
+    ),
 ) -> UserOut:
     """Rename a user, or disable (`disabled: true`) and re-enable them."""
     user = await tenancy.update_user(principal, user_id, name=body.name, disabled=body.disabled)
@@ -233,7 +255,9 @@ async def put_membership(
     user_id: str,
     body: MembershipPut,
     tenancy: TenancyDep,
-    principal: Principal = require("users:manage"),
+    principal: Principal = require(
+        "users:manage", environments=PRIMARY, reach=Reach.SPACE, powers=(OWNER,)
+    ),
 ) -> MembershipOut:
     """Give the user a role in one space, or in every space when `space_id` is omitted."""
     membership = await tenancy.grant(principal, user_id, body.role, body.space_id)
@@ -245,7 +269,9 @@ async def delete_membership(
     user_id: str,
     tenancy: TenancyDep,
     space_id: str | None = Query(None, max_length=64, description="Omit for the org-wide role."),
-    principal: Principal = require("users:manage"),
+    principal: Principal = require(
+        "users:manage", environments=PRIMARY, reach=Reach.SPACE, powers=(OWNER,)
+    ),
 ) -> Response:
     await tenancy.revoke_membership(principal, user_id, space_id)
     return Response(status_code=204)
@@ -270,7 +296,11 @@ async def list_roles(
 
 @router.post("/v1/roles", status_code=201, response_model=RoleOut, tags=["Roles"])
 async def create_role(
-    body: RoleCreate, tenancy: TenancyDep, principal: Principal = require("roles:manage")
+    body: RoleCreate,
+    tenancy: TenancyDep,
+    principal: Principal = require(
+        "roles:manage", environments=PRIMARY, reach=Reach.ORG, powers=(OWNER,)
+    ),
 ) -> RoleOut:
     role = await tenancy.create_role(principal, body.name, body.scopes, body.description)
     return RoleOut.of(role)
@@ -285,7 +315,12 @@ async def get_role(
 
 @router.patch("/v1/roles/{name}", response_model=RoleOut, tags=["Roles"])
 async def update_role(
-    name: str, body: RoleUpdate, tenancy: TenancyDep, principal: Principal = require("roles:manage")
+    name: str,
+    body: RoleUpdate,
+    tenancy: TenancyDep,
+    principal: Principal = require(
+        "roles:manage", environments=PRIMARY, reach=Reach.ORG, powers=(OWNER,)
+    ),
 ) -> RoleOut:
     role = await tenancy.update_role(
         principal, name, scopes=body.scopes, description=body.description
@@ -295,7 +330,11 @@ async def update_role(
 
 @router.delete("/v1/roles/{name}", status_code=204, tags=["Roles"])
 async def delete_role(
-    name: str, tenancy: TenancyDep, principal: Principal = require("roles:manage")
+    name: str,
+    tenancy: TenancyDep,
+    principal: Principal = require(
+        "roles:manage", environments=PRIMARY, reach=Reach.ORG, powers=(OWNER,)
+    ),
 ) -> Response:
     await tenancy.delete_role(principal, name)
     return Response(status_code=204)

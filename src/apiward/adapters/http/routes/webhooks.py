@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from apiward.adapters.http.access import Reach
 from apiward.adapters.http.deps import WebhooksDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas.common import PageOut, page_of
@@ -40,7 +41,9 @@ async def list_event_types(principal: Principal = require("webhooks:read")) -> l
     dependencies=NO_STORE,
 )
 async def create_webhook(
-    body: WebhookCreate, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
+    body: WebhookCreate,
+    webhooks: WebhooksDep,
+    principal: Principal = require("webhooks:manage", reach=Reach.CREDENTIAL),
 ) -> WebhookCreated:
     """Register an endpoint for some event types. The signing `secret` is in this answer
     only; every delivery carries `Apiward-Signature: t=<unix>,v1=<HMAC-SHA256 hex>`."""
@@ -77,7 +80,7 @@ async def update_webhook(
     webhook_id: str,
     body: WebhookUpdate,
     webhooks: WebhooksDep,
-    principal: Principal = require("webhooks:manage"),
+    principal: Principal = require("webhooks:manage", reach=Reach.CREDENTIAL),
 ) -> WebhookOut:
     """Change the URL, events or description, or disable (`disabled: true`) and enable."""
     endpoint = await webhooks.update(
@@ -93,7 +96,9 @@ async def update_webhook(
 
 @router.delete("/{webhook_id}", status_code=204, summary="Delete an endpoint")
 async def delete_webhook(
-    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
+    webhook_id: str,
+    webhooks: WebhooksDep,
+    principal: Principal = require("webhooks:manage", reach=Reach.CREDENTIAL),
 ) -> Response:
     """Delete the endpoint and its delivery history; pending deliveries are dropped."""
     await webhooks.delete(principal, webhook_id)
@@ -107,7 +112,9 @@ async def delete_webhook(
     dependencies=NO_STORE,
 )
 async def roll_webhook_secret(
-    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
+    webhook_id: str,
+    webhooks: WebhooksDep,
+    principal: Principal = require("webhooks:manage", reach=Reach.CREDENTIAL),
 ) -> WebhookCreated:
     """A new signing secret, effective at once and shown in this answer only."""
     rolled = await webhooks.roll_secret(principal, webhook_id)
@@ -121,7 +128,9 @@ async def roll_webhook_secret(
     summary="Send a test event",
 )
 async def send_test_event(
-    webhook_id: str, webhooks: WebhooksDep, principal: Principal = require("webhooks:manage")
+    webhook_id: str,
+    webhooks: WebhooksDep,
+    principal: Principal = require("webhooks:manage", reach=Reach.CREDENTIAL),
 ) -> DeliveryOut:
     """Queue a `webhook.test` event for the endpoint; its outcome appears in the
     deliveries within a second or two."""
