@@ -6,8 +6,9 @@ no declaration fails ``test_every_route_declares_what_it_needs``, and a mutating
 called with a credential that has no row here fails
 ``test_the_matrix_has_a_row_for_every_mutating_route``. Each cell sends one real request,
 by one principal, against a target made for it, and compares the answer with what the
-route's declaration says for that principal (``generated``), unless ``HAND_WRITTEN`` says otherwise. ``HAND_WRITTEN`` also
-holds anchors the generator must agree with, so that the generator is tested too.
+route's declaration says for that principal (``generated``), unless ``HAND_WRITTEN``
+says otherwise. ``HAND_WRITTEN`` also holds anchors the generator must agree with, so
+that the generator is tested too.
 """
 
 from __future__ import annotations
