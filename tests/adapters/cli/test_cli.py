@@ -270,3 +270,22 @@ def test_usage_shows_a_keys_verifications_as_a_table_and_a_sparkline(
     table = run("usage", "--key", key["id"], "--since", "2h")
     assert "VALID" in table and "4" in table
     assert any(ch in table for ch in "▁▂▃▄▅▆▇█")
+
+
+def test_version_and_help_load_no_server() -> None:
+    """`apiward --help` and `--version` import only the command line: no server, store,
+    settings or web framework (they took seconds to load)."""
+    import subprocess
+    import sys
+
+    from apiward import __version__
+
+    probe = (
+        "import sys, apiward.adapters.cli.main; "
+        "print(','.join(m for m in ('apiward.adapters.runtime', 'apiward.adapters.settings', "
+        "'sqlalchemy', 'fastapi', 'pydantic', 'structlog', 'alembic', 'argon2', 'httpx') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "", loaded.stdout + loaded.stderr
+    assert run("--version") == f"apiward {__version__}\n"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, out, run
 from apiward.adapters.cli.tables import Column, show
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import Account
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 app = typer.Typer(help="Portal accounts: list, disable, enable.", no_args_is_help=True)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, fail, out, run
 from apiward.adapters.cli.tables import Column, show
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 
 def _when(value: str | None, option: str) -> datetime | None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
 from apiward.adapters.cli.tables import Column, show
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import OAuthClient, Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 app = typer.Typer(help="Create and manage OAuth clients.", no_args_is_help=True)
 

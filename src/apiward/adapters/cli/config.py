@@ -10,7 +10,6 @@ from typing import Any
 import typer
 
 from apiward.adapters.cli.shared import JsonOption
-from apiward.adapters.settings import Settings, origin, shown, unknown_variables, variable
 
 app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
 
@@ -21,6 +20,8 @@ def check() -> None:
 
     Exit status 0 when they can be used (unknown APIWARD_* variables are warned about),
     2 with one line per problem otherwise."""
+    from apiward.adapters.settings import Settings, unknown_variables
+
     Settings()  # a ConfigError is printed by main, one line per problem
     for line in unknown_variables(os.environ):
         print(f"warning: {line}", file=sys.stderr)
@@ -32,6 +33,8 @@ def check() -> None:
 def show(as_json: JsonOption = False) -> None:
     """Every setting in effect, and where it comes from: default, file or environment.
     Secrets are masked."""
+    from apiward.adapters.settings import Settings, origin, shown, variable
+
     settings = Settings()
     rows: list[dict[str, Any]] = []
     for name in Settings.model_fields:

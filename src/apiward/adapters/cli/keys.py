@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,10 +22,11 @@ from apiward.adapters.cli.shared import (
     run,
 )
 from apiward.adapters.cli.tables import Column, show
-from apiward.adapters.runtime import Runtime
-from apiward.adapters.settings import Settings
 from apiward.core.limits import Credits, Refill
 from apiward.core.models import ApiKey, Principal, RateOverride
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
 
@@ -208,6 +209,8 @@ def keys_list(
             "page": result.page,
             "page_size": result.page_size,
         }
+
+    from apiward.adapters.settings import Settings
 
     data = as_operator(org, environment or Settings().environments[0], job)
     if as_json:

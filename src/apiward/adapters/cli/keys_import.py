@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, err, fail, out
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 
 def keys_import(

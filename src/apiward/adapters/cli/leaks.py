@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, fail, out, run
-from apiward.adapters.runtime import Runtime
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 
 def keys_report_leak(

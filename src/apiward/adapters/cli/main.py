@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -18,7 +19,6 @@ from apiward.adapters.cli import (
     server,
     usage,
 )
-from apiward.adapters.settings import ConfigError
 
 app = typer.Typer(
     help="apiward: authentication for public HTTP APIs.",
@@ -26,6 +26,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from apiward import __version__
+
+        print(f"apiward {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """apiward: authentication for public HTTP APIs."""
+
+
 app.command()(server.serve)
 app.command()(server.migrate)
 app.command()(server.init)
@@ -44,7 +66,11 @@ app.add_typer(config.app, name="config")
 def main() -> None:
     try:
         app(prog_name="apiward")
-    except ConfigError as exc:
+    except Exception as exc:
+        from apiward.adapters.settings import ConfigError  # not at the top: --help is quick
+
+        if not isinstance(exc, ConfigError):
+            raise
         for line in exc.problems:
             print(f"configuration error: {line}", file=sys.stderr)
         sys.exit(2)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, out, run
 from apiward.adapters.cli.tables import Column, show
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import Organisation, Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 app = typer.Typer(help="The organisation and its rate-limit tier.", no_args_is_help=True)
 

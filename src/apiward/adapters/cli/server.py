@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, out, run
-from apiward.adapters.runtime import Runtime
-from apiward.adapters.settings import Settings
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
+    from apiward.adapters.settings import Settings
 
 
 def serve(
@@ -28,6 +30,8 @@ def serve(
         os.environ["APIWARD_HOST"] = host
     if port:
         os.environ["APIWARD_PORT"] = str(port)
+    from apiward.adapters.settings import Settings
+
     settings = Settings()
     if settings.migrate_on_start:
         run(lambda runtime: asyncio.sleep(0))  # applies migrations once, before workers fork

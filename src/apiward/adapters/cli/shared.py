@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from apiward.adapters import logging as logs
-from apiward.adapters.runtime import Runtime, build
-from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -34,6 +34,11 @@ EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test
 
 def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     """Run one command against a runtime without the server's background tasks."""
+
+    # Imported here, not at the top: `apiward --help` needs none of them.
+    from apiward.adapters import logging as logs
+    from apiward.adapters.runtime import build
+    from apiward.adapters.settings import Settings
 
     async def main() -> T:
         settings = Settings()

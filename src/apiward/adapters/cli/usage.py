@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out, run
 from apiward.adapters.cli.tables import GAP, Column, show
-from apiward.adapters.runtime import Runtime
 from apiward.core.models import Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
