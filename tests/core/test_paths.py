@@ -107,7 +107,8 @@ def test_canonical_is_idempotent_and_ignores_escaping_of_unreserved(segments: li
 
 
 @pytest.mark.parametrize(
-    ("raw", "method"), [("GET", "GET"), ("POST", "POST"), ("delete", "DELETE"), ("M-SEARCH", "M-SEARCH")]
+    ("raw", "method"),
+    [("GET", "GET"), ("POST", "POST"), ("delete", "DELETE"), ("M-SEARCH", "M-SEARCH")],
 )
 def test_an_original_method_is_one_token(raw: str, method: str) -> None:
     assert original_method(raw) == method
