@@ -311,6 +311,10 @@ def _verify_calls(org: Org) -> list[Call]:
         ("POST", "/v1/keys/verify", verifier, {"key": limited["key"]}),
         ("POST", "/v1/keys/verify", verifier, {"key": limited["key"]}),
         ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/x", "ip": "::1"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/x;y"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": "aw_live_nope", "route": "/v1\\x"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "method": "GET POST"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/things/"}),
         ("POST", "/v1/keys/verify", lacking, {"key": key["key"]}),
         ("POST", "/v1/keys/verify", {}, {"key": key["key"]}),
         ("POST", "/v1/keys/verify", verifier, {"key": ""}),
@@ -483,6 +487,32 @@ def test_verify_api(org: Org, other_org: Org) -> None:
         ).status_code
         == 403
     )
+
+
+def test_verify_applies_route_rules_to_the_canonical_route_and_method(org: Org) -> None:
+    """The verify API reads ``route`` and ``method`` as forward auth reads the proxy's
+    headers: one route to the rules per path, and a 400 for what has no single meaning."""
+    verifier = org.headers(org.create_key(["keys:verify"])["key"])
+    key = org.create_key(["customers:read"])["key"]
+
+    def verify(route: str, method: str = "POST") -> httpx.Response:
+        body = {"key": key, "route": route, "method": method}
+        answer: httpx.Response = org.client.post("/v1/keys/verify", headers=verifier, json=body)
+        return answer
+
+    spellings = ["/v1/things", "/v1//things", "/v1/things/.", "/v1/%74hings", "/v1/things/"]
+    codes = [verify(route, "delete").json()["code"] for route in spellings]
+    assert codes == ["VALID", "VALID", "RATE_LIMITED", "RATE_LIMITED", "RATE_LIMITED"]
+    assert verify("/v1/things", "GET").json()["code"] == "VALID"
+    for route, method, message in [
+        ("/v1/invoices\\..\\things", "POST", "original request's path"),
+        ("/v1/things;x", "POST", "original request's path"),
+        ("v1/things", "POST", "original request's path"),
+        ("/v1/things", "GET POST", "original request's method"),
+    ]:
+        refused = verify(route, method)
+        assert refused.status_code == 400
+        assert message in refused.json()["message"]
 
 
 VERSIONS = [
