@@ -276,3 +276,12 @@ def test_route_rules_match_templates_prefixes_and_methods(
 
 def test_the_key_namespace_is_policy_kind_value() -> None:
     assert limit_key(IP_MINUTE, "ip", "::1") == "rl:ip-minute:ip:::1"
+
+
+@pytest.mark.parametrize("rule", ["/v1/things", "/v1/things/"])
+@pytest.mark.parametrize("route", ["/v1/things", "/v1/things/", "/v1/things//"])
+def test_an_exact_route_rule_ignores_a_trailing_slash(rule: str, route: str) -> None:
+    """A trailing slash names the same resource (docs/forward-auth.md), on either side."""
+    assert RouteRule(rule).matches(route, "GET")
+    assert not RouteRule(rule).matches("/v1/things/x", "GET")
+    assert RouteRule("/").matches("/", "GET") and not RouteRule("/").matches("/x", "GET")

@@ -77,8 +77,9 @@ def metered_credential(principal: Principal) -> str:
 class RouteRule:
     """Limits for a route or a group of routes.
 
-    ``route`` is a route template (``/v1/events``) or a prefix ending in ``*``
-    (``/v1/keys*``); ``methods`` narrows it (empty: every method). A rule may
+    ``route`` is a route template (``/v1/events``, which also matches ``/v1/events/``)
+    or a prefix ending in ``*`` (``/v1/keys*``); ``methods`` narrows it (empty: every
+    method). A rule may
     ``exempt`` its routes from every limit, add ``policies`` (or ``replace`` the
     plan's with them) and set the ``cost`` each request spends. The first matching
     rule of a plan wins.
@@ -105,7 +106,8 @@ class RouteRule:
             return False
         if self.route.endswith("*"):
             return route.startswith(self.route[:-1])
-        return route == self.route
+        # A trailing slash names the same resource (docs/forward-auth.md).
+        return route.rstrip("/") == self.route.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
