@@ -285,3 +285,11 @@ def test_an_exact_route_rule_ignores_a_trailing_slash(rule: str, route: str) -> 
     assert RouteRule(rule).matches(route, "GET")
     assert not RouteRule(rule).matches("/v1/things/x", "GET")
     assert RouteRule("/").matches("/", "GET") and not RouteRule("/").matches("/x", "GET")
+
+
+def test_a_rule_for_get_covers_head() -> None:
+    """Upstreams answer HEAD with their GET route: a GET limit or exemption is HEAD's too."""
+    rule = RouteRule("/v1/things", methods=frozenset({"get"}))
+    assert rule.matches("/v1/things", "HEAD") and rule.matches("/v1/things", "GET")
+    assert not rule.matches("/v1/things", "POST")
+    assert not RouteRule("/v1/things", methods=frozenset({"POST"})).matches("/v1/things", "HEAD")

@@ -79,7 +79,7 @@ class RouteRule:
 
     ``route`` is a route template (``/v1/events``, which also matches ``/v1/events/``)
     or a prefix ending in ``*`` (``/v1/keys*``); ``methods`` narrows it (empty: every
-    method). A rule may
+    method; ``GET`` includes ``HEAD``, which upstreams answer with their ``GET`` route). A rule may
     ``exempt`` its routes from every limit, add ``policies`` (or ``replace`` the
     plan's with them) and set the ``cost`` each request spends. The first matching
     rule of a plan wins.
@@ -99,7 +99,10 @@ class RouteRule:
             raise ValueError(f"Route rule {self.route!r}: '*' is only allowed at the end.")
         if self.cost is not None and self.cost < 1:
             raise ValueError(f"Route rule {self.route!r}: cost must be at least 1.")
-        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        methods = {m.upper() for m in self.methods}
+        if "GET" in methods:  # served as GET without the body (RFC 9110 section 9.3.2)
+            methods.add("HEAD")
+        object.__setattr__(self, "methods", frozenset(methods))
 
     def matches(self, route: str, method: str) -> bool:
         if self.methods and method.upper() not in self.methods:
