@@ -201,6 +201,9 @@ def test_every_spelling_of_a_route_is_one_route_to_its_rules(org: Org, path: str
         ("X-Original-URI", "/v1/invoices\\..\\things", "original request's path"),
         ("X-Original-URI", "/v1/things;x", "original request's path"),
         ("X-Original-URI", "/v1/things/%2e%2e/x", "original request's path"),
+        ("X-HTTP-Method-Override", "DELETE", "method-override header"),
+        ("X-HTTP-Method", "delete", "method-override header"),
+        ("X-Method-Override", "PUT", "method-override header"),
     ],
 )
 def test_an_original_request_without_one_meaning_is_a_400(
@@ -276,6 +279,8 @@ def _check_calls(org: Org) -> list[Call]:
     for path in ("/v1/invoices\\..\\things", "/v1/things;x", "//v1/things", "/v1/%2e"):
         calls += [("GET", "/v1/auth/check", {**writer, "X-Original-URI": path}, None)]
     calls += [("GET", "/v1/auth/check", {**writer, "X-Original-Method": "GET POST"}, None)]
+    calls += [("GET", "/v1/auth/check", {**writer, "X-HTTP-Method-Override": "PUT"}, None)]
+    calls += [("GET", "/v1/auth/check", {**writer, "X-HTTP-Method-Override": "get"}, None)]
     calls += [
         (
             "GET",

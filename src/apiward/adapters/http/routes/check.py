@@ -86,10 +86,22 @@ def original_path(request: Request, settings: Settings) -> str:
     return canonical(request.headers.get(header) or "/")
 
 
-def method_of(reported: str | None, own: str) -> str:
+# Headers with which some upstreams let a POST act as another method.
+METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+
+
+def method_of(reported: str | None, own: str, overrides: list[str]) -> str:
     """The method the client used: what the declared proxy reports, or the check
-    request's own (Envoy's, or a proxy that reports none)."""
-    return original_method(reported or own)
+    request's own (Envoy's, or a proxy that reports none). A method-override header
+    naming another one is refused: upstreams that honour it act on that method, the
+    others on this one."""
+    method = original_method(reported or own)
+    if any(v.strip() and v.strip().upper() != method for v in overrides):
+        raise InvalidInput(
+            "The original request names another method in a method-override header "
+            "(X-HTTP-Method-Override), which upstreams read differently: send that method."
+        )
+    return method
 
 
 def method_header(settings: Settings) -> str | None:
@@ -116,7 +128,8 @@ async def decide(
             raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
         path = original_path(request, settings)
         name = method_header(settings)
-        method = method_of(request.headers.get(name) if name else None, request.method)
+        overrides = [v for h in METHOD_OVERRIDE_HEADERS for v in request.headers.getlist(h)]
+        method = method_of(request.headers.get(name) if name else None, request.method, overrides)
         rule = limits.default_plan.rule_for(path, method)
         required = required_scopes(request.headers.getlist(REQUIRE_HEADER), scope)
         principal = await authenticate(
@@ -212,6 +225,7 @@ class _Names:
 
 _names: list[_Names] = []
 _REQUIRE = REQUIRE_HEADER.encode()
+_OVERRIDES = frozenset(h.encode() for h in METHOD_OVERRIDE_HEADERS)
 
 
 def _names_for(settings: Settings) -> _Names:
@@ -229,16 +243,19 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
     # Every line of these: one list, in order (RFC 9110 section 5.3).
     forwarded: list[str] = []
     require: list[str] = []
+    overrides: list[str] = []
     for key, value in scope["headers"]:
         if key == b"x-forwarded-for":
             forwarded.append(value.decode("latin-1"))
         elif key == _REQUIRE:
             require.append(value.decode("latin-1"))
+        elif key in _OVERRIDES:
+            overrides.append(value.decode("latin-1"))
         elif key in names.wanted and key not in found:  # the first of each, as Starlette's
             found[key] = value.decode("latin-1")
     path = canonical(found.get(names.original_uri) or "/")
     reported = found.get(names.original_method) if names.original_method else None
-    method = method_of(reported, scope["method"])
+    method = method_of(reported, scope["method"], overrides)
     wanted = required_scopes(require, [])
     requested = found.get(names.version)
     space = found.get(names.space)
