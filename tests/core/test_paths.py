@@ -4,6 +4,7 @@ one path to the route rules; what has no single meaning is refused."""
 from __future__ import annotations
 
 import string
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given
@@ -118,3 +119,46 @@ def test_an_original_method_is_one_token(raw: str, method: str) -> None:
 def test_an_original_method_that_is_no_token_is_refused(raw: str) -> None:
     with pytest.raises(InvalidInput, match="original request's method"):
         original_method(raw)
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("?", 1)[0].split("/") if s]
+
+
+def _resolve(segments: list[str]) -> list[str]:
+    out: list[str] = []
+    for s in segments:
+        if s == "..":
+            out = out[:-1]
+        elif s != ".":
+            out.append(s)
+    return out
+
+
+def permissive(path: str) -> list[str]:
+    """The segments a permissive upstream routes on: ';' parameters stripped, decoded,
+    '\\\\' read as '/', then dot segments resolved (the reading of upstream.mjs)."""
+    decoded = "/".join(unquote(s.split(";")[0]) for s in path.split("?", 1)[0].split("/"))
+    return _resolve(_segments(decoded.replace("\\", "/")))
+
+
+def strict(path: str) -> list[str]:
+    """The segments a strict RFC 3986 upstream routes on: dot segments resolved as
+    written (section 5.2.4), then each segment decoded."""
+    return [unquote(s) for s in _resolve(_segments(path))]
+
+
+HOSTILE = st.text(alphabet="/.\\;#%?25eEfFcCbB03 \t~:@!$'\"<>^`{}|[]vthings", max_size=24)
+
+
+@given(HOSTILE)
+def test_a_path_canonical_accepts_reads_alike_to_every_upstream(tail: str) -> None:
+    """Whatever a client writes, a path that is not refused names one route: the one
+    its canonical form names, to a permissive upstream and to a strict one."""
+    raw = "/" + tail
+    try:
+        path = canonical(raw)
+    except InvalidInput:
+        return
+    assert canonical(path) == path
+    assert permissive(raw) == strict(raw) == strict(path) == permissive(path)
