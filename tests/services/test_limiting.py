@@ -276,3 +276,20 @@ def test_route_rules_match_templates_prefixes_and_methods(
 
 def test_the_key_namespace_is_policy_kind_value() -> None:
     assert limit_key(IP_MINUTE, "ip", "::1") == "rl:ip-minute:ip:::1"
+
+
+@pytest.mark.parametrize("rule", ["/v1/things", "/v1/things/"])
+@pytest.mark.parametrize("route", ["/v1/things", "/v1/things/", "/v1/things//"])
+def test_an_exact_route_rule_ignores_a_trailing_slash(rule: str, route: str) -> None:
+    """A trailing slash names the same resource (docs/forward-auth.md), on either side."""
+    assert RouteRule(rule).matches(route, "GET")
+    assert not RouteRule(rule).matches("/v1/things/x", "GET")
+    assert RouteRule("/").matches("/", "GET") and not RouteRule("/").matches("/x", "GET")
+
+
+def test_a_rule_for_get_covers_head() -> None:
+    """Upstreams answer HEAD with their GET route: a GET limit or exemption is HEAD's too."""
+    rule = RouteRule("/v1/things", methods=frozenset({"get"}))
+    assert rule.matches("/v1/things", "HEAD") and rule.matches("/v1/things", "GET")
+    assert not rule.matches("/v1/things", "POST")
+    assert not RouteRule("/v1/things", methods=frozenset({"POST"})).matches("/v1/things", "HEAD")

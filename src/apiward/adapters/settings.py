@@ -227,9 +227,11 @@ class Settings(BaseSettings):
     )
     forward_auth_proxy: Literal["nginx", "traefik", "envoy"] = Field(
         "nginx",
-        description="The proxy asking /v1/auth/check: the original request's path is read "
-        "from the header it sets (nginx: X-Original-URI, Traefik: X-Forwarded-Uri, Envoy: "
-        "X-Envoy-Original-Path) and no other, since the client may send the others.",
+        description="The proxy asking /v1/auth/check: the original request's path and "
+        "method are read from the headers it sets (nginx: X-Original-URI and "
+        "X-Original-Method, Traefik: X-Forwarded-Uri and X-Forwarded-Method, Envoy: "
+        "X-Envoy-Original-Path and the check's own method) and no other, since the client "
+        "may send the others (docs/forward-auth.md).",
     )
 
     # passwords (RFC 9106, second recommended option)

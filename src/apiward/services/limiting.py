@@ -77,8 +77,9 @@ def metered_credential(principal: Principal) -> str:
 class RouteRule:
     """Limits for a route or a group of routes.
 
-    ``route`` is a route template (``/v1/events``) or a prefix ending in ``*``
-    (``/v1/keys*``); ``methods`` narrows it (empty: every method). A rule may
+    ``route`` is a route template (``/v1/events``, which also matches ``/v1/events/``)
+    or a prefix ending in ``*`` (``/v1/keys*``); ``methods`` narrows it (empty: every
+    method; ``GET`` includes ``HEAD``, which upstreams answer with their ``GET`` route). A rule may
     ``exempt`` its routes from every limit, add ``policies`` (or ``replace`` the
     plan's with them) and set the ``cost`` each request spends. The first matching
     rule of a plan wins.
@@ -98,14 +99,18 @@ class RouteRule:
             raise ValueError(f"Route rule {self.route!r}: '*' is only allowed at the end.")
         if self.cost is not None and self.cost < 1:
             raise ValueError(f"Route rule {self.route!r}: cost must be at least 1.")
-        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        methods = {m.upper() for m in self.methods}
+        if "GET" in methods:  # served as GET without the body (RFC 9110 section 9.3.2)
+            methods.add("HEAD")
+        object.__setattr__(self, "methods", frozenset(methods))
 
     def matches(self, route: str, method: str) -> bool:
         if self.methods and method.upper() not in self.methods:
             return False
         if self.route.endswith("*"):
             return route.startswith(self.route[:-1])
-        return route == self.route
+        # A trailing slash names the same resource (docs/forward-auth.md).
+        return route.rstrip("/") == self.route.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)

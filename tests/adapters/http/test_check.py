@@ -13,8 +13,24 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
-from apiward.adapters.settings import ApiVersion
+from apiward.adapters.settings import ApiVersion, Settings
 from tests.conftest import Org, bootstrap, fast_settings
+
+# Writes to /v1/things are limited; reading /v1/events is exempt, writing it is not.
+ROUTES = [
+    {
+        "route": "/v1/things",
+        "methods": ["POST", "DELETE"],
+        "limits": [{"name": "things-writes", "rate": "2/minute"}],
+    },
+    {"route": "/v1/events*", "methods": ["GET"], "exempt": True},
+]
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> Settings:
+    """The apps of this module have route rules that depend on the original method."""
+    return fast_settings(database_url=sqlite_url, rate_limit_routes=ROUTES)
 
 
 def test_check_allows_and_sends_identity_headers(org: Org) -> None:
@@ -67,6 +83,151 @@ def test_check_for_nginx_folds_statuses_into_401_and_403(org: Org) -> None:
     assert r.content == b""
 
 
+IDENTITY = {
+    "x-apiward-org",
+    "x-apiward-environment",
+    "x-apiward-space",
+    "x-apiward-user",
+    "x-apiward-client",
+    "x-apiward-scopes",
+    "x-apiward-credential",
+    "x-apiward-credential-kind",
+    "x-apiward-api-version",
+}
+FAST_AND_ROUTED = ["/v1/auth/check", "/v1/auth/check?scope=customers:read"]
+"""A check without a query string is the fast path's; with one, the route's code."""
+
+
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+def test_identity_headers_are_always_sent_empty_without_a_value(org: Org, path: str) -> None:
+    """Every proxy overwrites what the client sent under these names, when apiward sends
+    them all (Envoy passes a client's header that the check's answer lacks)."""
+    key = org.create_key(["customers:read"])["key"]
+    r = org.client.get(path, headers=org.headers(key, **{"X-Apiward-Client": "forged"}))
+    assert r.status_code == 200
+    assert set(r.headers) >= IDENTITY
+    assert r.headers["x-apiward-client"] == ""  # an API key has no client
+
+
+def _settings_for(tmp_path: Path, proxy: str) -> Settings:
+    return fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        rate_limit_routes=ROUTES,
+        forward_auth_proxy=proxy,
+    )
+
+
+@pytest.mark.parametrize(
+    ("proxy", "path_header", "method_header", "other"),
+    [
+        ("nginx", "X-Original-URI", "X-Original-Method", "X-Forwarded-Method"),
+        ("traefik", "X-Forwarded-Uri", "X-Forwarded-Method", "X-Original-Method"),
+    ],
+)
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+def test_route_rules_apply_to_the_method_the_declared_proxy_reports(
+    tmp_path: Path, proxy: str, path_header: str, method_header: str, other: str, path: str
+) -> None:
+    """The proxy asks with GET whatever the client's method; a rule for writes applies
+    to the method in the proxy's header, and another proxy's header is the client's."""
+    with TestClient(create_app(_settings_for(tmp_path, proxy))) as client:
+        org = bootstrap(client)
+        key = org.create_key(["customers:read"])["key"]
+
+        def check(method: str, **extra: str) -> int:
+            original = {path_header: "/v1/things", method_header: method, **extra}
+            status: int = client.get(path, headers=org.headers(key, **original)).status_code
+            return status
+
+        assert [check("GET", **{other: "POST"}) for _ in range(3)] == [200, 200, 200]
+        assert [check(m) for m in ("POST", "DELETE", "POST", "delete", "GET")] == [
+            200,
+            200,
+            429,
+            429,
+            200,
+        ]
+
+
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+def test_under_envoy_the_check_requests_own_method_is_the_original(
+    tmp_path: Path, path: str
+) -> None:
+    """Envoy's ``ext_authz`` asks with the client's method; method headers are the client's."""
+    with TestClient(create_app(_settings_for(tmp_path, "envoy"))) as client:
+        org = bootstrap(client)
+        key = org.create_key(["customers:read"])["key"]
+        claims = {"X-Original-Method": "GET", "X-Forwarded-Method": "GET"}
+        headers = org.headers(key, **{"X-Envoy-Original-Path": "/v1/things", **claims})
+        answers = [client.request(m, path, headers=headers).status_code for m in ("POST",) * 3]
+        assert answers == [200, 200, 429]
+        assert client.get(path, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+def test_a_method_specific_exemption_exempts_only_its_methods(org: Org, path: str) -> None:
+    key = org.create_key(["customers:read"], rate_limits=[{"name": "k", "rate": "1/hour"}])["key"]
+
+    def check(method: str) -> int:
+        original = {"X-Original-URI": "/v1/events/1", "X-Original-Method": method}
+        status: int = org.client.get(path, headers=org.headers(key, **original)).status_code
+        return status
+
+    assert [check("GET") for _ in range(3)] == [200, 200, 200]
+    assert [check("POST"), check("POST"), check("GET")] == [200, 429, 200]
+
+
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+def test_every_spelling_of_a_route_is_one_route_to_its_rules(org: Org, path: str) -> None:
+    """A trailing slash, a trailing '.', escapes, repeated slashes and dot segments name
+    the route a rule names."""
+    key = org.create_key(["customers:read"])["key"]
+    spellings = ["/v1/things/", "/v1/things/.", "/v1/%74hings", "/v1//things", "/v1/x/../things"]
+
+    def check(uri: str) -> int:
+        original = {"X-Original-URI": uri, "X-Original-Method": "POST"}
+        status: int = org.client.get(path, headers=org.headers(key, **original)).status_code
+        return status
+
+    assert [check(s) for s in ["/v1/things?page=1", *spellings]] == [200, 200] + [429] * 4
+
+
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("X-Original-Method", "GET POST", "original request's method"),
+        ("X-Original-Method", "G\u00c9T", "original request's method"),
+        ("X-Original-URI", "/v1/invoices\\..\\things", "original request's path"),
+        ("X-Original-URI", "/v1/things;x", "original request's path"),
+        ("X-Original-URI", "/v1/things/%2e%2e/x", "original request's path"),
+        ("X-HTTP-Method-Override", "DELETE", "method-override header"),
+        ("X-HTTP-Method", "delete", "method-override header"),
+        ("X-Method-Override", "PUT", "method-override header"),
+    ],
+)
+def test_an_original_request_without_one_meaning_is_a_400(
+    org: Org, path: str, name: str, value: str, message: str
+) -> None:
+    headers = [*org.headers().items(), (name, value)]
+    r = org.client.get(path, headers=[(k.encode(), v.encode()) for k, v in headers])
+    assert r.status_code == 400
+    assert message in r.json()["message"]
+
+
+@pytest.mark.parametrize("path", FAST_AND_ROUTED)
+def test_every_require_line_counts(org: Org, path: str) -> None:
+    """Scopes a proxy adds on a line of its own are required with the client's."""
+    key = org.create_key(["customers:read"])["key"]
+    for lines in (["customers:read", "customers:write"], ["customers:write", "customers:read"]):
+        required = [("X-Apiward-Require", line) for line in lines]
+        r = org.client.get(path, headers=[*org.headers(key).items(), *required])
+        assert r.status_code == 403
+        assert r.json()["message"].endswith("customers:write")
+    both = [("X-Apiward-Require", "customers:read,"), ("X-Apiward-Require", " customers:read")]
+    assert org.client.get(path, headers=[*org.headers(key).items(), *both]).status_code == 200
+
+
 def test_check_is_answered_before_the_router_with_the_same_envelope(org: Org) -> None:
     """The fast path keeps what the route gave: request ids, errors, metrics labels."""
     r = org.client.get("/v1/auth/check", headers={"X-Request-Id": "req-42"})
@@ -82,8 +243,9 @@ def test_check_is_answered_before_the_router_with_the_same_envelope(org: Org) ->
     assert 'route="unmatched"' not in metrics
 
 
-Call = tuple[str, str, dict[str, str], Any]
-"""A request: method, path, headers, JSON body (or raw bytes, or None)."""
+Call = tuple[str, str, dict[str, str] | list[tuple[str, str]], Any]
+"""A request: method, path, headers (a list: names may repeat), JSON body (or raw bytes,
+or None)."""
 
 
 def _check_calls(org: Org) -> list[Call]:
@@ -109,6 +271,34 @@ def _check_calls(org: Org) -> list[Call]:
     limited_headers = org.headers(limited["key"])
     calls += [("GET", "/v1/auth/check", limited_headers, None)] * 2  # 200, then 429
     calls += [("GET", "/v1/auth/check", {**limited_headers, "X-Apiward-Proxy": "nginx"}, None)]
+    # The original request, as nginx reports it: path and method.
+    writer = org.headers(org.create_key(["customers:read"])["key"])
+    for method in ("GET", "POST", "DELETE", "POST", "get"):  # the third write is limited
+        original = {"X-Original-URI": "/v1/things/", "X-Original-Method": method}
+        calls += [("GET", "/v1/auth/check", {**writer, **original}, None)]
+    for path in ("/v1/invoices\\..\\things", "/v1/things;x", "//v1/things", "/v1/%2e"):
+        calls += [("GET", "/v1/auth/check", {**writer, "X-Original-URI": path}, None)]
+    calls += [("GET", "/v1/auth/check", {**writer, "X-Original-Method": "GET POST"}, None)]
+    calls += [("GET", "/v1/auth/check", {**writer, "X-HTTP-Method-Override": "PUT"}, None)]
+    calls += [("GET", "/v1/auth/check", {**writer, "X-HTTP-Method-Override": "get"}, None)]
+    calls += [
+        (
+            "GET",
+            "/v1/auth/check",
+            [*writer.items(), ("X-Apiward-Require", require), ("X-Apiward-Require", "")],
+            None,
+        )
+        for require in ("customers:read", "customers:write")
+    ]
+    calls += [
+        (
+            "GET",
+            "/v1/auth/check",
+            [*writer.items(), ("X-Apiward-Require", "customers:read"), ("X-Apiward-Require", s)],
+            None,
+        )
+        for s in ("customers:write", "x:y, customers:read")
+    ]
     return calls
 
 
@@ -126,6 +316,10 @@ def _verify_calls(org: Org) -> list[Call]:
         ("POST", "/v1/keys/verify", verifier, {"key": limited["key"]}),
         ("POST", "/v1/keys/verify", verifier, {"key": limited["key"]}),
         ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/x", "ip": "::1"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/x;y"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": "aw_live_nope", "route": "/v1\\x"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "method": "GET POST"}),
+        ("POST", "/v1/keys/verify", verifier, {"key": key["key"], "route": "/v1/things/"}),
         ("POST", "/v1/keys/verify", lacking, {"key": key["key"]}),
         ("POST", "/v1/keys/verify", {}, {"key": key["key"]}),
         ("POST", "/v1/keys/verify", verifier, {"key": ""}),
@@ -298,6 +492,32 @@ def test_verify_api(org: Org, other_org: Org) -> None:
         ).status_code
         == 403
     )
+
+
+def test_verify_applies_route_rules_to_the_canonical_route_and_method(org: Org) -> None:
+    """The verify API reads ``route`` and ``method`` as forward auth reads the proxy's
+    headers: one route to the rules per path, and a 400 for what has no single meaning."""
+    verifier = org.headers(org.create_key(["keys:verify"])["key"])
+    key = org.create_key(["customers:read"])["key"]
+
+    def verify(route: str, method: str = "POST") -> httpx.Response:
+        body = {"key": key, "route": route, "method": method}
+        answer: httpx.Response = org.client.post("/v1/keys/verify", headers=verifier, json=body)
+        return answer
+
+    spellings = ["/v1/things", "/v1//things", "/v1/things/.", "/v1/%74hings", "/v1/things/"]
+    codes = [verify(route, "delete").json()["code"] for route in spellings]
+    assert codes == ["VALID", "VALID", "RATE_LIMITED", "RATE_LIMITED", "RATE_LIMITED"]
+    assert verify("/v1/things", "GET").json()["code"] == "VALID"
+    for route, method, message in [
+        ("/v1/invoices\\..\\things", "POST", "original request's path"),
+        ("/v1/things;x", "POST", "original request's path"),
+        ("v1/things", "POST", "original request's path"),
+        ("/v1/things", "GET POST", "original request's method"),
+    ]:
+        refused = verify(route, method)
+        assert refused.status_code == 400
+        assert message in refused.json()["message"]
 
 
 VERSIONS = [

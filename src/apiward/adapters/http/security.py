@@ -73,7 +73,12 @@ def via_trusted_proxy(request: Request, trusted: tuple[IPNetwork, ...]) -> bool:
     return peer is not None and bool(trusted) and _trusted(peer, trusted)
 
 
-def request_context(request: Request, *, route: str | None = None) -> RequestContext:
+def request_context(
+    request: Request, *, route: str | None = None, method: str | None = None
+) -> RequestContext:
+    """What the limits, the analytics and the key's allow-lists judge ``request`` by;
+    ``route`` and ``method`` are the original request's, when another one asks (forward
+    auth)."""
     runtime = runtime_of(request)
     settings = runtime.settings
     space = request.headers.get(settings.space_header) or None
@@ -83,11 +88,12 @@ def request_context(request: Request, *, route: str | None = None) -> RequestCon
     path = template or request.url.path
     # A raw path (no route template: a middleware ahead of routing) is counted under its
     # route rule, so that clients cannot mint analytics rows with made-up paths.
-    counted = None if template else runtime.limits.default_plan.rule_for(path, request.method)
+    method = method or request.method
+    counted = None if template else runtime.limits.default_plan.rule_for(path, method)
     return RequestContext(
         route=path,
         counted_route=counted,
-        method=request.method,
+        method=method,
         ip=client_ip(request, runtime.trusted_proxies),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
         request_id=state_of(request).request_id or None,
@@ -100,6 +106,7 @@ async def authenticate(
     request: Request,
     *,
     route: str | None = None,
+    method: str | None = None,
     counted_route: str | None = None,
     scopes: tuple[str, ...] | list[str] = (),
 ) -> Principal:
@@ -112,7 +119,9 @@ async def authenticate(
         request,
         await runtime_of(request).auth.authenticate(
             request.headers.get("authorization"),
-            _with_counted_route(request_context(request, route=route), counted_route),
+            _with_counted_route(
+                request_context(request, route=route, method=method), counted_route
+            ),
             exempt=is_exempt(request),
             scopes=scopes,
         ),

@@ -11,8 +11,11 @@ into a 500, and never shows the subrequest's body. A proxy that says
 status in ``X-Apiward-Status`` and the error body in ``X-Apiward-Error``, which the
 nginx configuration in the README turns back into the client's answer.
 
-The scopes a location needs come from the proxy, in ``X-Apiward-Require`` (space or
-comma separated) or the ``scope`` query parameter.
+The original request's path and method are read from the headers the declared proxy
+(``APIWARD_FORWARD_AUTH_PROXY``) sets, and made canonical (``apiward.core.paths``) before
+route rules apply. The scopes a location needs come from the proxy, in
+``X-Apiward-Require`` (space or comma separated; every line counts) or the ``scope``
+query parameter. The contract is written down in docs/forward-auth.md.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Principal, RequestContext
-from apiward.core.paths import canonical
+from apiward.core.paths import canonical, original_method
 from apiward.core.scopes import parse
 from apiward.services.limiting import RequestLimits
 
@@ -38,7 +41,7 @@ router = APIRouter(tags=["Forward auth"])
 
 REQUIRE_HEADER = "x-apiward-require"
 PROXY_HEADER = "x-apiward-proxy"
-# Proxies ask with the client's own method (nginx, Traefik); the answer does not depend on it.
+# A proxy may ask with any method (Envoy asks with the client's own).
 OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 METHODS = frozenset({"GET", *OTHER_METHODS})
 PATH = "/v1/auth/check"
@@ -46,27 +49,33 @@ MAX_SCOPES = 20
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:
-    """What the upstream learns about the caller (never the credential itself)."""
-    headers = {
+    """What the upstream learns about the caller (never the credential itself): every
+    header, empty when there is no value, so that the proxy overwrites each one the
+    client sent under the same name (Envoy forwards a client's header the answer lacks)."""
+    return {
         "X-Apiward-Org": principal.org_id,
         "X-Apiward-Environment": principal.environment,
-        "X-Apiward-Space": principal.space_id,
-        "X-Apiward-User": principal.user_id,
+        "X-Apiward-Space": principal.space_id or "",
+        "X-Apiward-User": principal.user_id or "",
+        "X-Apiward-Client": principal.client_id or "",
         "X-Apiward-Scopes": " ".join(principal.scopes),
         "X-Apiward-Credential": principal.credential_id,
         "X-Apiward-Credential-Kind": principal.credential_kind.value,
+        "X-Apiward-Api-Version": principal.api_version or "",
     }
-    if principal.client_id:
-        headers["X-Apiward-Client"] = principal.client_id
-    if principal.api_version:
-        headers["X-Apiward-Api-Version"] = principal.api_version
-    return headers
 
 
 ORIGINAL_URI_HEADERS = {
     "nginx": "x-original-uri",
     "traefik": "x-forwarded-uri",
     "envoy": "x-envoy-original-path",
+}
+
+
+ORIGINAL_METHOD_HEADERS: dict[str, str | None] = {
+    "nginx": "x-original-method",
+    "traefik": "x-forwarded-method",
+    "envoy": None,  # ``ext_authz`` asks with the client's own method
 }
 
 
@@ -78,9 +87,33 @@ def original_path(request: Request, settings: Settings) -> str:
     return canonical(request.headers.get(header) or "/")
 
 
-def _required(request: Request, scope: list[str] | None) -> tuple[str, ...]:
-    raw = request.headers.get(REQUIRE_HEADER, "")
-    wanted = [s for s in raw.replace(",", " ").split() if s] + list(scope or ())
+# Headers with which some upstreams let a POST act as another method.
+METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+
+
+def method_of(reported: str | None, own: str, overrides: list[str]) -> str:
+    """The method the client used: what the declared proxy reports, or the check
+    request's own (Envoy's, or a proxy that reports none). A method-override header
+    naming another one is refused: upstreams that honour it act on that method, the
+    others on this one."""
+    method = original_method(reported or own)
+    if any(v.strip() and v.strip().upper() != method for v in overrides):
+        raise InvalidInput(
+            "The original request names another method in a method-override header "
+            "(X-HTTP-Method-Override), which upstreams read differently: send that method."
+        )
+    return method
+
+
+def method_header(settings: Settings) -> str | None:
+    """The header the declared proxy reports the original method in (none: its own)."""
+    return ORIGINAL_METHOD_HEADERS[settings.forward_auth_proxy]
+
+
+def required_scopes(lines: list[str], query: list[str]) -> tuple[str, ...]:
+    """The scopes a check requires: every ``X-Apiward-Require`` line (a proxy may append
+    one to the client's), each space or comma separated, and the ``scope`` parameters."""
+    wanted = [s for line in lines for s in line.replace(",", " ").split()] + query
     for s in wanted:
         parse(s)
     return tuple(wanted)
@@ -95,9 +128,13 @@ async def decide(
         if len(scope) > MAX_SCOPES:
             raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
         path = original_path(request, settings)
-        rule = limits.default_plan.rule_for(path, request.method)
+        name = method_header(settings)
+        overrides = [v for h in METHOD_OVERRIDE_HEADERS for v in request.headers.getlist(h)]
+        method = method_of(request.headers.get(name) if name else None, request.method, overrides)
+        rule = limits.default_plan.rule_for(path, method)
+        required = required_scopes(request.headers.getlist(REQUIRE_HEADER), scope)
         principal = await authenticate(
-            request, route=path, counted_route=rule, scopes=_required(request, scope)
+            request, route=path, method=method, counted_route=rule, scopes=required
         )
     except ApiwardError as exc:
         if nginx:
@@ -172,21 +209,25 @@ class _Names:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.original_uri = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy].encode()
+        method = method_header(settings)
+        self.original_method = method.encode() if method else None
         self.space = settings.space_header.lower().encode()
         self.version = settings.version_header.lower().encode()
         self.wanted = frozenset(
             {
                 b"authorization",
-                REQUIRE_HEADER.encode(),
                 b"user-agent",
                 self.original_uri,
                 self.space,
                 self.version,
+                *([self.original_method] if self.original_method else []),
             }
         )
 
 
 _names: list[_Names] = []
+_REQUIRE = REQUIRE_HEADER.encode()
+_OVERRIDES = frozenset(h.encode() for h in METHOD_OVERRIDE_HEADERS)
 
 
 def _names_for(settings: Settings) -> _Names:
@@ -201,17 +242,23 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
     settings = runtime.settings
     names = _names_for(settings)
     found: dict[bytes, str] = {}
-    forwarded: list[str] = []  # every line: one list, in order (RFC 9110 section 5.3)
+    # Every line of these: one list, in order (RFC 9110 section 5.3).
+    forwarded: list[str] = []
+    require: list[str] = []
+    overrides: list[str] = []
     for key, value in scope["headers"]:
         if key == b"x-forwarded-for":
             forwarded.append(value.decode("latin-1"))
+        elif key == _REQUIRE:
+            require.append(value.decode("latin-1"))
+        elif key in _OVERRIDES:
+            overrides.append(value.decode("latin-1"))
         elif key in names.wanted and key not in found:  # the first of each, as Starlette's
             found[key] = value.decode("latin-1")
     path = canonical(found.get(names.original_uri) or "/")
-    method = scope["method"]
-    wanted = [s for s in found.get(REQUIRE_HEADER.encode(), "").replace(",", " ").split() if s]
-    for s in wanted:
-        parse(s)
+    reported = found.get(names.original_method) if names.original_method else None
+    method = method_of(reported, scope["method"], overrides)
+    wanted = required_scopes(require, [])
     requested = found.get(names.version)
     space = found.get(names.space)
     client = scope.get("client")

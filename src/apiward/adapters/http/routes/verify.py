@@ -19,6 +19,7 @@ from apiward.adapters.http.state import state_of
 from apiward.core import errors as e
 from apiward.core.analytics import outcome_of
 from apiward.core.models import Principal
+from apiward.core.paths import canonical, original_method
 from apiward.services.analytics import Verifications
 from apiward.services.auth import Authenticator, require_scopes
 from apiward.services.limiting import RequestLimits
@@ -43,8 +44,9 @@ async def verify_key(
     counted: VerificationsDep,
     caller: Principal = require(SCOPE),
 ) -> VerifyOut:
-    """Always 200: `valid` and `code` say what the key may do. Keys of other
-    organisations are `NOT_FOUND`."""
+    """200 for every key: `valid` and `code` say what the key may do. Keys of other
+    organisations are `NOT_FOUND`. A `route` or `method` with no single meaning (a raw
+    `\\`, `;` parameters: what forward auth refuses) is a 400, whatever the key."""
     answer = await _verify(body, request, caller, auth, limits, counted)
     state_of(request).verify_code = answer.code  # for metrics
     return answer
@@ -58,16 +60,19 @@ async def _verify(
     request_limits: RequestLimits,
     counted: Verifications,
 ) -> VerifyOut:
+    # Route rules see the route and method as forward auth sees a proxy's (docs/forward-auth.md).
+    route = canonical(body.route) if body.route else None
+    method = original_method(body.method)
     context = replace(
         request_context(request),
         ip=body.ip,
         space_id=body.space_id,
-        route=body.route,
-        method=body.method,
+        route=route,
+        method=method,
     )
     not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
     # Counted under the route rule the asked route falls under (a bounded name).
-    rule = request_limits.default_plan.rule_for(body.route, body.method) if body.route else None
+    rule = request_limits.default_plan.rule_for(route, method) if route else None
     where = {"route": rule or "/v1/keys/verify"}
     try:
         entry = await auth.verified(body.key)

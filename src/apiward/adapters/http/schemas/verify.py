@@ -16,8 +16,13 @@ class VerifyRequest(Body):
     ip: str | None = Field(
         None, max_length=64, description="The end client's address, for the key's allow-list."
     )
-    route: str | None = Field(None, max_length=512, description="The route, for route limits.")
-    method: str = Field("GET", max_length=16)
+    route: str | None = Field(
+        None,
+        max_length=512,
+        description="The path the request asked for, for route limits; made canonical as "
+        "forward auth's (docs/forward-auth.md): one with no single meaning is a 400.",
+    )
+    method: str = Field("GET", max_length=16, description="The request's method, for route rules.")
 
 
 class VerifyPrincipal(BaseModel):
