@@ -240,6 +240,10 @@ class RequestContext:
     counted_route: str | None = None
     """What analytics count the request under, when ``route`` is a raw path (forward
     auth): the route rule it falls under, so that clients cannot mint new rows."""
+    asserted: bool = False
+    """``ip`` and ``route`` are the caller's word about another request (the verify
+    API), not the connection's or the declared proxy's: limits keyed on them count
+    within the caller's organisation only (``services.limiting``)."""
 
 
 def visible_in(record: str | None, viewer: str | None) -> bool:

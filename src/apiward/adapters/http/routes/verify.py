@@ -64,6 +64,7 @@ async def _verify(
         space_id=body.space_id,
         route=body.route,
         method=body.method,
+        asserted=True,
     )
     not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
     # Counted under the route rule the asked route falls under (a bounded name).
