@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ def service(limiter: Recording) -> RateLimiting:
 
 
 def ctx(route: str = "/v1/keys", **fields: str) -> RequestContext:
-    values = {"org_id": "org_1", "ip": "203.0.113.9"}
+    values: dict[str, Any] = {"org_id": "org_1", "ip": "203.0.113.9"}
     values.update(fields)
     return RequestContext(route, **values)
 
