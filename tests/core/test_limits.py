@@ -75,8 +75,18 @@ def test_a_period_longer_than_a_day_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=rf"'{text}'.*at most 1 day \(86400 seconds\)"):
         parse_rate(text)
     assert parse_rate("1/day") == (1, MAX_PERIOD) == parse_rate("1/86400s")
-    with pytest.raises(ValueError, match="between 0.001 seconds and 1 day"):
+    with pytest.raises(ValueError, match=r"between 0\.001 seconds and 1 day"):
         Policy("long", 1, MAX_PERIOD + 0.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [("1/99999day", (1, MAX_PERIOD)), ("30000/30days", (1000, MAX_PERIOD)), ("5/hour", (5, 3600))],
+)
+def test_a_stored_rate_past_the_maximum_is_read_as_its_rate_over_one_day(
+    text: str, read: tuple[int, int]
+) -> None:
+    assert parse_rate(text, stored=True) == read
 
 
 @given(st.text(max_size=3 * MAX_KEY_LENGTH), st.text(max_size=3 * MAX_KEY_LENGTH))

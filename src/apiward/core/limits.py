@@ -88,10 +88,12 @@ RateLimitExceeded = RateLimited
 # --- policies ------------------------------------------------------------------------
 
 
-def parse_rate(text: str) -> tuple[int, int]:
+def parse_rate(text: str, *, stored: bool = False) -> tuple[int, int]:
     """Parse ``"1000/hour"``, ``"100/minute"``, ``"10/second"``, ``"5000/day"``, ``"20/15m"``.
 
-    Returns ``(limit, period_seconds)``; raises ``ValueError`` saying what to write.
+    Returns ``(limit, period_seconds)``; raises ``ValueError`` saying what to write. A
+    period longer than ``MAX_PERIOD`` is refused, unless the rate was ``stored`` before
+    periods were bounded: then it is read as the same rate over one day (at least one).
     """
     match = _RATE.match(text) if isinstance(text, str) else None
     unit = _UNITS.get(match.group(3).lower()) if match else None
@@ -104,6 +106,8 @@ def parse_rate(text: str) -> tuple[int, int]:
     multiple = int(match.group(2) or 1)
     if limit < 1 or multiple < 1:
         raise ValueError(f"Invalid rate {text!r}: the count and the period must be at least 1.")
+    if multiple * unit > MAX_PERIOD and stored:
+        return max(1, limit * MAX_PERIOD // (multiple * unit)), MAX_PERIOD
     if multiple * unit > MAX_PERIOD:
         raise ValueError(
             f"Invalid rate {text!r}: the period may be at most 1 day ({MAX_PERIOD} seconds); "
@@ -175,8 +179,9 @@ class Policy:
         key: KeyKind = "org",
         cost: int = 1,
         algorithm: Algorithm = "gcra",
+        stored: bool = False,
     ) -> Policy:
-        limit, period = parse_rate(rate)
+        limit, period = parse_rate(rate, stored=stored)
         return cls(name, limit, float(period), key, cost, algorithm)
 
     @property

@@ -307,8 +307,10 @@ def _with_overrides(
     operators = {o.name: o for o in overrides if o.replaces_plan}
     result = [p for p in policies if p.name not in operators]
     for o in overrides:
-        # A limit of a plan's name counts the way the plan's does (a window stays one).
-        p = Policy.parse(o.name, o.rate, key=o.key, algorithm=_algorithm(plan, o.name))  # type: ignore[arg-type]
+        # A limit of a plan's name counts the way the plan's does (a window stays one); one
+        # stored before periods were bounded is read within the bound.
+        algorithm = _algorithm(plan, o.name)
+        p = Policy.parse(o.name, o.rate, key=o.key, algorithm=algorithm, stored=True)  # type: ignore[arg-type]
         if not o.replaces_plan:
             name = f"{p.name}{OWN_SUFFIX}" if p.name in plan else p.name
             p = replace(p, name=name, own=True)

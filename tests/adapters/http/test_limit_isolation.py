@@ -5,6 +5,8 @@ within the caller's organisation, and periods are bounded (docs/authority.md).""
 from __future__ import annotations
 
 import itertools
+import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -309,3 +311,18 @@ def test_property_tenant_b_decides_alike_whatever_tenant_a_does(
         assert [d for d in decided if d is not None] == expected
 
     check()
+
+
+def test_a_rate_stored_before_periods_were_bounded_is_read_within_the_bound(
+    tmp_path: Path,
+) -> None:
+    for a, _ in tenants(tmp_path):
+        key = a.create_key(["things:read"], rate_limits=[{"name": "mine", "rate": "1/day"}])
+        with sqlite3.connect(tmp_path / "i.db") as db:  # as a release without the bound wrote it
+            stored = json.dumps([{"name": "mine", "rate": "1/99999day", "key": "ip"}])
+            db.execute("UPDATE api_keys SET rate_limits = ? WHERE id = ?", (stored, key["id"]))
+        a.runtime.cache.clear()
+        headers = {**a.headers(key["key"]), **FROM_PROXY}
+        assert a.client.get("/v1/auth/check", headers=headers).status_code == 200
+        again = a.client.get("/v1/auth/check", headers=headers)
+        assert again.status_code == 429 and 0 < int(again.headers["retry-after"]) <= 86400
