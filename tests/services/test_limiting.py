@@ -90,7 +90,7 @@ def service(limiter: Recording) -> RateLimiting:
     return RateLimiting(limiter, MONK_AND_MONACO, clock=lambda: 1_700_000_000.0)
 
 
-def ctx(route: str = "/v1/keys", **fields: str) -> RequestContext:
+def ctx(route: str = "/v1/keys", **fields: str | bool) -> RequestContext:
     values: dict[str, Any] = {"org_id": "org_1", "ip": "203.0.113.9"}
     values.update(fields)
     return RequestContext(route, **values)
