@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apiward.core.limits import (
+    MAX_KEY_LENGTH,
+    MAX_PERIOD,
     NS,
     US,
     Credits,
@@ -22,6 +24,7 @@ from apiward.core.limits import (
     RateLimitExceeded,
     Refill,
     WindowState,
+    bounded_key,
     choose,
     gcra,
     gcra_all,
@@ -65,6 +68,40 @@ def test_parse_rate_reads_count_and_period(text: str, expected: tuple[int, int])
 def test_parse_rate_rejects_bad_input_saying_what_to_write(text: str) -> None:
     with pytest.raises(ValueError, match="Invalid rate"):
         parse_rate(text)
+
+
+@pytest.mark.parametrize("text", ["1/99999day", "1/2days", "10/25h", "5/1441minutes", "1/86401s"])
+def test_a_period_longer_than_a_day_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=rf"'{text}'.*at most 1 day \(86400 seconds\)"):
+        parse_rate(text)
+    assert parse_rate("1/day") == (1, MAX_PERIOD) == parse_rate("1/86400s")
+    with pytest.raises(ValueError, match=r"between 0\.001 seconds and 1 day"):
+        Policy("long", 1, MAX_PERIOD + 0.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [("1/99999day", (1, MAX_PERIOD)), ("30000/30days", (1000, MAX_PERIOD)), ("5/hour", (5, 3600))],
+)
+def test_a_stored_rate_past_the_maximum_is_read_as_its_rate_over_one_day(
+    text: str, read: tuple[int, int]
+) -> None:
+    assert parse_rate(text, stored=True) == read
+
+
+@given(st.text(max_size=3 * MAX_KEY_LENGTH), st.text(max_size=3 * MAX_KEY_LENGTH))
+def test_bounded_keys_are_short_and_meet_only_when_the_keys_do(a: str, b: str) -> None:
+    assert len(bounded_key(a)) <= MAX_KEY_LENGTH + 1
+    assert (bounded_key(a) == bounded_key(b)) == (a == b)
+    if len(a) <= MAX_KEY_LENGTH:
+        assert bounded_key(a) == a
+
+
+def test_a_long_key_keeps_its_head_and_one_length() -> None:
+    long = "login:user:" + "x" * 4096
+    assert bounded_key(long).startswith("login:user:xxx")
+    assert len(bounded_key(long)) == len(bounded_key(long + "y")) == MAX_KEY_LENGTH + 1
+    assert bounded_key(long) != bounded_key(long + "y")
 
 
 def test_policy_parse_builds_a_policy_from_a_rate_string() -> None:

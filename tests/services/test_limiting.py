@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -88,8 +90,8 @@ def service(limiter: Recording) -> RateLimiting:
     return RateLimiting(limiter, MONK_AND_MONACO, clock=lambda: 1_700_000_000.0)
 
 
-def ctx(route: str = "/v1/keys", **fields: str) -> RequestContext:
-    values = {"org_id": "org_1", "ip": "203.0.113.9"}
+def ctx(route: str = "/v1/keys", **fields: str | bool) -> RequestContext:
+    values: dict[str, Any] = {"org_id": "org_1", "ip": "203.0.113.9"}
     values.update(fields)
     return RequestContext(route, **values)
 
@@ -104,6 +106,30 @@ async def test_every_applicable_policy_is_checked_on_namespaced_keys(
         "rl:ip-minute:ip:203.0.113.9",
     ]
     assert [r.decision.remaining for r in verdict.results] == [999, 99]
+
+
+async def test_own_limits_and_asserted_values_count_in_buckets_of_their_own(
+    service: RateLimiting, limiter: Recording
+) -> None:
+    own_ip = replace(Policy.parse("ip-minute.own", "1/day", key="ip"), own=True)
+    route = Policy.parse("route-minute", "50/minute", key="route")
+    plan = RatePlan((ORG_HOURLY, IP_MINUTE, route, own_ip))
+    await service.check(ctx(credential_id="key_1"), plan=plan)
+    await service.check(ctx(credential_id="key_1", asserted=True), plan=plan)
+    assert [[h.key for h in call] for call in limiter.calls] == [
+        [
+            "rl:org-hourly:org:org_1",
+            "rl:ip-minute:ip:203.0.113.9",  # real traffic: the deployment's bucket
+            "rl:route-minute:route:/v1/keys",
+            "rl:ip-minute.own@c.key_1:ip:203.0.113.9",  # the key's own: the key's bucket
+        ],
+        [
+            "rl:org-hourly:org:org_1",
+            "rl:ip-minute@o.org_1:ip:203.0.113.9",  # asserted: the organisation's bucket
+            "rl:route-minute@o.org_1:route:/v1/keys",
+            "rl:ip-minute.own@c.key_1:ip:203.0.113.9",
+        ],
+    ]
 
 
 async def test_policies_keyed_on_values_the_request_lacks_are_skipped(

@@ -26,7 +26,7 @@ from pydantic_settings import (
 
 from apiward.core.errors import InvalidInput, known_reasons
 from apiward.core.keys import ALPHABETS, KeyFormat
-from apiward.core.limits import Policy, parse_rate
+from apiward.core.limits import MAX_PERIOD, Policy, parse_rate
 from apiward.core.passwords import PasswordPolicy
 from apiward.services.limiting import RatePlan, RouteRule
 
@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     signing_key_rotation_days: float = Field(0, ge=0)
     login_max_failures: int = Field(5, ge=1)
     login_ip_max_failures: int = Field(50, ge=1)
-    login_failure_window_seconds: int = Field(900, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1, le=MAX_PERIOD)
 
     # rate limits (policies for every org; tiers an org can be moved to)
     redis_url: str | None = None

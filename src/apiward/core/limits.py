@@ -22,6 +22,10 @@ Times are integers on a clock with ``tick`` ticks per second: nanoseconds in pro
 doubles are exact below 2**53. The emission interval is rounded *up* to a whole tick,
 so a policy is never more generous than declared.
 
+Periods are bounded by ``MAX_PERIOD`` (one day), and so is the state a limit keeps: a
+TAT is never more than one period ahead of the clock. Limiter keys are bounded by
+``MAX_KEY_LENGTH``: a longer key is stored as its head and a digest (``bounded_key``).
+
 Usage credits (a "remaining" balance with a refill) are a plain balance, decremented by
 a cost and never below zero, optionally reset to an amount every day or month.
 """
@@ -29,6 +33,7 @@ a cost and never below zero, optionally reset to an amount every day or month.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -43,12 +48,20 @@ NS = 1_000_000_000
 US = 1_000_000
 """Ticks per second of the microsecond clock used in Redis."""
 
+MAX_PERIOD = 86_400
+"""The longest period a limit may have, in seconds: one day. Longer budgets are usage
+credits (a balance with a daily or monthly refill), not rate limits."""
+MAX_KEY_LENGTH = 200
+"""The longest limiter key stored as it is; longer ones are hashed (``bounded_key``)."""
+
 KeyKind = Literal["org", "credential", "ip", "user", "route"]
 Algorithm = Literal["gcra", "fixed_window", "sliding_window"]
 ALGORITHMS: tuple[Algorithm, ...] = ("gcra", "fixed_window", "sliding_window")
 KEY_KINDS: tuple[str, ...] = get_args(KeyKind)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}(?:\.own)?$")
+OWN_SUFFIX = ".own"
+"""Added to a credential's own limit named like one of its plan's (``services.limiting``)."""
 _RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([A-Za-z]+)\s*$")
 _UNITS = {
     "s": 1,
@@ -75,10 +88,12 @@ RateLimitExceeded = RateLimited
 # --- policies ------------------------------------------------------------------------
 
 
-def parse_rate(text: str) -> tuple[int, int]:
+def parse_rate(text: str, *, stored: bool = False) -> tuple[int, int]:
     """Parse ``"1000/hour"``, ``"100/minute"``, ``"10/second"``, ``"5000/day"``, ``"20/15m"``.
 
-    Returns ``(limit, period_seconds)``; raises ``ValueError`` saying what to write.
+    Returns ``(limit, period_seconds)``; raises ``ValueError`` saying what to write. A
+    period longer than ``MAX_PERIOD`` is refused, unless the rate was ``stored`` before
+    periods were bounded: then it is read as the same rate over one day (at least one).
     """
     match = _RATE.match(text) if isinstance(text, str) else None
     unit = _UNITS.get(match.group(3).lower()) if match else None
@@ -91,6 +106,13 @@ def parse_rate(text: str) -> tuple[int, int]:
     multiple = int(match.group(2) or 1)
     if limit < 1 or multiple < 1:
         raise ValueError(f"Invalid rate {text!r}: the count and the period must be at least 1.")
+    if multiple * unit > MAX_PERIOD and stored:
+        return max(1, limit * MAX_PERIOD // (multiple * unit)), MAX_PERIOD
+    if multiple * unit > MAX_PERIOD:
+        raise ValueError(
+            f"Invalid rate {text!r}: the period may be at most 1 day ({MAX_PERIOD} seconds); "
+            "for a longer budget use usage credits with a refill."
+        )
     return limit, multiple * unit
 
 
@@ -115,6 +137,9 @@ class Policy:
     """``gcra`` (a burst of ``limit``, then one every ``period/limit``), ``fixed_window``
     (at most ``limit`` in each window of ``period`` seconds, aligned to the epoch) or
     ``sliding_window`` (the window counter weighted with the previous window's)."""
+    own: bool = False
+    """Set on one credential by its tenant: counted in that credential's buckets only,
+    never in a bucket the plan's limits or other credentials use."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -129,8 +154,11 @@ class Policy:
             )
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
             raise ValueError(f"Policy {self.name!r}: limit must be an integer >= 1.")
-        if not math.isfinite(self.period) or self.period < 0.001:
-            raise ValueError(f"Policy {self.name!r}: period must be at least 0.001 seconds.")
+        if not math.isfinite(self.period) or not 0.001 <= self.period <= MAX_PERIOD:
+            raise ValueError(
+                f"Policy {self.name!r}: period must be between 0.001 seconds and 1 day "
+                f"({MAX_PERIOD} seconds)."
+            )
         if not 1 <= self.cost <= self.limit:
             raise ValueError(
                 f"Policy {self.name!r}: cost must be between 1 and the limit ({self.limit})."
@@ -151,8 +179,9 @@ class Policy:
         key: KeyKind = "org",
         cost: int = 1,
         algorithm: Algorithm = "gcra",
+        stored: bool = False,
     ) -> Policy:
-        limit, period = parse_rate(rate)
+        limit, period = parse_rate(rate, stored=stored)
         return cls(name, limit, float(period), key, cost, algorithm)
 
     @property
@@ -191,6 +220,24 @@ class Hit(NamedTuple):
     period: float
     cost: int = 1
     algorithm: Algorithm = "gcra"
+
+
+def bounded_key(key: str) -> str:
+    """``key`` itself when at most ``MAX_KEY_LENGTH`` characters, else its head and a
+    SHA-256 digest of the whole, exactly ``MAX_KEY_LENGTH + 1`` characters long: no
+    key kept as it is has that length, so a hashed key never meets another key."""
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[: MAX_KEY_LENGTH - len(digest)]}#{digest}"
+
+
+def bounded_hits(hits: Sequence[Hit]) -> Sequence[Hit]:
+    """``hits`` with every key bounded (``bounded_key``); the same sequence when all are."""
+    for hit in hits:
+        if len(hit.key) > MAX_KEY_LENGTH:
+            return [h._replace(key=bounded_key(h.key)) for h in hits]
+    return hits
 
 
 def interval_ticks(limit: int, period: int) -> int:

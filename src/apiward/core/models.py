@@ -243,6 +243,10 @@ class RequestContext:
     acts_in_space: bool = True
     """False for a request that touches no space's data (the root echo): it is
     authenticated without the space header even where the deployment requires one."""
+    asserted: bool = False
+    """``ip`` and ``route`` are the caller's word about another request (the verify
+    API), not the connection's or the declared proxy's: limits keyed on them count
+    within the caller's organisation only (``services.limiting``)."""
 
 
 def visible_in(record: str | None, viewer: str | None) -> bool:

@@ -17,7 +17,7 @@ from apiward.core.errors import (
 )
 from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
-from apiward.core.limits import Credits, Policy
+from apiward.core.limits import OWN_SUFFIX, Credits, Policy
 from apiward.core.models import (
     ApiKey,
     KeyFilter,
@@ -77,11 +77,13 @@ def check_rate_limits(limits: list[RateOverride]) -> tuple[RateOverride, ...]:
     """Validate a credential's own limits; names are unique."""
     if len(limits) > 20:
         raise InvalidInput("A credential holds at most 20 rate limits.")
-    for limit in limits:
+    for i, limit in enumerate(limits):
         try:
+            if limit.name.endswith(OWN_SUFFIX):
+                raise ValueError(f"Limit names ending in {OWN_SUFFIX!r} are reserved.")
             Policy.parse(limit.name, limit.rate, key=limit.key)  # type: ignore[arg-type]
         except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
+            raise InvalidInput(f"rate_limits[{i}] ({limit.name!r}): {exc}") from None
     names = [limit.name for limit in limits]
     if len(set(names)) != len(names):
         raise InvalidInput("Rate limit names must be unique on a credential.")

@@ -20,6 +20,7 @@ from typing import Protocol
 from apiward.core.clock import Clock
 from apiward.core.errors import RateLimited, UsageExceeded
 from apiward.core.limits import (
+    OWN_SUFFIX,
     Algorithm,
     Hit,
     Policy,
@@ -51,6 +52,9 @@ class RequestContext:
     credential_id: str | None = None
     ip: str | None = None
     user_id: str | None = None
+    asserted: bool = False
+    """``ip`` and ``route`` are the caller's word (the verify API), not the connection's
+    or the declared proxy's: limits keyed on them count within ``org_id`` only."""
 
     def value(self, kind: str) -> str | None:
         if kind == "org":
@@ -62,6 +66,29 @@ class RequestContext:
         if kind == "user":
             return self.user_id
         return self.route
+
+    def key_for(self, policy: Policy) -> str | None:
+        """The limiter key of ``policy`` for this request (None: the policy does not
+        apply, its value is absent).
+
+        A plan's limit counts ``rl:{policy}:{kind}:{value}``, one bucket for the whole
+        deployment per value (an IP, a route): that is the operator's meaning. A
+        credential's own limit set by its tenant counts in that credential's buckets,
+        and a value the caller asserts in the organisation's: no tenant reaches a
+        bucket another tenant's requests depend on (docs/authority.md).
+        """
+        value = self.value(policy.key)
+        if value is None:
+            return None
+        if policy.own:
+            return limit_key(policy, policy.key, value, within=f"c.{self.credential_id}")
+        if self.asserted and policy.key in ASSERTED_KINDS:
+            return limit_key(policy, policy.key, value, within=f"o.{self.org_id}")
+        return limit_key(policy, policy.key, value)
+
+
+ASSERTED_KINDS = ("ip", "route")
+"""What the verify API's caller names for the key it verifies (``ip``, ``route``)."""
 
 
 def metered_credential(principal: Principal) -> str:
@@ -201,11 +228,17 @@ class Verdict:
 _ALGORITHM_TAG = {"gcra": "", "fixed_window": ":fw", "sliding_window": ":sw"}
 
 
-def limit_key(policy: Policy, kind: str, value: str) -> str:
+def limit_key(policy: Policy, kind: str, value: str, *, within: str | None = None) -> str:
     """The namespaced limiter key ``rl:{policy}:{kind}:{value}`` (a window limit's ends in
     ``:fw`` or ``:sw``: its state has another shape, so a policy changing algorithm starts
-    afresh rather than misreading the old state)."""
-    return f"rl:{policy.name}:{kind}:{value}{_ALGORITHM_TAG[policy.algorithm]}"
+    afresh rather than misreading the old state).
+
+    ``within`` confines it to an organisation or a credential: ``rl:{policy}@{within}:...``
+    (a policy name holds no ``@``, so no such key is ever a plan's). The limiter bounds
+    the length of every key (``apiward.core.limits.bounded_key``).
+    """
+    name = policy.name if within is None else f"{policy.name}@{within}"
+    return f"rl:{name}:{kind}:{value}{_ALGORITHM_TAG[policy.algorithm]}"
 
 
 class RateLimiting:
@@ -232,10 +265,9 @@ class RateLimiting:
         keyed: list[tuple[Policy, str]] = []
         hits: list[Hit] = []
         for policy, cost in applicable.policies:
-            value = ctx.value(policy.key)
-            if value is None:
+            key = ctx.key_for(policy)
+            if key is None:
                 continue
-            key = limit_key(policy, policy.key, value)
             keyed.append((policy, key))
             hits.append(Hit(key, policy.limit, policy.period, cost, policy.algorithm))
         if not hits:
@@ -269,22 +301,24 @@ def _with_overrides(
 ) -> tuple[Policy, ...]:
     """A plan's policies with a credential's own limits.
 
-    The operator's (``replaces_plan``) replace the plan's limits of the same name. A
-    tenant's may only restrict (``docs/authority.md``): one replaces the plan's limit of
-    its name only when it counts the same thing and is no looser (no larger burst, no
-    faster rate), and is otherwise applied beside it under a name of its own.
+    The operator's (``replaces_plan``) replace the plan's limits of the same name and
+    count in their buckets. A tenant's may only restrict (``docs/authority.md``): each is
+    applied beside the plan's limits, in buckets of the credential alone (``Policy.own``),
+    under ``{name}.own`` when the plan has a limit of its name. So a tenant's limit never
+    moves a bucket the plan shares (one IP, one route, for every tenant) and never frees
+    its requests from the plan's.
     """
     plan = {p.name: p for p in policies}
-    own = [
-        # A limit of a plan's name counts the way the plan's does (a window stays one).
-        (o, Policy.parse(o.name, o.rate, key=o.key, algorithm=_algorithm(plan, o.name)))  # type: ignore[arg-type]
-        for o in overrides
-    ]
-    replaced = {o.name for o, p in own if o.name in plan and _may_replace(o, p, plan[o.name])}
-    result = [p for p in policies if p.name not in replaced]
-    for o, p in own:
-        if o.name in plan and o.name not in replaced:
-            p = replace(p, name=f"{p.name}.own")
+    operators = {o.name: o for o in overrides if o.replaces_plan}
+    result = [p for p in policies if p.name not in operators]
+    for o in overrides:
+        # A limit of a plan's name counts the way the plan's does (a window stays one); one
+        # stored before periods were bounded is read within the bound.
+        algorithm = _algorithm(plan, o.name)
+        p = Policy.parse(o.name, o.rate, key=o.key, algorithm=algorithm, stored=True)  # type: ignore[arg-type]
+        if not o.replaces_plan:
+            name = f"{p.name}{OWN_SUFFIX}" if p.name in plan else p.name
+            p = replace(p, name=name, own=True)
         result.append(p)
     return tuple(result)
 
@@ -292,16 +326,6 @@ def _with_overrides(
 def _algorithm(plan: dict[str, Policy], name: str) -> Algorithm:
     found = plan.get(name)
     return found.algorithm if found else "gcra"
-
-
-def _may_replace(override: RateOverride, mine: Policy, planned: Policy) -> bool:
-    if override.replaces_plan:
-        return True
-    return (
-        mine.key == planned.key
-        and mine.limit <= planned.limit
-        and mine.limit * planned.period <= planned.limit * mine.period
-    )
 
 
 class RequestLimits:
@@ -390,6 +414,7 @@ class RequestLimits:
                     credential_id=metered_credential(principal),
                     ip=ctx.ip,
                     user_id=principal.user_id,
+                    asserted=ctx.asserted,
                 ),
                 plan=plan,
             )

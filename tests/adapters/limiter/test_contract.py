@@ -54,6 +54,18 @@ async def test_keys_are_independent(limiter: Limiter) -> None:
     assert (await limiter.hit("two", 1, DAY)).allowed
 
 
+async def test_keys_that_differ_past_the_length_bound_stay_independent(limiter: Limiter) -> None:
+    head = "login:user:" + "x" * 4096
+    await limiter.hit(head + "a", 1, DAY)
+    assert not (await limiter.hit(head + "a", 1, DAY)).allowed
+    assert (await limiter.hit_all([Hit(head + "b", 1, DAY)]))[0].allowed
+    assert not (await limiter.peek(head + "b", 1, DAY)).allowed
+    await limiter.refund([Hit(head + "b", 1, DAY)])
+    assert (await limiter.peek(head + "b", 1, DAY)).allowed
+    await limiter.reset(head + "a")
+    assert (await limiter.hit(head + "a", 1, DAY)).allowed
+
+
 async def test_cost_spends_several_units(limiter: Limiter) -> None:
     assert (await limiter.hit("cost", 10, DAY, 7)).remaining == 3
     assert not (await limiter.hit("cost", 10, DAY, 4)).allowed

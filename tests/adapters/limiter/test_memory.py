@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apiward.adapters.limiter.memory import MemoryLimiter
-from apiward.core.limits import NS
+from apiward.core.limits import MAX_KEY_LENGTH, NS, Hit
 
 pytestmark = pytest.mark.anyio
 
@@ -55,3 +55,13 @@ async def test_a_read_with_cost_zero_stores_nothing() -> None:
 def test_max_keys_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         MemoryLimiter(max_keys=0)
+
+
+async def test_no_stored_key_is_longer_than_the_bound() -> None:
+    limiter = MemoryLimiter()
+    await limiter.hit("a" * 4096, 10, 3600.0)
+    await limiter.hit_all(
+        [Hit("b" * 4096, 10, 3600.0), Hit("c" * 4096, 10, 60.0, 1, "fixed_window")]
+    )
+    stored = [*limiter._tats, *limiter._windows]
+    assert len(stored) == 3 and max(map(len, stored)) == MAX_KEY_LENGTH + 1

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import (
+    MAX_KEY_LENGTH,
     NS,
     US,
     Algorithm,
@@ -196,3 +197,16 @@ async def test_property_window_limits_decide_in_the_script_as_in_the_core(
         for i, key in enumerate(("w", "g")):
             if not await redis_client.pexpire(namespace + key, 60_000):
                 states[i] = None
+
+
+async def test_no_stored_key_is_longer_than_the_bound(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    await limiter.hit("a" * 4096, 10, 3600.0)
+    await limiter.hit_all(
+        [Hit("b" * 4096, 10, 3600.0), Hit("c" * 4096, 10, 60.0, 1, "fixed_window")]
+    )
+    stored = [key async for key in redis_client.scan_iter(match=f"{prefix}*")]
+    assert len(stored) == 3
+    assert max(len(key) for key in stored) == len(prefix) + MAX_KEY_LENGTH + 1

@@ -1,7 +1,8 @@
 """Settings > Rate limits & usage: each key's limits, what is left of them, its credits.
 
-The limits are the organisation's plan (its tier) with the key's own limits replacing
-those of the same name: ``RequestLimits.plan_for``, the very plan a request is
+The limits are the organisation's plan (its tier) with the key's own limits (the
+operator's replacing the plan's of their name, a tenant's beside them):
+``RequestLimits.plan_for``, the very plan a request is
 checked against. What is left is read from the limiter with a cost-0 peek, which
 spends nothing.
 """
@@ -18,7 +19,7 @@ from apiward.adapters.http.deps import ClockDep, KeysDep, LimitsDep, TenancyDep
 from apiward.core.errors import ApiwardError
 from apiward.core.limits import Credits, Policy, refilled
 from apiward.core.models import ApiKey
-from apiward.services.limiting import RequestLimits, limit_key
+from apiward.services.limiting import RequestContext, RequestLimits
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -39,11 +40,9 @@ class KeyUsage:
     credits: Credits | None
 
 
-async def _remaining(limits: RequestLimits, policy: Policy, value: str) -> int | None:
+async def _remaining(limits: RequestLimits, policy: Policy, key: str) -> int | None:
     try:
-        decision = await limits.limiter.peek(
-            limit_key(policy, policy.key, value), policy.limit, policy.period, 0
-        )
+        decision = await limits.limiter.peek(key, policy.limit, policy.period, 0)
     except ApiwardError:
         return None
     return decision.remaining
@@ -53,12 +52,13 @@ async def _limits(
     limits: RequestLimits, policies: tuple[Policy, ...], org_id: str, key: ApiKey | None
 ) -> list[Limit]:
     own = {o.name for o in key.rate_limits} if key else set()
-    values = {"org": org_id, "credential": key.id if key else None}
+    # The buckets a request of this key spends (``RequestContext.key_for``).
+    ctx = RequestContext(route="", org_id=org_id, credential_id=key.id if key else None)
     out = []
     for policy in policies:
-        value = values.get(policy.key)
-        remaining = await _remaining(limits, policy, value) if value else None
-        out.append(Limit(policy, policy.name in own, remaining))
+        bucket = ctx.key_for(policy) if policy.key in ("org", "credential") else None
+        remaining = await _remaining(limits, policy, bucket) if bucket else None
+        out.append(Limit(policy, policy.own or policy.name in own, remaining))
     return out
 
 

@@ -15,6 +15,8 @@ from apiward.core.limits import (
     Decision,
     Hit,
     WindowState,
+    bounded_hits,
+    bounded_key,
     decide,
     decide_all,
     gcra,
@@ -26,7 +28,8 @@ from apiward.core.limits import (
 
 
 class MemoryLimiter:
-    """GCRA and window limits over dicts, bounded in size.
+    """GCRA and window limits over dicts, bounded in size (and each key in length:
+    ``apiward.core.limits.bounded_key``).
 
     A GCRA key whose TAT has passed holds a full bucket, which is what a missing key
     means; a window key is dead once its window and the next have passed. Such idle
@@ -67,6 +70,7 @@ class MemoryLimiter:
             self._prune(now)
 
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        key = bounded_key(key)
         tats = self._tats
         now = self._timer()
         decision = gcra(tats.get(key), now, limit, round(period * NS), cost)
@@ -77,6 +81,7 @@ class MemoryLimiter:
         return decision
 
     async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+        hits = bounded_hits(hits)
         _unique(hits)
         now = self._timer()
         if all(hit.algorithm == "gcra" for hit in hits):  # the common case, kept lean
@@ -97,14 +102,16 @@ class MemoryLimiter:
         return decisions
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
-        hit = Hit(key, limit, period, cost)
+        hit = Hit(bounded_key(key), limit, period, cost)
         return decide(self._state(hit), self._timer(), hit)[0]
 
     async def reset(self, key: str) -> None:
+        key = bounded_key(key)
         self._tats.pop(key, None)
         self._windows.pop(key, None)
 
     async def refund(self, hits: Sequence[Hit]) -> None:
+        hits = bounded_hits(hits)
         now = self._timer()
         for hit in hits:
             if hit.algorithm == "gcra":

@@ -31,6 +31,7 @@ from apiward.core.limits import (
     US,
     Decision,
     Hit,
+    bounded_key,
     to_ticks,
 )
 
@@ -241,7 +242,8 @@ class _Script:
 
 
 class RedisLimiter:
-    """GCRA in Redis, one EVALSHA per decision. ``prefix`` namespaces every key.
+    """GCRA in Redis, one EVALSHA per decision. ``prefix`` namespaces every key, and
+    every key is bounded in length (``apiward.core.limits.bounded_key``).
 
     The client is created in the app's lifespan, with short timeouts so that an
     outage is noticed quickly (``socket_timeout`` and ``socket_connect_timeout`` of
@@ -265,7 +267,7 @@ class RedisLimiter:
 
     async def reset(self, key: str) -> None:
         with _map_redis_errors():
-            await self._client.delete(self._prefix + key)
+            await self._client.delete(self._prefix + bounded_key(key))
 
     async def refund(self, hits: Sequence[Hit]) -> None:
         keys, args = _arguments(hits, self._prefix)
@@ -292,7 +294,7 @@ class RedisLimiter:
 def _arguments(hits: Sequence[Hit], prefix: str) -> tuple[list[str], list[int]]:
     if not hits:
         raise ValueError("hit_all needs at least one limit to check.")
-    keys = [prefix + hit.key for hit in hits]
+    keys = [prefix + bounded_key(hit.key) for hit in hits]
     if len(set(keys)) != len(keys):
         raise ValueError("Each key may appear only once in one hit_all call.")
     args: list[int] = []

@@ -69,6 +69,7 @@ async def _verify(
         space_id=body.space_id,
         route=route,
         method=method,
+        asserted=True,
     )
     not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
     # Counted under the route rule the asked route falls under (a bounded name).

@@ -15,7 +15,11 @@ from apiward.core.models import ApiKey, RateOverride
 
 class RateLimitIn(Body):
     name: str = Field(min_length=1, max_length=64, examples=["per-key"])
-    rate: str = Field(max_length=32, examples=["1000/hour"])
+    rate: str = Field(
+        max_length=32,
+        examples=["1000/hour"],
+        description="count/period, the period one day at most",
+    )
     key: Literal["org", "credential", "ip", "user", "route"] = "credential"
 
 
@@ -25,7 +29,8 @@ class RateLimitOut(BaseModel):
     key: str
     replaces_plan: bool = Field(
         description="Set by the operator: replaces the plan's limit of this name. A "
-        "tenant's own limit is applied beside the plan's, so it can only restrict."
+        "tenant's own limit is applied beside the plan's, counted for this key alone, so "
+        "it can only restrict."
     )
 
 
@@ -63,7 +68,9 @@ class KeyCreate(Body):
     rate_limits: list[RateLimitIn] = Field(
         [],
         max_length=20,
-        description="This key's own limits; they replace the org's limits of the same name.",
+        description="This key's own limits (periods of at most one day). An operator's "
+        "replace the plan's limits of the same name; a tenant's apply beside them, counted "
+        "for this key alone.",
     )
     credits: CreditsIn | None = Field(None, description="Usage credits; omit for unlimited.")
 
