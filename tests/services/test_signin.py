@@ -20,8 +20,8 @@ from apiward.core.errors import (
 )
 from apiward.core.ids import new_id
 from apiward.core.models import Account, RequestContext
-from apiward.core.passwords import Passwords
-from apiward.services.signin import Identity
+from apiward.core.passwords import PasswordPolicy, Passwords
+from apiward.services.signin import Identity, SignIns
 from tests.conftest import Org
 
 PASSWORD = "correct horse battery"
@@ -269,3 +269,90 @@ def test_someone_else_with_the_same_address_cannot_wipe_the_failures_against_you
         grant("one more wrong guess", org.id, "198.51.100.101")
     with pytest.raises(LoginThrottled):
         grant(PASSWORD, org.id, "198.51.100.200")
+
+
+class CountingPasswords(Passwords):
+    """The deployment's own Argon2id hasher, counting the verifications it runs."""
+
+    def __init__(self, policy: PasswordPolicy) -> None:
+        super().__init__(policy)
+        self.verified: list[str | None] = []
+
+    def verify(self, stored: str | None, password: str) -> bool:
+        self.verified.append(stored)
+        return super().verify(stored, password)
+
+
+SHARED = "shared@example.test"
+
+
+def shared_address(org: Org, people: int) -> list[tuple[str, str]]:
+    """``people`` organisations that each made a user with the same address and a
+    password of its own: each one's (org id, that user's password), oldest first."""
+    runtime = org.runtime
+
+    async def run() -> list[tuple[str, str]]:
+        made = []
+        for i in range(people):
+            boot = await runtime.tenancy.bootstrap(
+                f"Org {i}", f"boss{i}@example.test", PASSWORD, allow_another=True
+            )
+            boss = await runtime.operators.principal(boot.org.id)
+            password = f"password of person {i:02d}"
+            await runtime.tenancy.create_user(boss, SHARED, password=password, role="viewer")
+            made.append((boot.org.id, password))
+        return made
+
+    return call(org, run)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("accounts", [False, True])
+def test_an_attempt_costs_one_hash_however_many_people_share_the_address(
+    org: Org, accounts: bool
+) -> None:
+    """20 users with one address: every attempt, right or wrong, with or without the
+    organisation, runs exactly one Argon2 verification, as an unknown address does."""
+    runtime = org.runtime
+    people = shared_address(org, 20)
+    passwords = CountingPasswords(runtime.settings.password_policy)
+    sign_ins = SignIns(runtime.store, runtime.clock, passwords, runtime.login_throttle)
+    (first_org, first), (later_org, later) = people[0], people[7]
+    attempts: list[tuple[str, str, str | None, str | None]] = [
+        # (address, password, org id, the org of the user it signs in)
+        (SHARED, "a wrong guess here", None, None),
+        (SHARED, first, None, first_org),
+        (SHARED, later, later_org, later_org),
+        (SHARED, "a wrong guess here", later_org, None),
+        (SHARED, later, None, None),  # another person's password needs their org_id
+        ("ghost@example.test", "a wrong guess here", None, None),
+    ]
+    for i, (email, password, org_id, signs_in) in enumerate(attempts):
+        passwords.verified.clear()
+        found = call(
+            org,
+            sign_ins.sign_in,
+            email,
+            password,
+            RequestContext(ip=f"198.51.100.{i}"),
+            org_id=org_id,
+            accounts=accounts,
+        )
+        assert len(passwords.verified) == 1, (email, password, org_id)
+        assert (passwords.verified[0] is None) is (email != SHARED)  # None: the dummy hash
+        if signs_in is None:
+            assert found is None
+        else:
+            assert found is not None and found.user is not None
+            assert found.user.org_id == signs_in
+
+
+def test_an_account_is_the_one_checked_before_users_sharing_its_address(org: Org) -> None:
+    """Users that organisations made with an account's address never stand in front of
+    the account: without an org id its password is the one checked."""
+    shared_address(org, 3)
+    [(_, user_id)] = open_account(org, SHARED, projects=1)
+    sign_ins = org.runtime.sign_ins
+    at_dashboard = call(org, sign_ins.sign_in, SHARED, PASSWORD, CONTEXT, accounts=True)
+    assert at_dashboard.account is not None
+    for_token = call(org, sign_ins.sign_in, SHARED, PASSWORD, CONTEXT)
+    assert for_token.user.id == user_id

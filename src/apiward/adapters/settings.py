@@ -215,6 +215,20 @@ class Settings(BaseSettings):
 
     # requests
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_header_bytes: int = Field(
+        32_768,
+        ge=1024,
+        description="apiward serve: the most a request line and its headers may take (431 beyond).",
+    )
+    max_headers: int = Field(
+        100, ge=10, description="apiward serve: the most header fields a request may have."
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="apiward serve: the time a request line and its headers have to arrive, "
+        "from their first byte (408 and the connection closed after).",
+    )
     trusted_proxies: list[str] = Field(default_factory=list)
     country_header: str | None = Field(
         None,

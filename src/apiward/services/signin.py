@@ -4,24 +4,32 @@
 **Who an email and a password sign in.** An email names at most one portal account
 (addresses of accounts are unique) and any number of users: the account's own, one
 per project, which share its address and its password (they have none of their own),
-and users that organisations created with a password of their own. Every user with the
-address is a candidate, narrowed to the organisation asked for when one is; the
-account's users sign in with the account's password, the others with theirs; a
-disabled account or user never signs in (``services.authority.is_active``). A door
-that opens a session for an account (the dashboard) signs the account in when its
-password is right; otherwise exactly one user must match, and an address whose
-password signs in several users needs the organisation's id.
+and users that organisations created with a password of their own (one per
+organisation at most). Every user with the address is a candidate, narrowed to the
+organisation asked for when one is; a disabled account or user never signs in
+(``services.authority.is_active``).
 
-This is the token endpoint's rule and the dashboard's together: the token endpoint
-found each user by its email and checked an account's users against the account's
-password, the dashboard found the account by its email and checked only the other
-users. An account's users always carry its address (addresses never change), so
-either look-up finds the same people; finding both by email, in one transaction,
-costs every address the same queries.
+**One password is checked per attempt**, whoever shares the address, so that no one
+can make an attempt cost more by creating users with an address (any self-service
+tenant can): the account's when the address has one (this door opens it, or its
+users are among the candidates), else the user of the organisation asked for, else
+the earliest user with a password of its own; with an organisation asked for, its
+own user comes before the account. Only who could sign in is chosen: enabled, with a
+password. A right password for anyone else is a wrong one
+here: such a user sends the organisation's id. The choice reads only what the store
+holds, never the password, and every case answers a wrong password alike, so an
+attempt tells nobody which case applied. A door that opens a session for an account
+(the dashboard) signs the account in when its password is right; otherwise exactly
+one user must match, and an account whose users are in several organisations needs
+the organisation's id.
 
-**What it costs.** One Argon2 check per distinct password that could sign the address
-in, and one against a dummy hash when there is none (``Passwords.verify``): an
-unknown address costs what a wrong password costs.
+This is the token endpoint's rule and the dashboard's together. An account's users
+always carry its address (addresses never change), so finding the account and the
+users by email, in one transaction, costs every address the same queries.
+
+**What it costs.** One Argon2 check, against the chosen password's hash or a dummy
+hash when there is none (``Passwords.verify``): an unknown address costs what a wrong
+password costs, and an address shared by many people what one person costs.
 
 **Throttling.** Every attempt goes through the one ``LoginThrottle``, whatever the door:
 failures at the dashboard count against the token endpoint and the other way round.
@@ -72,10 +80,11 @@ class _Candidates:
     people: int
     """How many people the address names, in every organisation: the account (its users
     sign in with its password) and each user with a password of its own."""
+    org_id: str | None = None
 
     @property
     def own(self) -> list[User]:
-        """Users with a password of their own (an organisation created them)."""
+        """Users with a password of their own (an organisation created them), oldest first."""
         return [u for u in self.users if u.account_id is None]
 
     @property
@@ -83,6 +92,17 @@ class _Candidates:
         """The account's users, who sign in with its password."""
         account = self.account
         return [u for u in self.users if account is not None and u.account_id == account.id]
+
+    def checked(self, accounts: bool) -> Account | User | None:
+        """The one person whose password an attempt checks (the module's rule), among
+        those who could sign in: enabled, and with a password."""
+        own = [u for u in self.own if u.password_hash is not None and u.disabled_at is None]
+        account = self.account
+        if account is not None and (account.disabled_at or not (accounts or self.accounts)):
+            account = None  # nothing this door could open with the account's password
+        if own and (account is None or self.org_id is not None):
+            return own[0]
+        return account
 
 
 class SignIns:
@@ -149,39 +169,28 @@ class SignIns:
             return _Candidates(None, [], 0)  # no address holds a control character
         async with self._store.begin() as tx:
             account = await tx.find_account_by_email(email)
-            users = await tx.find_users_by_email(email)
+            users = await tx.find_users_by_email(email)  # oldest first
         people = (account is not None) + sum(u.account_id is None for u in users)
         chosen = [u for u in users if org_id is None or u.org_id == org_id]
-        return _Candidates(account, chosen, people)
+        return _Candidates(account, chosen, people, org_id)
 
     async def _matches(
         self, found: _Candidates, password: str, accounts: bool
     ) -> tuple[bool, list[User]]:
         """Whether the account's password is this one (and it is enabled), and the
-        enabled users it signs in: one check per distinct stored hash."""
-        account = found.account
-        theirs, own = found.accounts, found.own
-        if account is not None and not (accounts or theirs):
-            account = None  # nothing this door could open with the account's password
-        hashes = [account.password_hash] if account is not None else []
-        checked = await self._check([*hashes, *(u.password_hash for u in own)], password)
-        account_ok = (
-            account is not None and checked[account.password_hash] and account.disabled_at is None
-        )
-        users = [u for u in theirs if account_ok] + [u for u in own if checked[u.password_hash]]
+        enabled users it signs in: one check, of the one person the attempt is for."""
+        person = found.checked(accounts)
+        stored = person.password_hash if person is not None else None
+        # Against a dummy hash when there is none: an unknown address and a wrong
+        # password cost the same.
+        right = await asyncio.to_thread(self._passwords.verify, stored, password)
+        if isinstance(person, Account):
+            account_ok = right
+            users = found.accounts if account_ok else []
+        else:
+            account_ok = False
+            users = [person] if right and person is not None else []
         return account_ok, [u for u in users if u.disabled_at is None]
-
-    async def _check(self, hashes: list[str | None], password: str) -> dict[str | None, bool]:
-        """Whether ``password`` is each of these stored hashes: one check per distinct
-        hash, and one against a dummy hash when there is none (``Passwords.verify``)."""
-        if not hashes:
-            # Same cost as a real check: an unknown address and a wrong password look alike.
-            await asyncio.to_thread(self._passwords.verify, None, password)
-        checked: dict[str | None, bool] = {}
-        for stored in hashes:
-            if stored not in checked:
-                checked[stored] = await asyncio.to_thread(self._passwords.verify, stored, password)
-        return checked
 
     def _refused(
         self,

@@ -22,7 +22,11 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Processes [APIWARD_WORKERS].")] = None,
 ) -> None:
     """Run the HTTP server (migrations are applied first)."""
+    import functools
+
     import uvicorn
+
+    from apiward.adapters.http.protocol import BoundedHttpToolsProtocol, HeadLimits
 
     # Every process reads these: the issuer and the public URL (links in emails, the
     # OAuth metadata) follow --host and --port unless APIWARD_ISSUER / _PUBLIC_URL are set.
@@ -46,6 +50,8 @@ def serve(
         log_level="warning",
         access_log=False,
         proxy_headers=False,
+        # A request head bounded in size, fields and time (adapters/http/protocol.py).
+        http=functools.partial(BoundedHttpToolsProtocol, limits=HeadLimits.of(settings)),  # type: ignore[arg-type]
     )
 
 

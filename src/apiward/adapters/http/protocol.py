@@ -1,0 +1,236 @@
+"""The HTTP/1.1 connection ``apiward serve`` runs: uvicorn's httptools protocol with the
+request head bounded, since the parser itself buffers a header of any size for ever.
+
+Before a request reaches the app, its head (request line and header fields) must fit
+in ``APIWARD_MAX_HEADER_BYTES``, hold at most ``APIWARD_MAX_HEADERS`` fields, and
+arrive within ``APIWARD_HEADER_TIMEOUT_SECONDS`` of its first byte (of the connection,
+for its first request). Beyond a size or a count the answer is ``431 Request Header
+Fields Too Large`` (RFC 6585 5); past the time, ``408 Request Timeout`` (RFC 9110
+15.5.9), or nothing to a connection that sent nothing; either way the connection is
+closed. The trailer fields of a chunked body (RFC 9112 7.1.2) are bounded by the same
+size. The answers are in the deployment's error envelope (``http/errors.render``)
+with a fresh request id. A head that stops growing in the middle of a chunk that
+also holds an earlier request's end is counted from its next chunk: the overshoot is
+one socket read at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from apiward.adapters.http.errors import render
+from apiward.adapters.http.middleware import new_request_id
+from apiward.adapters.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """What a request head may take, and the envelope a refusal is written in."""
+
+    max_bytes: int = 32_768
+    max_fields: int = 100
+    timeout: float = 10.0
+    error_style: str = "default"
+    error_messages: Mapping[str, str] = field(default_factory=dict)
+    error_fields: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> HeadLimits:
+        return cls(
+            max_bytes=settings.max_header_bytes,
+            max_fields=settings.max_headers,
+            timeout=settings.header_timeout_seconds,
+            error_style=settings.error_style,
+            error_messages=dict(settings.error_messages),
+            error_fields=tuple(settings.error_fields) if settings.error_fields else None,
+        )
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop the parser; the answer is already sent."""
+
+
+class _Head:
+    """Where a connection's awaited request head stands."""
+
+    __slots__ = ("limits", "received", "since", "timer")
+
+    def __init__(self, limits: HeadLimits) -> None:
+        self.limits = limits
+        self.received = 0
+        """Bytes of the head received so far; -1 while a request is being read or
+        answered (no head is awaited)."""
+        self.since: float | None = None
+        """When the awaited head began (the connection, for its first request); None
+        until its first byte, and while no head is awaited."""
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` with the request head bounded in size, fields and time.
+    Pass it to uvicorn as ``http=functools.partial(BoundedHttpToolsProtocol,
+    limits=...)`` (a partial of a module-level class survives uvicorn's worker spawn).
+
+    The checks cost a request a few attribute writes (``bench/headers.py``): the fields
+    are counted once the head is complete (its size already bounds how many there can
+    be), one timer per connection, not per request, watches the time, and the state
+    lives in one attribute, which keeps the instance's attributes few enough for
+    CPython's fast attribute access in the inherited callbacks."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HeadLimits,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head = _Head(limits)
+
+    # the connection -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        head = self._head
+        head.since = self.loop.time()
+        head.timer = self.loop.call_later(head.limits.timeout, self._watch_head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head.timer is not None:
+            self._head.timer.cancel()
+            self._head.timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        head = self._head
+        if head.received >= 0:
+            if len(data) > head.limits.max_bytes - head.received:
+                self._feed_head(data)
+                return
+            head.received += len(data)
+        self._feed(data)
+
+    def _feed_head(self, data: bytes) -> None:
+        """Feed no more of the head than its room: what follows a head complete within
+        it (a body, a next request) goes on; a head still open at its end is refused."""
+        head = self._head
+        while data and not self.transport.is_closing():
+            if head.received < 0:
+                self._feed(data)
+                return
+            room = head.limits.max_bytes - head.received
+            if room <= 0:
+                self._refuse(
+                    431,
+                    "HEADERS_TOO_LARGE",
+                    f"The request line and headers exceed {head.limits.max_bytes} bytes.",
+                )
+                return
+            part, data = data[:room], data[room:]
+            head.received += len(part)
+            self._feed(part)
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError:
+            if not self.transport.is_closing():  # not refused from a callback
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+
+    # parser callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head.since is None:
+            self._head.since = self.loop.time()
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        head.received, head.since = -1, None
+        if len(self.headers) > head.limits.max_fields:
+            self._refuse(
+                431,
+                "HEADERS_TOO_LARGE",
+                f"The request has more than {head.limits.max_fields} header fields.",
+            )
+            raise _Refused  # stops the parser: the app never sees the request
+        super().on_headers_complete()
+
+    def on_chunk_header(self) -> None:
+        # Until the chunk's data begins, what arrives is counted as a head: a chunk's
+        # size line, or the trailer fields after the last chunk (RFC 9112 7.1.2), which
+        # the parser buffers as it does header fields.
+        self._head.received = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._head.received = -1
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head.received = 0
+
+    # refusals ---------------------------------------------------------------------
+
+    def _watch_head(self) -> None:
+        """Close a connection whose awaited head has taken the timeout; look again when
+        the current one would."""
+        head = self._head
+        head.timer = None
+        if self.transport.is_closing():
+            return
+        now, timeout, since = self.loop.time(), head.limits.timeout, head.since
+        if since is not None and now - since >= timeout:
+            if head.received <= 0:
+                self.transport.close()  # nothing was asked: nothing to answer
+                return
+            self._refuse(
+                408,
+                "REQUEST_TIMEOUT",
+                f"The request line and headers did not arrive within {timeout:g} seconds.",
+            )
+            return
+        wait = timeout if since is None else since + timeout - now
+        head.timer = self.loop.call_later(wait, self._watch_head)
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer ``status`` in the deployment's envelope and close the connection (not
+        in the middle of an earlier request's answer: then only close)."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
+        limits = self._head.limits
+        response = render(
+            limits.error_style,
+            status,
+            code,
+            code,
+            message,
+            new_request_id(),
+            messages=limits.error_messages,
+            fields=limits.error_fields,
+        )
+        content = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode("ascii")]
+        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend([b"connection: close\r\n\r\n", bytes(response.body)])
+        self.transport.write(b"".join(content))
+        self.transport.close()
