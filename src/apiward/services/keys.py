@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -318,7 +318,7 @@ class Keys:
 
         if overrides is not None:
             changes["rate_limits"] = overrides
-        audit = {k: _auditable(v) for k, v in changes.items()}
+        audit = dict(changes)
         if space_allow is not None:
             audit["space_allow"] = space_allow
         return await self._change(principal, key_id, "key.updated", audit, apply)
@@ -418,11 +418,3 @@ class Keys:
             await tx.insert_invalidation("key", old.digest, now)
         self._cache.invalidate(old.digest)
         return CreatedKey(new, plaintext)
-
-
-def _auditable(value: object) -> object:
-    if isinstance(value, tuple):
-        return [asdict(v) if is_dataclass(v) else v for v in value]  # type: ignore[arg-type]
-    if is_dataclass(value):
-        return asdict(value)  # type: ignore[arg-type]
-    return value
