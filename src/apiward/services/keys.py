@@ -29,7 +29,14 @@ from apiward.core.models import (
 )
 from apiward.core.scopes import normalise
 from apiward.services.audit import audit_event
-from apiward.services.authority import check_credential, check_credits, key_grant, own_limits
+from apiward.services.authority import (
+    BOUNDED,
+    check_credential,
+    check_credits,
+    key_grant,
+    operator_bounds,
+    own_limits,
+)
 from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
 
@@ -195,6 +202,7 @@ class Keys:
                 rate_limits=own_limits(principal, overrides),
                 credits=credits,
             )
+            key = operator_bounds(principal, key, BOUNDED)
             await check_credential(
                 tx, principal, key_grant(key), key.acting_user_id, "The new API key"
             )
@@ -311,6 +319,7 @@ class Keys:
                 current = await tx.key_credits_for_update(key.id)
                 check_credits(principal, current, credits)
             updated = replace(key, **changes)  # type: ignore[arg-type]
+            updated = operator_bounds(principal, updated, changes)
             await self._check_change(tx, principal, updated)
             if "credits" in changes:
                 await tx.set_key_credits(key.id, credits)
