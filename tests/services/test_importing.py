@@ -178,7 +178,9 @@ async def test_imported_keys_verify_by_plaintext_and_keep_what_the_file_says(
     key = await runtime.keys.get(owner, first.credential_id)
     assert (key.name, key.prefix, key.last4) == ("ci", "sk_live_", "0001")
     assert key.digest == hashlib.sha256(b"sk_live_hexkey0001").hexdigest()
-    assert (await runtime.keys.get(owner, second.credential_id)).expires_at == expiry
+    imported = await runtime.keys.get(owner, second.credential_id)
+    # the operator's import: the expiry is the operator's, which the tenant may only tighten
+    assert imported.expires_at == imported.operator_expires_at == expiry
     with pytest.raises(InvalidCredential):
         await runtime.auth.authenticate_key("sk_live_hexkey0002", ctx)
 
@@ -323,5 +325,8 @@ def test_the_bulk_row_of_a_key_is_the_row_of_insert_key() -> None:
         api_version="2026-11-01",
         rate_limits=(RateOverride("per-key", "10/minute"),),
         credits=Credits(5, Refill(10, "monthly", 3)),
+        operator_expires_at=now + timedelta(days=2),
+        operator_ip_allow=("10.0.0.0/8",),
+        operator_space_allow=None,
     )
     assert bulk_key_values(key) == key_values(key)

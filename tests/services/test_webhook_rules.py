@@ -10,8 +10,9 @@ import pytest
 
 from apiward.core.destinations import LOOPBACK, Destinations
 from apiward.core.errors import InvalidInput
-from apiward.core.models import AuditEvent
+from apiward.core.models import AuditEvent, RequestContext
 from apiward.core.webhooks import WebhookEndpoint
+from apiward.services.audit import new_event
 from apiward.services.webhooks import (
     WEBHOOK_EVENTS,
     DeliveryPolicy,
@@ -86,6 +87,21 @@ def test_the_payload_names_the_event_target_actor_and_context() -> None:
     assert body["target"] == {"type": "api_key", "id": "key_2"}
     assert body["actor"] == {"user_id": "usr_1", "credential_id": "key_1"}
     assert body["context"]["ip"] == "203.0.113.9" and body["data"] == {"reason": "x"}
+
+
+def test_a_payload_holds_times_of_the_event_data_as_rfc3339_text() -> None:
+    """An event's data is made JSON-safe where the event is made, so its body (and the
+    audit log's copy) carry the same text for a time."""
+    event = new_event(
+        "key.updated",
+        T0,
+        RequestContext(),
+        org_id="org_a",
+        environment="live",
+        data={"expires_at": T0 + timedelta(days=1), "ip_allow": ("10.0.0.0/8",)},
+    )
+    assert event.data == {"expires_at": "2026-01-02T00:00:00Z", "ip_allow": ["10.0.0.0/8"]}
+    assert json.loads(payload(event))["data"] == event.data
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,9 @@ an owner's authority holds ``owner:*`` where they are owner, and nobody without 
 covers them. The operator's powers (``operator:*``) come from no role: a credential keeps
 the operator scopes of its own grant whatever its user's roles are, and only the operator
 can grant them.
+
+What the operator sets on a key (its expiry, IP and space allow-lists) are the key's
+``Bounds``: a tenant may tighten them, never clear or extend them (``Bounds.loosened``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from apiward.core.errors import ExceedsAuthority
 from apiward.core.scopes import ScopeSet
@@ -170,6 +173,48 @@ def _within(inner: tuple[IPNetwork, ...], outer: tuple[IPNetwork, ...]) -> bool:
         any(n.version == o.version and n.subnet_of(o) for o in outer)  # type: ignore[arg-type]
         for n in inner
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What the operator set on a credential, which its tenant may only tighten.
+
+    Each is None where the operator set nothing (the tenant's own setting, or none).
+    """
+
+    expires_at: datetime | None = None
+    ip_allow: tuple[str, ...] | None = None
+    space_allow: tuple[str, ...] | None = None
+
+    def loosened(
+        self,
+        expires_at: datetime | None,
+        ip_allow: tuple[str, ...],
+        space_allow: tuple[str, ...],
+    ) -> str | None:
+        """What these settings loosen of the operator's, as a sentence naming the field,
+        or None when each is as tight as the operator's or tighter: an expiry no later,
+        an IP allow-list whose every block lies inside one of the operator's, a space
+        allow-list within the operator's (an empty list means every address or space)."""
+        if self.expires_at is not None and (expires_at is None or expires_at > self.expires_at):
+            until = f"{self.expires_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+            return (
+                f"Removing or extending the expiry the operator set on this key (expires_at "
+                f"{until}; an earlier one is yours to set)"
+            )
+        if self.ip_allow is not None and not _within(networks(ip_allow), networks(self.ip_allow)):
+            return (
+                f"Widening or clearing the IP allow-list the operator set on this key (ip_allow "
+                f"{', '.join(self.ip_allow)}; blocks inside it are yours to choose)"
+            )
+        if self.space_allow is not None and not (
+            space_allow and set(space_allow) <= set(self.space_allow)
+        ):
+            return (
+                f"Widening or clearing the space allow-list the operator set on this key "
+                f"(space_allow {', '.join(self.space_allow)}; a subset is yours to choose)"
+            )
+        return None
 
 
 def require_covers(actor: Authority, result: Authority, what: str) -> None:

@@ -249,7 +249,8 @@ class ExceedsAuthority(PermissionDenied):
 
 
 class OperatorOnly(PermissionDenied):
-    """Plans, limits that loosen a plan and credits are the deployment operator's."""
+    """Plans, limits that loosen a plan, credits and the bounds the operator set on a key
+    (its expiry and allow-lists) are the deployment operator's."""
 
     reason = "OPERATOR_ONLY"
 

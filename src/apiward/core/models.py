@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from apiward.core.authority import UNBOUNDED, Grant
+from apiward.core.authority import UNBOUNDED, Bounds, Grant
 from apiward.core.authority import IPNetwork as IPNetwork
 from apiward.core.limits import Credits, Spent
 from apiward.core.scopes import ScopeSet
@@ -173,6 +173,16 @@ class ApiKey:
     """Limits of this key replacing (by name) or adding to its org's plan."""
     credits: Credits | None = None
     """Usage credits (None: unlimited)."""
+    operator_expires_at: datetime | None = None
+    operator_ip_allow: tuple[str, ...] | None = None
+    operator_space_allow: tuple[str, ...] | None = None
+    """The expiry and allow-lists as the operator set them (None: not the operator's),
+    which the key's own stay within: its ``bounds``."""
+
+    @property
+    def bounds(self) -> Bounds:
+        """What the operator set on this key, which its tenant may only tighten."""
+        return Bounds(self.operator_expires_at, self.operator_ip_allow, self.operator_space_allow)
 
     def state(self, now: datetime) -> KeyState:
         if self.revoked_at is not None:

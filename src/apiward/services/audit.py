@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from apiward.core.ids import new_id
+from apiward.core.jsontext import plain
 from apiward.core.models import (
     AuditEvent,
     AuditFilter,
@@ -34,7 +35,9 @@ def new_event(
 ) -> AuditEvent:
     """The one way an audit event is made: what happened (``type``, ``at``), to what,
     by whom, and the request it came from (``context``: address, agent, request id).
-    ``org_id`` None: no project concerned; ``environment`` None: the whole org's."""
+    ``org_id`` None: no project concerned; ``environment`` None: the whole org's.
+    ``data`` is kept as JSON types (``plain``): times as RFC 3339 text, tuples as lists,
+    so that the store and every webhook body hold the same document."""
     return AuditEvent(
         id=new_id("evt"),
         org_id=org_id,
@@ -49,7 +52,7 @@ def new_event(
         ip=context.ip,
         user_agent=context.user_agent,
         request_id=context.request_id,
-        data=data or {},
+        data=plain(data or {}),
     )
 
 

@@ -7,7 +7,7 @@ memberships as they are at the moment of the change (``docs/authority.md``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from apiward.core.authority import (
@@ -228,6 +228,32 @@ def own_limits(
     if any(limit.name in names for limit in mine):
         raise OperatorOnly("Changing a limit the operator set", OPERATOR_LIMITS)
     return (*operators, *mine)
+
+
+BOUNDED = ("expires_at", "ip_allow", "space_allow")
+"""A key's settings the operator bounds: what it sets of them, a tenant may only tighten."""
+
+
+def operator_bounds(principal: Principal, key: ApiKey, changed: Collection[str]) -> ApiKey:
+    """``key`` as ``principal`` leaves it, with the operator's bounds recorded or kept.
+
+    The operator (``operator:limits``, the permission of limits that loosen a plan)
+    sets a bound by setting the expiry or an allow-list (``changed``): the value becomes
+    the operator's, and no expiry or an empty list sets none. Anyone else may change
+    them only within the bounds the key has: an earlier expiry, a narrower list.
+    """
+    if principal.grants(OPERATOR_LIMITS):
+        values = {
+            "expires_at": key.expires_at,
+            "ip_allow": key.ip_allow or None,
+            "space_allow": key.space_allow or None,
+        }
+        set_now = {f"operator_{name}": values[name] for name in BOUNDED if name in changed}
+        return replace(key, **set_now)  # type: ignore[arg-type]
+    loosened = key.bounds.loosened(key.expires_at, key.ip_allow, key.space_allow)
+    if loosened is not None:
+        raise OperatorOnly(loosened, OPERATOR_LIMITS)
+    return key
 
 
 def check_credits(principal: Principal, before: Credits | None, after: Credits | None) -> None:

@@ -179,9 +179,7 @@ class Clients:
                     now,
                     target_type="oauth_client",
                     target_id=client.id,
-                    data={
-                        k: list(v) if isinstance(v, tuple) else str(v) for k, v in changes.items()
-                    },
+                    data=changes,
                 )
             )
             await tx.insert_invalidation("key", client_cache_key(client.id), now)

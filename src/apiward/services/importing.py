@@ -47,7 +47,7 @@ from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat
 from apiward.core.models import ApiKey, Principal
 from apiward.services.audit import audit_event
-from apiward.services.authority import check_credential, key_grant
+from apiward.services.authority import BOUNDED, check_credential, key_grant, operator_bounds
 from apiward.services.keys import check_expiry, credential_scopes, effective_environment
 from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
@@ -523,7 +523,7 @@ class KeyImporter:
 
     @staticmethod
     def _key(principal: Principal, k: ImportedKey, now: datetime) -> ApiKey:
-        return ApiKey(
+        key = ApiKey(
             id=new_id("key"),
             org_id=principal.org_id,
             environment=k.environment,
@@ -538,3 +538,4 @@ class KeyImporter:
             user_id=k.user_id,
             expires_at=k.expires_at,
         )
+        return operator_bounds(principal, key, BOUNDED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -29,7 +29,14 @@ from apiward.core.models import (
 )
 from apiward.core.scopes import normalise
 from apiward.services.audit import audit_event
-from apiward.services.authority import check_credential, check_credits, key_grant, own_limits
+from apiward.services.authority import (
+    BOUNDED,
+    check_credential,
+    check_credits,
+    key_grant,
+    operator_bounds,
+    own_limits,
+)
 from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
 
@@ -197,6 +204,7 @@ class Keys:
                 rate_limits=own_limits(principal, overrides),
                 credits=credits,
             )
+            key = operator_bounds(principal, key, BOUNDED)
             await check_credential(
                 tx, principal, key_grant(key), key.acting_user_id, "The new API key"
             )
@@ -313,6 +321,7 @@ class Keys:
                 current = await tx.key_credits_for_update(key.id)
                 check_credits(principal, current, credits)
             updated = replace(key, **changes)  # type: ignore[arg-type]
+            updated = operator_bounds(principal, updated, changes)
             await self._check_change(tx, principal, updated)
             if "credits" in changes:
                 await tx.set_key_credits(key.id, credits)
@@ -320,7 +329,7 @@ class Keys:
 
         if overrides is not None:
             changes["rate_limits"] = overrides
-        audit = {k: _auditable(v) for k, v in changes.items()}
+        audit = dict(changes)
         if space_allow is not None:
             audit["space_allow"] = space_allow
         return await self._change(principal, key_id, "key.updated", audit, apply)
@@ -420,11 +429,3 @@ class Keys:
             await tx.insert_invalidation("key", old.digest, now)
         self._cache.invalidate(old.digest)
         return CreatedKey(new, plaintext)
-
-
-def _auditable(value: object) -> object:
-    if isinstance(value, tuple):
-        return [asdict(v) if is_dataclass(v) else v for v in value]  # type: ignore[arg-type]
-    if is_dataclass(value):
-        return asdict(value)  # type: ignore[arg-type]
-    return value

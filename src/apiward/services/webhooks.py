@@ -40,6 +40,7 @@ from apiward.core.crypto import Sealer, SealError
 from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError, Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
+from apiward.core.jsontext import rfc3339
 from apiward.core.models import AuditEvent, Page, PageRequest, Principal, visible_in
 from apiward.core.readings import Reading
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
@@ -204,7 +205,7 @@ def payload(event: AuditEvent) -> str:
     body = {
         "id": event.id,
         "type": event.type,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": rfc3339(event.created_at),
         "org_id": event.org_id,
         "environment": event.environment,
         "actor": {"user_id": event.actor_user_id, "credential_id": event.actor_credential_id},
@@ -217,7 +218,7 @@ def payload(event: AuditEvent) -> str:
         },
         "data": event.data,
     }
-    return json.dumps(body, separators=(",", ":"), default=str)
+    return json.dumps(body, separators=(",", ":"))
 
 
 class Webhooks:

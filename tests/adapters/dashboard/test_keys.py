@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -279,3 +280,26 @@ def test_dashboard_actions_are_audited_with_the_session(org: Org, owner: Browser
     event = next(e for e in events if e["data"]["name"] == "Billing")
     assert event["actor_credential_id"].startswith("ses_")
     assert event["environment"] == "live"
+
+
+def test_a_roll_in_the_dashboard_carries_the_operators_bounds(org: Org, owner: Browser) -> None:
+    """A key the operator bounded keeps its bounds through a roll; one made here has none."""
+    key = org.create_key(
+        ["keys:read"],
+        by=org.operator_key(),
+        ip_allow=["10.0.0.0/8"],
+        expires_at=(datetime.now(UTC) + timedelta(days=30)).isoformat(),
+    )
+    r = owner.post(f"/dashboard/keys/{key['id']}/roll", {"grace": "0"})
+    assert r.status_code == 201, r.text
+    new = api_key(org, api_key(org, key["id"])["rolled_to"])
+    assert new["operator_bounds"] == key["operator_bounds"]
+    assert new["operator_bounds"]["ip_allow"] == ["10.0.0.0/8"]
+    create(owner, scope="keys:read", ip_allow="10.0.0.0/8")
+    made_here = org.client.get("/v1/keys", headers=org.headers()).json()["items"][0]
+    assert made_here["name"] == "Billing" and made_here["ip_allow"] == ["10.0.0.0/8"]
+    assert made_here["operator_bounds"] == {
+        "expires_at": None,
+        "ip_allow": None,
+        "space_allow": None,
+    }

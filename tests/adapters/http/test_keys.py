@@ -240,3 +240,20 @@ def test_request_id_round_trip(client: TestClient) -> None:
     assert r.headers["x-request-id"] == "abc-123"
     generated = client.get("/v1/keys")
     assert error(generated)["request_id"] == generated.headers["x-request-id"]
+
+
+def test_changing_a_key_expiry_is_recorded_in_the_audit_log(org: Org) -> None:
+    """A PATCH with an expiry answers 200, and its audit event holds the time as text."""
+    import datetime as dt
+
+    created = org.create_key(["keys:read"])
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(microsecond=0)
+    r = org.client.patch(
+        f"/v1/keys/{created['id']}", headers=org.headers(), json={"expires_at": when.isoformat()}
+    )
+    assert r.status_code == 200, r.text
+    assert dt.datetime.fromisoformat(r.json()["expires_at"]) == when
+    events = org.client.get(
+        "/v1/audit-events", headers=org.headers(), params={"type": "key.updated"}
+    ).json()["items"]
+    assert [dt.datetime.fromisoformat(e["data"]["expires_at"]) for e in events] == [when]

@@ -99,3 +99,39 @@ async def test_0007_keeps_rows_and_references_and_can_be_undone(database_url: st
             await conn.run_sync(_to("head"))
     finally:
         await engine.dispose()
+
+
+KEY_ROW = (
+    "INSERT INTO api_keys (id, org_id, environment, name, digest, prefix, last4, scopes, "
+    "created_by, created_at, updated_at, expires_at, ip_allow, space_allow) VALUES ('key_a', "
+    "'org_a', 'live', 'k', 'd', 'aw_live_', 'abcd', '[\"keys:read\"]', 'usr_a', :now, :now, "
+    ":now, '[\"10.0.0.0/8\"]', '[]')"
+)
+
+
+async def test_0009_keys_made_before_record_nothing_as_the_operators(database_url: str) -> None:
+    """A key made before the operator's bounds were recorded has none: its expiry and
+    allow-lists stay as they were, and the way back drops the columns."""
+    from apiward.adapters.storage.sql.rows import key_record
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0008"))
+            for row in [*ROWS, KEY_ROW]:
+                await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0009"))
+        async with engine.begin() as conn:
+            from apiward.adapters.storage import tables as t
+
+            key = key_record((await conn.execute(t.api_keys.select())).one())
+            assert (key.expires_at, key.ip_allow) == (NOW, ("10.0.0.0/8",))
+            assert key.operator_expires_at is None
+            assert key.operator_ip_allow is None and key.operator_space_allow is None
+            await conn.run_sync(_to("0008", down=True))
+        async with engine.begin() as conn:
+            assert await _count(conn, "api_keys") == 1
+            await conn.run_sync(_to("head"))
+    finally:
+        await engine.dispose()

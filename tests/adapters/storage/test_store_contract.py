@@ -452,6 +452,9 @@ async def test_key_round_trips_by_id_and_by_digest(store: Store[Transaction]) ->
         last_used_at=t0,
         last_used_ip="10.1.2.3",
         rolled_to=new_id("key"),
+        operator_expires_at=t0 + timedelta(days=60),
+        operator_ip_allow=("10.0.0.0/8", "2001:db8::/32"),
+        operator_space_allow=(),
     )
     async with store.begin() as tx:
         await tx.insert_key(key)
@@ -465,6 +468,8 @@ async def test_key_round_trips_by_id_and_by_digest(store: Store[Transaction]) ->
     assert isinstance(by_id.scopes, tuple)
     assert isinstance(by_id.ip_allow, tuple)
     assert isinstance(by_id.space_allow, tuple)
+    assert by_id.bounds.ip_allow == ("10.0.0.0/8", "2001:db8::/32")
+    assert by_id.bounds.space_allow == ()
 
 
 async def test_duplicate_key_digest_raises_conflict(store: Store[Transaction]) -> None:
@@ -561,6 +566,9 @@ async def test_update_key_round_trips_every_mutable_field(store: Store[Transacti
         disabled_at=t0 + timedelta(minutes=2),
         revoked_at=t0 + timedelta(minutes=3),
         rolled_to=new_id("key"),
+        operator_expires_at=t0 + timedelta(days=8),
+        operator_ip_allow=("192.0.2.0/24",),
+        operator_space_allow=(new_id("spc"),),
     )
     async with store.begin() as tx:
         await tx.update_key(changed)
@@ -574,7 +582,16 @@ async def test_update_key_round_trips_every_mutable_field(store: Store[Transacti
         assert moment is not None
         assert moment.tzinfo is not None
         assert moment.utcoffset() == timedelta(0)
-    cleared = replace(changed, disabled_at=None, revoked_at=None, expires_at=None, ip_allow=())
+    cleared = replace(
+        changed,
+        disabled_at=None,
+        revoked_at=None,
+        expires_at=None,
+        ip_allow=(),
+        operator_expires_at=None,
+        operator_ip_allow=None,
+        operator_space_allow=None,
+    )
     async with store.begin() as tx:
         await tx.update_key(cleared)
     async with store.begin() as tx:

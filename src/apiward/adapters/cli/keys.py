@@ -260,13 +260,19 @@ def keys_update(
     ] = None,
     clear_ip_allow: Annotated[bool, typer.Option("--clear-allow-ip")] = False,
     clear_space_allow: Annotated[bool, typer.Option("--clear-allow-space")] = False,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="From now, e.g. 30d, 12h.")
+    ] = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="Remove the expiry.")] = False,
     rate_limit: RateLimitOption = None,
     credits: CreditsOption = None,
     refill: RefillOption = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a key's name, scopes or allow-lists."""
+    """Change a key's name, scopes, allow-lists, expiry, limits or credits; the expiry
+    and allow-lists set here are the operator's, which the tenant may only tighten."""
+    expires_at = _expiry(expires_in)
     _key_action(
         key_id,
         org,
@@ -278,6 +284,8 @@ def keys_update(
             scopes=scopes,
             ip_allow=[] if clear_ip_allow else ip_allow,
             space_allow=[] if clear_space_allow else space_allow,
+            expires_at=expires_at,
+            clear_expiry=no_expiry,
             rate_limits=_rate_limits(rate_limit),
             credits=_credits(credits, refill),
         ),

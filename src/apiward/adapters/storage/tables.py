@@ -190,6 +190,10 @@ api_keys = Table(
     Column("refill_interval", String(16)),
     Column("refill_day", Integer),
     Column("credits_refilled", Integer),
+    # The expiry and allow-lists as the operator set them (NULL: not the operator's).
+    Column("operator_expires_at", UTCDateTime()),
+    Column("operator_ip_allow", JSON(none_as_null=True)),
+    Column("operator_space_allow", JSON(none_as_null=True)),
     Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
 )
 

@@ -95,6 +95,18 @@ class KeyRoll(Body):
     )
 
 
+class OperatorBoundsOut(BaseModel):
+    """What the operator set on a key, which its tenant may only tighten (null: nothing)."""
+
+    expires_at: datetime | None = Field(description="The key's expiry may only be earlier.")
+    ip_allow: list[str] | None = Field(
+        description="Every block of the key's IP allow-list lies inside one of these."
+    )
+    space_allow: list[str] | None = Field(
+        description="The key's space allow-list is a subset of these."
+    )
+
+
 class KeyOut(BaseModel):
     id: str
     name: str
@@ -119,6 +131,7 @@ class KeyOut(BaseModel):
     api_version: str | None
     rate_limits: list[RateLimitOut]
     credits: dict[str, object] | None
+    operator_bounds: OperatorBoundsOut
 
     @classmethod
     def of(cls, key: ApiKey, now: datetime) -> KeyOut:
@@ -151,7 +164,16 @@ class KeyOut(BaseModel):
                 "remaining": key.credits.remaining,
                 "refill": asdict(key.credits.refill) if key.credits.refill else None,
             },
+            operator_bounds=OperatorBoundsOut(
+                expires_at=key.operator_expires_at,
+                ip_allow=_listed(key.operator_ip_allow),
+                space_allow=_listed(key.operator_space_allow),
+            ),
         )
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
 
 
 class KeyCreated(KeyOut):

@@ -11,6 +11,8 @@ from apiward.core.models import ApiKey, EmailLink, LinkPurpose, OAuthClient, Rat
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 
 KEY_LISTS = ("scopes", "ip_allow", "space_allow")
+BOUND_LISTS = ("operator_ip_allow", "operator_space_allow")
+"""Lists of a key that may be NULL (not set by the operator)."""
 CREDIT_COLUMNS = (
     "credits_remaining",
     "refill_amount",
@@ -53,7 +55,7 @@ def credit_values(credits: Credits | None) -> dict[str, Any]:
 
 def key_record(r: Any) -> ApiKey:
     m = r._mapping
-    skip = {*KEY_LISTS, *CREDIT_COLUMNS, "rate_limits"}
+    skip = {*KEY_LISTS, *BOUND_LISTS, *CREDIT_COLUMNS, "rate_limits"}
     return ApiKey(
         **{k: m[k] for k in m if k not in skip},
         scopes=tuple(m["scopes"]),
@@ -61,13 +63,20 @@ def key_record(r: Any) -> ApiKey:
         space_allow=tuple(m["space_allow"]),
         rate_limits=tuple(RateOverride(**o) for o in m["rate_limits"] or ()),
         credits=credits_of(m),
+        operator_ip_allow=_tuple_or_none(m["operator_ip_allow"]),
+        operator_space_allow=_tuple_or_none(m["operator_space_allow"]),
     )
+
+
+def _tuple_or_none(value: list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
 
 
 def key_values(key: ApiKey) -> dict[str, Any]:
     values = asdict(key)
     for name in KEY_LISTS:
         values[name] = list(values[name])
+    _bound_lists(values)
     values["rate_limits"] = [asdict(o) for o in key.rate_limits]
     values.pop("credits")
     values.update(credit_values(key.credits))
@@ -79,9 +88,16 @@ def bulk_key_values(key: ApiKey) -> dict[str, Any]:
     values = {name: getattr(key, name) for name in _BULK_FIELDS}
     for name in KEY_LISTS:
         values[name] = list(values[name])
+    _bound_lists(values)
     values["rate_limits"] = [asdict(o) for o in key.rate_limits]
     values.update(credit_values(key.credits))
     return values
+
+
+def _bound_lists(values: dict[str, Any]) -> None:
+    for name in BOUND_LISTS:
+        if values[name] is not None:
+            values[name] = list(values[name])
 
 
 def client_record(r: Any) -> OAuthClient:
