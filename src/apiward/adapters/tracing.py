@@ -111,23 +111,29 @@ class TracedAuthenticator(Authenticator):
         scopes: tuple[str, ...] | list[str] = (),
     ) -> Principal:
         with self._tracer.start_as_current_span(
-            "apiward.authenticate", record_exception=False, set_status_on_exception=False
+            "apiward.authenticate",
+            attributes={"apiward.scopes.required": list(scopes)} if scopes else None,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            if scopes:
-                span.set_attribute("apiward.scopes.required", list(scopes))
             try:
                 principal = await super().authenticate(
                     authorization, context, exempt=exempt, scopes=scopes
                 )
             except ApiwardError as exc:  # a refusal is an answer, not a failure of the span
-                span.set_attribute("apiward.decision.outcome", "refused")
-                span.set_attribute("apiward.decision.reason", exc.reason)
+                span.set_attributes(
+                    {"apiward.decision.outcome": "refused", "apiward.decision.reason": exc.reason}
+                )
                 raise
-            span.set_attribute("apiward.decision.outcome", "allowed")
-            span.set_attribute("apiward.decision.reason", "VALID")
-            span.set_attribute("apiward.credential.kind", principal.credential_kind.value)
-            span.set_attribute("apiward.org.id", principal.org_id)
-            span.set_attribute("apiward.environment", principal.environment)
+            span.set_attributes(
+                {
+                    "apiward.decision.outcome": "allowed",
+                    "apiward.decision.reason": "VALID",
+                    "apiward.credential.kind": principal.credential_kind.value,
+                    "apiward.org.id": principal.org_id,
+                    "apiward.environment": principal.environment,
+                }
+            )
             return principal
 
 

@@ -60,11 +60,12 @@ class ServerSpans:
             try:
                 await self.app(scope, receive, send_status)
             finally:
+                ended: dict[str, Any] = {"http.response.status_code": status}
                 route = getattr(scope.get("route"), "path", None)
                 if route:
-                    span.set_attribute("http.route", route)
+                    ended["http.route"] = route
                     span.update_name(f"{method} {route}")
-                span.set_attribute("http.response.status_code", status)
                 if status >= 500:
+                    ended["error.type"] = str(status)
                     span.set_status(Status(StatusCode.ERROR))
-                    span.set_attribute("error.type", str(status))
+                span.set_attributes(ended)
