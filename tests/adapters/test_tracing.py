@@ -104,7 +104,8 @@ def children(exporter: InMemorySpanExporter, parent: ReadableSpan) -> list[Reada
 
 def check(org: Org, key: str, **headers: str) -> int:
     r = org.client.get("/v1/auth/check", headers={**org.headers(key), **headers})
-    return r.status_code
+    status: int = r.status_code
+    return status
 
 
 def test_a_forward_auth_check_is_a_server_span_with_its_decision_as_a_child(
