@@ -3,6 +3,8 @@ and mail, exported through the runtime's own provider; nothing at all when it is
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +152,33 @@ def test_a_refused_check_names_the_reason_and_is_not_an_error_span(
     assert decision.attributes["apiward.decision.reason"] == "INVALID_KEY"
     assert decision.status.status_code is StatusCode.UNSET
     assert "apiward.org.id" not in decision.attributes
+
+
+def test_the_verify_and_token_fast_paths_are_server_spans(
+    org: Org, exporter: InMemorySpanExporter
+) -> None:
+    verifier = org.create_key(["keys:verify"])["key"]
+    operator = org.operator_key()
+    made = org.client.post(
+        "/v1/clients", headers=org.headers(operator), json={"name": "c", "scopes": ["keys:read"]}
+    ).json()
+    exporter.clear()
+    r = org.client.post(
+        "/v1/keys/verify", headers=org.headers(verifier), json={"key": org.owner_key}
+    )
+    assert r.status_code == 200, r.text
+    grant = {
+        "grant_type": "client_credentials",
+        "client_id": made["client_id"],
+        "client_secret": made["client_secret"],
+    }
+    assert org.client.post("/v1/auth/token", json=grant).status_code == 200
+    for route in ("/v1/keys/verify", "/v1/auth/token"):
+        assert route in org.client.app.fast_paths  # type: ignore[attr-defined]
+        span = server_span(exporter, route, "POST")
+        assert span.attributes is not None
+        assert span.attributes["http.route"] == route
+        assert span.attributes["http.response.status_code"] == 200
 
 
 def test_an_incoming_traceparent_is_continued(org: Org, exporter: InMemorySpanExporter) -> None:
@@ -330,6 +359,30 @@ def test_asking_for_tracing_without_the_extra_is_a_configuration_error(
         Settings(tracing=True)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert Settings().tracing is None  # disabled: nothing is needed
+
+
+def test_the_start_fails_with_one_line_when_the_extra_is_missing() -> None:
+    """The CLI, with the SDK hidden as if the extra were not installed, and an endpoint
+    configured: one configuration line on stderr, exit status 2."""
+    program = (
+        "import sys; sys.modules['opentelemetry.sdk'] = None; "
+        "sys.argv = ['apiward', 'config', 'check']; "
+        "from apiward.adapters.cli.main import main; main()"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APIWARD_", "OTEL_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        env={**clean, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: tracing = None (the default): tracing is on "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT is set) but OpenTelemetry is not installed: "
+        "pip install apiward[otel], or set APIWARD_TRACING=false"
+    ]
 
 
 @pytest.mark.parametrize(
