@@ -14,7 +14,11 @@ required scope for the check), the logs at ``info`` written to /dev/null:
   where FastAPI's routes answer;
 - ``check, access log all``: a line for every request (``APIWARD_ACCESS_LOG=all``);
 - ``check, no metrics``: the request metrics' ``observe`` shadowed by a no-op;
-- ``check, not counted``: the analytics counter shadowed by a no-op.
+- ``check, not counted``: the analytics counter shadowed by a no-op;
+- ``check, traced``: tracing on (``APIWARD_TRACING=true``), on a second runtime over the
+  same database (its periodic jobs stopped), its spans batched to an exporter that drops
+  them (what the SDK does up to the network). ``check`` itself is tracing off, the
+  default.
 
 The variants alternate for ``--rounds`` rounds of ``--calls`` requests; the medians are
 compared. Writes ``bench/results/checkpath.json``.
@@ -28,9 +32,12 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from apiward.adapters import logging as logs
 from apiward.adapters.http import edge
@@ -144,6 +151,13 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             ],
             json.dumps({"key": key, "scopes": ["things:read"]}).encode(),
         )
+        traced = create_app(
+            settings.model_copy(update={"tracing": True}),
+            span_processor=BatchSpanProcessor(_Dropped()),
+        )
+        traced_lifespan = await _started(traced)
+        # Its periodic jobs would run between every variant's requests, and be counted.
+        await traced.state.runtime.scheduler.stop()
         routed = _on_runtime(settings, runtime, fast_paths=False)
         logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
         shadowed: dict[str, tuple[object, str]] = {
@@ -156,6 +170,7 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             "check, access log all": (logged, check_call),
             "check, no metrics": (fast, check_call),
             "check, not counted": (fast, check_call),
+            "check, traced": (traced, check_call),
             "verify": (fast, verify_call),
             "verify route": (routed, verify_call),
         }
@@ -182,7 +197,9 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
                 micros[name].append((time.process_time() - start) / calls * 1e6)
         shadow("")
         lifespan.cancel()
+        traced_lifespan.cancel()
         await runtime.stop()
+        await traced.state.runtime.stop()
     medians = {name: statistics.median(values) for name, values in micros.items()}
     check = medians["check"]
     return {
@@ -195,12 +212,20 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             "access log line": round(medians["check, access log all"] / check - 1, 4),
             "request metrics": round(check / medians["check, no metrics"] - 1, 4),
             "analytics counting": round(check / medians["check, not counted"] - 1, 4),
+            "tracing": round(medians["check, traced"] / check - 1, 4),
         },
     }
 
 
 def _nothing(*args: object, **kwargs: object) -> None:
     return None
+
+
+class _Dropped(SpanExporter):
+    """An exporter that takes every batch and sends it nowhere."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -29,6 +31,15 @@ from apiward.adapters.secret import deployment_secret
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
+from apiward.adapters.tracing import (
+    TracedAuthenticator,
+    TracedLimiter,
+    TracedSender,
+    TracedStore,
+    TracedTransport,
+    Tracing,
+)
+from apiward.adapters.tracing import configure as configure_tracing
 from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
 from apiward.core.destinations import Destinations
@@ -50,7 +61,7 @@ from apiward.services.limiting import RequestLimits
 from apiward.services.lockouts import Lockouts
 from apiward.services.operators import Operators
 from apiward.services.portal import Portal, PortalPolicy
-from apiward.services.ports import Limiter, Store, Transaction
+from apiward.services.ports import Limiter, Store, Transaction, WebhookSender
 from apiward.services.revocations import Revocations
 from apiward.services.scheduler import Periodic, Scheduler
 from apiward.services.signin import SignIns
@@ -60,6 +71,9 @@ from apiward.services.throttle import ActionThrottle, LoginThrottle
 from apiward.services.tokens import Tokens, TokenSettings
 from apiward.services.usage import UsageRecorder
 from apiward.services.webhooks import DeliveryPolicy, Webhooks
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 log = get_logger("apiward.runtime")
 
@@ -105,6 +119,8 @@ class Runtime:
     scheduler: Scheduler
     http: httpx.AsyncClient
     """The one client webhook deliveries go out through."""
+    tracing: Tracing | None
+    """The tracer and its provider; None when tracing is off (``adapters/tracing.py``)."""
     _stop_listening: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
     async def start(self, *, background: bool = True) -> None:
@@ -118,7 +134,7 @@ class Runtime:
         await self.invalidations.poll()
         if not background:
             return
-        if isinstance(self.postbox.transport, LogTransport):
+        if not self.settings.smtp_host:  # the log transport
             log.warning(
                 "smtp_not_configured",
                 note="Emails (confirmations, invitations, password resets) are written "
@@ -145,6 +161,8 @@ class Runtime:
                 log.warning("flush_at_stop_failed", job=flush.__name__, error=exc.message)
         await self.limiter.aclose()
         await self.store.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
     async def flush_usage(self) -> int:
         """Write the pending "last used" of keys and clients."""
@@ -167,13 +185,27 @@ class Runtime:
         return True
 
 
-def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Every part of the server, wired from ``settings``; nothing is connected yet."""
+def build(
+    settings: Settings, *, clock: Clock | None = None, span_processor: SpanProcessor | None = None
+) -> Runtime:
+    """Every part of the server, wired from ``settings``; nothing is connected yet.
+
+    With tracing on, the parts that leave the process (store, Redis, webhooks, mail)
+    and the authentication decision are the traced ones of ``adapters/tracing.py``;
+    ``span_processor`` replaces the exporter the ``OTEL_*`` variables configure.
+    """
     clock = clock or SystemClock()
+    tracing = configure_tracing(settings, processor=span_processor)
+    tracer = tracing.tracer if tracing else None
     sql = SqlStore.from_url(settings.database_url)
     store: Store[Transaction] = sql
+    if tracer:
+        store = TracedStore(sql, tracer, sql.engine.dialect.name)
     cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
     limiter = _limiter(settings)
+    limits_on = limiter
+    if tracer and settings.redis_url:
+        limits_on = TracedLimiter(limiter, tracer)
     passwords = Passwords(settings.password_policy)
     sealer = Sealer(deployment_secret(settings))
     access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
@@ -194,7 +226,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     lockouts = Lockouts(store, clock)
     failures, period = parse_rate(settings.auth_failure_limit)
     limits = RequestLimits(
-        limiter,
+        limits_on,
         settings.rate_plans(),
         store,
         clock,
@@ -202,7 +234,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         lockouts=lockouts,
         credits_low=settings.credits_low_threshold,
     )
-    auth = Authenticator(
+    auth = (partial(TracedAuthenticator, tracer) if tracer else Authenticator)(
         store,
         cache,
         clock,
@@ -219,7 +251,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         default_version=settings.current_version.id,
         imported_prefixes=imported,
     )
-    login_throttle = _login_throttle(settings, limiter)
+    login_throttle = _login_throttle(settings, limits_on)
     sign_ins = SignIns(store, clock, passwords, login_throttle)
     tokens = Tokens(
         store,
@@ -245,12 +277,15 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     clients = Clients(store, cache, clock, client_fmt, tokens.revoke_client_tokens)
     http = delivery.client(settings.webhook_timeout_seconds)
     destinations = Destinations.parse(settings.webhook_allowed_networks)
+    sender: WebhookSender = delivery.HttpxSender(http, destinations)
+    if tracer:
+        sender = TracedSender(sender, tracer)
     webhooks = Webhooks(
         store,
         clock,
         sealer,
         settings.environments,
-        delivery.HttpxSender(http, destinations),
+        sender,
         DeliveryPolicy(
             max_attempts=settings.webhook_max_attempts,
             retry_base=settings.webhook_retry_base_seconds,
@@ -268,9 +303,10 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         LeakFormats(key=fmt, client=client_fmt, refresh=refresh_fmt, imported_prefixes=imported),
         settings.leak_report_public_keys,
     )
-    postbox = Postbox(
-        _mail_transport(settings), platform=settings.platform_name, sender=settings.mail_from
-    )
+    transport = _mail_transport(settings)
+    if tracer:
+        transport = TracedTransport(transport, tracer)
+    postbox = Postbox(transport, platform=settings.platform_name, sender=settings.mail_from)
     portal = Portal(
         store,
         clock,
@@ -278,7 +314,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         tenancy,
         tokens,
         ActionThrottle(
-            limiter,
+            limits_on,
             Policy.parse("portal-email", settings.portal_email_limit, key="user"),
             Policy.parse("portal-ip", settings.portal_ip_limit, key="ip"),
         ),
@@ -347,6 +383,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         metrics=Metrics(sources),
         scheduler=scheduler,
         http=http,
+        tracing=tracing,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from email.utils import formatdate
 from functools import cached_property
 from pathlib import Path
@@ -265,6 +266,24 @@ class Settings(BaseSettings):
     access_log_sample: float = Field(
         0.01, ge=0.0, le=1.0, description="The share of successful requests logged (sampled)."
     )
+
+    # traces (OpenTelemetry, the `otel` extra; docs/operations.md, "Tracing")
+    tracing: bool | None = Field(
+        None,
+        validate_default=True,
+        description="Trace every request. Unset: on when an exporter is configured by the "
+        "standard variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); OTEL_SDK_DISABLED=true turns it off whatever "
+        "this says.",
+    )
+
+    @field_validator("tracing")
+    @classmethod
+    def _tracing(cls, value: bool | None) -> bool | None:
+        problem = tracing_problem(tracing_reason(value, os.environ), os.environ)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     # the dashboard (/dashboard)
     dashboard_enabled: bool = True
@@ -590,6 +609,70 @@ class _SecretFiles(PydanticBaseSettingsSource):
         if problems:
             raise ConfigError(problems)
         return values
+
+
+# --- tracing: the standard OpenTelemetry variables (docs/operations.md, "Tracing") --------
+
+TRACE_EXPORTER_VARIABLES = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+TRACE_EXPORTERS = ("otlp", "console")
+
+
+def tracing_reason(setting: bool | None, environ: Mapping[str, str]) -> str | None:
+    """Why requests are traced (the variable that asks for it), or None when they are not.
+
+    ``OTEL_SDK_DISABLED=true`` wins over everything; then ``APIWARD_TRACING``; unset, an
+    exporter configured by the standard variables turns tracing on, unless
+    ``OTEL_TRACES_EXPORTER=none``.
+    """
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if setting is not None:
+        return "APIWARD_TRACING=true" if setting else None
+    if trace_exporter(environ) == "none":
+        return None
+    return next((f"{name} is set" for name in TRACE_EXPORTER_VARIABLES if environ.get(name)), None)
+
+
+def trace_exporter(environ: Mapping[str, str]) -> str:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names (the first of a list), ``otlp`` unset."""
+    return (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")[0].strip().lower()
+
+
+def tracing_problem(reason: str | None, environ: Mapping[str, str]) -> str | None:
+    """What prevents tracing when ``reason`` asks for it: the extra not installed, or an
+    exporter or OTLP protocol apiward does not ship."""
+    if reason is None:
+        return None
+    needed = ["opentelemetry.sdk"]
+    if trace_exporter(environ) == "otlp":
+        needed.append("opentelemetry.exporter.otlp.proto.http")
+    if not all(_installed(module) for module in needed):
+        return (
+            f"tracing is on ({reason}) but OpenTelemetry is not installed: "
+            "pip install apiward[otel], or set APIWARD_TRACING=false"
+        )
+    exporter = trace_exporter(environ)
+    if exporter not in TRACE_EXPORTERS:
+        return f"OTEL_TRACES_EXPORTER={exporter}: otlp, console or none"
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if exporter == "otlp" and protocol.strip() != "http/protobuf":
+        return f"OTLP protocol {protocol}: apiward exports traces over http/protobuf"
+    return None
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 # --- checking a configuration (docs/operations.md, "Configuration") ----------------------

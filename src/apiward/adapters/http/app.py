@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -17,6 +17,9 @@ from apiward.adapters.http.embed import Apiward
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
+
 DESCRIPTION = """
 apiward authenticates and authorises the requests of a public HTTP API: API keys shown
 once and stored hashed, scopes and roles, spaces and test/live environments.
@@ -26,8 +29,14 @@ target space in the space header when you work in one other than the default.
 """
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    """Build the server. Resources are created in the lifespan, not here."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    span_processor: SpanProcessor | None = None,
+) -> FastAPI:
+    """Build the server. Resources are created in the lifespan, not here.
+    ``span_processor``: where spans go instead of the configured exporter (``Apiward``)."""
     settings = settings or Settings()
     app = ServerApp(
         title=f"{settings.platform_name} API",
@@ -37,7 +46,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    Apiward(settings, clock=clock).init_app(
+    Apiward(settings, clock=clock, span_processor=span_processor).init_app(
         app, auth_routes=True, management_routes=True, meta_routes=True
     )
     if settings.docs_enabled:

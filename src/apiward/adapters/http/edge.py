@@ -17,11 +17,13 @@ app's ``init_app`` gets it as well (docs/architecture.md section 3). The server'
 is a ``ServerApp``, which also passes over ``FastAPI.__call__`` for the fast paths: that
 call asks OpenTelemetry whether it is configured on every request, which costs about as
 much as the forward-auth decision itself (bench/README.md). The fast paths are counted
-in apiward's metrics, not in FastAPI's OpenTelemetry instrumentation.
+in apiward's metrics, not in FastAPI's OpenTelemetry instrumentation, and traced, when
+tracing is on, by apiward's own server span around the envelope.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +36,7 @@ from apiward.adapters.http import errors
 from apiward.adapters.http.deps import runtime_in
 from apiward.adapters.http.middleware import RequestContextMiddleware
 from apiward.adapters.runtime import Runtime
-from apiward.adapters.settings import Settings
+from apiward.adapters.settings import Settings, tracing_reason
 
 Handler = Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
 """A fast path: the inner app (to hand a request on to), then the ASGI call."""
@@ -106,9 +108,10 @@ class ServerApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def envelope(app: ASGIApp, settings: Settings) -> RequestContextMiddleware:
-    """``app`` inside the request envelope the deployment's settings describe."""
-    return RequestContextMiddleware(
+def envelope(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` inside the request envelope the deployment's settings describe: with
+    tracing on, inside a server span (``apiward.adapters.http.tracing``); off, no layer."""
+    inner = RequestContextMiddleware(
         app,
         max_body_bytes=settings.max_body_bytes,
         error_style=settings.error_style,
@@ -119,6 +122,11 @@ def envelope(app: ASGIApp, settings: Settings) -> RequestContextMiddleware:
         access_log=settings.access_log,
         access_log_sample=settings.access_log_sample,
     )
+    if tracing_reason(settings.tracing, os.environ) is None:
+        return inner
+    from apiward.adapters.http.tracing import ServerSpans
+
+    return ServerSpans(inner)
 
 
 def stack(inner: ASGIApp, settings: Settings, handlers: Mapping[str, Handler]) -> ASGIApp:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -52,15 +52,27 @@ from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, ServiceUnavailable
 from apiward.core.scopes import parse
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
+
 log = logs.get_logger("apiward.embed")
 
 
 class Apiward:
     """One apiward runtime, attached to one application."""
 
-    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        span_processor: SpanProcessor | None = None,
+    ) -> None:
+        """``span_processor`` receives the spans instead of the exporter the ``OTEL_*``
+        variables configure, when tracing is on (docs/operations.md, "Tracing")."""
         self.settings = settings or Settings()
         self._clock = clock
+        self._span_processor = span_processor
         self._runtime: Runtime | None = None
 
     @property
@@ -79,7 +91,7 @@ class Apiward:
         )
         for line in unknown_variables(os.environ):
             log.warning("unknown_setting", problem=line)
-        runtime = build(self.settings, clock=self._clock)
+        runtime = build(self.settings, clock=self._clock, span_processor=self._span_processor)
         await runtime.start()
         self._runtime = runtime
         try:
