@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -44,6 +44,7 @@ from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
 from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError
+from apiward.core.keys import KeyFormats
 from apiward.core.limits import Policy, parse_rate
 from apiward.core.models import LinkPurpose
 from apiward.core.passwords import Passwords
@@ -52,6 +53,7 @@ from apiward.services.analytics import Analytics, Verifications
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator
 from apiward.services.clients import Clients
+from apiward.services.formats import learn_formats
 from apiward.services.housekeeping import Housekeeping, Upkeep
 from apiward.services.importing import KeyImporter
 from apiward.services.invalidations import InvalidationPoller
@@ -99,6 +101,8 @@ class Runtime:
     tenancy: Tenancy
     operators: Operators
     keys: Keys
+    formats: KeyFormats
+    """The current key format and the earlier ones whose keys keep working."""
     importer: KeyImporter
     clients: Clients
     lockouts: Lockouts
@@ -132,6 +136,7 @@ class Runtime:
         await self.keyring.load()
         await self.tokens.load_revocations()
         await self.invalidations.poll()
+        await self._learn_formats(record=background)
         if not background:
             return
         if not self.settings.smtp_host:  # the log transport
@@ -142,6 +147,28 @@ class Runtime:
             )
         self._stop_listening = await self.sql.listen(self.scheduler.wake)
         self.scheduler.start()
+
+    async def _learn_formats(self, *, record: bool) -> None:
+        imported = self.settings.imported_key_prefixes
+        seen = await learn_formats(self.store, self.clock, self.formats, imported, record=record)
+        if not record:
+            return
+        if seen.earlier:
+            log.info(
+                "earlier_key_formats",
+                keys=seen.earlier,
+                note="Keys of an earlier key format keep working; new keys are issued "
+                f"as {', '.join(sorted(self.formats.current.display_prefixes))}.",
+            )
+        if seen.unrecorded:
+            log.warning(
+                "keys_of_unrecorded_format",
+                keys=seen.unrecorded,
+                note="These keys are of a format this deployment never recorded (it was "
+                "changed before formats were recorded) and are refused. To keep them, "
+                "list their prefixes in imported_key_prefixes (looked up by digest "
+                "alone), or start once with the earlier format; else revoke them.",
+            )
 
     async def stop(self) -> None:
         """Stop the jobs, send what is deferred, flush the counters, close every resource."""
@@ -215,8 +242,9 @@ def build(
     verifications = Verifications()
     analytics = Analytics(store, settings.analytics_retention)
     fmt = settings.key_format
-    client_fmt = replace(fmt, prefix=fmt.prefix + "cs")
-    refresh_fmt = replace(fmt, prefix=fmt.prefix + "rt")
+    formats = KeyFormats(fmt)  # the earlier ones are learnt at start
+    client_formats = formats.view("cs")
+    refresh_formats = formats.view("rt")
     imported = tuple(settings.imported_key_prefixes)
     tenancy = Tenancy(
         store, cache, clock, passwords, settings.environments, tuple(settings.rate_limit_tiers)
@@ -238,7 +266,7 @@ def build(
         store,
         cache,
         clock,
-        fmt,
+        formats,
         usage,
         verifications,
         limits,
@@ -262,7 +290,7 @@ def build(
         sign_ins,
         revocations,
         usage,
-        refresh_fmt,
+        refresh_formats,
         TokenSettings(
             issuer=settings.token_issuer,
             audience=settings.token_audience,
@@ -274,7 +302,7 @@ def build(
         verifications,
         auth.acts,
     )
-    clients = Clients(store, cache, clock, client_fmt, tokens.revoke_client_tokens)
+    clients = Clients(store, cache, clock, client_formats.current, tokens.revoke_client_tokens)
     http = delivery.client(settings.webhook_timeout_seconds)
     destinations = Destinations.parse(settings.webhook_allowed_networks)
     sender: WebhookSender = delivery.HttpxSender(http, destinations)
@@ -300,7 +328,7 @@ def build(
         clients,
         tokens,
         operators.principal,
-        LeakFormats(key=fmt, client=client_fmt, refresh=refresh_fmt, imported_prefixes=imported),
+        LeakFormats(formats, client_formats, refresh_formats, imported_prefixes=imported),
         settings.leak_report_public_keys,
     )
     transport = _mail_transport(settings)
@@ -362,6 +390,7 @@ def build(
         tenancy=tenancy,
         operators=operators,
         keys=keys,
+        formats=formats,
         importer=KeyImporter(store, cache, clock, fmt, imported_prefixes=imported),
         clients=clients,
         lockouts=lockouts,

@@ -14,10 +14,12 @@ systems from matching).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from apiward.core.errors import InvalidCredential, WrongEnvironment, WrongInstance
 
@@ -140,6 +142,96 @@ class KeyFormat:
     def display_prefix(self, environment: str) -> str:
         tag = self.tag_for(environment)
         return f"{self.prefix}_{tag}_" if tag else f"{self.prefix}_"
+
+    @property
+    def display_prefixes(self) -> frozenset[str]:
+        """The prefix a key of each environment starts with."""
+        return frozenset(self.display_prefix(env) for env, _ in self.env_tags)
+
+    @property
+    def spec(self) -> str:
+        """This format as one canonical line of JSON, which ``from_spec`` reads back: how
+        the store records the formats a deployment has issued keys in."""
+        return json.dumps(
+            {
+                "prefix": self.prefix,
+                "env_tags": [list(pair) for pair in self.env_tags],
+                "random_length": self.random_length,
+                "alphabet": self.alphabet,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_spec(cls, spec: str) -> KeyFormat:
+        fields = json.loads(spec)
+        return cls(
+            prefix=fields["prefix"],
+            env_tags=tuple((env, tag) for env, tag in fields["env_tags"]),
+            random_length=fields["random_length"],
+            alphabet=fields["alphabet"],
+        )
+
+    def with_suffix(self, suffix: str) -> KeyFormat:
+        """The same format under ``{prefix}{suffix}``: client secrets and refresh tokens
+        are spelt like keys with a prefix of their own."""
+        return replace(self, prefix=self.prefix + suffix)
+
+
+class KeyFormats:
+    """The format new keys are issued in, and the earlier formats of this deployment,
+    whose keys keep working after a change of format (``docs/operations.md``).
+
+    A key is parsed by the current format; one it refuses is tried against each earlier
+    format, so an earlier key keeps its offline checksum check. The earlier formats are
+    learnt from the store when the server starts (``learn``); the derived views (client
+    secrets, refresh tokens) follow.
+    """
+
+    def __init__(self, current: KeyFormat, suffix: str = "") -> None:
+        self.suffix = suffix
+        self.current = current.with_suffix(suffix) if suffix else current
+        self.earlier: tuple[KeyFormat, ...] = ()
+        self._views: list[KeyFormats] = []
+
+    def view(self, suffix: str) -> KeyFormats:
+        """The same formats under ``{prefix}{suffix}``, kept in step with ``learn``."""
+        view = KeyFormats(self.current, suffix)
+        view.learn(self.earlier)
+        self._views.append(view)
+        return view
+
+    def learn(self, earlier: Sequence[KeyFormat]) -> None:
+        """Accept keys of these earlier formats too (the current one is left out)."""
+        fmts = tuple(dict.fromkeys(f for f in earlier if f != self.current))
+        if self.suffix:
+            fmts = tuple(f.with_suffix(self.suffix) for f in fmts)
+        self.earlier = tuple(f for f in fmts if f != self.current)
+        for view in self._views:
+            view.learn(earlier)
+
+    def parse(self, key: str) -> ParsedKey:
+        """``KeyFormat.parse`` by the current format, else by the first earlier format
+        that accepts the key; the current format's refusal when none does."""
+        try:
+            return self.current.parse(key)
+        except (InvalidCredential, WrongInstance, WrongEnvironment):
+            for fmt in self.earlier:
+                try:
+                    return fmt.parse(key)
+                except (InvalidCredential, WrongInstance, WrongEnvironment):
+                    continue
+            raise
+
+    def issued_by(self, prefix: str) -> str | None:
+        """Which format a stored key's display prefix belongs to: ``current``,
+        ``earlier``, or None for neither (an imported key, or a format never recorded)."""
+        if prefix in self.current.display_prefixes:
+            return "current"
+        if any(prefix in f.display_prefixes for f in self.earlier):
+            return "earlier"
+        return None
 
 
 @dataclass(frozen=True, slots=True)

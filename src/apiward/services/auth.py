@@ -42,7 +42,7 @@ from apiward.core.errors import (
     SpaceNotAllowed,
     UnknownSpace,
 )
-from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
+from apiward.core.keys import MAX_KEY_LENGTH, KeyFormats, digest
 from apiward.core.models import (
     ApiKey,
     CredentialKind,
@@ -145,7 +145,7 @@ class Authenticator:
         store: Store[AuthenticatorTx],
         cache: Cache,
         clock: Clock,
-        fmt: KeyFormat,
+        fmt: KeyFormats,
         usage: UsageRecorder,
         verifications: Verifications,
         limits: RequestLimits,
@@ -168,7 +168,7 @@ class Authenticator:
         self._verifications = verifications
         self._space_header = space_header
         self._require_space = require_space
-        self._own_prefix = fmt.prefix + "_"
+        self._own_prefix = fmt.current.prefix + "_"
         self._default_version = default_version
         self._limits = limits
         """Rate limits and usage credits, spent by every authenticated request."""
@@ -225,7 +225,8 @@ class Authenticator:
 
         A key starting with one of ``imported_prefixes`` (brought from another system by
         ``apiward keys import``) has no checksum of ours and is looked up by its digest
-        alone; every other key passes the offline format and checksum check first.
+        alone; every other key passes the offline format and checksum check first, by the
+        current format or an earlier one of this deployment.
         """
         if len(plaintext) <= MAX_KEY_LENGTH and plaintext.startswith(self._own_prefix):
             # A key seen before is in the cache under its digest, verified or known

@@ -44,7 +44,7 @@ from apiward.core.errors import (
     InvalidInput,
     InvalidSignature,
 )
-from apiward.core.keys import MAX_KEY_LENGTH, KeyFormat, digest
+from apiward.core.keys import MAX_KEY_LENGTH, KeyFormats, digest
 from apiward.core.models import AuditFilter, PageRequest, Principal, RequestContext
 from apiward.core.readings import Reading
 from apiward.services.audit import new_event
@@ -104,9 +104,9 @@ class _Found:
 
 @dataclass(frozen=True, slots=True)
 class LeakFormats:
-    key: KeyFormat
-    client: KeyFormat
-    refresh: KeyFormat
+    key: KeyFormats
+    client: KeyFormats
+    refresh: KeyFormats
     imported_prefixes: tuple[str, ...] = ()
     """Prefixes of keys imported from another system: no checksum, digest look-up only."""
 

@@ -34,7 +34,7 @@ from apiward.core.errors import (
     UnauthorizedClient,
 )
 from apiward.core.ids import new_id
-from apiward.core.keys import KeyFormat, digest
+from apiward.core.keys import KeyFormats, digest
 from apiward.core.models import (
     AuditEvent,
     OAuthClient,
@@ -130,7 +130,7 @@ class Tokens:
         sign_ins: SignIns,
         revocations: Revocations,
         usage: UsageRecorder,
-        refresh_format: KeyFormat,
+        refresh_format: KeyFormats,
         settings: TokenSettings,
         verifications: Verifications,
         acts: Callable[[str, str], Awaitable[bool]],
@@ -198,7 +198,7 @@ class Tokens:
         space: str | None,
     ) -> tuple[RefreshToken, str]:
         now = self._clock.now()
-        plaintext = self._refresh_fmt.generate(env)
+        plaintext = self._refresh_fmt.current.generate(env)
         record = RefreshToken(
             id=new_id("rt"),
             family_id=family,
@@ -229,7 +229,7 @@ class Tokens:
         if not username or not password:
             raise InvalidRequest("Send both username and password.")
         env = environment or self.settings.default_environment
-        if env not in [e for e, _ in self._refresh_fmt.env_tags]:
+        if env not in [e for e, _ in self._refresh_fmt.current.env_tags]:
             raise InvalidRequest(f"Unknown environment {env!r}.")
         who = await self._sign_ins.sign_in(username, password, context, org_id=org_id)
         user = who.user if who is not None else None

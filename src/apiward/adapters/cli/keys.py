@@ -47,6 +47,9 @@ KEY_COLUMNS = (
     Column("last used", keep=1, least=16),
     Column("expires", keep=2, least=16),
 )
+FORMAT_COLUMN = Column("format", keep=4)
+"""Shown by ``keys list`` once a key of another format than the current one is listed:
+``earlier`` keys keep working, ``unrecorded`` ones are refused (docs/operations.md)."""
 
 
 def _key_rows(keys: list[dict[str, Any]]) -> list[list[str]]:
@@ -63,6 +66,7 @@ def _key_rows(keys: list[dict[str, Any]]) -> list[list[str]]:
                 k["state"],
                 (last or "never").strip(),
                 _when(k["expires_at"]) if k["expires_at"] else "never",
+                *([k["format"]] if "format" in k else []),
             ]
         )
     return rows
@@ -74,7 +78,14 @@ def _when(iso: str) -> str:
 
 
 def _show_keys(keys: list[dict[str, Any]], footer: str | None = None) -> None:
-    show(out, KEY_COLUMNS, _key_rows(keys), footer=footer)
+    if any(k.get("format", "current") != "current" for k in keys):
+        show(out, (*KEY_COLUMNS, FORMAT_COLUMN), _key_rows(keys), footer=footer)
+    else:
+        show(out, KEY_COLUMNS, _key_rows([_without_format(k) for k in keys]), footer=footer)
+
+
+def _without_format(key: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in key.items() if name != "format"}
 
 
 def _show_key(data: dict[str, Any], as_json: bool, secret: str | None = None) -> None:
@@ -192,8 +203,10 @@ def keys_list(
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List keys (prefix and last four characters only)."""
+    """List keys (prefix and last four characters only, and the key format when some
+    are of an earlier one)."""
     from apiward.core.models import PageRequest
+    from apiward.services.formats import format_of
 
     async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
         result = await runtime.keys.list_keys(
@@ -203,8 +216,12 @@ def keys_list(
             every_environment=environment is None,
         )
         now = runtime.clock.now()
+        imported = runtime.settings.imported_key_prefixes
         return {
-            "items": [_key_dict(k, now) for k in result.items],
+            "items": [
+                {**_key_dict(k, now), "format": format_of(k.prefix, runtime.formats, imported)}
+                for k in result.items
+            ],
             "total": result.total,
             "page": result.page,
             "page_size": result.page_size,

@@ -364,6 +364,17 @@ webhook_deliveries = Table(
 Index("ix_audit_events_created_at", audit_events.c.created_at)
 
 
+key_formats = Table(
+    "key_formats",
+    metadata,
+    # Every format (core.keys.KeyFormat.spec) this deployment has issued keys in: the
+    # earlier ones keep working after a change (docs/operations.md).
+    Column("spec", Text, primary_key=True),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+)
+
+
 verification_counts = Table(
     "verification_counts",
     metadata,

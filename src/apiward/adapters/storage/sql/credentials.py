@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -113,6 +114,29 @@ class SqlCredentials(SqlBase):
             rows = await self._all(sa.select(column).where(column.in_(digests[i : i + 5000])))
             found.update(r[0] for r in rows)
         return found
+
+    async def record_key_format(self, spec: str, now: datetime) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        f = t.key_formats
+        dialect: Any = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(f).values(spec=spec, first_seen_at=now, last_seen_at=now)
+        # Workers starting together record the same format once.
+        await self._c.execute(
+            stmt.on_conflict_do_update(index_elements=[f.c.spec], set_={"last_seen_at": now})
+        )
+
+    async def key_formats(self) -> list[str]:
+        f = t.key_formats.c
+        rows = await self._all(sa.select(f.spec).order_by(f.last_seen_at.desc(), f.spec))
+        return [r[0] for r in rows]
+
+    async def key_prefix_counts(self) -> dict[str, int]:
+        k = t.api_keys.c
+        rows = await self._all(
+            sa.select(k.prefix, sa.func.count()).where(k.revoked_at.is_(None)).group_by(k.prefix)
+        )
+        return {r[0]: int(r[1]) for r in rows}
 
     # OAuth clients
     async def insert_client(self, client: OAuthClient) -> None:
