@@ -22,8 +22,6 @@ from apiward.adapters.cache.memory import MemoryCache
 from apiward.adapters.geo import Countries
 from apiward.adapters.limiter.fallback import FallbackLimiter
 from apiward.adapters.limiter.memory import MemoryLimiter
-from apiward.adapters.limiter.redis import RedisLimiter
-from apiward.adapters.limiter.redis import connect as connect_redis
 from apiward.adapters.logging import get_logger
 from apiward.adapters.mail import LogTransport, Postbox, SmtpTransport, Transport
 from apiward.adapters.metrics import Metrics
@@ -203,6 +201,8 @@ class Runtime:
         """Whether Redis answers; None when no Redis is configured."""
         if not isinstance(self.limiter, FallbackLimiter):
             return None
+        from apiward.adapters.limiter.redis import RedisLimiter
+
         primary = self.limiter.primary
         assert isinstance(primary, RedisLimiter)
         try:
@@ -420,6 +420,9 @@ def _limiter(settings: Settings) -> Limiter:
     """In-process limits by default; exact across processes with Redis."""
     if not settings.redis_url:
         return MemoryLimiter()
+    from apiward.adapters.limiter.redis import RedisLimiter  # redis loads only when used
+    from apiward.adapters.limiter.redis import connect as connect_redis
+
     return FallbackLimiter(
         RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
         MemoryLimiter(),

@@ -7,6 +7,8 @@ loop.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass
 
 import argon2
@@ -30,13 +32,25 @@ class PasswordPolicy:
             type=argon2.Type.ID,
         )
 
+    def unmatchable(self) -> str:
+        """An encoded Argon2id hash of this policy with a random salt and a random
+        digest: verifying any password against it costs one real check and fails."""
+        salt, digest = (
+            base64.b64encode(secrets.token_bytes(n)).decode().rstrip("=") for n in (16, 32)
+        )
+        return (
+            f"$argon2id$v=19$m={self.memory_cost_kib},t={self.time_cost},"
+            f"p={self.parallelism}${salt}${digest}"
+        )
+
 
 class Passwords:
     def __init__(self, policy: PasswordPolicy) -> None:
         self._hasher = policy.hasher()
-        # Verifying against this when a user is unknown costs the same as a real check,
-        # so an unknown user and a wrong password take the same time.
-        self._dummy = self._hasher.hash("apiward-timing-equaliser")
+        # Verifying against this when a user is unknown costs the same as a real check
+        # (the cost is the parameters', not the hash's), so an unknown user and a wrong
+        # password take the same time; no password has it, and making it costs nothing.
+        self._dummy = policy.unmatchable()
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

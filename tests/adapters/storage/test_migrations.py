@@ -135,3 +135,33 @@ async def test_0009_keys_made_before_record_nothing_as_the_operators(database_ur
             await conn.run_sync(_to("head"))
     finally:
         await engine.dispose()
+
+
+def test_the_newest_revision_is_read_from_file_names_as_alembic_reads_it() -> None:
+    from alembic.script import ScriptDirectory
+
+    from apiward.adapters.storage.migrate import head
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_heads() == [head()]
+    for script in scripts.walk_revisions():
+        assert script.path is not None
+        assert script.path.rsplit("/", 1)[1].startswith(f"{script.revision}_")
+
+
+async def test_a_database_at_the_newest_revision_is_not_migrated_again(tmp_path: Any) -> None:
+    from apiward.adapters.storage.migrate import at_head, head, upgrade
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/a.db")
+    try:
+        assert not await at_head(engine)  # empty
+        await upgrade(engine, "0009")
+        assert not await at_head(engine)
+        await upgrade(engine)
+        assert await at_head(engine)
+        await upgrade(engine)  # one read, nothing applied
+        async with engine.connect() as conn:
+            versions = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert [row[0] for row in versions] == [head()]
+    finally:
+        await engine.dispose()
