@@ -298,8 +298,8 @@ class NotFound(ApiwardError):
     reason = "NOT_FOUND"
     default_message = "Not found."
 
-    def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"No {kind} with id {ident!r} exists in this organisation.")
+    def __init__(self, kind: str, ident: str, *, message: str | None = None) -> None:
+        super().__init__(message or f"No {kind} with id {ident!r} exists in this organisation.")
 
 
 class Conflict(ApiwardError):

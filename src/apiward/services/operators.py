@@ -65,7 +65,9 @@ class Operators:
                     return org
             raise NotFound("organisation", org_id)
         if not orgs:
-            raise NotFound("organisation", "(none yet: run 'apiward init')")
+            raise NotFound(
+                "organisation", "", message="No organisation exists yet: run 'apiward init'."
+            )
         return orgs[0]  # oldest first
 
     async def chosen_by_default(self) -> Organisation | None:

@@ -58,3 +58,10 @@ def test_unattributed_usage_needs_no_organisation(cli_env: dict[str, str]) -> No
     assert result.exit_code == 0, result.output
     assert "slots" in json.loads(result.stdout)
     assert result.stderr == ""
+
+
+def test_a_command_before_init_says_to_run_init(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["keys", "list"])
+    assert result.exit_code == 1
+    assert "No organisation exists yet: run 'apiward init'." in result.output
+    assert "with id" not in result.output
