@@ -3,7 +3,9 @@ runner that fails the test with the command's output."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -33,3 +35,15 @@ def run(*args: str) -> str:
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def init(name: str = "Acme", *extra: str, email: str | None = None) -> dict[str, Any]:
+    """``apiward init`` of an organisation ``name`` owned by ``o@<name>.test``: what it
+    printed (``--json``)."""
+    address = email or f"o@{name.lower()}.test"
+    out = run(
+        "init", "--org-name", name, "--email", address,
+        "--password", "correct horse battery", "--json", *extra,
+    )  # fmt: skip
+    made: dict[str, Any] = json.loads(out)
+    return made

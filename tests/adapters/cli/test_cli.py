@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from apiward.adapters.cli.main import app
 from apiward.adapters.http.app import create_app
-from tests.adapters.cli.conftest import run
+from tests.adapters.cli.conftest import init, run
 from tests.conftest import fast_settings
 
 
@@ -22,18 +22,7 @@ def env(cli_env: dict[str, str]) -> dict[str, str]:
 
 
 def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> None:
-    boot = json.loads(
-        run(
-            "init",
-            "--org-name",
-            "Acme",
-            "--email",
-            "o@acme.test",
-            "--password",
-            "correct horse battery",
-            "--json",
-        )
-    )
+    boot = init()
     assert boot["environments"] == ["live", "test"]
     assert boot["key"]["secret"].startswith("aw_live_")
 
@@ -87,16 +76,7 @@ def test_init_then_keys_lifecycle_seen_by_the_server(env: dict[str, str]) -> Non
 
 
 def test_keys_update_disable_enable_roll(env: dict[str, str]) -> None:
-    run(
-        "init",
-        "--org-name",
-        "Acme",
-        "--email",
-        "o@acme.test",
-        "--password",
-        "correct horse battery",
-        "--json",
-    )
+    init()
     key = json.loads(run("keys", "create", "--name", "a", "--scope", "keys:read", "--json"))
     updated = json.loads(
         run(
@@ -124,16 +104,7 @@ def test_keys_update_disable_enable_roll(env: dict[str, str]) -> None:
 
 
 def test_clients_and_signing_key_rotation(env: dict[str, str]) -> None:
-    run(
-        "init",
-        "--org-name",
-        "Acme",
-        "--email",
-        "o@acme.test",
-        "--password",
-        "correct horse battery",
-        "--json",
-    )
+    init()
     created = json.loads(run("clients", "create", "--name", "ci", "--scope", "keys:read", "--json"))
     assert created["client_secret"].startswith("awcs_live_")
     listed = json.loads(run("clients", "list", "--json"))
@@ -154,16 +125,7 @@ def test_org_tiers_key_limits_and_credits(
         "APIWARD_RATE_LIMIT_TIERS",
         '{"pro": {"limits": [{"name": "org-hourly", "rate": "50000/hour", "key": "org"}]}}',
     )
-    run(
-        "init",
-        "--org-name",
-        "Acme",
-        "--email",
-        "o@acme.test",
-        "--password",
-        "correct horse battery",
-        "--json",
-    )
+    init()
     shown = json.loads(run("org", "show", "--json"))
     assert shown["rate_tier"] is None and shown["rate_limits"][0]["limit"] == 1000
     moved = json.loads(run("org", "set-tier", "pro", "--json"))

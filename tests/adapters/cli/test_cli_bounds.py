@@ -8,23 +8,12 @@ import json
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
-from tests.adapters.cli.conftest import run
+from tests.adapters.cli.conftest import init, run
 from tests.conftest import fast_settings
 
 
 def test_a_tenant_cannot_loosen_what_the_cli_set(cli_env: dict[str, str]) -> None:
-    boot = json.loads(
-        run(
-            "init",
-            "--org-name",
-            "Acme",
-            "--email",
-            "o@acme.test",
-            "--password",
-            "correct horse battery",
-            "--json",
-        )
-    )
+    boot = init()
     owner = {"Authorization": f"Bearer {boot['key']['secret']}"}
     created = json.loads(
         run(

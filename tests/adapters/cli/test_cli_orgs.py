@@ -9,15 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from apiward.adapters.cli.main import app
-from tests.adapters.cli.conftest import run
+from tests.adapters.cli.conftest import init, run
 
 
 def _init(name: str, *extra: str) -> dict[str, str]:
-    out = run(
-        "init", "--org-name", name, "--email", f"o@{name.lower()}.test",
-        "--password", "correct horse battery", "--json", *extra,
-    )  # fmt: skip
-    org: dict[str, str] = json.loads(out)["org"]
+    org: dict[str, str] = init(name, *extra)["org"]
     return org
 
 
