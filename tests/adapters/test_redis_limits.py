@@ -15,24 +15,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
-from tests.adapters.limiter.conftest import PrivateRedis
+from tests.adapters.limiter.conftest import PrivateRedis, start_private_redis
 from tests.adapters.test_processes import owner_key
-from tests.conftest import IN_CI, bootstrap, fast_settings
-from tests.live import free_port, server_process
+from tests.conftest import bootstrap, fast_settings
+from tests.live import server_process
 
 ORG_LIMIT = '[{"name": "org-daily", "rate": "1000/day", "key": "org"}]'  # no refill in the test
 
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(free_port(), tmp_path)
-    try:
-        server.start()
-    except FileNotFoundError:
-        message = "redis-server is not installed; `apt-get install redis-server` to run this."
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    server = start_private_redis(tmp_path)
     yield server
     server.kill()
 

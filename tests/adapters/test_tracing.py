@@ -29,9 +29,9 @@ from apiward.adapters.tracing import configure
 from apiward.core.models import Notice
 from apiward.services.auth import Authenticator
 from tests.adapters.http.test_webhooks import Receiver, register, wait_for
-from tests.adapters.limiter.conftest import PrivateRedis
-from tests.conftest import IN_CI, Org, bootstrap, fast_settings
-from tests.live import free_port, serve
+from tests.adapters.limiter.conftest import PrivateRedis, start_private_redis
+from tests.conftest import Org, bootstrap, fast_settings
+from tests.live import serve
 
 OTEL_VARIABLES = (
     "OTEL_SDK_DISABLED",
@@ -430,14 +430,7 @@ def test_the_resource_follows_the_standard_variables(
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(free_port(), tmp_path)
-    try:
-        server.start()
-    except FileNotFoundError:
-        message = "redis-server is not installed; `apt-get install redis-server` to run this."
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    server = start_private_redis(tmp_path)
     yield server
     server.kill()
 

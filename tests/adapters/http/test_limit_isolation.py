@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.settings import ConfigError
-from tests.adapters.limiter.conftest import PrivateRedis
-from tests.conftest import IN_CI, Org, bootstrap, fast_settings
-from tests.live import free_port
+from tests.adapters.limiter.conftest import start_private_redis
+from tests.conftest import Org, bootstrap, fast_settings
 
 IP = "203.0.113.77"
 ROUTE = "/v1/things"
@@ -272,14 +271,7 @@ def isolation_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Te
     with ExitStack() as stack:
         redis_url = None
         if request.param == "redis":
-            server = PrivateRedis(free_port(), tmp_path)
-            try:
-                server.start()
-            except FileNotFoundError:
-                message = "redis-server is not installed; `apt-get install redis-server`."
-                if IN_CI:
-                    pytest.fail(message)
-                pytest.skip(message)
+            server = start_private_redis(tmp_path)
             stack.callback(server.kill)
             redis_url = server.url
         settings = fast_settings(

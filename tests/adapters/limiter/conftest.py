@@ -149,6 +149,21 @@ class PrivateRedis:
             time.sleep(0.02)
 
 
+def start_private_redis(directory: Path) -> PrivateRedis:
+    """A private redis-server on a free port, started (the caller kills it). Without
+    redis-server the test fails in CI and is skipped elsewhere, saying how to enable it."""
+    from tests.live import free_port
+
+    if not Path(REDIS_SERVER).exists():
+        _unavailable(
+            f"redis-server is not installed ({REDIS_SERVER}); install it "
+            "(`apt-get install redis-server`) to run this test."
+        )
+    server = PrivateRedis(free_port(), directory)
+    server.start()
+    return server
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """A private redis-server on port 6391 (never the shared 6379), killed at the end."""
