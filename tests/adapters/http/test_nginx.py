@@ -16,9 +16,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,8 @@ from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import build
 from apiward.core.limits import Credits
 from apiward.core.models import RateOverride
-from tests.conftest import IN_CI, fast_settings
+from tests.adapters.limiter.conftest import start_private_redis
+from tests.conftest import IN_CI, fast_settings, require_postgres
 from tests.live import free_port, serve
 
 DOCS = Path(__file__).parents[3] / "docs"
@@ -84,13 +86,37 @@ def node_upstream() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+BACKENDS = [
+    "sqlite-memory",
+    pytest.param("postgres-redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+]
+"""The stores and limiters the path table runs on (the other tests: SQLite, memory)."""
+
+
+def backend_settings(name: str, tmp_path: Path, stack: ExitStack) -> dict[str, Any]:
+    if name == "sqlite-memory":
+        return {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'n.db'}"}
+    redis = start_private_redis(tmp_path)
+    stack.callback(redis.kill)
+    return {
+        "database_url": require_postgres(),
+        "redis_url": redis.url,
+        "rate_limit_failure_mode": "closed",  # a Redis fault fails loudly, never falls back
+    }
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    with ExitStack() as cleanup:
+        yield from _stack(getattr(request, "param", "sqlite-memory"), tmp_path, cleanup)
+
+
+def _stack(backend: str, tmp_path: Path, cleanup: ExitStack) -> Iterator[Stack]:
     nginx = binary("nginx", "nginx")
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'n.db'}",
         trusted_proxies=["127.0.0.1/32"],
         rate_limit_routes=ROUTES,
+        **backend_settings(backend, tmp_path, cleanup),
     )
 
     async def setup() -> tuple[str, dict[str, str], dict[str, str]]:
@@ -375,6 +401,7 @@ def through(stack: Stack, method: str, key: str) -> dict[str, tuple[int, str | N
     return answers
 
 
+@pytest.mark.parametrize("stack", BACKENDS, indirect=True)
 @pytest.mark.parametrize("method", TABLE_METHODS)
 def test_no_spelling_takes_a_key_to_a_route_its_scopes_do_not_reach(
     stack: Stack, method: str
@@ -387,6 +414,7 @@ def test_no_spelling_takes_a_key_to_a_route_its_scopes_do_not_reach(
     assert answers["/v1/invoices/"] == (200, "/v1/invoices")
 
 
+@pytest.mark.parametrize("stack", BACKENDS, indirect=True)
 @pytest.mark.parametrize("method", TABLE_METHODS)
 def test_a_spent_route_limit_stays_spent_for_every_spelling(stack: Stack, method: str) -> None:
     """Once a key spent its limit on /v1/things (the DELETE rule's for DELETE), no
@@ -409,6 +437,7 @@ def credits_left(stack: Stack) -> int:
     return left
 
 
+@pytest.mark.parametrize("stack", BACKENDS, indirect=True)
 @pytest.mark.parametrize("method", TABLE_METHODS)
 def test_every_request_the_upstream_serves_is_charged(stack: Stack, method: str) -> None:
     """A metered key pays one credit for each request that reached the upstream, by
@@ -421,6 +450,7 @@ def test_every_request_the_upstream_serves_is_charged(stack: Stack, method: str)
     assert credits_left(stack) == CREDITS - len(reached) + exempt
 
 
+@pytest.mark.parametrize("stack", BACKENDS, indirect=True)
 def test_rules_for_some_methods_apply_to_the_clients_method(stack: Stack) -> None:
     """nginx asks apiward with GET; the client's method, in X-Original-Method, is the one
     route rules see: reads of /v1/events are exempt from the key's limit, writes are not,
