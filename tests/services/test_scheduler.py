@@ -36,6 +36,30 @@ async def test_a_job_runs_again_after_a_domain_error() -> None:
     assert not scheduler.running
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionResetError("the database went away"), OSError("connect failed"), ValueError()],
+)
+async def test_a_job_runs_again_after_any_error(error: Exception) -> None:
+    """A driver's error (a database shutting down) ended the job's task for good:
+    nothing more was written until a restart."""
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise error
+
+    scheduler = Scheduler([Periodic("flaky", 0.01, flaky)])
+    scheduler.start()
+    for _ in range(500):
+        if len(runs) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await scheduler.stop()
+    assert len(runs) >= 3
+
+
 async def test_stop_lets_a_running_job_finish_and_cancels_idle_ones() -> None:
     started = asyncio.Event()
     finished: list[str] = []

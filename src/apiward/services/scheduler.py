@@ -89,5 +89,13 @@ class Scheduler:
                 await periodic.job()
             except ApiwardError as exc:
                 log.warning("background_job_failed", job=periodic.name, error=exc.message)
+            except Exception as exc:
+                # A driver's error (a store shutting down) must not end the job: it runs
+                # again at its next interval, as after one of apiward's own.
+                log.warning(
+                    "background_job_failed",
+                    job=periodic.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             finally:
                 self._busy.discard(current)
