@@ -125,9 +125,11 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
         try:
             down = [call() for _ in range(20)]
             assert set(down) <= {503}, down
-            body = http.get(f"{server.url}/v1/keys", headers=auth).json()
-            assert body["code"] == "SERVICE_UNAVAILABLE"
-            assert http.get(f"{server.url}/readyz").status_code == 503
+            refused = http.get(f"{server.url}/v1/keys", headers=auth)
+            assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
+            assert refused.headers["retry-after"] == "5"
+            ready = http.get(f"{server.url}/readyz")
+            assert (ready.status_code, ready.headers["retry-after"]) == (503, "5")
         finally:
             _pg_ctl("start")
         deadline = time.monotonic() + 30

@@ -80,7 +80,9 @@ def test_redis_outage_is_handled_as_configured(
         if mode == "closed":
             r = client.get("/v1/keys", headers=org.headers())
             assert "Redis" in r.json()["message"]
-            assert client.get("/readyz").status_code == 503
+            assert r.headers["retry-after"] == "5"
+            ready = client.get("/readyz")
+            assert (ready.status_code, ready.headers["retry-after"]) == (503, "5")
         else:
             assert client.get("/readyz").json()["checks"]["redis"] == "degraded"
         redis.start()

@@ -370,9 +370,16 @@ class UsageExceeded(RateLimited):
 
 
 class ServiceUnavailable(ApiwardError):
+    """A dependency (the database, Redis failing closed, the signing keys) cannot serve
+    now; the answer says when to try again (``Retry-After``, RFC 9110 section 10.2.3)."""
+
     code = "SERVICE_UNAVAILABLE"
     reason = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable. Retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class OAuthError(ApiwardError):

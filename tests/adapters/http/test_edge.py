@@ -158,3 +158,4 @@ def test_a_check_before_the_lifespan_started_is_a_503(tmp_path: Path) -> None:
         r = client.get(path)
         assert r.status_code == 503, (path, r.status_code, r.text)
         assert "not running" in r.json()["message"]
+        assert r.headers["retry-after"] == "1"

@@ -51,7 +51,7 @@ def runtime_in(scope: Scope) -> Runtime:
     (the edge's fast paths); a 503 while the app's lifespan has not started it."""
     runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
     if runtime is None:
-        raise ServiceUnavailable(NOT_RUNNING)
+        raise ServiceUnavailable(NOT_RUNNING, retry_after=1)
     return runtime
 
 

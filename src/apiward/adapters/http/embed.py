@@ -78,7 +78,7 @@ class Apiward:
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            raise ServiceUnavailable(NOT_RUNNING)
+            raise ServiceUnavailable(NOT_RUNNING, retry_after=1)
         return self._runtime
 
     @asynccontextmanager

@@ -145,7 +145,9 @@ def _quote(text: str) -> str:
 
 def challenge(exc: e.ApiwardError) -> dict[str, str]:
     """The headers an error answer carries: RFC 6750's ``WWW-Authenticate`` challenge of
-    a 401 or 403, or a 429's ``Retry-After`` and rate-limit fields."""
+    a 401 or 403, a 429's ``Retry-After`` and rate-limit fields, a 503's ``Retry-After``."""
+    if isinstance(exc, e.ServiceUnavailable):
+        return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, e.UsageExceeded):
         return {}
     if isinstance(exc, e.RateLimited):

@@ -17,7 +17,7 @@ from apiward.adapters.http.security import (
     request_context,
     via_trusted_proxy,
 )
-from apiward.core.errors import ApiwardError
+from apiward.core.errors import ApiwardError, ServiceUnavailable
 from apiward.core.models import IPNetwork
 
 router = APIRouter()
@@ -99,4 +99,5 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(ServiceUnavailable().retry_after)},
     )
