@@ -24,13 +24,24 @@ class UsageRecorder:
         return [(cid, at, ip) for cid, (at, ip) in pending.items()]
 
     async def flush(self, store: Store[CredentialsTx]) -> int:
+        """Write what was recorded since the last flush; the credentials written.
+
+        A write that fails (the database is down) or is cancelled puts its times back,
+        unless a later use was recorded meanwhile, so the next flush writes them: a use
+        during an outage is not lost.
+        """
         batch = self.drain()
         keys = [row for row in batch if not row[0].startswith("client:")]
         clients = [(cid[7:], at, ip) for cid, at, ip in batch if cid.startswith("client:")]
         if batch:
-            async with store.begin() as tx:
-                if keys:
-                    await tx.touch_keys(keys)
-                if clients:
-                    await tx.touch_clients(clients)
+            try:
+                async with store.begin() as tx:
+                    if keys:
+                        await tx.touch_keys(keys)
+                    if clients:
+                        await tx.touch_clients(clients)
+            except BaseException:
+                for cid, at, ip in batch:
+                    self._pending.setdefault(cid, (at, ip))  # a later use stays
+                raise
         return len(batch)
