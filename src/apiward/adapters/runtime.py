@@ -9,7 +9,6 @@ and their lifecycle (``start``, ``stop``); what the parts do lives in the servic
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -29,6 +28,7 @@ from apiward.adapters.secret import deployment_secret
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
+from apiward.adapters.storage.sql.engine import Listener
 from apiward.adapters.tracing import (
     TracedAuthenticator,
     TracedLimiter,
@@ -123,7 +123,8 @@ class Runtime:
     """The one client webhook deliveries go out through."""
     tracing: Tracing | None
     """The tracer and its provider; None when tracing is off (``adapters/tracing.py``)."""
-    _stop_listening: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+    listener: Listener | None = field(default=None, repr=False)
+    """PostgreSQL's notifications of invalidations (None: SQLite, or not started)."""
 
     async def start(self, *, background: bool = True) -> None:
         """Migrate when configured, load signing keys and revocations, prime the
@@ -143,7 +144,7 @@ class Runtime:
                 note="Emails (confirmations, invitations, password resets) are written "
                 "to this log, links included. Set APIWARD_SMTP_HOST to send them.",
             )
-        self._stop_listening = await self.sql.listen(self.scheduler.wake)
+        self.listener = await self.sql.listen(self.scheduler.wake)
         self.scheduler.start()
 
     async def _learn_formats(self, *, record: bool) -> None:
@@ -171,9 +172,9 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the jobs, send what is deferred, flush the counters, close every resource."""
         self.countries.close()
-        if self._stop_listening is not None:
-            await self._stop_listening()
-            self._stop_listening = None
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
         await self.scheduler.stop()
         await self.http.aclose()
         await self.tokens.drain()

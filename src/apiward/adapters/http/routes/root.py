@@ -84,7 +84,9 @@ async def healthz() -> dict[str, str]:
 @declare(PUBLIC)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """503 while the database, or a configured Redis, cannot be reached. With Redis down
-    and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded)."""
+    and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded); on
+    PostgreSQL, `notifications` is degraded while the connection that brings invalidations
+    at once is being made again (they arrive by the poll meanwhile)."""
     checks: dict[str, str] = {}
     try:
         await runtime.store.ping()
@@ -95,6 +97,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     if redis is not None:
         degraded = runtime.settings.rate_limit_failure_mode == "open"
         checks["redis"] = "ok" if redis else ("degraded" if degraded else "unreachable")
+    if runtime.listener is not None:  # PostgreSQL: notifications, else the poll alone
+        checks["notifications"] = "ok" if runtime.listener.connected else "degraded"
     ready = all(v in ("ok", "degraded") for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},

@@ -3,16 +3,20 @@ PostgreSQL's notifications of new invalidations."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from apiward.adapters.logging import get_logger
 from apiward.adapters.storage.sql.errors import map_db_errors
+
+log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "apiward_invalidations"
 
@@ -70,29 +74,102 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def listen(
-    engine: AsyncEngine, on_notify: Callable[[], None]
-) -> Callable[[], Awaitable[None]] | None:
-    """On PostgreSQL, call ``on_notify`` whenever any process writes an invalidation.
+class Listener:
+    """PostgreSQL's notifications of new invalidations, kept alive.
 
-    Returns a function that stops listening, or None on back-ends without
+    One connection LISTENs for the whole process. When it is lost (the database restarted,
+    the session was terminated), the loss is logged, ``on_notify`` runs at once (the
+    invalidations missed meanwhile are in the table, and the poll reads them), and the
+    connection is made again with back-off (``min_delay`` doubling up to ``max_delay``
+    seconds); the recovery is logged and ``on_notify`` runs again. Between the loss and the
+    recovery, invalidations arrive by the poll alone (``APIWARD_INVALIDATION_POLL_SECONDS``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        on_notify: Callable[[], None],
+        *,
+        min_delay: float = 0.25,
+        max_delay: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._on_notify = on_notify
+        self._min_delay = min_delay
+        self._max_delay = max_delay
+        self._conn: Any = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.losses = 0
+        """How many times the connection was lost since the start."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether notifications arrive now (else invalidations wait for the poll)."""
+        return self._conn is not None and not self._lost.is_set()
+
+    async def start(self) -> None:
+        """Connect (a failure is the start's), then watch the connection."""
+        with map_db_errors():
+            await self._connect()
+        self._task = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None
+
+    async def _connect(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            self._url, timeout=10, server_settings={"application_name": "apiward-listen"}
+        )
+        self._lost.clear()
+        conn.add_termination_listener(lambda *_: self._lost.set())
+        await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._on_notify())
+        self._conn = conn
+
+    async def _watch(self) -> None:
+        while True:
+            await self._lost.wait()
+            self.losses += 1
+            log.warning(
+                "invalidation_notifications_lost",
+                note="Reconnecting; until then invalidations arrive by the poll.",
+            )
+            self._on_notify()
+            delay = self._min_delay
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._connect()
+                    break
+                except Exception as exc:  # any driver or network error: try again later
+                    log.info(
+                        "invalidation_notifications_reconnect_failed", error=type(exc).__name__
+                    )
+                    delay = min(delay * 2, self._max_delay)
+            log.info("invalidation_notifications_restored", losses=self.losses)
+            self._on_notify()
+
+
+async def listen(engine: AsyncEngine, on_notify: Callable[[], None]) -> Listener | None:
+    """On PostgreSQL, call ``on_notify`` whenever any process writes an invalidation,
+    through a connection that is made again whenever it is lost (``Listener``).
+
+    Returns the listener (``stop()`` ends it), or None on back-ends without
     notifications (SQLite), where the poll alone carries invalidations.
     """
     if engine.dialect.name != "postgresql":
         return None
-    import asyncpg
-
-    url = engine.url.set(drivername="postgresql")
-    with map_db_errors():
-        conn = await asyncpg.connect(url.render_as_string(hide_password=False))
-
-    def callback(*_: object) -> None:
-        on_notify()
-
-    await conn.add_listener(NOTIFY_CHANNEL, callback)
-
-    async def stop() -> None:
-        with contextlib.suppress(Exception):
-            await conn.close(timeout=2)
-
-    return stop
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = Listener(url, on_notify)
+    await listener.start()
+    return listener

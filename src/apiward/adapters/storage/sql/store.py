@@ -4,7 +4,7 @@ connection, per ``begin``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from apiward.adapters.storage.sql.analytics import SqlAnalytics
 from apiward.adapters.storage.sql.audit import SqlAudit
 from apiward.adapters.storage.sql.credentials import SqlCredentials
-from apiward.adapters.storage.sql.engine import create_engine, listen
+from apiward.adapters.storage.sql.engine import Listener, create_engine, listen
 from apiward.adapters.storage.sql.errors import map_db_errors
 from apiward.adapters.storage.sql.invalidations import SqlInvalidations
 from apiward.adapters.storage.sql.portal import SqlPortal
@@ -45,19 +45,36 @@ class SqlStore:
         self.engine = engine
         self.unavailable = 0
         """Transactions that failed because the database was unreachable (for metrics)."""
+        self.listener: Listener | None = None
+        """The notifications of invalidations, once ``listen`` started them."""
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
         return cls(create_engine(url))
 
     def readings(self) -> list[Reading]:
-        return [
+        found = [
             Reading.counter(
                 "db_unavailable",
                 "Store transactions that failed because the database was unreachable (503s).",
                 self.unavailable,
             )
         ]
+        if self.listener is not None:
+            found += [
+                Reading.gauge(
+                    "notifications_connected",
+                    "1 while PostgreSQL's notifications of invalidations arrive, 0 while "
+                    "their connection is made again (invalidations wait for the poll).",
+                    1 if self.listener.connected else 0,
+                ),
+                Reading.counter(
+                    "notifications_lost",
+                    "Times the connection of the notifications of invalidations was lost.",
+                    self.listener.losses,
+                ),
+            ]
+        return found
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[SqlTransaction]:
@@ -79,13 +96,12 @@ class SqlStore:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def listen(self, on_notify: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
-        """On PostgreSQL, call ``on_notify`` whenever any process writes an invalidation.
-
-        Returns a function that stops listening, or None on back-ends without
-        notifications (SQLite), where the poll alone carries invalidations.
-        """
-        return await listen(self.engine, on_notify)
+    async def listen(self, on_notify: Callable[[], None]) -> Listener | None:
+        """On PostgreSQL, call ``on_notify`` whenever any process writes an invalidation
+        (``engine.Listener``, which reconnects when the connection is lost); None on
+        back-ends without notifications (SQLite), where the poll alone carries them."""
+        self.listener = await listen(self.engine, on_notify)
+        return self.listener
 
 
 if TYPE_CHECKING:
