@@ -28,7 +28,7 @@ from apiward.adapters.secret import deployment_secret
 from apiward.adapters.settings import Settings
 from apiward.adapters.storage import migrate
 from apiward.adapters.storage.sql import SqlStore
-from apiward.adapters.storage.sql.engine import Listener
+from apiward.adapters.storage.sql.engine import Listener, create_engine
 from apiward.adapters.tracing import (
     TracedAuthenticator,
     TracedLimiter,
@@ -131,7 +131,7 @@ class Runtime:
         invalidation poller; with ``background`` (the server, not the CLI), listen for
         invalidation notices and start the periodic jobs."""
         if self.settings.migrate_on_start:
-            await migrate.upgrade(self.sql.engine)
+            await self._migrate()
         await self.keyring.load()
         await self.tokens.load_revocations()
         await self.invalidations.poll()
@@ -146,6 +146,20 @@ class Runtime:
             )
         self.listener = await self.sql.listen(self.scheduler.wake)
         self.scheduler.start()
+
+    async def _migrate(self) -> None:
+        """Migrations are not bound by the request paths' statement timeout (a long
+        ``ALTER TABLE`` on a large table is not a hung database): on PostgreSQL they run
+        on an engine of their own."""
+        engine = self.sql.engine
+        if engine.dialect.name != "postgresql":
+            await migrate.upgrade(engine)
+            return
+        unbounded = create_engine(self.settings.database_url, pool_size=1, timeout=None)
+        try:
+            await migrate.upgrade(unbounded)
+        finally:
+            await unbounded.dispose()
 
     async def _learn_formats(self, *, record: bool) -> None:
         imported = self.settings.imported_key_prefixes
@@ -225,7 +239,7 @@ def build(
     clock = clock or SystemClock()
     tracing = configure_tracing(settings, processor=span_processor)
     tracer = tracing.tracer if tracing else None
-    sql = SqlStore.from_url(settings.database_url)
+    sql = SqlStore.from_url(settings.database_url, timeout=settings.database_timeout_seconds)
     store: Store[Transaction] = sql
     if tracer:
         store = TracedStore(sql, tracer, sql.engine.dialect.name)

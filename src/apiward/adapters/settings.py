@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
     migrate_on_start: bool = True
+    database_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="PostgreSQL: the longest a request waits to connect, for a pooled "
+        "connection, or for one statement's answer; past it the request is a 503 (a hung "
+        "database costs each request at most this). Migrations have no such bound.",
+    )
 
     # presentation
     platform_name: str = "apiward"

@@ -40,16 +40,26 @@ def private_sqlite_file(url: str) -> None:
                 file.chmod(0o600)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, timeout: float | None = 10.0) -> AsyncEngine:
     """An engine for ``url``: SQLite gets its pragmas and immediate transactions,
-    PostgreSQL a pool of ``pool_size`` connections (as many again on overflow)."""
+    PostgreSQL a pool of ``pool_size`` connections (as many again on overflow), and with
+    ``timeout`` a bound on each wait: to connect, for a pooled connection, and for each
+    statement's answer (a hung server costs a caller at most that, then a 503)."""
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _sqlite_events(engine)
         return engine
+    bounded: dict[str, Any] = {}
+    if timeout is not None:
+        bounded = {"connect_args": {"timeout": timeout, "command_timeout": timeout}}
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=timeout if timeout is not None else 30,
+        **bounded,
     )
 
 

@@ -49,8 +49,8 @@ class SqlStore:
         """The notifications of invalidations, once ``listen`` started them."""
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStore:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, *, timeout: float | None = 10.0) -> SqlStore:
+        return cls(create_engine(url, timeout=timeout))
 
     def readings(self) -> list[Reading]:
         found = [
