@@ -29,6 +29,7 @@ from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.routes import check
 from apiward.core.limits import Credits
 from apiward.core.models import RateOverride
+from apiward.server import Apiward
 from tests.conftest import bootstrap, fast_settings
 
 DOCS = Path(__file__).parents[3] / "docs"
@@ -412,3 +413,22 @@ def test_the_configurations_identity_headers_are_the_checks() -> None:
         _ext_authz(config)["http_service"]["authorization_response"]["allowed_upstream_headers"]
     )
     assert upstream == {f"x-apiward-{n.lower()}" for n in IDENTITY}
+
+
+def test_an_app_apiward_is_embedded_in_serves_envoys_check_too(tmp_path: Path) -> None:
+    """``init_app`` under ``envoy``: the route and its fast path in the host app."""
+    host = FastAPI()
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        forward_auth_proxy="envoy",
+        rate_limit_routes=ROUTES,
+    )
+    Apiward(settings).init_app(host, management_routes=True)
+    with TestClient(host) as client:
+        org = bootstrap(client)
+        r = client.get("/v1/auth/check/v1/things?scope=x:y", headers=org.headers())
+        assert r.status_code == 200, r.text
+        assert '"things-route"' in r.headers["ratelimit-policy"]
+        assert (
+            client.get("/v1/auth/check/v1/%2e%2e/things", headers=org.headers()).status_code == 400
+        )
