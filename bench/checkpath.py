@@ -18,7 +18,13 @@ required scope for the check), the logs at ``info`` written to /dev/null:
 - ``check, traced``: tracing on (``APIWARD_TRACING=true``), on a second runtime over the
   same database (its periodic jobs stopped), its spans batched to an exporter that drops
   them (what the SDK does up to the network). ``check`` itself is tracing off, the
-  default.
+  default;
+- ``check, envoy``/``check, envoy route``: ``APIWARD_FORWARD_AUTH_PROXY=envoy``, the check
+  as Envoy's ``ext_authz`` asks it (``GET /v1/auth/check/v1/things``: the original path
+  after the prefix, read from the raw path), by its fast path and by its route, on a
+  second runtime over the same database (its periodic jobs stopped), against
+  ``check, X-Original-URI`` and ``check route, X-Original-URI``: the same original path
+  in nginx's header.
 
 The variants alternate for ``--rounds`` rounds of ``--calls`` requests; the medians are
 compared. Writes ``bench/results/checkpath.json``.
@@ -124,7 +130,6 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         )
         fast = create_app(settings)
         lifespan = await _started(fast)
-        logs.configure("info", "json", sink, secret_prefixes=("aw",))
         runtime = fast.state.runtime
         boot = await runtime.tenancy.bootstrap("Bench", "o@bench.test", "bench password 1")
         operator = await runtime.operators.principal(boot.org.id)
@@ -158,6 +163,17 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         traced_lifespan = await _started(traced)
         # Its periodic jobs would run between every variant's requests, and be counted.
         await traced.state.runtime.scheduler.stop()
+        behind_envoy = settings.model_copy(update={"forward_auth_proxy": "envoy"})
+        envoy = create_app(behind_envoy)
+        envoy_lifespan = await _started(envoy)
+        await envoy.state.runtime.scheduler.stop()
+        envoy_routed = _on_runtime(behind_envoy, envoy.state.runtime, fast_paths=False)
+        # After every app's start, each of which configures the logs to standard output.
+        logs.configure("info", "json", sink, secret_prefixes=("aw",))
+        envoy_call: Call = ("GET", "/v1/auth/check/v1/things", check_call[2], b"")
+        # The same original path, in nginx's header: what the envoy variants compare with.
+        original = [*check_call[2], (b"x-original-uri", b"/v1/things")]
+        nginx_call: Call = ("GET", "/v1/auth/check", original, b"")
         routed = _on_runtime(settings, runtime, fast_paths=False)
         logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
         shadowed: dict[str, tuple[object, str]] = {
@@ -171,6 +187,10 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             "check, no metrics": (fast, check_call),
             "check, not counted": (fast, check_call),
             "check, traced": (traced, check_call),
+            "check, X-Original-URI": (fast, nginx_call),
+            "check route, X-Original-URI": (routed, nginx_call),
+            "check, envoy": (envoy, envoy_call),
+            "check, envoy route": (envoy_routed, envoy_call),
             "verify": (fast, verify_call),
             "verify route": (routed, verify_call),
         }
@@ -198,8 +218,10 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         shadow("")
         lifespan.cancel()
         traced_lifespan.cancel()
+        envoy_lifespan.cancel()
         await runtime.stop()
         await traced.state.runtime.stop()
+        await envoy.state.runtime.stop()
     medians = {name: statistics.median(values) for name, values in micros.items()}
     check = medians["check"]
     return {
@@ -208,6 +230,12 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         "rounds_us": {k: [round(x, 1) for x in v] for k, v in micros.items()},
         "check_route_over_fast_path": round(medians["check route"] / check, 2),
         "verify_route_over_fast_path": round(medians["verify route"] / medians["verify"], 2),
+        "envoy_check_over_check": round(
+            medians["check, envoy"] / medians["check, X-Original-URI"], 2
+        ),
+        "envoy_route_over_check_route": round(
+            medians["check, envoy route"] / medians["check route, X-Original-URI"], 2
+        ),
         "cost_over_check": {
             "access log line": round(medians["check, access log all"] / check - 1, 4),
             "request metrics": round(check / medians["check, no metrics"] - 1, 4),
@@ -239,6 +267,9 @@ def main() -> None:
         print(f"{name:<24} {value:8.1f} µs of CPU per request (median of {args.rounds} rounds)")
     print(f"the check route costs {result['check_route_over_fast_path']}x its fast path")
     print(f"the verify route costs {result['verify_route_over_fast_path']}x its fast path")
+    envoy, route = result["envoy_check_over_check"], result["envoy_route_over_check_route"]
+    print(f"the check as Envoy asks it costs {envoy}x the check with X-Original-URI")
+    print(f"its route costs {route}x the check's route with X-Original-URI")
     for feature, cost in result["cost_over_check"].items():
         print(f"{feature} adds {cost * 100:.1f}% CPU to a check")
     print(f"results: {save('checkpath', result)}")

@@ -252,9 +252,10 @@ class Settings(BaseSettings):
         "nginx",
         description="The proxy asking /v1/auth/check: the original request's path and "
         "method are read from the headers it sets (nginx: X-Original-URI and "
-        "X-Original-Method, Traefik: X-Forwarded-Uri and X-Forwarded-Method, Envoy: "
-        "X-Envoy-Original-Path and the check's own method) and no other, since the client "
-        "may send the others (docs/forward-auth.md).",
+        "X-Original-Method, Traefik: X-Forwarded-Uri and X-Forwarded-Method) and no other, "
+        "since the client may send the others. Envoy sets none: its ext_authz asks at "
+        "/v1/auth/check followed by the original path (path_prefix), with the original "
+        "method, and that route exists only under envoy (docs/forward-auth.md).",
     )
 
     # passwords (RFC 9106, second recommended option)

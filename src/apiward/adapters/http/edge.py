@@ -6,7 +6,9 @@ rate-limit and deprecation headers, the access log line, metrics). Inside it,
 router and dependency solving: the two a protected API calls for every request of its
 own, forward auth (``/v1/auth/check``) and the verify API (``/v1/keys/verify``), and the
 token endpoints (``/v1/auth/token``, ``/v1/auth/refresh``), which a machine client calls
-for every token. Everything else goes on into the FastAPI app as it is. Each fast path
+for every token; and, under ``APIWARD_FORWARD_AUTH_PROXY=envoy``, every path under
+``/v1/auth/check/``, where Envoy asks. Everything else goes on into the FastAPI app as it
+is. Each fast path
 gives its route's exact answer (the routes stay registered, for the OpenAPI document and
 for an app built without this layer). The fast paths are used only while the app has no
 middleware and no app-wide dependencies of its own (``nothing_in_front``): they answer
@@ -79,14 +81,27 @@ def header(scope: Scope, name: bytes) -> bytes:
 
 
 class FastPaths:
-    """Sends a request for one of ``handlers``' paths to its handler, any other inward."""
+    """Sends a request for one of ``handlers``' paths, or for a path under one of
+    ``prefixes``, to its handler, any other inward."""
 
-    def __init__(self, app: ASGIApp, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        handlers: Mapping[str, Handler],
+        prefixes: Mapping[str, Handler] | None = None,
+    ) -> None:
         self.app = app
         self.handlers = dict(handlers)
+        self.prefixes = dict(prefixes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        handler = self.handlers.get(path)
+        if handler is None and self.prefixes:
+            handler = next((h for p, h in self.prefixes.items() if path.startswith(p)), None)
         if handler is None:
             await self.app(scope, receive, send)
         else:
@@ -97,9 +112,17 @@ class ServerApp(FastAPI):
     """FastAPI, with the requests for the fast paths handed straight to the stack."""
 
     fast_paths: frozenset[str] = frozenset()
+    fast_prefixes: tuple[str, ...] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.fast_paths and not self.root_path:
+        if (
+            scope["type"] == "http"
+            and (
+                scope["path"] in self.fast_paths
+                or (self.fast_prefixes and scope["path"].startswith(self.fast_prefixes))
+            )
+            and not self.root_path
+        ):
             scope["app"] = self  # what Starlette's own call sets
             if self.middleware_stack is None:
                 self.middleware_stack = self.build_middleware_stack()
@@ -129,9 +152,15 @@ def envelope(app: ASGIApp, settings: Settings) -> ASGIApp:
     return ServerSpans(inner)
 
 
-def stack(inner: ASGIApp, settings: Settings, handlers: Mapping[str, Handler]) -> ASGIApp:
+def stack(
+    inner: ASGIApp,
+    settings: Settings,
+    handlers: Mapping[str, Handler],
+    prefixes: Mapping[str, Handler] | None = None,
+) -> ASGIApp:
     """The envelope around the fast paths around ``inner``."""
-    return envelope(FastPaths(inner, handlers) if handlers else inner, settings)
+    fast = handlers or prefixes
+    return envelope(FastPaths(inner, handlers, prefixes) if fast else inner, settings)
 
 
 def install(
@@ -139,10 +168,12 @@ def install(
     settings: Settings,
     handlers: Mapping[str, Handler],
     *,
+    prefixes: Mapping[str, Handler] | None = None,
     last: Sequence[BaseRoute] = (),
 ) -> None:
     """Wrap ``app``'s middleware stack (built on its first call, the lifespan's) in this
     layer, and move the routes ``last`` behind the ones the app declared itself.
+    ``prefixes``: fast paths for every path starting with one of its keys.
 
     Starlette builds the stack lazily from ``build_middleware_stack``; the app's own
     middleware, error handlers and router stay inside, unchanged. A router tries its
@@ -157,10 +188,13 @@ def install(
         routes = app.router.routes
         ours = {id(route) for route in last}
         routes[:] = [r for r in routes if id(r) not in ours] + [r for r in routes if id(r) in ours]
-        usable = handlers if nothing_in_front(app) else {}
+        clear = nothing_in_front(app)
+        usable = handlers if clear else {}
+        under = dict(prefixes or {}) if clear else {}
         if isinstance(app, ServerApp):
             app.fast_paths = frozenset(usable)
-        return stack(build(), settings, usable)
+            app.fast_prefixes = tuple(under)
+        return stack(build(), settings, usable, under)
 
     app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]
 

@@ -113,6 +113,7 @@ class Apiward:
         errors.install(app)
         document_errors(app, self.settings.error_style)
         fast: dict[str, edge.Handler] = {}
+        under: dict[str, edge.Handler] = {}
         theirs = len(app.router.routes)
         if meta_routes:
             app.include_router(root.router)
@@ -121,6 +122,9 @@ class Apiward:
             app.include_router(oauth.router)
             app.include_router(check.router)
             fast[check.PATH] = check.fast_path
+            if self.settings.forward_auth_proxy == "envoy":  # another proxy's client could
+                app.include_router(check.envoy_router)  # name any path here
+                under[check.ENVOY_PREFIX] = check.envoy_fast_path
             for path, answer in oauth.DIRECT.items():
                 fast[path] = edge.direct(oauth.router.routes, path, answer)
         if management_routes:
@@ -131,7 +135,7 @@ class Apiward:
                 app.include_router(dashboard.router)
         ours = app.router.routes[theirs:]
         # The request envelope, then the fast paths; apiward's routes matched after the app's.
-        edge.install(app, self.settings, fast, last=ours)
+        edge.install(app, self.settings, fast, prefixes=under, last=ours)
         inner = app.router.lifespan_context
 
         guessed_issuer = (

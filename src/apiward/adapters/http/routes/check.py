@@ -13,14 +13,20 @@ nginx configuration in the README turns back into the client's answer.
 
 The original request's path and method are read from the headers the declared proxy
 (``APIWARD_FORWARD_AUTH_PROXY``) sets, and made canonical (``apiward.core.paths``) before
-route rules apply. The scopes a location needs come from the proxy, in
-``X-Apiward-Require`` (space or comma separated; every line counts) or the ``scope``
-query parameter. The contract is written down in docs/forward-auth.md.
+route rules apply. Envoy sets none: its ``ext_authz`` asks with the client's method, at
+its ``path_prefix`` followed by the client's request target, so under ``envoy`` the
+check is also served at ``/v1/auth/check/{path}`` and the original path is what follows
+``/v1/auth/check`` in the check's own path, as received. The scopes a location needs
+come from the proxy, in ``X-Apiward-Require`` (space or comma separated; every line
+counts) or the ``scope`` query parameter of ``/v1/auth/check`` (never of
+``/v1/auth/check/{path}``, whose query is the client's). The contract is written down in
+docs/forward-auth.md.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
@@ -45,6 +51,8 @@ PROXY_HEADER = "x-apiward-proxy"
 OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 METHODS = frozenset({"GET", *OTHER_METHODS})
 PATH = "/v1/auth/check"
+ENVOY_PREFIX = PATH + "/"
+"""Under ``envoy``: the check of the original path that follows ``PATH``."""
 MAX_SCOPES = 20
 
 
@@ -65,10 +73,12 @@ def identity_headers(principal: Principal) -> dict[str, str]:
     }
 
 
-ORIGINAL_URI_HEADERS = {
+ORIGINAL_URI_HEADERS: dict[str, str | None] = {
     "nginx": "x-original-uri",
     "traefik": "x-forwarded-uri",
-    "envoy": "x-envoy-original-path",
+    # ``ext_authz`` sends the path after its ``path_prefix``; ``x-envoy-original-path`` is
+    # set by Envoy's router only once a route rewrote the path, and a client may send it.
+    "envoy": None,
 }
 
 
@@ -82,9 +92,34 @@ ORIGINAL_METHOD_HEADERS: dict[str, str | None] = {
 def original_path(request: Request, settings: Settings) -> str:
     """The path the client asked the proxy for, canonical: route rules and limits are on
     it. Read only from the header the declared proxy sets (``APIWARD_FORWARD_AUTH_PROXY``),
-    which it overwrites; the other proxies' headers are the client's own."""
+    which it overwrites; the other proxies' headers are the client's own. Under
+    ``envoy``, from the check's own path (``envoy_target``)."""
     header = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy]
+    if header is None:
+        return canonical(envoy_target(request.scope))
     return canonical(request.headers.get(header) or "/")
+
+
+def envoy_target(scope: Scope) -> str:
+    """Under ``envoy``, the original request's path: what follows ``/v1/auth/check`` in
+    the check's path as the client sent it (the ASGI ``raw_path``, escapes undecoded, so
+    that ``canonical`` sees ``%2F`` and ``%2e`` as the upstream will), ``/`` when nothing
+    does (the bare ``/v1/auth/check``). Envoy's ``ext_authz`` asks at its ``path_prefix``
+    followed by the client's request target; the query is the check's ``query_string``,
+    which the path does not need (``canonical`` drops it)."""
+    raw = scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        raise InvalidInput(
+            "The server gave no raw path (ASGI raw_path): the original request's path "
+            "cannot be read as the client sent it."
+        )
+    prefix = (scope.get("root_path", "") + PATH).encode("latin-1")
+    if not raw.startswith(prefix):
+        raise InvalidInput(
+            "The original request's path must follow /v1/auth/check as received "
+            "(ext_authz path_prefix: /v1/auth/check)."
+        )
+    return raw[len(prefix) :].decode("latin-1") or "/"
 
 
 # Headers with which some upstreams let a POST act as another method.
@@ -160,6 +195,13 @@ async def check(
     return await decide(request, scope or [], settings, limits)
 
 
+@declare(CHECKED)
+async def envoy_check(request: Request, settings: SettingsDep, limits: LimitsDep) -> Response:
+    """The check of the original path that follows ``/v1/auth/check`` (``envoy`` only).
+    Its query string is the client's: scopes come from ``X-Apiward-Require`` alone."""
+    return await decide(request, [], settings, limits)
+
+
 async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Answers ``/v1/auth/check`` ahead of FastAPI (``apiward.adapters.http.edge``).
 
@@ -177,6 +219,21 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
     if scope.get("query_string"):
         await _routed(scope, receive, send)
         return
+    await _raw(scope, receive, send)
+
+
+async def envoy_fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers ``/v1/auth/check/{path}`` (``envoy`` only) ahead of FastAPI, as
+    ``fast_path`` the bare check: decided from the raw ASGI scope whatever its query
+    string, which is the client's and not read."""
+    if scope["method"] not in METHODS:
+        await inner(scope, receive, send)
+        return
+    scope["route"] = _ENVOY_ROUTE
+    await _raw(scope, receive, send)
+
+
+async def _raw(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         headers = await _decide_raw(scope, runtime_in(scope))
     except Exception as exc:  # a refusal, or what the app's last-resort handler answers
@@ -208,7 +265,8 @@ class _Names:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.original_uri = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy].encode()
+        uri = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy]
+        self.original_uri = uri.encode() if uri else None
         method = method_header(settings)
         self.original_method = method.encode() if method else None
         self.space = settings.space_header.lower().encode()
@@ -217,7 +275,7 @@ class _Names:
             {
                 b"authorization",
                 b"user-agent",
-                self.original_uri,
+                *([self.original_uri] if self.original_uri else []),
                 self.space,
                 self.version,
                 *([self.original_method] if self.original_method else []),
@@ -237,8 +295,8 @@ def _names_for(settings: Settings) -> _Names:
 
 
 async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes]]:
-    """``decide`` on the raw scope, for a check without a query string: the headers of
-    the 200 (a refusal is raised)."""
+    """``decide`` on the raw scope, for a check without a query string (or whose query
+    is the client's): the headers of the 200 (a refusal is raised)."""
     settings = runtime.settings
     names = _names_for(settings)
     found: dict[bytes, str] = {}
@@ -255,7 +313,10 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
             overrides.append(value.decode("latin-1"))
         elif key in names.wanted and key not in found:  # the first of each, as Starlette's
             found[key] = value.decode("latin-1")
-    path = canonical(found.get(names.original_uri) or "/")
+    if names.original_uri is None:
+        path = canonical(envoy_target(scope))
+    else:
+        path = canonical(found.get(names.original_uri) or "/")
     reported = found.get(names.original_method) if names.original_method else None
     method = method_of(reported, scope["method"], overrides)
     wanted = required_scopes(require, [])
@@ -309,6 +370,40 @@ for _method in ["GET", *OTHER_METHODS]:
 
 
 _ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PATH)
+
+envoy_router = APIRouter(tags=["Forward auth"])
+"""``/v1/auth/check/{path}``, included only under ``APIWARD_FORWARD_AUTH_PROXY=envoy``:
+another proxy's client could name any path there (docs/forward-auth.md)."""
+
+
+class _Rest(Convertor[str]):
+    """Every character to the end, a decoded newline included (which ``path`` would
+    leave to a 404 where ``canonical`` refuses it on the raw path, as the fast path
+    does)."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("rest", _Rest())
+ENVOY_ROUTE = ENVOY_PREFIX + "{path:rest}"
+
+for _method in ["GET", *OTHER_METHODS]:
+    envoy_router.add_api_route(
+        ENVOY_ROUTE,
+        envoy_check,
+        methods=[_method],
+        operation_id=f"forward_auth_envoy_check_{_method.lower()}",
+        include_in_schema=False,  # the bare check's decision, at Envoy's path_prefix
+        response_class=Response,
+    )
+
+_ENVOY_ROUTE = envoy_router.routes[0]
 
 
 def _for_nginx(request: Request, exc: ApiwardError) -> Response:
