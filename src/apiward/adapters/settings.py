@@ -238,6 +238,14 @@ class Settings(BaseSettings):
         description="apiward serve: the time a request line and its headers have to arrive, "
         "from their first byte (408 and the connection closed after).",
     )
+    max_connections: int | None = Field(
+        None,
+        ge=16,
+        description="apiward serve: the most connections a process holds open; beyond, the "
+        "one that has waited longest for a request head is closed (else the new one gets a "
+        "503). Default: the process's open-file limit less 128 for the database, Redis and "
+        "files (at most 65,536).",
+    )
     trusted_proxies: list[str] = Field(default_factory=list)
     country_header: str | None = Field(
         None,
@@ -433,6 +441,17 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="When set, GET /metrics needs Authorization: Bearer <token>."
     )
+
+    def connections_bound(self) -> int:
+        """``max_connections``, or what the process's open-file limit leaves room for."""
+        if self.max_connections is not None:
+            return self.max_connections
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 65_536
+        return max(16, min(soft - 128, 65_536))
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -210,3 +210,48 @@ def test_endless_trailer_fields_are_cut_off_like_a_head(server: ServerProcess) -
             sock.close()
     assert (peak - before) < 16 * 1024, f"RSS grew by {(peak - before) // 1024} MB"
     assert max(sent.values()) < 8 * 1024 * 1024
+
+
+BOUND = 32
+"""APIWARD_MAX_CONNECTIONS of the next test's server."""
+
+
+def closed(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (without waiting for it to)."""
+    sock.settimeout(0.01)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_silent_connections_cannot_keep_clients_out(tmp_path: Path) -> None:
+    """300 connections that never send a byte, against a bound of 32 open connections
+    (and a header timeout long enough not to close them first): each new connection
+    closes the one that has waited longest for a head, so requests keep being served
+    and the process never holds more than the bound."""
+    with spawn_server(
+        f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+        APIWARD_MIGRATE_ON_START="true",
+        APIWARD_HEADER_TIMEOUT_SECONDS="300",
+        APIWARD_MAX_CONNECTIONS=str(BOUND),
+    ) as server:
+        silent = [connect(server) for _ in range(300)]
+        try:
+            for _ in range(10):
+                with connect(server) as sock:
+                    sock.sendall(request(b"Connection: close\r\n"))
+                    assert [status for status, _ in answers(until_closed(sock))] == [200]
+            deadline = time.monotonic() + 10
+            while True:
+                still_open = [s for s in silent if not closed(s)]
+                if len(still_open) < BOUND or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert len(still_open) < BOUND, len(still_open)
+            assert not closed(silent[-1])  # the newest silent ones are still waiting
+        finally:
+            for sock in silent:
+                sock.close()

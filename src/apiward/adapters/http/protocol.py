@@ -42,6 +42,7 @@ class HeadLimits:
     error_style: str = "default"
     error_messages: Mapping[str, str] = field(default_factory=dict)
     error_fields: tuple[str, ...] | None = None
+    max_connections: int = 1024
 
     @classmethod
     def of(cls, settings: Settings) -> HeadLimits:
@@ -49,6 +50,7 @@ class HeadLimits:
             max_bytes=settings.max_header_bytes,
             max_fields=settings.max_headers,
             timeout=settings.header_timeout_seconds,
+            max_connections=settings.connections_bound(),
             error_style=settings.error_style,
             error_messages=dict(settings.error_messages),
             error_fields=tuple(settings.error_fields) if settings.error_fields else None,
@@ -105,6 +107,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         head = self._head
         head.since = self.loop.time()
         head.timer = self.loop.call_later(head.limits.timeout, self._watch_head)
+        if len(self.connections) > head.limits.max_connections:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Over the bound of open connections: close the one that has waited longest
+        for a request head without finishing one (silent and slow senders first, then
+        idle keep-alive ones), so that they cannot keep new clients out; with none,
+        refuse this one with a 503."""
+        waiting = [
+            c
+            for c in self.connections
+            if c is not self
+            and isinstance(c, BoundedHttpToolsProtocol)
+            and c._head.received >= 0
+            and (c.cycle is None or c.cycle.response_complete)
+            and not c.transport.is_closing()
+        ]
+        if not waiting:
+            self._refuse(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "The server holds as many connections as it may; retry shortly.",
+                retry_after=1,
+            )
+            return
+        oldest = min(waiting, key=lambda c: (c._head.since is None, c._head.since or 0.0))
+        oldest.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head.timer is not None:
@@ -211,7 +240,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         wait = timeout if since is None else since + timeout - now
         head.timer = self.loop.call_later(wait, self._watch_head)
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         """Answer ``status`` in the deployment's envelope and close the connection (not
         in the middle of an earlier request's answer: then only close)."""
         if self.cycle is not None and not self.cycle.response_complete:
@@ -231,6 +262,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         content = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode("ascii")]
         for name, value in [*self.server_state.default_headers, *response.raw_headers]:
             content.extend([name, b": ", value, b"\r\n"])
+        if retry_after is not None:
+            content.append(b"retry-after: %d\r\n" % retry_after)
         content.extend([b"connection: close\r\n\r\n", bytes(response.body)])
         self.transport.write(b"".join(content))
         self.transport.close()
