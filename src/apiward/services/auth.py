@@ -53,7 +53,7 @@ from apiward.core.models import (
 from apiward.core.scopes import ScopeSet
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
-from apiward.services.ports import Cache, CredentialsTx, PortalTx, Store, TenancyTx
+from apiward.services.ports import UNKNOWN, Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
 from apiward.services.usage import UsageRecorder
 
@@ -111,9 +111,6 @@ def _effective(
             raise NoSpaceAccess(space_id)
         cached = memo[space_id] = effective_scopes(granted, role)
     return cached
-
-
-_UNKNOWN = object()
 
 
 def _counted(context: RequestContext) -> str | None:
@@ -202,7 +199,7 @@ class Authenticator:
             default_space=default.id if default else "",
             rate_tier=org.rate_tier if org else None,
         )
-        self._cache.set(cache_key, subject)
+        self._cache.set(cache_key, subject, org=org_id)
         return subject
 
     async def _load_key(self, key_digest: str) -> VerifiedKey | None:
@@ -234,7 +231,7 @@ class Authenticator:
             seen = self._cache.get(digest(plaintext))
             if isinstance(seen, VerifiedKey):
                 return seen
-            if seen is _UNKNOWN:
+            if seen is UNKNOWN:
                 raise InvalidCredential()
         if self._imported_prefixes and plaintext.startswith(self._imported_prefixes):
             if not plaintext.isascii() or len(plaintext) > MAX_KEY_LENGTH:
@@ -245,7 +242,10 @@ class Authenticator:
         entry = self._cache.get(key_digest)
         if entry is None:
             entry = await self._load_key(key_digest)
-            self._cache.set(key_digest, _UNKNOWN if entry is None else entry)
+            if entry is None:
+                self._cache.set_unknown(key_digest)
+            else:
+                self._cache.set(key_digest, entry, org=entry.key.org_id)
         if not isinstance(entry, VerifiedKey):
             raise InvalidCredential()
         return entry
@@ -347,7 +347,7 @@ class Authenticator:
                     expires_at=datetime.fromtimestamp(claims.cexp, UTC) if claims.cexp else None,
                 ),
             )
-            self._cache.set(cache_key, entry)
+            self._cache.set(cache_key, entry, org=claims.org)
         return entry
 
     def _token_principal(self, entry: VerifiedToken, context: RequestContext) -> Principal:
