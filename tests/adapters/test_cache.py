@@ -83,3 +83,23 @@ def test_the_unknown_area_is_a_validated_setting() -> None:
             fast_settings(cache_max_unknown=bad)
     with pytest.raises(ValueError, match="max_unknown"):
         MemoryCache(max_unknown=0)
+
+
+def test_a_record_read_before_an_invalidation_is_not_cached_after_it() -> None:
+    """A verification reading the store while a revocation is applied must not put the
+    record it read (from before the revocation) back into the cache."""
+    cache = MemoryCache()
+    for invalidation in (
+        lambda: cache.invalidate("k"),
+        lambda: cache.invalidate_org("org_a"),
+        cache.forget_unknown,
+        cache.clear,
+    ):
+        since = cache.epoch  # the load starts
+        invalidation()  # the poller applies a change meanwhile
+        cache.set("k", "read before the change", org="org_a", since=since)
+        cache.set_unknown("u", since=since)
+        assert cache.get("k") is None and cache.get("u") is None
+    since = cache.epoch
+    cache.set("k", "fresh", org="org_a", since=since)
+    assert cache.get("k") == "fresh"

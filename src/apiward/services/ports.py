@@ -368,12 +368,22 @@ class Cache(Protocol):
     evict a verified record.
     """
 
+    @property
+    def epoch(self) -> int:
+        """Moves on at every invalidation: taken before a record is read from the store
+        and handed to ``set`` as ``since``, it keeps a record read before an
+        invalidation (of it, its org or everything) from being cached after it."""
+        ...
+
     def get(self, key: str) -> Any | None:
         """The record under ``key``, ``UNKNOWN``, or None when nothing (live) is held."""
         ...
 
-    def set(self, key: str, value: Any, *, org: str) -> None: ...
-    def set_unknown(self, key: str) -> None: ...
+    def set(self, key: str, value: Any, *, org: str, since: int | None = None) -> None:
+        """Hold ``value``, unless the cache was invalidated after ``since`` (an epoch)."""
+        ...
+
+    def set_unknown(self, key: str, *, since: int | None = None) -> None: ...
     def invalidate(self, key: str) -> None: ...
     def invalidate_org(self, org: str) -> None:
         """Drop every verified record of the organisation."""

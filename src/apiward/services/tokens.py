@@ -348,12 +348,13 @@ class Tokens:
         key = client_cache_key(client_id)
         client = self._cache.get(key)
         if client is None:
+            since = self._cache.epoch
             async with self._store.begin() as tx:
                 client = await tx.find_client(client_id)
             if client is None:
-                self._cache.set_unknown(key)
+                self._cache.set_unknown(key, since=since)
             else:
-                self._cache.set(key, client, org=client.org_id)
+                self._cache.set(key, client, org=client.org_id, since=since)
         presented = digest(secret)
         stored = client.secret_digest if isinstance(client, OAuthClient) else "0" * 64
         if not hmac.compare_digest(presented, stored) or not isinstance(client, OAuthClient):

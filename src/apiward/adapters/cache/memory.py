@@ -48,6 +48,11 @@ class MemoryCache:
         self.misses = 0
         self.evictions = 0
         """Verified records dropped to make room for others (not expiries, invalidations)."""
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
 
     def __len__(self) -> int:
         return len(self._data) + len(self._unknown)
@@ -77,7 +82,9 @@ class MemoryCache:
         self.misses += 1
         return None
 
-    def set(self, key: str, value: Any, *, org: str) -> None:
+    def set(self, key: str, value: Any, *, org: str, since: int | None = None) -> None:
+        if since is not None and since != self._epoch:
+            return  # read before an invalidation: it may be what was invalidated
         self._unknown.pop(key, None)
         held = self._data.get(key)
         if held is not None and held[1] != org:
@@ -90,7 +97,9 @@ class MemoryCache:
             self._untag(oldest, oldest_org)
             self.evictions += 1
 
-    def set_unknown(self, key: str) -> None:
+    def set_unknown(self, key: str, *, since: int | None = None) -> None:
+        if since is not None and since != self._epoch:
+            return
         if key in self._data:
             self._drop(key)
         self._unknown[key] = self._timer() + self._ttl
@@ -99,17 +108,21 @@ class MemoryCache:
             self._unknown.popitem(last=False)
 
     def invalidate(self, key: str) -> None:
+        self._epoch += 1
         self._drop(key)
         self._unknown.pop(key, None)
 
     def invalidate_org(self, org: str) -> None:
+        self._epoch += 1
         for key in self._orgs.pop(org, ()):
             self._data.pop(key, None)
 
     def forget_unknown(self) -> None:
+        self._epoch += 1
         self._unknown.clear()
 
     def clear(self) -> None:
+        self._epoch += 1
         self._data.clear()
         self._unknown.clear()
         self._orgs.clear()
