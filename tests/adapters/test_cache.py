@@ -3,6 +3,8 @@ bounded apart, records tagged with their organisation, a TTL behind invalidation
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from apiward.adapters.cache.memory import MemoryCache
@@ -89,12 +91,13 @@ def test_a_record_read_before_an_invalidation_is_not_cached_after_it() -> None:
     """A verification reading the store while a revocation is applied must not put the
     record it read (from before the revocation) back into the cache."""
     cache = MemoryCache()
-    for invalidation in (
+    invalidations: list[Callable[[], None]] = [
         lambda: cache.invalidate("k"),
         lambda: cache.invalidate_org("org_a"),
         cache.forget_unknown,
         cache.clear,
-    ):
+    ]
+    for invalidation in invalidations:
         since = cache.epoch  # the load starts
         invalidation()  # the poller applies a change meanwhile
         cache.set("k", "read before the change", org="org_a", since=since)
