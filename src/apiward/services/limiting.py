@@ -355,7 +355,7 @@ class RequestLimits:
         """Requests decided, by (``allowed`` or ``denied``, policy reported), for metrics."""
         self.failures: Counter[str] = Counter()
         """Failed authentications, by credential (``key``: keys and access tokens;
-        ``client``: OAuth clients), for metrics."""
+        ``client``: OAuth clients; ``refresh``: refresh tokens never issued), for metrics."""
         self._plans = plans
         self._store = store
         self._clock = clock
@@ -375,7 +375,8 @@ class RequestLimits:
             Reading.counts(
                 "failed_authentications",
                 "Failed authentications, by credential (key: API keys and access tokens; "
-                "client: OAuth clients). Each counts against its address's failure limit.",
+                "client: OAuth clients; refresh: refresh tokens never issued). Each counts "
+                "against its address's failure limit.",
                 ("credential",),
                 self.failures,
             ),
@@ -500,10 +501,10 @@ class RequestLimits:
     async def authentication_failed(self, ip: str | None, credential: str = "key") -> None:
         """Count a failed authentication from ``ip``; past the limit the answer is 429.
 
-        Keys, access tokens and OAuth clients (``credential``) share one budget per
-        address: a guesser gains nothing by switching between them. Past it the answer
-        is this 429 (with ``Retry-After``) in place of the 401, and nothing is issued,
-        recorded as use or metered.
+        Keys, access tokens, OAuth clients and refresh tokens (``credential``) share
+        one budget per address: a guesser gains nothing by switching between them. Past
+        it the answer is this 429 (with ``Retry-After``) in place of the refusal, and
+        nothing is issued, recorded as use or metered.
         """
         self.failures[credential] += 1
         if ip is None:

@@ -109,6 +109,13 @@ class TokenAnswer:
         return body
 
 
+class _NotARefreshToken(InvalidGrant):
+    """A refresh token that is malformed or was never issued: a failed authentication."""
+
+    def __init__(self) -> None:
+        super().__init__("The refresh token is not valid.")
+
+
 @dataclass(frozen=True, slots=True)
 class TokenSettings:
     issuer: str
@@ -481,18 +488,29 @@ class Tokens:
     async def refresh(
         self, token: str, *, scope: str | None, context: RequestContext
     ) -> TokenAnswer:
+        """A fresh pair for a refresh token. One that is malformed or was never issued
+        counts against the address's failure limit, as a made-up key does."""
+        try:
+            return await self._refresh(token, scope=scope, context=context)
+        except _NotARefreshToken:
+            await self._failed(context.ip, "refresh")
+            raise
+
+    async def _refresh(
+        self, token: str, *, scope: str | None, context: RequestContext
+    ) -> TokenAnswer:
         if not token:
             raise InvalidRequest("Send the refresh_token.")
         try:
             parsed = self._refresh_fmt.parse(token)
         except AuthenticationError:
-            raise InvalidGrant("The refresh token is not valid.") from None
+            raise _NotARefreshToken() from None
         now = self._clock.now()
         reuse: RefreshToken | None = None
         async with self._revoking(now) as (tx, revoke):
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None:
-                raise InvalidGrant("The refresh token is not valid.")
+                raise _NotARefreshToken()
             if record.revoked_at is not None:
                 raise InvalidGrant("The refresh token has been revoked. Sign in again.")
             if record.used_at is not None:

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
+from apiward.core.keys import KeyFormats
 from tests.conftest import Org, bootstrap, fast_settings
 
 MONACO_AND_MONK = {
@@ -242,3 +243,34 @@ def test_failed_client_authentications_count_against_the_same_limit(
         metrics = client.get("/metrics").text
         assert 'apiward_failed_authentications_total{credential="client"} 41.0' in metrics
         assert 'apiward_failed_authentications_total{credential="key"} 2.0' in metrics
+
+
+def test_made_up_refresh_tokens_count_against_the_same_limit(tmp_path: Path) -> None:
+    """A refresh token that was never issued is a failed authentication too: at either
+    refresh door, it spends the address's failure budget; past it, 429."""
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", auth_failure_limit="4/hour"
+    )
+    with TestClient(create_app(settings)) as client:
+        bootstrap(client)
+        refresh_format = KeyFormats(settings.key_format).view("rt").current
+        made_up = [refresh_format.generate("live") for _ in range(6)]  # well-formed
+        codes = [
+            client.post(
+                "/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": token}
+            ).status_code
+            for token in made_up[:3]
+        ]
+        codes.append(
+            client.post(
+                "/v1/auth/refresh", json={"refresh_token": "not-a-refresh-token"}
+            ).status_code
+        )
+        codes += [
+            client.post("/v1/auth/refresh", json={"refresh_token": token}).status_code
+            for token in made_up[3:]
+        ]
+        assert codes == [400, 400, 400, 401, 429, 429, 429]
+        assert client.get("/v1/keys", headers={"Authorization": "Bearer nope"}).status_code == 429
+        metrics = client.get("/metrics").text
+        assert 'apiward_failed_authentications_total{credential="refresh"} 7.0' in metrics
