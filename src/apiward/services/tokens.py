@@ -145,11 +145,11 @@ class Tokens:
     ) -> None:
         self._store = store
         self._acts = acts
-        self._failed = failed
-        """Counts a failed client authentication against its address's budget of failed
-        authentications, shared with keys (``RequestLimits.authentication_failed``):
-        ``RateLimited`` past it."""
         """Whether a user may act now (``Authenticator.acts``: cached, as for keys)."""
+        self._failed = failed
+        """Counts a failed authentication (of a client, or a refresh token never issued)
+        against its address's budget, shared with keys
+        (``RequestLimits.authentication_failed``): ``RateLimited`` past it."""
         self._cache = cache
         self._clock = clock
         self._keyring = keyring
@@ -409,7 +409,7 @@ class Tokens:
     async def _counted_client(
         self, client_id: str, secret: str, basic: bool, ip: str | None
     ) -> OAuthClient:
-        """``authenticate_client``, with a refusal counted for the analytics."""
+        """``authenticate_client``, with a refusal also counted for the analytics."""
         try:
             return await self._client(client_id, secret, basic)
         except InvalidClient as exc:
