@@ -243,7 +243,11 @@ def build(
     store: Store[Transaction] = sql
     if tracer:
         store = TracedStore(sql, tracer, sql.engine.dialect.name)
-    cache = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
+    cache = MemoryCache(
+        settings.cache_max_entries,
+        settings.cache_ttl_seconds,
+        max_unknown=settings.cache_max_unknown,
+    )
     limiter = _limiter(settings)
     limits_on = limiter
     if tracer and settings.redis_url:
@@ -316,6 +320,7 @@ def build(
         ),
         verifications,
         auth.acts,
+        limits.authentication_failed,
     )
     clients = Clients(store, cache, clock, client_formats.current, tokens.revoke_client_tokens)
     http = delivery.client(settings.webhook_timeout_seconds)

@@ -207,6 +207,13 @@ class Settings(BaseSettings):
 
     # verification cache and cross-process invalidation
     cache_max_entries: int = Field(100_000, ge=1)
+    cache_max_unknown: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Credentials held as unknown (a separate area: they never evict "
+        "verified ones).",
+    )
     cache_ttl_seconds: float = Field(60.0, gt=0)
     invalidation_poll_seconds: float = Field(0.5, gt=0)
     last_used_flush_seconds: float = Field(10.0, gt=0)

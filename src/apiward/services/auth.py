@@ -53,7 +53,7 @@ from apiward.core.models import (
 from apiward.core.scopes import ScopeSet
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
-from apiward.services.ports import Cache, CredentialsTx, PortalTx, Store, TenancyTx
+from apiward.services.ports import UNKNOWN, Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
 from apiward.services.usage import UsageRecorder
 
@@ -111,9 +111,6 @@ def _effective(
             raise NoSpaceAccess(space_id)
         cached = memo[space_id] = effective_scopes(granted, role)
     return cached
-
-
-_UNKNOWN = object()
 
 
 def _counted(context: RequestContext) -> str | None:
@@ -189,6 +186,7 @@ class Authenticator:
         cached = self._cache.get(cache_key)
         if isinstance(cached, Subject):
             return cached
+        since = self._cache.epoch
         async with self._store.begin() as tx:
             active = await is_active(tx, await tx.get_user(org_id, user_id))
             org = await tx.get_org(org_id)
@@ -202,7 +200,7 @@ class Authenticator:
             default_space=default.id if default else "",
             rate_tier=org.rate_tier if org else None,
         )
-        self._cache.set(cache_key, subject)
+        self._cache.set(cache_key, subject, org=org_id, since=since)
         return subject
 
     async def _load_key(self, key_digest: str) -> VerifiedKey | None:
@@ -234,7 +232,7 @@ class Authenticator:
             seen = self._cache.get(digest(plaintext))
             if isinstance(seen, VerifiedKey):
                 return seen
-            if seen is _UNKNOWN:
+            if seen is UNKNOWN:
                 raise InvalidCredential()
         if self._imported_prefixes and plaintext.startswith(self._imported_prefixes):
             if not plaintext.isascii() or len(plaintext) > MAX_KEY_LENGTH:
@@ -244,8 +242,12 @@ class Authenticator:
             key_digest = self._fmt.parse(plaintext).digest
         entry = self._cache.get(key_digest)
         if entry is None:
+            since = self._cache.epoch
             entry = await self._load_key(key_digest)
-            self._cache.set(key_digest, _UNKNOWN if entry is None else entry)
+            if entry is None:
+                self._cache.set_unknown(key_digest, since=since)
+            else:
+                self._cache.set(key_digest, entry, org=entry.key.org_id, since=since)
         if not isinstance(entry, VerifiedKey):
             raise InvalidCredential()
         return entry
@@ -327,6 +329,7 @@ class Authenticator:
         entry = self._cache.get(cache_key)
         now = self._clock.now().timestamp()
         if not isinstance(entry, VerifiedToken):
+            since = self._cache.epoch
             try:
                 claims = jwt_tokens.verify(
                     token, self._keyring.keys, issuer=self._issuer, audience=self._audience, now=now
@@ -347,7 +350,7 @@ class Authenticator:
                     expires_at=datetime.fromtimestamp(claims.cexp, UTC) if claims.cexp else None,
                 ),
             )
-            self._cache.set(cache_key, entry)
+            self._cache.set(cache_key, entry, org=claims.org, since=since)
         return entry
 
     def _token_principal(self, entry: VerifiedToken, context: RequestContext) -> Principal:

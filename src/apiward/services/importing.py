@@ -462,11 +462,13 @@ class KeyImporter:
                 await self._flush(principal, batch, now, report)
         if report.imported and not report.dry_run:
             # A key presented before it was imported may sit in the caches as unknown:
-            # every process drops its verification cache once.
-            self._cache.clear()
+            # every process forgets its unknown credentials (and the org's records) once.
+            self._cache.invalidate_org(principal.org_id)
+            self._cache.forget_unknown()
             try:
                 async with self._store.begin() as tx:
                     await tx.insert_invalidation("org", principal.org_id, now)
+                    await tx.insert_invalidation("unknown", "", now)
             except ApiwardError as exc:
                 report.warnings.append(
                     f"other server processes were not told to drop their caches ({exc.message}); "

@@ -2,7 +2,11 @@
 
 A change that makes cached answers wrong (a key revoked, a role edited, a token
 revoked, a signing key rotated) writes a row to the invalidation log in the same
-transaction. Every process polls the log (and wakes early on a PostgreSQL
+transaction. A row names what it invalidates: one credential (``key``: its cache
+key), one organisation's records (``org``: a change to its users, roles, spaces or
+settings leaves every other organisation's records warm), the credentials held as
+unknown (``unknown``: keys were imported), a token or session (``revocation``), or
+the signing keys (``signing``). Every process polls the log (and wakes early on a PostgreSQL
 notification) and applies what it has not seen: the same log serves one process
 and many.
 """
@@ -63,7 +67,9 @@ class InvalidationPoller:
                 kind, _, value = row.target.partition(":")
                 self._revocations.add(kind, value)
             elif row.kind == "org":
-                self._cache.clear()
+                self._cache.invalidate_org(row.target)
+            elif row.kind == "unknown":
+                self._cache.forget_unknown()
         if any(row.kind == "signing" for row in fresh):
             await self._keyring.load()
         return len(fresh)

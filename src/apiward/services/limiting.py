@@ -353,6 +353,9 @@ class RequestLimits:
         self._credits_low = credits_low
         self.decisions: Counter[tuple[str, str]] = Counter()
         """Requests decided, by (``allowed`` or ``denied``, policy reported), for metrics."""
+        self.failures: Counter[str] = Counter()
+        """Failed authentications, by credential (``key``: keys and access tokens;
+        ``client``: OAuth clients; ``refresh``: refresh tokens never issued), for metrics."""
         self._plans = plans
         self._store = store
         self._clock = clock
@@ -368,7 +371,15 @@ class RequestLimits:
                 "Rate-limit decisions, by decision (allowed, denied) and reported policy.",
                 ("decision", "policy"),
                 self.decisions,
-            )
+            ),
+            Reading.counts(
+                "failed_authentications",
+                "Failed authentications, by credential (key: API keys and access tokens; "
+                "client: OAuth clients; refresh: refresh tokens never issued). Each counts "
+                "against its address's failure limit.",
+                ("credential",),
+                self.failures,
+            ),
         ]
 
     @property
@@ -487,8 +498,15 @@ class RequestLimits:
             raise exc
         return decision.remaining
 
-    async def authentication_failed(self, ip: str | None) -> None:
-        """Count a failed authentication from ``ip``; past the limit the answer is 429."""
+    async def authentication_failed(self, ip: str | None, credential: str = "key") -> None:
+        """Count a failed authentication from ``ip``; past the limit the answer is 429.
+
+        Keys, access tokens, OAuth clients and refresh tokens (``credential``) share
+        one budget per address: a guesser gains nothing by switching between them. Past
+        it the answer is this 429 (with ``Retry-After``) in place of the refusal, and
+        nothing is issued, recorded as use or metered.
+        """
+        self.failures[credential] += 1
         if ip is None:
             return
         policy = self._auth_failures

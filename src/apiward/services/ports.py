@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from apiward.core.analytics import Bucket, Query
 from apiward.core.limits import Credits, Decision, Hit
@@ -345,12 +345,54 @@ class Store(Protocol[TxT_co]):
     async def close(self) -> None: ...
 
 
-class Cache(Protocol):
-    """A bounded, expiring map from credential digests to verified records."""
+class _Unknown:
+    """What the cache answers for a credential looked up and not found."""
 
-    def get(self, key: str) -> Any | None: ...
-    def set(self, key: str, value: Any) -> None: ...
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Final = _Unknown()
+"""``Cache.get``'s answer for a key recorded with ``Cache.set_unknown``."""
+
+
+class Cache(Protocol):
+    """A bounded, expiring map from credential digests to verified records.
+
+    A verified record belongs to one organisation (``set``'s ``org``), so that a change
+    to an organisation drops that organisation's records only (``invalidate_org``).
+    Credentials looked up and not found are kept apart (``set_unknown``), in an area
+    of their own bound: however many unknown credentials are presented, they never
+    evict a verified record.
+    """
+
+    @property
+    def epoch(self) -> int:
+        """Moves on at every invalidation: taken before a record is read from the store
+        and handed to ``set`` as ``since``, it keeps a record read before an
+        invalidation (of it, its org or everything) from being cached after it."""
+        ...
+
+    def get(self, key: str) -> Any | None:
+        """The record under ``key``, ``UNKNOWN``, or None when nothing (live) is held."""
+        ...
+
+    def set(self, key: str, value: Any, *, org: str, since: int | None = None) -> None:
+        """Hold ``value``, unless the cache was invalidated after ``since`` (an epoch)."""
+        ...
+
+    def set_unknown(self, key: str, *, since: int | None = None) -> None: ...
     def invalidate(self, key: str) -> None: ...
+    def invalidate_org(self, org: str) -> None:
+        """Drop every verified record of the organisation."""
+        ...
+
+    def forget_unknown(self) -> None:
+        """Drop every ``UNKNOWN`` (keys were imported: one of them may be known now)."""
+        ...
+
     def clear(self) -> None: ...
 
 

@@ -108,8 +108,10 @@ class Tenancy:
         """Every verified credential of the org may now resolve differently."""
         await tx.insert_invalidation("org", org_id, self._clock.now())
 
-    def _after_change(self) -> None:
-        self._cache.clear()
+    def _after_change(self, org_id: str) -> None:
+        """This process drops the org's verified credentials at once (other processes
+        when they read the invalidation log); every other org's stay warm."""
+        self._cache.invalidate_org(org_id)
 
     async def require_everywhere(
         self, principal: Principal, scopes: tuple[str, ...], what: str
@@ -235,7 +237,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return org
 
     # spaces ----------------------------------------------------------------------
@@ -256,7 +258,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return space
 
     async def get_space(self, principal: Principal, space_id: str) -> Space:
@@ -304,7 +306,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return space
 
     # users -----------------------------------------------------------------------
@@ -349,7 +351,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return user
 
     async def get_user(self, principal: Principal, user_id: str) -> User:
@@ -399,7 +401,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return user
 
     # roles -----------------------------------------------------------------------
@@ -489,7 +491,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return role
 
     async def delete_role(self, principal: Principal, name: str) -> None:
@@ -554,7 +556,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
         return membership
 
     async def revoke_membership(
@@ -590,7 +592,7 @@ class Tenancy:
                 )
             )
             await self._changed(tx, principal.org_id)
-        self._after_change()
+        self._after_change(principal.org_id)
 
     async def memberships(self, principal: Principal, user_id: str) -> list[Membership]:
         async with self._store.begin() as tx:

@@ -109,6 +109,13 @@ class TokenAnswer:
         return body
 
 
+class _NotARefreshToken(InvalidGrant):
+    """A refresh token that is malformed or was never issued: a failed authentication."""
+
+    def __init__(self) -> None:
+        super().__init__("The refresh token is not valid.")
+
+
 @dataclass(frozen=True, slots=True)
 class TokenSettings:
     issuer: str
@@ -134,10 +141,15 @@ class Tokens:
         settings: TokenSettings,
         verifications: Verifications,
         acts: Callable[[str, str], Awaitable[bool]],
+        failed: Callable[[str | None, str], Awaitable[None]],
     ) -> None:
         self._store = store
         self._acts = acts
         """Whether a user may act now (``Authenticator.acts``: cached, as for keys)."""
+        self._failed = failed
+        """Counts a failed authentication (of a client, or a refresh token never issued)
+        against its address's budget, shared with keys
+        (``RequestLimits.authentication_failed``): ``RateLimited`` past it."""
         self._cache = cache
         self._clock = clock
         self._keyring = keyring
@@ -318,9 +330,23 @@ class Tokens:
     # client credentials (RFC 6749 section 4.4) ------------------------------------------
 
     async def authenticate_client(
-        self, client_id: str, secret: str, *, basic: bool = False
+        self, client_id: str, secret: str, *, ip: str | None, basic: bool = False
     ) -> OAuthClient:
-        """The client, or ``InvalidClient`` (the same answer for unknown id and wrong secret)."""
+        """The client, or ``InvalidClient`` (the same answer for unknown id and wrong
+        secret). Every failure counts against the address's budget of failed
+        authentications, as a failed key does; past it the answer is ``RateLimited``."""
+        try:
+            return await self._client(client_id, secret, basic)
+        except InvalidClient:
+            await self.client_failed(ip)
+            raise
+
+    async def client_failed(self, ip: str | None) -> None:
+        """A client failed to authenticate from ``ip`` (wherever it did: unknown id,
+        wrong secret, malformed credentials); ``RateLimited`` past the budget."""
+        await self._failed(ip, "client")
+
+    async def _client(self, client_id: str, secret: str, basic: bool) -> OAuthClient:
         failure = InvalidClient(
             "Client authentication failed: unknown client or wrong secret.", basic=basic
         )
@@ -329,9 +355,13 @@ class Tokens:
         key = client_cache_key(client_id)
         client = self._cache.get(key)
         if client is None:
+            since = self._cache.epoch
             async with self._store.begin() as tx:
                 client = await tx.find_client(client_id)
-            self._cache.set(key, client or False)
+            if client is None:
+                self._cache.set_unknown(key, since=since)
+            else:
+                self._cache.set(key, client, org=client.org_id, since=since)
         presented = digest(secret)
         stored = client.secret_digest if isinstance(client, OAuthClient) else "0" * 64
         if not hmac.compare_digest(presented, stored) or not isinstance(client, OAuthClient):
@@ -352,7 +382,7 @@ class Tokens:
         context: RequestContext,
         basic: bool = False,
     ) -> TokenAnswer:
-        client = await self._counted_client(client_id, secret, basic)
+        client = await self._counted_client(client_id, secret, basic, context.ip)
         if not await self._acts(client.org_id, client.acting_user_id):
             raise InvalidClient("The user this client acts for is disabled.")
         token_scope = self._narrow(ScopeSet(client.scopes), scope)
@@ -376,12 +406,15 @@ class Tokens:
         if not await is_active(tx, await tx.get_user(org_id, user_id)):
             raise InvalidClient("The user this client acts for is disabled.")
 
-    async def _counted_client(self, client_id: str, secret: str, basic: bool) -> OAuthClient:
-        """``authenticate_client``, with a refusal counted for the analytics."""
+    async def _counted_client(
+        self, client_id: str, secret: str, basic: bool, ip: str | None
+    ) -> OAuthClient:
+        """``authenticate_client``, with a refusal also counted for the analytics."""
         try:
-            return await self.authenticate_client(client_id, secret, basic=basic)
+            return await self._client(client_id, secret, basic)
         except InvalidClient as exc:
             self._verifications.count(None, None, outcome_of(exc), route=TOKEN_ROUTE)
+            await self.client_failed(ip)
             raise
 
     # token exchange: entity-user tokens (RFC 8693) -----------------------------------
@@ -398,7 +431,7 @@ class Tokens:
         context: RequestContext,
         basic: bool = False,
     ) -> TokenAnswer:
-        client = await self._counted_client(client_id, secret, basic)
+        client = await self._counted_client(client_id, secret, basic, context.ip)
         self._verifications.count(
             client.org_id, client.environment, "VALID", client_id=client.id, route=TOKEN_ROUTE
         )
@@ -455,18 +488,29 @@ class Tokens:
     async def refresh(
         self, token: str, *, scope: str | None, context: RequestContext
     ) -> TokenAnswer:
+        """A fresh pair for a refresh token. One that is malformed or was never issued
+        counts against the address's failure limit, as a made-up key does."""
+        try:
+            return await self._refresh(token, scope=scope, context=context)
+        except _NotARefreshToken:
+            await self._failed(context.ip, "refresh")
+            raise
+
+    async def _refresh(
+        self, token: str, *, scope: str | None, context: RequestContext
+    ) -> TokenAnswer:
         if not token:
             raise InvalidRequest("Send the refresh_token.")
         try:
             parsed = self._refresh_fmt.parse(token)
         except AuthenticationError:
-            raise InvalidGrant("The refresh token is not valid.") from None
+            raise _NotARefreshToken() from None
         now = self._clock.now()
         reuse: RefreshToken | None = None
         async with self._revoking(now) as (tx, revoke):
             record = await tx.find_refresh_for_update(parsed.digest)
             if record is None:
-                raise InvalidGrant("The refresh token is not valid.")
+                raise _NotARefreshToken()
             if record.revoked_at is not None:
                 raise InvalidGrant("The refresh token has been revoked. Sign in again.")
             if record.used_at is not None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
+from apiward.core.keys import KeyFormats
 from tests.conftest import Org, bootstrap, fast_settings
 
 MONACO_AND_MONK = {
@@ -164,3 +167,110 @@ def test_failed_authentications_from_one_ip_are_limited(tmp_path: Path) -> None:
         assert "failed authentications" in blocked.json()["message"]
         # A valid credential from the same address still works.
         assert client.get("/v1/keys", headers=org.headers()).status_code == 200
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+BOGUS_CLIENTS: dict[str, Callable[[TestClient, int], httpx.Response]] = {
+    "token, secret in the body": lambda c, n: c.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": f"client_no{n}",
+            "client_secret": "x",
+        },
+    ),
+    "token, HTTP Basic": lambda c, n: c.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        headers=_basic(f"client_no{n}", "x"),
+    ),
+    "token, malformed Basic": lambda c, n: c.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic !{n}"},
+    ),
+    "token exchange": lambda c, n: c.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "client_id": f"client_no{n}",
+            "client_secret": "x",
+        },
+    ),
+    "introspection": lambda c, n: c.post(
+        "/v1/auth/introspect", data={"token": "t"}, headers=_basic(f"client_no{n}", "x")
+    ),
+    "revocation": lambda c, n: c.post(
+        "/v1/auth/revoke", data={"token": "t", "client_id": f"client_no{n}", "client_secret": "x"}
+    ),
+}
+
+
+@pytest.mark.parametrize("door", BOGUS_CLIENTS)
+def test_failed_client_authentications_count_against_the_same_limit(
+    tmp_path: Path, door: str
+) -> None:
+    """Unknown clients and wrong secrets spend the address's failure budget wherever a
+    client authenticates, as failed keys do (one budget for both); past it, 429."""
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", auth_failure_limit="4/hour"
+    )
+    send = BOGUS_CLIENTS[door]
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        made = client.post(
+            "/v1/clients", headers=org.headers(), json={"name": "partner", "scopes": ["keys:read"]}
+        ).json()
+        assert client.get("/v1/keys", headers={"Authorization": "Bearer nope"}).status_code == 401
+        codes = [send(client, n).status_code for n in range(40)]
+        assert codes == [401] * 3 + [429] * 37
+        blocked = send(client, 99)
+        body = blocked.json()
+        assert body["code"] == "RATE_LIMITED" and "failed authentications" in body["message"]
+        assert int(blocked.headers["retry-after"]) >= 1
+        assert "www-authenticate" not in blocked.headers
+        assert client.get("/v1/keys", headers={"Authorization": "Bearer nope"}).status_code == 429
+        # The client that knows its secret still gets its token; nothing was spent on it.
+        good = client.post(
+            "/v1/auth/token",
+            data={"grant_type": "client_credentials"},
+            headers=_basic(made["client_id"], made["client_secret"]),
+        )
+        assert good.status_code == 200, good.text
+        metrics = client.get("/metrics").text
+        assert 'apiward_failed_authentications_total{credential="client"} 41.0' in metrics
+        assert 'apiward_failed_authentications_total{credential="key"} 2.0' in metrics
+
+
+def test_made_up_refresh_tokens_count_against_the_same_limit(tmp_path: Path) -> None:
+    """A refresh token that was never issued is a failed authentication too: at either
+    refresh door, it spends the address's failure budget; past it, 429."""
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", auth_failure_limit="4/hour"
+    )
+    with TestClient(create_app(settings)) as client:
+        bootstrap(client)
+        refresh_format = KeyFormats(settings.key_format).view("rt").current
+        made_up = [refresh_format.generate("live") for _ in range(6)]  # well-formed
+        codes = [
+            client.post(
+                "/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": token}
+            ).status_code
+            for token in made_up[:3]
+        ]
+        codes.append(
+            client.post(
+                "/v1/auth/refresh", json={"refresh_token": "not-a-refresh-token"}
+            ).status_code
+        )
+        codes += [
+            client.post("/v1/auth/refresh", json={"refresh_token": token}).status_code
+            for token in made_up[3:]
+        ]
+        assert codes == [400, 400, 400, 401, 429, 429, 429]
+        assert client.get("/v1/keys", headers={"Authorization": "Bearer nope"}).status_code == 429
+        metrics = client.get("/metrics").text
+        assert 'apiward_failed_authentications_total{credential="refresh"} 7.0' in metrics

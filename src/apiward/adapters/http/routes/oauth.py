@@ -11,12 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from apiward.adapters.http.access import CLIENT, PUBLIC, Door, Needs, declare
-from apiward.adapters.http.deps import KeyringDep, SettingsDep, TokensDep
+from apiward.adapters.http.deps import KeyringDep, SettingsDep, TokensDep, runtime_of
 from apiward.adapters.http.schemas.oauth import (
     TokenRequest,
     TokenResponse,
 )
-from apiward.adapters.http.security import authenticate, request_context
+from apiward.adapters.http.security import authenticate, client_ip, request_context
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime
 from apiward.core import jsontext
@@ -93,7 +93,24 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _client(params: dict[str, str], request: Request) -> tuple[str, str, bool]:
+async def _client(
+    params: dict[str, str], request: Request, tokens: Tokens
+) -> tuple[str, str, bool]:
+    """The client's id and secret, and whether they came as HTTP Basic. Malformed or
+    missing credentials fail the client's authentication like a wrong secret does:
+    they count against the address's failure limit (``Tokens.client_failed``)."""
+    try:
+        return _credentials(params, request)
+    except InvalidClient:
+        await tokens.client_failed(_ip(request))
+        raise
+
+
+def _ip(request: Request) -> str | None:
+    return client_ip(request, runtime_of(request).trusted_proxies)
+
+
+def _credentials(params: dict[str, str], request: Request) -> tuple[str, str, bool]:
     basic = _basic(request)
     if basic is not None:
         if "client_secret" in params:
@@ -110,10 +127,15 @@ async def _optional_client(
 ) -> OAuthClient | None:
     """The client authenticating this request (HTTP Basic, or ``client_id`` and
     ``client_secret`` in the body: RFC 6749 section 2.3.1), if it sent credentials."""
-    if _basic(request) is None and "client_secret" not in params:
+    if "client_secret" not in params and not _says_basic(request):
         return None
-    client_id, secret, basic = _client(params, request)
-    return await tokens.authenticate_client(client_id, secret, basic=basic)
+    client_id, secret, basic = await _client(params, request, tokens)
+    return await tokens.authenticate_client(client_id, secret, ip=_ip(request), basic=basic)
+
+
+def _says_basic(request: Request) -> bool:
+    scheme, _, _ = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "basic"
 
 
 def _answer(body: dict[str, Any]) -> JSONResponse:
@@ -156,12 +178,12 @@ async def token(request: Request, tokens: TokensDep) -> JSONResponse:
     elif grant == GRANT_REFRESH:
         answer = await tokens.refresh(params.get("refresh_token", ""), scope=scope, context=context)
     elif grant == GRANT_CLIENT:
-        client_id, secret, basic = _client(params, request)
+        client_id, secret, basic = await _client(params, request, tokens)
         answer = await tokens.client_credentials(
             client_id, secret, scope=scope, context=context, basic=basic
         )
     elif grant == GRANT_EXCHANGE:
-        client_id, secret, basic = _client(params, request)
+        client_id, secret, basic = await _client(params, request, tokens)
         answer = await tokens.exchange(
             client_id,
             secret,

@@ -1,0 +1,108 @@
+"""The in-process verification cache: verified records and unknown credentials in areas
+bounded apart, records tagged with their organisation, a TTL behind invalidation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from apiward.adapters.cache.memory import MemoryCache
+from apiward.services.ports import UNKNOWN
+from tests.conftest import fast_settings
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unknown_credentials_never_evict_verified_records() -> None:
+    cache = MemoryCache(max_entries=3, max_unknown=5)
+    for n in range(3):
+        cache.set(f"hot{n}", n, org="org_a")
+    for n in range(10_000):
+        cache.set_unknown(f"bogus{n}")
+    assert [cache.get(f"hot{n}") for n in range(3)] == [0, 1, 2]
+    assert cache.evictions == 0
+    assert len(cache) == 3 + 5
+    assert cache.get("bogus9999") is UNKNOWN and cache.get("bogus0") is None
+    cache.set("hot3", 3, org="org_a")  # verified records still recycle among themselves
+    assert cache.evictions == 1 and cache.get("hot0") is None
+
+
+def test_a_record_replaces_an_unknown_and_back() -> None:
+    cache = MemoryCache()
+    cache.set_unknown("k")
+    cache.set("k", "record", org="org_a")
+    assert cache.get("k") == "record"
+    cache.set_unknown("k")
+    assert cache.get("k") is UNKNOWN
+    cache.invalidate_org("org_a")  # no record of org_a is left to drop
+    assert cache.get("k") is UNKNOWN
+    cache.invalidate("k")
+    assert cache.get("k") is None
+
+
+def test_an_org_invalidation_drops_that_orgs_records_only() -> None:
+    cache = MemoryCache(max_entries=10)
+    cache.set("a1", 1, org="org_a")
+    cache.set("a2", 2, org="org_a")
+    cache.set("b1", 3, org="org_b")
+    cache.set("moved", 4, org="org_a")
+    cache.set("moved", 5, org="org_b")  # re-tagged, not left behind under org_a
+    cache.set_unknown("nobody")
+    cache.invalidate_org("org_a")
+    assert (cache.get("a1"), cache.get("a2")) == (None, None)
+    assert (cache.get("b1"), cache.get("moved")) == (3, 5)
+    assert cache.get("nobody") is UNKNOWN
+    cache.forget_unknown()
+    assert cache.get("nobody") is None and cache.get("b1") == 3
+    cache.invalidate_org("org_b")
+    assert len(cache) == 0
+
+
+def test_the_ttl_holds_for_both_areas() -> None:
+    timer = Timer()
+    cache = MemoryCache(ttl=60, timer=timer)
+    cache.set("k", "record", org="org_a")
+    cache.set_unknown("u")
+    timer.now = 59.9
+    assert cache.get("k") == "record" and cache.get("u") is UNKNOWN
+    timer.now = 60.0
+    assert cache.get("k") is None and cache.get("u") is None
+    assert len(cache) == 0
+
+
+def test_the_unknown_area_is_a_validated_setting() -> None:
+    assert fast_settings().cache_max_unknown == 10_000
+    assert fast_settings(cache_max_unknown=50).cache_max_unknown == 50
+    for bad in (0, -1, 10_000_001):
+        with pytest.raises(ValueError, match="cache_max_unknown"):
+            fast_settings(cache_max_unknown=bad)
+    with pytest.raises(ValueError, match="max_unknown"):
+        MemoryCache(max_unknown=0)
+
+
+def test_a_record_read_before_an_invalidation_is_not_cached_after_it() -> None:
+    """A verification reading the store while a revocation is applied must not put the
+    record it read (from before the revocation) back into the cache."""
+    cache = MemoryCache()
+    invalidations: list[Callable[[], None]] = [
+        lambda: cache.invalidate("k"),
+        lambda: cache.invalidate_org("org_a"),
+        cache.forget_unknown,
+        cache.clear,
+    ]
+    for invalidation in invalidations:
+        since = cache.epoch  # the load starts
+        invalidation()  # the poller applies a change meanwhile
+        cache.set("k", "read before the change", org="org_a", since=since)
+        cache.set_unknown("u", since=since)
+        assert cache.get("k") is None and cache.get("u") is None
+    since = cache.epoch
+    cache.set("k", "fresh", org="org_a", since=since)
+    assert cache.get("k") == "fresh"
