@@ -418,11 +418,12 @@ def build(
 
 def _limiter(settings: Settings) -> Limiter:
     """In-process limits by default; exact across processes with Redis."""
+    local = MemoryLimiter(max_keys=settings.rate_limit_max_keys)
     if not settings.redis_url:
-        return MemoryLimiter()
+        return local
     return FallbackLimiter(
         RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
-        MemoryLimiter(),
+        local,
         mode=settings.rate_limit_failure_mode,
     )
 

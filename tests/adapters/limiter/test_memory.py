@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apiward.adapters.limiter.memory import MemoryLimiter
-from apiward.core.limits import MAX_KEY_LENGTH, NS, Hit
+from apiward.core.limits import DEPLOYMENT, MAX_KEY_LENGTH, NS, Hit
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +65,98 @@ async def test_no_stored_key_is_longer_than_the_bound() -> None:
     )
     stored = [*limiter._tats, *limiter._windows]
     assert len(stored) == 3 and max(map(len, stored)) == MAX_KEY_LENGTH + 1
+
+
+# --- a full table is shared fairly by owner ------------------------------------------
+
+
+async def spend(limiter: MemoryLimiter, key: str, owner: str, limit: int = 2) -> None:
+    assert (await limiter.hit_all([Hit(key, limit, 3600.0, 1, "gcra", owner)]))[0].allowed
+
+
+async def remaining(limiter: MemoryLimiter, key: str, limit: int = 2) -> int:
+    return (await limiter.peek(key, limit, 3600.0, 0)).remaining
+
+
+async def test_a_full_table_evicts_the_least_recently_used_keys_of_the_owner_holding_most() -> None:
+    limiter = MemoryLimiter(max_keys=20, timer=Clock())  # brought back to 18 when full
+    for i in range(4):
+        await spend(limiter, f"b{i}", "org-b")
+    for i in range(16):
+        await spend(limiter, f"a{i}", "org-a")
+    await spend(limiter, "a0", "org-a")  # now a0 is A's most recently used
+    await spend(limiter, "a16", "org-a")  # 21 keys: three must go
+    assert limiter.held() == {"org-a": 14, "org-b": 4}
+    assert [await remaining(limiter, f"a{i}") for i in range(6)] == [0, 2, 2, 2, 1, 1]
+    assert [await remaining(limiter, f"b{i}") for i in range(4)] == [1, 1, 1, 1]
+
+
+async def test_owners_are_levelled_down_together_and_never_below_their_fair_share() -> None:
+    limiter = MemoryLimiter(max_keys=100, timer=Clock())  # 90 when full: 30 each of 3
+    for i in range(25):
+        await spend(limiter, f"small{i}", "org-small")
+    for i in range(40):
+        await spend(limiter, f"mid{i}", "org-mid")
+    for i in range(36):
+        await spend(limiter, f"big{i}", "org-big")
+    # 101 keys: at least 11 go, from the two largest levelled down to one count (32),
+    # none from org-small (below its share of 30).
+    assert limiter.held() == {"org-small": 25, "org-mid": 32, "org-big": 32}
+    assert [await remaining(limiter, f"mid{i}") for i in (7, 8)] == [2, 1]  # oldest went
+
+
+async def test_whatever_one_owner_adds_an_owner_within_its_share_keeps_its_state() -> None:
+    limiter = MemoryLimiter(max_keys=100, timer=Clock())
+    for i in range(20):  # org-b's share is 90 // 3 = 30 with org-a and the deployment
+        await spend(limiter, f"b{i}", "org-b", limit=1)
+    for i in range(2000):
+        await spend(limiter, f"a{i}", "org-a")
+        await spend(limiter, f"ip{i}", DEPLOYMENT)
+        assert len(limiter) <= 100
+    assert limiter.held()["org-b"] == 20
+    for i in range(20):
+        assert not (await limiter.hit_all([Hit(f"b{i}", 1, 3600.0, 1, "gcra", "org-b")]))[0].allowed
+
+
+async def test_idle_keys_go_before_any_live_key_whoever_owns_them() -> None:
+    clock = Clock()
+    limiter = MemoryLimiter(max_keys=20, timer=clock)
+    for i in range(10):  # org-b's buckets refill in 0.1 s: soon full, nothing to keep
+        assert (await limiter.hit_all([Hit(f"b{i}", 10, 1.0, 1, "gcra", "org-b")]))[0].allowed
+    for i in range(10):
+        await spend(limiter, f"a{i}", "org-a")
+    clock.now = 1 * NS
+    await spend(limiter, "a10", "org-a")
+    assert limiter.held() == {"org-a": 11}  # every live key of the largest owner kept
+
+
+async def test_window_keys_count_and_go_by_owner_too() -> None:
+    limiter = MemoryLimiter(max_keys=10, timer=Clock())  # 9 when full
+    for i in range(4):
+        hit = Hit(f"b{i}:fw", 1, 3600.0, 1, "fixed_window", "org-b")
+        assert (await limiter.hit_all([hit]))[0].allowed
+    for i in range(7):
+        hit = Hit(f"a{i}:sw", 5, 3600.0, 1, "sliding_window", "org-a")
+        assert (await limiter.hit_all([hit]))[0].allowed
+    assert limiter.held() == {"org-b": 4, "org-a": 5}
+    assert not (await limiter.hit_all([Hit("b0:fw", 1, 3600.0, 1, "fixed_window", "org-b")]))[
+        0
+    ].allowed
+
+
+async def test_a_key_two_owners_use_becomes_the_deployments() -> None:
+    limiter = MemoryLimiter(timer=Clock())
+    await spend(limiter, "rl:per-ip:ip:198.51.100.7", "org-a", limit=5)
+    await spend(limiter, "rl:per-ip:ip:198.51.100.7", "org-b", limit=5)
+    await spend(limiter, "rl:per-ip:ip:198.51.100.7", "org-a", limit=5)
+    assert limiter.held() == {DEPLOYMENT: 1}
+    assert await remaining(limiter, "rl:per-ip:ip:198.51.100.7", limit=5) == 2
+
+
+async def test_reset_and_a_full_refund_forget_the_owner_too() -> None:
+    limiter = MemoryLimiter(timer=Clock())
+    await spend(limiter, "k1", "org-a")
+    await spend(limiter, "k2", "org-a")
+    await limiter.reset("k1")
+    await limiter.refund([Hit("k2", 2, 3600.0, 1, "gcra", "org-a")])
+    assert len(limiter) == 0 and limiter.held() == {}
