@@ -1,11 +1,14 @@
-"""What only the in-process limiter has: a bounded map that drops idle keys first."""
+"""What only the in-process limiter has: a bounded table that drops idle keys first,
+then shares what is left fairly by owner."""
 
 from __future__ import annotations
 
 import pytest
 
 from apiward.adapters.limiter.memory import MemoryLimiter
+from apiward.adapters.settings import ConfigError
 from apiward.core.limits import DEPLOYMENT, MAX_KEY_LENGTH, NS, Hit
+from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -160,3 +163,11 @@ async def test_reset_and_a_full_refund_forget_the_owner_too() -> None:
     await limiter.reset("k1")
     await limiter.refund([Hit("k2", 2, 3600.0, 1, "gcra", "org-a")])
     assert len(limiter) == 0 and limiter.held() == {}
+
+
+def test_the_bound_is_a_setting_of_at_least_100() -> None:
+    assert fast_settings().rate_limit_max_keys == 1_000_000
+    assert fast_settings(rate_limit_max_keys=100).rate_limit_max_keys == 100
+    with pytest.raises(ConfigError) as raised:
+        fast_settings(rate_limit_max_keys=99)
+    assert "rate_limit_max_keys" in str(raised.value)
