@@ -353,8 +353,12 @@ def build(
     invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
     housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
     sources: list[Reports] = [cache, limits]
+    local = limiter
     if isinstance(limiter, FallbackLimiter):
         sources.append(limiter)
+        local = limiter.local
+    if isinstance(local, MemoryLimiter):  # the in-process table, in use or in reserve
+        sources.append(local)
     sources += [sql, webhooks, leaks, lockouts]
     scheduler = Scheduler(
         [

@@ -3,7 +3,10 @@ then shares what is left fairly by owner."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.settings import ConfigError
@@ -90,6 +93,8 @@ async def test_a_full_table_evicts_the_least_recently_used_keys_of_the_owner_hol
     await spend(limiter, "a0", "org-a")  # now a0 is A's most recently used
     await spend(limiter, "a16", "org-a")  # 21 keys: three must go
     assert limiter.held() == {"org-a": 14, "org-b": 4}
+    readings = {r.name: r.samples[0][1] for r in limiter.readings()}
+    assert readings == {"rate_limit_buckets": 18, "rate_limit_buckets_evicted": 3}
     assert [await remaining(limiter, f"a{i}") for i in range(6)] == [0, 2, 2, 2, 1, 1]
     assert [await remaining(limiter, f"b{i}") for i in range(4)] == [1, 1, 1, 1]
 
@@ -131,6 +136,7 @@ async def test_idle_keys_go_before_any_live_key_whoever_owns_them() -> None:
     clock.now = 1 * NS
     await spend(limiter, "a10", "org-a")
     assert limiter.held() == {"org-a": 11}  # every live key of the largest owner kept
+    assert limiter.evicted == 0
 
 
 async def test_window_keys_count_and_go_by_owner_too() -> None:
@@ -171,3 +177,46 @@ def test_the_bound_is_a_setting_of_at_least_100() -> None:
     with pytest.raises(ConfigError) as raised:
         fast_settings(rate_limit_max_keys=99)
     assert "rate_limit_max_keys" in str(raised.value)
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["hit", "window", "single", "reset", "refund", "wait"]),
+        st.integers(0, 30),  # which key
+        st.sampled_from(["org-a", "org-b", "org-c", DEPLOYMENT]),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations)
+def test_every_key_held_is_listed_once_under_one_owner_and_the_bound_holds(
+    ops: list[tuple[str, int, str]],
+) -> None:
+    """Whatever the mix of owners, algorithms, resets, refunds and time passing, each
+    stored key belongs to exactly one owner, the count is right and within the bound."""
+    clock = Clock()
+    limiter = MemoryLimiter(max_keys=12, timer=clock)
+
+    async def run() -> None:
+        for kind, i, owner in ops:
+            key = f"k{i}"
+            if kind == "hit":
+                await limiter.hit_all([Hit(key, 3, 10.0, 1, "gcra", owner)])
+            elif kind == "window":
+                await limiter.hit_all([Hit(key + ":fw", 3, 10.0, 1, "fixed_window", owner)])
+            elif kind == "single":
+                await limiter.hit(key, 3, 10.0)
+            elif kind == "reset":
+                await limiter.reset(key)
+            elif kind == "refund":
+                await limiter.refund([Hit(key, 3, 10.0, 1, "gcra", owner)])
+            else:
+                clock.now += i * NS // 4
+            listed = [k for keys in limiter._lru.values() for k in keys]
+            assert sorted(listed) == sorted({*limiter._tats, *limiter._windows})
+            assert len(listed) == len(limiter) == sum(limiter.held().values()) <= 12
+            assert all(limiter._lru.values())  # no owner listed without keys
+
+    anyio.run(run)

@@ -33,6 +33,7 @@ from apiward.core.limits import (
     to_ticks,
     window_refund,
 )
+from apiward.core.readings import Reading
 
 
 class MemoryLimiter:
@@ -62,22 +63,38 @@ class MemoryLimiter:
         self._tats: dict[str, int] = {}
         self._windows: dict[str, tuple[WindowState, int]] = {}
         """A window key's state, and the tick after which it is forgotten."""
-        self._owners: dict[str, str] = {}
-        """Each key's owner; every key of ``_tats`` and ``_windows`` is here."""
         self._lru: dict[str, OrderedDict[str, None]] = {}
-        """Each owner's keys, least recently stored first."""
+        """Each owner's keys, least recently stored first: every key of ``_tats`` and
+        ``_windows`` is in exactly one (a key's owner is found here, not in a map of
+        its own, which would cost every decision a look-up in a table this large)."""
+        self._size = 0
         self._max = max_keys
         self._target = max_keys - max_keys // 10
         """What a full table is brought back to: a tenth is left free, so that a table
         of live keys is not swept on every insert."""
+        self.evicted = 0
+        """Live keys given up because the table was full (each starts again full)."""
         self._timer = timer
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return self._size
 
     def held(self) -> dict[str, int]:
         """How many keys each owner holds."""
         return {owner: len(keys) for owner, keys in self._lru.items()}
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading.gauge(
+                "rate_limit_buckets", "Buckets the in-process rate limiter holds.", len(self)
+            ),
+            Reading.counter(
+                "rate_limit_buckets_evicted",
+                "Live buckets the in-process rate limiter gave up because its table was full "
+                "(APIWARD_RATE_LIMIT_MAX_KEYS); each starts again full.",
+                self.evicted,
+            ),
+        ]
 
     def _state(self, hit: Hit) -> int | WindowState | None:
         if hit.algorithm == "gcra":
@@ -86,31 +103,51 @@ class MemoryLimiter:
         return held[0] if held else None
 
     def _store(self, hit: Hit, state: int | WindowState) -> None:
+        self._touch(hit.key, hit.owner)
         if isinstance(state, tuple):
             period = to_ticks(hit.period)
             self._windows[hit.key] = (state, (state[0] + 2) * period)
         else:
             self._tats[hit.key] = state
-        self._touch(hit.key, hit.owner)
 
     def _touch(self, key: str, owner: str) -> None:
-        """Record ``key`` as ``owner``'s most recently used."""
-        held = self._owners.get(key)
-        if held is None:
-            self._owners[key] = owner
-            keys = self._lru.get(owner)
-            if keys is None:
-                keys = self._lru[owner] = OrderedDict()
-            keys[key] = None
-        elif held in (owner, DEPLOYMENT):
-            self._lru[held].move_to_end(key)
-        else:  # used by two owners: nobody's alone
-            keys = self._lru[held]
+        """Record ``key`` as ``owner``'s most recently used, before its state is stored."""
+        keys = self._lru.get(owner)
+        if keys is not None and key in keys:
+            keys.move_to_end(key)
+            return
+        shared = self._lru.get(DEPLOYMENT)
+        if shared is not None and key in shared:
+            shared.move_to_end(key)
+            return
+        if key in self._tats or key in self._windows:  # another owner's: now nobody's alone
+            self._unlist(key, self._owner_of(key))
+            owner = DEPLOYMENT
+            keys = shared
+        if keys is None:
+            keys = self._lru[owner] = OrderedDict()
+        keys[key] = None
+        self._size += 1
+
+    def _owner_of(self, key: str, likely: str = DEPLOYMENT) -> str | None:
+        for owner in (likely, DEPLOYMENT):
+            if key in self._lru.get(owner, ()):
+                return owner
+        return next((owner for owner, keys in self._lru.items() if key in keys), None)
+
+    def _unlist(self, key: str, owner: str | None) -> None:
+        if owner is not None:
+            keys = self._lru[owner]
             del keys[key]
             if not keys:
-                del self._lru[held]
-            self._owners[key] = DEPLOYMENT
-            self._lru.setdefault(DEPLOYMENT, OrderedDict())[key] = None
+                del self._lru[owner]
+            self._size -= 1
+
+    def _drop(self, key: str, owner: str = DEPLOYMENT) -> None:
+        """Forget ``key`` (``owner``: who probably holds it)."""
+        self._tats.pop(key, None)
+        self._windows.pop(key, None)
+        self._unlist(key, self._owner_of(key, owner))
 
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         key = bounded_key(key)
@@ -118,9 +155,9 @@ class MemoryLimiter:
         now = self._timer()
         decision = gcra(tats.get(key), now, limit, round(period * NS), cost)
         if decision.allowed and cost:
-            tats[key] = decision.tat
             self._touch(key, DEPLOYMENT)
-            if len(self._owners) > self._max:
+            tats[key] = decision.tat
+            if self._size > self._max:
                 self._make_room(now)
         return decision
 
@@ -135,9 +172,9 @@ class MemoryLimiter:
                 touch = self._touch
                 for hit, decision in zip(hits, gcras, strict=True):
                     if hit.cost:
-                        tats[hit.key] = decision.tat
                         touch(hit.key, hit.owner)
-                if len(self._owners) > self._max:
+                        tats[hit.key] = decision.tat
+                if self._size > self._max:
                     self._make_room(now)
             return gcras
         decisions, states, commit = decide_all([self._state(h) for h in hits], now, hits)
@@ -145,7 +182,7 @@ class MemoryLimiter:
             for hit, state in zip(hits, states, strict=True):
                 if hit.cost and state is not None:
                     self._store(hit, state)
-            if len(self._owners) > self._max:
+            if self._size > self._max:
                 self._make_room(now)
         return decisions
 
@@ -163,11 +200,10 @@ class MemoryLimiter:
             if hit.algorithm == "gcra":
                 period = to_ticks(hit.period)
                 back = gcra_refund(self._tats.get(hit.key), now, hit.limit, period, hit.cost)
-                if back is None:
-                    if hit.key in self._tats:
-                        self._drop(hit.key)
-                else:
+                if back is not None:
                     self._tats[hit.key] = back
+                elif hit.key in self._tats:
+                    self._drop(hit.key, hit.owner)
             elif (held := self._windows.get(hit.key)) is not None:
                 state = window_refund(held[0], now, to_ticks(hit.period), hit.cost)
                 if state is not None:
@@ -176,28 +212,32 @@ class MemoryLimiter:
     async def aclose(self) -> None:
         self._tats.clear()
         self._windows.clear()
-        self._owners.clear()
         self._lru.clear()
-
-    def _drop(self, key: str) -> None:
-        self._tats.pop(key, None)
-        self._windows.pop(key, None)
-        owner = self._owners.pop(key, None)
-        if owner is not None:
-            keys = self._lru[owner]
-            del keys[key]
-            if not keys:
-                del self._lru[owner]
+        self._size = 0
 
     def _make_room(self, now: int) -> None:
         """Bring a full table back to nine tenths of ``max_keys``: idle keys first, then
         live keys, fairly."""
-        for key in [k for k, tat in self._tats.items() if tat <= now]:
-            self._drop(key)
-        for key in [k for k, (_, until) in self._windows.items() if until <= now]:
-            self._drop(key)
-        if len(self._owners) > self._target:
-            self._evict(len(self._owners) - self._target)
+        tats, windows = self._tats, self._windows
+        idle = [k for k, tat in tats.items() if tat <= now]
+        idle += [k for k, (_, until) in windows.items() if until <= now]
+        if idle:
+            for key in idle:
+                held = tats.get(key)
+                if held is not None and held <= now:
+                    del tats[key]
+                window = windows.get(key)
+                if window is not None and window[1] <= now:
+                    del windows[key]
+            gone = {key for key in idle if key not in tats and key not in windows}
+            for owner, keys in list(self._lru.items()):
+                for key in [k for k in keys if k in gone]:
+                    del keys[key]
+                if not keys:
+                    del self._lru[owner]
+            self._size -= len(gone)
+        if self._size > self._target:
+            self._evict(self._size - self._target)
 
     def _evict(self, excess: int) -> None:
         """Level the owners holding the most down to one count, freeing ``excess``
@@ -218,9 +258,10 @@ class MemoryLimiter:
             if count <= level:
                 break
             keys = self._lru[owner]
+            self.evicted += count - level
+            self._size -= count - level
             for _ in range(count - level):
                 key, _ = keys.popitem(last=False)
-                del self._owners[key]
                 self._tats.pop(key, None)
                 self._windows.pop(key, None)
             if not keys:
