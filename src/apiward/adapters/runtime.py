@@ -373,8 +373,12 @@ def build(
     invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
     housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
     sources: list[Reports] = [cache, limits]
+    local = limiter
     if isinstance(limiter, FallbackLimiter):
         sources.append(limiter)
+        local = limiter.local
+    if isinstance(local, MemoryLimiter):  # the in-process table, in use or in reserve
+        sources.append(local)
     sources += [sql, webhooks, leaks, lockouts]
     scheduler = Scheduler(
         [
@@ -438,14 +442,15 @@ def build(
 
 def _limiter(settings: Settings) -> Limiter:
     """In-process limits by default; exact across processes with Redis."""
+    local = MemoryLimiter(max_keys=settings.rate_limit_max_keys)
     if not settings.redis_url:
-        return MemoryLimiter()
+        return local
     from apiward.adapters.limiter.redis import RedisLimiter  # redis loads only when used
     from apiward.adapters.limiter.redis import connect as connect_redis
 
     return FallbackLimiter(
         RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
-        MemoryLimiter(),
+        local,
         mode=settings.rate_limit_failure_mode,
     )
 

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     # rate limits (policies for every org; tiers an org can be moved to)
     redis_url: str | None = None
     rate_limit_failure_mode: Literal["open", "closed"] = "open"
+    rate_limit_max_keys: int = Field(
+        1_000_000,
+        ge=100,
+        description="Buckets the in-process limiter keeps (per process); past it, idle "
+        "ones go first, then live ones fairly by owner (adapters/limiter/memory.py).",
+    )
     rate_limits: list[LimitSetting] = Field(default_factory=list)
     rate_limit_routes: list[RouteLimitSetting] = Field(default_factory=list)
     rate_limit_tiers: dict[str, TierSetting] = Field(default_factory=dict)

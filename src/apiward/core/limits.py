@@ -212,14 +212,22 @@ class Decision:
     period: float = 0.0
 
 
+DEPLOYMENT = ""
+"""The owner of limiter state no organisation owns alone (``Hit.owner``)."""
+
+
 class Hit(NamedTuple):
-    """One limit to check for a request: the namespaced key, its rate and algorithm."""
+    """One limit to check for a request: the namespaced key, its rate and algorithm,
+    and who owns its bucket: the organisation whose request it counts, or
+    ``DEPLOYMENT``. A bounded in-process table evicts by owner (fair shares), so no
+    organisation's keys push out another's."""
 
     key: str
     limit: int
     period: float
     cost: int = 1
     algorithm: Algorithm = "gcra"
+    owner: str = DEPLOYMENT
 
 
 def bounded_key(key: str) -> str:

@@ -20,6 +20,7 @@ from typing import Protocol
 from apiward.core.clock import Clock
 from apiward.core.errors import RateLimited, UsageExceeded
 from apiward.core.limits import (
+    DEPLOYMENT,
     OWN_SUFFIX,
     Algorithm,
     Hit,
@@ -264,12 +265,16 @@ class RateLimiting:
         applicable = (plan or self.plan).applicable(ctx.route, ctx.method)
         keyed: list[tuple[Policy, str]] = []
         hits: list[Hit] = []
+        # Every bucket this request counts in is charged to its organisation: a plan's
+        # bucket too (a tenant's keys, routes or clients' addresses), so that a tenant
+        # making many fills its own share of an in-process table, nobody else's.
+        owner = ctx.org_id or DEPLOYMENT
         for policy, cost in applicable.policies:
             key = ctx.key_for(policy)
             if key is None:
                 continue
             keyed.append((policy, key))
-            hits.append(Hit(key, policy.limit, policy.period, cost, policy.algorithm))
+            hits.append(Hit(key, policy.limit, policy.period, cost, policy.algorithm, owner))
         if not hits:
             return Verdict((), None)
         decisions = await self.limiter.hit_all(hits)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from apiward.adapters.http.app import create_app
@@ -299,6 +299,115 @@ def test_property_tenant_b_decides_alike_whatever_tenant_a_does(
         with_a = World(isolation_app, next(runs), with_a=True)
         decided = [with_a.run(op) for op in ops]
         alone = World(isolation_app, next(runs), with_a=False)
+        expected = [alone.run(op) for op in ops if op[0].startswith("b-")]
+        assert [d for d in decided if d is not None] == expected
+
+    check()
+
+
+# --- the same with a small in-process table that tenant A fills ----------------------
+
+TABLE = 300
+"""Small enough for tenant A to fill in a few requests; big enough that tenant B's six
+buckets stay within its fair share (270 divided among the owners of every run of the
+test so far: at most 26 here)."""
+FLOOD_PLAN: dict[str, Any] = {
+    **ISOLATION_PLAN,
+    "rate_limits": [
+        {"name": "per-ip", "rate": "4/hour", "key": "ip"},
+        {"name": "per-route", "rate": "6/hour", "key": "route"},
+        # Generous, so that tenant A's many requests are admitted and make buckets.
+        {"name": "per-org", "rate": "100000/hour", "key": "org"},
+        {"name": "per-key", "rate": "10000/hour", "key": "credential"},
+    ],
+}
+# Many buckets at once: verify calls naming new addresses and routes, new keys verified
+# once each, real traffic from new addresses to new routes.
+floods = st.tuples(
+    st.just("flood"), st.sampled_from(["asserted", "keys", "traffic"]), st.integers(10, 40)
+)
+flood_ops_st = st.lists(st.one_of(a_ops, floods, b_ops), min_size=1, max_size=10)
+
+
+class Flooding(World):
+    """A run in which tenant A may also make many buckets at once."""
+
+    def __init__(self, client: TestClient, n: int, *, with_a: bool) -> None:
+        super().__init__(client, n, with_a=with_a)
+        self.n = n
+        self.made = itertools.count()
+        self.flooder = self.a.create_key(["things:read"])["key"] if self.a else ""
+        """A key of A's without limits of its own, which its other operations leave alone."""
+
+    def fresh(self) -> tuple[str, str]:
+        """An address and a route no run has used."""
+        j = next(self.made)
+        return f"2001:db8:f:{self.n:x}::{j:x}", f"/v1/flood/{self.n}/{j}"
+
+    def run(self, op: tuple[Any, ...]) -> tuple[object, ...] | None:
+        if op[0] != "flood":
+            return super().run(op)
+        a, (_, how, count) = self.a, op
+        assert a is not None
+        for _ in range(count if how != "keys" else count // 4):
+            ip, route = self.fresh()
+            if how == "asserted":
+                verify(a, self.a_verifier, self.flooder, ip=ip, route=route)
+            elif how == "keys":
+                self.a_keys.append(a.create_key(["things:read"]))
+                verify(a, self.a_verifier, self.a_keys[-1]["key"])
+            else:
+                headers = {
+                    "Authorization": f"Bearer {self.flooder}",
+                    "X-Forwarded-For": ip,
+                    "X-Original-URI": route,
+                }
+                assert self.client.get("/v1/auth/check", headers=headers).status_code == 200
+        return None
+
+
+@pytest.fixture
+def small_table_app(tmp_path: Path) -> Iterator[TestClient]:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}",
+        rate_limit_max_keys=TABLE,
+        **FLOOD_PLAN,
+    )
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as client:
+        yield client
+
+
+def test_property_tenant_a_filling_the_limiter_table_never_evicts_tenant_bs_buckets(
+    small_table_app: TestClient,
+) -> None:
+    """However many buckets tenant A makes in a small in-process table (verify calls
+    naming new addresses and routes, new keys, traffic from new addresses to new
+    routes), tenant B's decisions are those of a run without A: the table gives up A's
+    buckets, never B's, which are within B's fair share."""
+    runs = itertools.count()
+    limiter = small_table_app.app.state.runtime.limiter  # type: ignore[attr-defined]
+
+    @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(flood_ops_st)
+    @example(
+        [
+            ("b-verify",),
+            ("b-check",),
+            ("b-verify",),
+            ("flood", "asserted", 60),
+            ("flood", "traffic", 60),
+            ("b-verify",),
+            ("flood", "keys", 60),
+            ("flood", "asserted", 60),
+            ("b-verify",),
+            ("b-check",),
+        ]
+    )
+    def check(ops: list[tuple[Any, ...]]) -> None:
+        with_a = Flooding(small_table_app, next(runs), with_a=True)
+        decided = [with_a.run(op) for op in ops]
+        assert len(limiter) <= TABLE
+        alone = Flooding(small_table_app, next(runs), with_a=False)
         expected = [alone.run(op) for op in ops if op[0].startswith("b-")]
         assert [d for d in decided if d is not None] == expected
 

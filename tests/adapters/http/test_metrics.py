@@ -143,6 +143,8 @@ def test_rate_limit_decisions_and_cache_hits_are_exported(org: Org) -> None:
     assert 0 < value(m, "apiward_cache_hit_ratio") < 1
     assert value(m, "apiward_db_unavailable_total") == 0
     assert ("apiward_redis_outages_total", frozenset()) not in m  # no Redis configured
+    assert value(m, "apiward_rate_limit_buckets") >= 1  # the in-process table
+    assert value(m, "apiward_rate_limit_buckets_evicted_total") == 0
 
 
 def test_redis_outages_and_degraded_decisions_are_exported(tmp_path: Path) -> None:
