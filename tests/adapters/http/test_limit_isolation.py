@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from apiward.adapters.http.app import create_app
 from apiward.adapters.settings import ConfigError
 from tests.adapters.limiter.conftest import start_private_redis
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, require_postgres
 
 IP = "203.0.113.77"
 ROUTE = "/v1/things"
@@ -266,16 +266,24 @@ class World:
         return None
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite-memory",
+        pytest.param("postgres-redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
 def isolation_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The property on SQLite with the in-process limiter, and on PostgreSQL with Redis."""
     with ExitStack() as stack:
         redis_url = None
-        if request.param == "redis":
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+        if request.param == "postgres-redis":
             server = start_private_redis(tmp_path)
             stack.callback(server.kill)
             redis_url = server.url
+            database_url = require_postgres()
         settings = fast_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+            database_url=database_url,
             redis_url=redis_url,
             rate_limit_failure_mode="closed",  # a Redis fault fails loudly, never falls back
             **ISOLATION_PLAN,
