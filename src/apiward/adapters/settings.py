@@ -29,7 +29,11 @@ from apiward.core.errors import InvalidInput, known_reasons
 from apiward.core.keys import ALPHABETS, KeyFormat
 from apiward.core.limits import MAX_PERIOD, Policy, parse_rate
 from apiward.core.passwords import PasswordPolicy
+from apiward.core.times import LONGEST
 from apiward.services.limiting import RatePlan, RouteRule
+
+LONGEST_DAYS = LONGEST.days
+"""The longest retention or rotation period a setting may name (``times.LONGEST``)."""
 
 
 class ApiVersion(BaseModel):
@@ -192,7 +196,7 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(1800, ge=30, le=7 * 86400)
     refresh_token_ttl_seconds: int = Field(86400, ge=60, le=365 * 86400)
     refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
-    signing_key_rotation_days: float = Field(0, ge=0)
+    signing_key_rotation_days: float = Field(0, ge=0, le=LONGEST_DAYS)
     login_max_failures: int = Field(5, ge=1)
     login_ip_max_failures: int = Field(50, ge=1)
     login_failure_window_seconds: int = Field(900, ge=1, le=MAX_PERIOD)
@@ -231,9 +235,9 @@ class Settings(BaseSettings):
         le=60,
         description="How often counted decisions are written (a crash loses at most this much).",
     )
-    analytics_minute_retention_hours: int = Field(48, ge=1)
-    analytics_hour_retention_days: int = Field(90, ge=1)
-    analytics_day_retention_days: int = Field(730, ge=1)
+    analytics_minute_retention_hours: int = Field(48, ge=1, le=LONGEST_DAYS * 24)
+    analytics_hour_retention_days: int = Field(90, ge=1, le=LONGEST_DAYS)
+    analytics_day_retention_days: int = Field(730, ge=1, le=LONGEST_DAYS)
 
     # requests
     max_body_bytes: int = Field(1_048_576, ge=1024)
@@ -431,7 +435,10 @@ class Settings(BaseSettings):
 
     # audit log, leaked-key reports, webhooks, metrics
     audit_retention_days: int = Field(
-        365, ge=0, description="Audit events older than this are deleted; 0 keeps them all."
+        365,
+        ge=0,
+        le=LONGEST_DAYS,
+        description="Audit events older than this are deleted; 0 keeps them all.",
     )
     leak_report_public_keys: dict[str, str] = Field(
         default_factory=dict,
@@ -445,7 +452,7 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=30)
     webhook_retry_base_seconds: float = Field(30.0, gt=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
-    webhook_retention_days: int = Field(30, ge=1)
+    webhook_retention_days: int = Field(30, ge=1, le=LONGEST_DAYS)
     webhook_allowed_networks: list[str] = Field(
         default_factory=list,
         description="Networks webhook deliveries may reach although not public (CIDR, e.g. "

@@ -10,12 +10,12 @@ and the two refusals of metering.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from apiward.core import errors as e
+from apiward.core import times
 from apiward.core.errors import InvalidInput
 
 OUTCOMES = (
@@ -133,25 +133,14 @@ class Query:
         return range(first, math.ceil(self.until.timestamp()), step)
 
 
-_RELATIVE = re.compile(r"^(\d{1,4})([mhd])$")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-
-
-def moment(text: str | None, now: datetime, default: timedelta | None) -> datetime:
-    """An ISO time, or a span back from ``now`` (``1h``, ``24h``, ``7d``, ``30d``)."""
+def moment(
+    text: str | None, now: datetime, default: timedelta | None, name: str = "time"
+) -> datetime:
+    """An ISO time, or a span back from ``now`` (``1h``, ``24h``, ``7d``, ``30d``), as
+    ``times.instant`` takes them."""
     if not text:
         return now - default if default is not None else now
-    relative = _RELATIVE.match(text.strip())
-    if relative:
-        return now - int(relative.group(1)) * _UNITS[relative.group(2)]
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{text!r} is neither an ISO time (2026-12-01T10:00:00Z) nor a span such as "
-            "1h, 24h, 7d or 30d."
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return times.instant(text, name=name, now=now)
 
 
 def query(
@@ -164,8 +153,8 @@ def query(
     **filters: str | int | None,
 ) -> Query:
     """Validate a query's parameters, with a clear message for each mistake."""
-    start = moment(since, now, timedelta(hours=24))
-    end = moment(until, now, None)
+    start = moment(since, now, timedelta(hours=24), "since")
+    end = moment(until, now, None, "until")
     if start >= end:
         raise InvalidInput("since must be before until.")
     chosen = granularity or ("minute" if end - start <= timedelta(hours=6) else "hour")

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from apiward.core import times
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.ids import new_id
@@ -289,16 +290,10 @@ def parse_line(
     raw_expiry = _text(item, "expires_at", problems)
     if raw_expiry is not None:
         try:
-            expires_at = datetime.fromisoformat(raw_expiry)
-        except ValueError:
-            problems.append(
-                f"expires_at {raw_expiry!r} is not an ISO-8601 time, e.g. 2030-01-01T00:00:00Z"
-            )
-        else:
-            try:
-                check_expiry(expires_at, now)
-            except InvalidInput as exc:
-                problems.append(exc.message)
+            expires_at = times.instant(raw_expiry, name="expires_at", zoned=True)
+            check_expiry(expires_at, now)
+        except InvalidInput as exc:
+            problems.append(exc.message)
 
     user_id = _text(item, "user_id", problems)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from apiward.core import times
 from apiward.core.clock import Clock
 from apiward.core.errors import (
     Conflict,
@@ -98,11 +99,9 @@ def check_rate_limits(limits: list[RateOverride]) -> tuple[RateOverride, ...]:
 
 
 def check_expiry(expires_at: datetime | None, now: datetime) -> None:
-    if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise InvalidInput("expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z.")
-        if expires_at <= now:
-            raise InvalidInput("expires_at must be in the future.")
+    """An expiry with a time zone, in the range of ``times.instant``, in the future."""
+    if expires_at is not None and times.instant(expires_at, name="expires_at", zoned=True) <= now:
+        raise InvalidInput("expires_at must be in the future.")
 
 
 def effective_environment(principal: Principal, wanted: str | None) -> str:

@@ -3,6 +3,7 @@ came from, the value and what is expected; never a traceback; secrets never show
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from apiward.adapters.runtime import build
 from apiward.adapters.settings import ConfigError, Settings, unknown_variables
+from tests.conftest import fast_settings
 
 APIWARD = str(Path(sys.executable).parent / "apiward")
 
@@ -158,3 +161,42 @@ def test_a_secret_file_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     assert both.stderr == (
         "configuration error: APIWARD_SMTP_PASSWORD and APIWARD_SMTP_PASSWORD_FILE are both set\n"
     )
+
+
+def test_retention_and_rotation_are_at_most_a_hundred_years() -> None:
+    """A longer period would overflow a date once added to or taken from now (README,
+    Times): refused with the bound, not an OverflowError at the first upkeep."""
+    with pytest.raises(ConfigError) as caught:
+        Settings(
+            audit_retention_days=10**9,
+            webhook_retention_days=36_501,
+            analytics_day_retention_days=10**12,
+            analytics_minute_retention_hours=10**12,
+            signing_key_rotation_days=1e9,
+        )
+    problems = caught.value.problems
+    assert len(problems) == 5
+    assert all("less than or equal to 36500" in p or "876000" in p for p in problems), problems
+
+
+def test_the_longest_retention_runs_its_upkeep(tmp_path: Path) -> None:
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
+        audit_retention_days=36_500,
+        webhook_retention_days=36_500,
+        analytics_day_retention_days=36_500,
+        analytics_hour_retention_days=36_500,
+        analytics_minute_retention_hours=876_000,
+        signing_key_rotation_days=36_500,
+    )
+
+    async def upkeep() -> None:
+        runtime = build(settings)
+        await runtime.start(background=False)
+        try:
+            await runtime.housekeeping.run()
+            assert await runtime.housekeeping.enforce_retention(force=True) == (0, 0)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(upkeep())

@@ -108,7 +108,7 @@ def test_a_malformed_line_names_its_line_and_nothing_is_imported(org: Org, tmp_p
     result = cli("keys", "import", file)
     assert result.exit_code == 1
     assert "line 2: hash must be a SHA-256 digest in 64 hexadecimal characters" in flat(result)
-    assert "line 3: expires_at 'yesterday' is not an ISO-8601 time" in flat(result)
+    assert "line 3: expires_at 'yesterday' is not an ISO time" in flat(result)
     assert "2 of 3 line(s) are invalid; nothing was imported" in flat(result)
     assert org.client.get("/v1/keys", headers=org.headers(HEX_KEY)).status_code == 401
     listed = org.client.get("/v1/keys", headers=org.headers()).json()
@@ -168,3 +168,14 @@ def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_an_imported_prefix_may_not_cover_our_own_keys(prefix: str) -> None:
     with pytest.raises(ValueError, match="imported key prefix"):
         fast_settings(imported_key_prefixes=[prefix])
+
+
+@pytest.mark.parametrize("expiry", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_an_expiry_out_of_range_names_its_line(org: Org, tmp_path: Path, expiry: str) -> None:
+    file = write(tmp_path / "keys.jsonl", hashed(HEX_KEY, expires_at=expiry))
+    result = CliRunner().invoke(app, ["keys", "import", file])
+    assert result.exit_code == 1, result.output
+    assert (
+        "line 1: expires_at must be between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z"
+        in flat(result)
+    )

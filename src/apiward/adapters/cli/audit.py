@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, fail, out, run
 from apiward.adapters.cli.tables import Column, show
+from apiward.core import times
+from apiward.core.errors import InvalidInput
 from apiward.core.models import Principal
 
 if TYPE_CHECKING:
@@ -20,14 +22,10 @@ def _when(value: str | None, option: str) -> datetime | None:
     """An ISO 8601 time, or a span back from now: 15m, 24h, 7d."""
     if value is None:
         return None
-    units = {"m": 60, "h": 3600, "d": 86400}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"{option} {value!r}: use an ISO time (2026-01-31T12:00:00Z) or 15m, 24h, 7d")
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return times.instant(value, name=option, now=datetime.now(UTC))
+    except InvalidInput as exc:
+        fail(exc.message)
 
 
 def audit(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,12 +16,13 @@ from apiward.adapters.cli.shared import (
     JsonOption,
     OrgOption,
     as_operator,
-    err,
     fail,
     out,
     run,
 )
 from apiward.adapters.cli.tables import Column, show
+from apiward.core import times
+from apiward.core.errors import InvalidInput
 from apiward.core.limits import Credits, Refill
 from apiward.core.models import ApiKey, Principal, RateOverride
 
@@ -101,13 +102,13 @@ def _show_key(data: dict[str, Any], as_json: bool, secret: str | None = None) ->
 def _expiry(expires_in: str | None) -> datetime | None:
     if expires_in is None:
         return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        seconds = int(expires_in[:-1]) * units[expires_in[-1]]
-    except (KeyError, ValueError, IndexError):
-        err.print(f"[red]error:[/red] --expires-in {expires_in!r}: use e.g. 30d, 12h, 15m")
-        raise typer.Exit(2) from None
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+        ahead = times.span(expires_in, name="--expires-in")
+        if ahead is None:
+            fail(f"--expires-in {expires_in!r}: use e.g. 30d, 12h, 15m")
+        return times.instant(datetime.now(UTC) + ahead, name="--expires-in")
+    except InvalidInput as exc:
+        fail(exc.message)
 
 
 RateLimitOption = Annotated[
@@ -337,6 +338,10 @@ def keys_roll(
     as_json: JsonOption = False,
 ) -> None:
     """Issue a new key with the same settings; the old one stops after the grace period."""
+    try:
+        pause = times.duration(grace, name="--grace")
+    except InvalidInput as exc:
+        fail(exc.message)
 
     async def find_env(runtime: Runtime) -> str:
         return (await runtime.keys.get(await runtime.operators.principal(org), key_id)).environment
@@ -344,7 +349,7 @@ def keys_roll(
     environment = run(find_env)
 
     async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
-        created = await runtime.keys.roll(principal, key_id, grace=timedelta(seconds=grace))
+        created = await runtime.keys.roll(principal, key_id, grace=pause)
         return _key_dict(created.key, runtime.clock.now()), created.plaintext
 
     data, secret = as_operator(org, environment, job)

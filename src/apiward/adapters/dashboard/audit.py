@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -11,6 +11,8 @@ from starlette.responses import Response
 from apiward.adapters.dashboard.keys import people
 from apiward.adapters.dashboard.web import DashboardRoute, Flash, Me, paging, render, signed_in
 from apiward.adapters.http.deps import AuditDep, TenancyDep
+from apiward.core import times
+from apiward.core.errors import InvalidInput
 from apiward.core.models import AuditFilter
 
 router = APIRouter(route_class=DashboardRoute)
@@ -43,13 +45,17 @@ EVENT_TYPES = (
 )
 
 
-def _day(value: str, *, end: bool = False) -> datetime | None:
-    """00:00 UTC of a YYYY-MM-DD day; with ``end``, of the day after (an inclusive end)."""
+def _day(value: str, name: str, *, end: bool = False) -> datetime | None:
+    """00:00 UTC of a YYYY-MM-DD day; with ``end``, of the day after (an inclusive end).
+    None for no day; InvalidInput for a day that is not one, or out of range."""
+    if not value:
+        return None
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        return None
-    return datetime.combine(day + timedelta(days=1 if end else 0), time(), tzinfo=UTC)
+        raise InvalidInput(f"The {name} date must be YYYY-MM-DD.") from None
+    start = times.instant(day, name=f"The {name} date")
+    return times.instant(start + timedelta(days=1), name=f"The {name} date") if end else start
 
 
 def _details(data: dict[str, object]) -> list[tuple[str, str]]:
@@ -78,12 +84,15 @@ async def audit(
     }
     if filters["environment"] not in me.environments:
         filters["environment"] = ""
-    since, until = _day(filters["since"]), _day(filters["until"], end=True)
     flash = None
-    for name, parsed in (("since", since), ("until", until)):
-        if filters[name] and parsed is None:
-            flash = Flash("error", f"The {name} date must be YYYY-MM-DD; it was ignored.")
-            filters[name] = ""
+    days: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        try:
+            days[name] = _day(filters[name], name, end=name == "until")
+        except InvalidInput as exc:
+            flash = Flash("error", f"{exc.message.rstrip('.')}; it was ignored.")
+            days[name], filters[name] = None, ""
+    since, until = days["since"], days["until"]
     flt = AuditFilter(
         type=filters["type"] or None,
         actor_user_id=filters["actor"] or None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
@@ -25,6 +25,7 @@ from apiward.adapters.dashboard.web import (
 )
 from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep
 from apiward.adapters.http.errors import status_of
+from apiward.core import times
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
@@ -91,13 +92,13 @@ def expiry(form: FormData, now: datetime) -> datetime | None:
         days = whole_number(choice, MAX_EXPIRY_DAYS)
         if days is None:
             raise InvalidInput(f"Choose an expiry of 0 to {MAX_EXPIRY_DAYS} days, or a date.")
-        return now + timedelta(days=days)
+        return times.later(now, days * 86400, name="The expiry")
     if choice == "date":
         try:
             day = date.fromisoformat(text(form, "expires_on", 10))
         except ValueError:
             raise InvalidInput("Choose the expiry date, as YYYY-MM-DD.") from None
-        return datetime.combine(day, time(), tzinfo=UTC)
+        return times.instant(day, name="The expiry date")
     return None
 
 
@@ -275,7 +276,9 @@ async def roll_key(
     try:
         if grace is None:
             raise InvalidInput("Choose how long the old key keeps working.")
-        created = await keys.roll(me.principal, key_id, grace=timedelta(seconds=grace))
+        created = await keys.roll(
+            me.principal, key_id, grace=times.duration(grace, name="The grace period")
+        )
     except ApiwardError as exc:
         return await _list(
             request, me, keys, tenancy, flash=Flash.error(exc), status=status_of(exc)

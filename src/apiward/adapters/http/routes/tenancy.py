@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from apiward.adapters.http.access import Environments, Reach
 from apiward.adapters.http.deps import AuditDep, LimitsDep, PortalDep, TenancyDep
 from apiward.adapters.http.routes.common import pagination
-from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.common import Instant, PageOut, page_of
 from apiward.adapters.http.schemas.tenancy import (
     AuditEventOut,
     InvitationCreate,
@@ -353,8 +352,8 @@ async def list_audit_events(
     credential_id: str | None = Query(
         None, max_length=64, description="Events by this credential or about it."
     ),
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     principal: Principal = require("audit:read"),
 ) -> dict[str, object]:
     flt = AuditFilter(

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.schemas.common import Body
+from apiward.adapters.http.schemas.common import Body, Expiry
 from apiward.core.models import OAuthClient
 
 
@@ -15,7 +15,7 @@ class ClientCreate(Body):
     scopes: list[str] = Field(min_length=1, max_length=100, examples=[["customers:read"]])
     environment: str | None = Field(None, description="Defaults to the caller's environment.")
     user_id: str | None = Field(None, description="Act as this user; else as you.")
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
 
 
 class ClientUpdate(Body):

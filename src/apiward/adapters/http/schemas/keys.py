@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.schemas.common import Body
+from apiward.adapters.http.schemas.common import Body, Expiry
 from apiward.core.limits import Credits, Refill
 from apiward.core.models import ApiKey, RateOverride
 
@@ -61,7 +61,7 @@ class KeyCreate(Body):
     scopes: list[str] = Field(min_length=1, max_length=100, examples=[["customers:read"]])
     environment: str | None = Field(None, description="Defaults to the caller's environment.")
     user_id: str | None = Field(None, description="Tie the key to a user; else it acts as you.")
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
     ip_allow: list[str] = Field([], max_length=100, examples=[["203.0.113.0/24"]])
     space_allow: list[str] = Field([], max_length=100)
     api_version: str | None = Field(None, description="Pin this API version for the key.")
@@ -80,7 +80,7 @@ class KeyUpdate(Body):
     scopes: list[str] | None = Field(None, min_length=1, max_length=100)
     ip_allow: list[str] | None = Field(None, max_length=100)
     space_allow: list[str] | None = Field(None, max_length=100)
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
     api_version: str | None = None
     rate_limits: list[RateLimitIn] | None = Field(None, max_length=20)
     credits: CreditsIn | None = Field(None, description="Set the balance; null removes it.")
