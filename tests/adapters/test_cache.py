@@ -106,3 +106,29 @@ def test_a_record_read_before_an_invalidation_is_not_cached_after_it() -> None:
     since = cache.epoch
     cache.set("k", "fresh", org="org_a", since=since)
     assert cache.get("k") == "fresh"
+
+
+def test_a_record_past_its_ttl_is_served_stale_within_the_bound_only() -> None:
+    timer = Timer()
+    cache = MemoryCache(ttl=60, timer=timer, serve_stale=600)
+    cache.set("k", "record", org="org_a")
+    cache.set("gone", "record", org="org_a")
+    cache.set("other", "record", org="org_b")
+    timer.now = 61
+    assert cache.get("k") is None  # a miss: the store is read again when it can be
+    assert cache.stale("k") == "record"
+    cache.invalidate("gone")
+    cache.invalidate_org("org_b")
+    assert cache.stale("gone") is None and cache.stale("other") is None  # never served
+    timer.now = 60 + 600
+    assert cache.stale("k") is None
+    assert cache.get("k") is None and "k" not in cache  # dropped past the bound
+    assert cache.stale_served == 1
+
+
+def test_without_a_serve_stale_bound_nothing_is_served_past_the_ttl() -> None:
+    timer = Timer()
+    cache = MemoryCache(ttl=60, timer=timer)
+    cache.set("k", "record", org="org_a")
+    timer.now = 60
+    assert cache.get("k") is None and cache.stale("k") is None and "k" not in cache

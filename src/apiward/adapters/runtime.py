@@ -247,6 +247,7 @@ def build(
         settings.cache_max_entries,
         settings.cache_ttl_seconds,
         max_unknown=settings.cache_max_unknown,
+        serve_stale=settings.cache_serve_stale_seconds,
     )
     limiter = _limiter(settings)
     limits_on = limiter

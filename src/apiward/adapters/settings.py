@@ -225,6 +225,14 @@ class Settings(BaseSettings):
         "verified ones).",
     )
     cache_ttl_seconds: float = Field(60.0, gt=0)
+    cache_serve_stale_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="While the database is unreachable, a credential verified before the "
+        "outage keeps working this long past its cache TTL (0: 503 once the TTL passes). "
+        "A revocation made during the outage cannot be seen either way.",
+    )
     invalidation_poll_seconds: float = Field(0.5, gt=0)
     last_used_flush_seconds: float = Field(10.0, gt=0)
 

@@ -39,6 +39,7 @@ from apiward.core.errors import (
     RateLimited,
     RevokedCredential,
     RevokedToken,
+    ServiceUnavailable,
     SpaceNotAllowed,
     UnknownSpace,
 )
@@ -187,12 +188,18 @@ class Authenticator:
         if isinstance(cached, Subject):
             return cached
         since = self._cache.epoch
-        async with self._store.begin() as tx:
-            active = await is_active(tx, await tx.get_user(org_id, user_id))
-            org = await tx.get_org(org_id)
-            roles = await user_roles(tx, org_id, user_id)
-            spaces = await tx.active_space_ids(org_id)
-            default = await tx.default_space(org_id)
+        try:
+            async with self._store.begin() as tx:
+                active = await is_active(tx, await tx.get_user(org_id, user_id))
+                org = await tx.get_org(org_id)
+                roles = await user_roles(tx, org_id, user_id)
+                spaces = await tx.active_space_ids(org_id)
+                default = await tx.default_space(org_id)
+        except ServiceUnavailable:
+            stale = self._cache.stale(cache_key)
+            if isinstance(stale, Subject):
+                return stale
+            raise
         subject = Subject(
             active=active,
             roles=roles,
@@ -243,7 +250,15 @@ class Authenticator:
         entry = self._cache.get(key_digest)
         if entry is None:
             since = self._cache.epoch
-            entry = await self._load_key(key_digest)
+            try:
+                entry = await self._load_key(key_digest)
+            except ServiceUnavailable:
+                # The database is down: a key verified before the outage goes on working
+                # for the deployment's serve-stale bound (docs/operations.md).
+                entry = self._cache.stale(key_digest)
+                if not isinstance(entry, VerifiedKey):
+                    raise
+                return entry
             if entry is None:
                 self._cache.set_unknown(key_digest, since=since)
             else:

@@ -29,6 +29,7 @@ class MemoryCache:
         timer: Callable[[], float] = time.monotonic,
         *,
         max_unknown: int = 10_000,
+        serve_stale: float = 0.0,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -49,6 +50,9 @@ class MemoryCache:
         self.evictions = 0
         """Verified records dropped to make room for others (not expiries, invalidations)."""
         self._epoch = 0
+        self._serve_stale = serve_stale
+        self.stale_served = 0
+        """Records handed out past their TTL because the store could not be read."""
 
     @property
     def epoch(self) -> int:
@@ -70,7 +74,9 @@ class MemoryCache:
                 self._data.move_to_end(key)
                 self.hits += 1
                 return value
-            self._drop(key)
+            if now - expires >= self._serve_stale:
+                self._drop(key)
+            # else kept, past its TTL, for ``stale`` while the store cannot be read
         else:
             unknown_until = self._unknown.get(key)
             if unknown_until is not None:
@@ -96,6 +102,16 @@ class MemoryCache:
             oldest, (_, oldest_org, _) = self._data.popitem(last=False)
             self._untag(oldest, oldest_org)
             self.evictions += 1
+
+    def stale(self, key: str) -> Any | None:
+        """The verified record under ``key`` even past its TTL, by at most
+        ``serve_stale`` seconds: what a request may rely on while the store is down. An
+        invalidated record is never held, stale or not."""
+        item = self._data.get(key)
+        if item is None or self._timer() - item[0] >= self._serve_stale:
+            return None
+        self.stale_served += 1
+        return item[2]
 
     def set_unknown(self, key: str, *, since: int | None = None) -> None:
         if since is not None and since != self._epoch:
@@ -156,6 +172,11 @@ class MemoryCache:
                 "cache_unknown_entries",
                 "Credentials held as unknown, in their own bounded area of the cache.",
                 len(self._unknown),
+            ),
+            Reading.counter(
+                "cache_stale_served",
+                "Verified records relied on past their TTL while the database was unreachable.",
+                self.stale_served,
             ),
             Reading.counter(
                 "cache_evictions",
