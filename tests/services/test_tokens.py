@@ -9,7 +9,7 @@ import pytest
 
 from apiward.adapters.runtime import Runtime, build
 from apiward.core.errors import ApiwardError, InvalidGrant
-from apiward.core.models import RequestContext
+from apiward.core.models import AuditFilter, PageRequest, RequestContext
 from tests.conftest import FakeClock, fast_settings
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +60,77 @@ async def test_fifty_concurrent_refreshes_get_one_pair(runtime: Runtime, clock: 
     assert refresh != first.refresh_token
 
     clock.advance(runtime.settings.refresh_grace_seconds + 1)
+    # The successor is unused: a retry whose answer was lost gets it again.
+    retried = await runtime.tokens.refresh(first.refresh_token, scope=None, context=ctx)
+    assert retried.refresh_token == refresh
+    newest = await runtime.tokens.refresh(refresh or "", scope=None, context=ctx)
+    # Once the successor was used, the replay is reuse: the whole family is revoked.
+    clock.advance(runtime.settings.refresh_grace_seconds + 1)
     with pytest.raises(InvalidGrant, match="already used"):
         await runtime.tokens.refresh(first.refresh_token, scope=None, context=ctx)
     with pytest.raises(InvalidGrant, match="revoked"):
-        await runtime.tokens.refresh(refresh or "", scope=None, context=ctx)
+        await runtime.tokens.refresh(newest.refresh_token or "", scope=None, context=ctx)
+
+
+async def _signed_in(runtime: Runtime) -> str:
+    answer = await runtime.tokens.password_grant(
+        "owner@acme.test",
+        "correct horse battery",
+        scope=None,
+        org_id=None,
+        environment=None,
+        context=RequestContext(ip="127.0.0.1"),
+    )
+    assert answer.refresh_token is not None
+    return answer.refresh_token
+
+
+async def test_a_refresh_whose_answer_was_lost_is_retried_until_its_successor_is_used(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    """A client whose refresh was committed but never answered (a crash, a dropped
+    connection) retries after the grace window with the token it still holds: it gets
+    the committed successor and a fresh access token, not a logout, as long as the
+    successor is unused and the retry window lasts."""
+    ctx = RequestContext(ip="127.0.0.1")
+    first = await _signed_in(runtime)
+    lost = await runtime.tokens.refresh(first, scope=None, context=ctx)  # never received
+    clock.advance(600)
+    retried = await runtime.tokens.refresh(first, scope=None, context=ctx)
+    assert retried.refresh_token == lost.refresh_token
+    assert retried.access_token != lost.access_token  # fresh: the lost one may be stale
+    again = await runtime.tokens.refresh(first, scope=None, context=ctx)
+    assert again.refresh_token == lost.refresh_token
+    events = await runtime.audit.list(
+        await runtime.operators.principal((await runtime.tenancy.list_orgs())[0].id),
+        AuditFilter(type="refresh_token.retried"),
+        PageRequest(),
+    )
+    assert len(events.items) == 2
+    # The family is one line: the successor rotates as usual.
+    assert await runtime.tokens.refresh(lost.refresh_token or "", scope=None, context=ctx)
+
+
+async def test_past_the_retry_window_a_used_token_is_reuse(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    ctx = RequestContext(ip="127.0.0.1")
+    first = await _signed_in(runtime)
+    lost = await runtime.tokens.refresh(first, scope=None, context=ctx)
+    clock.advance(runtime.settings.refresh_retry_seconds + 1)
+    with pytest.raises(InvalidGrant, match="already used"):
+        await runtime.tokens.refresh(first, scope=None, context=ctx)
+    with pytest.raises(InvalidGrant, match="revoked"):
+        await runtime.tokens.refresh(lost.refresh_token or "", scope=None, context=ctx)
+
+
+async def test_a_revoked_successor_is_never_handed_out_again(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    ctx = RequestContext(ip="127.0.0.1")
+    first = await _signed_in(runtime)
+    lost = await runtime.tokens.refresh(first, scope=None, context=ctx)
+    await runtime.tokens.revoke(lost.refresh_token or "", "refresh_token", ctx)
+    clock.advance(600)
+    with pytest.raises(InvalidGrant):
+        await runtime.tokens.refresh(first, scope=None, context=ctx)

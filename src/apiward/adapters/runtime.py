@@ -249,7 +249,7 @@ def build(
         max_unknown=settings.cache_max_unknown,
         serve_stale=settings.cache_serve_stale_seconds,
     )
-    limiter = _limiter(settings)
+    limiter, table = _limiter(settings)
     limits_on = limiter
     if tracer and settings.redis_url:
         limits_on = TracedLimiter(limiter, tracer)
@@ -318,6 +318,7 @@ def build(
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             grace=timedelta(seconds=settings.refresh_grace_seconds),
             default_environment=settings.environments[0],
+            retry=timedelta(seconds=settings.refresh_retry_seconds),
         ),
         verifications,
         auth.acts,
@@ -374,12 +375,9 @@ def build(
     invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
     housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
     sources: list[Reports] = [cache, limits]
-    local = limiter
     if isinstance(limiter, FallbackLimiter):
         sources.append(limiter)
-        local = limiter.local
-    if isinstance(local, MemoryLimiter):  # the in-process table, in use or in reserve
-        sources.append(local)
+    sources.append(table)  # the in-process table, in use or in reserve
     sources += [sql, webhooks, leaks, lockouts]
     scheduler = Scheduler(
         [
@@ -441,19 +439,21 @@ def build(
     )
 
 
-def _limiter(settings: Settings) -> Limiter:
-    """In-process limits by default; exact across processes with Redis."""
+def _limiter(settings: Settings) -> tuple[Limiter, MemoryLimiter]:
+    """In-process limits by default; exact across processes with Redis. Also the
+    in-process table, in use or in reserve (its metrics)."""
     local = MemoryLimiter(max_keys=settings.rate_limit_max_keys)
     if not settings.redis_url:
-        return local
+        return local, local
     from apiward.adapters.limiter.redis import RedisLimiter  # redis loads only when used
     from apiward.adapters.limiter.redis import connect as connect_redis
 
-    return FallbackLimiter(
+    fallback = FallbackLimiter(
         RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
         local,
         mode=settings.rate_limit_failure_mode,
     )
+    return fallback, local
 
 
 def _login_throttle(settings: Settings, limiter: Limiter) -> LoginThrottle:
@@ -506,7 +506,9 @@ def _upkeep(settings: Settings) -> Upkeep:
     audit = settings.audit_retention_days
     return Upkeep(
         signing_key_rotation=timedelta(days=rotation) if rotation else None,
-        refresh_grace=timedelta(seconds=settings.refresh_grace_seconds),
+        refresh_grace=timedelta(
+            seconds=max(settings.refresh_grace_seconds, settings.refresh_retry_seconds)
+        ),
         audit_retention=timedelta(days=audit) if audit else None,
         webhook_retention=timedelta(days=settings.webhook_retention_days),
     )

@@ -196,6 +196,14 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(1800, ge=30, le=7 * 86400)
     refresh_token_ttl_seconds: int = Field(86400, ge=60, le=365 * 86400)
     refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
+    refresh_retry_seconds: float = Field(
+        3600.0,
+        ge=0,
+        le=86_400 * 30,
+        description="After the grace window, a used refresh token whose successor was never "
+        "used still gets that successor, with a fresh access token (a refresh whose answer "
+        "was lost), for this long; 0: a used token is reuse at once after the grace window.",
+    )
     signing_key_rotation_days: float = Field(0, ge=0, le=LONGEST_DAYS)
     login_max_failures: int = Field(5, ge=1)
     login_ip_max_failures: int = Field(50, ge=1)

@@ -34,6 +34,8 @@ class Upkeep:
     signing_key_rotation: timedelta | None
     """None: signing keys rotate only when an operator says so."""
     refresh_grace: timedelta
+    """How long a used refresh token keeps its sealed answer (the grace window, or the
+    retry window when longer)."""
     audit_retention: timedelta | None
     """None: audit events are kept for ever."""
     webhook_retention: timedelta

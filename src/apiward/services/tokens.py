@@ -124,6 +124,9 @@ class TokenSettings:
     refresh_ttl: timedelta
     grace: timedelta
     default_environment: str
+    retry: timedelta = timedelta(0)
+    """How long a used refresh token whose successor was never used still gets that
+    successor (a retry of a refresh whose answer was lost); 0: never."""
 
 
 class Tokens:
@@ -516,6 +519,10 @@ class Tokens:
             if record.used_at is not None:
                 if now - record.used_at <= self.settings.grace and record.answer_sealed:
                     return self._reopen(record)
+                if now - record.used_at <= self.settings.retry and record.answer_sealed:
+                    retried = await self._retry(tx, record, now, context)
+                    if retried is not None:
+                        return retried
                 reuse = record
                 await revoke("family", record.family_id)
                 await tx.insert_audit(
@@ -572,6 +579,56 @@ class Tokens:
         raise InvalidGrant(
             "The refresh token was already used. The session has been revoked; sign in again."
         )
+
+    async def _retry(
+        self, tx: TokensServiceTx, record: RefreshToken, now: datetime, context: RequestContext
+    ) -> TokenAnswer | None:
+        """A used token presented again after the grace window, whose answer the client
+        may never have received: while the successor that answer held was never used
+        (nor revoked, nor expired), the successor again, with a fresh access token. No
+        new refresh token is made, so the family keeps one line: whoever holds the
+        successor second (a thief replaying the used token, or the client) triggers
+        reuse detection when it uses it after the other. None: not a retry (reuse)."""
+        try:
+            earlier = self._reopen(record)
+        except InvalidGrant:
+            return None
+        if earlier.refresh_token is None:
+            return None
+        successor = await tx.find_refresh_for_update(
+            self._refresh_fmt.parse(earlier.refresh_token).digest
+        )
+        if (
+            successor is None
+            or successor.used_at is not None
+            or successor.revoked_at is not None
+            or successor.expires_at <= now
+        ):
+            return None
+        if not await is_active(tx, await tx.get_user(successor.org_id, successor.user_id)):
+            raise InvalidGrant("The account behind this refresh token is disabled.")
+        access, ttl = self._access_token(
+            sub=successor.user_id,
+            org=successor.org_id,
+            env=successor.environment,
+            uid=successor.user_id,
+            scope=successor.scope,
+            client_id=successor.client_id or PASSWORD_CLIENT,
+            space=successor.space_id,
+            sid=successor.family_id,
+        )
+        await tx.insert_audit(
+            self._event(
+                record.org_id,
+                record.environment,
+                "refresh_token.retried",
+                context,
+                record.user_id,
+                target_id=record.user_id,
+                data={"family_id": record.family_id},
+            )
+        )
+        return TokenAnswer(access, ttl, successor.scope, earlier.refresh_token)
 
     def _reopen(self, record: RefreshToken) -> TokenAnswer:
         assert record.answer_sealed is not None

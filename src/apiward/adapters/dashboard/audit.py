@@ -42,6 +42,7 @@ EVENT_TYPES = (
     "logout",
     "session.revoked",
     "refresh_token.reuse_detected",
+    "refresh_token.retried",
 )
 
 
