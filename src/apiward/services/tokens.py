@@ -320,7 +320,12 @@ class Tokens:
     async def authenticate_client(
         self, client_id: str, secret: str, *, basic: bool = False
     ) -> OAuthClient:
-        """The client, or ``InvalidClient`` (the same answer for unknown id and wrong secret)."""
+        """The client, or ``InvalidClient`` (the same answer for unknown id and wrong secret).
+
+        Every door that takes a client's secret (the token endpoint, revocation,
+        introspection) authenticates here, so each refuses alike a revoked or expired
+        client and one whose user or portal account is disabled (docs/authority.md,
+        "Disabled means disabled")."""
         failure = InvalidClient(
             "Client authentication failed: unknown client or wrong secret.", basic=basic
         )
@@ -341,6 +346,8 @@ class Tokens:
             raise InvalidClient("This client has been revoked.", basic=basic)
         if client.expires_at is not None and client.expires_at <= now:
             raise InvalidClient("This client has expired.", basic=basic)
+        if not await self._acts(client.org_id, client.acting_user_id):
+            raise InvalidClient("The user this client acts for is disabled.", basic=basic)
         return client
 
     async def client_credentials(
@@ -353,8 +360,6 @@ class Tokens:
         basic: bool = False,
     ) -> TokenAnswer:
         client = await self._counted_client(client_id, secret, basic)
-        if not await self._acts(client.org_id, client.acting_user_id):
-            raise InvalidClient("The user this client acts for is disabled.")
         token_scope = self._narrow(ScopeSet(client.scopes), scope)
         self._verifications.count(
             client.org_id, client.environment, "VALID", client_id=client.id, route=TOKEN_ROUTE

@@ -632,12 +632,6 @@ KNOWN_OPEN: dict[tuple[str, str, str], str] = {
     ("POST", "/v1/projects", "acting_key"): (
         "a key acting as another person creates projects in that person's account"
     ),
-    ("POST", "/v1/auth/introspect", "disabled_client"): (
-        "a disabled account's client still authenticates at introspection"
-    ),
-    ("POST", "/v1/auth/revoke", "disabled_client"): (
-        "a disabled account's client still authenticates at revocation"
-    ),
 }
 """Cells whose fix lands in the services (a space-only admin's reach over other spaces,
 acting on another person's account, a disabled account's clients): empty this set once
