@@ -17,6 +17,8 @@ from apiward.core.authority import (
     Grant,
     networks,
     require_covers,
+    require_held,
+    require_undoes,
 )
 from apiward.core.errors import ExceedsAuthority, InvalidInput, OperatorOnly
 from apiward.core.limits import Credits
@@ -26,6 +28,7 @@ from apiward.core.models import (
     OAuthClient,
     Principal,
     RateOverride,
+    Space,
     User,
 )
 from apiward.core.roles import BUILTIN_ROLES
@@ -122,6 +125,27 @@ async def check_user_change(
     require_covers(actor, user_authority(before, actor), what)
     if after is not None:
         require_covers(actor, user_authority(after, actor), what)
+
+
+SPACES_MANAGE = "spaces:manage"
+
+
+async def check_space_change(
+    tx: TenancyTx, principal: Principal, space: Space, unarchive: bool
+) -> None:
+    """Renaming, archiving or bringing back a space needs ``spaces:manage`` in that space
+    (a live key kept to it stops while it is archived); bringing it back also needs
+    covering the authority of whoever archived it, so an owner's act is undone only by
+    an owner."""
+    actor = await principal_authority(tx, principal)
+    require_held(actor, space.id, SPACES_MANAGE, f"Changing space {space.id}")
+    if unarchive and space.archived_by != principal.user_id:
+        archiver = None
+        if space.archived_by is not None:
+            archiver = user_authority(
+                await user_roles(tx, principal.org_id, space.archived_by), actor
+            )
+        require_undoes(actor, archiver, f"Bringing back space {space.id}, archived by another,")
 
 
 async def check_role_scopes(tx: TenancyTx, principal: Principal, scopes: ScopeSet) -> None:
