@@ -33,7 +33,7 @@ from apiward.core.models import (
 )
 from apiward.core.roles import BUILTIN_ROLES
 from apiward.core.scopes import ScopeSet
-from apiward.services.ports import PortalTx, TenancyTx
+from apiward.services.ports import CredentialsTx, PortalTx, TenancyTx
 
 OPERATOR_TIERS = "operator:tiers"
 OPERATOR_LIMITS = "operator:limits"
@@ -79,6 +79,46 @@ async def is_active(tx: PortalTx, user: User | None) -> bool:
         return True
     account = await tx.get_account(user.account_id)
     return account is not None and account.disabled_at is None
+
+
+async def credential_author(tx: CredentialsTx, principal: Principal) -> str:
+    """The person behind the caller's credential: who made the key or the client (which
+    may act as another user, within what its maker holds), else the user itself (a
+    dashboard session, a token of the user's own password, the operator)."""
+    made_by: str | None = principal.user_id
+    if principal.credential_kind is CredentialKind.API_KEY:
+        key = await tx.get_key(principal.org_id, principal.credential_id)
+        made_by = key.created_by if key else None
+    elif principal.credential_kind is CredentialKind.ACCESS_TOKEN and principal.client_id:
+        client = await tx.get_client(principal.org_id, principal.client_id)
+        made_by = client.created_by if client else None
+    return made_by or principal.user_id
+
+
+async def maker(
+    tx: CredentialsTx, principal: Principal, acting: str | None
+) -> tuple[str, str | None]:
+    """Who a credential the principal makes records as its maker, and the user it acts
+    as (``acting``; None: its maker): the person behind the principal's own credential,
+    so that a credential acting as another user makes only credentials acting as that
+    user *by its maker's hand*, never ones passing as that user's own."""
+    author = await credential_author(tx, principal)
+    if acting is None and author != principal.user_id:
+        acting = principal.user_id
+    return author, acting
+
+
+async def require_own_account(tx: CredentialsTx, principal: Principal, what: str) -> None:
+    """A portal account spans organisations: acting on it (its projects) needs being its
+    person, so a credential another user made acting as them is refused, whatever it
+    holds here (``check_credential`` weighs this organisation only)."""
+    author = await credential_author(tx, principal)
+    if author != principal.user_id:
+        raise ExceedsAuthority(
+            f"{what} refused: this credential acts as user {principal.user_id} but was made "
+            f"by user {author}. A portal account's projects span organisations, so only "
+            "its person's own credentials act on them."
+        )
 
 
 async def principal_authority(tx: TenancyTx, principal: Principal) -> Authority:

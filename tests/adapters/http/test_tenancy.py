@@ -106,7 +106,9 @@ def test_key_without_user_acts_as_its_creator(org: Org) -> None:
     made = c.post(
         "/v1/keys", headers=org.headers(dev_key), json={"name": "child", "scopes": ["keys:read"]}
     ).json()
-    assert made["created_by"] == dev["id"] and made["user_id"] is None
+    # It acts as the user the making key acts as; its maker is the person behind that
+    # key (the owner made it for the developer), so it never passes as the developer's own.
+    assert (made["created_by"], made["user_id"]) == (org.owner_id, dev["id"])
     # The creator loses every role: the child key loses its access with them.
     c.delete(f"/v1/users/{dev['id']}/memberships", headers=h)
     r = c.get("/v1/keys", headers=org.headers(made["key"]))
