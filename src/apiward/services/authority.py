@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import replace
+from typing import Protocol
 
 from apiward.core.authority import (
     EVERYTHING,
@@ -209,13 +210,23 @@ async def check_role_grant(
     require_covers(actor, user_authority({space_id: scopes}, actor), what)
 
 
+class PeopleTx(TenancyTx, PortalTx, Protocol):
+    """The users of an organisation and the portal accounts behind them."""
+
+
 async def check_still_offered(
-    tx: TenancyTx, org_id: str, inviter_id: str, scopes: ScopeSet
+    tx: PeopleTx, org_id: str, inviter_id: str | None, scopes: ScopeSet
 ) -> None:
-    """At an invitation's acceptance, its sender must still hold the role it offers, in
+    """At an invitation's acceptance, its sender must still be an active member (neither
+    it nor its portal account disabled, not removed) and hold the role it offers, in
     every space (a sender demoted or disabled since cannot hand out what they lost)."""
-    inviter = await tx.get_user(org_id, inviter_id)
-    roles = await user_roles(tx, org_id, inviter_id) if inviter and not inviter.disabled_at else {}
+    inviter = await tx.get_user(org_id, inviter_id) if inviter_id else None
+    if not await is_active(tx, inviter):
+        raise ExceedsAuthority(
+            "This invitation's sender is disabled or no longer a member of the project, so "
+            "it grants nothing any more: ask a current owner or admin for a new invitation."
+        )
+    roles = await user_roles(tx, org_id, inviter_id or "")
     require_covers(
         Authority.of(UNBOUNDED, roles),
         Authority.of(UNBOUNDED, {None: scopes}),

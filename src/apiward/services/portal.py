@@ -706,8 +706,7 @@ class Portal:
                     f"The role {link.role!r} of this invitation no longer exists. Ask for a "
                     "new invitation."
                 )
-            if link.created_by is not None:
-                await check_still_offered(tx, org.id, link.created_by, ScopeSet(role.scopes))
+            await check_still_offered(tx, org.id, link.created_by, ScopeSet(role.scopes))
             if new_account is not None:
                 await tx.insert_account(new_account)
                 await tx.insert_audit(

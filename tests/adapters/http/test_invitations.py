@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -254,3 +255,62 @@ def test_a_credential_acting_as_another_never_acts_on_their_account(
         == 201
     )
     assert bobs_projects() == {"Shared", "Bob's own", "Third"}
+
+
+@pytest.mark.parametrize("disabled", ["user", "account"])
+def test_an_invitation_whose_sender_was_disabled_is_refused(
+    client: TestClient, org: Org, mailbox: Mailbox, disabled: str
+) -> None:
+    """An invitation grants its role only while its sender may still give it: a sender
+    disabled since (as a user, or through their portal account) hands out nothing, and
+    the link is not used up."""
+    from apiward.core.errors import ExceedsAuthority
+    from apiward.core.ids import new_id
+    from apiward.core.models import Membership, User
+
+    runtime, context = org.runtime, RequestContext()
+    portal = client.portal
+    assert portal is not None
+    portal.call(runtime.portal.sign_up, "sender@example.test", "S", "a long passphrase", context)
+    link = link_in(mailbox.next("sender@example.test"))
+    portal.call(runtime.portal.confirm, link.split("token=")[1], context)
+    account = portal.call(runtime.portal.account_of_email, "sender@example.test")
+    sender = User(
+        new_id("usr"), org.id, account.email, "S", None, runtime.clock.now(), account_id=account.id
+    )
+
+    async def join() -> None:
+        async with runtime.store.begin() as tx:
+            await tx.insert_user(sender)
+            await tx.put_membership(Membership(org.id, sender.id, None, "admin", sender.created_at))
+
+    portal.call(join)
+    key = org.create_key(["*"], user_id=sender.id)["key"]
+    r = client.post(
+        "/v1/invitations",
+        headers=org.headers(key),
+        json={"email": "new@acme.test", "role": "admin"},
+    )
+    assert r.status_code == 201, r.text
+    token = link_in(mailbox.next("new@acme.test")).split("token=")[1]
+
+    def set_disabled(value: bool) -> None:
+        if disabled == "account":
+            portal.call(runtime.portal.set_disabled, "sender@example.test", value, context)
+        else:
+            r = client.patch(
+                f"/v1/users/{sender.id}", headers=org.headers(), json={"disabled": value}
+            )
+            assert r.status_code == 200, r.text
+
+    def accept() -> tuple[Any, Any]:
+        return portal.call(
+            lambda: runtime.portal.accept(token, context, name="New", password="a long passphrase")
+        )
+
+    set_disabled(True)
+    with pytest.raises(ExceedsAuthority, match="sender is disabled"):
+        accept()
+    set_disabled(False)
+    _, project = accept()
+    assert project.role == "admin"
