@@ -34,6 +34,7 @@ from apiward.core.models import (
 )
 from apiward.core.roles import BUILTIN_ROLES
 from apiward.core.scopes import ScopeSet
+from apiward.core.webhooks import WebhookDelivery
 from apiward.services.ports import CredentialsTx, PortalTx, TenancyTx
 
 OPERATOR_TIERS = "operator:tiers"
@@ -247,6 +248,18 @@ def require_event_reader(principal: Principal) -> None:
             "credential does not hold it, so it cannot point one anywhere.",
             EVENTS_SCOPE,
         )
+
+
+WITHHELD = "null"
+"""A delivery's body as shown to a credential that may not read audit events: JSON null."""
+
+
+def readable_delivery(principal: Principal, delivery: WebhookDelivery) -> WebhookDelivery:
+    """A delivery as ``principal`` may see it: its body is an audit event, so without
+    ``audit:read`` the body is withheld (``WITHHELD``) and the rest of the history shown."""
+    if principal.grants(EVENTS_SCOPE):
+        return delivery
+    return replace(delivery, payload=WITHHELD)
 
 
 async def require_everywhere(
