@@ -22,6 +22,10 @@ covers them. The operator's powers (``operator:*``) come from no role: a credent
 the operator scopes of its own grant whatever its user's roles are, and only the operator
 can grant them.
 
+Changing one space needs the route's permission *in that space* (``require_held``), and
+undoing what someone else did to restrict (bringing back a space they archived) needs
+covering what they hold (``require_undoes``): an owner or the operator may always.
+
 What the operator sets on a key (its expiry, IP and space allow-lists) are the key's
 ``Bounds``: a tenant may tighten them, never clear or extend them (``Bounds.loosened``).
 """
@@ -39,6 +43,7 @@ from apiward.core.scopes import ScopeSet
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 OPERATOR = "operator"
+OWNER_POWERS = "owner:*"
 
 EMPTY = ScopeSet(())
 EVERYTHING = ScopeSet(["*", "owner:*", "operator:*"])
@@ -224,5 +229,39 @@ def require_covers(actor: Authority, result: Authority, what: str) -> None:
         raise ExceedsAuthority(
             f"{what} refused: {excess.reason}. Nobody can create or change anything that "
             "confers more than they hold.",
+            excess.scope,
+        )
+
+
+def require_held(actor: Authority, space_id: str, scope: str, what: str) -> None:
+    """Refuse a change to one space unless ``actor`` holds ``scope`` in that space: a
+    role of another space, or a key kept to another, reaches no further."""
+    if not actor.at(space_id).grants(scope):
+        raise ExceedsAuthority(
+            f"{what} refused: it needs {scope!r} in space {space_id}, which you do not hold "
+            "there. A role or a key kept to some spaces changes only those.",
+            scope,
+        )
+
+
+def require_undoes(actor: Authority, author: Authority | None, what: str) -> None:
+    """Refuse undoing a restriction (bringing back a space someone archived) unless
+    ``actor`` covers what its ``author`` holds: what an owner stopped, only an owner
+    restarts. An owner (``owner:*`` in every space) or the operator may always; an
+    author unknown (``None``: a restriction made before apiward recorded it) leaves it
+    to them."""
+    if actor.everywhere().grants(OWNER_POWERS):
+        return
+    if author is None:
+        raise ExceedsAuthority(
+            f"{what} refused: who did it was not recorded, so only an owner or the "
+            "operator undoes it.",
+            OWNER_POWERS,
+        )
+    excess = actor.excess(author)
+    if excess is not None:
+        raise ExceedsAuthority(
+            f"{what} refused: the user who did it holds more than you ({excess.reason}). "
+            "Only someone holding at least as much undoes it.",
             excess.scope,
         )

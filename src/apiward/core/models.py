@@ -51,6 +51,10 @@ class Space:
     is_default: bool
     created_at: datetime
     archived_at: datetime | None = None
+    archived_by: str | None = None
+    """The user whose credential archived the space (None while it is not archived,
+    and for spaces archived before apiward recorded it): bringing it back needs covering
+    that user's authority (docs/authority.md)."""
 
 
 @dataclass(frozen=True, slots=True)

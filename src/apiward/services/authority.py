@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import replace
+from typing import Protocol
 
 from apiward.core.authority import (
     EVERYTHING,
@@ -17,6 +18,8 @@ from apiward.core.authority import (
     Grant,
     networks,
     require_covers,
+    require_held,
+    require_undoes,
 )
 from apiward.core.errors import ExceedsAuthority, InvalidInput, OperatorOnly
 from apiward.core.limits import Credits
@@ -26,11 +29,13 @@ from apiward.core.models import (
     OAuthClient,
     Principal,
     RateOverride,
+    Space,
     User,
 )
 from apiward.core.roles import BUILTIN_ROLES
 from apiward.core.scopes import ScopeSet
-from apiward.services.ports import PortalTx, TenancyTx
+from apiward.core.webhooks import WebhookDelivery
+from apiward.services.ports import CredentialsTx, PortalTx, TenancyTx
 
 OPERATOR_TIERS = "operator:tiers"
 OPERATOR_LIMITS = "operator:limits"
@@ -76,6 +81,46 @@ async def is_active(tx: PortalTx, user: User | None) -> bool:
         return True
     account = await tx.get_account(user.account_id)
     return account is not None and account.disabled_at is None
+
+
+async def credential_author(tx: CredentialsTx, principal: Principal) -> str:
+    """The person behind the caller's credential: who made the key or the client (which
+    may act as another user, within what its maker holds), else the user itself (a
+    dashboard session, a token of the user's own password, the operator)."""
+    made_by: str | None = principal.user_id
+    if principal.credential_kind is CredentialKind.API_KEY:
+        key = await tx.get_key(principal.org_id, principal.credential_id)
+        made_by = key.created_by if key else None
+    elif principal.credential_kind is CredentialKind.ACCESS_TOKEN and principal.client_id:
+        client = await tx.get_client(principal.org_id, principal.client_id)
+        made_by = client.created_by if client else None
+    return made_by or principal.user_id
+
+
+async def maker(
+    tx: CredentialsTx, principal: Principal, acting: str | None
+) -> tuple[str, str | None]:
+    """Who a credential the principal makes records as its maker, and the user it acts
+    as (``acting``; None: its maker): the person behind the principal's own credential,
+    so that a credential acting as another user makes only credentials acting as that
+    user *by its maker's hand*, never ones passing as that user's own."""
+    author = await credential_author(tx, principal)
+    if acting is None and author != principal.user_id:
+        acting = principal.user_id
+    return author, acting
+
+
+async def require_own_account(tx: CredentialsTx, principal: Principal, what: str) -> None:
+    """A portal account spans organisations: acting on it (its projects) needs being its
+    person, so a credential another user made acting as them is refused, whatever it
+    holds here (``check_credential`` weighs this organisation only)."""
+    author = await credential_author(tx, principal)
+    if author != principal.user_id:
+        raise ExceedsAuthority(
+            f"{what} refused: this credential acts as user {principal.user_id} but was made "
+            f"by user {author}. A portal account's projects span organisations, so only "
+            "its person's own credentials act on them."
+        )
 
 
 async def principal_authority(tx: TenancyTx, principal: Principal) -> Authority:
@@ -124,6 +169,27 @@ async def check_user_change(
         require_covers(actor, user_authority(after, actor), what)
 
 
+SPACES_MANAGE = "spaces:manage"
+
+
+async def check_space_change(
+    tx: TenancyTx, principal: Principal, space: Space, unarchive: bool
+) -> None:
+    """Renaming, archiving or bringing back a space needs ``spaces:manage`` in that space
+    (a live key kept to it stops while it is archived); bringing it back also needs
+    covering the authority of whoever archived it, so an owner's act is undone only by
+    an owner."""
+    actor = await principal_authority(tx, principal)
+    require_held(actor, space.id, SPACES_MANAGE, f"Changing space {space.id}")
+    if unarchive and space.archived_by != principal.user_id:
+        archiver = None
+        if space.archived_by is not None:
+            archiver = user_authority(
+                await user_roles(tx, principal.org_id, space.archived_by), actor
+            )
+        require_undoes(actor, archiver, f"Bringing back space {space.id}, archived by another,")
+
+
 async def check_role_scopes(tx: TenancyTx, principal: Principal, scopes: ScopeSet) -> None:
     """A role may hold only what its author holds in every space (it can be granted in
     any, and a change reaches every user who holds it), and never an operator power (no
@@ -145,13 +211,23 @@ async def check_role_grant(
     require_covers(actor, user_authority({space_id: scopes}, actor), what)
 
 
+class PeopleTx(TenancyTx, PortalTx, Protocol):
+    """The users of an organisation and the portal accounts behind them."""
+
+
 async def check_still_offered(
-    tx: TenancyTx, org_id: str, inviter_id: str, scopes: ScopeSet
+    tx: PeopleTx, org_id: str, inviter_id: str | None, scopes: ScopeSet
 ) -> None:
-    """At an invitation's acceptance, its sender must still hold the role it offers, in
+    """At an invitation's acceptance, its sender must still be an active member (neither
+    it nor its portal account disabled, not removed) and hold the role it offers, in
     every space (a sender demoted or disabled since cannot hand out what they lost)."""
-    inviter = await tx.get_user(org_id, inviter_id)
-    roles = await user_roles(tx, org_id, inviter_id) if inviter and not inviter.disabled_at else {}
+    inviter = await tx.get_user(org_id, inviter_id) if inviter_id else None
+    if not await is_active(tx, inviter):
+        raise ExceedsAuthority(
+            "This invitation's sender is disabled or no longer a member of the project, so "
+            "it grants nothing any more: ask a current owner or admin for a new invitation."
+        )
+    roles = await user_roles(tx, org_id, inviter_id or "")
     require_covers(
         Authority.of(UNBOUNDED, roles),
         Authority.of(UNBOUNDED, {None: scopes}),
@@ -172,6 +248,18 @@ def require_event_reader(principal: Principal) -> None:
             "credential does not hold it, so it cannot point one anywhere.",
             EVENTS_SCOPE,
         )
+
+
+WITHHELD = "null"
+"""A delivery's body as shown to a credential that may not read audit events: JSON null."""
+
+
+def readable_delivery(principal: Principal, delivery: WebhookDelivery) -> WebhookDelivery:
+    """A delivery as ``principal`` may see it: its body is an audit event, so without
+    ``audit:read`` the body is withheld (``WITHHELD``) and the rest of the history shown."""
+    if principal.grants(EVENTS_SCOPE):
+        return delivery
+    return replace(delivery, payload=WITHHELD)
 
 
 async def require_everywhere(

@@ -18,7 +18,7 @@ from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
 from apiward.core.models import OAuthClient, Page, PageRequest, Principal
 from apiward.services.audit import audit_event
-from apiward.services.authority import check_credential, client_grant
+from apiward.services.authority import check_credential, client_grant, maker
 from apiward.services.keys import check_expiry, credential_scopes, effective_environment
 from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
@@ -74,21 +74,23 @@ class Clients:
         check_expiry(expires_at, self._clock.now())
         now = self._clock.now()
         secret = self._fmt.generate(env)
-        client = OAuthClient(
-            id=new_id("client"),
-            org_id=principal.org_id,
-            environment=env,
-            name=check_name(name, "client"),
-            secret_digest=digest(secret),
-            secret_last4=secret[-4:],
-            scopes=tuple(normalised),
-            created_by=principal.user_id,
-            created_at=now,
-            updated_at=now,
-            user_id=user_id,
-            expires_at=expires_at,
-        )
+        name = check_name(name, "client")
         async with self._store.begin() as tx:
+            created_by, user_id = await maker(tx, principal, user_id)
+            client = OAuthClient(
+                id=new_id("client"),
+                org_id=principal.org_id,
+                environment=env,
+                name=name,
+                secret_digest=digest(secret),
+                secret_last4=secret[-4:],
+                scopes=tuple(normalised),
+                created_by=created_by,
+                created_at=now,
+                updated_at=now,
+                user_id=user_id,
+                expires_at=expires_at,
+            )
             if user_id is not None:
                 user = await tx.get_user(principal.org_id, user_id)
                 if user is None or user.disabled_at is not None:

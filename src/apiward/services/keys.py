@@ -35,6 +35,7 @@ from apiward.services.authority import (
     check_credential,
     check_credits,
     key_grant,
+    maker,
     operator_bounds,
     own_limits,
 )
@@ -177,6 +178,7 @@ class Keys:
         now = self._clock.now()
         plaintext = self._fmt.generate(env)
         async with self._store.begin() as tx:
+            created_by, user_id = await maker(tx, principal, user_id)
             if user_id is not None:
                 user = await tx.get_user(principal.org_id, user_id)
                 if user is None:
@@ -192,7 +194,7 @@ class Keys:
                 prefix=self._fmt.display_prefix(env),
                 last4=plaintext[-4:],
                 scopes=tuple(normalised),
-                created_by=principal.user_id,
+                created_by=created_by,
                 created_at=now,
                 updated_at=now,
                 user_id=user_id,
@@ -382,13 +384,14 @@ class Keys:
             if old.rolled_to is not None:
                 raise Conflict(f"API key {old.id} was already rolled to {old.rolled_to}.")
             plaintext = self._fmt.generate(old.environment)
+            created_by, _ = await maker(tx, principal, old.acting_user_id)
             new = replace(
                 old,
                 id=new_id("key"),
                 digest=digest(plaintext),
                 last4=plaintext[-4:],
                 user_id=old.acting_user_id,  # the new key acts as the old one did
-                created_by=principal.user_id,
+                created_by=created_by,
                 created_at=now,
                 updated_at=now,
                 disabled_at=None,

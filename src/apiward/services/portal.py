@@ -56,10 +56,11 @@ from apiward.core.passwords import Passwords, weakness
 from apiward.core.roles import BUILTIN_ROLES
 from apiward.core.scopes import ScopeSet
 from apiward.services.audit import audit_event, request_event
-from apiward.services.authority import check_still_offered
+from apiward.services.authority import check_still_offered, require_own_account
 from apiward.services.background import Background
 from apiward.services.ports import (
     AuditTx,
+    CredentialsTx,
     InvalidationsTx,
     Mailer,
     PortalTx,
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from apiward.services.tokens import Tokens
 
 
-class PortalServiceTx(PortalTx, TenancyTx, AuditTx, InvalidationsTx, Protocol):
+class PortalServiceTx(PortalTx, TenancyTx, CredentialsTx, AuditTx, InvalidationsTx, Protocol):
     """What the portal's sign-up, sign-in and invitation flows touch."""
 
 
@@ -555,15 +556,17 @@ class Portal:
         return account
 
     async def account_of(self, principal: Principal) -> Account:
-        """The portal account behind a credential (its acting user's), or 403."""
+        """The portal account behind a credential (its acting user's), or 403; only a
+        credential of that person's own acts on it (``require_own_account``)."""
         async with self._store.begin() as tx:
             user = await tx.get_user(principal.org_id, principal.user_id)
             account = await tx.get_account(user.account_id) if user and user.account_id else None
-        if account is None or account.disabled_at is not None:
-            raise PermissionDenied(
-                "This credential acts for a user with no portal account: projects belong to "
-                "accounts (sign up in the dashboard)."
-            )
+            if account is None or account.disabled_at is not None:
+                raise PermissionDenied(
+                    "This credential acts for a user with no portal account: projects belong "
+                    "to accounts (sign up in the dashboard)."
+                )
+            await require_own_account(tx, principal, "Acting on a portal account's projects")
         return account
 
     # invitations -----------------------------------------------------------------
@@ -703,8 +706,7 @@ class Portal:
                     f"The role {link.role!r} of this invitation no longer exists. Ask for a "
                     "new invitation."
                 )
-            if link.created_by is not None:
-                await check_still_offered(tx, org.id, link.created_by, ScopeSet(role.scopes))
+            await check_still_offered(tx, org.id, link.created_by, ScopeSet(role.scopes))
             if new_account is not None:
                 await tx.insert_account(new_account)
                 await tx.insert_audit(

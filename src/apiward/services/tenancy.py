@@ -38,6 +38,7 @@ from apiward.services.authority import (
     Roles,
     check_role_grant,
     check_role_scopes,
+    check_space_change,
     check_user_change,
     require_everywhere,
     require_operator,
@@ -285,14 +286,17 @@ class Tenancy:
         now = self._clock.now()
         async with self._store.begin() as tx:
             space = await self._space(tx, principal.org_id, space_id)
+            toggled = archived is not None and archived != (space.archived_at is not None)
+            await check_space_change(tx, principal, space, unarchive=toggled and not archived)
             changes: dict[str, object] = {}
             if name is not None:
                 space = replace(space, name=check_name(name, "space"))
                 changes["name"] = space.name
-            if archived is not None and archived != (space.archived_at is not None):
+            if toggled:
                 if archived and space.is_default:
                     raise Conflict("The default space cannot be archived.")
-                space = replace(space, archived_at=now if archived else None)
+                by = principal.user_id if archived else None
+                space = replace(space, archived_at=now if archived else None, archived_by=by)
                 changes["archived"] = archived
             await tx.update_space(space)
             await tx.insert_audit(

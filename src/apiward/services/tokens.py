@@ -337,7 +337,12 @@ class Tokens:
     ) -> OAuthClient:
         """The client, or ``InvalidClient`` (the same answer for unknown id and wrong
         secret). Every failure counts against the address's budget of failed
-        authentications, as a failed key does; past it the answer is ``RateLimited``."""
+        authentications, as a failed key does; past it the answer is ``RateLimited``.
+
+        Every door that takes a client's secret (the token endpoint, revocation,
+        introspection) authenticates here, so each refuses alike a revoked or expired
+        client and one whose user or portal account is disabled (docs/authority.md,
+        "Disabled means disabled")."""
         try:
             return await self._client(client_id, secret, basic)
         except InvalidClient:
@@ -374,6 +379,8 @@ class Tokens:
             raise InvalidClient("This client has been revoked.", basic=basic)
         if client.expires_at is not None and client.expires_at <= now:
             raise InvalidClient("This client has expired.", basic=basic)
+        if not await self._acts(client.org_id, client.acting_user_id):
+            raise InvalidClient("The user this client acts for is disabled.", basic=basic)
         return client
 
     async def client_credentials(
@@ -386,8 +393,6 @@ class Tokens:
         basic: bool = False,
     ) -> TokenAnswer:
         client = await self._counted_client(client_id, secret, basic, context.ip)
-        if not await self._acts(client.org_id, client.acting_user_id):
-            raise InvalidClient("The user this client acts for is disabled.")
         token_scope = self._narrow(ScopeSet(client.scopes), scope)
         self._verifications.count(
             client.org_id, client.environment, "VALID", client_id=client.id, route=TOKEN_ROUTE

@@ -45,7 +45,7 @@ from apiward.core.models import AuditEvent, Page, PageRequest, Principal, visibl
 from apiward.core.readings import Reading
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 from apiward.services.audit import audit_event
-from apiward.services.authority import require_event_reader
+from apiward.services.authority import readable_delivery, require_event_reader
 from apiward.services.keys import effective_environment
 from apiward.services.ports import AuditTx, Store, WebhookSender, WebhooksTx
 from apiward.webhooks import SIGNATURE_HEADER, sign
@@ -395,10 +395,12 @@ class Webhooks:
     async def deliveries(
         self, principal: Principal, webhook_id: str, page: PageRequest
     ) -> Page[WebhookDelivery]:
-        """The endpoint's deliveries, newest first, with the outcome of their attempts."""
+        """The endpoint's deliveries, newest first, with the outcome of their attempts (and
+        the body sent, to a credential that may read audit events: ``readable_delivery``)."""
         async with self._store.begin() as tx:
             endpoint = await self._get(tx, principal, webhook_id)
-            return await tx.list_deliveries(principal.org_id, endpoint.id, page)
+            found = await tx.list_deliveries(principal.org_id, endpoint.id, page)
+        return replace(found, items=[readable_delivery(principal, d) for d in found.items])
 
     async def send_test(self, principal: Principal, webhook_id: str) -> WebhookDelivery:
         """Queue a ``webhook.test`` event for the endpoint, due at once."""
@@ -412,7 +414,7 @@ class Webhooks:
                 endpoint, replace(event, environment=endpoint.environment), now
             )
             await tx.insert_deliveries([delivery])
-        return delivery
+        return readable_delivery(principal, delivery)
 
     # dispatching ----------------------------------------------------------------------
 

@@ -231,6 +231,28 @@ def test_bad_client_credentials(org: Org) -> None:
     assert r.status_code == 401 and r.headers["www-authenticate"] == 'Basic realm="apiward"'
 
 
+@pytest.mark.parametrize("route", ["/v1/auth/token", "/v1/auth/introspect", "/v1/auth/revoke"])
+def test_a_disabled_users_client_authenticates_nowhere(org: Org, route: str) -> None:
+    """Every door that takes a client's secret refuses the client of a disabled user, as
+    the token endpoint does: the check is in the one client authentication."""
+    user = org.create_user("partner@acme.test", role="developer")
+    r = org.client.post(
+        "/v1/clients",
+        headers=org.headers(),
+        json={"name": "partner", "scopes": ["keys:read"], "user_id": user["id"]},
+    )
+    assert r.status_code == 201, r.text
+    client = r.json()
+    r = org.client.patch(f"/v1/users/{user['id']}", headers=org.headers(), json={"disabled": True})
+    assert r.status_code == 200, r.text
+    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    form = {"grant_type": "client_credentials", "token": "not-a-token"}
+    r = org.client.post(route, data=form, headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 401, r.text
+    assert r.json()["error"] == "invalid_client"
+    assert "disabled" in r.json()["error_description"]
+
+
 def test_revoking_a_client_kills_its_tokens(org: Org) -> None:
     client = _client(org, ["keys:read"])
     token = _client_token(org, client)

@@ -33,6 +33,52 @@ def test_archived_space_is_refused_as_a_target(org: Org) -> None:
     assert (r.status_code, r.json()["reason"]) == (403, "UNKNOWN_SPACE")
 
 
+def test_a_space_only_admin_changes_only_its_own_spaces(org: Org) -> None:
+    """Renaming or archiving a space needs ``spaces:manage`` in that space (or in every
+    space): an admin of one space neither archives nor renames another."""
+    c, h = org.client, org.headers()
+    mine = c.post("/v1/spaces", headers=h, json={"name": "Mine"}).json()["id"]
+    theirs = c.post("/v1/spaces", headers=h, json={"name": "Theirs"}).json()["id"]
+    admin = org.create_user("sa@acme.test", role="admin", space_id=mine)
+    key = org.create_key(["*"], user_id=admin["id"])["key"]
+    in_mine = org.headers(key, **{"Apiward-Space-Id": mine})
+    for body in ({"archived": True}, {"name": "Taken"}):
+        r = c.patch(f"/v1/spaces/{theirs}", headers=in_mine, json=body)
+        assert (r.status_code, r.json()["reason"]) == (403, "EXCEEDS_AUTHORITY"), r.text
+        assert "spaces:manage" in r.json()["message"]
+    after = c.get(f"/v1/spaces/{theirs}", headers=h).json()
+    assert (after["name"], after["archived_at"]) == ("Theirs", None)
+    r = c.patch(f"/v1/spaces/{mine}", headers=in_mine, json={"name": "Still mine"})
+    assert r.status_code == 200, r.text
+
+
+def test_unarchiving_needs_the_archivers_authority(org: Org) -> None:
+    """A space the owner archived comes back only by an owner's (or the operator's)
+    hand; one an admin archived, any admin may bring back."""
+    c, h = org.client, org.headers()
+    admin = org.create_user("adm@acme.test", role="admin")
+    other = org.create_user("adm2@acme.test", role="admin")
+    admin_key = org.create_key(["*"], user_id=admin["id"])["key"]
+    other_key = org.create_key(["*"], user_id=other["id"])["key"]
+    by_owner = c.post("/v1/spaces", headers=h, json={"name": "Owner's"}).json()["id"]
+    archived = c.patch(f"/v1/spaces/{by_owner}", headers=h, json={"archived": True}).json()
+    assert archived["archived_by"] == org.owner_id
+    r = c.patch(f"/v1/spaces/{by_owner}", headers=org.headers(admin_key), json={"archived": False})
+    assert (r.status_code, r.json()["reason"]) == (403, "EXCEEDS_AUTHORITY"), r.text
+    assert c.get(f"/v1/spaces/{by_owner}", headers=h).json()["archived_at"] is not None
+    operator = org.headers(org.operator_key())
+    r = c.patch(f"/v1/spaces/{by_owner}", headers=operator, json={"archived": False})
+    assert r.status_code == 200, r.text
+    assert (r.json()["archived_at"], r.json()["archived_by"]) == (None, None)
+    by_admin = c.post("/v1/spaces", headers=h, json={"name": "Admin's"}).json()["id"]
+    r = c.patch(f"/v1/spaces/{by_admin}", headers=org.headers(admin_key), json={"archived": True})
+    assert r.json()["archived_by"] == admin["id"]
+    r = c.patch(f"/v1/spaces/{by_admin}", headers=org.headers(other_key), json={"archived": False})
+    assert r.status_code == 200, r.text
+    c.patch(f"/v1/spaces/{by_admin}", headers=org.headers(other_key), json={"archived": True})
+    assert c.patch(f"/v1/spaces/{by_admin}", headers=h, json={"archived": False}).status_code == 200
+
+
 def test_users_create_list_disable(org: Org) -> None:
     c, h = org.client, org.headers()
     user = org.create_user("dev@acme.test", role="developer", password="a long passphrase")
@@ -60,7 +106,9 @@ def test_key_without_user_acts_as_its_creator(org: Org) -> None:
     made = c.post(
         "/v1/keys", headers=org.headers(dev_key), json={"name": "child", "scopes": ["keys:read"]}
     ).json()
-    assert made["created_by"] == dev["id"] and made["user_id"] is None
+    # It acts as the user the making key acts as; its maker is the person behind that
+    # key (the owner made it for the developer), so it never passes as the developer's own.
+    assert (made["created_by"], made["user_id"]) == (org.owner_id, dev["id"])
     # The creator loses every role: the child key loses its access with them.
     c.delete(f"/v1/users/{dev['id']}/memberships", headers=h)
     r = c.get("/v1/keys", headers=org.headers(made["key"]))

@@ -291,6 +291,27 @@ def test_scopes_guard_reading_and_managing(org: Org) -> None:
     assert org.client.get("/v1/webhooks", headers=org.headers(nobody)).status_code == 403
 
 
+def test_delivery_bodies_are_shown_to_audit_readers_only(org: Org, receiver: Receiver) -> None:
+    """A delivery's body is an audit event: the history shows it to a credential holding
+    ``audit:read``, and to one holding only ``webhooks:read`` everything else, with the
+    body withheld (``payload`` null), in the history and in a test's answer alike."""
+    reader = org.headers(org.create_key(["webhooks:read"])["key"])
+    auditor = org.headers(org.create_key(["webhooks:read", "audit:read"])["key"])
+    tester = org.headers(org.create_key(["webhooks:manage"])["key"])
+    hook = register(org, f"{receiver.url}/a", ["key.created"])
+    made = org.create_key(["keys:read"])
+    wait_for(lambda: bool(latest(org, hook["id"])))
+    path = f"/v1/webhooks/{hook['id']}/deliveries"
+    [withheld] = org.client.get(path, headers=reader).json()["items"]
+    [shown] = org.client.get(path, headers=auditor).json()["items"]
+    assert withheld["payload"] is None
+    assert shown["payload"]["target"] == {"type": "api_key", "id": made["id"]}
+    assert (withheld["id"], withheld["event_type"]) == (shown["id"], "key.created")
+    r = org.client.post(f"/v1/webhooks/{hook['id']}/test", headers=tester)
+    assert r.status_code == 202, r.text
+    assert r.json()["payload"] is None
+
+
 def test_deleting_an_endpoint_is_audited_and_drops_its_history(
     org: Org, receiver: Receiver
 ) -> None:

@@ -165,3 +165,34 @@ async def test_a_database_at_the_newest_revision_is_not_migrated_again(tmp_path:
             assert [row[0] for row in versions] == [head()]
     finally:
         await engine.dispose()
+
+
+ARCHIVED_SPACE = (
+    "INSERT INTO spaces (id, org_id, name, is_default, created_at, archived_at) "
+    "VALUES ('spc_old', 'org_a', 'Old', :false, :now, :now)"
+)
+
+
+async def test_0011_spaces_archived_before_have_no_recorded_archiver(database_url: str) -> None:
+    """A space archived before its archiver was recorded stays archived with none (so
+    only an owner or the operator brings it back), and the way back drops the column."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0010"))
+            for row in ROWS:
+                await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
+            await _run(conn, ARCHIVED_SPACE, false=False)
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0011"))
+        async with engine.begin() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT id, archived_at IS NOT NULL, archived_by FROM spaces ORDER BY id")
+            )
+            assert [tuple(r) for r in rows] == [("spc_a", False, None), ("spc_old", True, None)]
+            await conn.run_sync(_to("0010", down=True))
+        async with engine.begin() as conn:
+            assert await _count(conn, "spaces") == 2
+            await conn.run_sync(_to("head"))
+    finally:
+        await engine.dispose()

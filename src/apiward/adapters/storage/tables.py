@@ -86,6 +86,7 @@ spaces = Table(
     Column("is_default", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("archived_at", UTCDateTime()),
+    Column("archived_by", String(ID)),
 )
 
 users = Table(

@@ -27,6 +27,11 @@ class SpaceOut(BaseModel):
     is_default: bool
     created_at: datetime
     archived_at: datetime | None
+    archived_by: str | None = Field(
+        None,
+        description="The user whose credential archived the space (null when not archived or "
+        "unknown); bringing it back needs that user's authority.",
+    )
 
     @classmethod
     def of(cls, space: Space) -> SpaceOut:
@@ -36,6 +41,7 @@ class SpaceOut(BaseModel):
             is_default=space.is_default,
             created_at=space.created_at,
             archived_at=space.archived_at,
+            archived_by=space.archived_by,
         )
 
 

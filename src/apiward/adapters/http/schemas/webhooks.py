@@ -94,7 +94,10 @@ class DeliveryOut(BaseModel):
     error: str | None
     completed_at: datetime | None
     attempt_log: list[AttemptOut]
-    payload: dict[str, Any] = Field(description="The body sent, as JSON.")
+    payload: dict[str, Any] | None = Field(
+        description="The body sent, as JSON: an audit event, so null unless the caller holds "
+        "`audit:read`."
+    )
 
     @classmethod
     def of(cls, delivery: WebhookDelivery) -> DeliveryOut:

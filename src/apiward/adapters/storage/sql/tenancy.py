@@ -93,7 +93,7 @@ class SqlTenancy(SqlBase):
         await self._c.execute(
             t.spaces.update()
             .where(t.spaces.c.id == space.id, t.spaces.c.org_id == space.org_id)
-            .values(name=space.name, archived_at=space.archived_at)
+            .values(name=space.name, archived_at=space.archived_at, archived_by=space.archived_by)
         )
 
     # users
