@@ -27,9 +27,8 @@ from apiward.adapters.http.access import needs_of, routes_of
 from apiward.adapters.http.app import create_app
 from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.routes import check
-from apiward.core.limits import Credits
-from apiward.core.models import RateOverride
 from apiward.server import Apiward
+from tests.adapters.http.proxy_keys import CREDITS, proxy_keys
 from tests.conftest import bootstrap, fast_settings
 
 DOCS = Path(__file__).parents[3] / "docs"
@@ -40,7 +39,6 @@ ROUTES = [
     {"route": "/v1/things", "limits": [THINGS_ROUTE]},
     {"route": "/v1/events*", "methods": ["GET"], "exempt": True},
 ]
-CREDITS = 1000
 IDENTITY = ["Org", "Environment", "Space", "User", "Client", "Scopes", "Credential"]
 IDENTITY += ["Credential-Kind", "Api-Version"]
 
@@ -126,28 +124,7 @@ def _keys(client: TestClient) -> tuple[str, dict[str, str], dict[str, str]]:
     org = bootstrap(client)
 
     async def run() -> tuple[dict[str, str], dict[str, str]]:
-        owner = await runtime.operators.principal(org.id)
-        wanted = {
-            "reader": ["things:read"],
-            "other": ["invoices:read"],
-            "admin": ["*"],
-            **{f"writer-{m}": ["things:read"] for m in ("GET", "POST", "DELETE")},
-        }
-        made = [await runtime.keys.create(owner, name=n, scopes=s) for n, s in wanted.items()]
-        made.append(
-            await runtime.keys.create(
-                owner,
-                name="limited",
-                scopes=["things:read"],
-                rate_limits=[RateOverride("per-key", "2/minute", "credential")],
-            )
-        )
-        made.append(
-            await runtime.keys.create(
-                owner, name="metered", scopes=["things:read"], credits=Credits(CREDITS)
-            )
-        )
-        return {m.key.name: m.plaintext for m in made}, {m.key.name: m.key.id for m in made}
+        return await proxy_keys(runtime, org.id)
 
     keys, ids = client.portal.call(run)  # type: ignore[union-attr]
     return org.id, keys, ids

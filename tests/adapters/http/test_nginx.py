@@ -26,8 +26,7 @@ import pytest
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import build
-from apiward.core.limits import Credits
-from apiward.core.models import RateOverride
+from tests.adapters.http.proxy_keys import CREDITS, proxy_keys
 from tests.adapters.limiter.conftest import start_private_redis
 from tests.conftest import IN_CI, fast_settings, require_postgres
 from tests.live import free_port, serve
@@ -41,7 +40,6 @@ ROUTES = [
     {"route": "/v1/things", "limits": [THINGS_ROUTE]},
     {"route": "/v1/events*", "methods": ["GET"], "exempt": True},
 ]
-CREDITS = 1000
 
 
 def binary(name: str, package: str) -> str:
@@ -124,32 +122,10 @@ def _stack(backend: str, tmp_path: Path, cleanup: ExitStack) -> Iterator[Stack]:
         await runtime.start(background=False)
         try:
             boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operators.principal(boot.org.id)
-            wanted = {
-                "reader": ["things:read"],
-                "other": ["invoices:read"],
-                "admin": ["*"],
-                **{f"writer-{m}": ["things:read"] for m in ("GET", "POST", "DELETE")},
-            }
-            made = [await runtime.keys.create(owner, name=n, scopes=s) for n, s in wanted.items()]
-            made.append(
-                await runtime.keys.create(
-                    owner,
-                    name="limited",
-                    scopes=["things:read"],
-                    rate_limits=[RateOverride("per-key", "2/minute", "credential")],
-                )
+            keys, ids = await proxy_keys(
+                runtime, boot.org.id, metered_scopes=("things:read", "invoices:read")
             )
-            made.append(
-                await runtime.keys.create(
-                    owner,
-                    name="metered",
-                    scopes=["things:read", "invoices:read"],
-                    credits=Credits(CREDITS),
-                )
-            )
-            keys = {m.key.name: m.plaintext for m in made}
-            return boot.org.id, keys, {m.key.name: m.key.id for m in made}
+            return boot.org.id, keys, ids
         finally:
             await runtime.stop()
 
