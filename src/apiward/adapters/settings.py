@@ -197,12 +197,14 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(86400, ge=60, le=365 * 86400)
     refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
     refresh_retry_seconds: float = Field(
-        3600.0,
+        300.0,
         ge=0,
-        le=86_400 * 30,
-        description="After the grace window, a used refresh token whose successor was never "
-        "used still gets that successor, with a fresh access token (a refresh whose answer "
-        "was lost), for this long; 0: a used token is reuse at once after the grace window.",
+        le=86_400,
+        description="After the grace window, for this long after its first use, a used "
+        "refresh token whose successor was never used rotates the family again (a refresh "
+        "whose answer was lost), and that successor becomes a tripwire that revokes the "
+        "family if anyone presents it; 0: a used token is reuse at once after the grace "
+        "window.",
     )
     signing_key_rotation_days: float = Field(0, ge=0, le=LONGEST_DAYS)
     login_max_failures: int = Field(5, ge=1)

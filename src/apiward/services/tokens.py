@@ -590,10 +590,13 @@ class Tokens:
     ) -> TokenAnswer | None:
         """A used token presented again after the grace window, whose answer the client
         may never have received: while the successor that answer held was never used
-        (nor revoked, nor expired), the successor again, with a fresh access token. No
-        new refresh token is made, so the family keeps one line: whoever holds the
-        successor second (a thief replaying the used token, or the client) triggers
-        reuse detection when it uses it after the other. None: not a retry (reuse)."""
+        (nor revoked, nor expired), the family is rotated again from this token. A new
+        successor goes to the caller, and the earlier one becomes a tripwire (used, with
+        no answer kept): a client that lost its answer never held it, and if anyone did
+        (the client, when the caller is a thief replaying the used token, or the thief,
+        when the caller is the client), presenting it revokes the whole family. The new
+        successor expires when the earlier one would have, and the window is counted
+        from this token's first use. None: not a retry (reuse)."""
         try:
             earlier = self._reopen(record)
         except InvalidGrant:
@@ -612,6 +615,16 @@ class Tokens:
             return None
         if not await is_active(tx, await tx.get_user(successor.org_id, successor.user_id)):
             raise InvalidGrant("The account behind this refresh token is disabled.")
+        fresh, plaintext = self._new_refresh(
+            family=successor.family_id,
+            org=successor.org_id,
+            env=successor.environment,
+            user=successor.user_id,
+            scope=successor.scope,
+            client_id=successor.client_id,
+            space=successor.space_id,
+        )
+        fresh = replace(fresh, expires_at=successor.expires_at)
         access, ttl = self._access_token(
             sub=successor.user_id,
             org=successor.org_id,
@@ -622,6 +635,13 @@ class Tokens:
             space=successor.space_id,
             sid=successor.family_id,
         )
+        answer = TokenAnswer(access, ttl, successor.scope, plaintext)
+        sealed = self._sealer.seal(
+            json.dumps(answer.as_dict()).encode(), _ANSWER_CONTEXT + record.id
+        )
+        await tx.insert_refresh(fresh)
+        await tx.update_refresh(replace(successor, used_at=now))  # the tripwire
+        await tx.update_refresh(replace(record, successor_id=fresh.id, answer_sealed=sealed))
         await tx.insert_audit(
             self._event(
                 record.org_id,
@@ -633,7 +653,7 @@ class Tokens:
                 data={"family_id": record.family_id},
             )
         )
-        return TokenAnswer(access, ttl, successor.scope, earlier.refresh_token)
+        return answer
 
     def _reopen(self, record: RefreshToken) -> TokenAnswer:
         assert record.answer_sealed is not None

@@ -74,7 +74,7 @@ WEBHOOK_EVENTS: dict[str, str] = {
     "rate_limit.exceeded": "A credential was locked out by a rate limit (once a minute).",
     "refresh_token.reuse_detected": "A used refresh token was replayed; its session is revoked.",
     "refresh_token.retried": "A used refresh token was presented again while its successor "
-    "was unused (a lost answer); the successor was handed out again.",
+    "was unused (a lost answer); the family was rotated again from it.",
     "session.revoked": "A refresh token (and its session) was revoked.",
     "login.failed": "A sign-in failed.",
     "signing_key.rotated": "The access-token signing key was rotated.",
