@@ -4,6 +4,7 @@ bounded apart, records tagged with their organisation, a TTL behind invalidation
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,55 @@ def test_without_a_serve_stale_bound_nothing_is_served_past_the_ttl() -> None:
     cache.set("k", "record", org="org_a")
     timer.now = 60
     assert cache.get("k") is None and cache.stale("k") is None and "k" not in cache
+
+
+def test_an_exhausted_pool_is_an_overloaded_store_not_an_outage() -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from apiward.adapters.storage.sql.errors import map_db_errors
+    from apiward.core.errors import ServiceUnavailable, StoreSaturated
+
+    with pytest.raises(StoreSaturated), map_db_errors():
+        raise PoolTimeout("QueuePool limit reached")
+    with pytest.raises(ServiceUnavailable) as down, map_db_errors():
+        raise ConnectionRefusedError("connect failed")
+    assert not isinstance(down.value, StoreSaturated)
+
+
+@pytest.mark.anyio
+async def test_an_overloaded_store_serves_nothing_stale(tmp_path: Any) -> None:
+    """Every pooled connection busy is not an outage: a key past its TTL is refused
+    with the 503, not served stale (it is, when the database is unreachable)."""
+    import asyncio
+
+    from apiward.adapters.runtime import build
+    from apiward.core.errors import ServiceUnavailable, StoreSaturated
+
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}", cache_ttl_seconds=0.05
+    )
+    runtime = build(settings)
+    await runtime.start(background=False)
+    store = runtime.auth._store
+    try:
+        boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+        owner = await runtime.operators.principal(boot.org.id)
+        made = await runtime.keys.create(owner, name="k", scopes=["things:read"])
+        await runtime.auth.verified(made.plaintext)  # cached
+        await asyncio.sleep(0.2)  # past the TTL, far within the serve-stale bound
+
+        class Failing:
+            def __init__(self, error: Exception) -> None:
+                self.error = error
+
+            def begin(self) -> Any:
+                raise self.error
+
+        runtime.auth._store = Failing(StoreSaturated())  # type: ignore[assignment]
+        with pytest.raises(StoreSaturated):
+            await runtime.auth.verified(made.plaintext)
+        runtime.auth._store = Failing(ServiceUnavailable())  # type: ignore[assignment]
+        assert (await runtime.auth.verified(made.plaintext)).key.id == made.key.id
+    finally:
+        runtime.auth._store = store
+        await runtime.stop()

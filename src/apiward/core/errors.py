@@ -382,6 +382,12 @@ class ServiceUnavailable(ApiwardError):
         self.retry_after = retry_after
 
 
+class StoreSaturated(ServiceUnavailable):
+    """Every connection to the database is in use (the pool waited its bound): the
+    database answers, this process is overloaded. Not an outage, so nothing is served
+    stale for it."""
+
+
 class OAuthError(ApiwardError):
     """An error of the token endpoints, answered in the RFC 6749 section 5.2 shape."""
 

@@ -41,6 +41,7 @@ from apiward.core.errors import (
     RevokedToken,
     ServiceUnavailable,
     SpaceNotAllowed,
+    StoreSaturated,
     UnknownSpace,
 )
 from apiward.core.keys import MAX_KEY_LENGTH, KeyFormats, digest
@@ -195,6 +196,8 @@ class Authenticator:
                 roles = await user_roles(tx, org_id, user_id)
                 spaces = await tx.active_space_ids(org_id)
                 default = await tx.default_space(org_id)
+        except StoreSaturated:
+            raise  # an overloaded process, not an outage: nothing is served stale
         except ServiceUnavailable:
             stale = self._cache.stale(cache_key)
             if isinstance(stale, Subject):
@@ -252,6 +255,8 @@ class Authenticator:
             since = self._cache.epoch
             try:
                 entry = await self._load_key(key_digest)
+            except StoreSaturated:
+                raise  # an overloaded process, not an outage: nothing is served stale
             except ServiceUnavailable:
                 # The database is down: a key verified before the outage goes on working
                 # for the deployment's serve-stale bound (docs/operations.md).

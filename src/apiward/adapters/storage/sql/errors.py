@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from apiward.core.errors import Conflict, InvalidInput, ServiceUnavailable
+from apiward.core.errors import Conflict, InvalidInput, ServiceUnavailable, StoreSaturated
 
 _CONNECTION_LOST = ("connection", "could not connect", "server closed", "terminating")
 _DATA_EXCEPTION = "22"
@@ -25,7 +25,9 @@ def map_db_errors() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise Conflict("The change conflicts with an existing record.") from exc
-    except (OperationalError, PoolTimeout, OSError, ConnectionError) as exc:
+    except PoolTimeout as exc:
+        raise StoreSaturated("Every database connection is busy. Retry shortly.") from exc
+    except (OperationalError, OSError, ConnectionError) as exc:
         raise ServiceUnavailable("The database is unreachable. Retry shortly.") from exc
     except DBAPIError as exc:
         if str(getattr(exc.orig, "sqlstate", "") or "").startswith(_DATA_EXCEPTION):
