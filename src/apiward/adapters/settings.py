@@ -271,15 +271,16 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="apiward serve: the time a request line and its headers have to arrive, "
-        "from their first byte (408 and the connection closed after).",
+        "from their first byte (408 and the connection closed after), and the longest a "
+        "request body may pause (the connection closed after).",
     )
     max_connections: int | None = Field(
         None,
         ge=16,
         description="apiward serve: the most connections a process holds open; beyond, the "
-        "one that has waited longest for a request head is closed (else the new one gets a "
-        "503). Default: the process's open-file limit less 128 for the database, Redis and "
-        "files (at most 65,536).",
+        "one whose last byte is oldest among those waiting for a request head or stalled in "
+        "a body is closed (else the new one gets a 503). Default: the process's open-file "
+        "limit less 128 for the database, Redis and files (at most 65,536).",
     )
     trusted_proxies: list[str] = Field(default_factory=list)
     country_header: str | None = Field(

@@ -255,3 +255,45 @@ def test_silent_connections_cannot_keep_clients_out(tmp_path: Path) -> None:
         finally:
             for sock in silent:
                 sock.close()
+
+
+def test_a_body_that_stops_coming_is_cut_off_after_the_timeout(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\ngrant_type="
+        )
+        started = time.monotonic()
+        until_closed(sock)
+    assert TIMEOUT * 0.9 <= time.monotonic() - started < TIMEOUT + 3
+
+
+def test_stalled_bodies_cannot_keep_clients_out(tmp_path: Path) -> None:
+    """As many connections as the bound, each stalled in a request body (headers sent,
+    then part of the body, then nothing): new clients are still served, the first one
+    closing the stalled connection whose last byte is oldest."""
+    with spawn_server(
+        f"sqlite+aiosqlite:///{tmp_path / 'b.db'}",
+        APIWARD_MIGRATE_ON_START="true",
+        APIWARD_HEADER_TIMEOUT_SECONDS="300",
+        APIWARD_MAX_CONNECTIONS=str(BOUND),
+    ) as server:
+        stalled = [connect(server) for _ in range(BOUND)]
+        try:
+            for sock in stalled:
+                sock.sendall(
+                    b"POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Length: 1000\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded\r\n\r\ngrant_type="
+                )
+            time.sleep(1.5)  # stalled for more than a second
+            for _ in range(5):
+                with connect(server) as sock:
+                    sock.sendall(request(b"Connection: close\r\n"))
+                    assert [status for status, _ in answers(until_closed(sock))] == [200]
+            # The first new client made room by closing one stalled body; the others
+            # found the room it left when it closed.
+            assert sum(closed(s) for s in stalled) >= 1
+        finally:
+            for sock in stalled:
+                sock.close()

@@ -7,9 +7,11 @@ arrive within ``APIWARD_HEADER_TIMEOUT_SECONDS`` of its first byte (of the conne
 for its first request). Beyond a size or a count the answer is ``431 Request Header
 Fields Too Large`` (RFC 6585 5); past the time, ``408 Request Timeout`` (RFC 9110
 15.5.9), or nothing to a connection that sent nothing; either way the connection is
-closed. The trailer fields of a chunked body (RFC 9112 7.1.2) are bounded by the same
-size. The answers are in the deployment's error envelope (``http/errors.render``)
-with a fresh request id. A head that stops growing in the middle of a chunk that
+closed. A request body that pauses that long closes its connection too. A process holds
+at most ``APIWARD_MAX_CONNECTIONS`` connections: a connection beyond closes the idlest of
+those waiting for a head or stalled in a body (``_make_room``). The trailer fields of a
+chunked body (RFC 9112 7.1.2) are bounded by the same size. The answers are in the
+deployment's error envelope (``http/errors.render``) with a fresh request id. A head that stops growing in the middle of a chunk that
 also holds an earlier request's end is counted from its next chunk: the overshoot is
 one socket read at most.
 """
@@ -64,7 +66,7 @@ class _Refused(Exception):
 class _Head:
     """Where a connection's awaited request head stands."""
 
-    __slots__ = ("limits", "received", "since", "timer")
+    __slots__ = ("last", "limits", "received", "since", "timer")
 
     def __init__(self, limits: HeadLimits) -> None:
         self.limits = limits
@@ -75,6 +77,8 @@ class _Head:
         """When the awaited head began (the connection, for its first request); None
         until its first byte, and while no head is awaited."""
         self.timer: asyncio.TimerHandle | None = None
+        self.last = 0.0
+        """When the connection's last byte arrived (its start, before any)."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -105,26 +109,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         head = self._head
-        head.since = self.loop.time()
+        head.since = head.last = self.loop.time()
         head.timer = self.loop.call_later(head.limits.timeout, self._watch_head)
         if len(self.connections) > head.limits.max_connections:
             self._make_room()
 
     def _make_room(self) -> None:
-        """Over the bound of open connections: close the one that has waited longest
-        for a request head without finishing one (silent and slow senders first, then
-        idle keep-alive ones), so that they cannot keep new clients out; with none,
-        refuse this one with a 503."""
-        waiting = [
-            c
-            for c in self.connections
-            if c is not self
-            and isinstance(c, BoundedHttpToolsProtocol)
-            and c._head.received >= 0
-            and (c.cycle is None or c.cycle.response_complete)
-            and not c.transport.is_closing()
-        ]
-        if not waiting:
+        """Over the bound of open connections: close the one whose last byte is oldest
+        among those waiting for a request head (silent, slow, idle keep-alive) or stalled
+        in a request body for a second or more, so that none of them keeps new clients
+        out; with none (every connection busy with a request), refuse this one with a
+        503."""
+        now = self.loop.time()
+        oldest: BoundedHttpToolsProtocol | None = None
+        for c in self.connections:
+            if c is self or not isinstance(c, BoundedHttpToolsProtocol):
+                continue
+            if c.transport.is_closing() or not c._evictable(now):
+                continue
+            if oldest is None or c._head.last < oldest._head.last:
+                oldest = c
+        if oldest is None:
             self._refuse(
                 503,
                 "SERVICE_UNAVAILABLE",
@@ -132,8 +137,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 retry_after=1,
             )
             return
-        oldest = min(waiting, key=lambda c: (c._head.since is None, c._head.since or 0.0))
         oldest.transport.close()
+
+    def _evictable(self, now: float) -> bool:
+        """Waiting for a request head, or stalled in a request body."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return self._head.received >= 0
+        return bool(cycle.more_body) and now - self._head.last >= 1.0
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head.timer is not None:
@@ -144,6 +155,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         head = self._head
+        head.last = self.loop.time()
         if head.received >= 0:
             if len(data) > head.limits.max_bytes - head.received:
                 self._feed_head(data)
@@ -220,8 +232,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # refusals ---------------------------------------------------------------------
 
     def _watch_head(self) -> None:
-        """Close a connection whose awaited head has taken the timeout; look again when
-        the current one would."""
+        """Close a connection whose awaited head has taken the timeout, or whose request
+        body has not grown for as long; look again when the current one would."""
         head = self._head
         head.timer = None
         if self.transport.is_closing():
@@ -237,7 +249,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 f"The request line and headers did not arrive within {timeout:g} seconds.",
             )
             return
-        wait = timeout if since is None else since + timeout - now
+        cycle = self.cycle
+        if since is None and cycle is not None and cycle.more_body and not cycle.response_complete:
+            if now - head.last >= timeout:  # a request body that stopped coming
+                self.transport.close()
+                return
+            wait = head.last + timeout - now
+        else:
+            wait = timeout if since is None else since + timeout - now
         head.timer = self.loop.call_later(wait, self._watch_head)
 
     def _refuse(
