@@ -178,15 +178,16 @@ async def check_space_change(
     """Renaming, archiving or bringing back a space needs ``spaces:manage`` in that space
     (a live key kept to it stops while it is archived); bringing it back also needs
     covering the authority of whoever archived it, so an owner's act is undone only by
-    an owner."""
+    an owner (or by anyone covering what that person holds now, once demoted)."""
     actor = await principal_authority(tx, principal)
     require_held(actor, space.id, SPACES_MANAGE, f"Changing space {space.id}")
     if unarchive and space.archived_by != principal.user_id:
         archiver = None
         if space.archived_by is not None:
-            archiver = user_authority(
-                await user_roles(tx, principal.org_id, space.archived_by), actor
-            )
+            roles = await user_roles(tx, principal.org_id, space.archived_by)
+            # An archiver who holds no role any more counts as unknown (an owner's act),
+            # not as someone who holds nothing, whom anyone would cover.
+            archiver = user_authority(roles, actor) if roles else None
         require_undoes(actor, archiver, f"Bringing back space {space.id}, archived by another,")
 
 

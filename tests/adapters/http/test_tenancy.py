@@ -79,6 +79,24 @@ def test_unarchiving_needs_the_archivers_authority(org: Org) -> None:
     assert c.patch(f"/v1/spaces/{by_admin}", headers=h, json={"archived": False}).status_code == 200
 
 
+def test_a_space_whose_archiver_lost_every_role_comes_back_by_an_owner_only(org: Org) -> None:
+    """An owner archives a space and is then removed from the organisation's roles: the
+    space is treated as archived by someone unknown (an owner's act), not as archived by
+    someone who holds nothing, which any admin would cover."""
+    c, h = org.client, org.headers()
+    second = org.create_user("owner2@acme.test", role="owner")
+    second_key = org.create_key(["*", "owner:*"], user_id=second["id"])["key"]
+    admin = org.create_user("adm@acme.test", role="admin")
+    admin_key = org.create_key(["*"], user_id=admin["id"])["key"]
+    space = c.post("/v1/spaces", headers=h, json={"name": "Theirs"}).json()["id"]
+    r = c.patch(f"/v1/spaces/{space}", headers=org.headers(second_key), json={"archived": True})
+    assert r.json()["archived_by"] == second["id"], r.text
+    assert c.delete(f"/v1/users/{second['id']}/memberships", headers=h).status_code == 204
+    r = c.patch(f"/v1/spaces/{space}", headers=org.headers(admin_key), json={"archived": False})
+    assert (r.status_code, r.json()["reason"]) == (403, "EXCEEDS_AUTHORITY"), r.text
+    assert c.patch(f"/v1/spaces/{space}", headers=h, json={"archived": False}).status_code == 200
+
+
 def test_users_create_list_disable(org: Org) -> None:
     c, h = org.client, org.headers()
     user = org.create_user("dev@acme.test", role="developer", password="a long passphrase")

@@ -11,9 +11,9 @@ closed. A request body that pauses that long closes its connection too. A proces
 at most ``APIWARD_MAX_CONNECTIONS`` connections: a connection beyond closes the idlest of
 those waiting for a head or stalled in a body (``_make_room``). The trailer fields of a
 chunked body (RFC 9112 7.1.2) are bounded by the same size. The answers are in the
-deployment's error envelope (``http/errors.render``) with a fresh request id. A head that stops growing in the middle of a chunk that
-also holds an earlier request's end is counted from its next chunk: the overshoot is
-one socket read at most.
+deployment's error envelope (``http/errors.render``) with a fresh request id. A head
+that stops growing in the middle of a chunk that also holds an earlier request's end is
+counted from its next chunk: the overshoot is one socket read at most.
 """
 
 from __future__ import annotations
