@@ -6,7 +6,9 @@ that the peers get wrong: the same token presented again within the grace window
 client retry, a second tab) gets the very answer the first presentation got. That
 answer is kept sealed (AES-GCM) on the used token's row for the window, never in
 plaintext, and concurrent presentations queue on the row's lock, so fifty at once all
-receive one pair.
+receive one pair. After the window, for a bounded time, a used token whose successor was
+never used is a retry of a lost answer: the family is rotated again from it, and the
+successor handed out before becomes a tripwire (``_retry``).
 """
 
 from __future__ import annotations
