@@ -1,5 +1,6 @@
-"""The keys the proxy tests (nginx, Envoy) judge requests with: readers and writers of
-/v1/things, a key of another scope, an admin, a rate-limited key and a metered one."""
+"""What the proxy tests (nginx, Envoy) judge requests with: the route rules, and keys
+(readers and writers of /v1/things, a key of another scope, an admin, a rate-limited key
+and a metered one)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from apiward.core.models import RateOverride
 
 CREDITS = 1000
 """The metered key's credits."""
+THINGS_ROUTE = {"name": "things-route", "rate": "4/minute", "key": "credential"}
+THINGS_DELETES = {"name": "things-deletes", "rate": "1/minute", "key": "credential"}
+ROUTES = [
+    {"route": "/v1/things", "methods": ["DELETE"], "limits": [THINGS_DELETES]},
+    {"route": "/v1/things", "limits": [THINGS_ROUTE]},
+    {"route": "/v1/events*", "methods": ["GET"], "exempt": True},
+]
+"""The deployment's route rules: a limit on /v1/things, a stricter one on its deletes,
+and reads of /v1/events exempt."""
 
 
 async def proxy_keys(

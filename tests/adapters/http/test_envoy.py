@@ -28,17 +28,10 @@ from apiward.adapters.http.app import create_app
 from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.routes import check
 from apiward.server import Apiward
-from tests.adapters.http.proxy_keys import CREDITS, proxy_keys
+from tests.adapters.http.proxy_keys import CREDITS, ROUTES, proxy_keys
 from tests.conftest import bootstrap, fast_settings
 
 DOCS = Path(__file__).parents[3] / "docs"
-THINGS_ROUTE = {"name": "things-route", "rate": "4/minute", "key": "credential"}
-THINGS_DELETES = {"name": "things-deletes", "rate": "1/minute", "key": "credential"}
-ROUTES = [
-    {"route": "/v1/things", "methods": ["DELETE"], "limits": [THINGS_DELETES]},
-    {"route": "/v1/things", "limits": [THINGS_ROUTE]},
-    {"route": "/v1/events*", "methods": ["GET"], "exempt": True},
-]
 IDENTITY = ["Org", "Environment", "Space", "User", "Client", "Scopes", "Credential"]
 IDENTITY += ["Credential-Kind", "Api-Version"]
 

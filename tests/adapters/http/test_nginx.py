@@ -26,20 +26,13 @@ import pytest
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import build
-from tests.adapters.http.proxy_keys import CREDITS, proxy_keys
+from tests.adapters.http.proxy_keys import CREDITS, ROUTES, proxy_keys
 from tests.adapters.limiter.conftest import start_private_redis
 from tests.conftest import IN_CI, fast_settings, require_postgres
 from tests.live import free_port, serve
 
 DOCS = Path(__file__).parents[3] / "docs"
 UPSTREAM = Path(__file__).parent / "upstream.mjs"
-THINGS_ROUTE = {"name": "things-route", "rate": "4/minute", "key": "credential"}
-THINGS_DELETES = {"name": "things-deletes", "rate": "1/minute", "key": "credential"}
-ROUTES = [
-    {"route": "/v1/things", "methods": ["DELETE"], "limits": [THINGS_DELETES]},
-    {"route": "/v1/things", "limits": [THINGS_ROUTE]},
-    {"route": "/v1/events*", "methods": ["GET"], "exempt": True},
-]
 
 
 def binary(name: str, package: str) -> str:
