@@ -549,35 +549,13 @@ class Tokens:
                 if not await is_active(tx, await tx.get_user(record.org_id, record.user_id)):
                     raise InvalidGrant("The account behind this refresh token is disabled.")
                 token_scope = self._narrow(ScopeSet(record.scope.split()), scope)
-                successor, plaintext = self._new_refresh(
-                    family=record.family_id,
-                    org=record.org_id,
-                    env=record.environment,
-                    user=record.user_id,
-                    scope=token_scope,
-                    client_id=record.client_id,
-                    space=record.space_id,
-                )
-                access, ttl = self._access_token(
-                    sub=record.user_id,
-                    org=record.org_id,
-                    env=record.environment,
-                    uid=record.user_id,
-                    scope=token_scope,
-                    client_id=record.client_id or PASSWORD_CLIENT,
-                    space=record.space_id,
-                    sid=record.family_id,
-                )
-                answer = TokenAnswer(access, ttl, token_scope, plaintext)
+                successor, answer, sealed = self._next_pair(record, token_scope, record)
                 self._verifications.count(
                     record.org_id,
                     record.environment,
                     "VALID",
                     client_id=record.client_id,
                     route=REFRESH_ROUTE,
-                )
-                sealed = self._sealer.seal(
-                    json.dumps(answer.as_dict()).encode(), _ANSWER_CONTEXT + record.id
                 )
                 await tx.insert_refresh(successor)
                 await tx.update_refresh(_used(record, now, successor.id, sealed))
@@ -617,30 +595,8 @@ class Tokens:
             return None
         if not await is_active(tx, await tx.get_user(successor.org_id, successor.user_id)):
             raise InvalidGrant("The account behind this refresh token is disabled.")
-        fresh, plaintext = self._new_refresh(
-            family=successor.family_id,
-            org=successor.org_id,
-            env=successor.environment,
-            user=successor.user_id,
-            scope=successor.scope,
-            client_id=successor.client_id,
-            space=successor.space_id,
-        )
+        fresh, answer, sealed = self._next_pair(successor, successor.scope, record)
         fresh = replace(fresh, expires_at=successor.expires_at)
-        access, ttl = self._access_token(
-            sub=successor.user_id,
-            org=successor.org_id,
-            env=successor.environment,
-            uid=successor.user_id,
-            scope=successor.scope,
-            client_id=successor.client_id or PASSWORD_CLIENT,
-            space=successor.space_id,
-            sid=successor.family_id,
-        )
-        answer = TokenAnswer(access, ttl, successor.scope, plaintext)
-        sealed = self._sealer.seal(
-            json.dumps(answer.as_dict()).encode(), _ANSWER_CONTEXT + record.id
-        )
         await tx.insert_refresh(fresh)
         await tx.update_refresh(replace(successor, used_at=now))  # the tripwire
         await tx.update_refresh(replace(record, successor_id=fresh.id, answer_sealed=sealed))
@@ -656,6 +612,35 @@ class Tokens:
             )
         )
         return answer
+
+    def _next_pair(
+        self, after: RefreshToken, scope: str, used: RefreshToken
+    ) -> tuple[RefreshToken, TokenAnswer, str]:
+        """A refresh token following ``after`` in its family with an access token for
+        ``scope``: the new record, the answer, and the answer sealed for the ``used``
+        token's row (where a repeat within the grace window finds it)."""
+        successor, plaintext = self._new_refresh(
+            family=after.family_id,
+            org=after.org_id,
+            env=after.environment,
+            user=after.user_id,
+            scope=scope,
+            client_id=after.client_id,
+            space=after.space_id,
+        )
+        access, ttl = self._access_token(
+            sub=after.user_id,
+            org=after.org_id,
+            env=after.environment,
+            uid=after.user_id,
+            scope=scope,
+            client_id=after.client_id or PASSWORD_CLIENT,
+            space=after.space_id,
+            sid=after.family_id,
+        )
+        answer = TokenAnswer(access, ttl, scope, plaintext)
+        sealed = self._sealer.seal(json.dumps(answer.as_dict()).encode(), _ANSWER_CONTEXT + used.id)
+        return successor, answer, sealed
 
     def _reopen(self, record: RefreshToken) -> TokenAnswer:
         assert record.answer_sealed is not None
