@@ -147,6 +147,22 @@ def check_answer(output: str, notes: list[str]) -> None:
                 assert body[key] == value, (key, output)
 
 
+def check_eventually(shell: Shell, command: str, output: str, notes: list[str]) -> None:
+    """`check_answer`, allowing the server the few invalidation polls the README gives it
+    to learn of a change another process (the CLI) made: on a loaded machine a poll can
+    come late, but the answer must come well within the bound."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            check_answer(output, notes)
+            return
+        except (AssertionError, KeyError):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+        output = shell.run(command)
+
+
 def test_five_minutes_with_it(tmp_path: Path) -> None:
     port = free_port()
     shell = Shell(tmp_path, environment(), port)
@@ -167,7 +183,7 @@ def test_five_minutes_with_it(tmp_path: Path) -> None:
                 ids = re.findall(r"\bkey_\w+", output)
                 assert len(set(ids)) == 2 and all(len(i) == len(ids[0]) for i in ids), output
             elif command.startswith("curl"):
-                check_answer(output, notes)
+                check_eventually(shell, command, output, notes)
                 if "/v1/keys" in command and "200" in notes[0]:
                     assert {k["environment"] for k in json.loads(output)["items"]} == {"test"}
         assert (tmp_path / "apiward.db").exists()
