@@ -28,7 +28,6 @@ from apiward.services.ports import Limiter
 REDIS_URL = os.environ.get("APIWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-PRIVATE_PORT = 6391
 
 
 def _unavailable(message: str) -> None:
@@ -166,14 +165,8 @@ def start_private_redis(directory: Path) -> PrivateRedis:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A private redis-server on port 6391 (never the shared 6379), killed at the end."""
-    if not Path(REDIS_SERVER).exists():
-        _unavailable(
-            f"redis-server is not installed ({REDIS_SERVER}); install it "
-            "(`apt-get install redis-server`) to run the outage tests."
-        )
-    server = PrivateRedis(PRIVATE_PORT, tmp_path)
-    server.start()
+    """A private redis-server on a free port (never the shared 6379), killed at the end."""
+    server = start_private_redis(tmp_path)
     yield server
     server.kill()
 
