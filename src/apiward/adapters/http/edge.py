@@ -137,9 +137,7 @@ def envelope(app: ASGIApp, settings: Settings) -> ASGIApp:
     inner = RequestContextMiddleware(
         app,
         max_body_bytes=settings.max_body_bytes,
-        error_style=settings.error_style,
-        error_messages=settings.error_messages,
-        error_fields=settings.error_fields,
+        errors=errors.ErrorStyle.of(settings),
         version_header=settings.version_header,
         deprecations=settings.deprecation_headers(),
         access_log=settings.access_log,

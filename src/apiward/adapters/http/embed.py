@@ -46,6 +46,7 @@ from apiward.adapters.http.routes import (
     webhooks,
 )
 from apiward.adapters.http.security import authenticate
+from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings, unknown_variables
 from apiward.core.clock import Clock
@@ -110,7 +111,7 @@ class Apiward:
     ) -> None:
         """Attach apiward to a FastAPI app: lifespan, error answers, request ids, routes."""
         app.state.settings = self.settings
-        errors.install(app)
+        errors.install(app, errors.ErrorStyle.of(self.settings))
         document_errors(app, self.settings.error_style)
         fast: dict[str, edge.Handler] = {}
         under: dict[str, edge.Handler] = {}
@@ -163,7 +164,11 @@ class Apiward:
 
 
 class ApiwardMiddleware:
-    """Protect a whole ASGI app (Starlette, or anything else) with one declaration."""
+    """Protect a whole ASGI app (Starlette, or anything else) with one declaration.
+
+    The app gets the request envelope a FastAPI app gets from ``init_app`` (request ids,
+    the body limit, the rate-limit headers, the access log and metrics), and every refusal
+    is the answer ``require()`` gives: the same body, headers and request id."""
 
     def __init__(
         self,
@@ -179,28 +184,28 @@ class ApiwardMiddleware:
         self.apiward = apiward
         self.scopes = tuple(scopes)
         self.public_paths = tuple(public_paths)
+        self._errors = errors.ErrorStyle.of(apiward.settings)
+        self._enveloped = edge.envelope(self._guard, apiward.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.public_paths or ("\0",)):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif state_of(scope).request_id is not None:  # inside an envelope already
+            await self._guard(scope, receive, send)
+        else:
+            await self._enveloped(scope, receive, send)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith(self.public_paths or ("\0",)):
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        settings = self.apiward.settings
         try:
             request.app.state.runtime = self.apiward.runtime
             principal = await authenticate(request, scopes=self.scopes)
         except ApiwardError as exc:
-            response = errors.render(
-                settings.error_style,
-                errors.status_of(exc),
-                exc.code,
-                exc.reason,
-                exc.message,
-                errors.request_id_of(request),
-                errors.challenge(exc),
-                messages=settings.error_messages,
-                fields=settings.error_fields,
-            )
+            state_of(request).error = exc  # for the request's metrics
+            response = self._errors.refusal(exc, errors.request_id_of(request))
             await response(scope, receive, send)
             return
         request.state.principal = principal  # where the protected app finds it (the README)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +28,9 @@ from starlette.responses import JSONResponse, Response
 from apiward.adapters.http.state import state_of
 from apiward.adapters.logging import get_logger
 from apiward.core import errors as e
+
+if TYPE_CHECKING:
+    from apiward.adapters.settings import Settings
 
 log = get_logger("apiward.http")
 
@@ -65,6 +69,94 @@ def status_of(exc: e.ApiwardError) -> int:
 
 def request_id_of(request: Request) -> str:
     return state_of(request).request_id or "-"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStyle:
+    """How this deployment answers errors, built once from its settings and handed to
+    whatever answers one (the exception handlers, ``require()``, ``ApiwardMiddleware``,
+    the fast paths, the request envelope and the connection's head limits), so that
+    every way in gives the same body, headers and request id."""
+
+    envelope: str = "default"
+    """``APIWARD_ERROR_STYLE``: ``default``, ``nested``, ``detail`` or ``problem``."""
+    messages: Mapping[str, str] = field(default_factory=dict)
+    """``APIWARD_ERROR_MESSAGES``: a deployment's own wording, by reason or code."""
+    fields: tuple[str, ...] | None = None
+    """``APIWARD_ERROR_FIELDS``: the envelope's fields kept (all when None)."""
+    token: str = "oauth"
+    """``APIWARD_TOKEN_ERROR_STYLE``: the token endpoint's errors in OAuth's shape
+    (RFC 6749 section 5.2) or, ``deployment``, in the envelope."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> ErrorStyle:
+        return cls(
+            settings.error_style,
+            dict(settings.error_messages),
+            tuple(settings.error_fields) if settings.error_fields else None,
+            settings.token_error_style,
+        )
+
+    def render(
+        self,
+        status: int,
+        code: str,
+        reason: str,
+        message: str,
+        request_id: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Response:
+        """One answer in this envelope (``render``)."""
+        return render(
+            self.envelope,
+            status,
+            code,
+            reason,
+            message,
+            request_id,
+            headers,
+            extra,
+            messages=self.messages,
+            fields=self.fields,
+        )
+
+    def refusal(self, exc: e.ApiwardError, request_id: str) -> Response:
+        """The answer to a domain error: its status, its challenge (RFC 6750 section 3),
+        the scope a 403 lacked (``required_scope``), and for the token endpoint's errors
+        the shape ``token`` chooses."""
+        if isinstance(exc, e.OAuthError):
+            return self._oauth(exc, request_id)
+        extra: dict[str, Any] = {}
+        if isinstance(exc, e.PermissionDenied) and exc.scope is not None:
+            extra["required_scope"] = exc.scope
+        return self.render(
+            status_of(exc), exc.code, exc.reason, exc.message, request_id, challenge(exc), extra
+        )
+
+    def _oauth(self, exc: e.OAuthError, request_id: str) -> Response:
+        headers = {"Cache-Control": "no-store", "X-Request-Id": request_id}
+        if isinstance(exc, e.InvalidClient) and exc.basic:
+            headers["WWW-Authenticate"] = 'Basic realm="apiward"'
+        if isinstance(exc, e.LoginThrottled):
+            headers["Retry-After"] = str(exc.retry_after)
+        if self.token == "deployment":
+            return self.render(
+                status_of(exc), exc.code, exc.reason, exc.message, request_id, headers
+            )
+        body = {"error": exc.error, "error_description": exc.message, "request_id": request_id}
+        return Response(
+            json.dumps(body),
+            status_code=status_of(exc),
+            headers=headers,
+            media_type="application/json",
+        )
+
+
+def style_of(request: Request) -> ErrorStyle:
+    """The error style of the app serving ``request`` (``install`` puts it there)."""
+    style = getattr(request.app.state, "error_style", None)
+    return style if isinstance(style, ErrorStyle) else ErrorStyle()
 
 
 def render(
@@ -167,54 +259,10 @@ def challenge(exc: e.ApiwardError) -> dict[str, str]:
     return {}
 
 
-def oauth_response(request: Request, exc: e.OAuthError) -> Response:
-    """RFC 6749 section 5.2: token endpoint errors keep the shape OAuth clients expect, or,
-    with ``APIWARD_TOKEN_ERROR_STYLE=deployment``, the deployment's error envelope."""
-    status = status_of(exc)
-    headers = {"Cache-Control": "no-store", "X-Request-Id": request_id_of(request)}
-    if isinstance(exc, e.InvalidClient) and exc.basic:
-        headers["WWW-Authenticate"] = 'Basic realm="apiward"'
-    if isinstance(exc, e.LoginThrottled):
-        headers["Retry-After"] = str(exc.retry_after)
-    if request.app.state.settings.token_error_style == "deployment":
-        return _in_style(request, exc, headers, {})
-    body = {
-        "error": exc.error,
-        "error_description": exc.message,
-        "request_id": request_id_of(request),
-    }
-    return Response(
-        json.dumps(body), status_code=status, headers=headers, media_type="application/json"
-    )
-
-
 def error_response(request: Request, exc: e.ApiwardError) -> Response:
+    """The answer to a domain error raised while serving ``request``."""
     state_of(request).error = exc  # for the request's metrics (adapters/metrics.py)
-    if isinstance(exc, e.OAuthError):
-        return oauth_response(request, exc)
-    extra: dict[str, Any] = {}
-    if isinstance(exc, e.PermissionDenied) and exc.scope is not None:
-        extra["required_scope"] = exc.scope
-    return _in_style(request, exc, challenge(exc), extra)
-
-
-def _in_style(
-    request: Request, exc: e.ApiwardError, headers: dict[str, str], extra: dict[str, Any]
-) -> Response:
-    """A domain error in the deployment's error style, messages and fields."""
-    settings = request.app.state.settings
-    return render(
-        settings.error_style,
-        status_of(exc),
-        exc.code,
-        exc.reason,
-        exc.message,
-        request_id_of(request),
-        headers,
-        extra,
-        messages=settings.error_messages,
-        fields=settings.error_fields,
-    )
+    return style_of(request).refusal(exc, request_id_of(request))
 
 
 def _describe(errors: list[Any]) -> str:
@@ -251,28 +299,22 @@ async def _validation(request: Request, exc: Exception) -> Response:
     if spent is not None and runtime is not None:  # metered before the input was read
         await runtime.limits.refund(spent)
     errors = list(exc.errors())
-    settings = request.app.state.settings
+    style = style_of(request)
     if any(err.get("type") == "json_invalid" for err in errors):
-        return render(
-            settings.error_style,
+        return style.render(
             400,
             "BAD_REQUEST",
             "MALFORMED_JSON",
             "The request body is not valid JSON. Send a JSON object with "
             "Content-Type: application/json.",
             request_id_of(request),
-            messages=settings.error_messages,
-            fields=settings.error_fields,
         )
-    return render(
-        settings.error_style,
+    return style.render(
         400,
         "BAD_REQUEST",
         "INVALID_INPUT",
         f"Invalid request: {_describe(errors)}",
         request_id_of(request),
-        messages=settings.error_messages,
-        fields=settings.error_fields,
     )
 
 
@@ -284,37 +326,26 @@ async def _http(request: Request, exc: Exception) -> Response:
         message = f"No route {request.method} {request.url.path}. See /docs for the API."
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}."
-    settings = request.app.state.settings
-    return render(
-        settings.error_style,
-        exc.status_code,
-        code,
-        reason,
-        message,
-        request_id_of(request),
-        dict(exc.headers or {}),
-        messages=settings.error_messages,
-        fields=settings.error_fields,
+    return style_of(request).render(
+        exc.status_code, code, reason, message, request_id_of(request), dict(exc.headers or {})
     )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged outside the request middleware, whose context binding has ended by now.
     log.error("unhandled_error", request_id=request_id_of(request), exc_info=exc)
-    settings = request.app.state.settings
-    return render(
-        settings.error_style,
+    return style_of(request).render(
         500,
         "INTERNAL_ERROR",
         "INTERNAL_ERROR",
         "An unexpected error occurred. Quote the request id when you contact support.",
         request_id_of(request),
-        messages=settings.error_messages,
-        fields=settings.error_fields,
     )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, style: ErrorStyle) -> None:
+    """The app's exception handlers, answering in ``style``."""
+    app.state.error_style = style
     app.add_exception_handler(e.ApiwardError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

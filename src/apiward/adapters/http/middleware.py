@@ -15,12 +15,11 @@ import os
 import random
 import re
 import time
-from collections.abc import Sequence
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apiward.adapters.http.errors import render
+from apiward.adapters.http.errors import ErrorStyle
 from apiward.adapters.http.state import state_of
 from apiward.adapters.logging import get_logger
 from apiward.adapters.metrics import observe_request
@@ -52,9 +51,7 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
-        error_style: str,
-        error_messages: dict[str, str] | None = None,
-        error_fields: Sequence[str] | None = None,
+        errors: ErrorStyle,
         version_header: str = "apiward-version",
         deprecations: dict[str, dict[str, str]] | None = None,
         access_log: str = "all",
@@ -71,9 +68,7 @@ class RequestContextMiddleware:
             for version, headers in (deprecations or {}).items()
         }
         self.max_body = max_body_bytes
-        self.error_style = error_style
-        self.error_messages = error_messages or {}
-        self.error_fields = error_fields
+        self.errors = errors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,15 +161,12 @@ class RequestContextMiddleware:
         return mode == "sampled" and random.random() < self.sample  # noqa: S311 (a log sample)
 
     async def _too_large(self, request_id: str, send: Send) -> None:
-        response = render(
-            self.error_style,
+        response = self.errors.render(
             413,
             "PAYLOAD_TOO_LARGE",
             "PAYLOAD_TOO_LARGE",
             f"The request body exceeds {self.max_body} bytes.",
             request_id,
-            messages=self.error_messages,
-            fields=self.error_fields,
         )
         await response({"type": "http"}, _nothing, send)
 

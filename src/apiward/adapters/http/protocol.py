@@ -19,7 +19,6 @@ counted from its next chunk: the overshoot is one socket read at most.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -29,7 +28,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from apiward.adapters.http.errors import render
+from apiward.adapters.http.errors import ErrorStyle
 from apiward.adapters.http.middleware import new_request_id
 from apiward.adapters.settings import Settings
 
@@ -41,9 +40,7 @@ class HeadLimits:
     max_bytes: int = 32_768
     max_fields: int = 100
     timeout: float = 10.0
-    error_style: str = "default"
-    error_messages: Mapping[str, str] = field(default_factory=dict)
-    error_fields: tuple[str, ...] | None = None
+    errors: ErrorStyle = field(default_factory=ErrorStyle)
     max_connections: int = 1024
 
     @classmethod
@@ -53,9 +50,7 @@ class HeadLimits:
             max_fields=settings.max_headers,
             timeout=settings.header_timeout_seconds,
             max_connections=settings.connections_bound(),
-            error_style=settings.error_style,
-            error_messages=dict(settings.error_messages),
-            error_fields=tuple(settings.error_fields) if settings.error_fields else None,
+            errors=ErrorStyle.of(settings),
         )
 
 
@@ -268,16 +263,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         limits = self._head.limits
-        response = render(
-            limits.error_style,
-            status,
-            code,
-            code,
-            message,
-            new_request_id(),
-            messages=limits.error_messages,
-            fields=limits.error_fields,
-        )
+        response = limits.errors.render(status, code, code, message, new_request_id())
         content = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode("ascii")]
         for name, value in [*self.server_state.default_headers, *response.raw_headers]:
             content.extend([name, b": ", value, b"\r\n"])
