@@ -4,12 +4,16 @@ by the others within one second (invalidation log, woken by NOTIFY on PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 from apiward.adapters.runtime import build
-from tests.conftest import fast_settings
+from tests.adapters.limiter.conftest import start_private_redis
+from tests.conftest import fast_settings, require_postgres
 from tests.live import server_process
 
 
@@ -39,10 +43,37 @@ def propagation(b: str, key: str, expect_status: int, limit: float = 3.0) -> flo
     raise AssertionError(f"not propagated within {limit} s")
 
 
+def delays(base: str) -> tuple[float, float]:
+    """From a process's metrics: the changes it applied, and those within one second."""
+    text = httpx.get(f"{base}/metrics").text
+    name = "apiward_invalidation_delay_seconds"
+    count = re.search(rf"^{name}_count (\S+)$", text, re.M)
+    within = re.search(rf'^{name}_bucket{{le="1.0"}} (\S+)$', text, re.M)
+    assert count and within, text[-2000:]
+    return float(count[1]), float(within[1])
+
+
 def test_changes_through_one_process_reach_another_within_a_second(database_url: str) -> None:
+    changes_reach_another_process(database_url)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_with_redis_changes_reach_another_process_within_a_second(tmp_path: Path) -> None:
+    redis = start_private_redis(tmp_path)
+    try:
+        changes_reach_another_process(require_postgres(), APIWARD_REDIS_URL=redis.url)
+    finally:
+        redis.kill()
+
+
+def changes_reach_another_process(database_url: str, **env: str) -> None:
+    """Disable, enable, edit and revoke a key through server A while B honours it: B
+    follows within a second, by the clock outside and by its own metric."""
     owner = owner_key(database_url)
     auth = {"Authorization": f"Bearer {owner}"}
-    with server_process(database_url) as a, server_process(database_url) as b:
+    with server_process(database_url, **env) as a, server_process(database_url, **env) as b:
+        before = delays(b)
         created = httpx.post(
             f"{a}/v1/keys", headers=auth, json={"name": "k", "scopes": ["keys:read"]}
         ).json()
@@ -64,3 +95,6 @@ def test_changes_through_one_process_reach_another_within_a_second(database_url:
             {k: f"{v * 1000:.0f} ms" for k, v in timings.items()},
         )
         assert max(timings.values()) < 1.0, timings
+        count, within = delays(b)
+        assert count - before[0] >= 4  # the four changes, measured where they landed
+        assert within - before[1] == count - before[0]

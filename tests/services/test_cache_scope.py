@@ -20,6 +20,7 @@ from apiward.core.errors import (
 )
 from apiward.core.keys import digest
 from apiward.core.models import RequestContext
+from apiward.core.readings import Histogram, Reading
 from apiward.services.clients import client_cache_key
 from tests.conftest import FakeClock, fast_settings
 
@@ -176,3 +177,37 @@ async def test_failed_client_authentications_spend_the_failure_budget(
             )
     finally:
         await runtime.stop()
+
+
+async def test_each_process_measures_how_long_a_change_took_to_reach_it(
+    pair: tuple[Runtime, Runtime], clock: FakeClock
+) -> None:
+    """The delay histogram counts, per process, from the change's transaction to the
+    poll that applied it there: by the injected clock, to the bucket."""
+    a, b = pair
+    acme = await tenant(a, "Acme", "o@acme.test", another=False)
+    await b.invalidations.poll()
+    owner = await a.operators.principal(acme.org_id)
+    before = b.invalidations.delays.count
+    await a.keys.disable(owner, acme.key_id)
+    clock.advance(0.3)
+    assert await b.invalidations.poll() == 1
+    delays = b.invalidations.delays
+    assert delays.count == before + 1
+    assert delays.total == pytest.approx(0.3)
+    (reading,) = b.invalidations.readings()
+    cumulative = {bound: n for (bound,), n in reading.samples}
+    assert cumulative["0.25"] == before and cumulative["0.5"] == before + 1
+    assert cumulative["+Inf"] == delays.count
+
+
+def test_a_histogram_counts_a_value_on_a_bound_in_that_bound() -> None:
+    histogram = Histogram((0.1, 1.0))
+    for value in (0.0, 0.1, 0.10001, 1.0, 7.0):
+        histogram.observe(value)
+    assert histogram.counts == [2, 2, 1]
+    assert Reading.histogram("h", "help", histogram).samples == (
+        (("0.1",), 2.0),
+        (("1.0",), 4.0),
+        (("+Inf",), 5.0),
+    )

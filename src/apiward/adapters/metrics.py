@@ -187,12 +187,17 @@ class _Live(Collector):
     def collect(self) -> Iterator[Metric]:
         for source in self._sources:
             for reading in source.readings():
+                name = "apiward_" + reading.name
+                if reading.kind == "histogram":
+                    histogram = HistogramMetricFamily(name, reading.help)
+                    buckets = [(values[0], value) for values, value in reading.samples]
+                    histogram.add_metric([], buckets, reading.total)
+                    yield histogram
+                    continue
                 family_type = (
                     CounterMetricFamily if reading.kind == "counter" else GaugeMetricFamily
                 )
-                family = family_type(
-                    "apiward_" + reading.name, reading.help, labels=list(reading.labels)
-                )
+                family = family_type(name, reading.help, labels=list(reading.labels))
                 for values, value in reading.samples:
                     family.add_metric(list(values), value)
                 yield family

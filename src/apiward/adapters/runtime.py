@@ -378,7 +378,7 @@ def build(
     if isinstance(limiter, FallbackLimiter):
         sources.append(limiter)
     sources.append(table)  # the in-process table, in use or in reserve
-    sources += [sql, webhooks, leaks, lockouts]
+    sources += [sql, webhooks, leaks, lockouts, invalidations]
     scheduler = Scheduler(
         [
             Periodic("webhooks", settings.webhook_poll_seconds, webhooks.run_once),

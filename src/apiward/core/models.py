@@ -404,6 +404,8 @@ class Invalidation:
     seq: int
     kind: str
     target: str
+    created_at: datetime
+    """When the change was made (the writing transaction's clock)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,10 @@ metrics library and it imports none of the parts it reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Literal, Protocol
 
 
@@ -18,10 +20,13 @@ class Reading:
     name: str
     """The metric's name without the ``apiward_`` prefix, e.g. ``cache_hits``."""
     help: str
-    kind: Literal["counter", "gauge"]
+    kind: Literal["counter", "gauge", "histogram"]
     labels: tuple[str, ...]
     samples: tuple[tuple[tuple[str, ...], float], ...]
-    """(label values, value); one sample with no labels for a plain number."""
+    """(label values, value); one sample with no labels for a plain number. For a
+    histogram: ((upper bound,), observations up to it), cumulative, ending at ``+Inf``."""
+    total: float = 0.0
+    """A histogram's sum of observations."""
 
     @classmethod
     def counter(cls, name: str, help: str, value: float) -> Reading:
@@ -41,6 +46,31 @@ class Reading:
             for key, value in sorted(counts.items())
         )
         return cls(name, help, "counter", labels, samples)
+
+    @classmethod
+    def histogram(cls, name: str, help: str, histogram: Histogram) -> Reading:
+        bounds = [repr(float(b)) for b in histogram.bounds] + ["+Inf"]
+        cumulative = accumulate(histogram.counts)
+        samples = tuple(((b,), float(n)) for b, n in zip(bounds, cumulative, strict=True))
+        return cls(name, help, "histogram", (), samples, histogram.total)
+
+
+class Histogram:
+    """Observations counted in fixed buckets: a value counts in the first bucket whose
+    upper bound it does not exceed (Prometheus's ``le``), or past the last one."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(sorted(bounds))
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
 
 class Reports(Protocol):

@@ -9,19 +9,30 @@ unknown (``unknown``: keys were imported), a token or session (``revocation``), 
 the signing keys (``signing``). Every process polls the log (and wakes early on a PostgreSQL
 notification) and applies what it has not seen: the same log serves one process
 and many.
+
+Each process measures how long its changes take to land: from a row's timestamp (taken
+in the transaction that made the change) to the moment this process applied it, the
+longest a revoked or disabled credential stayed honoured here
+(``apiward_invalidation_delay_seconds``; README, "Revocation"). The process that made a
+change applied it at once, so its own rows count its poll too: the figure is a bound.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from apiward.core.clock import Clock
+from apiward.core.readings import Histogram, Reading
 from apiward.services.ports import Cache, InvalidationsTx, Store
 from apiward.services.revocations import Revocations
 from apiward.services.signing import Keyring
 
 WINDOW = timedelta(seconds=30)
 """Rows younger than this are read at each poll; older ones are pruned at 4x."""
+
+DELAY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""The buckets of the delay histogram, in seconds (the documented bound is 1 s)."""
 
 
 class InvalidationPoller:
@@ -40,6 +51,18 @@ class InvalidationPoller:
         self._keyring = keyring
         self._seen: set[int] = set()
         self._primed = False
+        self.delays = Histogram(DELAY_BOUNDS)
+        """Seconds from each change to this process applying it."""
+
+    def readings(self) -> Iterable[Reading]:
+        return [
+            Reading.histogram(
+                "invalidation_delay_seconds",
+                "Time from a change (a revocation, a disabled key, an edited role...) to "
+                "this process applying it: how long it could still honour what changed.",
+                self.delays,
+            )
+        ]
 
     async def poll(self) -> int:
         """Apply invalidations written by any process (this one included) since the last
@@ -72,4 +95,7 @@ class InvalidationPoller:
                 self._cache.forget_unknown()
         if any(row.kind == "signing" for row in fresh):
             await self._keyring.load()
+        applied = self._clock.now()
+        for row in fresh:
+            self.delays.observe(max(0.0, (applied - row.created_at).total_seconds()))
         return len(fresh)

@@ -27,9 +27,11 @@ class SqlInvalidations(SqlBase):
     async def invalidations_since(self, since: datetime) -> list[Invalidation]:
         c = t.invalidations.c
         rows = await self._all(
-            sa.select(c.seq, c.kind, c.target).where(c.created_at >= since).order_by(c.seq)
+            sa.select(c.seq, c.kind, c.target, c.created_at)
+            .where(c.created_at >= since)
+            .order_by(c.seq)
         )
-        return [Invalidation(int(r.seq), r.kind, r.target) for r in rows]
+        return [Invalidation(int(r.seq), r.kind, r.target, r.created_at) for r in rows]
 
     async def prune_invalidations(self, before: datetime) -> None:
         await self._c.execute(t.invalidations.delete().where(t.invalidations.c.created_at < before))
