@@ -1,6 +1,7 @@
 """One way to answer an error: the same refused request gets the same answer (status,
-body, headers, request id) from ``require()`` in a FastAPI app and from
-``ApiwardMiddleware`` in a plain Starlette app, under every error style."""
+body, headers, request id) from ``require()`` in a FastAPI app, from
+``ApiwardMiddleware`` in a plain Starlette app and from forward auth asked for the same
+scope, under every error style."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from apiward.adapters.http.app import create_app
 from apiward.core.models import RateOverride
 from apiward.server import Apiward, ApiwardMiddleware, Principal, require
 from tests.conftest import fast_settings
@@ -66,7 +68,16 @@ def clients(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Tes
     with ExitStack() as stack:
         first = stack.enter_context(TestClient(fastapi_app(Apiward(settings()))))
         second = stack.enter_context(TestClient(starlette_app(Apiward(settings()))))
-        yield [first, second]
+        third = stack.enter_context(TestClient(create_app(settings())))
+        yield [first, second, third]
+
+
+def ask(client: TestClient, headers: dict[str, str]) -> httpx.Response:
+    """``GET /customers`` of the protected app, or forward auth's check of it."""
+    if isinstance(client.app, FastAPI) and client.app.title != "FastAPI":  # create_app's
+        required = {"X-Apiward-Require": "customers:read", "X-Original-URI": "/customers"}
+        return client.get("/v1/auth/check", headers={**headers, **required})
+    return client.get("/customers", headers=headers)
 
 
 def keys(client: TestClient) -> dict[str, str]:
@@ -115,18 +126,18 @@ def test_require_and_the_middleware_refuse_alike(clients: list[TestClient]) -> N
         "an unknown API version": ({**bearer["ok"], "Apiward-Version": "1999-01-01"}, 400),
     }
     for what, (headers, status) in refused.items():
-        answers = [compared(c.get("/customers", headers=headers)) for c in clients]
+        answers = [compared(ask(c, headers)) for c in clients]
         assert answers[0][0] == status, (what, answers[0])
-        assert answers[0] == answers[1], what
+        assert answers[0] == answers[1] == answers[2], what
     forbidden = clients[1].get("/customers", headers=bearer["narrow"]).json()
     if forbidden.keys() != {"detail"}:  # the one style without room for it
         assert forbidden.get("error", forbidden)["required_scope"] == "customers:read"
 
     for client in clients:  # each app has its own limiter: one request a day each
-        assert client.get("/customers", headers=bearer["once"]).status_code == 200
-    limited = [compared(c.get("/customers", headers=bearer["once"])) for c in clients]
+        assert ask(client, bearer["once"]).status_code == 200
+    limited = [compared(ask(c, bearer["once"])) for c in clients]
     assert limited[0][0] == 429
-    assert limited[0] == limited[1]
+    assert limited[0] == limited[1] == limited[2]
 
 
 def test_the_middleware_keeps_a_clients_request_id_and_echoes_it(
