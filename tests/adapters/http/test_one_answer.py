@@ -74,10 +74,13 @@ def clients(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Tes
 
 def ask(client: TestClient, headers: dict[str, str]) -> httpx.Response:
     """``GET /customers`` of the protected app, or forward auth's check of it."""
+    response: httpx.Response
     if isinstance(client.app, FastAPI) and client.app.title != "FastAPI":  # create_app's
         required = {"X-Apiward-Require": "customers:read", "X-Original-URI": "/customers"}
-        return client.get("/v1/auth/check", headers={**headers, **required})
-    return client.get("/customers", headers=headers)
+        response = client.get("/v1/auth/check", headers={**headers, **required})
+    else:
+        response = client.get("/customers", headers=headers)
+    return response
 
 
 def keys(client: TestClient) -> dict[str, str]:
