@@ -53,6 +53,18 @@ def test_sign_in_and_error_pages_are_secured_too(
     assert_secured(r.headers)
 
 
+@pytest.mark.parametrize("path", ["/dashboard/nope", "/dashboard/keys/key_x/nope/deeper"])
+def test_an_unknown_dashboard_address_is_the_dashboards_404_page(
+    owner: Browser, browser: Callable[[], Browser], path: str
+) -> None:
+    for visitor in (owner, browser()):  # signed in, and not
+        r = visitor.get(path)
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("text/html")
+        assert "There is no dashboard page at this address." in r.text
+        assert_secured(r.headers)
+
+
 def test_the_secret_page_is_not_stored(org: Org, owner: Browser) -> None:
     r = owner.post("/dashboard/keys", {"name": "k", "scope": ["keys:read"]})
     assert r.status_code == 201

@@ -20,6 +20,7 @@ from apiward.adapters.dashboard.web import (
     Flash,
     Me,
     SessionsDep,
+    error_page,
     notice,
     public_page,
     see_other,
@@ -32,7 +33,7 @@ from apiward.adapters.http.access import PUBLIC, declare
 from apiward.adapters.http.deps import SettingsDep
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
-from apiward.core.errors import ApiwardError, ConfirmFirst
+from apiward.core.errors import ApiwardError, ConfirmFirst, NotFound
 
 STATIC = Path(__file__).parent / "static"
 _STATIC_TYPES = {
@@ -151,3 +152,13 @@ async def static(name: str) -> Response:
 
 for module in (keys, clients, members, usage, analytics, audit, portal):
     router.include_router(module.router)
+
+
+@router.api_route("/{rest:path}", methods=["GET", "HEAD"])
+@declare(PUBLIC)
+async def unknown(request: Request) -> Response:
+    """An address under the dashboard that is no page: the dashboard's 404 page (an
+    answer in the API's JSON would be a dead end in a browser). Registered last, after
+    every page."""
+    missing = NotFound("page", "", message="There is no dashboard page at this address.")
+    return error_page(request, missing)

@@ -320,7 +320,7 @@ def error_page(request: Request, exc: ApiwardError) -> Response:
         "error.html",
         status=500 if status >= 500 else status,
         error=exc,
-        title="Not allowed" if status == 403 else "Something is not right",
+        title={403: "Not allowed", 404: "Not found"}.get(status, "Something is not right"),
     )
 
 
