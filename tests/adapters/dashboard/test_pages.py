@@ -178,3 +178,21 @@ def test_a_bad_version_header_is_an_error_page_not_json(owner: Browser) -> None:
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("text/html")
     assert "Unknown API version" in r.text
+
+
+def test_analytics_without_traffic_says_how_to_make_a_first_request(owner: Browser) -> None:
+    page = owner.get("/dashboard/analytics").text
+    assert 'data-testid="no-traffic"' in page
+    assert '/v1/auth/check -H "Authorization: Bearer YOUR_KEY"' in page
+    assert "n/a" not in page and '<svg class="chart"' not in page
+
+
+def test_the_chart_names_times_between_its_ends() -> None:
+    from apiward.adapters.dashboard.analytics import chart, time_labels
+
+    assert time_labels(0) == [] and time_labels(3) == [0, 1, 2]
+    assert time_labels(24) == [0, 6, 12, 17, 23]
+    assert time_labels(31) == [0, 8, 15, 22, 30]
+    hours = list(range(1_700_000_000 // 3600 * 3600, 1_700_086_400, 3600))
+    drawn = str(chart([], hours, "Verifications per hour"))
+    assert len(re.findall(r">\d\d [A-Z][a-z]{2} \d\d:\d\d</text>", drawn)) == 5

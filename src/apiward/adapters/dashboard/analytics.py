@@ -83,17 +83,36 @@ def chart(rows: list[Bucket], slots: list[int], label: str) -> Markup:
                 f'height="{h:.1f}" fill="{COLOURS[outcome]}"><title>{when} UTC: '
                 f"{n:,} {outcome}</title></rect>"
             )
-    for i in (0, len(slots) - 1):
-        if slots:
-            when = datetime.fromtimestamp(slots[i], UTC).strftime("%d %b %H:%M")
-            anchor = "start" if i == 0 else "end"
-            x = LEFT if i == 0 else WIDTH
-            parts.append(
-                f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="{anchor}" font-size="11" '
-                f'fill="#4a5568">{when}</text>'
-            )
+    parts.append(
+        f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM - usable / 2:.1f}" x2="{WIDTH}" '
+        f'y2="{HEIGHT - BOTTOM - usable / 2:.1f}" stroke="#e2e8f0"/>'
+        f'<text x="{LEFT - 6}" y="{HEIGHT - BOTTOM - usable / 2 + 4:.1f}" text-anchor="end" '
+        f'font-size="11" fill="#4a5568">{top / 2:,.4g}</text>'
+    )
+    for i in time_labels(len(slots)):
+        when = datetime.fromtimestamp(slots[i], UTC).strftime("%d %b %H:%M")
+        if i == 0:
+            anchor, x = "start", float(LEFT)
+        elif i == len(slots) - 1:
+            anchor, x = "end", float(WIDTH)
+        else:
+            anchor, x = "middle", LEFT + (i + 0.5) * bar
+        parts.append(
+            f'<text x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}" font-size="11" '
+            f'fill="#4a5568">{when}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every value above is a number or escaped
+
+
+def time_labels(slots: int, most: int = 5) -> list[int]:
+    """The slots that get a time under the chart: the first, the last and evenly spaced
+    ones between, at most ``most`` (five fit the chart's width without overlapping)."""
+    if slots <= 0:
+        return []
+    if slots <= most:
+        return list(range(slots))
+    return sorted({round(i * (slots - 1) / (most - 1)) for i in range(most)})
 
 
 @router.get("/analytics")
@@ -148,6 +167,7 @@ async def page(
         period=period,
         key_id=key_id,
         colours=COLOURS,
+        base=str(request.base_url).rstrip("/"),
     )
 
 
