@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -28,7 +29,6 @@ from apiward.services.ports import Limiter
 REDIS_URL = os.environ.get("APIWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-PRIVATE_PORT = 6391
 
 
 def _unavailable(message: str) -> None:
@@ -129,8 +129,18 @@ class PrivateRedis:
         )
         self._wait(self._listening, True)
 
+    def hang(self) -> None:
+        """Freeze the server (SIGSTOP): it accepts connections and never answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
             self._process.kill()
             self._process.wait(timeout=10)
             self._process = None
@@ -166,14 +176,8 @@ def start_private_redis(directory: Path) -> PrivateRedis:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A private redis-server on port 6391 (never the shared 6379), killed at the end."""
-    if not Path(REDIS_SERVER).exists():
-        _unavailable(
-            f"redis-server is not installed ({REDIS_SERVER}); install it "
-            "(`apt-get install redis-server`) to run the outage tests."
-        )
-    server = PrivateRedis(PRIVATE_PORT, tmp_path)
-    server.start()
+    """A private redis-server on a free port (never the shared 6379), killed at the end."""
+    server = start_private_redis(tmp_path)
     yield server
     server.kill()
 
