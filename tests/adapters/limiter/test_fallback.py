@@ -561,3 +561,15 @@ async def test_property_switches_admit_no_more_than_one_gcra_limiter(
     for i, first in enumerate(admitted):
         for j in range(i, len(admitted)):
             assert j - i + 1 <= limit + (admitted[j] - first) // interval_us
+
+
+@pytest.mark.redis
+async def test_a_long_key_is_carried_like_a_short_one(processes: Any) -> None:
+    """Keys past the length bound are stored as a digest in both limiters alike."""
+    one = processes()
+    key = "user:" + "x" * 500
+    assert await one.admitted(key, 25) == 20
+    await one.down()
+    assert await one.admitted(key, 5) == 0
+    await one.up()
+    assert await one.admitted(key, 5) == 0

@@ -167,11 +167,13 @@ class FallbackLimiter:
             await self.local.aclose()
 
     async def _decide(self, hits: Sequence[Hit], *, store: bool) -> list[Decision]:
-        hits = bounded_hits(hits)
+        # Each limiter bounds the keys it is given; the mirror is read and written with
+        # the keys bounded as the local limiter stores them.
+        bounded = bounded_hits(hits)
         cause = None
         if self._down_since is None:
             local = self.local
-            floors = local.floors(hits, local.now(), self._missed)
+            floors = local.floors(bounded, local.now(), self._missed)
             try:
                 decisions = await self.primary.decide(hits, floors, store=store)
             except ServiceUnavailable as exc:
@@ -179,9 +181,9 @@ class FallbackLimiter:
                 cause = exc
             else:
                 # The local clock read after the answer: the mirror errs strict.
-                local.adopt(hits, decisions, local.now())
+                local.adopt(bounded, decisions, local.now())
                 if self._missed and store:
-                    self._missed.difference_update(hit.key for hit in hits)
+                    self._missed.difference_update(hit.key for hit in bounded)
                 return decisions
         self.degraded_decisions += 1
         if self.mode == "closed":
@@ -191,7 +193,7 @@ class FallbackLimiter:
             return [await self.local.peek(hit.key, hit.limit, hit.period, hit.cost)]
         decisions = await self.local.hit_all(hits)
         if len(self._missed) < self.local.max_keys:
-            self._missed.update(hit.key for hit in hits)
+            self._missed.update(hit.key for hit in bounded)
         return decisions
 
     async def _call(

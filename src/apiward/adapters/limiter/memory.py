@@ -222,12 +222,13 @@ class MemoryLimiter:
 
     def floors(self, hits: Sequence[Hit], now: int, forced: Container[str] = ()) -> list[Floor]:
         """Each GCRA key's TAT as this table holds it, as a floor for another limiter
-        (``forced`` for the keys in ``forced``); window keys have none."""
+        (``forced`` for the keys in ``forced``); window keys have none. ``hits`` are
+        bounded already (``bounded_hits``)."""
         tats = self._tats
         floors = []
-        for hit in bounded_hits(hits):
-            tat = tats.get(hit.key) if hit.algorithm == "gcra" else None
-            if tat is None or tat <= now:
+        for hit in hits:
+            tat = tats.get(hit.key)
+            if tat is None or tat <= now or hit.algorithm != "gcra":
                 floors.append(NO_FLOOR)
             else:
                 floors.append(Floor(tat - now, hit.key in forced))
@@ -235,17 +236,20 @@ class MemoryLimiter:
 
     def adopt(self, hits: Sequence[Hit], decisions: Sequence[Decision], now: int) -> None:
         """Take each GCRA key's state from another limiter's decisions, taken at ``now``
-        on this clock or later (``reset_after`` is the TAT's distance from that
+        on this clock or earlier (``reset_after`` is the TAT's distance from that
         limiter's clock), never lowering a TAT this table holds: a fallback then starts
-        where that limiter left off."""
-        tats = self._tats
-        for hit, decision in zip(bounded_hits(hits), decisions, strict=True):
-            if hit.algorithm != "gcra":
-                continue
+        where that limiter left off. ``hits`` are bounded already (``bounded_hits``)."""
+        tats, lru = self._tats, self._lru
+        for hit, decision in zip(hits, decisions, strict=True):
             tat = now + round(decision.reset_after * NS)
-            if tat > now and tat > tats.get(hit.key, 0):
+            if tat <= tats.get(hit.key, now) or hit.algorithm != "gcra":
+                continue
+            keys = lru.get(hit.owner)
+            if keys is not None and hit.key in keys:
+                keys.move_to_end(hit.key)
+            else:
                 self._touch(hit.key, hit.owner)
-                tats[hit.key] = tat
+            tats[hit.key] = tat
         if self._size > self._max:
             self._make_room(now)
 
