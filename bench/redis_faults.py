@@ -108,14 +108,17 @@ def most_in_a_window(times: list[float], window: float) -> int:
     return best
 
 
-def worst_window(times: list[float]) -> tuple[int, float, int]:
-    """The window of any length where admissions most exceed GCRA's bound
-    ``limit + length / interval``: (admitted, its length, the bound)."""
+def worst_window(asked: list[float], answered: list[float]) -> tuple[int, float, int]:
+    """The window where admissions most exceed GCRA's bound ``limit + length / interval``:
+    (admitted, its length, the bound). The ``i``-th admitted request was decided between
+    ``asked[i]`` and ``answered[i]``; a window is taken at its longest (from the first
+    one's asking to the last one's answer), so an excess is never an artefact of when
+    an answer was read."""
     interval = PERIOD / LIMIT
     worst = (0, 0.0, LIMIT)
-    for i, first in enumerate(times):
-        for j in range(i, len(times)):
-            length = times[j] - first
+    for i, first in enumerate(asked):
+        for j in range(i, len(asked)):
+            length = answered[j] - first
             bound = LIMIT + int(length / interval + 1e-9)
             if j - i + 1 - bound > worst[0] - worst[2]:
                 worst = (j - i + 1, length, bound)
@@ -130,6 +133,7 @@ async def hammer(
 ) -> dict[str, Any]:
     """Ask every ``SPACING`` for ``seconds`` while ``schedule`` acts on Redis."""
     admitted: list[float] = []
+    asked: list[float] = []
     waits: list[float] = []
     refused = unavailable = 0
     start = time.monotonic()
@@ -146,14 +150,15 @@ async def hammer(
         except ServiceUnavailable:
             unavailable += 1
         else:
-            if decision.allowed:  # when the answer came: a timed-out call decides then
+            if decision.allowed:
+                asked.append(now - start)
                 admitted.append(time.monotonic() - start)
             else:
                 refused += 1
         waits.append(time.monotonic() - now)
         await asyncio.sleep(max(0.0, SPACING - (time.monotonic() - now)))
     await task
-    most, length, bound = worst_window(admitted)
+    most, length, bound = worst_window(asked, admitted)
     return {
         "admitted": len(admitted),
         "refused": refused,
