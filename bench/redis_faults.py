@@ -1,7 +1,7 @@
 """The rate limiter through Redis faults: what a hung Redis costs a request, and how much
 a key admits when Redis hangs, comes back, and restarts empty.
 
-    .venv/bin/python -m bench.redis_faults [--rounds 5]
+    .venv/bin/python -m bench.redis_faults [--rounds 5] [--hot-path]
 
 Starts a redis-server of its own on a free port (never the shared one), in a temporary
 directory, and drives ``FallbackLimiter`` over it with one client asking every 10 ms
@@ -16,9 +16,14 @@ own bound over any 2 s is ``limit + 2 s / interval`` = 40.
 - ``hung``: Redis hung for 200 requests 20 ms apart: how many requests waited (over
   50 ms), the longest wait, and how long a readiness ping takes;
 - ``hot path``: decisions per second (one task, two limits per decision) and the CPU per
-  decision with Redis up, the check path's cost of going through the fallback.
+  decision with Redis up, the check path's cost of going through the fallback;
+- ``fallback layer``: the CPU of ``FallbackLimiter`` itself per decision, over a primary
+  that answers at once, and of one ``asyncio.timeout`` block (what bounding a call adds).
 
-Prints a table and writes ``bench/results/redis_faults.json``.
+Each fault row gives what was admitted, the most admitted in one period against GCRA's
+bound, and the window of any length where admissions most exceed the bound. ``--hot-path``
+runs the last two rows alone (and writes nothing). Prints a table and writes
+``bench/results/redis_faults.json``.
 """
 
 from __future__ import annotations

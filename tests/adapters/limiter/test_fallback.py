@@ -573,3 +573,22 @@ async def test_a_long_key_is_carried_like_a_short_one(processes: Any) -> None:
     assert await one.admitted(key, 5) == 0
     await one.up()
     assert await one.admitted(key, 5) == 0
+
+
+@pytest.mark.redis
+async def test_a_window_limit_carries_nothing_and_each_side_holds_its_own(
+    processes: Any,
+) -> None:
+    """The stated bound for window limits: Redis and the local table each admit the
+    limit in their window, so a switch admits at most twice what no fault would."""
+    one = processes()
+    hit = Hit("w", 10, MINUTE, 1, "fixed_window")
+
+    async def admitted(count: int) -> int:
+        return sum([(await one.limiter.hit_all([hit]))[0].allowed for _ in range(count)])
+
+    assert await admitted(15) == 10
+    await one.down()
+    assert await admitted(15) == 10
+    await one.up()
+    assert await admitted(15) == 0
