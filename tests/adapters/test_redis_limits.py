@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
+from apiward.adapters.limiter.fallback import FallbackLimiter
 from tests.adapters.limiter.conftest import PrivateRedis, start_private_redis
 from tests.adapters.test_processes import owner_key
 from tests.conftest import bootstrap, fast_settings
@@ -86,8 +87,45 @@ def test_redis_outage_is_handled_as_configured(
         else:
             assert client.get("/readyz").json()["checks"]["redis"] == "degraded"
         redis.start()
-        deadline = time.monotonic() + 10
-        while client.get("/v1/keys", headers=org.headers()).status_code != 200:
+        deadline = time.monotonic() + 10  # the background probe closes the circuit
+        while client.get("/readyz").json()["checks"]["redis"] != "ok":
             assert time.monotonic() < deadline, "service did not resume"
             time.sleep(0.2)
-        assert client.get("/readyz").json()["checks"]["redis"] == "ok"
+        assert client.get("/v1/keys", headers=org.headers()).status_code == 200
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("mode", "status", "check"), [("open", 200, "degraded"), ("closed", 503, "unreachable")]
+)
+def test_a_hung_redis_costs_readyz_its_bound_and_no_request_more(
+    tmp_path: Path, redis: PrivateRedis, mode: str, status: int, check: str
+) -> None:
+    """Redis frozen (SIGSTOP): `/readyz` answers within APIWARD_REDIS_TIMEOUT_SECONDS,
+    and the circuit it opened spares every request after it (none waits on Redis)."""
+    settings = fast_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        redis_url=redis.url,
+        rate_limit_failure_mode=mode,
+        redis_timeout_seconds=0.3,
+        rate_limits=[{"name": "per-key", "rate": "1000/minute", "key": "credential"}],
+    )
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        limiter = client.app.state.runtime.limiter  # type: ignore[attr-defined]
+        assert isinstance(limiter, FallbackLimiter)
+        assert client.get("/v1/keys", headers=org.headers()).status_code == 200
+        redis.hang()
+        began = time.monotonic()
+        ready = client.get("/readyz")
+        assert time.monotonic() - began < 0.3 + 3.0  # generous: a loaded machine
+        assert (ready.status_code, ready.json()["checks"]["redis"]) == (status, check)
+        statuses = {client.get("/v1/keys", headers=org.headers()).status_code for _ in range(10)}
+        assert statuses == {status}
+        assert limiter.failed_calls == 1  # the readiness ping's: no request waited
+        redis.resume()
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["checks"]["redis"] != "ok":
+            assert time.monotonic() < deadline, "the circuit did not close"
+            time.sleep(0.05)
+        assert client.get("/v1/keys", headers=org.headers()).status_code == 200

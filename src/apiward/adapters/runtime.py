@@ -213,18 +213,11 @@ class Runtime:
         return await self.verifications.flush(self.store)
 
     async def ping_redis(self) -> bool | None:
-        """Whether Redis answers; None when no Redis is configured."""
+        """Whether Redis answers, within ``APIWARD_REDIS_TIMEOUT_SECONDS`` (at once while
+        the limiter's circuit is open); None when no Redis is configured."""
         if not isinstance(self.limiter, FallbackLimiter):
             return None
-        from apiward.adapters.limiter.redis import RedisLimiter
-
-        primary = self.limiter.primary
-        assert isinstance(primary, RedisLimiter)
-        try:
-            await primary.ping()
-        except ApiwardError:
-            return False
-        return True
+        return await self.limiter.ping()
 
 
 def build(
@@ -448,8 +441,11 @@ def _limiter(settings: Settings) -> tuple[Limiter, MemoryLimiter]:
     from apiward.adapters.limiter.redis import RedisLimiter  # redis loads only when used
     from apiward.adapters.limiter.redis import connect as connect_redis
 
+    timeout = settings.redis_timeout_seconds
     fallback = FallbackLimiter(
-        RedisLimiter(connect_redis(settings.redis_url), prefix="apiward:"),
+        RedisLimiter(
+            connect_redis(settings.redis_url, timeout=timeout), prefix="apiward:", timeout=timeout
+        ),
         local,
         mode=settings.rate_limit_failure_mode,
     )

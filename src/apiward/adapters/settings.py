@@ -214,6 +214,14 @@ class Settings(BaseSettings):
     # rate limits (policies for every org; tiers an org can be moved to)
     redis_url: str | None = None
     rate_limit_failure_mode: Literal["open", "closed"] = "open"
+    redis_timeout_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="The longest a request waits on Redis (a pooled connection, the "
+        "script, a retry); past it Redis is handled as down, and while it stays down no "
+        "request waits on it (adapters/limiter/fallback.py).",
+    )
     rate_limit_max_keys: int = Field(
         1_000_000,
         ge=100,

@@ -230,6 +230,19 @@ class Hit(NamedTuple):
     owner: str = DEPLOYMENT
 
 
+class Floor(NamedTuple):
+    """The least TAT a limiter must assume for a key, as another limiter last knew it:
+    ``ahead`` nanoseconds past now (0: none). ``forced``: whatever the limiter holds
+    (its state missed hits decided elsewhere, during an outage); otherwise only where
+    it holds nothing for the key (it restarted or was flushed)."""
+
+    ahead: int
+    forced: bool = False
+
+
+NO_FLOOR = Floor(0)
+
+
 def bounded_key(key: str) -> str:
     """``key`` itself when at most ``MAX_KEY_LENGTH`` characters, else its head and a
     SHA-256 digest of the whole, exactly ``MAX_KEY_LENGTH + 1`` characters long: no

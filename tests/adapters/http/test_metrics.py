@@ -159,6 +159,7 @@ def test_redis_outages_and_degraded_decisions_are_exported(tmp_path: Path) -> No
         m = scrape(client)
     assert value(m, "apiward_redis_outages_total") >= 1
     assert value(m, "apiward_redis_degraded_decisions_total") >= 1
+    assert value(m, "apiward_redis_failed_calls_total") >= 1
     assert value(m, "apiward_redis_degraded") == 1
 
 

@@ -14,10 +14,12 @@ from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import (
     MAX_KEY_LENGTH,
+    NO_FLOOR,
     NS,
     US,
     Algorithm,
     Decision,
+    Floor,
     Hit,
     WindowState,
     decide_all,
@@ -210,3 +212,29 @@ async def test_no_stored_key_is_longer_than_the_bound(
     stored = [key async for key in redis_client.scan_iter(match=f"{prefix}*")]
     assert len(stored) == 3
     assert max(len(key) for key in stored) == len(prefix) + MAX_KEY_LENGTH + 1
+
+
+async def test_a_floor_raises_a_missing_key_and_a_forced_floor_any_key(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """An unforced floor counts only where Redis holds nothing; a forced one whatever it
+    holds; a floor that raised a key is stored even when the request is denied; a reset
+    leaves a full bucket that no unforced floor overrides."""
+    clock = [NOW_US]
+    limiter = RedisLimiter(redis_client, prefix=prefix, clock=lambda: clock[0])
+    hit = Hit("k", 10, 10.0)  # one unit per second
+    nine = Floor(9 * NS)
+
+    async def remaining(floor: Floor = NO_FLOOR, *, store: bool = False) -> int:
+        return (await limiter.decide([hit], [floor], store=store))[0].remaining
+
+    assert await remaining(nine) == 0  # missing: the floor counts (9 spent, this one 10th)
+    assert await remaining() == 9  # a peek stored nothing
+    await limiter.hit("k", 10, 10.0, 2)
+    assert await remaining(nine) == 7  # held: an unforced floor is ignored
+    assert await remaining(nine._replace(forced=True)) == 0  # forced: max(held, floor)
+    denied = await limiter.decide([hit._replace(cost=3)], [Floor(9 * NS, True)], store=True)
+    assert not denied[0].allowed and await remaining() == 0  # the floor was stored
+    await limiter.reset("k")
+    assert await remaining(nine) == 9  # a reset key is held, full: the floor is ignored
+    assert await redis_client.get(prefix + "k") == b"0"

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from apiward.core.limits import (
     DEPLOYMENT,
+    NO_FLOOR,
     NS,
     Decision,
+    Floor,
     Hit,
     WindowState,
     bounded_hits,
@@ -78,6 +80,11 @@ class MemoryLimiter:
 
     def __len__(self) -> int:
         return self._size
+
+    @property
+    def max_keys(self) -> int:
+        """The most keys the table holds."""
+        return self._max
 
     def held(self) -> dict[str, int]:
         """How many keys each owner holds."""
@@ -208,6 +215,43 @@ class MemoryLimiter:
                 state = window_refund(held[0], now, to_ticks(hit.period), hit.cost)
                 if state is not None:
                     self._windows[hit.key] = (state, held[1])
+
+    def now(self) -> int:
+        """This limiter's clock, in nanoseconds."""
+        return self._timer()
+
+    def floors(self, hits: Sequence[Hit], now: int, forced: Container[str] = ()) -> list[Floor]:
+        """Each GCRA key's TAT as this table holds it, as a floor for another limiter
+        (``forced`` for the keys in ``forced``); window keys have none. ``hits`` are
+        bounded already (``bounded_hits``)."""
+        tats = self._tats
+        floors = []
+        for hit in hits:
+            tat = tats.get(hit.key)
+            if tat is None or tat <= now or hit.algorithm != "gcra":
+                floors.append(NO_FLOOR)
+            else:
+                floors.append(Floor(tat - now, hit.key in forced))
+        return floors
+
+    def adopt(self, hits: Sequence[Hit], decisions: Sequence[Decision], now: int) -> None:
+        """Take each GCRA key's state from another limiter's decisions, taken at ``now``
+        on this clock or earlier (``reset_after`` is the TAT's distance from that
+        limiter's clock), never lowering a TAT this table holds: a fallback then starts
+        where that limiter left off. ``hits`` are bounded already (``bounded_hits``)."""
+        tats, lru = self._tats, self._lru
+        for hit, decision in zip(hits, decisions, strict=True):
+            tat = now + round(decision.reset_after * NS)
+            if tat <= tats.get(hit.key, now) or hit.algorithm != "gcra":
+                continue
+            keys = lru.get(hit.owner)
+            if keys is not None and hit.key in keys:
+                keys.move_to_end(hit.key)
+            else:
+                self._touch(hit.key, hit.owner)
+            tats[hit.key] = tat
+        if self._size > self._max:
+            self._make_room(now)
 
     async def aclose(self) -> None:
         self._tats.clear()

@@ -84,7 +84,9 @@ async def healthz() -> dict[str, str]:
 @declare(PUBLIC)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """503 while the database, or a configured Redis, cannot be reached. With Redis down
-    and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded); on
+    and `APIWARD_RATE_LIMIT_FAILURE_MODE=open`, the server still serves (degraded). Redis
+    is asked within `APIWARD_REDIS_TIMEOUT_SECONDS`, and not at all while the rate
+    limiter already knows it is down (a background probe asks until it answers); on
     PostgreSQL, `notifications` is degraded while the connection that brings invalidations
     at once is being made again (they arrive by the poll meanwhile)."""
     checks: dict[str, str] = {}
