@@ -38,7 +38,8 @@ def serve(
 
     settings = Settings()
     if settings.migrate_on_start:
-        run(lambda runtime: asyncio.sleep(0))  # applies migrations once, before workers fork
+        # Migrations and the first signing key, once, before workers fork.
+        run(lambda runtime: asyncio.sleep(0), as_server=True)
     os.environ["APIWARD_MIGRATE_ON_START"] = "false"
     print(_where(settings, host or settings.host, port or settings.port), flush=True)
     uvicorn.run(
@@ -68,7 +69,7 @@ def _where(settings: Settings, host: str, port: int) -> str:
 
 def migrate() -> None:
     """Apply database migrations."""
-    run(lambda runtime: asyncio.sleep(0))
+    run(lambda runtime: asyncio.sleep(0), as_server=True)
     out.print("Database is up to date.")
 
 

@@ -32,8 +32,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test.")]
 
 
-def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    """Run one command against a runtime without the server's background tasks."""
+def run(work: Callable[[Runtime], Coroutine[Any, Any, T]], *, as_server: bool = False) -> T:
+    """Run one command against a runtime without the server's background tasks.
+
+    A command opens the runtime (``Runtime.open``), which builds only the parts it uses;
+    ``as_server`` starts it as a server process does (every part, the signing keys
+    loaded, the first one made), for ``serve`` and ``migrate`` to leave a database that
+    server processes starting together find ready.
+    """
 
     # Imported here, not at the top: `apiward --help` needs none of them.
     from apiward.adapters import logging as logs
@@ -51,7 +57,10 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
         )
         runtime = build(settings)
         try:
-            await runtime.start(background=False)
+            if as_server:
+                await runtime.start(background=False)
+            else:
+                await runtime.open()
             return await work(runtime)
         finally:
             await runtime.stop()
