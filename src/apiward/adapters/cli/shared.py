@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from apiward.core.errors import ApiwardError
-from apiward.core.models import Principal
-
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Principal
 
 T = TypeVar("T")
 
@@ -42,9 +39,12 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]], *, as_server: bool = 
     """
 
     # Imported here, not at the top: `apiward --help` needs none of them.
+    import asyncio
+
     from apiward.adapters import logging as logs
     from apiward.adapters.runtime import build
     from apiward.adapters.settings import Settings
+    from apiward.core.errors import ApiwardError
 
     async def main() -> T:
         settings = Settings()
