@@ -233,9 +233,7 @@ def keys_list(
             "page_size": result.page_size,
         }
 
-    from apiward.adapters.settings import Settings
-
-    data = as_operator(org, environment or Settings().environments[0], job)
+    data = as_operator(org, environment, job)
     if as_json:
         print(json.dumps(data))
         return

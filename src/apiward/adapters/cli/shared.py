@@ -72,9 +72,12 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]], *, as_server: bool = 
         raise typer.Exit(1) from None
 
 
-def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], Awaitable[T]]) -> T:
+def as_operator(
+    org: str | None, env: str | None, work: Callable[[Runtime, Principal], Awaitable[T]]
+) -> T:
     """Run a management command as the organisation's owner: the operator has the
-    database, and acts through the same services as the HTTP API."""
+    database, and acts through the same services as the HTTP API. ``env`` None: the
+    deployment's first environment."""
 
     async def job(runtime: Runtime) -> T:
         if org is None and (default := await runtime.operators.chosen_by_default()):
@@ -82,7 +85,8 @@ def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], 
                 f"[dim]organisation {default.name} ({default.id}), the first one made; "
                 "--org or APIWARD_ORG for another[/dim]"
             )
-        return await work(runtime, await runtime.operators.principal(org, env))
+        environment = runtime.settings.environments[0] if env is None else env
+        return await work(runtime, await runtime.operators.principal(org, environment))
 
     return run(job)
 
