@@ -3,11 +3,13 @@ all, a command's ``open`` only those it uses, and ``stop`` closes what was built
 
 from __future__ import annotations
 
+import io
 from functools import cached_property
 from pathlib import Path
 
 import pytest
 
+from apiward.adapters import logging as logs
 from apiward.adapters.runtime import Runtime, build
 from apiward.core.models import PageRequest
 from tests.conftest import fast_settings
@@ -39,6 +41,7 @@ def test_parts_names_every_part_after_what_it_is_built_from() -> None:
 
 
 async def test_start_builds_every_part_and_stop_closes_them(tmp_path: Path) -> None:
+    logs.configure("warning", "json", io.StringIO())  # not a stream an earlier test closed
     runtime = build(fast_settings(database_url=_sqlite(tmp_path)))
     assert not any(runtime.built(part) for part in Runtime.PARTS)
     await runtime.start()
