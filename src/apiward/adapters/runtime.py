@@ -259,6 +259,14 @@ class Runtime:
         return KeyFormats(self.settings.key_format)
 
     @cached_property
+    def _client_formats(self) -> KeyFormats:
+        return self.formats.view("cs")
+
+    @cached_property
+    def _refresh_formats(self) -> KeyFormats:
+        return self.formats.view("rt")
+
+    @cached_property
     def _imported(self) -> tuple[str, ...]:
         return tuple(self.settings.imported_key_prefixes)
 
@@ -279,7 +287,7 @@ class Runtime:
             self.store,
             self.cache,
             self.clock,
-            self.formats.view("cs").current,
+            self._client_formats.current,
             self.tokens.revoke_client_tokens,
         )
 
@@ -370,7 +378,7 @@ class Runtime:
             self.sign_ins,
             self.revocations,
             self.usage,
-            self.formats.view("rt"),
+            self._refresh_formats,
             TokenSettings(
                 issuer=s.token_issuer,
                 audience=s.token_audience,
@@ -429,8 +437,8 @@ class Runtime:
 
         formats = LeakFormats(
             self.formats,
-            self.formats.view("cs"),
-            self.formats.view("rt"),
+            self._client_formats,
+            self._refresh_formats,
             imported_prefixes=self._imported,
         )
         return Leaks(
