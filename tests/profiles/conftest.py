@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from apiward.adapters import runtime
 from apiward.adapters.http.app import create_app
+from apiward.adapters.limiter import memory
 from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.settings import Settings
 from apiward.core.limits import NS
@@ -70,7 +70,8 @@ def profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Profile
     def timer() -> int:
         return hour + time.monotonic_ns() - started
 
-    monkeypatch.setattr(runtime, "MemoryLimiter", partial(MemoryLimiter, timer=timer))
+    # The runtime imports the limiter's class when it builds it (adapters/runtime.py).
+    monkeypatch.setattr(memory, "MemoryLimiter", partial(MemoryLimiter, timer=timer))
 
     def start(name: str, **overrides: Any) -> Org:
         settings = profile_settings(name, monkeypatch, tmp_path, **overrides)

@@ -1,135 +1,568 @@
-"""The composition root: ``build`` makes every part of the server, complete, from settings.
+"""The composition root: ``build`` wires every part of the server from settings.
 
 Both the HTTP app (in its lifespan) and the CLI call ``build`` once; nothing is created
-at import time and no part is completed after construction. ``Runtime`` holds the parts
-and their lifecycle (``start``, ``stop``); what the parts do lives in the services
+at import time and no part is completed after construction. Each part of ``Runtime`` is
+built complete, with its collaborators, the first time it is used: the server builds
+every one in ``start`` before it serves, a one-shot command (``apiward keys list``) only
+the few it reads, and imports no module of the others. ``Runtime`` holds the parts and
+their lifecycle (``start``, ``open``, ``stop``); what the parts do lives in the services
 (docs/architecture.md, "The composition root").
 """
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass, field
+import os
 from datetime import timedelta
-from functools import partial
+from functools import cached_property
 from typing import TYPE_CHECKING
 
-import httpx
-
-from apiward.adapters import delivery
-from apiward.adapters.cache.memory import MemoryCache
-from apiward.adapters.geo import Countries
-from apiward.adapters.limiter.fallback import FallbackLimiter
-from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.logging import get_logger
-from apiward.adapters.mail import LogTransport, Postbox, SmtpTransport, Transport
-from apiward.adapters.metrics import Metrics
-from apiward.adapters.secret import deployment_secret
-from apiward.adapters.settings import Settings
-from apiward.adapters.storage import migrate
-from apiward.adapters.storage.sql import SqlStore
-from apiward.adapters.storage.sql.engine import Listener, create_engine
-from apiward.adapters.tracing import (
-    TracedAuthenticator,
-    TracedLimiter,
-    TracedSender,
-    TracedStore,
-    TracedTransport,
-    Tracing,
-)
-from apiward.adapters.tracing import configure as configure_tracing
 from apiward.core.clock import Clock, SystemClock
-from apiward.core.crypto import Sealer
-from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError
-from apiward.core.keys import KeyFormats
-from apiward.core.limits import Policy, parse_rate
-from apiward.core.models import LinkPurpose
-from apiward.core.passwords import Passwords
-from apiward.core.readings import Reports
-from apiward.services.analytics import Analytics, Verifications
-from apiward.services.audit import AuditLog
-from apiward.services.auth import Authenticator
-from apiward.services.clients import Clients
-from apiward.services.formats import learn_formats
-from apiward.services.housekeeping import Housekeeping, Upkeep
-from apiward.services.importing import KeyImporter
-from apiward.services.invalidations import InvalidationPoller
-from apiward.services.keys import Keys
-from apiward.services.leaks import LeakFormats, Leaks
-from apiward.services.limiting import RequestLimits
-from apiward.services.lockouts import Lockouts
-from apiward.services.operators import Operators
-from apiward.services.portal import Portal, PortalPolicy
-from apiward.services.ports import Limiter, Store, Transaction, WebhookSender
-from apiward.services.revocations import Revocations
-from apiward.services.scheduler import Periodic, Scheduler
-from apiward.services.signin import SignIns
-from apiward.services.signing import Keyring
-from apiward.services.tenancy import Tenancy
-from apiward.services.throttle import ActionThrottle, LoginThrottle
-from apiward.services.tokens import Tokens, TokenSettings
-from apiward.services.usage import UsageRecorder
-from apiward.services.webhooks import DeliveryPolicy, Webhooks
 
 if TYPE_CHECKING:
+    import ipaddress
+
+    import httpx
     from opentelemetry.sdk.trace import SpanProcessor
+
+    from apiward.adapters.cache.memory import MemoryCache
+    from apiward.adapters.geo import Countries
+    from apiward.adapters.limiter.memory import MemoryLimiter
+    from apiward.adapters.mail import Postbox, Transport
+    from apiward.adapters.metrics import Metrics
+    from apiward.adapters.settings import Settings
+    from apiward.adapters.storage.sql import SqlStore
+    from apiward.adapters.storage.sql.engine import Listener
+    from apiward.adapters.tracing import Tracing
+    from apiward.core.crypto import Sealer
+    from apiward.core.destinations import Destinations
+    from apiward.core.keys import KeyFormats
+    from apiward.core.passwords import Passwords
+    from apiward.services.analytics import Analytics, Verifications
+    from apiward.services.audit import AuditLog
+    from apiward.services.auth import Authenticator
+    from apiward.services.clients import Clients
+    from apiward.services.housekeeping import Housekeeping, Upkeep
+    from apiward.services.importing import KeyImporter
+    from apiward.services.invalidations import InvalidationPoller
+    from apiward.services.keys import Keys
+    from apiward.services.leaks import Leaks
+    from apiward.services.limiting import RequestLimits
+    from apiward.services.lockouts import Lockouts
+    from apiward.services.operators import Operators
+    from apiward.services.portal import Portal, PortalPolicy
+    from apiward.services.ports import Limiter, Store, Transaction, WebhookSender
+    from apiward.services.revocations import Revocations
+    from apiward.services.scheduler import Scheduler
+    from apiward.services.signin import SignIns
+    from apiward.services.signing import Keyring
+    from apiward.services.tenancy import Tenancy
+    from apiward.services.throttle import LoginThrottle
+    from apiward.services.tokens import Tokens
+    from apiward.services.usage import UsageRecorder
+    from apiward.services.webhooks import Webhooks
 
 log = get_logger("apiward.runtime")
 
 
-@dataclass(eq=False)
 class Runtime:
-    """Every part of one server process, built by ``build``; ``start`` and ``stop``."""
+    """Every part of one process, each built on first use; ``start``, ``open``, ``stop``.
 
-    settings: Settings
-    clock: Clock
-    sql: SqlStore
-    store: Store[Transaction]
-    cache: MemoryCache
-    limiter: Limiter
-    passwords: Passwords
-    sealer: Sealer
-    keyring: Keyring
-    revocations: Revocations
-    usage: UsageRecorder
-    verifications: Verifications
-    analytics: Analytics
-    audit: AuditLog
-    tenancy: Tenancy
-    operators: Operators
-    keys: Keys
-    formats: KeyFormats
-    """The current key format and the earlier ones whose keys keep working."""
-    importer: KeyImporter
-    clients: Clients
-    lockouts: Lockouts
-    limits: RequestLimits
-    auth: Authenticator
-    login_throttle: LoginThrottle
-    sign_ins: SignIns
-    tokens: Tokens
-    webhooks: Webhooks
-    leaks: Leaks
-    postbox: Postbox
-    portal: Portal
-    invalidations: InvalidationPoller
-    housekeeping: Housekeeping
-    countries: Countries
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    metrics: Metrics
-    scheduler: Scheduler
-    http: httpx.AsyncClient
-    """The one client webhook deliveries go out through."""
-    tracing: Tracing | None
-    """The tracer and its provider; None when tracing is off (``adapters/tracing.py``)."""
-    listener: Listener | None = field(default=None, repr=False)
-    """PostgreSQL's notifications of invalidations (None: SQLite, or not started)."""
+    A part is a ``cached_property``: once built it is a plain attribute of the instance,
+    so the request paths read it as fast as a field. The imports of a part are inside its
+    property, so that a command which never uses it never loads its modules.
+    """
+
+    PARTS = (
+        "tracing", "sql", "store", "cache", "local_limiter", "limiter", "passwords",
+        "sealer", "keyring", "revocations", "usage", "verifications", "analytics",
+        "audit", "tenancy", "operators", "keys", "formats", "importer", "clients",
+        "lockouts", "limits", "auth", "login_throttle", "sign_ins", "tokens", "http",
+        "webhooks", "leaks", "postbox", "portal", "invalidations", "housekeeping",
+        "countries", "trusted_proxies", "metrics", "scheduler",
+    )  # fmt: skip
+    """Every part, in an order where each comes after what it is built from."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock, span_processor: SpanProcessor | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._span_processor = span_processor
+        self.listener: Listener | None = None
+        """PostgreSQL's notifications of invalidations (None: SQLite, or not started)."""
+
+    def __repr__(self) -> str:
+        return f"<Runtime built={[p for p in self.PARTS if self.built(p)]}>"
+
+    def built(self, part: str) -> bool:
+        """Whether ``part`` (a name of ``PARTS``) was built, by use or by ``start``."""
+        if part not in self.PARTS:
+            raise ValueError(f"{part!r} is not a part of the runtime")
+        return part in self.__dict__
+
+    # The parts, from the settings. With tracing on, the parts that leave the process
+    # (store, Redis, webhooks, mail) and the authentication decision are the traced
+    # ones of ``adapters/tracing.py``.
+
+    @cached_property
+    def tracing(self) -> Tracing | None:
+        """The tracer and its provider; None when tracing is off (``adapters/tracing.py``),
+        and then no module of OpenTelemetry is loaded."""
+        from apiward.adapters.settings import tracing_reason
+
+        if tracing_reason(self.settings.tracing, os.environ) is None:
+            return None
+        from apiward.adapters.tracing import configure
+
+        return configure(self.settings, processor=self._span_processor)
+
+    @cached_property
+    def sql(self) -> SqlStore:
+        from apiward.adapters.storage.sql import SqlStore
+
+        s = self.settings
+        return SqlStore.from_url(s.database_url, timeout=s.database_timeout_seconds)
+
+    @cached_property
+    def store(self) -> Store[Transaction]:
+        if self.tracing is None:
+            return self.sql
+        from apiward.adapters.tracing import TracedStore
+
+        return TracedStore(self.sql, self.tracing.tracer, self.sql.engine.dialect.name)
+
+    @cached_property
+    def cache(self) -> MemoryCache:
+        from apiward.adapters.cache.memory import MemoryCache
+
+        s = self.settings
+        return MemoryCache(
+            s.cache_max_entries,
+            s.cache_ttl_seconds,
+            max_unknown=s.cache_max_unknown,
+            serve_stale=s.cache_serve_stale_seconds,
+        )
+
+    @cached_property
+    def local_limiter(self) -> MemoryLimiter:
+        """The in-process table: the limiter without Redis, the reserve with it."""
+        from apiward.adapters.limiter.memory import MemoryLimiter
+
+        return MemoryLimiter(max_keys=self.settings.rate_limit_max_keys)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        """In-process limits by default; exact across processes with Redis."""
+        s = self.settings
+        if not s.redis_url:
+            return self.local_limiter
+        from apiward.adapters.limiter.fallback import FallbackLimiter
+        from apiward.adapters.limiter.redis import RedisLimiter
+        from apiward.adapters.limiter.redis import connect as connect_redis
+
+        timeout = s.redis_timeout_seconds
+        redis = RedisLimiter(
+            connect_redis(s.redis_url, timeout=timeout), prefix="apiward:", timeout=timeout
+        )
+        return FallbackLimiter(redis, self.local_limiter, mode=s.rate_limit_failure_mode)
+
+    @cached_property
+    def _limits_on(self) -> Limiter:
+        """The limiter the limits and throttles call: traced when it leaves the process."""
+        if self.tracing is None or not self.settings.redis_url:
+            return self.limiter
+        from apiward.adapters.tracing import TracedLimiter
+
+        return TracedLimiter(self.limiter, self.tracing.tracer)
+
+    @cached_property
+    def passwords(self) -> Passwords:
+        from apiward.core.passwords import Passwords
+
+        return Passwords(self.settings.password_policy)
+
+    @cached_property
+    def sealer(self) -> Sealer:
+        from apiward.adapters.secret import deployment_secret
+        from apiward.core.crypto import Sealer
+
+        return Sealer(deployment_secret(self.settings))
+
+    @cached_property
+    def _access_ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.access_token_ttl_seconds)
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        from apiward.services.signing import Keyring
+
+        alg = self.settings.token_algorithm
+        return Keyring(self.store, self.clock, self.sealer, alg, self._access_ttl)
+
+    @cached_property
+    def revocations(self) -> Revocations:
+        from apiward.services.revocations import Revocations
+
+        return Revocations()
+
+    @cached_property
+    def usage(self) -> UsageRecorder:
+        from apiward.services.usage import UsageRecorder
+
+        return UsageRecorder()
+
+    @cached_property
+    def verifications(self) -> Verifications:
+        from apiward.services.analytics import Verifications
+
+        return Verifications()
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        from apiward.services.analytics import Analytics
+
+        return Analytics(self.store, self.settings.analytics_retention)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from apiward.services.audit import AuditLog
+
+        return AuditLog(self.store)
+
+    @cached_property
+    def tenancy(self) -> Tenancy:
+        from apiward.services.tenancy import Tenancy
+
+        s = self.settings
+        tiers = tuple(s.rate_limit_tiers)
+        return Tenancy(self.store, self.cache, self.clock, self.passwords, s.environments, tiers)
+
+    @cached_property
+    def operators(self) -> Operators:
+        from apiward.services.operators import Operators
+
+        return Operators(self.store, self.tenancy)
+
+    @cached_property
+    def keys(self) -> Keys:
+        from apiward.services.keys import Keys
+
+        s = self.settings
+        versions = tuple(v.id for v in s.api_versions)
+        return Keys(self.store, self.cache, self.clock, s.key_format, versions)
+
+    @cached_property
+    def formats(self) -> KeyFormats:
+        """The current key format and the earlier ones whose keys keep working (the
+        earlier ones are learnt at start)."""
+        from apiward.core.keys import KeyFormats
+
+        return KeyFormats(self.settings.key_format)
+
+    @cached_property
+    def _client_formats(self) -> KeyFormats:
+        return self.formats.view("cs")
+
+    @cached_property
+    def _refresh_formats(self) -> KeyFormats:
+        return self.formats.view("rt")
+
+    @cached_property
+    def _imported(self) -> tuple[str, ...]:
+        return tuple(self.settings.imported_key_prefixes)
+
+    @cached_property
+    def importer(self) -> KeyImporter:
+        from apiward.services.importing import KeyImporter
+
+        fmt = self.settings.key_format
+        return KeyImporter(
+            self.store, self.cache, self.clock, fmt, imported_prefixes=self._imported
+        )
+
+    @cached_property
+    def clients(self) -> Clients:
+        from apiward.services.clients import Clients
+
+        return Clients(
+            self.store,
+            self.cache,
+            self.clock,
+            self._client_formats.current,
+            self.tokens.revoke_client_tokens,
+        )
+
+    @cached_property
+    def lockouts(self) -> Lockouts:
+        from apiward.services.lockouts import Lockouts
+
+        return Lockouts(self.store, self.clock)
+
+    @cached_property
+    def limits(self) -> RequestLimits:
+        from apiward.core.limits import Policy, parse_rate
+        from apiward.services.limiting import RequestLimits
+
+        s = self.settings
+        failures, period = parse_rate(s.auth_failure_limit)
+        return RequestLimits(
+            self._limits_on,
+            s.rate_plans(),
+            self.store,
+            self.clock,
+            auth_failures=Policy("auth-failures", failures, period, "ip"),
+            lockouts=self.lockouts,
+            credits_low=s.credits_low_threshold,
+        )
+
+    @cached_property
+    def auth(self) -> Authenticator:
+        from apiward.services.auth import Authenticator
+
+        s = self.settings
+        make: type[Authenticator] = Authenticator
+        if self.tracing is not None:
+            from functools import partial
+
+            from apiward.adapters.tracing import TracedAuthenticator
+
+            make = partial(TracedAuthenticator, self.tracing.tracer)  # type: ignore[assignment]
+        return make(
+            self.store,
+            self.cache,
+            self.clock,
+            self.formats,
+            self.usage,
+            self.verifications,
+            self.limits,
+            self.keyring,
+            self.revocations,
+            issuer=s.token_issuer,
+            audience=s.token_audience,
+            space_header=s.space_header,
+            require_space=s.require_space_header,
+            default_version=s.current_version.id,
+            imported_prefixes=self._imported,
+        )
+
+    @cached_property
+    def login_throttle(self) -> LoginThrottle:
+        """One throttle for every password sign-in: the token endpoint and the dashboard."""
+        from apiward.core.limits import Policy
+        from apiward.services.throttle import LoginThrottle
+
+        s = self.settings
+        window = s.login_failure_window_seconds
+        return LoginThrottle(
+            self._limits_on,
+            Policy("login-user", s.login_max_failures, window, "user"),
+            Policy("login-ip", s.login_ip_max_failures, window, "ip"),
+        )
+
+    @cached_property
+    def sign_ins(self) -> SignIns:
+        from apiward.services.signin import SignIns
+
+        return SignIns(self.store, self.clock, self.passwords, self.login_throttle)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        from apiward.services.tokens import Tokens, TokenSettings
+
+        s = self.settings
+        return Tokens(
+            self.store,
+            self.cache,
+            self.clock,
+            self.keyring,
+            self.sealer,
+            self.sign_ins,
+            self.revocations,
+            self.usage,
+            self._refresh_formats,
+            TokenSettings(
+                issuer=s.token_issuer,
+                audience=s.token_audience,
+                access_ttl=self._access_ttl,
+                refresh_ttl=timedelta(seconds=s.refresh_token_ttl_seconds),
+                grace=timedelta(seconds=s.refresh_grace_seconds),
+                default_environment=s.environments[0],
+                retry=timedelta(seconds=s.refresh_retry_seconds),
+            ),
+            self.verifications,
+            self.auth.acts,
+            self.limits.authentication_failed,
+        )
+
+    @cached_property
+    def http(self) -> httpx.AsyncClient:
+        """The one client webhook deliveries go out through."""
+        from apiward.adapters import delivery
+
+        return delivery.client(self.settings.webhook_timeout_seconds)
+
+    @cached_property
+    def _destinations(self) -> Destinations:
+        from apiward.core.destinations import Destinations
+
+        return Destinations.parse(self.settings.webhook_allowed_networks)
+
+    @cached_property
+    def webhooks(self) -> Webhooks:
+        from apiward.adapters import delivery
+        from apiward.services.webhooks import DeliveryPolicy, Webhooks
+
+        s = self.settings
+        sender: WebhookSender = delivery.HttpxSender(self.http, self._destinations)
+        if self.tracing is not None:
+            from apiward.adapters.tracing import TracedSender
+
+            sender = TracedSender(sender, self.tracing.tracer)
+        return Webhooks(
+            self.store,
+            self.clock,
+            self.sealer,
+            s.environments,
+            sender,
+            DeliveryPolicy(
+                max_attempts=s.webhook_max_attempts,
+                retry_base=s.webhook_retry_base_seconds,
+                timeout=s.webhook_timeout_seconds,
+            ),
+            self._destinations,
+        )
+
+    @cached_property
+    def leaks(self) -> Leaks:
+        from apiward.services.leaks import LeakFormats, Leaks
+
+        formats = LeakFormats(
+            self.formats,
+            self._client_formats,
+            self._refresh_formats,
+            imported_prefixes=self._imported,
+        )
+        return Leaks(
+            self.store,
+            self.clock,
+            self.keys,
+            self.clients,
+            self.tokens,
+            self.operators.principal,
+            formats,
+            self.settings.leak_report_public_keys,
+        )
+
+    @cached_property
+    def postbox(self) -> Postbox:
+        from apiward.adapters.mail import Postbox
+
+        transport = _mail_transport(self.settings)
+        if self.tracing is not None:
+            from apiward.adapters.tracing import TracedTransport
+
+            transport = TracedTransport(transport, self.tracing.tracer)
+        s = self.settings
+        return Postbox(transport, platform=s.platform_name, sender=s.mail_from)
+
+    @cached_property
+    def portal(self) -> Portal:
+        from apiward.core.limits import Policy
+        from apiward.services.portal import Portal
+        from apiward.services.throttle import ActionThrottle
+
+        s = self.settings
+        return Portal(
+            self.store,
+            self.clock,
+            self.passwords,
+            self.tenancy,
+            self.tokens,
+            ActionThrottle(
+                self._limits_on,
+                Policy.parse("portal-email", s.portal_email_limit, key="user"),
+                Policy.parse("portal-ip", s.portal_ip_limit, key="ip"),
+            ),
+            self.postbox,
+            _portal_policy(s),
+            self.sign_ins,
+        )
+
+    @cached_property
+    def invalidations(self) -> InvalidationPoller:
+        from apiward.services.invalidations import InvalidationPoller
+
+        return InvalidationPoller(
+            self.store, self.clock, self.cache, self.revocations, self.keyring
+        )
+
+    @cached_property
+    def housekeeping(self) -> Housekeeping:
+        from apiward.services.housekeeping import Housekeeping
+
+        upkeep = _upkeep(self.settings)
+        return Housekeeping(self.store, self.clock, self.keyring, self.analytics, upkeep)
+
+    @cached_property
+    def countries(self) -> Countries:
+        from apiward.adapters.geo import Countries
+
+        return Countries(self.settings.country_header, self.settings.geoip_database)
+
+    @cached_property
+    def trusted_proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        import ipaddress
+
+        cidrs = self.settings.trusted_proxies
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """Metrics import none of the parts they read: each reports its own counts."""
+        from apiward.adapters.limiter.fallback import FallbackLimiter
+        from apiward.adapters.metrics import Metrics
+        from apiward.core.readings import Reports
+
+        sources: list[Reports] = [self.cache, self.limits]
+        if isinstance(self.limiter, FallbackLimiter):
+            sources.append(self.limiter)
+        sources.append(self.local_limiter)  # the in-process table, in use or in reserve
+        sources += [self.sql, self.webhooks, self.leaks, self.lockouts, self.invalidations]
+        return Metrics(sources)
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        from apiward.services.scheduler import Periodic, Scheduler
+
+        s = self.settings
+        usage, verifications, store = self.usage, self.verifications, self.store
+        return Scheduler(
+            [
+                Periodic("webhooks", s.webhook_poll_seconds, self.webhooks.run_once),
+                Periodic("housekeeping", 60.0, self.housekeeping.run),
+                Periodic("usage", s.last_used_flush_seconds, lambda: usage.flush(store)),
+                Periodic(
+                    "analytics", s.analytics_flush_seconds, lambda: verifications.flush(store)
+                ),
+                Periodic(
+                    "invalidations",
+                    s.invalidation_poll_seconds,
+                    self.invalidations.poll,
+                    wakeable=True,
+                ),
+            ]
+        )
+
+    # The lifecycle.
 
     async def start(self, *, background: bool = True) -> None:
-        """Migrate when configured, load signing keys and revocations, prime the
-        invalidation poller; with ``background`` (the server, not the CLI), listen for
+        """Build every part, migrate when configured, load signing keys and revocations,
+        prime the invalidation poller; with ``background`` (the server), listen for
         invalidation notices and start the periodic jobs."""
+        for part in self.PARTS:
+            getattr(self, part)
         if self.settings.migrate_on_start:
             await self._migrate()
         await self.keyring.load()
@@ -147,10 +580,23 @@ class Runtime:
         self.listener = await self.sql.listen(self.scheduler.wake)
         self.scheduler.start()
 
+    async def open(self) -> None:
+        """What a one-shot command (the CLI) needs before it runs: the schema migrated
+        when configured, and the key formats of the keys stored; the parts it uses are
+        built as it uses them. The rest of ``start`` (signing keys, revocations, the
+        invalidation cursor) serves requests and the periodic jobs: no command reads it
+        (a rotation installs the signing keys it writes)."""
+        if self.settings.migrate_on_start:
+            await self._migrate()
+        await self._learn_formats(record=False)
+
     async def _migrate(self) -> None:
         """Migrations are not bound by the request paths' statement timeout (a long
         ``ALTER TABLE`` on a large table is not a hung database): on PostgreSQL they run
         on an engine of their own."""
+        from apiward.adapters.storage import migrate
+        from apiward.adapters.storage.sql.engine import create_engine
+
         engine = self.sql.engine
         if engine.dialect.name != "postgresql":
             await migrate.upgrade(engine)
@@ -162,6 +608,8 @@ class Runtime:
             await unbounded.dispose()
 
     async def _learn_formats(self, *, record: bool) -> None:
+        from apiward.services.formats import learn_formats
+
         imported = self.settings.imported_key_prefixes
         seen = await learn_formats(self.store, self.clock, self.formats, imported, record=record)
         if not record:
@@ -184,24 +632,35 @@ class Runtime:
             )
 
     async def stop(self) -> None:
-        """Stop the jobs, send what is deferred, flush the counters, close every resource."""
-        self.countries.close()
+        """Stop the jobs, send what is deferred, flush the counters, close every resource
+        that was built (a part never used has nothing to close)."""
+        if self.built("countries"):
+            self.countries.close()
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
-        await self.scheduler.stop()
-        await self.http.aclose()
-        await self.tokens.drain()
-        await self.portal.drain()
-        await self.postbox.drain()
-        for flush in (self.flush_usage, self.flush_analytics):
+        if self.built("scheduler"):
+            await self.scheduler.stop()
+        if self.built("http"):
+            await self.http.aclose()
+        if self.built("tokens"):
+            await self.tokens.drain()
+        if self.built("portal"):
+            await self.portal.drain()
+        if self.built("postbox"):
+            await self.postbox.drain()
+        for part, flush in (("usage", self.flush_usage), ("verifications", self.flush_analytics)):
+            if not self.built(part):
+                continue
             try:
                 await flush()
             except ApiwardError as exc:
                 log.warning("flush_at_stop_failed", job=flush.__name__, error=exc.message)
-        await self.limiter.aclose()
-        await self.store.close()
-        if self.tracing is not None:
+        if self.built("limiter"):
+            await self.limiter.aclose()
+        if self.built("sql"):
+            await self.store.close()
+        if self.built("tracing") and self.tracing is not None:
             self.tracing.shutdown()
 
     async def flush_usage(self) -> int:
@@ -215,255 +674,29 @@ class Runtime:
     async def ping_redis(self) -> bool | None:
         """Whether Redis answers, within ``APIWARD_REDIS_TIMEOUT_SECONDS`` (at once while
         the limiter's circuit is open); None when no Redis is configured."""
-        if not isinstance(self.limiter, FallbackLimiter):
+        if not self.settings.redis_url:
             return None
-        return await self.limiter.ping()
+        from apiward.adapters.limiter.fallback import FallbackLimiter
+
+        limiter = self.limiter
+        assert isinstance(limiter, FallbackLimiter)
+        return await limiter.ping()
 
 
 def build(
     settings: Settings, *, clock: Clock | None = None, span_processor: SpanProcessor | None = None
 ) -> Runtime:
-    """Every part of the server, wired from ``settings``; nothing is connected yet.
+    """The parts of the server, wired from ``settings``; none is built or connected yet.
 
-    With tracing on, the parts that leave the process (store, Redis, webhooks, mail)
-    and the authentication decision are the traced ones of ``adapters/tracing.py``;
     ``span_processor`` replaces the exporter the ``OTEL_*`` variables configure.
     """
-    clock = clock or SystemClock()
-    tracing = configure_tracing(settings, processor=span_processor)
-    tracer = tracing.tracer if tracing else None
-    sql = SqlStore.from_url(settings.database_url, timeout=settings.database_timeout_seconds)
-    store: Store[Transaction] = sql
-    if tracer:
-        store = TracedStore(sql, tracer, sql.engine.dialect.name)
-    cache = MemoryCache(
-        settings.cache_max_entries,
-        settings.cache_ttl_seconds,
-        max_unknown=settings.cache_max_unknown,
-        serve_stale=settings.cache_serve_stale_seconds,
-    )
-    limiter, table = _limiter(settings)
-    limits_on = limiter
-    if tracer and settings.redis_url:
-        limits_on = TracedLimiter(limiter, tracer)
-    passwords = Passwords(settings.password_policy)
-    sealer = Sealer(deployment_secret(settings))
-    access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
-    keyring = Keyring(store, clock, sealer, settings.token_algorithm, access_ttl)
-    revocations = Revocations()
-    usage = UsageRecorder()
-    verifications = Verifications()
-    analytics = Analytics(store, settings.analytics_retention)
-    fmt = settings.key_format
-    formats = KeyFormats(fmt)  # the earlier ones are learnt at start
-    client_formats = formats.view("cs")
-    refresh_formats = formats.view("rt")
-    imported = tuple(settings.imported_key_prefixes)
-    tenancy = Tenancy(
-        store, cache, clock, passwords, settings.environments, tuple(settings.rate_limit_tiers)
-    )
-    operators = Operators(store, tenancy)
-    keys = Keys(store, cache, clock, fmt, tuple(v.id for v in settings.api_versions))
-    lockouts = Lockouts(store, clock)
-    failures, period = parse_rate(settings.auth_failure_limit)
-    limits = RequestLimits(
-        limits_on,
-        settings.rate_plans(),
-        store,
-        clock,
-        auth_failures=Policy("auth-failures", failures, period, "ip"),
-        lockouts=lockouts,
-        credits_low=settings.credits_low_threshold,
-    )
-    auth = (partial(TracedAuthenticator, tracer) if tracer else Authenticator)(
-        store,
-        cache,
-        clock,
-        formats,
-        usage,
-        verifications,
-        limits,
-        keyring,
-        revocations,
-        issuer=settings.token_issuer,
-        audience=settings.token_audience,
-        space_header=settings.space_header,
-        require_space=settings.require_space_header,
-        default_version=settings.current_version.id,
-        imported_prefixes=imported,
-    )
-    login_throttle = _login_throttle(settings, limits_on)
-    sign_ins = SignIns(store, clock, passwords, login_throttle)
-    tokens = Tokens(
-        store,
-        cache,
-        clock,
-        keyring,
-        sealer,
-        sign_ins,
-        revocations,
-        usage,
-        refresh_formats,
-        TokenSettings(
-            issuer=settings.token_issuer,
-            audience=settings.token_audience,
-            access_ttl=access_ttl,
-            refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-            grace=timedelta(seconds=settings.refresh_grace_seconds),
-            default_environment=settings.environments[0],
-            retry=timedelta(seconds=settings.refresh_retry_seconds),
-        ),
-        verifications,
-        auth.acts,
-        limits.authentication_failed,
-    )
-    clients = Clients(store, cache, clock, client_formats.current, tokens.revoke_client_tokens)
-    http = delivery.client(settings.webhook_timeout_seconds)
-    destinations = Destinations.parse(settings.webhook_allowed_networks)
-    sender: WebhookSender = delivery.HttpxSender(http, destinations)
-    if tracer:
-        sender = TracedSender(sender, tracer)
-    webhooks = Webhooks(
-        store,
-        clock,
-        sealer,
-        settings.environments,
-        sender,
-        DeliveryPolicy(
-            max_attempts=settings.webhook_max_attempts,
-            retry_base=settings.webhook_retry_base_seconds,
-            timeout=settings.webhook_timeout_seconds,
-        ),
-        destinations,
-    )
-    leaks = Leaks(
-        store,
-        clock,
-        keys,
-        clients,
-        tokens,
-        operators.principal,
-        LeakFormats(formats, client_formats, refresh_formats, imported_prefixes=imported),
-        settings.leak_report_public_keys,
-    )
-    transport = _mail_transport(settings)
-    if tracer:
-        transport = TracedTransport(transport, tracer)
-    postbox = Postbox(transport, platform=settings.platform_name, sender=settings.mail_from)
-    portal = Portal(
-        store,
-        clock,
-        passwords,
-        tenancy,
-        tokens,
-        ActionThrottle(
-            limits_on,
-            Policy.parse("portal-email", settings.portal_email_limit, key="user"),
-            Policy.parse("portal-ip", settings.portal_ip_limit, key="ip"),
-        ),
-        postbox,
-        _portal_policy(settings),
-        sign_ins,
-    )
-    invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
-    housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
-    sources: list[Reports] = [cache, limits]
-    if isinstance(limiter, FallbackLimiter):
-        sources.append(limiter)
-    sources.append(table)  # the in-process table, in use or in reserve
-    sources += [sql, webhooks, leaks, lockouts, invalidations]
-    scheduler = Scheduler(
-        [
-            Periodic("webhooks", settings.webhook_poll_seconds, webhooks.run_once),
-            Periodic("housekeeping", 60.0, housekeeping.run),
-            Periodic("usage", settings.last_used_flush_seconds, lambda: usage.flush(store)),
-            Periodic(
-                "analytics", settings.analytics_flush_seconds, lambda: verifications.flush(store)
-            ),
-            Periodic(
-                "invalidations",
-                settings.invalidation_poll_seconds,
-                invalidations.poll,
-                wakeable=True,
-            ),
-        ]
-    )
-    return Runtime(
-        settings=settings,
-        clock=clock,
-        sql=sql,
-        store=store,
-        cache=cache,
-        limiter=limiter,
-        passwords=passwords,
-        sealer=sealer,
-        keyring=keyring,
-        revocations=revocations,
-        usage=usage,
-        verifications=verifications,
-        analytics=analytics,
-        audit=AuditLog(store),
-        tenancy=tenancy,
-        operators=operators,
-        keys=keys,
-        formats=formats,
-        importer=KeyImporter(store, cache, clock, fmt, imported_prefixes=imported),
-        clients=clients,
-        lockouts=lockouts,
-        limits=limits,
-        auth=auth,
-        login_throttle=login_throttle,
-        sign_ins=sign_ins,
-        tokens=tokens,
-        webhooks=webhooks,
-        leaks=leaks,
-        postbox=postbox,
-        portal=portal,
-        invalidations=invalidations,
-        housekeeping=housekeeping,
-        countries=Countries(settings.country_header, settings.geoip_database),
-        trusted_proxies=tuple(
-            ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
-        ),
-        metrics=Metrics(sources),
-        scheduler=scheduler,
-        http=http,
-        tracing=tracing,
-    )
-
-
-def _limiter(settings: Settings) -> tuple[Limiter, MemoryLimiter]:
-    """In-process limits by default; exact across processes with Redis. Also the
-    in-process table, in use or in reserve (its metrics)."""
-    local = MemoryLimiter(max_keys=settings.rate_limit_max_keys)
-    if not settings.redis_url:
-        return local, local
-    from apiward.adapters.limiter.redis import RedisLimiter  # redis loads only when used
-    from apiward.adapters.limiter.redis import connect as connect_redis
-
-    timeout = settings.redis_timeout_seconds
-    fallback = FallbackLimiter(
-        RedisLimiter(
-            connect_redis(settings.redis_url, timeout=timeout), prefix="apiward:", timeout=timeout
-        ),
-        local,
-        mode=settings.rate_limit_failure_mode,
-    )
-    return fallback, local
-
-
-def _login_throttle(settings: Settings, limiter: Limiter) -> LoginThrottle:
-    """One throttle for every password sign-in: the token endpoint and the dashboard."""
-    window = settings.login_failure_window_seconds
-    return LoginThrottle(
-        limiter,
-        Policy("login-user", settings.login_max_failures, window, "user"),
-        Policy("login-ip", settings.login_ip_max_failures, window, "ip"),
-    )
+    return Runtime(settings, clock or SystemClock(), span_processor)
 
 
 def _mail_transport(settings: Settings) -> Transport:
     """SMTP when a host is configured; else the log (the embedded default)."""
+    from apiward.adapters.mail import LogTransport, SmtpTransport
+
     if not settings.smtp_host:
         return LogTransport()
     password = settings.smtp_password
@@ -478,6 +711,9 @@ def _mail_transport(settings: Settings) -> Transport:
 
 
 def _portal_policy(settings: Settings) -> PortalPolicy:
+    from apiward.core.models import LinkPurpose
+    from apiward.services.portal import PortalPolicy
+
     base = settings.base_url + "/dashboard"
     return PortalPolicy(
         links={
@@ -498,6 +734,8 @@ def _portal_policy(settings: Settings) -> PortalPolicy:
 
 
 def _upkeep(settings: Settings) -> Upkeep:
+    from apiward.services.housekeeping import Upkeep
+
     rotation = settings.signing_key_rotation_days
     audit = settings.audit_retention_days
     return Upkeep(

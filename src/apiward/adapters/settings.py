@@ -511,6 +511,8 @@ class Settings(BaseSettings):
     @field_validator("leak_report_public_keys")
     @classmethod
     def _leak_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:  # the default: nothing to check, and the leaks module stays unloaded
+            return value
         from apiward.services.leaks import load_public_keys
 
         load_public_keys(value)  # a wrong key fails at start, not at the first report

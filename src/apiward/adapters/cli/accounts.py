@@ -9,10 +9,10 @@ import typer
 
 from apiward.adapters.cli.shared import JsonOption, out, run
 from apiward.adapters.cli.tables import Column, show
-from apiward.core.models import Account
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Account
 
 app = typer.Typer(help="Portal accounts: list, disable, enable.", no_args_is_help=True)
 

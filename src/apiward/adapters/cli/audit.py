@@ -10,18 +10,19 @@ import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, fail, out, run
 from apiward.adapters.cli.tables import Column, show
-from apiward.core import times
-from apiward.core.errors import InvalidInput
-from apiward.core.models import Principal
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Principal
 
 
 def _when(value: str | None, option: str) -> datetime | None:
     """An ISO 8601 time, or a span back from now: 15m, 24h, 7d."""
     if value is None:
         return None
+    from apiward.core import times
+    from apiward.core.errors import InvalidInput
+
     try:
         return times.instant(value, name=option, now=datetime.now(UTC))
     except InvalidInput as exc:

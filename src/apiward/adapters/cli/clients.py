@@ -10,10 +10,10 @@ import typer
 
 from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
 from apiward.adapters.cli.tables import Column, show
-from apiward.core.models import OAuthClient, Principal
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import OAuthClient, Principal
 
 app = typer.Typer(help="Create and manage OAuth clients.", no_args_is_help=True)
 

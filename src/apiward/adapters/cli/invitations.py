@@ -9,10 +9,10 @@ import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, out
 from apiward.adapters.cli.tables import Column, show
-from apiward.core.models import Principal
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Principal
 
 app = typer.Typer(help="Invite people to an organisation by email.", no_args_is_help=True)
 

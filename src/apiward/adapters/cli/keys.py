@@ -21,13 +21,11 @@ from apiward.adapters.cli.shared import (
     run,
 )
 from apiward.adapters.cli.tables import Column, show
-from apiward.core import times
-from apiward.core.errors import InvalidInput
-from apiward.core.limits import Credits, Refill
-from apiward.core.models import ApiKey, Principal, RateOverride
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.limits import Credits
+    from apiward.core.models import ApiKey, Principal, RateOverride
 
 app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
 
@@ -102,6 +100,9 @@ def _show_key(data: dict[str, Any], as_json: bool, secret: str | None = None) ->
 def _expiry(expires_in: str | None) -> datetime | None:
     if expires_in is None:
         return None
+    from apiward.core import times
+    from apiward.core.errors import InvalidInput
+
     try:
         ahead = times.span(expires_in, name="--expires-in")
         if ahead is None:
@@ -128,6 +129,8 @@ RefillOption = Annotated[
 def _rate_limits(values: list[str] | None) -> list[RateOverride] | None:
     if values is None:
         return None
+    from apiward.core.models import RateOverride
+
     limits = []
     for value in values:
         name, sep, rest = value.partition("=")
@@ -143,6 +146,8 @@ def _credits(credits: int | None, refill: str | None) -> Credits | None:
         if refill is not None:
             fail("--refill needs --credits")
         return None
+    from apiward.core.limits import Credits, Refill
+
     if refill is None:
         return Credits(credits)
     amount, _, interval = refill.partition("/")
@@ -228,9 +233,7 @@ def keys_list(
             "page_size": result.page_size,
         }
 
-    from apiward.adapters.settings import Settings
-
-    data = as_operator(org, environment or Settings().environments[0], job)
+    data = as_operator(org, environment, job)
     if as_json:
         print(json.dumps(data))
         return
@@ -338,6 +341,9 @@ def keys_roll(
     as_json: JsonOption = False,
 ) -> None:
     """Issue a new key with the same settings; the old one stops after the grace period."""
+    from apiward.core import times
+    from apiward.core.errors import InvalidInput
+
     try:
         pause = times.duration(grace, name="--grace")
     except InvalidInput as exc:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, err, fail, out
-from apiward.core.models import Principal
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Principal
 
 
 def keys_import(

@@ -9,10 +9,10 @@ import typer
 
 from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, out, run
 from apiward.adapters.cli.tables import Column, show
-from apiward.core.models import Organisation, Principal
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Organisation, Principal
 
 app = typer.Typer(help="The organisation and its rate-limit tier.", no_args_is_help=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,7 +37,8 @@ def serve(
 
     settings = Settings()
     if settings.migrate_on_start:
-        run(lambda runtime: asyncio.sleep(0))  # applies migrations once, before workers fork
+        # Migrations and the first signing key, once, before workers fork.
+        run(_started, as_server=True)
     os.environ["APIWARD_MIGRATE_ON_START"] = "false"
     print(_where(settings, host or settings.host, port or settings.port), flush=True)
     uvicorn.run(
@@ -66,9 +66,13 @@ def _where(settings: Settings, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
+async def _started(runtime: Runtime) -> None:
+    """No work beyond starting the runtime: migrating, making the first signing key."""
+
+
 def migrate() -> None:
     """Apply database migrations."""
-    run(lambda runtime: asyncio.sleep(0))
+    run(_started, as_server=True)
     out.print("Database is up to date.")
 
 

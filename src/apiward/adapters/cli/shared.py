@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from apiward.core.errors import ApiwardError
-from apiward.core.models import Principal
-
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Principal
 
 T = TypeVar("T")
 
@@ -32,13 +29,22 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 EnvOption = Annotated[str, typer.Option("--env", help="Environment: live or test.")]
 
 
-def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    """Run one command against a runtime without the server's background tasks."""
+def run(work: Callable[[Runtime], Coroutine[Any, Any, T]], *, as_server: bool = False) -> T:
+    """Run one command against a runtime without the server's background tasks.
+
+    A command opens the runtime (``Runtime.open``), which builds only the parts it uses;
+    ``as_server`` starts it as a server process does (every part, the signing keys
+    loaded, the first one made), for ``serve`` and ``migrate`` to leave a database that
+    server processes starting together find ready.
+    """
 
     # Imported here, not at the top: `apiward --help` needs none of them.
+    import asyncio
+
     from apiward.adapters import logging as logs
     from apiward.adapters.runtime import build
     from apiward.adapters.settings import Settings
+    from apiward.core.errors import ApiwardError
 
     async def main() -> T:
         settings = Settings()
@@ -51,7 +57,10 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
         )
         runtime = build(settings)
         try:
-            await runtime.start(background=False)
+            if as_server:
+                await runtime.start(background=False)
+            else:
+                await runtime.open()
             return await work(runtime)
         finally:
             await runtime.stop()
@@ -63,9 +72,12 @@ def run(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(1) from None
 
 
-def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], Awaitable[T]]) -> T:
+def as_operator(
+    org: str | None, env: str | None, work: Callable[[Runtime, Principal], Awaitable[T]]
+) -> T:
     """Run a management command as the organisation's owner: the operator has the
-    database, and acts through the same services as the HTTP API."""
+    database, and acts through the same services as the HTTP API. ``env`` None: the
+    deployment's first environment."""
 
     async def job(runtime: Runtime) -> T:
         if org is None and (default := await runtime.operators.chosen_by_default()):
@@ -73,7 +85,8 @@ def as_operator(org: str | None, env: str, work: Callable[[Runtime, Principal], 
                 f"[dim]organisation {default.name} ({default.id}), the first one made; "
                 "--org or APIWARD_ORG for another[/dim]"
             )
-        return await work(runtime, await runtime.operators.principal(org, env))
+        environment = runtime.settings.environments[0] if env is None else env
+        return await work(runtime, await runtime.operators.principal(org, environment))
 
     return run(job)
 

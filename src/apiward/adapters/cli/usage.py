@@ -9,10 +9,10 @@ import typer
 
 from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out, run
 from apiward.adapters.cli.tables import GAP, Column, show
-from apiward.core.models import Principal
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.models import Principal
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
