@@ -470,6 +470,8 @@ def test_verify_api(org: Org, other_org: Org) -> None:
         "key_id": None,
         "name": None,
         "expires_at": None,
+        "external_id": None,
+        "meta": None,
         "principal": None,
         "ratelimit": None,
         "credits_remaining": None,
