@@ -22,12 +22,12 @@ from apiward.core.errors import Conflict, InvalidInput, ServiceUnavailable
 from apiward.core.ids import new_id
 from apiward.core.models import (
     ApiKey,
-    OAuthClient,
     AuditEvent,
     AuditFilter,
     Environment,
     KeyFilter,
     Membership,
+    OAuthClient,
     Organisation,
     PageRequest,
     RefreshToken,
@@ -627,9 +627,7 @@ async def test_list_keys_by_external_id_stays_in_the_org_and_the_environment(
         tests = await tx.list_keys(org.id, KeyFilter("test", external_id="cus_1"), PageRequest())
         every = await tx.list_keys(org.id, KeyFilter(None, external_id="cus_1"), PageRequest())
         none = await tx.list_keys(org.id, KeyFilter("live", external_id="cus_2"), PageRequest())
-        others = await tx.list_keys(
-            other.id, KeyFilter("live", external_id="cus_1"), PageRequest()
-        )
+        others = await tx.list_keys(other.id, KeyFilter("live", external_id="cus_1"), PageRequest())
     assert (live.items, live.total) == (mine[::-1], 2)
     assert (tests.items, tests.total) == ([test], 1)
     assert {k.id for k in every.items} == {mine[0].id, mine[1].id, test.id}
