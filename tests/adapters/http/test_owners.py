@@ -373,3 +373,19 @@ def test_a_route_behind_require_reads_them_on_the_principal(tmp_path: Path) -> N
         assert again.json()["meta"] == META  # the cached principal was not changed
         r = c.get("/whoami", headers={"Authorization": f"Bearer {bare}"})
         assert r.json() == {"external_id": None, "meta": {}, "ro": True}
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        (["plan", "Plan"], "would both be sent in X-Apiward-Meta-Plan"),
+        (["billing_tier", "billing-tier"], "would both be sent"),
+        (["a b"], "it names a header"),
+        ([f"f{i}" for i in range(65)], "at most 64 meta fields"),
+    ],
+)
+def test_a_forwarded_field_list_that_cannot_be_sent_stops_the_start(
+    fields: list[str], says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        Settings(forward_meta=fields)
