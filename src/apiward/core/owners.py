@@ -136,10 +136,12 @@ def serialised(meta: Meta) -> bytes:
     return json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def frozen(meta: Meta) -> Meta:
-    """A read-only view of ``meta`` (``EMPTY`` for none): what a principal carries, shared
-    by every request of the credential, so that no route can change it for the next."""
-    return MappingProxyType(dict(meta)) if meta else EMPTY
+def frozen(meta: dict[str, MetaValue]) -> Meta:
+    """A read-only view of a record's ``meta`` (``EMPTY`` for none): what a principal
+    carries, shared by every request of the credential, so that no route can change it
+    for the next. A view, not a copy (a cached key holds its meta once): records are
+    replaced, never changed in place."""
+    return MappingProxyType(meta) if meta else EMPTY
 
 
 def header_value(value: MetaValue) -> str:

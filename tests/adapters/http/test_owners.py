@@ -89,8 +89,9 @@ def test_key_events_and_so_webhooks_say_whom_the_key_belongs_to(org: Org) -> Non
     assert data["key.updated"] == {"meta": {"plan": "team"}, "external_id": "cus_1"}
     assert data["key.disabled"] == {"external_id": "cus_1"}
     assert data["key.revoked"] == {"external_id": "cus_1"}
-    rolled = org.create_key(["keys:read"], external_id="cus_9")
-    org.client.post(f"/v1/keys/{rolled['id']}/roll", headers=h, json={"grace_seconds": 0})
+    rolled = org.create_key(["keys:read"], external_id="cus_9", meta={"plan": "pro"})
+    new = org.client.post(f"/v1/keys/{rolled['id']}/roll", headers=h, json={"grace_seconds": 0})
+    assert (new.json()["external_id"], new.json()["meta"]) == ("cus_9", {"plan": "pro"})
     (roll,) = [e for e in _events(org, rolled["id"]) if e["type"] == "key.rolled"]
     assert roll["data"]["external_id"] == "cus_9"
     plain = org.create_key(["keys:read"])

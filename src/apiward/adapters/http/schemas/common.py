@@ -41,6 +41,7 @@ ExternalId = Annotated[
         description="Your own id of the customer or account this credential is for: 1 to "
         f"{owners.MAX_EXTERNAL_ID} visible ASCII characters (no spaces). Searchable.",
         examples=["cus_4QFJOjw2pOmAGJ"],
+        json_schema_extra={"pattern": "^[!-~]+$"},  # documented; checked by core.owners
     ),
 ]
 """A credential's ``external_id`` (checked by ``apiward.core.owners``, which says why)."""
