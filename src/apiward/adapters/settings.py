@@ -28,6 +28,7 @@ from pydantic_settings import (
 from apiward.core.errors import InvalidInput, known_reasons
 from apiward.core.keys import ALPHABETS, KeyFormat
 from apiward.core.limits import MAX_PERIOD, Policy, parse_rate
+from apiward.core.owners import MAX_META_PROPERTIES, forwarded_header
 from apiward.core.passwords import PasswordPolicy
 from apiward.core.times import LONGEST
 from apiward.services.limiting import RatePlan, RouteRule
@@ -309,6 +310,35 @@ class Settings(BaseSettings):
         "/v1/auth/check followed by the original path (path_prefix), with the original "
         "method, and that route exists only under envoy (docs/forward-auth.md).",
     )
+
+    forward_meta: list[str] = Field(
+        default_factory=list,
+        description="The meta fields of a key or client that forward auth sends upstream, "
+        "one header each: plan in X-Apiward-Meta-Plan, billing_tier in "
+        "X-Apiward-Meta-Billing-Tier (the value percent-encoded, empty when the credential "
+        "has none; docs/forward-auth.md).",
+    )
+
+    @field_validator("forward_meta")
+    @classmethod
+    def _forward_meta(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_META_PROPERTIES:
+            raise ValueError(f"at most {MAX_META_PROPERTIES} meta fields are forwarded")
+        headers: dict[str, str] = {}
+        for name in value:
+            header = forwarded_header(name).lower()
+            if header in headers:
+                raise ValueError(
+                    f"meta fields {headers[header]!r} and {name!r} would both be sent in "
+                    f"{forwarded_header(name)}"
+                )
+            headers[header] = name
+        return value
+
+    @cached_property
+    def forward_meta_headers(self) -> tuple[tuple[str, str], ...]:
+        """Each forwarded meta field and the header it is sent in (``forward_meta``)."""
+        return tuple((name, forwarded_header(name)) for name in self.forward_meta)
 
     # passwords (RFC 9106, second recommended option)
     argon2_time_cost: int = Field(3, ge=1)

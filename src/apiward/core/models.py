@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 from apiward.core.authority import UNBOUNDED, Bounds, Grant
 from apiward.core.authority import IPNetwork as IPNetwork
 from apiward.core.limits import Credits, Spent
+from apiward.core.owners import Meta, MetaValue, empty
 from apiward.core.scopes import ScopeSet
 
 T = TypeVar("T")
@@ -182,6 +183,10 @@ class ApiKey:
     operator_space_allow: tuple[str, ...] | None = None
     """The expiry and allow-lists as the operator set them (None: not the operator's),
     which the key's own stay within: its ``bounds``."""
+    external_id: str | None = None
+    """The vendor's own id of the customer or account the key is for (``core.owners``)."""
+    meta: dict[str, MetaValue] = field(default_factory=dict)
+    """The vendor's own data about the key, a flat JSON object (``core.owners``)."""
 
     @property
     def bounds(self) -> Bounds:
@@ -307,6 +312,11 @@ class Principal:
     grant: Grant = UNBOUNDED
     """What the credential allows by itself, before its user's roles: what delegation
     checks weigh (``apiward.core.authority``). Unbounded for a dashboard session."""
+    external_id: str | None = None
+    """The vendor's own id of whom the credential belongs to: the API key's, or the OAuth
+    client's behind an access token (None for a token of no client)."""
+    meta: Meta = field(default_factory=empty)
+    """The vendor's own data of that key or client, read-only."""
 
     def grants(self, scope: str) -> bool:
         return self.scopes.grants(scope)
@@ -341,6 +351,10 @@ class OAuthClient:
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
+    external_id: str | None = None
+    """The vendor's own id of the customer or account the client is for (``core.owners``)."""
+    meta: dict[str, MetaValue] = field(default_factory=dict)
+    """The vendor's own data about the client, a flat JSON object (``core.owners``)."""
 
     @property
     def acting_user_id(self) -> str:
@@ -385,6 +399,8 @@ class KeyFilter:
     """None: every environment (for principals that span them)."""
     user_id: str | None = None
     include_revoked: bool = True
+    external_id: str | None = None
+    """Only the keys of this ``external_id``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,12 +49,15 @@ from apiward.core.models import (
     ApiKey,
     CredentialKind,
     IPNetwork,
+    OAuthClient,
     Principal,
     RequestContext,
 )
+from apiward.core.owners import EMPTY, Meta, empty, frozen
 from apiward.core.scopes import ScopeSet
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
+from apiward.services.clients import client_cache_key
 from apiward.services.ports import UNKNOWN, Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
 from apiward.services.usage import UsageRecorder
@@ -90,6 +93,8 @@ class VerifiedKey:
     space_allow: frozenset[str]
     grant: Grant
     effective: dict[str, ScopeSet] = field(default_factory=dict)
+    meta: Meta = field(default_factory=empty)
+    """The key's ``meta``, read-only: what every principal of the key carries."""
 
 
 @dataclass(slots=True)
@@ -99,6 +104,10 @@ class VerifiedToken:
     token_scopes: ScopeSet
     grant: Grant
     effective: dict[str, ScopeSet] = field(default_factory=dict)
+    external_id: str | None = None
+    meta: Meta = field(default_factory=empty)
+    """The ``external_id`` and ``meta`` of the token's OAuth client, as it was when the
+    token was first verified (a change to them invalidates the organisation's records)."""
 
 
 def _effective(
@@ -226,6 +235,7 @@ class Authenticator:
             key_scopes=grant.scopes,
             space_allow=grant.spaces,
             grant=grant,
+            meta=frozen(key.meta),
         )
 
     async def verified(self, plaintext: str) -> VerifiedKey:
@@ -338,6 +348,8 @@ class Authenticator:
             context=context,
             api_version=context.api_version or key.api_version or self._default_version,
             grant=entry.grant,
+            external_id=key.external_id,
+            meta=entry.meta,
         )
 
     async def authenticate_token(self, token: str, context: RequestContext) -> Principal:
@@ -359,6 +371,7 @@ class Authenticator:
             except jwt_tokens.TokenInvalid:
                 raise InvalidToken() from None
             scopes = ScopeSet(claims.scope.split())
+            client = await self._client(claims.client_id)
             entry = VerifiedToken(
                 claims,
                 await self._subject(claims.org, claims.uid),
@@ -369,9 +382,36 @@ class Authenticator:
                     frozenset({claims.space}) if claims.space else frozenset(),
                     expires_at=datetime.fromtimestamp(claims.cexp, UTC) if claims.cexp else None,
                 ),
+                external_id=client.external_id if client else None,
+                meta=frozen(client.meta) if client else EMPTY,
             )
             self._cache.set(cache_key, entry, org=claims.org, since=since)
         return entry
+
+    async def _client(self, client_id: str) -> OAuthClient | None:
+        """The OAuth client a token was issued to (None for a token of no client), from
+        the cache the token endpoint shares (``Tokens``), else the store."""
+        if not client_id.startswith("client_"):
+            return None
+        cache_key = client_cache_key(client_id)
+        client = self._cache.get(cache_key)
+        if client is None:
+            since = self._cache.epoch
+            try:
+                async with self._store.begin() as tx:
+                    client = await tx.find_client(client_id)
+            except StoreSaturated:
+                raise
+            except ServiceUnavailable:
+                client = self._cache.stale(cache_key)
+                if not isinstance(client, OAuthClient):
+                    raise
+                return client
+            if client is None:
+                self._cache.set_unknown(cache_key, since=since)
+            else:
+                self._cache.set(cache_key, client, org=client.org_id, since=since)
+        return client if isinstance(client, OAuthClient) else None
 
     def _token_principal(self, entry: VerifiedToken, context: RequestContext) -> Principal:
         claims = entry.claims
@@ -401,6 +441,8 @@ class Authenticator:
             client_id=claims.client_id if claims.client_id.startswith("client_") else None,
             api_version=context.api_version or self._default_version,
             grant=entry.grant,
+            external_id=entry.external_id,
+            meta=entry.meta,
         )
 
     @staticmethod

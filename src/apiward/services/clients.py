@@ -17,9 +17,16 @@ from apiward.core.errors import Conflict, InvalidInput, NotFound
 from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
 from apiward.core.models import OAuthClient, Page, PageRequest, Principal
+from apiward.core.owners import check_external_id, check_meta
 from apiward.services.audit import audit_event
 from apiward.services.authority import check_credential, client_grant, maker
-from apiward.services.keys import check_expiry, credential_scopes, effective_environment
+from apiward.services.keys import (
+    check_expiry,
+    credential_scopes,
+    effective_environment,
+    owned,
+    owner_changes,
+)
 from apiward.services.ports import AuditTx, Cache, CredentialsTx, InvalidationsTx, Store, TenancyTx
 from apiward.services.tenancy import check_name
 
@@ -63,8 +70,12 @@ class Clients:
         environment: str | None = None,
         user_id: str | None = None,
         expires_at: datetime | None = None,
+        external_id: str | None = None,
+        meta: dict[str, object] | None = None,
     ) -> CreatedClient:
         env = effective_environment(principal, environment)
+        owner = check_external_id(external_id) if external_id is not None else None
+        data = check_meta(meta) if meta is not None else {}
         environments = [e for e, _ in self._fmt.env_tags]
         if env not in environments:
             raise InvalidInput(
@@ -90,6 +101,8 @@ class Clients:
                 updated_at=now,
                 user_id=user_id,
                 expires_at=expires_at,
+                external_id=owner,
+                meta=data,
             )
             if user_id is not None:
                 user = await tx.get_user(principal.org_id, user_id)
@@ -106,7 +119,12 @@ class Clients:
                     now,
                     target_type="oauth_client",
                     target_id=client.id,
-                    data={"name": client.name, "scopes": normalised},
+                    data={
+                        "name": client.name,
+                        "scopes": normalised,
+                        **owned(client),
+                        **({"meta": data} if data else {}),
+                    },
                 )
             )
         return CreatedClient(client, secret)
@@ -122,11 +140,18 @@ class Clients:
             return await self._get(tx, principal, client_id)
 
     async def list_clients(
-        self, principal: Principal, page: PageRequest, *, environment: str | None = None
+        self,
+        principal: Principal,
+        page: PageRequest,
+        *,
+        environment: str | None = None,
+        external_id: str | None = None,
     ) -> Page[OAuthClient]:
         env = effective_environment(principal, environment)
+        if external_id is not None:
+            check_external_id(external_id)
         async with self._store.begin() as tx:
-            return await tx.list_clients(principal.org_id, env, page)
+            return await tx.list_clients(principal.org_id, env, page, external_id=external_id)
 
     async def update(
         self,
@@ -135,8 +160,15 @@ class Clients:
         *,
         name: str | None = None,
         scopes: list[str] | None = None,
+        external_id: str | None = None,
+        clear_external_id: bool = False,
+        meta: dict[str, object] | None = None,
     ) -> OAuthClient:
-        return await self._change(principal, client_id, "client.updated", name=name, scopes=scopes)
+        """Change what is given; ``meta`` replaces the whole object (``{}`` empties it)."""
+        owner = owner_changes(external_id, clear_external_id, meta)
+        return await self._change(
+            principal, client_id, "client.updated", name=name, scopes=scopes, owner=owner
+        )
 
     async def revoke(self, principal: Principal, client_id: str) -> OAuthClient:
         """Revoke the client for good: no new tokens, and its access tokens stop working
@@ -154,9 +186,10 @@ class Clients:
         name: str | None = None,
         scopes: list[str] | None = None,
         revoke: bool = False,
+        owner: dict[str, object] | None = None,
     ) -> OAuthClient:
         now = self._clock.now()
-        changes: dict[str, object] = {}
+        changes: dict[str, object] = dict(owner or {})
         if name is not None:
             changes["name"] = check_name(name, "client")
         if scopes is not None:
@@ -181,9 +214,15 @@ class Clients:
                     now,
                     target_type="oauth_client",
                     target_id=client.id,
-                    data=changes,
+                    data={**changes, **owned(updated)},
                 )
             )
             await tx.insert_invalidation("key", client_cache_key(client.id), now)
+            if owner:
+                # The access tokens verified before hold the client's external_id and
+                # meta (``Authenticator``): they are its organisation's records.
+                await tx.insert_invalidation("org", client.org_id, now)
         self._cache.invalidate(client_cache_key(client.id))
+        if owner:
+            self._cache.invalidate_org(client.org_id)
         return updated

@@ -23,11 +23,13 @@ from apiward.core.models import (
     ApiKey,
     KeyFilter,
     KeyState,
+    OAuthClient,
     Page,
     PageRequest,
     Principal,
     RateOverride,
 )
+from apiward.core.owners import MetaValue, check_external_id, check_meta
 from apiward.core.scopes import normalise
 from apiward.services.audit import audit_event
 from apiward.services.authority import (
@@ -105,6 +107,27 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
         raise InvalidInput("expires_at must be in the future.")
 
 
+def owned(credential: ApiKey | OAuthClient) -> dict[str, object]:
+    """What an audit event (and so a webhook) about a key or client says of whom it
+    belongs to: its ``external_id``, when it has one."""
+    return {} if credential.external_id is None else {"external_id": credential.external_id}
+
+
+def owner_changes(
+    external_id: str | None, clear_external_id: bool, meta: dict[str, object] | None
+) -> dict[str, object]:
+    """The ``external_id`` and ``meta`` an update sets, checked (``core.owners``)."""
+    changes: dict[str, object] = {}
+    if external_id is not None:
+        changes["external_id"] = check_external_id(external_id)
+    elif clear_external_id:
+        changes["external_id"] = None
+    if meta is not None:
+        checked: dict[str, MetaValue] = check_meta(meta)
+        changes["meta"] = checked
+    return changes
+
+
 def effective_environment(principal: Principal, wanted: str | None) -> str:
     """Data never crosses environments: an API key acts only within its own."""
     env = wanted or principal.environment
@@ -162,8 +185,12 @@ class Keys:
         api_version: str | None = None,
         rate_limits: list[RateOverride] | None = None,
         credits: Credits | None = None,
+        external_id: str | None = None,
+        meta: dict[str, object] | None = None,
     ) -> CreatedKey:
         env = effective_environment(principal, environment)
+        owner = check_external_id(external_id) if external_id is not None else None
+        data = check_meta(meta) if meta is not None else {}
         self._check_version(api_version)
         overrides = check_rate_limits(rate_limits or [])
         if env not in self._environments:
@@ -204,6 +231,8 @@ class Keys:
                 api_version=api_version,
                 rate_limits=own_limits(principal, overrides),
                 credits=credits,
+                external_id=owner,
+                meta=data,
             )
             key = operator_bounds(principal, key, BOUNDED)
             await check_credential(
@@ -217,7 +246,13 @@ class Keys:
                     now,
                     target_type="api_key",
                     target_id=key.id,
-                    data={"name": name, "scopes": normalised, "environment": env},
+                    data={
+                        "name": name,
+                        "scopes": normalised,
+                        "environment": env,
+                        **owned(key),
+                        **({"meta": data} if data else {}),
+                    },
                 )
             )
         return CreatedKey(key, plaintext)
@@ -241,14 +276,23 @@ class Keys:
         user_id: str | None = None,
         include_revoked: bool = True,
         every_environment: bool = False,
+        external_id: str | None = None,
     ) -> Page[ApiKey]:
         """A page of keys of the principal's environment (or ``environment``); with
-        ``every_environment``, of all, for a principal that spans them (the CLI)."""
+        ``every_environment``, of all, for a principal that spans them (the CLI); with
+        ``external_id``, only the keys of that id."""
         if every_environment and principal.viewed_environment is None:
             env: str | None = None
         else:
             env = effective_environment(principal, environment)
-        flt = KeyFilter(environment=env, user_id=user_id, include_revoked=include_revoked)
+        if external_id is not None:
+            check_external_id(external_id)
+        flt = KeyFilter(
+            environment=env,
+            user_id=user_id,
+            include_revoked=include_revoked,
+            external_id=external_id,
+        )
         async with self._store.begin() as tx:
             return await tx.list_keys(principal.org_id, flt, page)
 
@@ -267,7 +311,12 @@ class Keys:
             await tx.update_key(updated)
             await tx.insert_audit(
                 audit_event(
-                    principal, event, now, target_type="api_key", target_id=key.id, data=data
+                    principal,
+                    event,
+                    now,
+                    target_type="api_key",
+                    target_id=key.id,
+                    data={**data, **owned(updated)},
                 )
             )
             await tx.insert_invalidation("key", key.digest, now)
@@ -290,8 +339,13 @@ class Keys:
         rate_limits: list[RateOverride] | None = None,
         credits: Credits | None = None,
         clear_credits: bool = False,
+        external_id: str | None = None,
+        clear_external_id: bool = False,
+        meta: dict[str, object] | None = None,
     ) -> ApiKey:
+        """Change what is given; ``meta`` replaces the whole object (``{}`` empties it)."""
         changes: dict[str, object] = {}
+        changes.update(owner_changes(external_id, clear_external_id, meta))
         overrides = check_rate_limits(rate_limits) if rate_limits is not None else None
         if credits is not None or clear_credits:
             changes["credits"] = credits
@@ -425,7 +479,11 @@ class Keys:
                     now,
                     target_type="api_key",
                     target_id=old.id,
-                    data={"new_key_id": new.id, "grace_seconds": grace.total_seconds()},
+                    data={
+                        "new_key_id": new.id,
+                        "grace_seconds": grace.total_seconds(),
+                        **owned(old),
+                    },
                 )
             )
             await tx.insert_invalidation("key", old.digest, now)

@@ -251,3 +251,57 @@ def test_version_and_help_load_no_server() -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "", loaded.stdout + loaded.stderr
     assert run("--version") == f"apiward {__version__}\n"
+
+
+def test_keys_and_clients_carry_an_external_id_and_meta(env: dict[str, str]) -> None:
+    """``--external-id`` and ``--meta`` on create and update, ``keys list --external-id``
+    to find a customer's keys, and a usage error for what is not a JSON object."""
+    init()
+    key = json.loads(
+        run(
+            "keys", "create", "--name", "a", "--scope", "keys:read",
+            "--external-id", "cus_1", "--meta", '{"plan": "pro", "seats": 3}', "--json",
+        )
+    )  # fmt: skip
+    assert (key["external_id"], key["meta"]) == ("cus_1", {"plan": "pro", "seats": 3})
+    other = json.loads(run("keys", "create", "--name", "b", "--scope", "keys:read", "--json"))
+    test = json.loads(
+        run(
+            "keys", "create", "--name", "t", "--scope", "keys:read", "--env", "test",
+            "--external-id", "cus_1", "--json",
+        )
+    )  # fmt: skip
+    found = json.loads(run("keys", "list", "--external-id", "cus_1", "--json"))
+    assert {k["id"] for k in found["items"]} == {key["id"], test["id"]}  # every environment
+    live = json.loads(run("keys", "list", "--env", "live", "--external-id", "cus_1", "--json"))
+    assert [k["id"] for k in live["items"]] == [key["id"]]
+    table = run("keys", "list", "--env", "live")
+    assert "external id" in table and "cus_1" in table
+    assert "external id" not in run("keys", "list", "--env", "live", "--external-id", "none")
+
+    updated = json.loads(
+        run("keys", "update", other["id"], "--external-id", "cus_2", "--meta", "{}", "--json")
+    )
+    assert (updated["external_id"], updated["meta"]) == ("cus_2", {})
+    cleared = json.loads(
+        run("keys", "update", key["id"], "--clear-external-id", "--meta", '{"a": 1}', "--json")
+    )
+    assert (cleared["external_id"], cleared["meta"]) == (None, {"a": 1})
+
+    for bad in ("[1]", "plan=pro", '{"a": {"b": 1}}'):
+        result = CliRunner().invoke(app, ["keys", "update", key["id"], "--meta", bad])
+        assert result.exit_code in (1, 2), result.output
+        assert "meta" in result.output
+    refused = CliRunner().invoke(app, ["keys", "update", key["id"], "--external-id", "a b"])
+    assert refused.exit_code == 1 and "external_id must be" in refused.output
+
+    client = json.loads(
+        run(
+            "clients", "create", "--name", "svc", "--scope", "keys:read",
+            "--external-id", "acct_1", "--meta", '{"plan": "team"}', "--json",
+        )
+    )  # fmt: skip
+    assert (client["external_id"], client["meta"]) == ("acct_1", {"plan": "team"})
+    run("clients", "create", "--name", "other", "--scope", "keys:read")
+    listed = json.loads(run("clients", "list", "--external-id", "acct_1", "--json"))
+    assert [c["client_id"] for c in listed] == [client["client_id"]]

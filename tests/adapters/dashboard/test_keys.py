@@ -37,6 +37,17 @@ def test_the_table_lists_keys_with_hint_scopes_and_creator(org: Org, owner: Brow
     assert "Create live key" in page
 
 
+def test_the_table_and_the_revoke_page_show_whom_a_key_is_for(org: Org, owner: Browser) -> None:
+    """A key's external_id is shown under its name (escaped); a key without one shows none."""
+    key = org.create_key(["keys:read"], name="Owned", external_id="cus_<b>1</b>")
+    org.create_key(["keys:read"], name="Bare")
+    page = owner.get("/dashboard/keys").text
+    assert "for <code>cus_&lt;b&gt;1&lt;/b&gt;</code>" in page
+    assert page.count('<small class="muted">for <code>') == 1
+    confirm = owner.get(f"/dashboard/keys/{key['id']}/revoke").text
+    assert "cus_&lt;b&gt;1&lt;/b&gt;" in confirm
+
+
 def test_the_table_shows_one_environment_at_a_time(org: Org, owner: Browser) -> None:
     live = org.create_key(["keys:read"], name="Live one")
     test = org.create_key(["keys:read"], env="test", name="Test one")

@@ -93,6 +93,7 @@ IDENTITY = {
     "x-apiward-credential",
     "x-apiward-credential-kind",
     "x-apiward-api-version",
+    "x-apiward-external-id",
 }
 FAST_AND_ROUTED = ["/v1/auth/check", "/v1/auth/check?scope=customers:read"]
 """A check without a query string is the fast path's; with one, the route's code."""
@@ -470,6 +471,8 @@ def test_verify_api(org: Org, other_org: Org) -> None:
         "key_id": None,
         "name": None,
         "expires_at": None,
+        "external_id": None,
+        "meta": None,
         "principal": None,
         "ratelimit": None,
         "credits_remaining": None,

@@ -33,7 +33,7 @@ from tests.conftest import bootstrap, fast_settings
 
 DOCS = Path(__file__).parents[3] / "docs"
 IDENTITY = ["Org", "Environment", "Space", "User", "Client", "Scopes", "Credential"]
-IDENTITY += ["Credential-Kind", "Api-Version"]
+IDENTITY += ["Credential-Kind", "Api-Version", "External-Id"]
 
 
 class PassThrough:

@@ -12,13 +12,13 @@ from tests.conftest import Org
 # is added without being listed here.
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/keys/{key_id}", None),
-    ("PATCH", "/v1/keys/{key_id}", {"name": "stolen"}),
+    ("PATCH", "/v1/keys/{key_id}", {"name": "stolen", "external_id": "x", "meta": {"a": 1}}),
     ("POST", "/v1/keys/{key_id}/disable", None),
     ("POST", "/v1/keys/{key_id}/enable", None),
     ("POST", "/v1/keys/{key_id}/revoke", None),
     ("POST", "/v1/keys/{key_id}/roll", {"grace_seconds": 0}),
     ("GET", "/v1/clients/{client_id}", None),
-    ("PATCH", "/v1/clients/{client_id}", {"name": "stolen"}),
+    ("PATCH", "/v1/clients/{client_id}", {"name": "stolen", "external_id": "x", "meta": {}}),
     ("POST", "/v1/clients/{client_id}/revoke", None),
     ("GET", "/v1/spaces/{space_id}", None),
     ("PATCH", "/v1/spaces/{space_id}", {"name": "stolen"}),

@@ -437,7 +437,7 @@ def test_rules_for_some_methods_apply_to_the_clients_method(stack: Stack) -> Non
 
 
 IDENTITY = ["Org", "Environment", "Space", "User", "Client", "Scopes", "Credential"]
-IDENTITY += ["Credential-Kind", "Api-Version"]
+IDENTITY += ["Credential-Kind", "Api-Version", "External-Id"]
 
 
 def test_identity_headers_a_client_sends_never_reach_the_upstream(stack: Stack) -> None:

@@ -451,7 +451,7 @@ def _token(w: World, k: Kind) -> dict[str, str]:
     return {"token": "not-a-token", **_client_of(w, k)}
 
 
-KEY_BODY = {"name": "renamed"}
+KEY_BODY = {"name": "renamed", "external_id": "cus_matrix", "meta": {"plan": "pro"}}
 ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/keys"): Row(
         lambda w, k: Request(

@@ -122,6 +122,8 @@ async def test_0009_keys_made_before_record_nothing_as_the_operators(database_ur
                 await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
         async with engine.begin() as conn:
             await conn.run_sync(_to("0009"))
+            # Read as the application does, with every later column there too.
+            await conn.run_sync(_to("head"))
         async with engine.begin() as conn:
             from apiward.adapters.storage import tables as t
 
@@ -193,6 +195,51 @@ async def test_0011_spaces_archived_before_have_no_recorded_archiver(database_ur
             await conn.run_sync(_to("0010", down=True))
         async with engine.begin() as conn:
             assert await _count(conn, "spaces") == 2
+            await conn.run_sync(_to("head"))
+    finally:
+        await engine.dispose()
+
+
+CLIENT_ROW = (
+    "INSERT INTO oauth_clients (id, org_id, environment, name, secret_digest, secret_last4, "
+    "scopes, created_by, created_at, updated_at) VALUES ('client_a', 'org_a', 'live', 'c', "
+    "'s', 'wxyz', '[\"keys:read\"]', 'usr_a', :now, :now)"
+)
+
+
+async def test_0012_credentials_made_before_belong_to_no_external_id(database_url: str) -> None:
+    """A key and a client made before migration 0012 have no external_id and an empty
+    meta, a list by external_id finds none of them, and the way back drops the columns."""
+    from apiward.adapters.storage import tables as t
+    from apiward.adapters.storage.sql.rows import client_record, key_record
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0011"))
+            for row in [*ROWS, KEY_ROW, CLIENT_ROW]:
+                await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0012"))
+        async with engine.begin() as conn:
+            key = key_record((await conn.execute(t.api_keys.select())).one())
+            client = client_record((await conn.execute(t.oauth_clients.select())).one())
+            assert (key.external_id, key.meta) == (None, {})
+            assert (client.external_id, client.meta) == (None, {})
+            found = await conn.execute(
+                sa.select(t.api_keys.c.id).where(
+                    t.api_keys.c.org_id == "org_a", t.api_keys.c.external_id == "cus_1"
+                )
+            )
+            assert found.all() == []
+            await conn.run_sync(_to("0011", down=True))
+        async with engine.begin() as conn:
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("api_keys")}
+            )
+            assert "external_id" not in columns and "meta" not in columns
+            assert await _count(conn, "api_keys") == 1
+            assert await _count(conn, "oauth_clients") == 1
             await conn.run_sync(_to("head"))
     finally:
         await engine.dispose()

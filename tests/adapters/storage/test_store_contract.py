@@ -27,6 +27,7 @@ from apiward.core.models import (
     Environment,
     KeyFilter,
     Membership,
+    OAuthClient,
     Organisation,
     PageRequest,
     RefreshToken,
@@ -572,6 +573,8 @@ async def test_update_key_round_trips_every_mutable_field(store: Store[Transacti
         operator_expires_at=t0 + timedelta(days=8),
         operator_ip_allow=("192.0.2.0/24",),
         operator_space_allow=(new_id("spc"),),
+        external_id="cus_4QFJ",
+        meta={"plan": "pro", "seats": 12, "ratio": 0.5, "trial": False, "note": None},
     )
     async with store.begin() as tx:
         await tx.update_key(changed)
@@ -594,11 +597,113 @@ async def test_update_key_round_trips_every_mutable_field(store: Store[Transacti
         operator_expires_at=None,
         operator_ip_allow=None,
         operator_space_allow=None,
+        external_id=None,
+        meta={},
     )
     async with store.begin() as tx:
         await tx.update_key(cleared)
     async with store.begin() as tx:
         assert await tx.get_key(org.id, key.id) == cleared
+
+
+async def test_list_keys_by_external_id_stays_in_the_org_and_the_environment(
+    store: Store[Transaction],
+) -> None:
+    """An ``external_id`` filter matches exactly, within the organisation and environment
+    asked: another organisation's keys of the same id, and the test ones, are not listed."""
+    org, owner = await _tenant(store)
+    other, stranger = await _tenant(store)
+    t0 = _now()
+    mine = [_key(org.id, owner.id, t0 + timedelta(seconds=i), external_id="cus_1") for i in (0, 1)]
+    test = _key(org.id, owner.id, t0, environment="test", prefix="aw_test_", external_id="cus_1")
+    unowned = _key(org.id, owner.id, t0)
+    near = _key(org.id, owner.id, t0, external_id="CUS_1")
+    theirs = _key(other.id, stranger.id, t0, external_id="cus_1")
+    async with store.begin() as tx:
+        for key in (*mine, test, unowned, near, theirs):
+            await tx.insert_key(key)
+    async with store.begin() as tx:
+        live = await tx.list_keys(org.id, KeyFilter("live", external_id="cus_1"), PageRequest())
+        tests = await tx.list_keys(org.id, KeyFilter("test", external_id="cus_1"), PageRequest())
+        every = await tx.list_keys(org.id, KeyFilter(None, external_id="cus_1"), PageRequest())
+        none = await tx.list_keys(org.id, KeyFilter("live", external_id="cus_2"), PageRequest())
+        others = await tx.list_keys(other.id, KeyFilter("live", external_id="cus_1"), PageRequest())
+    assert (live.items, live.total) == (mine[::-1], 2)
+    assert (tests.items, tests.total) == ([test], 1)
+    assert {k.id for k in every.items} == {mine[0].id, mine[1].id, test.id}
+    assert none.total == 0
+    assert others.items == [theirs]
+
+
+async def test_key_meta_keeps_any_text_and_its_order(store: Store[Transaction]) -> None:
+    """Whatever Unicode a vendor puts in ``meta`` (controls, NUL, line breaks, emoji) comes
+    back as it was, its properties in their order, on both back-ends."""
+    org, owner = await _tenant(store)
+    meta: dict[str, Any] = {
+        "z": "last-first",
+        "line": "a\r\nb",
+        "nul": "x\x00y",
+        "ünï": "日本 🙂",
+        "big": 2**53 - 1,
+        "small": -1.5e-300,
+    }
+    key = _key(org.id, owner.id, _now(), meta=meta, external_id="acct/42@eu")
+    async with store.begin() as tx:
+        await tx.insert_key(key)
+    async with store.begin() as tx:
+        stored = await tx.get_key(org.id, key.id)
+        found = await tx.find_key_by_digest(key.digest)
+    assert stored == key and found == key
+    assert stored is not None and list(stored.meta) == list(meta)
+
+
+def _client(org_id: str, created_by: str, at: datetime, **fields: Any) -> OAuthClient:
+    values: dict[str, Any] = {
+        "id": new_id("client"),
+        "org_id": org_id,
+        "environment": "live",
+        "name": "c",
+        "secret_digest": secrets.token_hex(32),
+        "secret_last4": "wxyz",
+        "scopes": ("keys:read",),
+        "created_by": created_by,
+        "created_at": at,
+        "updated_at": at,
+    }
+    values.update(fields)
+    return OAuthClient(**values)
+
+
+async def test_clients_keep_external_id_and_meta_and_list_by_external_id(
+    store: Store[Transaction],
+) -> None:
+    org, owner = await _tenant(store)
+    other, stranger = await _tenant(store)
+    t0 = _now()
+    client = _client(org.id, owner.id, t0, external_id="cus_1", meta={"plan": "pro"})
+    bare = _client(org.id, owner.id, t0 + timedelta(seconds=1))
+    test = _client(org.id, owner.id, t0, environment="test", external_id="cus_1")
+    theirs = _client(other.id, stranger.id, t0, external_id="cus_1")
+    async with store.begin() as tx:
+        for c in (client, bare, test, theirs):
+            await tx.insert_client(c)
+    async with store.begin() as tx:
+        assert await tx.get_client(org.id, client.id) == client
+        assert await tx.find_client(bare.id) == replace(bare, meta={})
+        listed = await tx.list_clients(org.id, "live", PageRequest(), external_id="cus_1")
+        assert (listed.items, listed.total) == ([client], 1)
+        assert (await tx.list_clients(org.id, "live", PageRequest())).total == 2
+        tests = await tx.list_clients(org.id, "test", PageRequest(), external_id="cus_1")
+        assert tests.items == [test]
+    changed = replace(bare, external_id="cus_2", meta={"seats": 3}, updated_at=t0)
+    async with store.begin() as tx:
+        await tx.update_client(changed)
+        await tx.update_client(replace(client, external_id=None, meta={}))
+    async with store.begin() as tx:
+        assert await tx.get_client(org.id, bare.id) == changed
+        assert await tx.get_client(org.id, client.id) == replace(client, external_id=None, meta={})
+        gone = await tx.list_clients(org.id, "live", PageRequest(), external_id="cus_1")
+        assert gone.total == 0
 
 
 async def test_update_key_never_changes_identity_fields(store: Store[Transaction]) -> None:

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from apiward.adapters.cli.shared import EnvOption, JsonOption, OrgOption, as_operator, out
+from apiward.adapters.cli.shared import (
+    EnvOption,
+    ExternalIdOption,
+    JsonOption,
+    MetaOption,
+    OrgOption,
+    as_operator,
+    meta_option,
+    out,
+)
 from apiward.adapters.cli.tables import Column, show
 
 if TYPE_CHECKING:
@@ -64,30 +73,46 @@ def clients_create(
     scopes: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for more.")],
     environment: EnvOption = "live",
     user: Annotated[str | None, typer.Option("--user", help="Act as this user id.")] = None,
+    external_id: ExternalIdOption = None,
+    meta: MetaOption = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a client and print its secret once."""
+    data = meta_option(meta)
 
     async def job(runtime: Runtime, principal: Principal) -> tuple[dict[str, Any], str]:
         created = await runtime.clients.create(
-            principal, name=name, scopes=scopes, environment=environment, user_id=user
+            principal,
+            name=name,
+            scopes=scopes,
+            environment=environment,
+            user_id=user,
+            external_id=external_id,
+            meta=data,
         )
         return _client_dict(created.client, runtime.clock.now()), created.secret
 
-    data, secret = as_operator(org, environment, job)
-    _show_clients([data], as_json, secret)
+    shown, secret = as_operator(org, environment, job)
+    _show_clients([shown], as_json, secret)
 
 
 @app.command("list")
 def clients_list(
-    environment: EnvOption = "live", org: OrgOption = None, as_json: JsonOption = False
+    environment: EnvOption = "live",
+    external_id: Annotated[
+        str | None, typer.Option("--external-id", help="Only the clients of this external id.")
+    ] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List clients (never their secrets)."""
     from apiward.core.models import PageRequest
 
     async def job(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
-        page = await runtime.clients.list_clients(principal, PageRequest(1, 100))
+        page = await runtime.clients.list_clients(
+            principal, PageRequest(1, 100), external_id=external_id
+        )
         return [_client_dict(c, runtime.clock.now()) for c in page.items]
 
     _show_clients(as_operator(org, environment, job), as_json)

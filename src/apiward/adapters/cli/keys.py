@@ -13,10 +13,13 @@ from apiward.adapters.cli.keys_import import keys_import
 from apiward.adapters.cli.leaks import keys_report_leak
 from apiward.adapters.cli.shared import (
     EnvOption,
+    ExternalIdOption,
     JsonOption,
+    MetaOption,
     OrgOption,
     as_operator,
     fail,
+    meta_option,
     out,
     run,
 )
@@ -49,9 +52,11 @@ KEY_COLUMNS = (
 FORMAT_COLUMN = Column("format", keep=4)
 """Shown by ``keys list`` once a key of another format than the current one is listed:
 ``earlier`` keys keep working, ``unrecorded`` ones are refused (docs/operations.md)."""
+EXTERNAL_ID_COLUMN = Column("external id", keep=4, least=8)
+"""Shown once a listed key has an ``external_id``."""
 
 
-def _key_rows(keys: list[dict[str, Any]]) -> list[list[str]]:
+def _key_rows(keys: list[dict[str, Any]], owned: bool = False) -> list[list[str]]:
     rows = []
     for k in keys:
         last = k["last_used_at"] and f"{_when(k['last_used_at'])} {k['last_used_ip'] or ''}"
@@ -65,6 +70,7 @@ def _key_rows(keys: list[dict[str, Any]]) -> list[list[str]]:
                 k["state"],
                 (last or "never").strip(),
                 _when(k["expires_at"]) if k["expires_at"] else "never",
+                *([k["external_id"] or ""] if owned else []),
                 *([k["format"]] if "format" in k else []),
             ]
         )
@@ -77,10 +83,13 @@ def _when(iso: str) -> str:
 
 
 def _show_keys(keys: list[dict[str, Any]], footer: str | None = None) -> None:
+    owned = any(k.get("external_id") for k in keys)
+    columns = (*KEY_COLUMNS, *([EXTERNAL_ID_COLUMN] if owned else []))
     if any(k.get("format", "current") != "current" for k in keys):
-        show(out, (*KEY_COLUMNS, FORMAT_COLUMN), _key_rows(keys), footer=footer)
+        show(out, (*columns, FORMAT_COLUMN), _key_rows(keys, owned), footer=footer)
     else:
-        show(out, KEY_COLUMNS, _key_rows([_without_format(k) for k in keys]), footer=footer)
+        rows = _key_rows([_without_format(k) for k in keys], owned)
+        show(out, columns, rows, footer=footer)
 
 
 def _without_format(key: dict[str, Any]) -> dict[str, Any]:
@@ -172,11 +181,14 @@ def keys_create(
     rate_limit: RateLimitOption = None,
     credits: CreditsOption = None,
     refill: RefillOption = None,
+    external_id: ExternalIdOption = None,
+    meta: MetaOption = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a key and print it once."""
     expires_at = _expiry(expires_in)
+    data = meta_option(meta)
     limits = _rate_limits(rate_limit)
     balance = _credits(credits, refill)
 
@@ -192,11 +204,13 @@ def keys_create(
             space_allow=space_allow or [],
             rate_limits=limits,
             credits=balance,
+            external_id=external_id,
+            meta=data,
         )
         return _key_dict(created.key, runtime.clock.now()), created.plaintext
 
-    data, secret = as_operator(org, environment, job)
-    _show_key(data, as_json, secret)
+    shown, secret = as_operator(org, environment, job)
+    _show_key(shown, as_json, secret)
 
 
 @app.command("list")
@@ -206,11 +220,14 @@ def keys_list(
     ] = None,
     page: Annotated[int, typer.Option(min=1)] = 1,
     page_size: Annotated[int, typer.Option(min=1, max=100)] = 50,
+    external_id: Annotated[
+        str | None, typer.Option("--external-id", help="Only the keys of this external id.")
+    ] = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List keys (prefix and last four characters only, and the key format when some
-    are of an earlier one)."""
+    """List keys (prefix and last four characters only, the external id when one has
+    one, and the key format when some are of an earlier one)."""
     from apiward.core.models import PageRequest
     from apiward.services.formats import format_of
 
@@ -220,6 +237,7 @@ def keys_list(
             PageRequest(page, page_size),
             environment=environment,
             every_environment=environment is None,
+            external_id=external_id,
         )
         now = runtime.clock.now()
         imported = runtime.settings.imported_key_prefixes
@@ -288,12 +306,19 @@ def keys_update(
     rate_limit: RateLimitOption = None,
     credits: CreditsOption = None,
     refill: RefillOption = None,
+    external_id: ExternalIdOption = None,
+    clear_external_id: Annotated[bool, typer.Option("--clear-external-id")] = False,
+    meta: Annotated[
+        str | None, typer.Option("--meta", help="Replaces the key's meta; '{}' empties it.")
+    ] = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a key's name, scopes, allow-lists, expiry, limits or credits; the expiry
-    and allow-lists set here are the operator's, which the tenant may only tighten."""
+    """Change a key's name, scopes, allow-lists, expiry, limits, credits, external id or
+    meta; the expiry and allow-lists set here are the operator's, which the tenant may
+    only tighten."""
     expires_at = _expiry(expires_in)
+    data = meta_option(meta)
     _key_action(
         key_id,
         org,
@@ -309,6 +334,9 @@ def keys_update(
             clear_expiry=no_expiry,
             rate_limits=_rate_limits(rate_limit),
             credits=_credits(credits, refill),
+            external_id=external_id,
+            clear_external_id=clear_external_id,
+            meta=data,
         ),
     )
 

@@ -94,3 +94,28 @@ def as_operator(
 def fail(message: str) -> NoReturn:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
+
+
+ExternalIdOption = Annotated[
+    str | None,
+    typer.Option("--external-id", help="Your own id of the customer or account, e.g. cus_123."),
+]
+MetaOption = Annotated[
+    str | None,
+    typer.Option("--meta", help='Your own data, a flat JSON object: \'{"plan": "pro"}\'.'),
+]
+
+
+def meta_option(value: str | None) -> dict[str, Any] | None:
+    """``--meta``'s JSON object (its bounds are the service's to check), or a usage error."""
+    if value is None:
+        return None
+    from apiward.core.jsontext import load
+
+    try:
+        meta = load(value)
+    except (ValueError, RecursionError):
+        fail(f'--meta {value[:80]!r}: not JSON; write an object, e.g. \'{{"plan": "pro"}}\'')
+    if not isinstance(meta, dict):
+        fail('--meta must be a JSON object, e.g. \'{"plan": "pro"}\'')
+    return meta

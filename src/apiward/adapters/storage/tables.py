@@ -195,7 +195,11 @@ api_keys = Table(
     Column("operator_expires_at", UTCDateTime()),
     Column("operator_ip_allow", JSON(none_as_null=True)),
     Column("operator_space_allow", JSON(none_as_null=True)),
+    # Who the key belongs to in the vendor's systems (apiward.core.owners).
+    Column("external_id", String(255)),
+    Column("meta", JSON(none_as_null=True)),
     Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
+    Index("ix_api_keys_org_external_id", "org_id", "external_id"),
 )
 
 audit_events = Table(
@@ -259,7 +263,10 @@ oauth_clients = Table(
     Column("revoked_at", UTCDateTime()),
     Column("last_used_at", UTCDateTime()),
     Column("last_used_ip", String(64)),
+    Column("external_id", String(255)),
+    Column("meta", JSON(none_as_null=True)),
     Index("ix_oauth_clients_org_env_created", "org_id", "environment", "created_at"),
+    Index("ix_oauth_clients_org_external_id", "org_id", "external_id"),
 )
 
 refresh_tokens = Table(

@@ -39,6 +39,7 @@ from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Principal, RequestContext
+from apiward.core.owners import header_value
 from apiward.core.paths import canonical, original_method
 from apiward.core.scopes import parse
 from apiward.services.limiting import RequestLimits
@@ -56,11 +57,18 @@ ENVOY_PREFIX = PATH + "/"
 MAX_SCOPES = 20
 
 
-def identity_headers(principal: Principal) -> dict[str, str]:
+def identity_headers(
+    principal: Principal, meta_headers: tuple[tuple[str, str], ...] = ()
+) -> dict[str, str]:
     """What the upstream learns about the caller (never the credential itself): every
     header, empty when there is no value, so that the proxy overwrites each one the
-    client sent under the same name (Envoy forwards a client's header the answer lacks)."""
-    return {
+    client sent under the same name (Envoy forwards a client's header the answer lacks).
+
+    ``meta_headers`` (``Settings.forward_meta_headers``) names the credential's ``meta``
+    fields to send, each in its header, percent-encoded (``apiward.core.owners``): no
+    value a tenant sets can break a header or forge another one. ``external_id`` needs
+    no encoding, being visible ASCII only."""
+    headers = {
         "X-Apiward-Org": principal.org_id,
         "X-Apiward-Environment": principal.environment,
         "X-Apiward-Space": principal.space_id or "",
@@ -70,7 +78,13 @@ def identity_headers(principal: Principal) -> dict[str, str]:
         "X-Apiward-Credential": principal.credential_id,
         "X-Apiward-Credential-Kind": principal.credential_kind.value,
         "X-Apiward-Api-Version": principal.api_version or "",
+        "X-Apiward-External-Id": principal.external_id or "",
     }
+    if meta_headers:
+        meta = principal.meta
+        for name, header in meta_headers:
+            headers[header] = header_value(meta.get(name))
+    return headers
 
 
 ORIGINAL_URI_HEADERS: dict[str, str | None] = {
@@ -175,9 +189,8 @@ async def decide(
         if nginx:
             return _for_nginx(request, exc)
         return await errors.answer(request, exc)
-    return Response(
-        status_code=200, headers={**identity_headers(principal), **principal.rate_limit}
-    )
+    identity = identity_headers(principal, settings.forward_meta_headers)
+    return Response(status_code=200, headers={**identity, **principal.rate_limit})
 
 
 @declare(CHECKED)
@@ -269,6 +282,7 @@ class _Names:
         self.original_uri = uri.encode() if uri else None
         method = method_header(settings)
         self.original_method = method.encode() if method else None
+        self.meta = settings.forward_meta_headers
         self.space = settings.space_header.lower().encode()
         self.version = settings.version_header.lower().encode()
         self.wanted = frozenset(
@@ -345,7 +359,7 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
     scope["state"]["principal"] = principal  # request.state.principal, as ``remember``
     headers = [
         (k.lower().encode(), v.encode("latin-1"))
-        for k, v in {**identity_headers(principal), **principal.rate_limit}.items()
+        for k, v in {**identity_headers(principal, names.meta), **principal.rate_limit}.items()
     ]
     headers.append((b"content-length", b"0"))
     return headers

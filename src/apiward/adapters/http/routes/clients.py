@@ -15,7 +15,7 @@ from apiward.adapters.http.schemas.clients import (
     ClientOut,
     ClientUpdate,
 )
-from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
 from apiward.core.models import OAuthClient, PageRequest, Principal
@@ -49,6 +49,8 @@ async def create_client(
         environment=body.environment,
         user_id=body.user_id,
         expires_at=body.expires_at,
+        external_id=body.external_id,
+        meta=body.meta,
     )
     return ClientCreated(**_out(clock, created.client).model_dump(), client_secret=created.secret)
 
@@ -59,9 +61,14 @@ async def list_clients(
     clock: ClockDep,
     paging: Paging,
     environment: str | None = Query(None, max_length=32),
+    external_id: str | None = Query(
+        None, max_length=255, description="Only the clients of this external_id (exact match)."
+    ),
     principal: Principal = require("clients:read"),
 ) -> dict[str, object]:
-    page = await clients.list_clients(principal, paging, environment=environment)
+    page = await clients.list_clients(
+        principal, paging, environment=environment, external_id=external_id
+    )
     return page_of(page, [_out(clock, c) for c in page.items])
 
 
@@ -83,7 +90,16 @@ async def update_client(
     clock: ClockDep,
     principal: Principal = require("clients:write", reach=Reach.CREDENTIAL),
 ) -> ClientOut:
-    client = await clients.update(principal, client_id, name=body.name, scopes=body.scopes)
+    """Change name, scopes, external_id (null removes it) or meta (replaced whole)."""
+    client = await clients.update(
+        principal,
+        client_id,
+        name=body.name,
+        scopes=body.scopes,
+        external_id=body.external_id,
+        clear_external_id="external_id" in body.model_fields_set and body.external_id is None,
+        meta=set_meta(body),
+    )
     return _out(clock, client)
 
 

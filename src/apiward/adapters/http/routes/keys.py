@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from apiward.adapters.http.access import Reach
 from apiward.adapters.http.deps import ClockDep, KeysDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
-from apiward.adapters.http.schemas.common import PageOut, page_of
+from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
 from apiward.adapters.http.schemas.keys import (
     KeyCreate,
     KeyCreated,
@@ -59,6 +59,8 @@ async def create_key(
         api_version=body.api_version,
         rate_limits=overrides(body.rate_limits),
         credits=body.credits.credits() if body.credits else None,
+        external_id=body.external_id,
+        meta=body.meta,
     )
     return KeyCreated(**_out(clock, created.key).model_dump(), key=created.plaintext)
 
@@ -71,6 +73,9 @@ async def list_keys(
     environment: str | None = Query(None, max_length=32),
     user_id: str | None = Query(None, max_length=64),
     include_revoked: bool = True,
+    external_id: str | None = Query(
+        None, max_length=255, description="Only the keys of this external_id (exact match)."
+    ),
     principal: Principal = require("keys:read"),
 ) -> dict[str, object]:
     page = await keys.list_keys(
@@ -79,6 +84,7 @@ async def list_keys(
         environment=environment,
         user_id=user_id,
         include_revoked=include_revoked,
+        external_id=external_id,
     )
     return page_of(page, [_out(clock, k) for k in page.items])
 
@@ -98,8 +104,9 @@ async def update_key(
     clock: ClockDep,
     principal: Principal = require("keys:write", reach=Reach.CREDENTIAL, powers=OPERATOR),
 ) -> KeyOut:
-    """Change name, scopes, allow-lists, expiry or pinned API version; send
-    `expires_at: null` or `api_version: null` to remove them."""
+    """Change name, scopes, allow-lists, expiry, pinned API version, external_id or
+    meta; send `expires_at: null`, `api_version: null` or `external_id: null` to remove
+    them. `meta` replaces the whole object."""
     key = await keys.update(
         principal,
         key_id,
@@ -114,6 +121,9 @@ async def update_key(
         rate_limits=overrides(body.rate_limits),
         credits=body.credits.credits() if body.credits else None,
         clear_credits="credits" in body.model_fields_set and body.credits is None,
+        external_id=body.external_id,
+        clear_external_id="external_id" in body.model_fields_set and body.external_id is None,
+        meta=set_meta(body),
     )
     return _out(clock, key)
 

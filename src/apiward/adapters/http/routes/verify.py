@@ -100,6 +100,8 @@ async def _verify(
             key_id=key.id,
             name=key.name,
             expires_at=key.expires_at,
+            external_id=key.external_id,
+            meta=key.meta,
             ratelimit=_ratelimit(limits),
         )
     counted.count(key.org_id, key.environment, "VALID", key_id=key.id, **where)
@@ -109,6 +111,8 @@ async def _verify(
         key_id=key.id,
         name=key.name,
         expires_at=key.expires_at,
+        external_id=key.external_id,
+        meta=key.meta,
         principal=VerifyPrincipal(
             org_id=principal.org_id,
             environment=principal.environment,

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.schemas.common import Body, Expiry
+from apiward.adapters.http.schemas.common import Body, Expiry, ExternalId, Meta
 from apiward.core.models import OAuthClient
 
 
@@ -16,11 +16,15 @@ class ClientCreate(Body):
     environment: str | None = Field(None, description="Defaults to the caller's environment.")
     user_id: str | None = Field(None, description="Act as this user; else as you.")
     expires_at: Expiry | None = None
+    external_id: ExternalId | None = None
+    meta: Meta | None = None
 
 
 class ClientUpdate(Body):
     name: str | None = Field(None, min_length=1, max_length=200)
     scopes: list[str] | None = Field(None, min_length=1, max_length=100)
+    external_id: ExternalId | None = Field(None, description="Set it; null removes it.")
+    meta: Meta | None = Field(None, description="Replaces the whole object; {} or null empties it.")
 
 
 class ClientOut(BaseModel):
@@ -38,6 +42,8 @@ class ClientOut(BaseModel):
     revoked_at: datetime | None
     last_used_at: datetime | None
     last_used_ip: str | None
+    external_id: str | None = Field(description="Your own id of whom the client is for.")
+    meta: Meta = Field(description="Your own data about the client ({} when none).")
 
     @classmethod
     def of(cls, client: OAuthClient, now: datetime) -> ClientOut:
@@ -58,6 +64,8 @@ class ClientOut(BaseModel):
             revoked_at=client.revoked_at,
             last_used_at=client.last_used_at,
             last_used_ip=client.last_used_ip,
+            external_id=client.external_id,
+            meta=client.meta,
         )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from apiward.core import times
+from apiward.core import owners, times
 from apiward.core.errors import InvalidInput
 from apiward.core.models import Page
 
@@ -33,8 +33,48 @@ Expiry = Annotated[datetime, _checked(True), Field(description=f"{_RANGE} With a
 """An expiry a request sets: a time with an offset, as ``times.instant`` takes it."""
 
 
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=owners.MAX_EXTERNAL_ID,
+        description="Your own id of the customer or account this credential is for: 1 to "
+        f"{owners.MAX_EXTERNAL_ID} visible ASCII characters (no spaces). Searchable.",
+        examples=["cus_4QFJOjw2pOmAGJ"],
+        json_schema_extra={"pattern": "^[!-~]+$"},  # documented; checked by core.owners
+    ),
+]
+"""A credential's ``external_id`` (checked by ``apiward.core.owners``, which says why)."""
+_META_VALUES = {"type": ["string", "number", "boolean", "null"]}
+Meta = Annotated[
+    dict[str, Any],
+    Field(
+        description=f"Your own data about this credential: a flat JSON object of at most "
+        f"{owners.MAX_META_PROPERTIES} properties (names of 1 to {owners.MAX_META_NAME} "
+        "characters), whose values are strings, numbers, booleans or null, at most "
+        f"{owners.MAX_META_BYTES} bytes as compact JSON.",
+        examples=[{"plan": "pro", "region": "eu"}],
+        json_schema_extra={
+            "maxProperties": owners.MAX_META_PROPERTIES,
+            "additionalProperties": _META_VALUES,
+        },
+    ),
+]
+"""A credential's ``meta`` (checked by ``apiward.core.owners``: every bound is a 400
+naming it, from the service, so the API, the CLI and the dashboard refuse alike)."""
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def set_meta(body: BaseModel) -> dict[str, Any] | None:
+    """The ``meta`` an update sets: the object sent, ``{}`` for ``null``, None (no change)
+    when the field is absent."""
+    meta: dict[str, Any] | None = getattr(body, "meta", None)
+    if meta is None and "meta" in body.model_fields_set:
+        return {}
+    return meta
 
 
 class PageOut(BaseModel, Generic[T]):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.schemas.common import Body, Expiry
+from apiward.adapters.http.schemas.common import Body, Expiry, ExternalId, Meta
 from apiward.core.limits import Credits, Refill
 from apiward.core.models import ApiKey, RateOverride
 
@@ -73,6 +73,8 @@ class KeyCreate(Body):
         "for this key alone.",
     )
     credits: CreditsIn | None = Field(None, description="Usage credits; omit for unlimited.")
+    external_id: ExternalId | None = None
+    meta: Meta | None = None
 
 
 class KeyUpdate(Body):
@@ -84,6 +86,8 @@ class KeyUpdate(Body):
     api_version: str | None = None
     rate_limits: list[RateLimitIn] | None = Field(None, max_length=20)
     credits: CreditsIn | None = Field(None, description="Set the balance; null removes it.")
+    external_id: ExternalId | None = Field(None, description="Set it; null removes it.")
+    meta: Meta | None = Field(None, description="Replaces the whole object; {} or null empties it.")
 
 
 class KeyRoll(Body):
@@ -132,6 +136,8 @@ class KeyOut(BaseModel):
     rate_limits: list[RateLimitOut]
     credits: dict[str, object] | None
     operator_bounds: OperatorBoundsOut
+    external_id: str | None = Field(description="Your own id of whom the key is for.")
+    meta: Meta = Field(description="Your own data about the key ({} when none).")
 
     @classmethod
     def of(cls, key: ApiKey, now: datetime) -> KeyOut:
@@ -169,6 +175,8 @@ class KeyOut(BaseModel):
                 ip_allow=_listed(key.operator_ip_allow),
                 space_allow=_listed(key.operator_space_allow),
             ),
+            external_id=key.external_id,
+            meta=key.meta,
         )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from apiward.adapters.http.schemas.common import Body
+from apiward.adapters.http.schemas.common import Body, Meta
 
 
 class VerifyRequest(Body):
@@ -44,6 +44,12 @@ class VerifyOut(BaseModel):
     key_id: str | None = None
     name: str | None = None
     expires_at: datetime | None = None
+    external_id: str | None = Field(
+        None, description="Your own id of whom the key is for (a key of your organisation)."
+    )
+    meta: Meta | None = Field(
+        None, description="Your own data about the key (a key of your organisation)."
+    )
     principal: VerifyPrincipal | None = None
     ratelimit: dict[str, object] | None = None
     credits_remaining: int | None = None

@@ -55,6 +55,8 @@ class SqlCredentials(SqlBase):
             )
         if not flt.include_revoked:
             stmt = stmt.where(c.revoked_at.is_(None))
+        if flt.external_id is not None:
+            stmt = stmt.where(c.external_id == flt.external_id)
         return await self._page(stmt, [c.created_at.desc(), c.id], page, key_record)
 
     async def update_key(self, key: ApiKey) -> None:
@@ -157,10 +159,17 @@ class SqlCredentials(SqlBase):
         return client_record(r) if r else None
 
     async def list_clients(
-        self, org_id: str, environment: str, page: PageRequest
+        self,
+        org_id: str,
+        environment: str,
+        page: PageRequest,
+        *,
+        external_id: str | None = None,
     ) -> Page[OAuthClient]:
         c = t.oauth_clients.c
         stmt = t.oauth_clients.select().where(c.org_id == org_id, c.environment == environment)
+        if external_id is not None:
+            stmt = stmt.where(c.external_id == external_id)
         return await self._page(stmt, [c.created_at.desc(), c.id], page, client_record)
 
     async def update_client(self, client: OAuthClient) -> None:

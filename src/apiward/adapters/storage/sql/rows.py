@@ -55,9 +55,10 @@ def credit_values(credits: Credits | None) -> dict[str, Any]:
 
 def key_record(r: Any) -> ApiKey:
     m = r._mapping
-    skip = {*KEY_LISTS, *BOUND_LISTS, *CREDIT_COLUMNS, "rate_limits"}
+    skip = {*KEY_LISTS, *BOUND_LISTS, *CREDIT_COLUMNS, "rate_limits", "meta"}
     return ApiKey(
         **{k: m[k] for k in m if k not in skip},
+        meta=dict(m["meta"] or {}),
         scopes=tuple(m["scopes"]),
         ip_allow=tuple(m["ip_allow"]),
         space_allow=tuple(m["space_allow"]),
@@ -102,7 +103,11 @@ def _bound_lists(values: dict[str, Any]) -> None:
 
 def client_record(r: Any) -> OAuthClient:
     m = r._mapping
-    return OAuthClient(**{k: m[k] for k in m if k != "scopes"}, scopes=tuple(m["scopes"]))
+    return OAuthClient(
+        **{k: m[k] for k in m if k not in ("scopes", "meta")},
+        scopes=tuple(m["scopes"]),
+        meta=dict(m["meta"] or {}),
+    )
 
 
 def client_values(client: OAuthClient) -> dict[str, Any]:
