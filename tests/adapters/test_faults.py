@@ -48,7 +48,12 @@ def test_kill_9_during_a_storm_of_key_creations_loses_no_returned_key(database_u
         threads = [threading.Thread(target=storm) for _ in range(6)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        # Mid-storm: at least 1.5 s and 20 keys in (a loaded machine creates them slowly).
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5 or (
+            len(returned) <= 20 and time.monotonic() - started < 60
+        ):
+            time.sleep(0.05)
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
         stop.set()
