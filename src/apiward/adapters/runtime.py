@@ -42,6 +42,7 @@ from apiward.core.clock import Clock, SystemClock
 from apiward.core.crypto import Sealer
 from apiward.core.destinations import Destinations
 from apiward.core.errors import ApiwardError
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.keys import KeyFormats
 from apiward.core.limits import Policy, parse_rate
 from apiward.core.models import LinkPurpose
@@ -53,6 +54,7 @@ from apiward.services.auth import Authenticator
 from apiward.services.clients import Clients
 from apiward.services.formats import learn_formats
 from apiward.services.housekeeping import Housekeeping, Upkeep
+from apiward.services.hygiene import Hygiene
 from apiward.services.importing import KeyImporter
 from apiward.services.invalidations import InvalidationPoller
 from apiward.services.keys import Keys
@@ -115,6 +117,7 @@ class Runtime:
     portal: Portal
     invalidations: InvalidationPoller
     housekeeping: Housekeeping
+    hygiene: Hygiene
     countries: Countries
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     metrics: Metrics
@@ -367,15 +370,17 @@ def build(
     )
     invalidations = InvalidationPoller(store, clock, cache, revocations, keyring)
     housekeeping = Housekeeping(store, clock, keyring, analytics, _upkeep(settings))
+    hygiene = Hygiene(store, clock, cache, postbox, _hygiene_policy(settings))
     sources: list[Reports] = [cache, limits]
     if isinstance(limiter, FallbackLimiter):
         sources.append(limiter)
     sources.append(table)  # the in-process table, in use or in reserve
-    sources += [sql, webhooks, leaks, lockouts, invalidations]
+    sources += [sql, webhooks, leaks, lockouts, invalidations, hygiene]
     scheduler = Scheduler(
         [
             Periodic("webhooks", settings.webhook_poll_seconds, webhooks.run_once),
             Periodic("housekeeping", 60.0, housekeeping.run),
+            Periodic("hygiene", settings.key_hygiene_seconds, hygiene.run),
             Periodic("usage", settings.last_used_flush_seconds, lambda: usage.flush(store)),
             Periodic(
                 "analytics", settings.analytics_flush_seconds, lambda: verifications.flush(store)
@@ -421,6 +426,7 @@ def build(
         portal=portal,
         invalidations=invalidations,
         housekeeping=housekeeping,
+        hygiene=hygiene,
         countries=Countries(settings.country_header, settings.geoip_database),
         trusted_proxies=tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
@@ -507,4 +513,12 @@ def _upkeep(settings: Settings) -> Upkeep:
         ),
         audit_retention=timedelta(days=audit) if audit else None,
         webhook_retention=timedelta(days=settings.webhook_retention_days),
+    )
+
+
+def _hygiene_policy(settings: Settings) -> HygienePolicy:
+    return HygienePolicy(
+        unused_days=settings.key_unused_disable_days,
+        expiry_days=tuple(settings.key_expiry_reminder_days),
+        credit_percents=tuple(settings.key_credit_thresholds),
     )

@@ -198,6 +198,19 @@ api_keys = Table(
     Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
 )
 
+key_notices = Table(
+    "key_notices",
+    metadata,
+    # One row per hygiene notice sent (core/hygiene.py): the unique constraint is what
+    # makes a reminder go out once, whichever process tries first.
+    Column("key_id", String(ID), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("mark", String(128), nullable=False),
+    Column("org_id", String(ID), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("key_id", "kind", "mark"),
+)
+
 audit_events = Table(
     "audit_events",
     metadata,
