@@ -159,3 +159,30 @@ def test_without_an_unused_limit_nothing_is_disabled() -> None:
 def test_a_policy_refuses_nonsense(bad: dict[str, object], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         HygienePolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_an_organisations_own_policy_only_adds_to_the_operators() -> None:
+    operator = HygienePolicy(unused_days=90, expiry_days=(30, 7, 1), credit_percents=(50, 100))
+    own = HygienePolicy(unused_days=30, expiry_days=(14,), credit_percents=(95,))
+    assert operator.tightened_by(own) == HygienePolicy(
+        unused_days=30, expiry_days=(30, 14, 7, 1), credit_percents=(50, 95, 100)
+    )
+    assert operator.tightened_by(None) == operator
+    # Dropping the operator's days or thresholds is impossible: they are always kept.
+    assert operator.tightened_by(HygienePolicy(expiry_days=(), credit_percents=())) == operator
+
+
+@pytest.mark.parametrize(
+    ("operator_days", "own_days", "loosens"),
+    [(90, 120, True), (90, 90, False), (90, 30, False), (None, 365, False), (90, None, False)],
+)
+def test_only_a_longer_unused_limit_loosens(
+    operator_days: int | None, own_days: int | None, loosens: bool
+) -> None:
+    said = HygienePolicy(unused_days=operator_days).loosened_by(HygienePolicy(unused_days=own_days))
+    assert (said is not None) is loosens
+    effective = HygienePolicy(unused_days=operator_days).tightened_by(
+        HygienePolicy(unused_days=own_days)
+    )
+    limits = [d for d in (operator_days, own_days) if d is not None]
+    assert effective.unused_days == (min(limits) if limits else None)

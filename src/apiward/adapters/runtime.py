@@ -263,7 +263,13 @@ def build(
     refresh_formats = formats.view("rt")
     imported = tuple(settings.imported_key_prefixes)
     tenancy = Tenancy(
-        store, cache, clock, passwords, settings.environments, tuple(settings.rate_limit_tiers)
+        store,
+        cache,
+        clock,
+        passwords,
+        settings.environments,
+        tuple(settings.rate_limit_tiers),
+        hygiene=_hygiene_policy(settings),
     )
     operators = Operators(store, tenancy)
     keys = Keys(store, cache, clock, fmt, tuple(v.id for v in settings.api_versions))

@@ -8,6 +8,10 @@ Three policies look after keys over time (README, "Keeping keys healthy"):
 - a key whose credits refill is announced when ``credit_percents`` of the refill amount
   are spent, once per refill period.
 
+The operator sets the defaults; an organisation may add its own policy, which only
+tightens them (``HygienePolicy.tightened_by``): a shorter unused limit, more reminder
+days, more credit thresholds. The operator's days and thresholds always stay.
+
 Each notice carries a *mark*: a text naming the occasion (``7d:<expiry>``,
 ``80:<period>``, ``<last use>``). The store keeps one row per (key, kind, mark) under a
 unique constraint, inserted in the notice's own transaction, so that of any number of
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from apiward.core.models import ApiKey
+if TYPE_CHECKING:
+    from apiward.core.models import ApiKey
 
 EXPIRING = "key.expiring"
 CREDITS_LOW = "key.credits_low"
@@ -44,6 +50,33 @@ class HygienePolicy:
             raise ValueError("Expiry reminders are whole days before the expiry, at least 1.")
         if any(not 1 <= p <= 100 for p in self.credit_percents):
             raise ValueError("Credit thresholds are percentages spent, 1 to 100.")
+
+    def tightened_by(self, own: HygienePolicy | None) -> HygienePolicy:
+        """The policy in force for an organisation whose own is ``own``: the shorter
+        unused limit, and every reminder day and threshold of both."""
+        if own is None:
+            return self
+        limits = [d for d in (self.unused_days, own.unused_days) if d is not None]
+        return HygienePolicy(
+            unused_days=min(limits) if limits else None,
+            expiry_days=tuple(sorted({*self.expiry_days, *own.expiry_days}, reverse=True)),
+            credit_percents=tuple(sorted({*self.credit_percents, *own.credit_percents})),
+        )
+
+    def loosened_by(self, own: HygienePolicy) -> str | None:
+        """What in ``own`` would loosen this (the operator's) policy, said for a person;
+        None when it only tightens. Days and thresholds only add, so only a longer
+        unused limit loosens."""
+        if (
+            own.unused_days is not None
+            and self.unused_days is not None
+            and own.unused_days > self.unused_days
+        ):
+            return (
+                f"unused_days {own.unused_days} is longer than the operator's "
+                f"{self.unused_days}; an organisation may only shorten it."
+            )
+        return None
 
     @property
     def reminds_within(self) -> timedelta | None:

@@ -50,6 +50,11 @@ _TEMPLATES = {
 _DUE = {EXPIRING: expiry_due, CREDITS_LOW: credits_due, DISABLED_UNUSED: unused_due}
 
 
+def _due(key: ApiKey, policy: HygienePolicy, now: datetime) -> list[Due]:
+    found = (check(key, policy, now) for check in _DUE.values())
+    return [due for due in found if due is not None]
+
+
 class HygieneServiceTx(KeysTx, HygieneTx, Protocol):
     """What a hygiene run reads and writes."""
 
@@ -75,6 +80,7 @@ class Hygiene:
         self._cache = cache
         self._mailer = mailer
         self.policy = policy
+        """The operator's; an organisation's own only tightens it."""
         self.sent: Counter[str] = Counter()
         """Notices this process sent, by kind (for metrics)."""
 
@@ -92,9 +98,13 @@ class Hygiene:
     async def run(self) -> Counter[str]:
         """Send every notice due now, once; what this call sent, by kind."""
         now = self._clock.now()
-        policy = self.policy
-        within = policy.reminds_within
-        unused = policy.unused_days
+        async with self._store.begin() as tx:
+            own = await tx.org_hygiene_policies()
+        policies = {org_id: self.policy.tightened_by(p) for org_id, p in own.items()}
+        every = [self.policy, *policies.values()]
+        # Candidates for the widest policy in force; each key is then judged by its own.
+        within = max((p.reminds_within for p in every if p.reminds_within), default=None)
+        unused = min((p.unused_days for p in every if p.unused_days), default=None)
         sent: Counter[str] = Counter()
         after = ""
         while True:
@@ -104,14 +114,15 @@ class Hygiene:
                     _BATCH,
                     expiring_before=now + within if within else None,
                     unused_before=now - timedelta(days=unused) if unused else None,
-                    refilling=bool(policy.credit_percents),
+                    refilling=any(p.credit_percents for p in every),
                 )
                 done = await tx.key_notices([k.id for k in keys])
             for key in keys:
-                for due in self._due(key, now):
+                policy = policies.get(key.org_id, self.policy)
+                for due in _due(key, policy, now):
                     if (key.id, due.kind, due.mark) in done:
                         continue
-                    if await self._send(key, due, now):
+                    if await self._send(key, policy, due, now):
                         sent[due.kind] += 1
             if len(keys) < _BATCH:
                 break
@@ -123,14 +134,10 @@ class Hygiene:
             )
         return sent
 
-    def _due(self, key: ApiKey, now: datetime) -> list[Due]:
-        found = (check(key, self.policy, now) for check in _DUE.values())
-        return [due for due in found if due is not None]
-
-    async def _send(self, key: ApiKey, due: Due, now: datetime) -> bool:
+    async def _send(self, key: ApiKey, policy: HygienePolicy, due: Due, now: datetime) -> bool:
         async with self._store.begin() as tx:
             current = await tx.get_key(key.org_id, key.id)
-            fresh = _DUE[due.kind](current, self.policy, now) if current else None
+            fresh = _DUE[due.kind](current, policy, now) if current else None
             if current is None or fresh is None or fresh.mark != due.mark:
                 return False  # used, changed or revoked since it was read
             due = fresh

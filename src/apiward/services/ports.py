@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from apiward.core.analytics import Bucket, Query
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.limits import Credits, Decision, Hit
 from apiward.core.models import (
     Account,
@@ -327,6 +328,10 @@ class HygieneTx(Protocol):
         """Up to ``limit`` keys not revoked, ids after ``after_id`` in order, that expire
         by ``expiring_before``, were last used (else created) by ``unused_before`` and are
         not disabled, or whose credits refill (``refilling``)."""
+        ...
+
+    async def org_hygiene_policies(self) -> dict[str, HygienePolicy]:
+        """The organisations that set a hygiene policy of their own, and that policy."""
         ...
 
     async def key_notices(self, key_ids: Sequence[str]) -> set[tuple[str, str, str]]:

@@ -65,6 +65,8 @@ orgs = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("rate_tier", String(64)),
+    # The organisation's own key hygiene policy (core/hygiene.py); NULL: the operator's.
+    Column("key_hygiene", JSON(none_as_null=True)),
 )
 
 environments = Table(

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from apiward.adapters.storage import tables as t
 from apiward.adapters.storage.sql.base import SqlBase
-from apiward.adapters.storage.sql.rows import key_record
+from apiward.adapters.storage.sql.rows import key_record, policy_of
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.models import ApiKey
 
 
@@ -48,6 +49,12 @@ class SqlHygiene(SqlBase):
             .limit(limit)
         )
         return [key_record(r) for r in await self._all(stmt)]
+
+    async def org_hygiene_policies(self) -> dict[str, HygienePolicy]:
+        o = t.orgs.c
+        rows = await self._all(sa.select(o.id, o.key_hygiene).where(o.key_hygiene.is_not(None)))
+        found = {r[0]: policy_of(r[1]) for r in rows}
+        return {org_id: policy for org_id, policy in found.items() if policy is not None}
 
     async def key_notices(self, key_ids: Sequence[str]) -> set[tuple[str, str, str]]:
         n = t.key_notices.c

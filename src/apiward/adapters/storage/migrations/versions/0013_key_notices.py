@@ -1,4 +1,4 @@
-"""key notices: the hygiene reminders and disablements already sent
+"""key hygiene: the notices already sent, and each organisation's own policy
 
 Revision ID: 0013
 Revises: 0011
@@ -28,6 +28,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_id", "kind", "mark", name=op.f("pk_key_notices")),
     )
 
+    # A plain ADD COLUMN (no batch copy): every table refers to orgs.
+    op.add_column("orgs", sa.Column("key_hygiene", sa.JSON(none_as_null=True), nullable=True))
+
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite 3.35+ drops a column in place; a batch copy of orgs would break the
+        # foreign keys every other table holds to it.
+        op.execute("ALTER TABLE orgs DROP COLUMN key_hygiene")
+    else:
+        op.drop_column("orgs", "key_hygiene")
     op.drop_table("key_notices")
