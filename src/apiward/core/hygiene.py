@@ -24,14 +24,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from apiward.core.models import ApiKey
+from apiward.core.limits import Credits
 
 EXPIRING = "key.expiring"
 CREDITS_LOW = "key.credits_low"
 DISABLED_UNUSED = "key.disabled_unused"
+
+
+class Kept(Protocol):
+    """What the policies read of a key (``core.models.ApiKey``, which holds this module's
+    ``HygienePolicy`` on its organisation)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def disabled_at(self) -> datetime | None: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def last_used_at(self) -> datetime | None: ...
+    @property
+    def credits(self) -> Credits | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +114,7 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def expiry_due(key: ApiKey, policy: HygienePolicy, now: datetime) -> Due | None:
+def expiry_due(key: Kept, policy: HygienePolicy, now: datetime) -> Due | None:
     """The nearest reminder day the key's expiry is within, when it has not expired."""
     if key.expires_at is None or key.expires_at <= now or key.revoked_at is not None:
         return None
@@ -113,7 +130,7 @@ def expiry_due(key: ApiKey, policy: HygienePolicy, now: datetime) -> Due | None:
     )
 
 
-def credits_due(key: ApiKey, policy: HygienePolicy, now: datetime) -> Due | None:
+def credits_due(key: Kept, policy: HygienePolicy, now: datetime) -> Due | None:
     """The highest share of the refill amount spent in the current refill period.
 
     Only keys whose credits refill have a period and an amount to measure against; a
@@ -145,7 +162,7 @@ def credits_due(key: ApiKey, policy: HygienePolicy, now: datetime) -> Due | None
     )
 
 
-def unused_due(key: ApiKey, policy: HygienePolicy, now: datetime) -> Due | None:
+def unused_due(key: Kept, policy: HygienePolicy, now: datetime) -> Due | None:
     """Disablement when the key's last use (else its creation) is ``unused_days`` old.
 
     The mark is that last use: a key a person enables again is not disabled again for
