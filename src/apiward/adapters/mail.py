@@ -34,6 +34,9 @@ SUBJECTS = {
     "reset": "Reset your {platform} password",
     "password_changed": "Your {platform} password was changed",
     "invite": "You are invited to {project} on {platform}",
+    "key_expiring": "API key {key_name} expires in {days} day(s)",
+    "key_credits_low": "API key {key_name} has spent {percent}% of its credits",
+    "key_disabled_unused": "Unused API key {key_name} was disabled",
 }
 RETRY_DELAYS = (1.0, 5.0)
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from apiward.adapters.tracing import Tracing
     from apiward.core.crypto import Sealer
     from apiward.core.destinations import Destinations
+    from apiward.core.hygiene import HygienePolicy
     from apiward.core.keys import KeyFormats
     from apiward.core.passwords import Passwords
     from apiward.services.analytics import Analytics, Verifications
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from apiward.services.auth import Authenticator
     from apiward.services.clients import Clients
     from apiward.services.housekeeping import Housekeeping, Upkeep
+    from apiward.services.hygiene import Hygiene
     from apiward.services.importing import KeyImporter
     from apiward.services.invalidations import InvalidationPoller
     from apiward.services.keys import Keys
@@ -80,7 +82,7 @@ class Runtime:
         "audit", "tenancy", "operators", "keys", "formats", "importer", "clients",
         "lockouts", "limits", "auth", "login_throttle", "sign_ins", "tokens", "http",
         "webhooks", "leaks", "postbox", "portal", "invalidations", "housekeeping",
-        "countries", "trusted_proxies", "metrics", "scheduler",
+        "hygiene", "countries", "trusted_proxies", "metrics", "scheduler",
     )  # fmt: skip
     """Every part, in an order where each comes after what it is built from."""
 
@@ -237,7 +239,15 @@ class Runtime:
 
         s = self.settings
         tiers = tuple(s.rate_limit_tiers)
-        return Tenancy(self.store, self.cache, self.clock, self.passwords, s.environments, tiers)
+        return Tenancy(
+            self.store,
+            self.cache,
+            self.clock,
+            self.passwords,
+            s.environments,
+            tiers,
+            hygiene=_hygiene_policy(s),
+        )
 
     @cached_property
     def operators(self) -> Operators:
@@ -506,6 +516,13 @@ class Runtime:
         return Housekeeping(self.store, self.clock, self.keyring, self.analytics, upkeep)
 
     @cached_property
+    def hygiene(self) -> Hygiene:
+        from apiward.services.hygiene import Hygiene
+
+        policy = _hygiene_policy(self.settings)
+        return Hygiene(self.store, self.clock, self.cache, self.postbox, policy)
+
+    @cached_property
     def countries(self) -> Countries:
         from apiward.adapters.geo import Countries
 
@@ -529,7 +546,14 @@ class Runtime:
         if isinstance(self.limiter, FallbackLimiter):
             sources.append(self.limiter)
         sources.append(self.local_limiter)  # the in-process table, in use or in reserve
-        sources += [self.sql, self.webhooks, self.leaks, self.lockouts, self.invalidations]
+        sources += [
+            self.sql,
+            self.webhooks,
+            self.leaks,
+            self.lockouts,
+            self.invalidations,
+            self.hygiene,
+        ]
         return Metrics(sources)
 
     @cached_property
@@ -542,6 +566,7 @@ class Runtime:
             [
                 Periodic("webhooks", s.webhook_poll_seconds, self.webhooks.run_once),
                 Periodic("housekeeping", 60.0, self.housekeeping.run),
+                Periodic("hygiene", s.key_hygiene_seconds, self.hygiene.run),
                 Periodic("usage", s.last_used_flush_seconds, lambda: usage.flush(store)),
                 Periodic(
                     "analytics", s.analytics_flush_seconds, lambda: verifications.flush(store)
@@ -745,4 +770,14 @@ def _upkeep(settings: Settings) -> Upkeep:
         ),
         audit_retention=timedelta(days=audit) if audit else None,
         webhook_retention=timedelta(days=settings.webhook_retention_days),
+    )
+
+
+def _hygiene_policy(settings: Settings) -> HygienePolicy:
+    from apiward.core.hygiene import HygienePolicy
+
+    return HygienePolicy(
+        unused_days=settings.key_unused_disable_days,
+        expiry_days=tuple(settings.key_expiry_reminder_days),
+        credit_percents=tuple(settings.key_credit_thresholds),
     )

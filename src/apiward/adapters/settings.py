@@ -505,6 +505,26 @@ class Settings(BaseSettings):
     credits_low_threshold: int = Field(
         100, ge=0, description="A key's credits falling below this send credits.low; 0: never."
     )
+    key_unused_disable_days: int | None = Field(
+        None,
+        ge=1,
+        le=LONGEST_DAYS,
+        description="Keys not used for this many days (since their creation when never "
+        "used) are disabled, with a key.disabled_unused event and email; unset: never.",
+    )
+    key_expiry_reminder_days: list[int] = Field(
+        default_factory=lambda: [30, 7, 1],
+        description="Days before a key's expiry at which key.expiring is sent (and its "
+        "creator emailed); empty: no reminders.",
+    )
+    key_credit_thresholds: list[int] = Field(
+        default_factory=lambda: [50, 80, 100],
+        description="Percentages of a refilling key's credits spent at which "
+        "key.credits_low is sent, once per refill period; empty: none.",
+    )
+    key_hygiene_seconds: float = Field(
+        300.0, gt=0, le=86_400, description="How often each process looks for these notices."
+    )
     webhook_poll_seconds: float = Field(1.0, gt=0, le=60)
     webhook_max_attempts: int = Field(8, ge=1, le=30)
     webhook_retry_base_seconds: float = Field(30.0, gt=0)
@@ -529,6 +549,20 @@ class Settings(BaseSettings):
         if soft == resource.RLIM_INFINITY:
             return 65_536
         return max(16, min(soft - 128, 65_536))
+
+    @field_validator("key_expiry_reminder_days")
+    @classmethod
+    def _reminder_days(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= d <= LONGEST_DAYS for d in value):
+            raise ValueError(f"reminder days are whole days before expiry, 1 to {LONGEST_DAYS}")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("key_credit_thresholds")
+    @classmethod
+    def _credit_thresholds(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= p <= 100 for p in value):
+            raise ValueError("credit thresholds are percentages spent, 1 to 100")
+        return sorted(set(value))
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 from apiward.core.authority import UNBOUNDED, Bounds, Grant
 from apiward.core.authority import IPNetwork as IPNetwork
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.limits import Credits, Spent
 from apiward.core.owners import Meta, MetaValue, empty
 from apiward.core.scopes import ScopeSet
@@ -34,6 +35,9 @@ class Organisation:
     name: str
     created_at: datetime
     rate_tier: str | None = None
+    key_hygiene: HygienePolicy | None = None
+    """The organisation's own key hygiene policy, tightening the operator's (None: the
+    operator's alone)."""
 
 
 @dataclass(frozen=True, slots=True)

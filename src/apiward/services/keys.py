@@ -21,6 +21,7 @@ from apiward.core.keys import KeyFormat, digest
 from apiward.core.limits import OWN_SUFFIX, Credits, Policy
 from apiward.core.models import (
     ApiKey,
+    AuditEvent,
     KeyFilter,
     KeyState,
     OAuthClient,
@@ -134,6 +135,15 @@ def effective_environment(principal: Principal, wanted: str | None) -> str:
     if not principal.sees(env):
         raise EnvironmentMismatch(principal.environment, env)
     return env
+
+
+async def write_key_change(tx: KeysTx, updated: ApiKey, event: AuditEvent) -> None:
+    """How a changed key is written, whoever changed it: the row, its audit event (and
+    so its webhook), and the invalidation every process drops its cached copy on. The
+    caller invalidates its own cache once the transaction has committed."""
+    await tx.update_key(updated)
+    await tx.insert_audit(event)
+    await tx.insert_invalidation("key", updated.digest, updated.updated_at)
 
 
 class Keys:
@@ -308,8 +318,9 @@ class Keys:
         async with self._store.begin() as tx:
             key = await self._get(tx, principal, key_id)
             updated = replace(await change(tx, key, now), updated_at=now)
-            await tx.update_key(updated)
-            await tx.insert_audit(
+            await write_key_change(
+                tx,
+                updated,
                 audit_event(
                     principal,
                     event,
@@ -317,9 +328,8 @@ class Keys:
                     target_type="api_key",
                     target_id=key.id,
                     data={**data, **owned(updated)},
-                )
+                ),
             )
-            await tx.insert_invalidation("key", key.digest, now)
         self._cache.invalidate(key.digest)
         return updated
 

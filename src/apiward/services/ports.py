@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from apiward.core.analytics import Bucket, Query
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.limits import Credits, Decision, Hit
 from apiward.core.models import (
     Account,
@@ -320,6 +321,38 @@ class AnalyticsTx(Protocol):
         ...
 
 
+class HygieneTx(Protocol):
+    """The keys hygiene policies concern, and the notices already sent (one each)."""
+
+    async def hygiene_candidates(
+        self,
+        after_id: str,
+        limit: int,
+        *,
+        expiring_before: datetime | None,
+        unused_before: datetime | None,
+        refilling: bool,
+    ) -> list[ApiKey]:
+        """Up to ``limit`` keys not revoked, ids after ``after_id`` in order, that expire
+        by ``expiring_before``, were last used (else created) by ``unused_before`` and are
+        not disabled, or whose credits refill (``refilling``)."""
+        ...
+
+    async def org_hygiene_policies(self) -> dict[str, HygienePolicy]:
+        """The organisations that set a hygiene policy of their own, and that policy."""
+        ...
+
+    async def key_notices(self, key_ids: Sequence[str]) -> set[tuple[str, str, str]]:
+        """The (key id, kind, mark) of the notices already sent to these keys."""
+        ...
+
+    async def claim_key_notice(
+        self, key_id: str, org_id: str, kind: str, mark: str, at: datetime
+    ) -> bool:
+        """Record this notice as sent; False when it already was (by any process)."""
+        ...
+
+
 class Transaction(
     TenancyTx,
     CredentialsTx,
@@ -329,6 +362,7 @@ class Transaction(
     AuditTx,
     WebhooksTx,
     AnalyticsTx,
+    HygieneTx,
     Protocol,
 ):
     """One atomic unit of work against the store, over every aggregate: what the SQL

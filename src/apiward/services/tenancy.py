@@ -15,6 +15,7 @@ from apiward.core.errors import (
     NotFound,
     SpaceNotAllowed,
 )
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Account,
@@ -90,8 +91,11 @@ class Tenancy:
         passwords: Passwords,
         environments: tuple[str, ...],
         tiers: tuple[str, ...] = (),
+        hygiene: HygienePolicy | None = None,
     ) -> None:
         self._tiers = tiers
+        self.hygiene = hygiene or HygienePolicy()
+        """The operator's key hygiene policy, which an organisation may only tighten."""
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -205,6 +209,11 @@ class Tenancy:
             raise NotFound("organisation", org_id)
         return org
 
+    def hygiene_in_force(self, org: Organisation) -> HygienePolicy:
+        """The key hygiene policy that applies to ``org``: the operator's, tightened by
+        the organisation's own."""
+        return self.hygiene.tightened_by(org.key_hygiene)
+
     async def update_org(
         self,
         principal: Principal,
@@ -212,8 +221,13 @@ class Tenancy:
         name: str | None,
         rate_tier: str | None,
         clear_tier: bool = False,
+        key_hygiene: HygienePolicy | None = None,
+        clear_hygiene: bool = False,
     ) -> Organisation:
-        """Rename the org, or move it to another rate-limit tier (no restart needed)."""
+        """Rename the org, move it to another rate-limit tier (no restart needed), or set
+        its own key hygiene policy, which may only tighten the operator's."""
+        if key_hygiene is not None and (loosened := self.hygiene.loosened_by(key_hygiene)):
+            raise InvalidInput(loosened)
         if rate_tier is not None or clear_tier:
             require_operator(principal, OPERATOR_TIERS, "An organisation's rate-limit tier")
         if rate_tier is not None and rate_tier not in self._tiers:
@@ -231,6 +245,17 @@ class Tenancy:
             if rate_tier is not None or clear_tier:
                 org = replace(org, rate_tier=rate_tier)
                 changes["rate_tier"] = rate_tier
+            if key_hygiene is not None or clear_hygiene:
+                org = replace(org, key_hygiene=key_hygiene)
+                changes["key_hygiene"] = (
+                    None
+                    if key_hygiene is None
+                    else {
+                        "unused_days": key_hygiene.unused_days,
+                        "expiry_days": key_hygiene.expiry_days,
+                        "credit_percents": key_hygiene.credit_percents,
+                    }
+                )
             await tx.update_org(org)
             await tx.insert_audit(
                 audit_event(

@@ -66,6 +66,10 @@ WEBHOOK_EVENTS: dict[str, str] = {
     "key.revoked": "An API key was revoked.",
     "key.rolled": "An API key was rolled; the old one works for the grace period.",
     "key.leaked": "A credential was reported leaked (GitHub secret scanning or the CLI).",
+    "key.expiring": "An API key expires within one of the reminder days (30, 7, 1 by default).",
+    "key.credits_low": "A refilling API key spent a threshold share of its credits "
+    "(50, 80, 100% by default), once per refill period.",
+    "key.disabled_unused": "An API key unused for the organisation's limit was disabled.",
     "client.created": "An OAuth client was created.",
     "client.updated": "An OAuth client's settings changed.",
     "client.revoked": "An OAuth client was revoked.",

@@ -65,6 +65,8 @@ orgs = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("rate_tier", String(64)),
+    # The organisation's own key hygiene policy (core/hygiene.py); NULL: the operator's.
+    Column("key_hygiene", JSON(none_as_null=True)),
 )
 
 environments = Table(
@@ -200,6 +202,19 @@ api_keys = Table(
     Column("meta", JSON(none_as_null=True)),
     Index("ix_api_keys_org_env_created", "org_id", "environment", "created_at"),
     Index("ix_api_keys_org_external_id", "org_id", "external_id"),
+)
+
+key_notices = Table(
+    "key_notices",
+    metadata,
+    # One row per hygiene notice sent (core/hygiene.py): the unique constraint is what
+    # makes a reminder go out once, whichever process tries first.
+    Column("key_id", String(ID), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("mark", String(128), nullable=False),
+    Column("org_id", String(ID), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("key_id", "kind", "mark"),
 )
 
 audit_events = Table(

@@ -15,6 +15,7 @@ from apiward.adapters.http.schemas.tenancy import (
     AuditEventOut,
     InvitationCreate,
     InvitationOut,
+    KeyHygiene,
     MembershipOut,
     MembershipPut,
     OrgOut,
@@ -32,6 +33,7 @@ from apiward.adapters.http.schemas.tenancy import (
     UserUpdate,
 )
 from apiward.adapters.http.security import require
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.models import AuditFilter, Organisation, PageRequest, Principal
 from apiward.services.limiting import RequestLimits
 
@@ -44,7 +46,9 @@ Paging = Annotated[PageRequest, Depends(pagination)]
 # the organisation -----------------------------------------------------------------
 
 
-async def _org_out(request_limits: RequestLimits, org: Organisation) -> OrgOut:
+async def _org_out(
+    request_limits: RequestLimits, org: Organisation, in_force: HygienePolicy
+) -> OrgOut:
     plan = request_limits.plan_for(org.rate_tier)
     limits = [
         {"name": p.name, "limit": p.limit, "period_seconds": p.period, "key": p.key}
@@ -56,6 +60,8 @@ async def _org_out(request_limits: RequestLimits, org: Organisation) -> OrgOut:
         created_at=org.created_at,
         rate_tier=org.rate_tier,
         rate_limits=limits,
+        key_hygiene=KeyHygiene.of(org.key_hygiene) if org.key_hygiene else None,
+        key_hygiene_in_force=KeyHygiene.of(in_force),
     )
 
 
@@ -63,8 +69,9 @@ async def _org_out(request_limits: RequestLimits, org: Organisation) -> OrgOut:
 async def get_org(
     tenancy: TenancyDep, limits: LimitsDep, principal: Principal = require("org:read")
 ) -> OrgOut:
-    """The caller's organisation and the rate limits of its plan."""
-    return await _org_out(limits, await tenancy.get_org(principal.org_id))
+    """The caller's organisation, the rate limits of its plan and its key hygiene."""
+    org = await tenancy.get_org(principal.org_id)
+    return await _org_out(limits, org, tenancy.hygiene_in_force(org))
 
 
 @router.patch("/v1/org", response_model=OrgOut, tags=["Organisation"])
@@ -76,14 +83,19 @@ async def update_org(
         "org:manage", environments=PRIMARY, reach=Reach.ORG, powers=(TIERS,)
     ),
 ) -> OrgOut:
-    """Rename the organisation, or move it to a rate-limit tier (`null`: the default)."""
+    """Rename the organisation, move it to a rate-limit tier (`null`: the default), or
+    set its own key hygiene policy (`null`: the operator's alone), which may only tighten
+    the operator's: a shorter unused limit, more reminder days and credit thresholds."""
+    hygiene = body.key_hygiene
     org = await tenancy.update_org(
         principal,
         name=body.name,
         rate_tier=body.rate_tier,
         clear_tier="rate_tier" in body.model_fields_set and body.rate_tier is None,
+        key_hygiene=hygiene.policy() if hygiene else None,
+        clear_hygiene="key_hygiene" in body.model_fields_set and hygiene is None,
     )
-    return await _org_out(limits, org)
+    return await _org_out(limits, org, tenancy.hygiene_in_force(org))
 
 
 # spaces -------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from apiward.adapters.http.schemas.common import Body
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.models import AuditEvent, EmailLink, Membership, Role, Space, User
 
 # spaces
@@ -209,10 +211,57 @@ class AuditEventOut(BaseModel):
 # the organisation
 
 
+ReminderDay = Annotated[int, Field(ge=1, le=365)]
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+
+class KeyHygiene(Body):
+    """An organisation's own key hygiene policy; it only tightens the operator's."""
+
+    unused_days: int | None = Field(
+        None,
+        ge=1,
+        le=3650,
+        description="Disable keys unused for this many days; at most the operator's "
+        "limit when one is set; null: the operator's.",
+    )
+    expiry_reminder_days: list[ReminderDay] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Reminder days before a key's expiry, added to the operator's.",
+    )
+    credit_thresholds: list[Percent] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Percentages of refilling credits spent that are announced, added to "
+        "the operator's.",
+    )
+
+    def policy(self) -> HygienePolicy:
+        return HygienePolicy(
+            unused_days=self.unused_days,
+            expiry_days=tuple(sorted(set(self.expiry_reminder_days), reverse=True)),
+            credit_percents=tuple(sorted(set(self.credit_thresholds))),
+        )
+
+    @classmethod
+    def of(cls, policy: HygienePolicy) -> KeyHygiene:
+        return cls(
+            unused_days=policy.unused_days,
+            expiry_reminder_days=list(policy.expiry_days),
+            credit_thresholds=list(policy.credit_percents),
+        )
+
+
 class OrgUpdate(Body):
     name: str | None = Field(None, min_length=1, max_length=200)
     rate_tier: str | None = Field(
         None, max_length=64, description="A tier of APIWARD_RATE_LIMIT_TIERS; null: default."
+    )
+    key_hygiene: KeyHygiene | None = Field(
+        None,
+        description="The organisation's own key hygiene policy, tightening the operator's "
+        "(README, 'Keeping keys healthy'); null: the operator's alone.",
     )
 
 
@@ -223,4 +272,10 @@ class OrgOut(BaseModel):
     rate_tier: str | None
     rate_limits: list[dict[str, object]] = Field(
         description="The limits of the org's plan: name, rate, key kind."
+    )
+    key_hygiene: KeyHygiene | None = Field(
+        None, description="The organisation's own key hygiene policy (null: none)."
+    )
+    key_hygiene_in_force: KeyHygiene | None = Field(
+        None, description="The policy that applies: the operator's, tightened by the org's."
     )

@@ -6,8 +6,17 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from apiward.core.hygiene import HygienePolicy
 from apiward.core.limits import Credits, Refill
-from apiward.core.models import ApiKey, EmailLink, LinkPurpose, OAuthClient, RateOverride, Role
+from apiward.core.models import (
+    ApiKey,
+    EmailLink,
+    LinkPurpose,
+    OAuthClient,
+    Organisation,
+    RateOverride,
+    Role,
+)
 from apiward.core.webhooks import WebhookDelivery, WebhookEndpoint
 
 KEY_LISTS = ("scopes", "ip_allow", "space_allow")
@@ -148,3 +157,35 @@ def delivery_values(delivery: WebhookDelivery) -> dict[str, Any]:
     values = asdict(delivery)
     values["attempt_log"] = list(delivery.attempt_log)
     return values
+
+
+def policy_values(org: Organisation) -> dict[str, Any] | None:
+    own = org.key_hygiene
+    if own is None:
+        return None
+    return {
+        "unused_days": own.unused_days,
+        "expiry_days": list(own.expiry_days),
+        "credit_percents": list(own.credit_percents),
+    }
+
+
+def policy_of(value: Any) -> HygienePolicy | None:
+    if value is None:
+        return None
+    return HygienePolicy(
+        unused_days=value.get("unused_days"),
+        expiry_days=tuple(value.get("expiry_days", ())),
+        credit_percents=tuple(value.get("credit_percents", ())),
+    )
+
+
+def org_values(org: Organisation) -> dict[str, Any]:
+    values = asdict(org)
+    values["key_hygiene"] = policy_values(org)
+    return values
+
+
+def org_record(r: Any) -> Organisation:
+    org: Organisation = record(r, Organisation, key_hygiene=policy_of(r._mapping["key_hygiene"]))
+    return org

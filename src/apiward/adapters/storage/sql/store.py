@@ -15,6 +15,7 @@ from apiward.adapters.storage.sql.audit import SqlAudit
 from apiward.adapters.storage.sql.credentials import SqlCredentials
 from apiward.adapters.storage.sql.engine import Listener, create_engine, listen
 from apiward.adapters.storage.sql.errors import map_db_errors
+from apiward.adapters.storage.sql.hygiene import SqlHygiene
 from apiward.adapters.storage.sql.invalidations import SqlInvalidations
 from apiward.adapters.storage.sql.portal import SqlPortal
 from apiward.adapters.storage.sql.tenancy import SqlTenancy
@@ -36,6 +37,7 @@ class SqlTransaction(
     SqlAudit,
     SqlWebhooks,
     SqlAnalytics,
+    SqlHygiene,
 ):
     """Every aggregate's statements, run on one transaction's connection."""
 

@@ -9,7 +9,13 @@ import sqlalchemy as sa
 
 from apiward.adapters.storage import tables as t
 from apiward.adapters.storage.sql.base import SqlBase
-from apiward.adapters.storage.sql.rows import record, role_record
+from apiward.adapters.storage.sql.rows import (
+    org_record,
+    org_values,
+    policy_values,
+    record,
+    role_record,
+)
 from apiward.core.models import (
     Environment,
     Membership,
@@ -27,21 +33,21 @@ class SqlTenancy(SqlBase):
 
     # organisations and environments
     async def insert_org(self, org: Organisation) -> None:
-        await self._c.execute(t.orgs.insert().values(asdict(org)))
+        await self._c.execute(t.orgs.insert().values(org_values(org)))
 
     async def get_org(self, org_id: str) -> Organisation | None:
         r = await self._one(t.orgs.select().where(t.orgs.c.id == org_id))
-        return record(r, Organisation) if r else None
+        return org_record(r) if r else None
 
     async def list_orgs(self) -> list[Organisation]:
         rows = await self._all(t.orgs.select().order_by(t.orgs.c.created_at, t.orgs.c.id))
-        return [record(r, Organisation) for r in rows]
+        return [org_record(r) for r in rows]
 
     async def update_org(self, org: Organisation) -> None:
         await self._c.execute(
             t.orgs.update()
             .where(t.orgs.c.id == org.id)
-            .values(name=org.name, rate_tier=org.rate_tier)
+            .values(name=org.name, rate_tier=org.rate_tier, key_hygiene=policy_values(org))
         )
 
     async def insert_environment(self, env: Environment) -> None:
