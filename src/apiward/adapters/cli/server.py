@@ -52,7 +52,16 @@ def serve(
         proxy_headers=False,
         # A request head bounded in size, fields and time (adapters/http/protocol.py).
         http=functools.partial(BoundedHttpToolsProtocol, limits=HeadLimits.of(settings)),  # type: ignore[arg-type]
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
+
+
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long the supervisor of ``--workers`` waits for a worker to answer its ping before
+it kills the worker as hung and starts another. uvicorn's 5 s killed workers that a
+loaded machine left without CPU for a few seconds, with the requests they held, and
+kept killing a starting worker still importing (a two-core machine under load took
+20-50 s to start two workers)."""
 
 
 def _where(settings: Settings, host: str, port: int) -> str:
