@@ -411,6 +411,10 @@ class KeyFilter:
     state: KeyState | None = None
     """Only the keys in this state at ``now`` (``ApiKey.state``)."""
     now: datetime | None = None
+    expires_before: datetime | None = None
+    """Only the keys with an expiry at or before it."""
+    unused_before: datetime | None = None
+    """Only the keys last used (or, never used, created) at or before it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,18 +299,23 @@ class Keys:
         external_id: str | None = None,
         search: str | None = None,
         state: KeyState | None = None,
+        expiring_within: timedelta | None = None,
+        unused_for: timedelta | None = None,
     ) -> Page[ApiKey]:
         """A page of keys of the principal's environment (or ``environment``); with
         ``every_environment``, of all, for a principal that spans them (the CLI); with
         ``external_id``, only the keys of that id; with ``search``, those whose name
         contains it or whose id, last four characters or hint it is; with ``state``,
-        those in that state now."""
+        those in that state now; with ``expiring_within``, those whose expiry comes
+        before that much time has passed; with ``unused_for``, those not used (or, never
+        used, created) for that long."""
         if every_environment and principal.viewed_environment is None:
             env: str | None = None
         else:
             env = effective_environment(principal, environment)
         if external_id is not None:
             check_external_id(external_id)
+        now = self._clock.now()
         flt = KeyFilter(
             environment=env,
             user_id=user_id,
@@ -318,7 +323,13 @@ class Keys:
             external_id=external_id,
             search=check_search(search) if search else None,
             state=state,
-            now=self._clock.now() if state is not None else None,
+            now=now,
+            expires_before=(
+                times.later(now, expiring_within.total_seconds(), name="The expiry horizon")
+                if expiring_within is not None
+                else None
+            ),
+            unused_before=now - unused_for if unused_for is not None else None,
         )
         async with self._store.begin() as tx:
             return await tx.list_keys(principal.org_id, flt, page)

@@ -154,13 +154,18 @@ def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
-def sign_in(page: Page, base: str, email: str) -> None:
+def sign_in(page: Page, base: str, email: str, *, keys: bool = True) -> None:
+    """Sign in, land on the overview, and (with ``keys``) go on to the key list."""
     page.goto(f"{base}/dashboard")
     assert "/dashboard/login" in page.url
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r".*/dashboard/keys$"))
+    page.wait_for_url(re.compile(r".*/dashboard/overview$"))
+    expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+    if keys:
+        page.get_by_role("navigation").get_by_role("link", name="API keys").click()
+        page.wait_for_url(re.compile(r".*/dashboard/keys$"))
 
 
 def test_sign_in_create_use_and_revoke_a_key(server: str, context: BrowserContext) -> None:

@@ -71,16 +71,17 @@ def test_the_secret_page_is_not_stored(org: Org, owner: Browser) -> None:
     assert_secured(r.headers)
 
 
-def test_home_leads_to_api_keys(owner: Browser) -> None:
+def test_home_leads_to_the_overview(owner: Browser) -> None:
     r = owner.get("/dashboard")
     assert r.status_code == 303
-    assert r.headers["location"] == "/dashboard/keys"
+    assert r.headers["location"] == "/dashboard/overview"
 
 
 def test_navigation_marks_the_current_page(owner: Browser) -> None:
     page = owner.get("/dashboard/clients").text
     nav = re.findall(r'<a href="(/dashboard/[a-z]+)"( aria-current="page")?>', page)
     assert [href for href, _ in nav] == [
+        "/dashboard/overview",
         "/dashboard/keys",
         "/dashboard/clients",
         "/dashboard/members",

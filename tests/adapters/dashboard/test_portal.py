@@ -315,7 +315,7 @@ def test_one_account_in_several_projects_switches_between_them(
     assert '<span class="org" title="Project ' + first.org.id in b.get("/dashboard/keys").text
     second = next(p for p in _projects(client, "ada@example.test") if p.org.name == "Second")
     r = b.post("/dashboard/projects/switch", {"org_id": second.org.id})
-    assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
+    assert (r.status_code, r.headers["location"]) == (303, "/dashboard/overview")
     assert '<span class="org" title="Project ' + second.org.id in b.get("/dashboard/keys").text
 
     # A project of someone else cannot be opened.
@@ -396,7 +396,7 @@ def test_an_invitee_without_an_account_joins_with_a_role(
         "/dashboard/invitations/accept",
         data={"csrf": csrf_of(page.text), "token": token, "name": "Grace", "password": PASSWORD},
     )
-    assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
+    assert (r.status_code, r.headers["location"]) == (303, "/dashboard/overview")
     keys = guest.get("/dashboard/keys").text
     assert "Team API" in keys and "developer" in keys
     # A developer manages keys but cannot invite.
@@ -762,7 +762,7 @@ def test_with_sign_up_closed_an_invitation_still_opens_an_account(
                 "password": PASSWORD,
             },
         )
-        assert (r.status_code, r.headers["location"]) == (303, "/dashboard/keys")
+        assert (r.status_code, r.headers["location"]) == (303, "/dashboard/overview")
         assert "Closed Co" in guest.get("/dashboard/keys").text
 
 

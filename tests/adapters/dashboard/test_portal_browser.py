@@ -109,6 +109,8 @@ def test_sign_up_confirm_create_project_and_key_then_call_the_api(
     shoot(page, "portal-switcher", full_page=False)
     page.get_by_role("button", name=re.compile(r"^Weather API")).click()
     expect(page.locator(".org")).to_have_text("Weather API")
+    expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+    page.get_by_role("navigation").get_by_role("link", name="API keys").click()
     expect(page.get_by_role("row").filter(has_text="Backend")).to_be_visible()
     assert errors == []
 
@@ -140,7 +142,7 @@ def test_an_invitation_brings_a_teammate_into_the_project(
         guest.get_by_label("Choose a password").fill(PASSWORD)
         shoot(guest, "portal-accept")
         guest.get_by_role("button", name="Create account and join").click()
-        guest.wait_for_url(re.compile(r".*/dashboard/keys$"))
+        guest.wait_for_url(re.compile(r".*/dashboard/overview$"))
         expect(guest.locator(".org")).to_have_text("Payments")
         expect(guest.locator(".role")).to_have_text("developer")
         assert errors == []

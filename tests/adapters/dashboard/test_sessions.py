@@ -48,7 +48,7 @@ def test_sign_in_sets_a_httponly_samesite_session_cookie(owner: Browser) -> None
 def test_session_cookie_flags(org: Org, browser: Callable[[], Browser]) -> None:
     r = browser().sign_in("owner@acme.test")
     assert r.status_code == 303
-    assert r.headers["location"] == "/dashboard/keys"
+    assert r.headers["location"] == "/dashboard/overview"
     cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith("apiward_session="))
     flags = [f.strip().lower() for f in cookie.split(";")]
     assert "httponly" in flags
@@ -181,17 +181,17 @@ def test_sign_out_revokes_the_session(
 def test_login_page_redirects_when_already_signed_in(owner: Browser) -> None:
     r = owner.get("/dashboard/login")
     assert r.status_code == 303
-    assert r.headers["location"] == "/dashboard/keys"
+    assert r.headers["location"] == "/dashboard/overview"
 
 
 @pytest.mark.parametrize(
     ("target", "landing"),
     [
         ("/dashboard/audit?type=key.created", "/dashboard/audit?type=key.created"),
-        ("https://evil.example/", "/dashboard/keys"),
-        ("//evil.example/dashboard/", "/dashboard/keys"),
-        ("/dashboard\\..\\evil", "/dashboard/keys"),
-        ("/v1/keys", "/dashboard/keys"),
+        ("https://evil.example/", "/dashboard/overview"),
+        ("//evil.example/dashboard/", "/dashboard/overview"),
+        ("/dashboard\\..\\evil", "/dashboard/overview"),
+        ("/v1/keys", "/dashboard/overview"),
     ],
 )
 def test_sign_in_returns_only_to_dashboard_pages(

@@ -663,6 +663,32 @@ async def test_list_keys_by_state_agrees_with_the_state_of_each_key(
             assert listed.total == len(expected)
 
 
+async def test_list_keys_by_expiry_horizon_and_by_disuse(store: Store[Transaction]) -> None:
+    """``expires_before`` lists keys whose expiry is at or before it (never those without
+    one); ``unused_before`` those last used at or before it, or never used and created
+    at or before it."""
+    org, owner = await _tenant(store)
+    now = _now()
+    day = timedelta(days=1)
+    soon = _key(org.id, owner.id, now - 40 * day, expires_at=now + 3 * day)
+    edge = _key(org.id, owner.id, now, expires_at=now + 14 * day)
+    late = _key(org.id, owner.id, now, expires_at=now + 15 * day)
+    never = _key(org.id, owner.id, now - 40 * day)
+    used = _key(org.id, owner.id, now - 40 * day, last_used_at=now - day)
+    stale = _key(org.id, owner.id, now - 90 * day, last_used_at=now - 31 * day)
+    async with store.begin() as tx:
+        for key in (soon, edge, late, never, used, stale):
+            await tx.insert_key(key)
+        expiring = await tx.list_keys(
+            org.id, KeyFilter("live", expires_before=now + 14 * day), PageRequest()
+        )
+        unused = await tx.list_keys(
+            org.id, KeyFilter("live", unused_before=now - 30 * day), PageRequest()
+        )
+    assert {k.id for k in expiring.items} == {soon.id, edge.id}
+    assert {k.id for k in unused.items} == {soon.id, never.id, stale.id}
+
+
 async def test_list_keys_search_matches_name_id_last_four_and_hint_only(
     store: Store[Transaction],
 ) -> None:

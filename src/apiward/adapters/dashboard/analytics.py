@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from markupsafe import Markup, escape
 from starlette.responses import Response
 
-from apiward.adapters.dashboard.web import DashboardRoute, Me, render, signed_in
+from apiward.adapters.dashboard.web import DashboardRoute, Me, api_base, render, signed_in
 from apiward.adapters.http.deps import AnalyticsDep, ClockDep, KeysDep
 from apiward.core import analytics
 from apiward.core.analytics import OUTCOMES, Bucket
@@ -177,7 +177,7 @@ async def page(
         period=period,
         key_id=key_id,
         colours=COLOURS,
-        base=str(request.base_url).rstrip("/"),
+        base=api_base(request),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
@@ -155,8 +155,16 @@ async def _list(
     search = request.query_params.get("q", "").strip()[:SEARCH_MAX]
     wanted = request.query_params.get("state", "")
     state = KeyState(wanted) if wanted in STATES else None
+    expiring = whole_number(request.query_params.get("expiring", ""), MAX_EXPIRY_DAYS)
+    unused = whole_number(request.query_params.get("unused", ""), MAX_EXPIRY_DAYS)
     page = await keys.list_keys(
-        me.principal, paging(request), environment=me.env, search=search or None, state=state
+        me.principal,
+        paging(request),
+        environment=me.env,
+        search=search or None,
+        state=state,
+        expiring_within=timedelta(days=expiring) if expiring is not None else None,
+        unused_for=timedelta(days=unused) if unused is not None else None,
     )
     return render(
         request,
@@ -169,6 +177,8 @@ async def _list(
         search=search,
         state=state.value if state else "",
         states=STATES,
+        expiring=expiring,
+        unused=unused,
     )
 
 

@@ -291,7 +291,7 @@ async def accept(
             here=url("/invitations/accept", token=token),
             values={"name": text(form, "name")},
         )
-    response = see_other(url("/keys"))
+    response = see_other(url("/overview"))
     if me is not None and me.account is not None:
         await sessions.switch(me.visitor, project.org.id)
     else:
@@ -362,7 +362,7 @@ async def open_project(
         await sessions.switch(me.visitor, org_id)
     except ApiwardError as exc:
         return _projects_page(request, me, settings, status=status_of(exc), flash=Flash.error(exc))
-    return see_other(url("/keys"))
+    return see_other(url("/overview"))
 
 
 @router.post("/projects/switch")

@@ -15,6 +15,7 @@ from apiward.adapters.dashboard import (
     key_page,
     keys,
     members,
+    overview,
     portal,
     usage,
 )
@@ -69,13 +70,13 @@ def _next(target: str) -> str:
         and target.isprintable()
     ):
         return target
-    return url("/keys")
+    return url("/overview")
 
 
 @router.get("")
 @declare(PUBLIC)
 async def home() -> RedirectResponse:
-    return see_other(url("/keys"))
+    return see_other(url("/overview"))
 
 
 def _login_page(
@@ -159,7 +160,7 @@ async def static(name: str) -> Response:
     )
 
 
-for module in (keys, key_page, clients, members, usage, analytics, audit, portal):
+for module in (overview, keys, key_page, clients, members, usage, analytics, audit, portal):
     router.include_router(module.router)
 
 

@@ -84,6 +84,7 @@ SECURITY_HEADERS = {
 
 # (section, path, label, scope needed to read it)
 NAVIGATION = (
+    ("overview", "/overview", "Overview", ""),
     ("keys", "/keys", "API keys", "keys:read"),
     ("clients", "/clients", "OAuth clients", "clients:read"),
     ("members", "/members", "Members & roles", "users:read"),
@@ -172,7 +173,8 @@ class Me:
         return self.signed.principal
 
     def can(self, scope: str) -> bool:
-        return self.in_project and self.principal.grants(scope)
+        """Whether the user's role grants ``scope`` here ("": whether they are in a project)."""
+        return self.in_project and (not scope or self.principal.grants(scope))
 
     def require(self, scope: str) -> None:
         """The scope the HTTP route for this action requires, or a 403 page."""
@@ -184,6 +186,13 @@ def url(path: str, **query: object) -> str:
     """A dashboard URL; query values that are None or empty are left out."""
     params = {k: str(v) for k, v in query.items() if v not in (None, "")}
     return PREFIX + path + ("?" + urlencode(params) if params else "")
+
+
+def api_base(request: Request) -> str:
+    """Where the API is reached, for the commands a page shows: ``APIWARD_PUBLIC_URL``,
+    else the address this page was reached at."""
+    settings = runtime_of(request).settings
+    return (settings.public_url or str(request.base_url)).rstrip("/")
 
 
 def page_url(request: Request, page: int) -> str:

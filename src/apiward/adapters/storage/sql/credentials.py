@@ -61,6 +61,10 @@ class SqlCredentials(SqlBase):
             stmt = stmt.where(_matching(flt.search))
         if flt.state is not None:
             stmt = stmt.where(_in_state(flt.state, flt.now))
+        if flt.expires_before is not None:
+            stmt = stmt.where(c.expires_at.is_not(None), c.expires_at <= flt.expires_before)
+        if flt.unused_before is not None:
+            stmt = stmt.where(sa.func.coalesce(c.last_used_at, c.created_at) <= flt.unused_before)
         return await self._page(stmt, [c.created_at.desc(), c.id], page, key_record)
 
     async def update_key(self, key: ApiKey) -> None:
