@@ -56,7 +56,9 @@ class ServerProcess:
 
 @contextmanager
 def spawn_server(database_url: str, **env_extra: str) -> Iterator[ServerProcess]:
-    """``apiward serve`` as a real process on ``database_url``, started and stopped."""
+    """``apiward serve`` as a real process on ``database_url``, started and stopped, in a
+    process group of its own (its pid), which a test may signal as a whole: with
+    ``--workers``, the supervisor and every worker at once."""
     port = free_port()
     env = {
         **os.environ,
@@ -72,6 +74,7 @@ def spawn_server(database_url: str, **env_extra: str) -> Iterator[ServerProcess]
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
