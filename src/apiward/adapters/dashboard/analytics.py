@@ -20,6 +20,7 @@ from apiward.adapters.http.deps import AnalyticsDep, ClockDep, KeysDep
 from apiward.core import analytics
 from apiward.core.analytics import OUTCOMES, Bucket
 from apiward.core.models import PageRequest
+from apiward.services.analytics import Analytics
 
 router = APIRouter(route_class=DashboardRoute)
 _ALL = PageRequest(page=1, page_size=100)
@@ -116,6 +117,37 @@ def summarise(series: list[Bucket]) -> Summary:
     return Summary(
         sum(r.count for r in series), sum(r.count for r in series if r.outcome == "VALID")
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """One credential's (or one environment's) last 24 hours, drawn."""
+
+    label: str
+    chart: Markup
+    summary: Summary
+    by_outcome: Counter[str]
+
+
+async def last_day(
+    verifications: Analytics,
+    me: Me,
+    environment: str,
+    now: datetime,
+    what: str,
+    **only: str,
+) -> Traffic | None:
+    """The last 24 hours of verifications by outcome, ``only`` those of a key or client
+    (``key_id=``, ``client_id=``); None for a role that may not read analytics."""
+    if not me.can("analytics:read"):
+        return None
+    q = analytics.query(
+        since="24h", until=None, granularity="hour", now=now, group_by="outcome", **only
+    )
+    series = await verifications.verifications(me.principal, q, environment=environment)
+    label = f"Verifications{what} per hour, last 24h, by outcome"
+    slots = period_slots("24h", "hour", now)
+    return Traffic(label, chart(series, slots, label), summarise(series), outcomes(series))
 
 
 def time_labels(slots: int, most: int = 5) -> list[int]:

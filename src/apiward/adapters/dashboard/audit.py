@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request
@@ -13,7 +14,8 @@ from apiward.adapters.dashboard.web import DashboardRoute, Flash, Me, paging, re
 from apiward.adapters.http.deps import AuditDep, TenancyDep
 from apiward.core import times
 from apiward.core.errors import InvalidInput
-from apiward.core.models import AuditFilter
+from apiward.core.models import AuditEvent, AuditFilter, PageRequest
+from apiward.services.audit import AuditLog
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -74,6 +76,26 @@ def details_of(data: dict[str, object]) -> list[tuple[str, str]]:
             text = "none" if value is None else str(value)
         out.append((name, text))
     return out
+
+
+TRAIL = PageRequest(page=1, page_size=20)
+
+
+@dataclass(frozen=True, slots=True)
+class Trail:
+    """The latest events about one key or client, with their details readable."""
+
+    events: list[AuditEvent]
+    details: dict[str, list[tuple[str, str]]]
+
+
+async def trail_of(log: AuditLog, me: Me, target_id: str, environment: str) -> Trail | None:
+    """The latest events about ``target_id``; None for a role that may not read the log."""
+    if not me.can("audit:read"):
+        return None
+    flt = AuditFilter(target_id=target_id, environment=environment)
+    events = (await log.list(me.principal, flt, TRAIL)).items
+    return Trail(events, {e.id: details_of(e.data) for e in events})
 
 
 @router.get("/audit")

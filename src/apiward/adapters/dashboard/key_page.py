@@ -9,14 +9,12 @@ never edited here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from apiward.adapters.dashboard import analytics as charts
-from apiward.adapters.dashboard.audit import details_of
+from apiward.adapters.dashboard.audit import trail_of
 from apiward.adapters.dashboard.keys import (
     EXPIRY_CHOICES,
     KEEP,
@@ -44,15 +42,13 @@ from apiward.adapters.http.deps import (
     LimitsDep,
     TenancyDep,
 )
-from apiward.core import analytics
 from apiward.core.errors import ApiwardError
 from apiward.core.limits import refilled
-from apiward.core.models import ApiKey, AuditFilter, PageRequest
+from apiward.core.models import ApiKey
 from apiward.services.tenancy import Tenancy
 
 router = APIRouter(route_class=DashboardRoute)
 
-TRAIL = PageRequest(page=1, page_size=20)
 NOTICES = {"updated": "The API key is changed."}
 
 
@@ -71,27 +67,11 @@ async def key_page(
     me.require("keys:read")
     key = await keys.get(me.principal, key_id)
     now = clock.now()
-    context: dict[str, Any] = {"limits": None, "chart": None, "trail": None, "details": {}}
+    limits_now = None
     if me.can("org:read"):
         org = await tenancy.get_org(me.principal.org_id)
         policies = limits.plan_for(org.rate_tier, key.rate_limits).policies
-        context["limits"] = await key_limits(limits, policies, org.id, key)
-    if me.can("analytics:read"):
-        query = analytics.query(
-            since="24h", until=None, granularity="hour", now=now, group_by="outcome", key_id=key.id
-        )
-        series = await verifications.verifications(me.principal, query, environment=key.environment)
-        label = "Verifications of this key per hour, last 24h, by outcome"
-        context["chart"] = charts.chart(series, charts.period_slots("24h", "hour", now), label)
-        context["label"] = label
-        context["summary"] = charts.summarise(series)
-        context["by_outcome"] = charts.outcomes(series)
-    if me.can("audit:read"):
-        page = await log.list(
-            me.principal, AuditFilter(target_id=key.id, environment=key.environment), TRAIL
-        )
-        context["trail"] = page.items
-        context["details"] = {e.id: details_of(e.data) for e in page.items}
+        limits_now = await key_limits(limits, policies, org.id, key)
     return render(
         request,
         "key.html",
@@ -102,7 +82,11 @@ async def key_page(
         credits=refilled(key.credits, now) if key.credits else None,
         people=await people(tenancy, me),
         colours=charts.COLOURS,
-        **context,
+        limits=limits_now,
+        traffic=await charts.last_day(
+            verifications, me, key.environment, now, " of this key", key_id=key.id
+        ),
+        trail=await trail_of(log, me, key.id, key.environment),
     )
 
 

@@ -45,30 +45,20 @@ async def overview(
     now = clock.now()
     env = me.env
     context: dict[str, Any] = {
-        "traffic": None,
         "expiring": None,
         "unused": None,
         "events": None,
         "any_key": None,
     }
-    if me.can("analytics:read"):
-
-        async def counts(group_by: str) -> list[analytics.Bucket]:
-            q = analytics.query(
-                since="24h", until=None, granularity="hour", now=now, group_by=group_by
-            )
-            return await verifications.verifications(me.principal, q, environment=env)
-
-        series = await counts("outcome")
+    context["traffic"] = await charts.last_day(verifications, me, env, now, "")
+    if context["traffic"] is not None:
+        q = analytics.query(
+            since="24h", until=None, granularity="hour", now=now, group_by="key,outcome"
+        )
         refused: Counter[str] = Counter()
-        for row in await counts("key,outcome"):
+        for row in await verifications.verifications(me.principal, q, environment=env):
             if row.key_id and row.outcome != "VALID":
                 refused[row.key_id] += row.count
-        label = "Verifications per hour, last 24h, by outcome"
-        context["traffic"] = charts.summarise(series)
-        context["chart"] = charts.chart(series, charts.period_slots("24h", "hour", now), label)
-        context["label"] = label
-        context["by_outcome"] = charts.outcomes(series)
         context["refused"] = refused.most_common(REFUSED_MOST)
     if me.can("keys:read"):
         context["expiring"] = await keys.list_keys(

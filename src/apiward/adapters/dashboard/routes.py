@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from apiward.adapters.dashboard import (
     analytics,
     audit,
+    client_page,
     clients,
     key_page,
     keys,
@@ -160,7 +161,9 @@ async def static(name: str) -> Response:
     )
 
 
-for module in (overview, keys, key_page, clients, members, usage, analytics, audit, portal):
+PAGES = (overview, keys, key_page, clients, client_page, members, usage, analytics, audit, portal)
+"""In this order: ``/keys/new`` before ``/keys/{key_id}``, and so on."""
+for module in PAGES:
     router.include_router(module.router)
 
 

@@ -1,0 +1,137 @@
+"""Settings > OAuth clients > a client: what it is, its traffic and audit trail, its
+actions; and the form that renames it or changes its scopes, through ``Clients.update``
+(the call of ``PATCH /v1/clients/{id}``) and its authority rule."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import FormData, UploadFile
+from starlette.responses import Response
+
+from apiward.adapters.dashboard import analytics as charts
+from apiward.adapters.dashboard.audit import trail_of
+from apiward.adapters.dashboard.keys import people, scope_choices
+from apiward.adapters.dashboard.web import (
+    DashboardRoute,
+    FieldErrors,
+    Me,
+    chosen,
+    notice,
+    render,
+    see_other,
+    signed_in,
+    text,
+    url,
+    words,
+)
+from apiward.adapters.http.deps import AnalyticsDep, AuditDep, ClientsDep, ClockDep, TenancyDep
+from apiward.adapters.http.schemas.clients import ClientOut
+from apiward.core.errors import ApiwardError
+from apiward.core.models import OAuthClient
+from apiward.services.keys import credential_scopes
+from apiward.services.tenancy import Tenancy, check_name
+
+router = APIRouter(route_class=DashboardRoute)
+
+NOTICES = {"updated": "The OAuth client is changed."}
+
+
+@router.get("/clients/{client_id}")
+async def client_page(
+    client_id: str,
+    request: Request,
+    clients: ClientsDep,
+    tenancy: TenancyDep,
+    verifications: AnalyticsDep,
+    log: AuditDep,
+    clock: ClockDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    me.require("clients:read")
+    client = await clients.get(me.principal, client_id)
+    now = clock.now()
+    env = client.environment
+    return render(
+        request,
+        "client.html",
+        flash=notice(request, NOTICES),
+        section="clients",
+        client=client,
+        state=ClientOut.of(client, now).state,
+        people=await people(tenancy, me),
+        colours=charts.COLOURS,
+        traffic=await charts.last_day(
+            verifications, me, env, now, " of this client", client_id=client.id
+        ),
+        trail=await trail_of(log, me, client.id, env),
+    )
+
+
+async def _edit_form(
+    request: Request,
+    me: Me,
+    tenancy: Tenancy,
+    client: OAuthClient,
+    *,
+    values: FormData | None = None,
+    errors: FieldErrors | None = None,
+) -> Response:
+    offered = await scope_choices(tenancy, me)
+    offered += [(s, "Held by this client") for s in client.scopes if s not in dict(offered)]
+    if values is None:
+        listed = {scope for scope, _ in offered}
+        fields: list[tuple[str, str | UploadFile]] = [("name", client.name)]
+        fields += [("scope", s) for s in client.scopes if s in listed]
+        fields.append(("more_scopes", " ".join(s for s in client.scopes if s not in listed)))
+        values = FormData(fields)
+    return render(
+        request,
+        "client_edit.html",
+        status=400 if errors else 200,
+        flash=errors.flash() if errors else None,
+        section="clients",
+        client=client,
+        scopes=offered,
+        values=values,
+        errors=errors or FieldErrors(),
+    )
+
+
+@router.get("/clients/{client_id}/edit")
+async def edit_client(
+    client_id: str,
+    request: Request,
+    clients: ClientsDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    me.require("clients:write")
+    return await _edit_form(request, me, tenancy, await clients.get(me.principal, client_id))
+
+
+@router.post("/clients/{client_id}/edit")
+async def save_client(
+    client_id: str,
+    request: Request,
+    clients: ClientsDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    me.require("clients:write")
+    client = await clients.get(me.principal, client_id)
+    form = await request.form()
+    errors = FieldErrors()
+    name = text(form, "name")
+    with errors.on("name"):
+        check_name(name, "client")
+    scopes = chosen(form, "scope") + words(text(form, "more_scopes", 4000))
+    with errors.on("scopes"):
+        credential_scopes(scopes, "An OAuth client")
+    if not errors:
+        try:
+            await clients.update(me.principal, client.id, name=name, scopes=scopes)
+        except ApiwardError as exc:
+            errors.add(exc)
+    if errors:
+        return await _edit_form(request, me, tenancy, client, values=form, errors=errors)
+    return see_other(url(f"/clients/{client.id}", env=client.environment, done="updated"))
