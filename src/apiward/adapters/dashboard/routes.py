@@ -19,6 +19,7 @@ from apiward.adapters.dashboard import (
     overview,
     portal,
     usage,
+    webhooks,
 )
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
@@ -161,7 +162,19 @@ async def static(name: str) -> Response:
     )
 
 
-PAGES = (overview, keys, key_page, clients, client_page, members, usage, analytics, audit, portal)
+PAGES = (
+    overview,
+    keys,
+    key_page,
+    clients,
+    client_page,
+    members,
+    usage,
+    analytics,
+    audit,
+    webhooks,
+    portal,
+)
 """In this order: ``/keys/new`` before ``/keys/{key_id}``, and so on."""
 for module in PAGES:
     router.include_router(module.router)

@@ -91,6 +91,7 @@ NAVIGATION = (
     ("usage", "/usage", "Rate limits & usage", "keys:read"),
     ("analytics", "/analytics", "Analytics", "analytics:read"),
     ("audit", "/audit", "Audit log", "audit:read"),
+    ("webhooks", "/webhooks", "Webhooks", "webhooks:read"),
 )
 
 
