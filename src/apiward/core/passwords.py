@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import argon2
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:
+    import argon2
 
 MIN_LENGTH = 10
 MAX_LENGTH = 1024
@@ -25,6 +27,8 @@ class PasswordPolicy:
     parallelism: int = 4
 
     def hasher(self) -> argon2.PasswordHasher:
+        import argon2
+
         return argon2.PasswordHasher(
             time_cost=self.time_cost,
             memory_cost=self.memory_cost_kib,
@@ -46,16 +50,23 @@ class PasswordPolicy:
 
 class Passwords:
     def __init__(self, policy: PasswordPolicy) -> None:
-        self._hasher = policy.hasher()
+        self._policy = policy
         # Verifying against this when a user is unknown costs the same as a real check
         # (the cost is the parameters', not the hash's), so an unknown user and a wrong
         # password take the same time; no password has it, and making it costs nothing.
         self._dummy = policy.unmatchable()
 
+    @cached_property
+    def _hasher(self) -> argon2.PasswordHasher:
+        """Made on first use: a command that hashes nothing loads no Argon2."""
+        return self._policy.hasher()
+
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
 
     def verify(self, stored: str | None, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
         try:
             return self._hasher.verify(stored or self._dummy, password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -10,13 +10,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.adapters.cli.conftest import init
 
 PROBE = """
-import json, sys
+import gc, json, sys
+frozen = gc.get_freeze_count()  # 3.12 starts with some
 from apiward.adapters.cli.main import main
 
 out, sys.argv = sys.argv[1], ["apiward", *sys.argv[2:]]
@@ -24,14 +26,15 @@ try:
     main()
 finally:
     with open(out, "w") as f:
-        json.dump(sorted(sys.modules), f)
+        json.dump({"modules": sorted(sys.modules), "collecting": gc.isenabled(),
+                   "frozen": gc.get_freeze_count() - frozen}, f)
 """
 """Runs ``apiward ARGS...`` as the console script does, then writes the names of every
-module it loaded to the file named first."""
+module it loaded, and the garbage collector's state, to the file named first."""
 
 SERVER = (
     "fastapi", "starlette", "uvicorn", "httpx", "jinja2", "cryptography", "jwt",
-    "opentelemetry", "prometheus_client", "alembic", "maxminddb",
+    "opentelemetry", "prometheus_client", "alembic", "maxminddb", "argon2",
     "apiward.adapters.http.app", "apiward.adapters.http.routes", "apiward.adapters.delivery",
     "apiward.adapters.mail", "apiward.adapters.metrics", "apiward.adapters.tracing",
     "apiward.adapters.geo", "apiward.adapters.secret", "apiward.services.auth",
@@ -39,16 +42,20 @@ SERVER = (
     "apiward.services.portal", "apiward.services.leaks", "apiward.services.importing",
     "apiward.services.housekeeping", "apiward.services.scheduler", "apiward.services.clients",
 )  # fmt: skip
-"""What serves requests: a key command loads none of it."""
+"""What serves requests (Argon2: signing in): a key command loads none of it."""
 
 RUNTIME = (
-    "sqlalchemy", "pydantic", "structlog", "argon2", "asyncio", "apiward.adapters.settings",
+    "sqlalchemy", "pydantic", "structlog", "asyncio", "apiward.adapters.settings",
     "apiward.adapters.runtime", "apiward.core.models", "apiward.services",
 )  # fmt: skip
 """What any command that runs needs: ``--help`` and ``--version`` load none of it."""
 
 
 def _loaded(tmp_path: Path, *args: str) -> set[str]:
+    return set(_probe(tmp_path, *args)["modules"])
+
+
+def _probe(tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / "modules.json"
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(out), *args],
@@ -58,7 +65,8 @@ def _loaded(tmp_path: Path, *args: str) -> set[str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return set(json.loads(out.read_text()))
+    found: dict[str, Any] = json.loads(out.read_text())
+    return found
 
 
 def _among(loaded: set[str], names: tuple[str, ...]) -> list[str]:
@@ -102,3 +110,16 @@ def test_a_key_command_loads_the_store_and_the_key_services_only(
     loaded = _loaded(tmp_path, *args)
     assert {"sqlalchemy", "apiward.services.keys", "apiward.services.operators"} <= loaded
     assert _among(loaded, SERVER) == []
+
+
+@pytest.mark.parametrize(("args", "frozen"), [(["keys", "list"], True), (["migrate"], False)])
+def test_a_command_collects_garbage_again_once_its_runtime_is_open(
+    cli_env: dict[str, str], tmp_path: Path, args: list[str], frozen: bool
+) -> None:
+    """The collector is off while a command imports and opens its runtime, then on
+    again; a command leaves what it loaded out of later collections, a server (as
+    ``migrate`` starts the runtime) does not."""
+    init()
+    state = _probe(tmp_path, *args)
+    assert state["collecting"] is True
+    assert state["frozen"] > 10_000 if frozen else state["frozen"] == 0

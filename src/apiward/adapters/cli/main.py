@@ -17,6 +17,7 @@ from apiward.adapters.cli import (
     org,
     projects,
     server,
+    shared,
     usage,
 )
 
@@ -64,6 +65,7 @@ app.add_typer(config.app, name="config")
 
 
 def main() -> None:
+    shared.defer_collection()
     try:
         app(prog_name="apiward")
     except Exception as exc:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from apiward.adapters.cli.shared import JsonOption, out, run
+from apiward.adapters.cli.shared import JsonOption, out, resume_collection, run
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
@@ -40,6 +40,7 @@ def serve(
         # Migrations and the first signing key, once, before workers fork.
         run(_started, as_server=True)
     os.environ["APIWARD_MIGRATE_ON_START"] = "false"
+    resume_collection(freeze=False)  # a server collects its garbage
     print(_where(settings, host or settings.host, port or settings.port), flush=True)
     uvicorn.run(
         "apiward.adapters.http.app:create_app",
