@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from apiward.adapters.settings import Settings
 from apiward.webhooks import WebhookSignatureError, verify_signature
 from tests.adapters.dashboard.conftest import Browser, secret_of
 from tests.adapters.http.test_webhooks import Receiver, wait_for
-from tests.adapters.http.test_webhooks import receiver as receiver  # noqa: F401 - fixture
+from tests.adapters.http.test_webhooks import receiver as receiver
 from tests.conftest import Org, fast_settings
 
 
@@ -77,7 +77,8 @@ def test_add_test_and_roll_an_endpoint(org: Org, owner: Browser, receiver: Recei
 
 def test_errors_are_shown_next_to_the_url_and_the_events(owner: Browser) -> None:
     r = owner.post(
-        "/dashboard/webhooks", {"env": "live", "url": "ftp://example.com/x", "event": ["key.created"]}
+        "/dashboard/webhooks",
+        {"env": "live", "url": "ftp://example.com/x", "event": ["key.created"]},
     )
     assert r.status_code == 400
     assert 'id="url-error"' in r.text and 'id="events-error"' not in r.text
@@ -96,9 +97,10 @@ def test_disable_enable_and_delete(org: Org, owner: Browser, receiver: Receiver)
 
     owner.post(f"/dashboard/webhooks/{hook_id}/disable", {"env": "live"})
     assert state() == "disabled"
-    assert "The endpoint is disabled" in owner.get(
-        f"/dashboard/webhooks/{hook_id}?env=live&done=disabled"
-    ).text
+    assert (
+        "The endpoint is disabled"
+        in owner.get(f"/dashboard/webhooks/{hook_id}?env=live&done=disabled").text
+    )
     owner.post(f"/dashboard/webhooks/{hook_id}/enable", {"env": "live"})
     assert state() == "enabled"
     assert "Delete this endpoint?" in owner.get(f"/dashboard/webhooks/{hook_id}/delete").text
