@@ -538,6 +538,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="When set, GET /metrics needs Authorization: Bearer <token>."
     )
+    api_scopes: dict[str, str] = Field(
+        default_factory=dict,
+        description="The scopes of the API apiward protects, each with what it allows "
+        '(TOML: [api_scopes] "invoices:read" = "Read invoices"; JSON in the variable). The '
+        "dashboard offers them first and checks scopes typed into its forms against them.",
+    )
 
     def connections_bound(self) -> int:
         """``max_connections``, or what the process's open-file limit leaves room for."""
@@ -563,6 +569,23 @@ class Settings(BaseSettings):
         if any(not 1 <= p <= 100 for p in value):
             raise ValueError("credit thresholds are percentages spent, 1 to 100")
         return sorted(set(value))
+
+    @field_validator("api_scopes")
+    @classmethod
+    def _api_scopes(cls, value: dict[str, str]) -> dict[str, str]:
+        from apiward.core.errors import InvalidInput
+        from apiward.core.scopes import parse
+
+        for scope, description in value.items():
+            try:
+                resource, action = parse(scope)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+            if "*" in (resource, action):
+                raise ValueError(f"{scope!r}: list the API's scopes themselves, not patterns")
+            if not 1 <= len(description.strip()) <= 200 or not description.isprintable():
+                raise ValueError(f"{scope!r}: describe it in 1 to 200 printable characters")
+        return value
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -20,6 +20,7 @@ that ``grants(intersect(a, b), s) == grants(a, s) and grants(b, s)`` for every `
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Iterable, Iterator
@@ -166,3 +167,15 @@ class ScopeSet:
 
 def intersect(a: Iterable[str], b: Iterable[str]) -> ScopeSet:
     return ScopeSet(a).intersect(ScopeSet(b))
+
+
+def check_known(scopes: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse a scope that is none of ``known`` and, a pattern, grants none of them: a
+    typo, most likely (``InvalidInput`` names it and the nearest known scope)."""
+    catalogue = sorted(set(known))
+    for scope in scopes:
+        if any(ScopeSet([scope]).grants(k) for k in catalogue):
+            continue
+        close = difflib.get_close_matches(scope, catalogue, n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise InvalidInput(f"Unknown scope '{scope}': this API has no such scope.{hint}")

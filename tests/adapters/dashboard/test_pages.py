@@ -88,6 +88,7 @@ def test_navigation_marks_the_current_page(owner: Browser) -> None:
         "/dashboard/usage",
         "/dashboard/analytics",
         "/dashboard/audit",
+        "/dashboard/webhooks",
         "/dashboard/account",
     ]
     assert [href for href, current in nav if current] == ["/dashboard/clients"]

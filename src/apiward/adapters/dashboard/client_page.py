@@ -10,25 +10,22 @@ from starlette.responses import Response
 
 from apiward.adapters.dashboard import analytics as charts
 from apiward.adapters.dashboard.audit import trail_of
-from apiward.adapters.dashboard.keys import people, scope_choices
+from apiward.adapters.dashboard.keys import catalogue, people, read_scopes, scope_choices
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
     FieldErrors,
     Me,
-    chosen,
     notice,
     render,
     see_other,
     signed_in,
     text,
     url,
-    words,
 )
 from apiward.adapters.http.deps import AnalyticsDep, AuditDep, ClientsDep, ClockDep, TenancyDep
 from apiward.adapters.http.schemas.clients import ClientOut
 from apiward.core.errors import ApiwardError
 from apiward.core.models import OAuthClient
-from apiward.services.keys import credential_scopes
 from apiward.services.tenancy import Tenancy, check_name
 
 router = APIRouter(route_class=DashboardRoute)
@@ -76,10 +73,10 @@ async def _edit_form(
     values: FormData | None = None,
     errors: FieldErrors | None = None,
 ) -> Response:
-    offered = await scope_choices(tenancy, me)
-    offered += [(s, "Held by this client") for s in client.scopes if s not in dict(offered)]
+    choices = await scope_choices(tenancy, me, catalogue(request))
+    offered = choices.holding(client.scopes, "Held by this client")
     if values is None:
-        listed = {scope for scope, _ in offered}
+        listed = offered.names()
         fields: list[tuple[str, str | UploadFile]] = [("name", client.name)]
         fields += [("scope", s) for s in client.scopes if s in listed]
         fields.append(("more_scopes", " ".join(s for s in client.scopes if s not in listed)))
@@ -124,9 +121,7 @@ async def save_client(
     name = text(form, "name")
     with errors.on("name"):
         check_name(name, "client")
-    scopes = chosen(form, "scope") + words(text(form, "more_scopes", 4000))
-    with errors.on("scopes"):
-        credential_scopes(scopes, "An OAuth client")
+    scopes = read_scopes(form, errors, "An OAuth client", catalogue(request))
     if not errors:
         try:
             await clients.update(me.principal, client.id, name=name, scopes=scopes)

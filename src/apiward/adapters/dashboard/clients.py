@@ -6,12 +6,19 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from apiward.adapters.dashboard.keys import EXPIRY_CHOICES, expiry, people, scope_choices
+from apiward.adapters.dashboard.keys import (
+    EXPIRY_CHOICES,
+    catalogue,
+    expiry,
+    people,
+    read_scopes,
+    scope_choices,
+)
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
+    FieldErrors,
     Flash,
     Me,
-    chosen,
     notice,
     paging,
     render,
@@ -19,7 +26,6 @@ from apiward.adapters.dashboard.web import (
     signed_in,
     text,
     url,
-    words,
 )
 from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep
 from apiward.adapters.http.errors import status_of
@@ -27,7 +33,7 @@ from apiward.adapters.http.schemas.clients import ClientOut
 from apiward.core.clock import Clock
 from apiward.core.errors import ApiwardError
 from apiward.services.clients import Clients
-from apiward.services.tenancy import Tenancy
+from apiward.services.tenancy import Tenancy, check_name
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -78,18 +84,18 @@ async def _form(
     tenancy: Tenancy,
     *,
     values: FormData | None = None,
-    flash: Flash | None = None,
-    status: int = 200,
+    errors: FieldErrors | None = None,
 ) -> Response:
     return render(
         request,
         "client_new.html",
-        status=status,
-        flash=flash,
+        status=400 if errors else 200,
+        flash=errors.flash() if errors else None,
         section="clients",
-        scopes=await scope_choices(tenancy, me),
+        scopes=await scope_choices(tenancy, me, catalogue(request)),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),
+        errors=errors or FieldErrors(),
     )
 
 
@@ -111,16 +117,23 @@ async def create_client(
 ) -> Response:
     me.require("clients:write")
     form = await request.form()
-    try:
-        created = await clients.create(
-            me.principal,
-            name=text(form, "name"),
-            scopes=chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
-            environment=me.env,
-            expires_at=expiry(form, clock.now()),
-        )
-    except ApiwardError as exc:
-        return await _form(request, me, tenancy, values=form, flash=Flash.error(exc), status=400)
+    errors = FieldErrors()
+    name = text(form, "name")
+    with errors.on("name"):
+        check_name(name, "client")
+    scopes = read_scopes(form, errors, "An OAuth client", catalogue(request))
+    expires_at = None
+    with errors.on("expires"):
+        expires_at = expiry(form, clock.now())
+    if not errors:
+        try:
+            created = await clients.create(
+                me.principal, name=name, scopes=scopes, environment=me.env, expires_at=expires_at
+            )
+        except ApiwardError as exc:
+            errors.add(exc)
+    if errors:
+        return await _form(request, me, tenancy, values=form, errors=errors)
     return render(
         request,
         "secret.html",

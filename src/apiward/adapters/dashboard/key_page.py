@@ -19,6 +19,8 @@ from apiward.adapters.dashboard.keys import (
     EXPIRY_CHOICES,
     KEEP,
     KeyForm,
+    ScopeChoices,
+    catalogue,
     people,
     scope_choices,
     spaces,
@@ -90,10 +92,10 @@ async def key_page(
     )
 
 
-def _values(key: ApiKey, offered: list[tuple[str, str]]) -> FormData:
+def _values(key: ApiKey, offered: ScopeChoices) -> FormData:
     """The edit form as the key stands: its scopes ticked where offered, the others in
     "Other scopes", its allow-lists one per line, its expiry kept."""
-    listed = {scope for scope, _ in offered}
+    listed = offered.names()
     fields: list[tuple[str, str | UploadFile]] = [("name", key.name), ("expires", KEEP)]
     fields += [("scope", s) for s in key.scopes if s in listed]
     fields.append(("more_scopes", " ".join(s for s in key.scopes if s not in listed)))
@@ -111,10 +113,10 @@ async def _edit_form(
     values: FormData | None = None,
     errors: FieldErrors | None = None,
 ) -> Response:
-    offered = await scope_choices(tenancy, me)
     # The key's own scopes stay offered, ticked, even those the editor could not grant:
     # unticking one narrows the key, which anyone who may edit it may do.
-    offered += [(s, "Held by this key") for s in key.scopes if s not in dict(offered)]
+    choices = await scope_choices(tenancy, me, catalogue(request))
+    offered = choices.holding(key.scopes, "Held by this key")
     return render(
         request,
         "key_edit.html",
@@ -155,7 +157,7 @@ async def save_key(
     key = await keys.get(me.principal, key_id)
     form = await request.form()
     errors = FieldErrors()
-    fields = KeyForm.read(form, clock.now(), errors)
+    fields = KeyForm.read(form, clock.now(), errors, catalogue(request))
     if not errors:
         try:
             await keys.update(

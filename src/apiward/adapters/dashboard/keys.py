@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -25,12 +26,13 @@ from apiward.adapters.dashboard.web import (
     whole_number,
     words,
 )
-from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep
+from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.core import times
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import KeyState, PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
+from apiward.core.scopes import RESERVED_RESOURCES, check_known
 from apiward.services.keys import SEARCH_MAX, Keys, credential_scopes, parse_networks
 from apiward.services.tenancy import Tenancy, check_name
 
@@ -63,14 +65,33 @@ async def people(tenancy: Tenancy, me: Me) -> dict[str, str]:
     return {u.id: u.email for u in page.items}
 
 
-async def scope_choices(tenancy: Tenancy, me: Me) -> list[tuple[str, str]]:
-    """Scopes to offer: the user's role, the org's custom roles and apiward's own.
+@dataclass(frozen=True, slots=True)
+class ScopeChoices:
+    """The scopes a form offers, each with what it allows: the API's own first (its
+    catalogue, ``APIWARD_API_SCOPES``, then the user's role's and custom roles'), then
+    apiward's management scopes."""
 
-    Only those the user holds: the services refuse to grant more anyway.
-    """
-    offered: dict[str, str] = {}
+    api: list[tuple[str, str]]
+    own: list[tuple[str, str]]
+
+    def names(self) -> set[str]:
+        return {scope for scope, _ in self.api + self.own}
+
+    def holding(self, scopes: tuple[str, ...], note: str) -> ScopeChoices:
+        """The same, with the scopes a credential holds that are not offered added (so
+        that its form shows them ticked: unticking one narrows it)."""
+        offered = self.names()
+        return ScopeChoices(self.api + [(s, note) for s in scopes if s not in offered], self.own)
+
+
+async def scope_choices(tenancy: Tenancy, me: Me, catalogue: Mapping[str, str]) -> ScopeChoices:
+    """Scopes to offer: the API's catalogue, the user's role, the org's custom roles and
+    apiward's own; only those the user holds (the services refuse to grant more anyway)."""
+    offered: dict[str, str] = dict(catalogue)
     for scope in me.principal.scopes:
-        offered[scope] = "Everything your role allows" if scope == "*" else "From your role"
+        offered.setdefault(
+            scope, "Everything your role allows" if scope == "*" else "From your role"
+        )
     if me.can("roles:read"):
         for role in await tenancy.list_roles(me.principal):
             if not role.builtin:
@@ -78,7 +99,34 @@ async def scope_choices(tenancy: Tenancy, me: Me) -> list[tuple[str, str]]:
                     offered.setdefault(scope, f"From the {role.name} role")
     for scope, description in MANAGEMENT_SCOPES.items():
         offered[scope] = description
-    return [(s, d) for s, d in offered.items() if me.can(s)]
+    api = [(s, d) for s, d in offered.items() if not own_scope(s) and me.can(s)]
+    own = [(s, d) for s, d in offered.items() if own_scope(s) and me.can(s)]
+    return ScopeChoices(api, own)
+
+
+def read_scopes(
+    form: FormData, errors: FieldErrors, what: str, known: Mapping[str, str]
+) -> list[str]:
+    """The scopes ticked and typed in a form, each valid and, when the API's scopes are
+    listed (``APIWARD_API_SCOPES``), each typed one among them or apiward's own."""
+    ticked = chosen(form, "scope")
+    typed = words(text(form, "more_scopes", 4000))
+    with errors.on("scopes"):
+        credential_scopes(ticked + typed, what)
+        if known:
+            check_known(typed, [*known, *MANAGEMENT_SCOPES])
+    return ticked + typed
+
+
+def own_scope(scope: str) -> bool:
+    """One of apiward's own scopes (managing keys, users...; an owner's or the operator's
+    powers), as opposed to the protected API's."""
+    return scope in MANAGEMENT_SCOPES or scope.partition(":")[0] in RESERVED_RESOURCES
+
+
+def catalogue(request: Request) -> Mapping[str, str]:
+    """The protected API's scopes with what each allows (``APIWARD_API_SCOPES``)."""
+    return runtime_of(request).settings.api_scopes
 
 
 async def spaces(tenancy: Tenancy, me: Me) -> list[tuple[str, str]]:
@@ -122,13 +170,13 @@ class KeyForm:
     keep_expiry: bool
 
     @classmethod
-    def read(cls, form: FormData, now: datetime, errors: FieldErrors) -> KeyForm:
+    def read(
+        cls, form: FormData, now: datetime, errors: FieldErrors, known: Mapping[str, str]
+    ) -> KeyForm:
         name = text(form, "name")
         with errors.on("name"):
             check_name(name, "key")
-        scopes = chosen(form, "scope") + words(text(form, "more_scopes", 4000))
-        with errors.on("scopes"):
-            credential_scopes(scopes, "An API key")
+        scopes = read_scopes(form, errors, "An API key", known)
         ip_allow = words(text(form, "ip_allow", 8000))
         with errors.on("ip_allow"):
             parse_networks(ip_allow)
@@ -203,7 +251,7 @@ async def _form(
         status=400 if errors else 200,
         flash=errors.flash() if errors else None,
         section="keys",
-        scopes=await scope_choices(tenancy, me),
+        scopes=await scope_choices(tenancy, me, catalogue(request)),
         spaces=await spaces(tenancy, me),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),
@@ -228,7 +276,7 @@ async def create_key(
     me.require("keys:write")
     form = await request.form()
     errors = FieldErrors()
-    fields = KeyForm.read(form, clock.now(), errors)
+    fields = KeyForm.read(form, clock.now(), errors, catalogue(request))
     if not errors:
         try:
             created = await keys.create(
