@@ -238,9 +238,8 @@ def test_a_clients_tokens_count_under_the_client(org: Org) -> None:
     answer = usage(org, f"/v1/clients/{client['client_id']}")
     assert [(u["scope"], u["requests"]) for u in answer["used"]] == [("keys:read", 2)]
     assert answer["unused"] == ["clients:read"]
-    narrowed = c.patch(
-        f"/v1/clients/{client['client_id']}", headers=org.headers(), json={"scopes": answer["narrowed"]}
-    )
+    path = f"/v1/clients/{client['client_id']}"
+    narrowed = c.patch(path, headers=org.headers(), json={"scopes": answer["narrowed"]})
     assert narrowed.status_code == 200 and narrowed.json()["scopes"] == ["keys:read"]
 
 
