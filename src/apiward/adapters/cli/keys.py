@@ -343,10 +343,8 @@ def keys_usage(
     elif data["unused"]:
         out.print(f"unused: {' '.join(data['unused'])}")
         if data["narrowed"]:
-            out.print(
-                f"narrow to what was used ({' '.join(data['narrowed'])}): "
-                f"apiward keys usage {key_id} --since {since} --narrow"
-            )
+            out.print(f"narrow to what was used ({' '.join(data['narrowed'])}):")
+            print(f"  apiward keys usage {key_id} --since {since} --narrow")
     elif data["used"]:
         out.print("every scope of the key was used")
     else:
