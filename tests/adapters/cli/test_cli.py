@@ -311,10 +311,8 @@ def test_keys_usage_shows_the_scopes_used_and_narrows_to_them(env: dict[str, str
     from apiward.adapters.settings import Settings
 
     init()
-    made = json.loads(
-        run("keys", "create", "--name", "u", "--scope", "keys:read", "--scope", "clients:read",
-            "--json")  # fmt: skip
-    )
+    scopes = ["--scope", "keys:read", "--scope", "clients:read"]
+    made = json.loads(run("keys", "create", "--name", "u", *scopes, "--json"))
     with TestClient(create_app(Settings())) as client:
         for _ in range(2):
             r = client.get("/v1/keys", headers={"Authorization": f"Bearer {made['key']}"})
