@@ -32,8 +32,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def org(tmp_path: Path, clock: FakeClock) -> Iterator[Org]:
-    settings = fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+def org(database_url: str, clock: FakeClock) -> Iterator[Org]:
+    settings = fast_settings(database_url=database_url)
     with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as c:
         yield bootstrap(c)
 
