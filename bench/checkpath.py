@@ -15,6 +15,10 @@ required scope for the check), the logs at ``info`` written to /dev/null:
 - ``check, access log all``: a line for every request (``APIWARD_ACCESS_LOG=all``);
 - ``check, no metrics``: the request metrics' ``observe`` shadowed by a no-op;
 - ``check, not counted``: the analytics counter shadowed by a no-op;
+- ``check, scopes not counted``: the scope usage counter (the scopes each key's allowed
+  requests used) shadowed by a no-op;
+- ``check, nothing counted``: both counters shadowed, against which ``check`` gives what
+  all the counting of a request costs;
 - ``check, traced``: tracing on (``APIWARD_TRACING=true``), on a second runtime over the
   same database (its periodic jobs stopped), its spans batched to an exporter that drops
   them (what the SDK does up to the network). ``check`` itself is tracing off, the
@@ -176,9 +180,12 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         nginx_call: Call = ("GET", "/v1/auth/check", original, b"")
         routed = _on_runtime(settings, runtime, fast_paths=False)
         logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
-        shadowed: dict[str, tuple[object, str]] = {
-            "check, no metrics": (runtime.metrics, "observe"),
-            "check, not counted": (runtime.verifications, "count"),
+        counters = (runtime.verifications, "count"), (runtime.scope_tally, "count")
+        shadowed: dict[str, tuple[tuple[object, str], ...]] = {
+            "check, no metrics": ((runtime.metrics, "observe"),),
+            "check, not counted": (counters[0],),
+            "check, scopes not counted": (counters[1],),
+            "check, nothing counted": counters,
         }
         variants: dict[str, tuple[Any, Call]] = {
             "check": (fast, check_call),
@@ -186,6 +193,8 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             "check, access log all": (logged, check_call),
             "check, no metrics": (fast, check_call),
             "check, not counted": (fast, check_call),
+            "check, scopes not counted": (fast, check_call),
+            "check, nothing counted": (fast, check_call),
             "check, traced": (traced, check_call),
             "check, X-Original-URI": (fast, nginx_call),
             "check route, X-Original-URI": (routed, nginx_call),
@@ -196,12 +205,14 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         }
 
         def shadow(name: str) -> None:
-            # One feature off for a variant: the method shadowed by a no-op on its object.
-            for variant, (owner, method) in shadowed.items():
-                if variant == name:
-                    owner.__dict__[method] = _nothing
-                else:
-                    owner.__dict__.pop(method, None)
+            # Features off for a variant: their methods shadowed by no-ops on their objects.
+            off = set(shadowed.get(name, ()))
+            for parts in shadowed.values():
+                for owner, method in parts:
+                    if (owner, method) in off:
+                        owner.__dict__[method] = _nothing
+                    else:
+                        owner.__dict__.pop(method, None)
 
         for name, (app, call) in variants.items():
             shadow(name)
@@ -240,6 +251,8 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             "access log line": round(medians["check, access log all"] / check - 1, 4),
             "request metrics": round(check / medians["check, no metrics"] - 1, 4),
             "analytics counting": round(check / medians["check, not counted"] - 1, 4),
+            "scope usage counting": round(check / medians["check, scopes not counted"] - 1, 4),
+            "all counting": round(check / medians["check, nothing counted"] - 1, 4),
             "tracing": round(medians["check, traced"] / check - 1, 4),
         },
     }

@@ -225,9 +225,15 @@ class Runtime:
 
     @cached_property
     def scope_tally(self) -> ScopeTally:
+        import time
+
+        from apiward.core.clock import SystemClock
         from apiward.services.scope_usage import ScopeTally
 
-        return ScopeTally(self.clock)
+        clock = self.clock  # the days of an injected clock; the system's, read cheaply
+        return ScopeTally(
+            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
+        )
 
     @cached_property
     def scope_usage(self) -> ScopeUsage:

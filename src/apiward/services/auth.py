@@ -170,7 +170,7 @@ class Authenticator:
         scope_tally: ScopeTally | None = None,
     ) -> None:
         self._imported_prefixes = imported_prefixes
-        self.scope_tally = scope_tally if scope_tally is not None else ScopeTally(clock)
+        self.scope_tally = scope_tally if scope_tally is not None else ScopeTally()
         """The scopes allowed requests used (``apiward.services.scope_usage``)."""
         self._store = store
         self._cache = cache

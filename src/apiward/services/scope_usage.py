@@ -9,7 +9,8 @@ every ``APIWARD_ANALYTICS_FLUSH_SECONDS`` the counts go to the store as additive
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,27 +25,32 @@ if TYPE_CHECKING:
 
 _Key = tuple[int, str, str, str, str]
 """day, organisation, environment, credential, scope."""
+_KEY = CredentialKind.API_KEY
 
 
 class ScopeTally:
-    """The in-process count of scopes used, per credential and day, until the next flush."""
+    """The in-process count of scopes used, per credential and day, until the next flush.
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    ``wall`` is the time in unix seconds: ``time.time`` (a datetime per request would
+    cost more than the count), or an injected clock's (``Runtime.scope_tally``)."""
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self._wall = wall
         self._pending: dict[_Key, int] = {}
 
     def count(self, principal: Principal, scopes: Sequence[str]) -> None:
         """``principal``'s request was allowed holding ``scopes``: count each as used,
         under its API key, or under the OAuth client its token was issued to."""
-        credential: str | None = principal.client_id
-        if principal.credential_kind is CredentialKind.API_KEY:
-            credential = principal.credential_id
+        if principal.credential_kind is _KEY:
+            credential: str | None = principal.credential_id
+        else:
+            credential = principal.client_id
         if not credential:
             return  # a dashboard session, or a token no client holds
-        day = int(self._clock.now().timestamp()) // DAY
-        org, env, pending = principal.org_id, principal.environment, self._pending
+        day = int(self._wall()) // DAY
+        pending = self._pending
         for scope in scopes:
-            key = (day, org, env, credential, scope)
+            key = (day, principal.org_id, principal.environment, credential, scope)
             pending[key] = pending.get(key, 0) + 1
 
     def drain(self) -> list[ScopeUse]:
