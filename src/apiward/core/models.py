@@ -405,6 +405,12 @@ class KeyFilter:
     include_revoked: bool = True
     external_id: str | None = None
     """Only the keys of this ``external_id``."""
+    search: str | None = None
+    """Only the keys whose name contains it (any case), or whose id, last four
+    characters or shown hint (``prefix…last4``) it is."""
+    state: KeyState | None = None
+    """Only the keys in this state at ``now`` (``ApiKey.state``)."""
+    now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,16 @@ def owner_changes(
     return changes
 
 
+SEARCH_MAX = 200
+
+
+def check_search(search: str) -> str:
+    """A key search: at most ``SEARCH_MAX`` characters, surrounding spaces dropped."""
+    if len(search) > SEARCH_MAX:
+        raise InvalidInput(f"A key search is at most {SEARCH_MAX} characters.")
+    return search.strip()
+
+
 def effective_environment(principal: Principal, wanted: str | None) -> str:
     """Data never crosses environments: an API key acts only within its own."""
     env = wanted or principal.environment
@@ -287,10 +297,14 @@ class Keys:
         include_revoked: bool = True,
         every_environment: bool = False,
         external_id: str | None = None,
+        search: str | None = None,
+        state: KeyState | None = None,
     ) -> Page[ApiKey]:
         """A page of keys of the principal's environment (or ``environment``); with
         ``every_environment``, of all, for a principal that spans them (the CLI); with
-        ``external_id``, only the keys of that id."""
+        ``external_id``, only the keys of that id; with ``search``, those whose name
+        contains it or whose id, last four characters or hint it is; with ``state``,
+        those in that state now."""
         if every_environment and principal.viewed_environment is None:
             env: str | None = None
         else:
@@ -302,6 +316,9 @@ class Keys:
             user_id=user_id,
             include_revoked=include_revoked,
             external_id=external_id,
+            search=check_search(search) if search else None,
+            state=state,
+            now=self._clock.now() if state is not None else None,
         )
         async with self._store.begin() as tx:
             return await tx.list_keys(principal.org_id, flt, page)

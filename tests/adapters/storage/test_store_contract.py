@@ -26,6 +26,7 @@ from apiward.core.models import (
     AuditFilter,
     Environment,
     KeyFilter,
+    KeyState,
     Membership,
     OAuthClient,
     Organisation,
@@ -633,6 +634,71 @@ async def test_list_keys_by_external_id_stays_in_the_org_and_the_environment(
     assert {k.id for k in every.items} == {mine[0].id, mine[1].id, test.id}
     assert none.total == 0
     assert others.items == [theirs]
+
+
+async def test_list_keys_by_state_agrees_with_the_state_of_each_key(
+    store: Store[Transaction],
+) -> None:
+    """The state filter is ``ApiKey.state`` in SQL: for every combination of revoked,
+    expiry (none, past, now, future) and disabled, a key is listed under its own state and
+    no other; an expiry at the very instant asked counts as expired, as ``state`` says."""
+    org, owner = await _tenant(store)
+    now = _now()
+    past, future = now - timedelta(hours=1), now + timedelta(hours=1)
+    keys = [
+        _key(org.id, owner.id, now, revoked_at=revoked, expires_at=expires, disabled_at=disabled)
+        for revoked in (None, past)
+        for expires in (None, past, now, future)
+        for disabled in (None, past)
+    ]
+    async with store.begin() as tx:
+        for key in keys:
+            await tx.insert_key(key)
+        for state in KeyState:
+            listed = await tx.list_keys(
+                org.id, KeyFilter("live", state=state, now=now), PageRequest(page_size=100)
+            )
+            expected = {k.id for k in keys if k.state(now) is state}
+            assert {k.id for k in listed.items} == expected, state
+            assert listed.total == len(expected)
+
+
+async def test_list_keys_search_matches_name_id_last_four_and_hint_only(
+    store: Store[Transaction],
+) -> None:
+    """A search matches a name containing it in any case, an id, the last four characters
+    or the hint shown for a key (``prefix…last4``); ``%`` and ``_`` are plain characters;
+    another organisation's keys never match."""
+    org, owner = await _tenant(store)
+    other, stranger = await _tenant(store)
+    t0 = _now()
+    billing = _key(org.id, owner.id, t0, name="Billing backend", last4="ab12")
+    percent = _key(org.id, owner.id, t0, name="100% cover_all", last4="cd34")
+    test = _key(
+        org.id, owner.id, t0, environment="test", prefix="aw_test_", name="Billing", last4="ef56"
+    )
+    theirs = _key(other.id, stranger.id, t0, name="Billing", last4="ab12")
+    async with store.begin() as tx:
+        for key in (billing, percent, test, theirs):
+            await tx.insert_key(key)
+
+    async def found(search: str, env: str | None = "live") -> set[str]:
+        async with store.begin() as tx:
+            page = await tx.list_keys(org.id, KeyFilter(env, search=search), PageRequest())
+        return {k.id for k in page.items}
+
+    assert await found("billing") == {billing.id}
+    assert await found("BILLING", None) == {billing.id, test.id}
+    assert await found(billing.id) == {billing.id}
+    assert await found("cd34") == {percent.id}
+    assert await found("aw_live_…ab12") == {billing.id}
+    assert await found("aw_live_...ab12") == {billing.id}
+    assert await found("aw_test_…ab12") == set()
+    assert await found("100%") == {percent.id}
+    assert await found("%") == {percent.id}
+    assert await found("r_a") == {percent.id}
+    assert await found("_") == {percent.id}
+    assert await found("nothing like it") == set()
 
 
 async def test_key_meta_keeps_any_text_and_its_order(store: Store[Transaction]) -> None:

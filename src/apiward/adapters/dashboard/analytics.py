@@ -105,6 +105,19 @@ def chart(rows: list[Bucket], slots: list[int], label: str) -> Markup:
     return Markup("".join(parts))  # noqa: S704 - every value above is a number or escaped
 
 
+def period_slots(since: str, granularity: str, now: datetime) -> list[int]:
+    """The start (epoch seconds) of each bar of a chart of the period ``since`` to now."""
+    step = analytics.GRANULARITIES[granularity]
+    start = int(analytics.moment(since, now, None).timestamp()) // step * step
+    return list(range(start, int(now.timestamp()) + 1, step))
+
+
+def summarise(series: list[Bucket]) -> Summary:
+    return Summary(
+        sum(r.count for r in series), sum(r.count for r in series if r.outcome == "VALID")
+    )
+
+
 def time_labels(slots: int, most: int = 5) -> list[int]:
     """The slots that get a time under the chart: the first, the last and evenly spaced
     ones between, at most ``most`` (five fit the chart's width without overlapping)."""
@@ -142,11 +155,8 @@ async def page(
     for row in failures:
         if row.outcome != "VALID":
             failing[row.route or "(none)"] += row.count
-    step = analytics.GRANULARITIES[granularity]
-    start = int(analytics.moment(since, now, None).timestamp()) // step * step
-    slots = list(range(start, int(now.timestamp()) + 1, step))
-    total = sum(r.count for r in series)
-    summary = Summary(total, sum(r.count for r in series if r.outcome == "VALID"))
+    slots = period_slots(since, granularity, now)
+    summary = summarise(series)
     names = {}
     listed = await keys.list_keys(principal, _ALL, environment=env)
     for k in listed.items:
@@ -159,7 +169,7 @@ async def page(
         chart=chart(series, slots, label),
         label=label,
         summary=summary,
-        by_outcome=_by(series, "outcome"),
+        by_outcome=outcomes(series),
         top_keys=[r for r in top_keys if r.key_id],
         failing=failing.most_common(10),
         names=names,
@@ -171,8 +181,9 @@ async def page(
     )
 
 
-def _by(rows: list[Bucket], field: str) -> Counter[str]:
+def outcomes(rows: list[Bucket]) -> Counter[str]:
+    """The count of each outcome in ``rows``."""
     out: Counter[str] = Counter()
     for row in rows:
-        out[getattr(row, field)] += row.count
+        out[row.outcome] += row.count
     return out

@@ -62,7 +62,7 @@ def _day(value: str, name: str, *, end: bool = False) -> datetime | None:
     return times.instant(start + timedelta(days=1), name=f"The {name} date") if end else start
 
 
-def _details(data: dict[str, object]) -> list[tuple[str, str]]:
+def details_of(data: dict[str, object]) -> list[tuple[str, str]]:
     """An event's data as readable pairs: lists joined, nested values as JSON."""
     out = []
     for name, value in sorted(data.items()):
@@ -115,5 +115,5 @@ async def audit(
         filters=filters,
         event_types=EVENT_TYPES,
         people=await people(tenancy, me),
-        details={e.id: _details(e.data) for e in page.items},
+        details={e.id: details_of(e.data) for e in page.items},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from fastapi import APIRouter, Depends, Request
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
+    FieldErrors,
     Flash,
     Me,
     chosen,
@@ -27,10 +29,10 @@ from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep
 from apiward.adapters.http.errors import status_of
 from apiward.core import times
 from apiward.core.errors import ApiwardError, InvalidInput
-from apiward.core.models import PageRequest
+from apiward.core.models import KeyState, PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
-from apiward.services.keys import Keys
-from apiward.services.tenancy import Tenancy
+from apiward.services.keys import SEARCH_MAX, Keys, credential_scopes, parse_networks
+from apiward.services.tenancy import Tenancy, check_name
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -49,6 +51,7 @@ GRACE_CHOICES = (
     (7 * 86400, "Keep the old key working for 7 days"),
 )
 _ALL = PageRequest(page=1, page_size=100)
+STATES = tuple(state.value for state in KeyState)
 MAX_EXPIRY_DAYS = 3650
 
 
@@ -102,6 +105,43 @@ def expiry(form: FormData, now: datetime) -> datetime | None:
     return None
 
 
+KEEP = "keep"
+"""The expiry choice of the edit form that leaves a key's expiry as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyForm:
+    """What the create and edit forms of a key say, each field checked on its own so
+    that its error is shown next to it."""
+
+    name: str
+    scopes: list[str]
+    ip_allow: list[str]
+    space_allow: list[str]
+    expires_at: datetime | None
+    keep_expiry: bool
+
+    @classmethod
+    def read(cls, form: FormData, now: datetime, errors: FieldErrors) -> KeyForm:
+        name = text(form, "name")
+        with errors.on("name"):
+            check_name(name, "key")
+        scopes = chosen(form, "scope") + words(text(form, "more_scopes", 4000))
+        with errors.on("scopes"):
+            credential_scopes(scopes, "An API key")
+        ip_allow = words(text(form, "ip_allow", 8000))
+        with errors.on("ip_allow"):
+            parse_networks(ip_allow)
+        keep = text(form, "expires", 8) == KEEP
+        when = None
+        if not keep:
+            with errors.on("expires"):
+                when = expiry(form, now)
+                if when is not None and when <= now:
+                    raise InvalidInput("Choose an expiry in the future.")
+        return cls(name, scopes, ip_allow, chosen(form, "space"), when, keep)
+
+
 async def _list(
     request: Request,
     me: Me,
@@ -112,7 +152,12 @@ async def _list(
     status: int = 200,
 ) -> Response:
     me.require("keys:read")
-    page = await keys.list_keys(me.principal, paging(request), environment=me.env)
+    search = request.query_params.get("q", "").strip()[:SEARCH_MAX]
+    wanted = request.query_params.get("state", "")
+    state = KeyState(wanted) if wanted in STATES else None
+    page = await keys.list_keys(
+        me.principal, paging(request), environment=me.env, search=search or None, state=state
+    )
     return render(
         request,
         "keys.html",
@@ -121,6 +166,9 @@ async def _list(
         section="keys",
         page=page,
         people=await people(tenancy, me),
+        search=search,
+        state=state.value if state else "",
+        states=STATES,
     )
 
 
@@ -137,19 +185,19 @@ async def _form(
     tenancy: Tenancy,
     *,
     values: FormData | None = None,
-    flash: Flash | None = None,
-    status: int = 200,
+    errors: FieldErrors | None = None,
 ) -> Response:
     return render(
         request,
         "key_new.html",
-        status=status,
-        flash=flash,
+        status=400 if errors else 200,
+        flash=errors.flash() if errors else None,
         section="keys",
         scopes=await scope_choices(tenancy, me),
         spaces=await spaces(tenancy, me),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),
+        errors=errors or FieldErrors(),
     )
 
 
@@ -169,18 +217,23 @@ async def create_key(
 ) -> Response:
     me.require("keys:write")
     form = await request.form()
-    try:
-        created = await keys.create(
-            me.principal,
-            name=text(form, "name"),
-            scopes=chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
-            environment=me.env,
-            expires_at=expiry(form, clock.now()),
-            ip_allow=words(text(form, "ip_allow", 8000)),
-            space_allow=chosen(form, "space"),
-        )
-    except ApiwardError as exc:
-        return await _form(request, me, tenancy, values=form, flash=Flash.error(exc), status=400)
+    errors = FieldErrors()
+    fields = KeyForm.read(form, clock.now(), errors)
+    if not errors:
+        try:
+            created = await keys.create(
+                me.principal,
+                name=fields.name,
+                scopes=fields.scopes,
+                environment=me.env,
+                expires_at=fields.expires_at,
+                ip_allow=fields.ip_allow,
+                space_allow=fields.space_allow,
+            )
+        except ApiwardError as exc:
+            errors.add(exc)
+    if errors:
+        return await _form(request, me, tenancy, values=form, errors=errors)
     return render(
         request,
         "secret.html",

@@ -8,7 +8,16 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from apiward.adapters.dashboard import analytics, audit, clients, keys, members, portal, usage
+from apiward.adapters.dashboard import (
+    analytics,
+    audit,
+    clients,
+    key_page,
+    keys,
+    members,
+    portal,
+    usage,
+)
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
@@ -150,7 +159,7 @@ async def static(name: str) -> Response:
     )
 
 
-for module in (keys, clients, members, usage, analytics, audit, portal):
+for module in (keys, key_page, clients, members, usage, analytics, audit, portal):
     router.include_router(module.router)
 
 

@@ -48,7 +48,7 @@ async def _remaining(limits: RequestLimits, policy: Policy, key: str) -> int | N
     return decision.remaining
 
 
-async def _limits(
+async def key_limits(
     limits: RequestLimits, policies: tuple[Policy, ...], org_id: str, key: ApiKey | None
 ) -> list[Limit]:
     own = {o.name for o in key.rate_limits} if key else set()
@@ -82,7 +82,7 @@ async def usage(
     usages = [
         KeyUsage(
             key,
-            await _limits(
+            await key_limits(
                 limits,
                 limits.plan_for(org.rate_tier, key.rate_limits).policies,
                 org.id,
@@ -97,7 +97,7 @@ async def usage(
         "usage.html",
         section="usage",
         org=org,
-        plan=await _limits(limits, plan.policies, org.id, None),
+        plan=await key_limits(limits, plan.policies, org.id, None),
         keys=usages,
         page=page,
         states={k.id: k.state(now).value for k in page.items},

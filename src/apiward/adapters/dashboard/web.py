@@ -11,8 +11,9 @@ is kept by the browser or a proxy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ from apiward.adapters.settings import Settings
 from apiward.core.errors import (
     ApiwardError,
     InsufficientScope,
+    InvalidInput,
     ProjectRequired,
     SignInRequired,
 )
@@ -101,6 +103,43 @@ class Flash:
     @classmethod
     def error(cls, exc: ApiwardError) -> Flash:
         return cls("error", exc.message)
+
+
+class FieldErrors:
+    """A form's errors: each field's own message, shown next to it, and one for the
+    whole form (a change refused as a whole), shown above it."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.form: str | None = None
+
+    @contextlib.contextmanager
+    def on(self, field: str) -> Iterator[None]:
+        """Record the invalid input the block raises as ``field``'s error (its first)."""
+        try:
+            yield
+        except InvalidInput as exc:
+            self.fields.setdefault(field, exc.message)
+
+    def add(self, exc: ApiwardError) -> None:
+        self.form = exc.message
+
+    def get(self, field: str) -> str | None:
+        return self.fields.get(field)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.form)
+
+    def flash(self) -> Flash:
+        if self.form:
+            return Flash("error", self.form)
+        n = len(self.fields)
+        return Flash(
+            "error",
+            "Correct the field marked below."
+            if n == 1
+            else f"Correct the {n} fields marked below.",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from apiward.adapters.http.schemas.keys import (
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
-from apiward.core.models import PageRequest, Principal
+from apiward.core.models import KeyState, PageRequest, Principal
 
 router = APIRouter(prefix="/v1/keys", tags=["API keys"])
 OPERATOR = ("operator:limits", "operator:credits")
@@ -77,6 +77,13 @@ async def list_keys(
     external_id: str | None = Query(
         None, max_length=255, description="Only the keys of this external_id (exact match)."
     ),
+    search: str | None = Query(
+        None,
+        max_length=200,
+        description="Only the keys whose name contains this text (any case), or whose id, "
+        "last four characters or hint (`prefix…last4`) it is.",
+    ),
+    state: KeyState | None = Query(None, description="Only the keys in this state now."),
     principal: Principal = require("keys:read"),
 ) -> dict[str, object]:
     page = await keys.list_keys(
@@ -86,6 +93,8 @@ async def list_keys(
         user_id=user_id,
         include_revoked=include_revoked,
         external_id=external_id,
+        search=search,
+        state=state,
     )
     return page_of(page, [_out(clock, k) for k in page.items])
 

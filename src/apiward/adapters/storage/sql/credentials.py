@@ -21,7 +21,7 @@ from apiward.adapters.storage.sql.rows import (
     key_values,
 )
 from apiward.core.limits import Credits
-from apiward.core.models import ApiKey, KeyFilter, OAuthClient, Page, PageRequest
+from apiward.core.models import ApiKey, KeyFilter, KeyState, OAuthClient, Page, PageRequest
 
 
 class SqlCredentials(SqlBase):
@@ -57,6 +57,10 @@ class SqlCredentials(SqlBase):
             stmt = stmt.where(c.revoked_at.is_(None))
         if flt.external_id is not None:
             stmt = stmt.where(c.external_id == flt.external_id)
+        if flt.search:
+            stmt = stmt.where(_matching(flt.search))
+        if flt.state is not None:
+            stmt = stmt.where(_in_state(flt.state, flt.now))
         return await self._page(stmt, [c.created_at.desc(), c.id], page, key_record)
 
     async def update_key(self, key: ApiKey) -> None:
@@ -201,3 +205,35 @@ class SqlCredentials(SqlBase):
             .values(last_used_at=sa.bindparam("at"), last_used_ip=sa.bindparam("ip"))
         )
         await self._c.execute(stmt, [{"client_id": k, "at": at, "ip": ip} for k, at, ip in usage])
+
+
+def _matching(search: str) -> sa.ColumnElement[bool]:
+    """A key whose name contains ``search`` (any case), or whose id or last four
+    characters it is, or whose hint (``prefix…last4``, or with ``...``) it is."""
+    c = t.api_keys.c
+    options = [
+        sa.func.lower(c.name).contains(search.lower(), autoescape=True),
+        c.id == search,
+        c.last4 == search,
+    ]
+    for dots in ("…", "..."):
+        head, sep, tail = search.partition(dots)
+        if sep and tail:
+            options.append(sa.and_(c.last4 == tail, c.prefix.startswith(head, autoescape=True)))
+    return sa.or_(*options)
+
+
+def _in_state(state: KeyState, now: datetime | None) -> sa.ColumnElement[bool]:
+    """``ApiKey.state`` as a condition: revoked wins, then expired, then disabled."""
+    c = t.api_keys.c
+    if state is KeyState.REVOKED:
+        return c.revoked_at.is_not(None)
+    if now is None:
+        raise ValueError("a state filter needs the time it is evaluated at")
+    live = c.revoked_at.is_(None)
+    if state is KeyState.EXPIRED:
+        return sa.and_(live, c.expires_at.is_not(None), c.expires_at <= now)
+    unexpired = sa.and_(live, sa.or_(c.expires_at.is_(None), c.expires_at > now))
+    if state is KeyState.DISABLED:
+        return sa.and_(unexpired, c.disabled_at.is_not(None))
+    return sa.and_(unexpired, c.disabled_at.is_(None))

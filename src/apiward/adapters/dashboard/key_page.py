@@ -1,0 +1,193 @@
+"""Settings > API keys > a key: what it is, its limits and credits, its traffic, its audit
+trail and its actions; and the form that edits it.
+
+Every change goes through ``Keys.update``, the call ``PATCH /v1/keys/{id}`` makes, with
+its authority rule: the page offers nothing the API would not allow, and trusts nothing
+the form says about what the user may do. The operator's limits and credits are shown,
+never edited here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import FormData, UploadFile
+from starlette.responses import Response
+
+from apiward.adapters.dashboard import analytics as charts
+from apiward.adapters.dashboard.audit import details_of
+from apiward.adapters.dashboard.keys import (
+    EXPIRY_CHOICES,
+    KEEP,
+    KeyForm,
+    people,
+    scope_choices,
+    spaces,
+)
+from apiward.adapters.dashboard.usage import key_limits
+from apiward.adapters.dashboard.web import (
+    DashboardRoute,
+    FieldErrors,
+    Me,
+    notice,
+    render,
+    see_other,
+    signed_in,
+    url,
+)
+from apiward.adapters.http.deps import (
+    AnalyticsDep,
+    AuditDep,
+    ClockDep,
+    KeysDep,
+    LimitsDep,
+    TenancyDep,
+)
+from apiward.core import analytics
+from apiward.core.errors import ApiwardError
+from apiward.core.limits import refilled
+from apiward.core.models import ApiKey, AuditFilter, PageRequest
+from apiward.services.tenancy import Tenancy
+
+router = APIRouter(route_class=DashboardRoute)
+
+TRAIL = PageRequest(page=1, page_size=20)
+NOTICES = {"updated": "The API key is changed."}
+
+
+@router.get("/keys/{key_id}")
+async def key_page(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    limits: LimitsDep,
+    verifications: AnalyticsDep,
+    log: AuditDep,
+    clock: ClockDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    me.require("keys:read")
+    key = await keys.get(me.principal, key_id)
+    now = clock.now()
+    context: dict[str, Any] = {"limits": None, "chart": None, "trail": None, "details": {}}
+    if me.can("org:read"):
+        org = await tenancy.get_org(me.principal.org_id)
+        policies = limits.plan_for(org.rate_tier, key.rate_limits).policies
+        context["limits"] = await key_limits(limits, policies, org.id, key)
+    if me.can("analytics:read"):
+        query = analytics.query(
+            since="24h", until=None, granularity="hour", now=now, group_by="outcome", key_id=key.id
+        )
+        series = await verifications.verifications(me.principal, query, environment=key.environment)
+        label = "Verifications of this key per hour, last 24h, by outcome"
+        context["chart"] = charts.chart(series, charts.period_slots("24h", "hour", now), label)
+        context["label"] = label
+        context["summary"] = charts.summarise(series)
+        context["by_outcome"] = charts.outcomes(series)
+    if me.can("audit:read"):
+        page = await log.list(
+            me.principal, AuditFilter(target_id=key.id, environment=key.environment), TRAIL
+        )
+        context["trail"] = page.items
+        context["details"] = {e.id: details_of(e.data) for e in page.items}
+    return render(
+        request,
+        "key.html",
+        flash=notice(request, NOTICES),
+        section="keys",
+        key=key,
+        state=key.state(now).value,
+        credits=refilled(key.credits, now) if key.credits else None,
+        people=await people(tenancy, me),
+        colours=charts.COLOURS,
+        **context,
+    )
+
+
+def _values(key: ApiKey, offered: list[tuple[str, str]]) -> FormData:
+    """The edit form as the key stands: its scopes ticked where offered, the others in
+    "Other scopes", its allow-lists one per line, its expiry kept."""
+    listed = {scope for scope, _ in offered}
+    fields: list[tuple[str, str | UploadFile]] = [("name", key.name), ("expires", KEEP)]
+    fields += [("scope", s) for s in key.scopes if s in listed]
+    fields.append(("more_scopes", " ".join(s for s in key.scopes if s not in listed)))
+    fields.append(("ip_allow", "\n".join(key.ip_allow)))
+    fields += [("space", s) for s in key.space_allow]
+    return FormData(fields)
+
+
+async def _edit_form(
+    request: Request,
+    me: Me,
+    tenancy: Tenancy,
+    key: ApiKey,
+    *,
+    values: FormData | None = None,
+    errors: FieldErrors | None = None,
+) -> Response:
+    offered = await scope_choices(tenancy, me)
+    # The key's own scopes stay offered, ticked, even those the editor could not grant:
+    # unticking one narrows the key, which anyone who may edit it may do.
+    offered += [(s, "Held by this key") for s in key.scopes if s not in dict(offered)]
+    return render(
+        request,
+        "key_edit.html",
+        status=400 if errors else 200,
+        flash=errors.flash() if errors else None,
+        section="keys",
+        key=key,
+        scopes=offered,
+        spaces=await spaces(tenancy, me),
+        expiry_choices=((KEEP, "Keep as it is"), *EXPIRY_CHOICES),
+        values=values or _values(key, offered),
+        errors=errors or FieldErrors(),
+    )
+
+
+@router.get("/keys/{key_id}/edit")
+async def edit_key(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    me.require("keys:write")
+    return await _edit_form(request, me, tenancy, await keys.get(me.principal, key_id))
+
+
+@router.post("/keys/{key_id}/edit")
+async def save_key(
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    tenancy: TenancyDep,
+    clock: ClockDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    me.require("keys:write")
+    key = await keys.get(me.principal, key_id)
+    form = await request.form()
+    errors = FieldErrors()
+    fields = KeyForm.read(form, clock.now(), errors)
+    if not errors:
+        try:
+            await keys.update(
+                me.principal,
+                key.id,
+                name=fields.name,
+                scopes=fields.scopes,
+                ip_allow=fields.ip_allow,
+                # The form offers spaces only to those who may read them: without them
+                # it says nothing about the key's space allow-list.
+                space_allow=fields.space_allow if me.can("spaces:read") else None,
+                expires_at=None if fields.keep_expiry else fields.expires_at,
+                clear_expiry=not fields.keep_expiry and fields.expires_at is None,
+            )
+        except ApiwardError as exc:
+            errors.add(exc)
+    if errors:
+        return await _edit_form(request, me, tenancy, key, values=form, errors=errors)
+    return see_other(url(f"/keys/{key.id}", env=key.environment, done="updated"))
