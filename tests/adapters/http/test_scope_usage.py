@@ -290,7 +290,7 @@ def test_a_flush_that_fails_keeps_its_counts_for_the_next(tmp_path: Path) -> Non
     ]
 
 
-def test_concurrent_flushes_add_never_overwrite(tmp_path: Path) -> None:
+def test_two_processes_flushes_add_never_overwrite(tmp_path: Path) -> None:
     async def run() -> int:
         store = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
         await upgrade(store.engine)
