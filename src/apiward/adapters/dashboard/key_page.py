@@ -42,10 +42,12 @@ from apiward.adapters.http.deps import (
     ClockDep,
     KeysDep,
     LimitsDep,
+    ScopeUsageDep,
     TenancyDep,
 )
+from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.core import analytics
-from apiward.core.errors import ApiwardError
+from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.limits import refilled
 from apiward.core.models import ApiKey, AuditFilter, PageRequest
 from apiward.services.tenancy import Tenancy
@@ -53,7 +55,10 @@ from apiward.services.tenancy import Tenancy
 router = APIRouter(route_class=DashboardRoute)
 
 TRAIL = PageRequest(page=1, page_size=20)
-NOTICES = {"updated": "The API key is changed."}
+NOTICES = {
+    "updated": "The API key is changed.",
+    "narrowed": "The API key is narrowed to the scopes its requests used.",
+}
 
 
 @router.get("/keys/{key_id}")
@@ -66,12 +71,15 @@ async def key_page(
     verifications: AnalyticsDep,
     log: AuditDep,
     clock: ClockDep,
+    scope_usage: ScopeUsageDep,
     me: Me = Depends(signed_in),
 ) -> Response:
     me.require("keys:read")
     key = await keys.get(me.principal, key_id)
     now = clock.now()
     context: dict[str, Any] = {"limits": None, "chart": None, "trail": None, "details": {}}
+    used = await scope_usage.of_key(me.principal, key.id, None)
+    context["scope_usage"] = ScopeUsageOut.of(key.id, used)
     if me.can("org:read"):
         org = await tenancy.get_org(me.principal.org_id)
         policies = limits.plan_for(org.rate_tier, key.rate_limits).policies
@@ -191,3 +199,23 @@ async def save_key(
     if errors:
         return await _edit_form(request, me, tenancy, key, values=form, errors=errors)
     return see_other(url(f"/keys/{key.id}", env=key.environment, done="updated"))
+
+
+@router.post("/keys/{key_id}/narrow")
+async def narrow_key(
+    key_id: str,
+    keys: KeysDep,
+    scope_usage: ScopeUsageDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    """Narrow the key to the scopes its requests used in the last 30 days, as counted
+    now (the form says nothing of them), through ``Keys.update`` and its authority."""
+    me.require("keys:write")
+    used = await scope_usage.of_key(me.principal, key_id, None)
+    if not used.narrowed:
+        raise InvalidInput(
+            "No allowed request of this key needed a scope in the last 30 days: there is "
+            "nothing to narrow it to (disable or revoke it instead)."
+        )
+    key = await keys.update(me.principal, key_id, scopes=used.narrowed)
+    return see_other(url(f"/keys/{key.id}", env=key.environment, done="narrowed"))
