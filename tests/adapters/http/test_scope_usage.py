@@ -184,6 +184,9 @@ def test_counts_are_per_day_by_the_injected_clock(org: Org, clock: FakeClock) ->
         ("2027-01-01T00:00:00Z", "future"),
         ("2020-01-01", "retention"),
         ("-3d", "ISO time"),
+        ("0001-01-01T00:00:00+23:59", "since"),
+        ("9999-12-31T23:59:59-23:59", "since"),
+        ("99999d", "since"),
     ],
 )
 def test_a_bad_since_is_a_clear_400(org: Org, since: str, words: str) -> None:
