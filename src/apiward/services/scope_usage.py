@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 _Key = tuple[int, str, str, str, str]
 """day, organisation, environment, credential, scope."""
 _KEY = CredentialKind.API_KEY
+MAX_SCOPES_A_DAY = 100
+"""The distinct scopes one credential is counted under per day and process."""
 
 
 class ScopeTally:
@@ -37,6 +39,11 @@ class ScopeTally:
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
         self._pending: dict[_Key, int] = {}
+        self._seen: dict[str, set[str]] = {}
+        """The scopes each credential was counted under today, whatever was flushed."""
+        self._seen_day = -1
+        self.dropped = 0
+        """Uses not counted: a credential's scopes past ``MAX_SCOPES_A_DAY``."""
 
     def count(self, principal: Principal, scopes: Sequence[str]) -> None:
         """``principal``'s request was allowed holding ``scopes``: count each as used,
@@ -51,7 +58,26 @@ class ScopeTally:
         pending = self._pending
         for scope in scopes:
             key = (day, principal.org_id, principal.environment, credential, scope)
-            pending[key] = pending.get(key, 0) + 1
+            n = pending.get(key)
+            if n is None and not self._admit(day, credential, scope):
+                continue
+            pending[key] = (n or 0) + 1
+
+    def _admit(self, day: int, credential: str, scope: str) -> bool:
+        """Whether a scope new to this flush may be counted: a credential is counted
+        under at most ``MAX_SCOPES_A_DAY`` scopes a day in a process, so that callers of
+        a wildcard key who make scopes up (``X-Apiward-Require``) cannot mint rows."""
+        if day != self._seen_day:
+            self._seen.clear()
+            self._seen_day = day
+        seen = self._seen.setdefault(credential, set())
+        if scope in seen:
+            return True
+        if len(seen) >= MAX_SCOPES_A_DAY:
+            self.dropped += 1
+            return False
+        seen.add(scope)
+        return True
 
     def drain(self) -> list[ScopeUse]:
         pending, self._pending = self._pending, {}

@@ -318,3 +318,36 @@ def test_counts_past_the_daily_retention_are_pruned(org: Org, clock: FakeClock) 
     later = clock.now() + org.runtime.settings.analytics_retention["day"] + timedelta(days=1)
     org.client.portal.call(org.runtime.analytics.prune, later)  # type: ignore[union-attr]
     assert stored(org, key["id"]) == []
+
+
+def test_made_up_scopes_of_a_wildcard_key_mint_a_bounded_number_of_rows(
+    org: Org, clock: FakeClock
+) -> None:
+    """Whoever holds a ``*`` key may ask the check for any scope: a credential is
+    counted under at most ``MAX_SCOPES_A_DAY`` scopes a day, flushes or not."""
+    from apiward.services.scope_usage import MAX_SCOPES_A_DAY
+
+    key = org.create_key(["*"])
+    auth = org.headers(key["key"])
+    for n in range(MAX_SCOPES_A_DAY + 20):
+        wanted = {"X-Apiward-Require": f"made{n}:up"}
+        assert org.client.get("/v1/auth/check", headers={**auth, **wanted}).status_code == 200
+        if n == 50:
+            flush(org)
+    c = org.client
+    assert (
+        c.get("/v1/auth/check", headers={**auth, "X-Apiward-Require": "made0:up"}).status_code
+        == 200
+    )
+    flush(org)
+    rows = stored(org, key["id"])
+    assert len(rows) == MAX_SCOPES_A_DAY
+    assert ("made0:up", 2) in {(scope, count) for _, scope, count in rows}
+    assert org.runtime.scope_tally.dropped == 20
+    clock.advance(86400)  # a new day counts anew
+    assert (
+        c.get("/v1/auth/check", headers={**auth, "X-Apiward-Require": "fresh:one"}).status_code
+        == 200
+    )
+    flush(org)
+    assert len(stored(org, key["id"])) == MAX_SCOPES_A_DAY + 1
