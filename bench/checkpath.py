@@ -15,6 +15,11 @@ required scope for the check), the logs at ``info`` written to /dev/null:
 - ``check, access log all``: a line for every request (``APIWARD_ACCESS_LOG=all``);
 - ``check, no metrics``: the request metrics' ``observe`` shadowed by a no-op;
 - ``check, not counted``: the analytics counter shadowed by a no-op;
+- ``check, scopes not counted``: the scope usage counter (the scopes each key's allowed
+  requests used) shadowed by a no-op;
+- ``check, nothing counted``: both counters shadowed, against which ``check`` gives what
+  all the counting of a request costs (``--counting`` runs only these and the check,
+  each counter's cost the median of its rounds paired with the check's);
 - ``check, traced``: tracing on (``APIWARD_TRACING=true``), on a second runtime over the
   same database (its periodic jobs stopped), its spans batched to an exporter that drops
   them (what the SDK does up to the network). ``check`` itself is tracing off, the
@@ -27,7 +32,8 @@ required scope for the check), the logs at ``info`` written to /dev/null:
   in nginx's header.
 
 The variants alternate for ``--rounds`` rounds of ``--calls`` requests; the medians are
-compared. Writes ``bench/results/checkpath.json``.
+compared. Writes ``bench/results/checkpath.json`` (with ``--counting``,
+``bench/results/checkpath_counting.json``).
 """
 
 from __future__ import annotations
@@ -118,7 +124,9 @@ def _on_runtime(settings: Settings, runtime: Any, *, fast_paths: bool = True) ->
     return app
 
 
-async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
+async def run(
+    calls: int, rounds: int, sink: TextIO, *, counting_only: bool = False
+) -> dict[str, Any]:
     with workdir() as tmp:
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
@@ -176,16 +184,21 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         nginx_call: Call = ("GET", "/v1/auth/check", original, b"")
         routed = _on_runtime(settings, runtime, fast_paths=False)
         logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
-        shadowed: dict[str, tuple[object, str]] = {
-            "check, no metrics": (runtime.metrics, "observe"),
-            "check, not counted": (runtime.verifications, "count"),
+        counters = (runtime.verifications, "count"), (runtime.scope_tally, "count")
+        shadowed: dict[str, tuple[tuple[object, str], ...]] = {
+            "check, no metrics": ((runtime.metrics, "observe"),),
+            "check, not counted": (counters[0],),
+            "check, scopes not counted": (counters[1],),
+            "check, nothing counted": counters,
         }
-        variants: dict[str, tuple[Any, Call]] = {
+        every: dict[str, tuple[Any, Call]] = {
             "check": (fast, check_call),
             "check route": (routed, check_call),
             "check, access log all": (logged, check_call),
             "check, no metrics": (fast, check_call),
             "check, not counted": (fast, check_call),
+            "check, scopes not counted": (fast, check_call),
+            "check, nothing counted": (fast, check_call),
             "check, traced": (traced, check_call),
             "check, X-Original-URI": (fast, nginx_call),
             "check route, X-Original-URI": (routed, nginx_call),
@@ -194,14 +207,18 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
             "verify": (fast, verify_call),
             "verify route": (routed, verify_call),
         }
+        kept = ("check", *COUNTING.values()) if counting_only else tuple(every)
+        variants = {name: every[name] for name in kept}
 
         def shadow(name: str) -> None:
-            # One feature off for a variant: the method shadowed by a no-op on its object.
-            for variant, (owner, method) in shadowed.items():
-                if variant == name:
-                    owner.__dict__[method] = _nothing
-                else:
-                    owner.__dict__.pop(method, None)
+            # Features off for a variant: their methods shadowed by no-ops on their objects.
+            off = set(shadowed.get(name, ()))
+            for parts in shadowed.values():
+                for owner, method in parts:
+                    if (owner, method) in off:
+                        owner.__dict__[method] = _nothing
+                    else:
+                        owner.__dict__.pop(method, None)
 
         for name, (app, call) in variants.items():
             shadow(name)
@@ -224,6 +241,14 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         await envoy.state.runtime.stop()
     medians = {name: statistics.median(values) for name, values in micros.items()}
     check = medians["check"]
+    counting = _counting_costs(micros)
+    if counting_only:
+        return {
+            "setup": {**machine(), "calls": calls, "rounds": rounds, "counting_only": True},
+            "cpu_us_per_request": {k: round(v, 1) for k, v in medians.items()},
+            "rounds_us": {k: [round(x, 1) for x in v] for k, v in micros.items()},
+            "cost_over_check": counting,
+        }
     return {
         "setup": {**machine(), "calls": calls, "rounds": rounds},
         "cpu_us_per_request": {k: round(v, 1) for k, v in medians.items()},
@@ -239,9 +264,32 @@ async def run(calls: int, rounds: int, sink: TextIO) -> dict[str, Any]:
         "cost_over_check": {
             "access log line": round(medians["check, access log all"] / check - 1, 4),
             "request metrics": round(check / medians["check, no metrics"] - 1, 4),
-            "analytics counting": round(check / medians["check, not counted"] - 1, 4),
+            **counting,
             "tracing": round(medians["check, traced"] / check - 1, 4),
         },
+    }
+
+
+COUNTING = {
+    "analytics counting": "check, not counted",
+    "scope usage counting": "check, scopes not counted",
+    "all counting": "check, nothing counted",
+}
+"""What each counter costs: the check against the variant with it off."""
+
+
+def _counting_costs(micros: dict[str, list[float]]) -> dict[str, float]:
+    """Each counter's cost as the median, over rounds, of the check's CPU against the
+    variant without it in the same round: the two ran one after the other, so the
+    machine's load, which moves between rounds, weighs on both alike."""
+    return {
+        what: round(
+            statistics.median(
+                on / off - 1 for on, off in zip(micros["check"], micros[v], strict=True)
+            ),
+            4,
+        )
+        for what, v in COUNTING.items()
     }
 
 
@@ -260,9 +308,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--counting",
+        action="store_true",
+        help="Only the check with every counter on against each one off (and all off).",
+    )
     args = parser.parse_args()
     with open(os.devnull, "w") as sink:  # the log lines are written, to nowhere
-        result = asyncio.run(run(args.calls, args.rounds, sink))
+        result = asyncio.run(run(args.calls, args.rounds, sink, counting_only=args.counting))
+    if args.counting:
+        for name, value in result["cpu_us_per_request"].items():
+            print(f"{name:<26} {value:8.1f} µs of CPU per request (median of {args.rounds} rounds)")
+        for feature, cost in result["cost_over_check"].items():
+            print(f"{feature} adds {cost * 100:.1f}% CPU to a check (median of paired rounds)")
+        print(f"results: {save('checkpath_counting', result)}")
+        return
     for name, value in result["cpu_us_per_request"].items():
         print(f"{name:<24} {value:8.1f} µs of CPU per request (median of {args.rounds} rounds)")
     print(f"the check route costs {result['check_route_over_fast_path']}x its fast path")

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from apiward.services.ports import Limiter, Store, Transaction, WebhookSender
     from apiward.services.revocations import Revocations
     from apiward.services.scheduler import Scheduler
+    from apiward.services.scope_usage import ScopeTally, ScopeUsage
     from apiward.services.signin import SignIns
     from apiward.services.signing import Keyring
     from apiward.services.tenancy import Tenancy
@@ -78,8 +79,9 @@ class Runtime:
 
     PARTS = (
         "tracing", "sql", "store", "cache", "local_limiter", "limiter", "passwords",
-        "sealer", "keyring", "revocations", "usage", "verifications", "analytics",
-        "audit", "tenancy", "operators", "keys", "formats", "importer", "clients",
+        "sealer", "keyring", "revocations", "usage", "verifications", "scope_tally",
+        "analytics", "audit", "tenancy", "operators", "keys", "formats", "importer",
+        "clients", "scope_usage",
         "lockouts", "limits", "auth", "login_throttle", "sign_ins", "tokens", "http",
         "webhooks", "leaks", "postbox", "portal", "invalidations", "housekeeping",
         "hygiene", "countries", "trusted_proxies", "metrics", "scheduler",
@@ -222,6 +224,25 @@ class Runtime:
         return Verifications()
 
     @cached_property
+    def scope_tally(self) -> ScopeTally:
+        import time
+
+        from apiward.core.clock import SystemClock
+        from apiward.services.scope_usage import ScopeTally
+
+        clock = self.clock  # the days of an injected clock; the system's, read cheaply
+        return ScopeTally(
+            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
+        )
+
+    @cached_property
+    def scope_usage(self) -> ScopeUsage:
+        from apiward.services.scope_usage import ScopeUsage
+
+        kept = self.settings.analytics_retention["day"]
+        return ScopeUsage(self.store, self.keys, self.clients, self.clock, kept)
+
+    @cached_property
     def analytics(self) -> Analytics:
         from apiward.services.analytics import Analytics
 
@@ -355,6 +376,7 @@ class Runtime:
             require_space=s.require_space_header,
             default_version=s.current_version.id,
             imported_prefixes=self._imported,
+            scope_tally=self.scope_tally,
         )
 
     @cached_property
@@ -562,6 +584,7 @@ class Runtime:
 
         s = self.settings
         usage, verifications, store = self.usage, self.verifications, self.store
+        scope_tally = self.scope_tally
         return Scheduler(
             [
                 Periodic("webhooks", s.webhook_poll_seconds, self.webhooks.run_once),
@@ -570,6 +593,9 @@ class Runtime:
                 Periodic("usage", s.last_used_flush_seconds, lambda: usage.flush(store)),
                 Periodic(
                     "analytics", s.analytics_flush_seconds, lambda: verifications.flush(store)
+                ),
+                Periodic(
+                    "scope usage", s.analytics_flush_seconds, lambda: scope_tally.flush(store)
                 ),
                 Periodic(
                     "invalidations",
@@ -674,7 +700,11 @@ class Runtime:
             await self.portal.drain()
         if self.built("postbox"):
             await self.postbox.drain()
-        for part, flush in (("usage", self.flush_usage), ("verifications", self.flush_analytics)):
+        for part, flush in (
+            ("usage", self.flush_usage),
+            ("verifications", self.flush_analytics),
+            ("scope_tally", self.flush_scope_usage),
+        ):
             if not self.built(part):
                 continue
             try:
@@ -695,6 +725,10 @@ class Runtime:
     async def flush_analytics(self) -> int:
         """Write the pending usage counts."""
         return await self.verifications.flush(self.store)
+
+    async def flush_scope_usage(self) -> int:
+        """Write the pending counts of the scopes credentials used."""
+        return await self.scope_tally.flush(self.store)
 
     async def ping_redis(self) -> bool | None:
         """Whether Redis answers, within ``APIWARD_REDIS_TIMEOUT_SECONDS`` (at once while

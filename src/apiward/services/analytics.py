@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from apiward.core.analytics import Bucket, Decision, Query, buckets
 from apiward.core.models import Principal
+from apiward.core.scope_usage import day_of
 from apiward.services.keys import effective_environment
 from apiward.services.ports import AnalyticsTx, Store
 
@@ -104,9 +105,12 @@ class Analytics:
             return await tx.verification_counts("", "", query)
 
     async def prune(self, now: datetime) -> int:
-        """Delete counts past each granularity's retention (housekeeping)."""
+        """Delete counts past each granularity's retention, and the scope uses past the
+        daily counts' (housekeeping)."""
         removed = 0
         async with self._store.begin() as tx:
             for granularity, kept in self.retention.items():
                 removed += await tx.prune_verifications(granularity, now - kept)
+            # The scopes credentials used, kept as long as the daily counts.
+            removed += await tx.prune_scope_uses(day_of(now - self.retention["day"]))
         return removed

@@ -60,6 +60,7 @@ from apiward.services.authority import is_active, key_grant, user_roles
 from apiward.services.clients import client_cache_key
 from apiward.services.ports import UNKNOWN, Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
+from apiward.services.scope_usage import ScopeTally
 from apiward.services.usage import UsageRecorder
 
 if TYPE_CHECKING:
@@ -166,8 +167,11 @@ class Authenticator:
         require_space: bool = False,
         default_version: str | None = None,
         imported_prefixes: tuple[str, ...] = (),
+        scope_tally: ScopeTally | None = None,
     ) -> None:
         self._imported_prefixes = imported_prefixes
+        self.scope_tally = scope_tally if scope_tally is not None else ScopeTally()
+        """The scopes allowed requests used (``apiward.services.scope_usage``)."""
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -495,6 +499,8 @@ class Authenticator:
             self._count_refusal(known, context, exc)
             raise
         self._count(principal, "VALID")
+        if scopes:
+            self.scope_tally.count(principal, scopes)
         return principal
 
     def _count(self, principal: Principal, outcome: str) -> None:

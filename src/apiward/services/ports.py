@@ -44,6 +44,7 @@ from apiward.core.models import (
     StoredSigningKey,
     User,
 )
+from apiward.core.scope_usage import ScopeUse
 from apiward.core.webhooks import SendOutcome, WebhookDelivery, WebhookEndpoint
 
 
@@ -318,6 +319,20 @@ class AnalyticsTx(Protocol):
 
     async def prune_verifications(self, granularity: str, before: datetime) -> int:
         """Delete one granularity's buckets that start before ``before``."""
+        ...
+
+    async def add_scope_uses(self, rows: Sequence[ScopeUse]) -> None:
+        """Add these uses to the stored counts (an upsert that adds)."""
+        ...
+
+    async def scope_uses(
+        self, org_id: str, environment: str, credential_id: str, first_day: int, last_day: int
+    ) -> list[ScopeUse]:
+        """The uses of one credential of one organisation and environment, by day."""
+        ...
+
+    async def prune_scope_uses(self, before_day: int) -> int:
+        """Delete the uses counted on days before ``before_day``."""
         ...
 
 

@@ -305,3 +305,26 @@ def test_keys_and_clients_carry_an_external_id_and_meta(env: dict[str, str]) -> 
     run("clients", "create", "--name", "other", "--scope", "keys:read")
     listed = json.loads(run("clients", "list", "--external-id", "acct_1", "--json"))
     assert [c["client_id"] for c in listed] == [client["client_id"]]
+
+
+def test_keys_usage_shows_the_scopes_used_and_narrows_to_them(env: dict[str, str]) -> None:
+    from apiward.adapters.settings import Settings
+
+    init()
+    scopes = ["--scope", "keys:read", "--scope", "clients:read"]
+    made = json.loads(run("keys", "create", "--name", "u", *scopes, "--json"))
+    with TestClient(create_app(Settings())) as client:
+        for _ in range(2):
+            r = client.get("/v1/keys", headers={"Authorization": f"Bearer {made['key']}"})
+            assert r.status_code == 200
+    # The server flushed its counts as it stopped.
+    data = json.loads(run("keys", "usage", made["id"], "--json"))
+    assert [(u["scope"], u["requests"]) for u in data["used"]] == [("keys:read", 2)]
+    assert data["unused"] == ["clients:read"] and data["narrowed"] == ["keys:read"]
+    table = run("keys", "usage", made["id"], "--since", "7d")
+    assert "keys:read" in table and "unused: clients:read" in table
+    assert f"apiward keys usage {made['id']} --since 7d --narrow" in table
+    assert "narrowed to: keys:read" in run("keys", "usage", made["id"], "--narrow")
+    assert json.loads(run("keys", "get", made["id"], "--json"))["scopes"] == ["keys:read"]
+    bad = CliRunner().invoke(app, ["keys", "usage", made["id"], "--since", "soon"])
+    assert bad.exit_code != 0 and "since" in bad.output

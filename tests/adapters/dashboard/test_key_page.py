@@ -265,3 +265,33 @@ def test_the_list_searches_filters_by_state_and_pages(org: Org, owner: Browser) 
     assert "Page 1 of 2" in first
     assert "q=batch" in first[first.index('rel="next"') - 200 :]
     assert "Page 2 of 2" in listed("q=batch&page=2")
+
+
+def test_the_page_shows_the_scopes_used_and_narrows_to_them(
+    org: Org, owner: Browser, signed_in: Callable[..., Browser]
+) -> None:
+    key = org.create_key(["keys:read", "clients:read", "users:read"])
+    for _ in range(2):
+        assert org.client.get("/v1/keys", headers=org.headers(key["key"])).status_code == 200
+    org.client.portal.call(org.runtime.flush_scope_usage)  # type: ignore[union-attr]
+    page = page_of(owner, key)
+    assert re.search(r"<code>keys:read</code></td><td data-label=\"Requests\">2</td>", page)
+    unused = page.split('data-testid="scopes-unused"')[1].split("</p>")[0]
+    assert "<code>clients:read</code>" in unused and "<code>users:read</code>" in unused
+    assert "Narrow to what was used" in page
+    # A viewer sees the same, without the action, and cannot narrow the key.
+    viewer = signed_in("viewer")
+    seen = viewer.get(f"/dashboard/keys/{key['id']}?env=live").text
+    assert "<code>keys:read</code>" in seen and "Narrow to what was used" not in seen
+    assert viewer.post(f"/dashboard/keys/{key['id']}/narrow", {"env": "live"}).status_code == 403
+    assert sorted(api_key(org, key["id"])["scopes"]) == ["clients:read", "keys:read", "users:read"]
+    r = owner.post(f"/dashboard/keys/{key['id']}/narrow", {"env": "live"})
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/dashboard/keys/{key['id']}?env=live&done=narrowed"
+    assert "narrowed to the scopes its requests used" in owner.get(r.headers["location"]).text
+    assert api_key(org, key["id"])["scopes"] == ["keys:read"]
+    assert "Narrow to what was used" not in page_of(owner, key)  # nothing left unused
+    idle = org.create_key(["keys:read"])
+    assert 'data-testid="no-scopes-used"' in page_of(owner, idle)
+    refused = owner.post(f"/dashboard/keys/{idle['id']}/narrow", {"env": "live"})
+    assert refused.status_code == 400 and "nothing to narrow it to" in refused.text

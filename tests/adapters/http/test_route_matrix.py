@@ -591,6 +591,18 @@ def _filled(path: str) -> str:
     return out
 
 
+READS: dict[tuple[str, str], Row] = {
+    ("GET", "/v1/keys/{key_id}/scope-usage"): Row(
+        lambda w, k: Request(f"/v1/keys/{_key(w, k)}/scope-usage", params={"since": "7d"})
+    ),
+    ("GET", "/v1/clients/{client_id}/scope-usage"): Row(
+        lambda w, k: Request(f"/v1/clients/{_client(w, k)}/scope-usage")
+    ),
+}
+"""Reading routes the matrix covers too: what one credential's requests did, which
+only its own organisation and environment may read."""
+
+
 def _generic(path: str) -> Row:
     return Row(lambda w, k: Request(_filled(path), data={}), has_target=False)
 
@@ -653,10 +665,16 @@ failing it) with the reason: none are open now."""
 
 _APP = create_app(_settings("sqlite+aiosqlite:///:memory:"))  # read, never started
 _MUTATING = list(mutating_routes(_APP))
+_READ = [
+    (method, path, needs_of(route))
+    for path, route in routes_of(_APP)
+    for method in sorted(route.methods or ())
+    if (method, path) in READS
+]
 
 
 def _row(method: str, path: str) -> Row:
-    return ROWS.get((method, path)) or _generic(path)
+    return ROWS.get((method, path)) or READS.get((method, path)) or _generic(path)
 
 
 def _expected(method: str, path: str, needs: Needs, row: Row, kind: Kind) -> Outcome:
@@ -667,7 +685,7 @@ def _expected(method: str, path: str, needs: Needs, row: Row, kind: Kind) -> Out
 
 
 def _cells() -> Iterator[Any]:
-    for method, path, _ in _MUTATING:
+    for method, path, _ in (*_MUTATING, *_READ):
         for kind in KINDS:
             cell = (method, path, kind.name)
             marks = []
@@ -704,7 +722,8 @@ def _outcome(response: Any) -> Outcome:
 
 @pytest.mark.parametrize(("method", "path", "kind_name"), list(_cells()))
 def test_route_matrix(world: World, method: str, path: str, kind_name: str) -> None:
-    """One principal on one mutating route gets what the route declares for it."""
+    """One principal on one mutating route (or one of ``READS``) gets what the route
+    declares for it."""
     kind = BY_NAME[kind_name]
     needs = needs_of_path(method, path)
     row = _row(method, path)
@@ -721,7 +740,7 @@ def test_route_matrix(world: World, method: str, path: str, kind_name: str) -> N
 
 
 def needs_of_path(method: str, path: str) -> Needs:
-    for m, p, needs in _MUTATING:
+    for m, p, needs in (*_MUTATING, *_READ):
         if (m, p) == (method, path):
             assert needs is not None, f"{method} {path} declares nothing"
             return needs
@@ -758,6 +777,7 @@ def test_the_matrix_has_a_row_for_every_mutating_route() -> None:
     assert credential <= set(ROWS), sorted(credential - set(ROWS))
     routes = {(m, p) for m, p, _ in _MUTATING}
     assert set(ROWS) <= routes, sorted(set(ROWS) - routes)
+    assert {(m, p) for m, p, _ in _READ} == set(READS), "a read row names no route"
     for method, path, name in (*HAND_WRITTEN, *KNOWN_OPEN):
         assert (method, path) in routes and name in BY_NAME, (method, path, name)
 

@@ -284,6 +284,73 @@ def keys_get(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) 
     _key_action(key_id, org, as_json, lambda r, p: r.keys.get(p, key_id))
 
 
+USAGE_COLUMNS = (
+    Column("scope", whole=True),
+    Column("requests", right=True, keep=3),
+    Column("last used", keep=2, least=10),
+    Column("granted by", keep=1),
+)
+
+
+@app.command("usage")
+def keys_usage(
+    key_id: KeyId,
+    since: Annotated[
+        str, typer.Option("--since", help="7d, 30d, 90d or an ISO time or date.")
+    ] = "30d",
+    narrow: Annotated[
+        bool,
+        typer.Option("--narrow", help="Narrow the key's scopes to the ones its requests used."),
+    ] = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which of the key's scopes its allowed requests used (counted per day), which it
+    never needed, and with --narrow, narrow it to what was used (an ordinary update)."""
+    from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
+    from apiward.core.errors import InvalidInput
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        await runtime.flush_scope_usage()  # what this process counted (none, usually)
+        report = await runtime.scope_usage.of_key(principal, key_id, since)
+        data = ScopeUsageOut.of(key_id, report).model_dump(mode="json")
+        if narrow:
+            if not report.narrowed:
+                raise InvalidInput(
+                    f"No allowed request of {key_id} needed a scope since {since}: nothing "
+                    "to narrow it to (disable or revoke it instead)."
+                )
+            key = await runtime.keys.update(principal, key_id, scopes=report.narrowed)
+            data["scopes"] = list(key.scopes)
+            data["unused"] = []
+        return data
+
+    async def find_env(runtime: Runtime) -> str:
+        principal = await runtime.operators.principal(org)
+        return (await runtime.keys.get(principal, key_id)).environment
+
+    data = as_operator(org, run(find_env), job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    rows = [
+        [u["scope"], str(u["requests"]), u["last_used_on"], u["granted_by"] or "(not any more)"]
+        for u in data["used"]
+    ]
+    show(out, USAGE_COLUMNS, rows, footer=f"since {_when(data['since'])} UTC")
+    if narrow:
+        out.print(f"narrowed to: {' '.join(data['scopes'])}")
+    elif data["unused"]:
+        out.print(f"unused: {' '.join(data['unused'])}")
+        if data["narrowed"]:
+            out.print(f"narrow to what was used ({' '.join(data['narrowed'])}):")
+            print(f"  apiward keys usage {key_id} --since {since} --narrow")
+    elif data["used"]:
+        out.print("every scope of the key was used")
+    else:
+        out.print("no allowed request of this key needed a scope")
+
+
 @app.command("update")
 def keys_update(
     key_id: KeyId,

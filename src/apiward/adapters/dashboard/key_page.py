@@ -42,16 +42,21 @@ from apiward.adapters.http.deps import (
     ClockDep,
     KeysDep,
     LimitsDep,
+    ScopeUsageDep,
     TenancyDep,
 )
-from apiward.core.errors import ApiwardError
+from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
+from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.limits import refilled
 from apiward.core.models import ApiKey
 from apiward.services.tenancy import Tenancy
 
 router = APIRouter(route_class=DashboardRoute)
 
-NOTICES = {"updated": "The API key is changed."}
+NOTICES = {
+    "updated": "The API key is changed.",
+    "narrowed": "The API key is narrowed to the scopes its requests used.",
+}
 
 
 @router.get("/keys/{key_id}")
@@ -64,6 +69,7 @@ async def key_page(
     verifications: AnalyticsDep,
     log: AuditDep,
     clock: ClockDep,
+    scope_usage: ScopeUsageDep,
     me: Me = Depends(signed_in),
 ) -> Response:
     me.require("keys:read")
@@ -89,6 +95,7 @@ async def key_page(
             verifications, me, key.environment, now, " of this key", key_id=key.id
         ),
         trail=await trail_of(log, me, key.id, key.environment),
+        scope_usage=ScopeUsageOut.of(key.id, await scope_usage.of_key(me.principal, key.id, None)),
     )
 
 
@@ -177,3 +184,23 @@ async def save_key(
     if errors:
         return await _edit_form(request, me, tenancy, key, values=form, errors=errors)
     return see_other(url(f"/keys/{key.id}", env=key.environment, done="updated"))
+
+
+@router.post("/keys/{key_id}/narrow")
+async def narrow_key(
+    key_id: str,
+    keys: KeysDep,
+    scope_usage: ScopeUsageDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    """Narrow the key to the scopes its requests used in the last 30 days, as counted
+    now (the form says nothing of them), through ``Keys.update`` and its authority."""
+    me.require("keys:write")
+    used = await scope_usage.of_key(me.principal, key_id, None)
+    if not used.narrowed:
+        raise InvalidInput(
+            "No allowed request of this key needed a scope in the last 30 days: there is "
+            "nothing to narrow it to (disable or revoke it instead)."
+        )
+    key = await keys.update(me.principal, key_id, scopes=used.narrowed)
+    return see_other(url(f"/keys/{key.id}", env=key.environment, done="narrowed"))

@@ -30,6 +30,7 @@ from apiward.services.keys import Keys
 from apiward.services.leaks import Leaks
 from apiward.services.limiting import RequestLimits
 from apiward.services.portal import Portal
+from apiward.services.scope_usage import ScopeUsage
 from apiward.services.signing import Keyring
 from apiward.services.tenancy import Tenancy
 from apiward.services.tokens import Tokens
@@ -103,6 +104,10 @@ async def analytics(request: Request) -> Analytics:
     return runtime_of(request).analytics
 
 
+async def scope_usage(request: Request) -> ScopeUsage:
+    return runtime_of(request).scope_usage
+
+
 async def verifications(request: Request) -> Verifications:
     return runtime_of(request).verifications
 
@@ -144,6 +149,7 @@ LeaksDep = Annotated[Leaks, Depends(leaks)]
 AuditDep = Annotated[AuditLog, Depends(audit)]
 AnalyticsDep = Annotated[Analytics, Depends(analytics)]
 VerificationsDep = Annotated[Verifications, Depends(verifications)]
+ScopeUsageDep = Annotated[ScopeUsage, Depends(scope_usage)]
 LimitsDep = Annotated[RequestLimits, Depends(limits)]
 KeyringDep = Annotated[Keyring, Depends(keyring)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]

@@ -114,7 +114,10 @@ async def authenticate(
     ``PermissionDenied``; its limits and credits are spent only once it passed both."""
     cached = state_of(request).principal
     if cached is not None:
-        return require_scopes(cached, scopes)
+        require_scopes(cached, scopes)
+        if scopes:  # a second guard of the same request: its scopes are used too
+            runtime_of(request).auth.scope_tally.count(cached, scopes)
+        return cached
     return remember(
         request,
         await runtime_of(request).auth.authenticate(

@@ -424,3 +424,18 @@ verification_counts = Table(
     ),
     Index("ix_verification_counts_granularity_bucket", "granularity", "bucket"),
 )
+
+scope_uses = Table(
+    "scope_uses",
+    metadata,
+    # One row per credential (key or OAuth client), UTC day and scope its allowed
+    # requests used: what ``GET /v1/keys/{id}/scope-usage`` compares with its scopes.
+    Column("org_id", String(ID), nullable=False),
+    Column("credential_id", String(64), nullable=False),
+    Column("day", Integer, nullable=False),  # days since 1970-01-01, UTC
+    Column("scope", String(160), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_id", "credential_id", "day", "scope", name="pk_scope_uses"),
+    Index("ix_scope_uses_day", "day"),
+)

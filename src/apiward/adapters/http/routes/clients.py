@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from apiward.adapters.http.access import Reach
-from apiward.adapters.http.deps import ClientsDep, ClockDep
+from apiward.adapters.http.deps import ClientsDep, ClockDep, ScopeUsageDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas.clients import (
     ClientCreate,
@@ -16,6 +16,7 @@ from apiward.adapters.http.schemas.clients import (
     ClientUpdate,
 )
 from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
+from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
 from apiward.core.models import OAuthClient, PageRequest, Principal
@@ -80,6 +81,27 @@ async def get_client(
     principal: Principal = require("clients:read"),
 ) -> ClientOut:
     return _out(clock, await clients.get(principal, client_id))
+
+
+@router.get(
+    "/{client_id}/scope-usage",
+    response_model=ScopeUsageOut,
+    summary="Which of a client's scopes its tokens' requests used",
+)
+async def client_scope_usage(
+    client_id: str,
+    usage: ScopeUsageDep,
+    since: str | None = Query(
+        None,
+        max_length=64,
+        description="An ISO time or date, or a span back from now (`7d`, `24h`); 30 days "
+        "back when absent.",
+    ),
+    principal: Principal = require("clients:read"),
+) -> ScopeUsageOut:
+    """The scopes the allowed requests of the client's access tokens needed since
+    `since`, per UTC day, against the scopes it holds (as for a key's)."""
+    return ScopeUsageOut.of(client_id, await usage.of_client(principal, client_id, since))
 
 
 @router.patch("/{client_id}", response_model=ClientOut, summary="Update a client")

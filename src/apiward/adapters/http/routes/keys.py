@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from apiward.adapters.http.access import Reach
-from apiward.adapters.http.deps import ClockDep, KeysDep
+from apiward.adapters.http.deps import ClockDep, KeysDep, ScopeUsageDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
 from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
 from apiward.adapters.http.schemas.keys import (
@@ -19,6 +19,7 @@ from apiward.adapters.http.schemas.keys import (
     KeyUpdate,
     overrides,
 )
+from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
 from apiward.core.models import KeyState, PageRequest, Principal
@@ -103,6 +104,29 @@ async def get_key(
     key_id: str, keys: KeysDep, clock: ClockDep, principal: Principal = require("keys:read")
 ) -> KeyOut:
     return _out(clock, await keys.get(principal, key_id))
+
+
+@router.get(
+    "/{key_id}/scope-usage",
+    response_model=ScopeUsageOut,
+    summary="Which of an API key's scopes its requests used",
+)
+async def key_scope_usage(
+    key_id: str,
+    usage: ScopeUsageDep,
+    since: str | None = Query(
+        None,
+        max_length=64,
+        description="An ISO time or date, or a span back from now (`7d`, `24h`); 30 days "
+        "back when absent.",
+    ),
+    principal: Principal = require("keys:read"),
+) -> ScopeUsageOut:
+    """The scopes the key's allowed requests needed since `since`, counted per UTC day
+    (up to one analytics flush interval late), against the scopes it holds: the used
+    ones (for a wildcard, the concrete scopes it stood for), the unused ones, and
+    `narrowed`, the scopes to PATCH it to for least privilege."""
+    return ScopeUsageOut.of(key_id, await usage.of_key(principal, key_id, since))
 
 
 @router.patch("/{key_id}", response_model=KeyOut, summary="Update an API key")

@@ -105,6 +105,8 @@ async def _verify(
             ratelimit=_ratelimit(limits),
         )
     counted.count(key.org_id, key.environment, "VALID", key_id=key.id, **where)
+    if body.scopes:  # the scopes the verified key was asked for, and held
+        auth.scope_tally.count(principal, body.scopes)
     return VerifyOut(
         valid=True,
         code="VALID",

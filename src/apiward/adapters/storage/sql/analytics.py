@@ -1,4 +1,4 @@
-"""Verification counts in SQL: buckets that concurrent flushes add to."""
+"""Verification counts and scope uses in SQL: rows that concurrent flushes add to."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import sqlalchemy as sa
 from apiward.adapters.storage import tables as t
 from apiward.adapters.storage.sql.base import SqlBase
 from apiward.core.analytics import Bucket, Query
+from apiward.core.scope_usage import ScopeUse
 
 _VERIFICATION_KEY = tuple(t.verification_counts.primary_key.columns.keys())
+_SCOPE_USE_KEY = tuple(t.scope_uses.primary_key.columns.keys())
 
 
 class SqlAnalytics(SqlBase):
-    """Verification counts."""
+    """Verification counts, and the scopes credentials used."""
 
     async def add_verifications(self, rows: Sequence[Bucket]) -> None:
         from sqlalchemy.dialects import postgresql, sqlite
@@ -120,4 +122,56 @@ class SqlAnalytics(SqlBase):
                 v.granularity == granularity, v.bucket < int(before.timestamp())
             )
         )
+        return int(result.rowcount or 0)
+
+    async def add_scope_uses(self, rows: Sequence[ScopeUse]) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        u = t.scope_uses
+        values = sorted(  # one order everywhere: concurrent upserts cannot deadlock
+            (
+                {
+                    "org_id": r.org_id,
+                    "credential_id": r.credential_id,
+                    "day": r.day,
+                    "scope": r.scope[:160],
+                    "environment": r.environment,
+                    "count": r.count,
+                }
+                for r in rows
+            ),
+            key=lambda r: tuple(str(r[k]) for k in _SCOPE_USE_KEY),
+        )
+        if not values:
+            return
+        dialect: Any = postgresql if self._c.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(u)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_SCOPE_USE_KEY),
+            set_={"count": u.c["count"] + stmt.excluded["count"]},  # add, never overwrite
+        )
+        await self._c.execute(stmt, values)
+
+    async def scope_uses(
+        self, org_id: str, environment: str, credential_id: str, first_day: int, last_day: int
+    ) -> list[ScopeUse]:
+        u = t.scope_uses.c
+        stmt = (
+            sa.select(u.day, u.scope, u["count"])
+            .where(
+                u.org_id == org_id,
+                u.credential_id == credential_id,
+                u.environment == environment,
+                u.day >= first_day,
+                u.day <= last_day,
+            )
+            .order_by(u.day, u.scope)
+        )
+        return [
+            ScopeUse(int(day), org_id, environment, credential_id, str(scope), int(count))
+            for day, scope, count in await self._all(stmt)
+        ]
+
+    async def prune_scope_uses(self, before_day: int) -> int:
+        result = await self._c.execute(t.scope_uses.delete().where(t.scope_uses.c.day < before_day))
         return int(result.rowcount or 0)
