@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
+from apiward.adapters.storage.migrate import upgrade
+from apiward.adapters.storage.sql import SqlStore, create_engine
 
 POSTGRES_URL = os.environ.get(
     "APIWARD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/apiward_tests"
@@ -23,6 +30,21 @@ TEST_DATABASE_MARK = "apiward test database: emptied by every test run"
 """The comment the suite puts on a database it creates. Without APIWARD_TEST_POSTGRES_URL,
 the suite empties only a database that carries it, never one of the user's own."""
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+QUICK = os.environ.get("APIWARD_TEST_DEPTH", "full") == "quick"
+"""``APIWARD_TEST_DEPTH=quick``: every test runs, each property test on a fifth of its
+examples. CI runs the full depth on one Python and the quick one on the others: a
+property's examples find a logic error on any Python; what differs between Pythons is
+caught by every test running on each."""
+
+
+def examples(n: int, *, least: int = 5) -> int:
+    """A property test's number of examples at this depth (at least ``least``)."""
+    return max(least, n // 5) if QUICK else n
+
+
+hypothesis.settings.register_profile("quick", max_examples=examples(100))
+if QUICK:
+    hypothesis.settings.load_profile("quick")
 
 
 def fast_settings(**overrides: Any) -> Settings:
@@ -118,9 +140,42 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'apiward.db'}"
 
 
+@functools.cache
+def _migrated_sqlite() -> Path:
+    """A SQLite database at the newest revision, made once per test process: an app's
+    database starts as a copy of it, so that each test does not migrate one anew."""
+    path = Path(tempfile.mkdtemp(prefix="apiward-tests-")) / "migrated.db"
+
+    async def build() -> None:
+        store = SqlStore(create_engine(f"sqlite+aiosqlite:///{path}"))
+        try:
+            await upgrade(store.engine)
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as pool:  # a test may already run an event loop
+        pool.submit(asyncio.run, build()).result()
+    return path
+
+
+def migrated_sqlite(target: Path) -> str:
+    """The URL of a SQLite database at ``target``, already at the newest revision (the
+    migrations themselves are tested in ``tests/adapters/storage/test_migrations.py``,
+    from an empty file)."""
+    if not target.exists():
+        shutil.copyfile(_migrated_sqlite(), target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
 @pytest.fixture
-def settings(sqlite_url: str) -> Settings:
-    return fast_settings(database_url=sqlite_url)
+def migrated_sqlite_url(sqlite_url: str) -> str:
+    """``sqlite_url``, already at the newest revision."""
+    return migrated_sqlite(Path(sqlite_url.removeprefix("sqlite+aiosqlite:///")))
+
+
+@pytest.fixture
+def settings(migrated_sqlite_url: str) -> Settings:
+    return fast_settings(database_url=migrated_sqlite_url)
 
 
 @pytest.fixture

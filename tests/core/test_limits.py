@@ -38,6 +38,7 @@ from apiward.core.limits import (
     window,
     window_refund,
 )
+from tests.conftest import examples
 
 MS = 1000  # a millisecond clock keeps the generated schedules readable
 
@@ -310,7 +311,7 @@ def test_property_a_client_that_waits_retry_after_is_then_admitted(
 
 
 @given(schedules)
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 def test_property_gcra_all_spends_on_every_limit_or_on_none(
     case: tuple[int, int, list[tuple[int, int]]],
 ) -> None:
@@ -480,7 +481,7 @@ def test_credit_decision_exhausted_is_the_opposite_of_allowed() -> None:
 # --- window limits ---------------------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     sliding=st.booleans(),
     limit=st.integers(1, 20),

@@ -20,7 +20,7 @@ from apiward.adapters.settings import Settings
 from apiward.core.limits import NS
 from apiward.core.models import Principal
 from apiward.server import require
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 PROFILES = Path(__file__).parents[2] / "docs" / "profiles"
 
@@ -31,7 +31,7 @@ def profile_settings(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **overrides: Any
 ) -> Settings:
     monkeypatch.setenv("APIWARD_CONFIG_FILE", str(PROFILES / f"{name}.toml"))
-    return fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / name}.db", **overrides)
+    return fast_settings(database_url=migrated_sqlite(tmp_path / f"{name}.db"), **overrides)
 
 
 def with_business_routes(app: FastAPI) -> FastAPI:

@@ -616,6 +616,8 @@ def _run(app_settings: Any, mailbox: Mailbox) -> None:
         run_state_machine_as_test(
             Delegation,
             settings=settings(
+                # the whole budget at every depth: the assertions below need each
+                # operation both done and refused
                 max_examples=50,
                 stateful_step_count=35,
                 deadline=None,

@@ -184,6 +184,8 @@ def test_tenant_changes_never_loosen_what_the_operator_set(database: str, sqlite
         run_state_machine_as_test(
             TenantChanges,
             settings=settings(
+                # the whole budget at every depth: the assertions below need each
+                # operation both done and refused
                 max_examples=20,
                 stateful_step_count=20,
                 deadline=None,

@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 
 from apiward.adapters.cli.main import app
 from tests.adapters.cli.conftest import run
+from tests.conftest import examples
 
 RANGE = "must be between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z"
 LONGEST = "must be between 0 and 3153600000 seconds (36500 days)"
@@ -97,7 +98,7 @@ TIMES = st.datetimes(
 
 
 @settings(
-    max_examples=20,
+    max_examples=examples(20),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

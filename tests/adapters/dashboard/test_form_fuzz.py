@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.adapters.dashboard.conftest import Browser
-from tests.conftest import Org
+from tests.conftest import Org, examples
 
 # Each dashboard form and the fields it reads ({id} parts are filled with real or bogus ids).
 FORMS: dict[str, tuple[str, ...]] = {
@@ -60,7 +60,7 @@ def _path(template: str, org: Org) -> str:
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -78,7 +78,7 @@ def test_no_dashboard_form_input_gives_a_500(
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

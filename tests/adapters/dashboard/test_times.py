@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.adapters.dashboard.conftest import Browser
-from tests.conftest import Org
+from tests.conftest import Org, examples
 
 RANGE = "between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z"
 
@@ -34,7 +34,7 @@ def test_the_last_day_in_range_is_a_filter(owner: Browser) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -58,7 +58,7 @@ def test_an_expiry_date_out_of_range_is_shown_on_the_form(
 
 
 @settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -16,13 +16,13 @@ from apiward.webhooks import WebhookSignatureError, verify_signature
 from tests.adapters.dashboard.conftest import Browser, secret_of
 from tests.adapters.http.test_webhooks import Receiver, wait_for
 from tests.adapters.http.test_webhooks import receiver as receiver
-from tests.conftest import Org, fast_settings
+from tests.conftest import Org, fast_settings, migrated_sqlite
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}",
+        database_url=migrated_sqlite(tmp_path / "hooks.db"),
         webhook_poll_seconds=0.05,
         webhook_retry_base_seconds=0.05,
     )

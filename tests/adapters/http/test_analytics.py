@@ -24,7 +24,7 @@ from apiward.adapters.storage.sql import SqlStore
 from apiward.core import analytics
 from apiward.core.analytics import OUTCOMES
 from apiward.services.analytics import Verifications
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, examples, fast_settings, migrated_sqlite
 
 LIMITED = {
     "rate_limit_routes": [
@@ -39,7 +39,7 @@ LIMITED = {
 
 @pytest.fixture
 def counted(tmp_path: Path) -> Iterator[Org]:
-    settings = fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", **LIMITED)
+    settings = fast_settings(database_url=migrated_sqlite(tmp_path / "a.db"), **LIMITED)
     with TestClient(create_app(settings)) as c:
         yield bootstrap(c)
 
@@ -210,7 +210,7 @@ DECISION = st.tuples(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(DECISION, max_size=60), st.integers(1, 4))
 def test_property_the_stored_totals_equal_the_decisions_made(
     decisions: list[tuple[int, str, str, str, str]], flushes: int

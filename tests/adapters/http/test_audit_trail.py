@@ -16,13 +16,13 @@ from apiward.adapters import logging as logs
 from apiward.adapters.http.app import create_app
 from apiward.core.ids import new_id
 from apiward.core.models import AuditEvent
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 
 @pytest.fixture
 def org(tmp_path: Path) -> Iterator[Org]:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
+        database_url=migrated_sqlite(tmp_path / "audit.db"),
         auth_failure_limit="3/minute",
         credits_low_threshold=2,
     )
@@ -181,7 +181,7 @@ def test_retention_deletes_events_older_than_the_setting(org: Org) -> None:
 
 def test_retention_zero_keeps_everything(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'keep.db'}", audit_retention_days=0
+        database_url=migrated_sqlite(tmp_path / "keep.db"), audit_retention_days=0
     )
     with TestClient(create_app(settings)) as client:
         org = bootstrap(client)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.settings import ApiVersion, Settings
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 # Writes to /v1/things are limited; reading /v1/events is exempt, writing it is not.
 ROUTES = [
@@ -112,7 +112,7 @@ def test_identity_headers_are_always_sent_empty_without_a_value(org: Org, path: 
 
 def _settings_for(tmp_path: Path, proxy: str) -> Settings:
     return fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        database_url=migrated_sqlite(tmp_path / "p.db"),
         rate_limit_routes=ROUTES,
         forward_auth_proxy=proxy,
     )
@@ -534,7 +534,7 @@ VERSIONS = [
 
 def test_versions_deprecation_headers_and_pinning(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'v.db'}",
+        database_url=migrated_sqlite(tmp_path / "v.db"),
         api_versions=VERSIONS,
         version_header="X-Monite-Version",
     )

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from apiward.adapters.http.app import create_app
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, examples, fast_settings
 
 MOST = timedelta(hours=23, minutes=59)
 OFFSETS = st.one_of(
@@ -148,7 +148,7 @@ def test_times_in_range_still_work(org: Org) -> None:
 
 
 @settings(
-    max_examples=50,
+    max_examples=examples(50),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -166,7 +166,7 @@ def test_any_time_on_any_route_is_2xx_or_400(
 
 
 @settings(
-    max_examples=50,
+    max_examples=examples(50),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -14,12 +14,12 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from apiward.server import Apiward, ApiwardMiddleware
-from tests.conftest import fast_settings
+from tests.conftest import fast_settings, migrated_sqlite
 
 
 def test_starlette_app_protected_by_middleware(tmp_path: Path) -> None:
     aw = Apiward(
-        fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}", error_style="nested")
+        fast_settings(database_url=migrated_sqlite(tmp_path / "s.db"), error_style="nested")
     )
 
     async def customers(request: Request) -> JSONResponse:
@@ -71,7 +71,7 @@ def test_a_fastapi_route_behind_require_finds_the_principal_in_request_state(
 
     from apiward.server import require
 
-    aw = Apiward(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}"))
+    aw = Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "s.db")))
     app = FastAPI()
     aw.init_app(app)
 
@@ -101,7 +101,7 @@ def test_init_app_tries_the_apps_own_routes_before_apiwards(tmp_path: Path) -> N
     from fastapi.testclient import TestClient as FastAPIClient
 
     app = FastAPI()
-    Apiward(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")).init_app(app)
+    Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "o.db"))).init_app(app)
 
     @app.get("/open")
     async def open_() -> dict[str, bool]:
@@ -127,7 +127,7 @@ def test_an_embedded_app_says_which_issuer_it_publishes_unless_told(
     def start(**settings: str) -> tuple[str, str]:
         app = FastAPI()
         Apiward(
-            fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'i.db'}", **settings)
+            fast_settings(database_url=migrated_sqlite(tmp_path / "i.db"), **settings)
         ).init_app(app)
         with TestClient(app) as client:
             issuer = client.get("/.well-known/oauth-authorization-server").json()["issuer"]
@@ -148,7 +148,7 @@ def test_an_app_warns_at_start_of_apiward_variables_it_does_not_know(
 
     monkeypatch.setenv("APIWARD_EROR_STYLE", "nested")
     app = FastAPI()
-    Apiward(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'u.db'}")).init_app(app)
+    Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "u.db"))).init_app(app)
     with TestClient(app):
         pass
     logged = capsys.readouterr().out

@@ -29,7 +29,7 @@ from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.routes import check
 from apiward.server import Apiward
 from tests.adapters.http.proxy_keys import CREDITS, ROUTES, proxy_keys
-from tests.conftest import bootstrap, fast_settings
+from tests.conftest import bootstrap, fast_settings, migrated_sqlite
 
 DOCS = Path(__file__).parents[3] / "docs"
 IDENTITY = ["Org", "Environment", "Space", "User", "Client", "Scopes", "Credential"]
@@ -125,7 +125,7 @@ def _keys(client: TestClient) -> tuple[str, dict[str, str], dict[str, str]]:
 
 def _app(tmp_path: Path, answered_by: str, proxy: str = "envoy") -> FastAPI:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'e.db'}",
+        database_url=migrated_sqlite(tmp_path / "e.db"),
         forward_auth_proxy=proxy,
         rate_limit_routes=ROUTES,
     )
@@ -389,7 +389,7 @@ def test_an_app_apiward_is_embedded_in_serves_envoys_check_too(tmp_path: Path) -
     """``init_app`` under ``envoy``: the route and its fast path in the host app."""
     host = FastAPI()
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        database_url=migrated_sqlite(tmp_path / "h.db"),
         forward_auth_proxy="envoy",
         rate_limit_routes=ROUTES,
     )

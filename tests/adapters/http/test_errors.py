@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 
 @pytest.mark.parametrize(
@@ -45,9 +45,7 @@ from tests.conftest import Org, bootstrap, fast_settings
     ],
 )
 def test_error_styles(tmp_path: Path, style: str, check: object) -> None:
-    settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", error_style=style
-    )
+    settings = fast_settings(database_url=migrated_sqlite(tmp_path / "a.db"), error_style=style)
     with TestClient(create_app(settings)) as client:
         org = bootstrap(client)
         created = org.create_key(["keys:read"])

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from apiward.adapters.http.app import create_app
 from apiward.adapters.settings import ConfigError
 from tests.adapters.limiter.conftest import start_private_redis
-from tests.conftest import Org, bootstrap, fast_settings, require_postgres
+from tests.conftest import Org, bootstrap, examples, fast_settings, require_postgres
 
 IP = "203.0.113.77"
 ROUTE = "/v1/things"
@@ -301,7 +301,7 @@ def test_property_tenant_b_decides_alike_whatever_tenant_a_does(
     in each, so the run without A sees buckets nobody else touched."""
     runs = itertools.count()
 
-    @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(ops_st)
     def check(ops: list[tuple[Any, ...]]) -> None:
         with_a = World(isolation_app, next(runs), with_a=True)
@@ -395,7 +395,7 @@ def test_property_tenant_a_filling_the_limiter_table_never_evicts_tenant_bs_buck
     runs = itertools.count()
     limiter = small_table_app.app.state.runtime.limiter  # type: ignore[attr-defined]
 
-    @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=examples(5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(flood_ops_st)
     @example(
         [

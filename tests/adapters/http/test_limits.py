@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
 from apiward.core.keys import KeyFormats
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 MONACO_AND_MONK = {
     "rate_limits": [
@@ -35,9 +35,7 @@ MONACO_AND_MONK = {
 
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[Org]:
-    settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", **MONACO_AND_MONK
-    )
+    settings = fast_settings(database_url=migrated_sqlite(tmp_path / "l.db"), **MONACO_AND_MONK)
     with TestClient(create_app(settings)) as client:
         yield bootstrap(client)
 
@@ -154,7 +152,7 @@ def test_verify_reports_rate_limit_and_credits(limited: Org) -> None:
 
 def test_failed_authentications_from_one_ip_are_limited(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'f.db'}", auth_failure_limit="3/minute"
+        database_url=migrated_sqlite(tmp_path / "f.db"), auth_failure_limit="3/minute"
     )
     with TestClient(create_app(settings)) as client:
         org = bootstrap(client)
@@ -216,7 +214,7 @@ def test_failed_client_authentications_count_against_the_same_limit(
     """Unknown clients and wrong secrets spend the address's failure budget wherever a
     client authenticates, as failed keys do (one budget for both); past it, 429."""
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", auth_failure_limit="4/hour"
+        database_url=migrated_sqlite(tmp_path / "c.db"), auth_failure_limit="4/hour"
     )
     send = BOGUS_CLIENTS[door]
     with TestClient(create_app(settings)) as client:
@@ -249,7 +247,7 @@ def test_made_up_refresh_tokens_count_against_the_same_limit(tmp_path: Path) -> 
     """A refresh token that was never issued is a failed authentication too: at either
     refresh door, it spends the address's failure budget; past it, 429."""
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", auth_failure_limit="4/hour"
+        database_url=migrated_sqlite(tmp_path / "r.db"), auth_failure_limit="4/hour"
     )
     with TestClient(create_app(settings)) as client:
         bootstrap(client)

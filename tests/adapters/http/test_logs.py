@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from apiward.adapters import logging as logs
 from apiward.adapters.http.app import create_app
-from tests.conftest import bootstrap, fast_settings
+from tests.conftest import bootstrap, examples, fast_settings
 
 
 def test_full_flow_leaves_no_secret_in_logs_metrics_or_errors(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def _every_pattern(text: str) -> str:
     return text
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.lists(
         st.one_of(

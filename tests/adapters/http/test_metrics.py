@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from apiward.adapters.http.app import create_app
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 
 def scrape(
@@ -36,7 +36,7 @@ def value(
 @pytest.fixture
 def org(tmp_path: Path) -> Iterator[Org]:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
+        database_url=migrated_sqlite(tmp_path / "m.db"),
         rate_limits=[{"name": "per-key", "rate": "3/minute", "key": "credential"}],
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
@@ -149,7 +149,7 @@ def test_rate_limit_decisions_and_cache_hits_are_exported(org: Org) -> None:
 
 def test_redis_outages_and_degraded_decisions_are_exported(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
+        database_url=migrated_sqlite(tmp_path / "r.db"),
         redis_url="redis://127.0.0.1:1/0",
         rate_limits=[{"name": "per-key", "rate": "100/minute", "key": "credential"}],
     )
@@ -167,7 +167,7 @@ def test_each_app_has_its_own_registry(tmp_path: Path) -> None:
     apps: list[Any] = []
     for name in ("one", "two"):
         apps.append(
-            create_app(fast_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / name}.db"))
+            create_app(fast_settings(database_url=migrated_sqlite(tmp_path / f"{name}.db")))
         )
     with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
         for _ in range(3):
@@ -181,7 +181,7 @@ def test_each_app_has_its_own_registry(tmp_path: Path) -> None:
 
 def test_a_metrics_token_guards_the_endpoint(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}", metrics_token="scrape-me-please"
+        database_url=migrated_sqlite(tmp_path / "t.db"), metrics_token="scrape-me-please"
     )
     with TestClient(create_app(settings)) as client:
         assert client.get("/metrics").status_code == 401

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
-from tests.conftest import FakeClock, Org, bootstrap, fast_settings
+from tests.conftest import FakeClock, Org, bootstrap, fast_settings, migrated_sqlite
 
 PASSWORD = "correct horse battery"
 
@@ -497,9 +497,7 @@ def test_forged_token_is_refused(org: Org) -> None:
 
 @pytest.mark.parametrize(("alg", "kty"), [("EdDSA", "OKP"), ("RS256", "RSA")])
 def test_other_signing_algorithms(tmp_path: Path, alg: str, kty: str) -> None:
-    settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", token_algorithm=alg
-    )
+    settings = fast_settings(database_url=migrated_sqlite(tmp_path / "a.db"), token_algorithm=alg)
     with TestClient(create_app(settings)) as client:
         org = bootstrap(client)
         pair = login(org)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from apiward.adapters.http.app import create_app
 from apiward.adapters.settings import Settings
 from apiward.server import Apiward, require
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, examples, fast_settings
 
 META = {"plan": "pro", "seats": 12, "trial": False, "region": "eu west"}
 
@@ -300,7 +300,9 @@ def test_without_forwarded_fields_no_meta_header_is_sent(tmp_path: Path) -> None
 
 
 @hypothesis_settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(value=st.one_of(st.text(max_size=60), st.integers(-(2**53) + 1, 2**53 - 1), st.booleans()))
 def test_no_meta_value_breaks_a_forwarded_header(org: Org, value: str | int | bool) -> None:

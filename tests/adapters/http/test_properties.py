@@ -14,7 +14,7 @@ from apiward.adapters.http.app import create_app
 from apiward.core import tokens as jwt_tokens
 from apiward.core.errors import MissingCredential
 from apiward.services.auth import bearer_token
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, examples, fast_settings
 
 PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
 
@@ -49,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Org]]:
         yield orgs
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=PRINTABLE)
 def test_any_authorization_header_gets_a_4xx(world: list[Org], header: str) -> None:
     r = world[0].client.get("/v1/keys", headers={"Authorization": header})
@@ -72,7 +72,7 @@ KEY_SPECS = st.lists(
 
 
 @settings(
-    max_examples=15,
+    max_examples=examples(15),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from apiward.adapters.http.app import create_app
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 
 
 def test_root_without_credential(client: TestClient) -> None:
@@ -70,7 +70,7 @@ def test_version_header_selects_a_known_version_and_rejects_others(tmp_path: Pat
         ApiVersion(id="2025-06-20", name="caph", date=dt.date(2025, 6, 20)),
     ]
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'v.db'}",
+        database_url=migrated_sqlite(tmp_path / "v.db"),
         api_versions=versions,
         version_header="X-Monite-Version",
     )
@@ -99,7 +99,7 @@ def _geoip(path: Path) -> Path:
 
 def test_the_request_origins_country(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'geo.db'}",
+        database_url=migrated_sqlite(tmp_path / "geo.db"),
         trusted_proxies=["10.0.0.0/8"],
         country_header="CF-IPCountry",
         geoip_database=str(_geoip(tmp_path / "countries.mmdb")),
@@ -142,7 +142,7 @@ def test_without_a_source_the_country_is_null(client: TestClient) -> None:
 
 def test_the_space_header_can_be_required(tmp_path: Path) -> None:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'space.db'}",
+        database_url=migrated_sqlite(tmp_path / "space.db"),
         space_header="Monime-Space-Id",
         require_space_header=True,
     )

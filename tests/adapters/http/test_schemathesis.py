@@ -17,14 +17,14 @@ import pytest
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import build
-from tests.conftest import fast_settings
+from tests.conftest import examples, fast_settings
 from tests.live import serve
 
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
     "response_schema_conformance"
 )
-EXAMPLES = os.environ.get("APIWARD_SCHEMATHESIS_EXAMPLES", "20")
+EXAMPLES = os.environ.get("APIWARD_SCHEMATHESIS_EXAMPLES", str(examples(20)))
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 CREDENTIALS = ("valid", "invalid")
 

@@ -20,7 +20,7 @@ from apiward.adapters.http.app import create_app
 from apiward.core.models import RequestContext
 from apiward.services.leaks import LeakReport
 from apiward.webhooks import WebhookSignatureError, verify_signature
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, fast_settings, migrated_sqlite
 from tests.live import serve
 
 
@@ -66,7 +66,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def org(tmp_path: Path) -> Iterator[Org]:
     settings = fast_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}",
+        database_url=migrated_sqlite(tmp_path / "hooks.db"),
         webhook_poll_seconds=0.05,
         webhook_retry_base_seconds=0.05,
         webhook_max_attempts=3,

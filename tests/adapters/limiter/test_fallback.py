@@ -29,6 +29,7 @@ from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import Decision, Floor, Hit
 from tests.adapters.limiter.conftest import PrivateRedis, wait_until
+from tests.conftest import examples
 
 pytestmark = pytest.mark.anyio
 
@@ -525,7 +526,7 @@ EVENTS = st.one_of(
 
 @pytest.mark.redis
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from apiward.adapters.limiter.memory import MemoryLimiter
 from apiward.adapters.settings import ConfigError
 from apiward.core.limits import DEPLOYMENT, MAX_KEY_LENGTH, NS, Hit
-from tests.conftest import fast_settings
+from tests.conftest import examples, fast_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -189,7 +189,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(operations)
 def test_every_key_held_is_listed_once_under_one_owner_and_the_bound_holds(
     ops: list[tuple[str, int, str]],

@@ -26,6 +26,7 @@ from apiward.core.limits import (
     gcra,
     gcra_all,
 )
+from tests.conftest import examples
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -40,7 +41,7 @@ def _as_redis(d: Decision) -> Decision:
 
 
 @settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -155,7 +156,7 @@ async def test_invalid_limits_are_refused_before_any_round_trip() -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
