@@ -457,6 +457,22 @@ class DashboardSession:
 
 
 @dataclass(frozen=True, slots=True)
+class MfaFactor:
+    """A person's authenticator (TOTP) for dashboard sign-in: a portal account's, or that
+    of a user an organisation created with a password of its own."""
+
+    owner_id: str
+    """The account's id, or the user's."""
+    secret_sealed: str
+    """The TOTP secret, sealed (AES-GCM) with the deployment's secret."""
+    created_at: datetime
+    enabled_at: datetime | None = None
+    """None while enrolment waits for its first code."""
+    last_step: int | None = None
+    """The last time step a code was accepted for: no code of it or before is again."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """An email to send: its template (``confirm``, ``reset``...), to whom, and the values
     the template shows (links included)."""

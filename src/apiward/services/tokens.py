@@ -55,6 +55,7 @@ from apiward.services.ports import (
     Cache,
     CredentialsTx,
     InvalidationsTx,
+    MfaTx,
     PortalTx,
     Store,
     TenancyTx,
@@ -67,7 +68,7 @@ from apiward.services.usage import UsageRecorder
 
 
 class TokensServiceTx(
-    TokensTx, CredentialsTx, TenancyTx, PortalTx, AuditTx, InvalidationsTx, Protocol
+    TokensTx, CredentialsTx, TenancyTx, PortalTx, MfaTx, AuditTx, InvalidationsTx, Protocol
 ):
     """What issuing, refreshing and revoking tokens touches."""
 
@@ -256,6 +257,14 @@ class Tokens:
         if user is None:
             raise InvalidGrant("Invalid username or password.")
         async with self._store.begin() as tx:
+            # A password alone never passes for someone whose dashboard sign-in asks for
+            # a second factor (an account's users share the account's).
+            factor = await tx.get_mfa(user.account_id or user.id)
+            if factor is not None and factor.enabled_at is not None:
+                raise InvalidGrant(
+                    "This user signs in with a second factor: the password grant is not "
+                    "available. Use an API key or an OAuth client."
+                )
             granted = await self._user_scopes(tx, user)
             token_scope = self._narrow(granted, scope)
             family = new_id("fam")

@@ -56,7 +56,15 @@ from apiward.services.portal import Project
 
 PREFIX = "/dashboard"
 PUBLIC_FORMS = frozenset(
-    {"/login", "/signup", "/forgot", "/reset", "/confirm/resend", "/invitations/accept"}
+    {
+        "/login",
+        "/login/code",
+        "/signup",
+        "/forgot",
+        "/reset",
+        "/confirm/resend",
+        "/invitations/accept",
+    }
 )
 """Forms posted before signing in: their CSRF token comes from the sign-in cookie."""
 TEMPLATES = Path(__file__).parent / "templates"
