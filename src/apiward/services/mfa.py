@@ -29,7 +29,7 @@ from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer
-from apiward.core.errors import InvalidRequest, WrongCode, WrongPassword
+from apiward.core.errors import InvalidInput, InvalidRequest, WrongCode, WrongPassword
 from apiward.core.models import Account, AuditEvent, MfaFactor, RequestContext, User
 from apiward.core.passwords import Passwords
 from apiward.core.totp import (
@@ -43,14 +43,15 @@ from apiward.core.totp import (
     recovery_digest,
 )
 from apiward.services.audit import request_event
-from apiward.services.ports import AuditTx, MfaTx, Store
+from apiward.services.ports import AuditTx, MfaTx, PortalTx, Store, TenancyTx
 from apiward.services.throttle import LoginThrottle
 
 _SEAL_CONTEXT = "mfa-secret:"
 
 
-class MfaServiceTx(MfaTx, AuditTx, Protocol):
-    """What second factors touch: themselves, and the audit log."""
+class MfaServiceTx(MfaTx, AuditTx, PortalTx, TenancyTx, Protocol):
+    """What second factors touch: themselves, the audit log, and (for the operator's
+    reset) accounts and users by address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +188,35 @@ class TwoFactor:
                     )
                 )
 
-    async def reset(self, person: Person, context: RequestContext) -> bool:
-        """The operator's: remove a person's factor (a lost device); whether there was one."""
+    async def reset(
+        self, email: str, context: RequestContext, *, org_id: str | None = None
+    ) -> list[Person]:
+        """The operator's, for a lost device: turn off the second factor of the account
+        with this address and of each user an organisation created with it (only the
+        user of ``org_id`` when given). Who had one; an address that names no one is
+        ``InvalidInput``."""
+        email = email.strip().lower()
         async with self._store.begin() as tx:
-            removed = await tx.delete_mfa(person.owner_id)
-            if removed:
-                await tx.insert_audit(
-                    self._event("user.mfa_disabled", person, context, data={"proof": "operator"})
-                )
+            account = await tx.find_account_by_email(email)
+            users = [
+                u
+                for u in await tx.find_users_by_email(email)
+                if u.account_id is None and (org_id is None or u.org_id == org_id)
+            ]
+            people = [Person.of(u) for u in users]
+            if account is not None and org_id is None:
+                people.insert(0, Person.of(account))
+            if not people:
+                raise InvalidInput(f"No account or user has the address {email}.")
+            removed = []
+            for person in people:
+                if await tx.delete_mfa(person.owner_id):
+                    removed.append(person)
+                    await tx.insert_audit(
+                        self._event(
+                            "user.mfa_disabled", person, context, data={"proof": "operator"}
+                        )
+                    )
         return removed
 
     # signing in ----------------------------------------------------------------------

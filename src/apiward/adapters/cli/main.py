@@ -18,6 +18,7 @@ from apiward.adapters.cli import (
     projects,
     server,
     usage,
+    users,
 )
 
 app = typer.Typer(
@@ -60,6 +61,7 @@ app.add_typer(org.app, name="org")
 app.add_typer(projects.app, name="projects")
 app.add_typer(invitations.app, name="invitations")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(users.app, name="users")
 app.add_typer(config.app, name="config")
 
 
