@@ -324,7 +324,7 @@ def test_the_secret_is_sealed_at_rest_the_codes_hashed_and_neither_logged(
             async with engine.connect() as conn:
                 factors = (await conn.execute(sa.text("SELECT * FROM mfa_factors"))).all()
                 recovery = (await conn.execute(sa.text("SELECT * FROM mfa_recovery_codes"))).all()
-            return [repr(tuple(r)) for r in factors + recovery]
+            return [repr(tuple(r)) for r in [*factors, *recovery]]
 
         stored = " ".join(c.portal.call(rows))  # type: ignore[union-attr]
     raw = from_base32(secret)

@@ -243,3 +243,34 @@ async def test_0012_credentials_made_before_belong_to_no_external_id(database_ur
             await conn.run_sync(_to("head"))
     finally:
         await engine.dispose()
+
+
+async def test_0014_adds_the_second_factor_tables_and_the_way_back_drops_them(
+    database_url: str,
+) -> None:
+    """Migration 0014 touches no existing table: the rows before it stay, and the way
+    back removes only its two tables."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0013"))
+            for row in ROWS:
+                await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0014"))
+        async with engine.begin() as conn:
+            await _run(
+                conn,
+                "INSERT INTO mfa_factors (owner_id, secret_sealed, created_at) "
+                "VALUES ('usr_a', 'sealed', :now)",
+            )
+            assert await _count(conn, "mfa_factors") == 1
+            assert await _count(conn, "users") == 1
+            await conn.run_sync(_to("0013", down=True))
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+            assert not {"mfa_factors", "mfa_recovery_codes"} & tables
+            assert await _count(conn, "dashboard_sessions") == 1
+            await conn.run_sync(_to("head"))
+    finally:
+        await engine.dispose()
