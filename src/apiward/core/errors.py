@@ -190,6 +190,17 @@ class PermissionDenied(ApiwardError):
     """The permission that was missing, when one names it (``required_scope``)."""
 
 
+class SecondFactorRequired(PermissionDenied):
+    """The organisation requires a second factor of its owners and admins, and the
+    signed-in person has none yet (the dashboard sends them to set it up)."""
+
+    reason = "SECOND_FACTOR_REQUIRED"
+    default_message = (
+        "Your organisation requires two-factor sign-in of owners and admins: set it up "
+        "below to continue."
+    )
+
+
 class InsufficientScope(PermissionDenied):
     reason = "INSUFFICIENT_SCOPE"
 

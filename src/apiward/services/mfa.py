@@ -47,6 +47,8 @@ from apiward.services.ports import AuditTx, MfaTx, PortalTx, Store, TenancyTx
 from apiward.services.throttle import LoginThrottle
 
 _SEAL_CONTEXT = "mfa-secret:"
+MFA_ROLES = frozenset({"owner", "admin"})
+"""The roles an organisation that requires a second factor requires it of."""
 
 
 class MfaServiceTx(MfaTx, AuditTx, PortalTx, TenancyTx, Protocol):

@@ -398,3 +398,41 @@ def test_an_operator_turns_it_off_for_a_lost_device(
     assert again.exit_code == 0 and "nothing to do" in again.output
     unknown = CliRunner().invoke(cli, ["users", "reset-mfa", "nobody@acme.test"])
     assert unknown.exit_code != 0
+
+
+def test_an_organisation_can_require_a_second_factor_of_owners_and_admins(
+    timed: Org, owner: Browser, browser: Callable[[], Browser], clock: FakeClock
+) -> None:
+    timed.create_user("viewer@acme.test", "viewer", password=PASSWORD)
+    timed.create_user("admin@acme.test", "admin", password=PASSWORD)
+    r = timed.client.patch("/v1/org", headers=timed.headers(), json={"require_mfa": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["require_mfa"] is True
+    assert timed.client.get("/v1/org", headers=timed.headers()).json()["require_mfa"] is True
+    [updated] = events(timed, "org.updated")
+    assert updated.data == {"require_mfa": True}
+    # An owner without one is sent to set it up, from every page but the account's.
+    sent = owner.get("/dashboard/keys")
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/dashboard/account?done=mfa_required"
+    page = owner.get(sent.headers["location"])
+    assert page.status_code == 200
+    assert "requires two-factor sign-in of owners and admins" in page.text
+    admin = browser()
+    assert admin.sign_in("admin@acme.test").status_code == 303
+    assert admin.get("/dashboard/overview").status_code == 303
+    viewer = browser()
+    assert viewer.sign_in("viewer@acme.test").status_code == 303
+    assert viewer.get("/dashboard/keys").status_code == 200
+    # The password grant is no way around it; a viewer's still works.
+    form = {"grant_type": "password", "username": "admin@acme.test", "password": PASSWORD}
+    assert timed.client.post("/v1/auth/token", data=form).status_code == 400
+    form["username"] = "viewer@acme.test"
+    assert timed.client.post("/v1/auth/token", data=form).status_code == 200
+    # Set up: every page opens again.
+    enrol(owner, clock)
+    assert owner.get("/dashboard/keys").status_code == 200
+    # And off again for the organisation.
+    r = timed.client.patch("/v1/org", headers=timed.headers(), json={"require_mfa": False})
+    assert r.json()["require_mfa"] is False
+    assert admin.get("/dashboard/overview").status_code == 200

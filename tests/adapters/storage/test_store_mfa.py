@@ -5,11 +5,12 @@ and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apiward.core.models import MfaFactor
+from apiward.core.models import MfaFactor, Organisation
 from apiward.services.ports import Store, Transaction
 
 pytestmark = pytest.mark.anyio
@@ -100,3 +101,16 @@ async def test_turning_it_off_removes_the_factor_and_its_codes(store: Store[Tran
         await tx.put_mfa(_factor("sealed-3"))
         await tx.enable_mfa(OWNER, NOW, 1, [f"{2:064x}"])
         assert not await tx.use_recovery_code(OWNER, f"{1:064x}", NOW)
+
+
+async def test_an_organisation_records_whether_it_requires_a_second_factor(
+    store: Store[Transaction],
+) -> None:
+    org = Organisation("org_a", "Acme", NOW)
+    async with store.begin() as tx:
+        await tx.insert_org(org)
+        assert await tx.get_org(org.id) == org
+        assert org.require_mfa is False
+        await tx.update_org(replace(org, require_mfa=True))
+    async with store.begin() as tx:
+        assert await tx.get_org(org.id) == replace(org, require_mfa=True)

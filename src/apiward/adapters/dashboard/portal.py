@@ -32,7 +32,13 @@ from apiward.adapters.http.deps import PortalDep, SettingsDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
 from apiward.adapters.settings import Settings
-from apiward.core.errors import ApiwardError, InvalidInput, LinkInvalid, PermissionDenied
+from apiward.core.errors import (
+    ApiwardError,
+    InvalidInput,
+    LinkInvalid,
+    PermissionDenied,
+    SecondFactorRequired,
+)
 from apiward.core.models import LinkPurpose
 from apiward.services.mfa import Person
 from apiward.services.portal import Portal
@@ -388,6 +394,8 @@ async def _account_page(
 ) -> Response:
     two_factor = runtime_of(request).two_factor
     person = person_of(me)
+    if flash is None and request.query_params.get("done") == "mfa_required":
+        flash = Flash.error(SecondFactorRequired())
     factor = await two_factor.factor(person.owner_id)
     enabled = factor is not None and factor.enabled_at is not None
     return render(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -67,6 +68,8 @@ orgs = Table(
     Column("rate_tier", String(64)),
     # The organisation's own key hygiene policy (core/hygiene.py); NULL: the operator's.
     Column("key_hygiene", JSON(none_as_null=True)),
+    # Owners and admins sign in to the dashboard with a second factor (services/mfa.py).
+    Column("require_mfa", Boolean, nullable=False, server_default=false()),
 )
 
 environments = Table(

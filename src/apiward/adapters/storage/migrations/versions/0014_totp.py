@@ -1,4 +1,5 @@
-"""two-factor sign-in: authenticator secrets (sealed) and recovery codes (hashed)
+"""two-factor sign-in: authenticator secrets (sealed), recovery codes (hashed), and
+each organisation's choice to require it of owners and admins
 
 Revision ID: 0014
 Revises: 0013
@@ -37,9 +38,20 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_mfa_recovery_codes_owner_id"), "mfa_recovery_codes", ["owner_id"], unique=False
     )
+    # A plain ADD COLUMN (no batch copy): every table refers to orgs.
+    op.add_column(
+        "orgs",
+        sa.Column("require_mfa", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # In place (SQLite 3.35+): a batch copy of orgs would break the foreign keys
+        # every other table holds to it.
+        op.execute("ALTER TABLE orgs DROP COLUMN require_mfa")
+    else:
+        op.drop_column("orgs", "require_mfa")
     op.drop_index(op.f("ix_mfa_recovery_codes_owner_id"), table_name="mfa_recovery_codes")
     op.drop_table("mfa_recovery_codes")
     op.drop_table("mfa_factors")
