@@ -436,3 +436,25 @@ def test_an_organisation_can_require_a_second_factor_of_owners_and_admins(
     r = timed.client.patch("/v1/org", headers=timed.headers(), json={"require_mfa": False})
     assert r.json()["require_mfa"] is False
     assert admin.get("/dashboard/overview").status_code == 200
+
+
+def test_a_password_changed_meanwhile_ends_the_pending_sign_in(
+    timed: Org, owner: Browser, browser: Callable[[], Browser], clock: FakeClock
+) -> None:
+    secret, _ = enrol(owner, clock)
+    clock.advance(STEP_SECONDS)
+    b = browser()
+    password_step(b)
+    new = "a brand new passphrase"
+    changed = owner.post(
+        "/dashboard/account/password",
+        {"current": PASSWORD, "password": new, "password_again": new},
+        csrf=owner.csrf("/dashboard/account"),
+    )
+    assert changed.status_code == 303
+    late = code_step(b, _code(secret, clock))
+    assert late.status_code == 401
+    assert "Your sign-in has timed out" in late.text
+    assert b.session is None
+    password_step(b, password=new)
+    assert code_step(b, _code(secret, clock)).status_code == 303

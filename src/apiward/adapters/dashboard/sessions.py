@@ -24,6 +24,7 @@ it into a session.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass, replace
@@ -166,12 +167,12 @@ class Sessions:
             if not found.account.confirmed:
                 raise ConfirmFirst(found.account.email)
             if await self._runtime.two_factor.enabled(found.account.id):
-                return self._pending(account_id=found.account.id, user_id=None, org_id=None)
+                return self._pending(found.account)
             return await self._open_account(found.account, context)
         assert found.user is not None
         user = found.user
         if await self._runtime.two_factor.enabled(user.id):
-            return self._pending(account_id=None, user_id=user.id, org_id=user.org_id)
+            return self._pending(user)
         return await self._open(context, org_id=user.org_id, user_id=user.id, account_id=None)
 
     async def second_step(
@@ -200,24 +201,32 @@ class Sessions:
             return None
         if self._clock.now().timestamp() >= data["exp"]:
             return None
+        who: Account | User | None = None
         async with self._store.begin() as tx:
             if isinstance(data.get("a"), str):
                 account = await tx.get_account(data["a"])
-                if account is None or account.disabled_at is not None or not account.confirmed:
-                    return None
-                return account
-            if isinstance(data.get("u"), str) and isinstance(data.get("o"), str):
+                if account and account.disabled_at is None and account.confirmed:
+                    who = account
+            elif isinstance(data.get("u"), str) and isinstance(data.get("o"), str):
                 user = await tx.get_user(data["o"], data["u"])
-                if user is None or user.disabled_at is not None or user.account_id is not None:
-                    return None
-                return user
-        return None
+                if user and user.disabled_at is None and user.account_id is None:
+                    who = user
+        # A password changed since (reset by its owner, say) ends the pending sign-in.
+        mark = data.get("p")
+        if who is None or not isinstance(mark, str):
+            return None
+        return who if hmac.compare_digest(mark, _password_mark(who)) else None
 
-    def _pending(
-        self, *, account_id: str | None, user_id: str | None, org_id: str | None
-    ) -> SecondStep:
-        expires = self._clock.now().timestamp() + PENDING_SECONDS
-        data = {"a": account_id, "u": user_id, "o": org_id, "exp": expires, "n": new_secret()}
+    def _pending(self, who: Account | User) -> SecondStep:
+        data: dict[str, object] = {
+            "exp": self._clock.now().timestamp() + PENDING_SECONDS,
+            "p": _password_mark(who),
+            "n": new_secret(),
+        }
+        if isinstance(who, Account):
+            data["a"] = who.id
+        else:
+            data.update(u=who.id, o=who.org_id)
         sealed = self._runtime.sealer.seal(json.dumps(data).encode(), _PENDING_CONTEXT)
         return SecondStep(sealed)
 
@@ -354,6 +363,11 @@ class Sessions:
 
     def expires_in(self, session: DashboardSession, now: datetime) -> int:
         return max(0, int((session.expires_at - now).total_seconds()))
+
+
+def _password_mark(who: Account | User) -> str:
+    """A pending sign-in's mark of the password it was right for (of its hash)."""
+    return hashlib.sha256((who.password_hash or "").encode()).hexdigest()[:32]
 
 
 def _signed_in(
