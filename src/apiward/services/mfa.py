@@ -19,6 +19,10 @@ code; a right code gives the attempt back. A code is right for the current 30-se
 step or one either side; the step it matched is recorded as used atomically, so the
 same code (or an older one) never works twice, whichever process sees it. A recovery
 code works once. The secret and the codes are never logged.
+
+**An organisation's requirement.** ``Organisation.require_mfa`` requires a factor of
+its owners and admins (``MFA_ROLES``): the dashboard sends one without it to set it up
+(``adapters.dashboard.web``), and the password grant refuses them (``services.tokens``).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ finding the account or user, its throttle, the same cost for an unknown email,
 **Two-factor sign-in.** When the person a right password signs in has an authenticator
 on (``services.mfa``), no session opens yet: the browser gets a pending sign-in instead,
 a cookie sealed with the deployment's secret that names the account or user and
-expires after ``PENDING_SECONDS``, and the sign-in's second page asks for a code. Only
-a right code (or an unused recovery code), checked under the sign-in throttle, turns
-it into a session.
+expires after ``PENDING_SECONDS`` or when the password changes, and the sign-in's second
+page asks for a code. Only a right code (or an unused recovery code), checked under the
+sign-in throttle, turns it into a session.
 """
 
 from __future__ import annotations
