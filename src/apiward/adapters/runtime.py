@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from apiward.services.leaks import Leaks
     from apiward.services.limiting import RequestLimits
     from apiward.services.lockouts import Lockouts
+    from apiward.services.mfa import TwoFactor
     from apiward.services.operators import Operators
     from apiward.services.portal import Portal, PortalPolicy
     from apiward.services.ports import Limiter, Store, Transaction, WebhookSender
@@ -82,7 +83,8 @@ class Runtime:
         "sealer", "keyring", "revocations", "usage", "verifications", "scope_tally",
         "analytics", "audit", "tenancy", "operators", "keys", "formats", "importer",
         "clients", "scope_usage",
-        "lockouts", "limits", "auth", "login_throttle", "sign_ins", "tokens", "http",
+        "lockouts", "limits", "auth", "login_throttle", "sign_ins", "two_factor", "tokens",
+        "http",
         "webhooks", "leaks", "postbox", "portal", "invalidations", "housekeeping",
         "hygiene", "countries", "trusted_proxies", "metrics", "scheduler",
     )  # fmt: skip
@@ -398,6 +400,20 @@ class Runtime:
         from apiward.services.signin import SignIns
 
         return SignIns(self.store, self.clock, self.passwords, self.login_throttle)
+
+    @cached_property
+    def two_factor(self) -> TwoFactor:
+        """Second factors of dashboard sign-in, throttled like passwords."""
+        from apiward.services.mfa import TwoFactor
+
+        return TwoFactor(
+            self.store,
+            self.clock,
+            self.sealer,
+            self.passwords,
+            self.login_throttle,
+            self.settings.platform_name,
+        )
 
     @cached_property
     def tokens(self) -> Tokens:

@@ -143,11 +143,26 @@ class WrongPassword(AuthenticationError):
     default_message = "The current password is not right."
 
 
+class WrongCode(AuthenticationError):
+    """A code of the authenticator (or a recovery code) that is not right now: wrong,
+    outside the time window, or already used."""
+
+    reason = "WRONG_CODE"
+    default_message = "That code is not right. Enter the current code of your authenticator."
+
+
 class SignInFailed(AuthenticationError):
     """The dashboard's refusal of an email and password (``services.signin``)."""
 
     reason = "INVALID_LOGIN"
     default_message = "Wrong email or password."
+
+
+class SignInExpired(AuthenticationError):
+    """The second step of a sign-in came too late, or without the first."""
+
+    reason = "SIGN_IN_EXPIRED"
+    default_message = "Your sign-in has timed out. Enter your email and password again."
 
 
 class ConfirmFirst(AuthenticationError):
@@ -173,6 +188,17 @@ class PermissionDenied(ApiwardError):
     default_message = "This credential may not perform this action."
     scope: str | None = None
     """The permission that was missing, when one names it (``required_scope``)."""
+
+
+class SecondFactorRequired(PermissionDenied):
+    """The organisation requires a second factor of its owners and admins, and the
+    signed-in person has none yet (the dashboard sends them to set it up)."""
+
+    reason = "SECOND_FACTOR_REQUIRED"
+    default_message = (
+        "Your organisation requires two-factor sign-in of owners and admins: set it up "
+        "below to continue."
+    )
 
 
 class InsufficientScope(PermissionDenied):

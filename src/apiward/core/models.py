@@ -38,6 +38,8 @@ class Organisation:
     key_hygiene: HygienePolicy | None = None
     """The organisation's own key hygiene policy, tightening the operator's (None: the
     operator's alone)."""
+    require_mfa: bool = False
+    """Whether its owners and admins must sign in to the dashboard with a second factor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +456,22 @@ class DashboardSession:
     user_agent: str | None = None
     account_id: str | None = None
     """The portal account signed in; None for a user an organisation created itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class MfaFactor:
+    """A person's authenticator (TOTP) for dashboard sign-in: a portal account's, or that
+    of a user an organisation created with a password of its own."""
+
+    owner_id: str
+    """The account's id, or the user's."""
+    secret_sealed: str
+    """The TOTP secret, sealed (AES-GCM) with the deployment's secret."""
+    created_at: datetime
+    enabled_at: datetime | None = None
+    """None while enrolment waits for its first code."""
+    last_step: int | None = None
+    """The last time step a code was accepted for: no code of it or before is again."""
 
 
 @dataclass(frozen=True, slots=True)

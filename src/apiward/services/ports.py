@@ -33,6 +33,7 @@ from apiward.core.models import (
     KeyFilter,
     LinkPurpose,
     Membership,
+    MfaFactor,
     Notice,
     OAuthClient,
     Organisation,
@@ -243,6 +244,38 @@ class PortalTx(Protocol):
         ...
 
 
+class MfaTx(Protocol):
+    """Second factors for dashboard sign-in: authenticators and recovery codes."""
+
+    async def get_mfa(self, owner_id: str) -> MfaFactor | None: ...
+    async def put_mfa(self, factor: MfaFactor) -> None:
+        """Start an enrolment: this factor (not enabled) replaces any not yet enabled."""
+        ...
+
+    async def enable_mfa(
+        self, owner_id: str, at: datetime, step: int, recovery_digests: Sequence[str]
+    ) -> bool:
+        """Enable the waiting factor, with ``step`` used and these recovery codes (any
+        earlier ones dropped); False when there is none waiting (of two concurrent
+        confirmations, exactly one gets True)."""
+        ...
+
+    async def delete_mfa(self, owner_id: str) -> bool:
+        """Remove the factor and its recovery codes; whether there was one."""
+        ...
+
+    async def use_mfa_step(self, owner_id: str, step: int) -> bool:
+        """Record ``step`` as used unless it, or a later one, already is (a replay):
+        whether this call did."""
+        ...
+
+    async def use_recovery_code(self, owner_id: str, digest: str, at: datetime) -> bool:
+        """Mark this unused recovery code of the owner used; whether this call did."""
+        ...
+
+    async def recovery_codes_left(self, owner_id: str) -> int: ...
+
+
 class AuditTx(Protocol):
     """The audit log, its retention, and the webhook outbox (every ``insert_audit`` also
     queues the event there)."""
@@ -374,6 +407,7 @@ class Transaction(
     TokensTx,
     InvalidationsTx,
     PortalTx,
+    MfaTx,
     AuditTx,
     WebhooksTx,
     AnalyticsTx,

@@ -223,9 +223,11 @@ class Tenancy:
         clear_tier: bool = False,
         key_hygiene: HygienePolicy | None = None,
         clear_hygiene: bool = False,
+        require_mfa: bool | None = None,
     ) -> Organisation:
-        """Rename the org, move it to another rate-limit tier (no restart needed), or set
-        its own key hygiene policy, which may only tighten the operator's."""
+        """Rename the org, move it to another rate-limit tier (no restart needed), set
+        its own key hygiene policy, which may only tighten the operator's, or require
+        a second factor of its owners and admins in the dashboard."""
         if key_hygiene is not None and (loosened := self.hygiene.loosened_by(key_hygiene)):
             raise InvalidInput(loosened)
         if rate_tier is not None or clear_tier:
@@ -256,6 +258,9 @@ class Tenancy:
                         "credit_percents": key_hygiene.credit_percents,
                     }
                 )
+            if require_mfa is not None:
+                org = replace(org, require_mfa=require_mfa)
+                changes["require_mfa"] = require_mfa
             await tx.update_org(org)
             await tx.insert_audit(
                 audit_event(

@@ -50,11 +50,13 @@ from apiward.services.analytics import Verifications
 from apiward.services.audit import new_event
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
 from apiward.services.clients import client_cache_key
+from apiward.services.mfa import MFA_ROLES
 from apiward.services.ports import (
     AuditTx,
     Cache,
     CredentialsTx,
     InvalidationsTx,
+    MfaTx,
     PortalTx,
     Store,
     TenancyTx,
@@ -67,7 +69,7 @@ from apiward.services.usage import UsageRecorder
 
 
 class TokensServiceTx(
-    TokensTx, CredentialsTx, TenancyTx, PortalTx, AuditTx, InvalidationsTx, Protocol
+    TokensTx, CredentialsTx, TenancyTx, PortalTx, MfaTx, AuditTx, InvalidationsTx, Protocol
 ):
     """What issuing, refreshing and revoking tokens touches."""
 
@@ -256,6 +258,20 @@ class Tokens:
         if user is None:
             raise InvalidGrant("Invalid username or password.")
         async with self._store.begin() as tx:
+            # A password alone never passes for someone whose dashboard sign-in asks for
+            # a second factor (an account's users share the account's), or whose
+            # organisation requires one of them (its owners and admins).
+            factor = await tx.get_mfa(user.account_id or user.id)
+            org = await tx.get_org(user.org_id)
+            required = org is not None and org.require_mfa
+            if required:
+                roles = {m.role for m in await tx.list_memberships(user.org_id, user.id)}
+                required = bool(roles & MFA_ROLES)
+            if required or (factor is not None and factor.enabled_at is not None):
+                raise InvalidGrant(
+                    "This user signs in with a second factor: the password grant is not "
+                    "available. Use an API key or an OAuth client."
+                )
             granted = await self._user_scopes(tx, user)
             token_scope = self._narrow(granted, scope)
             family = new_id("fam")

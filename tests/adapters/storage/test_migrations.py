@@ -243,3 +243,40 @@ async def test_0012_credentials_made_before_belong_to_no_external_id(database_ur
             await conn.run_sync(_to("head"))
     finally:
         await engine.dispose()
+
+
+async def test_0015_adds_the_second_factor_tables_and_the_way_back_drops_them(
+    database_url: str,
+) -> None:
+    """Migration 0015 keeps every row; organisations made before it require no second
+    factor; the way back removes its two tables and the column."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0014"))
+            for row in ROWS:
+                await _run(conn, row, true=True) if ":true" in row else await _run(conn, row)
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0015"))
+        async with engine.begin() as conn:
+            await _run(
+                conn,
+                "INSERT INTO mfa_factors (owner_id, secret_sealed, created_at) "
+                "VALUES ('usr_a', 'sealed', :now)",
+            )
+            assert await _count(conn, "mfa_factors") == 1
+            assert await _count(conn, "users") == 1
+            required = await conn.execute(sa.text("SELECT require_mfa FROM orgs"))
+            assert [bool(r[0]) for r in required] == [False]
+            await conn.run_sync(_to("0014", down=True))
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+            assert not {"mfa_factors", "mfa_recovery_codes"} & tables
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("orgs")}
+            )
+            assert "require_mfa" not in columns and "key_hygiene" in columns
+            assert await _count(conn, "dashboard_sessions") == 1
+            await conn.run_sync(_to("head"))
+    finally:
+        await engine.dispose()

@@ -19,6 +19,7 @@ from apiward.adapters.cli import (
     server,
     shared,
     usage,
+    users,
 )
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ app.add_typer(org.app, name="org")
 app.add_typer(projects.app, name="projects")
 app.add_typer(invitations.app, name="invitations")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(users.app, name="users")
 app.add_typer(config.app, name="config")
 
 

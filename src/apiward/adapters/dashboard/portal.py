@@ -28,18 +28,28 @@ from apiward.adapters.dashboard.web import (
     visiting,
 )
 from apiward.adapters.http.access import PUBLIC, declare
-from apiward.adapters.http.deps import PortalDep, SettingsDep
+from apiward.adapters.http.deps import PortalDep, SettingsDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
 from apiward.adapters.settings import Settings
-from apiward.core.errors import ApiwardError, InvalidInput, LinkInvalid, PermissionDenied
+from apiward.core.errors import (
+    ApiwardError,
+    InvalidInput,
+    LinkInvalid,
+    PermissionDenied,
+    SecondFactorRequired,
+)
 from apiward.core.models import LinkPurpose
+from apiward.services.mfa import Person
 from apiward.services.portal import Portal
 
 router = APIRouter(route_class=DashboardRoute)
 
 NOTICES = {
     "password_changed": "Your password is changed. Every other session is signed out.",
+    "mfa_begun": "Add the key to your authenticator app, then enter the code it shows.",
+    "mfa_enabled": "Two-factor sign-in is on. Keep the recovery codes below somewhere safe.",
+    "mfa_disabled": "Two-factor sign-in is off.",
 }
 
 
@@ -374,21 +384,80 @@ async def switch_project(
     return await open_project(text(form, "org_id", 64), request, settings, sessions, me)
 
 
-def _account_page(
-    request: Request, me: Me, *, status: int = 200, flash: Flash | None = None
+async def _account_page(
+    request: Request,
+    me: Me,
+    *,
+    status: int = 200,
+    flash: Flash | None = None,
+    recovery_codes: list[str] | None = None,
 ) -> Response:
+    two_factor = runtime_of(request).two_factor
+    person = person_of(me)
+    if flash is None and request.query_params.get("done") == "mfa_required":
+        flash = Flash.error(SecondFactorRequired())
+    factor = await two_factor.factor(person.owner_id)
+    enabled = factor is not None and factor.enabled_at is not None
     return render(
         request,
         "account.html",
         status=status,
         flash=flash or notice(request, NOTICES),
         section="account",
+        mfa=factor if enabled else None,
+        enrolment=None if enabled else await two_factor.enrolment(person),
+        recovery_left=await two_factor.recovery_codes_left(person.owner_id) if enabled else 0,
+        recovery_codes=recovery_codes or [],
     )
+
+
+def person_of(me: Me) -> Person:
+    """Whose password and second factor the account page is about."""
+    return Person.of(me.account if me.account is not None else me.signed.user)
 
 
 @router.get("/account")
 async def account(request: Request, me: Me = Depends(visiting)) -> Response:
-    return _account_page(request, me)
+    return await _account_page(request, me)
+
+
+@router.post("/account/mfa/begin")
+async def mfa_begin(request: Request, me: Me = Depends(visiting)) -> Response:
+    try:
+        await runtime_of(request).two_factor.begin(person_of(me))
+    except ApiwardError as exc:
+        return await _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+    return see_other(url("/account", done="mfa_begun") + "#mfa-title")
+
+
+@router.post("/account/mfa/confirm")
+async def mfa_confirm(request: Request, me: Me = Depends(visiting)) -> Response:
+    form = await request.form()
+    try:
+        codes = await runtime_of(request).two_factor.confirm(
+            person_of(me), text(form, "code", 64), request_context(request)
+        )
+    except ApiwardError as exc:
+        return await _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+    # Drawn here, never again: the store keeps only their hashes.
+    return await _account_page(
+        request, me, flash=Flash("success", NOTICES["mfa_enabled"]), recovery_codes=codes
+    )
+
+
+@router.post("/account/mfa/disable")
+async def mfa_disable(request: Request, me: Me = Depends(visiting)) -> Response:
+    form = await request.form()
+    code, password = text(form, "code", 64), text(form, "current", 1024)
+    try:
+        if not code and not password:
+            raise InvalidInput("Enter a code of your authenticator, or your password.")
+        await runtime_of(request).two_factor.disable(
+            person_of(me), request_context(request), code=code, password=password
+        )
+    except ApiwardError as exc:
+        return await _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+    return see_other(url("/account", done="mfa_disabled"))
 
 
 @router.post("/account/password")
@@ -410,7 +479,7 @@ async def change_password(
         else:
             await portal.change_user_password(me.signed.user, current, new, context)
     except ApiwardError as exc:
-        return _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+        return await _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
     # Every session ended with the change; this browser gets a new one.
     cookie = await sessions.renew(me.visitor, context)
     response = see_other(url("/account", done="password_changed"))

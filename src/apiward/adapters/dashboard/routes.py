@@ -24,6 +24,9 @@ from apiward.adapters.dashboard import (
 from apiward.adapters.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
+    MFA_COOKIE,
+    PENDING_SECONDS,
+    SecondStep,
     secure_cookies,
 )
 from apiward.adapters.dashboard.web import (
@@ -45,7 +48,8 @@ from apiward.adapters.http.access import PUBLIC, declare
 from apiward.adapters.http.deps import SettingsDep
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.security import request_context
-from apiward.core.errors import ApiwardError, ConfirmFirst, NotFound
+from apiward.adapters.settings import Settings
+from apiward.core.errors import ApiwardError, ConfirmFirst, NotFound, SignInExpired
 
 STATIC = Path(__file__).parent / "static"
 _STATIC_TYPES = {
@@ -112,8 +116,9 @@ async def login(request: Request, settings: SettingsDep, sessions: SessionsDep) 
     form = await request.form()
     email = text(form, "email", 254)
     org_id = text(form, "org_id", 64)
+    next_ = _next(text(form, "next", 2000))
     try:
-        cookie, _ = await sessions.sign_in(
+        opened = await sessions.sign_in(
             email,
             text(form, "password", 1024),
             request_context(request),
@@ -127,10 +132,73 @@ async def login(request: Request, settings: SettingsDep, sessions: SessionsDep) 
             email=email,
             org_id=org_id,
             unconfirmed=exc.email if isinstance(exc, ConfirmFirst) else "",
-            next=text(form, "next", 2000),
+            next=next_,
         )
+    if isinstance(opened, SecondStep):
+        # The password is right; no session until the authenticator's code is too.
+        response = see_other(url("/login/code", next=next_))
+        response.set_cookie(
+            MFA_COOKIE,
+            opened.cookie,
+            max_age=PENDING_SECONDS,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies(request, settings),
+        )
+        return response
+    response = see_other(next_)
+    set_session_cookie(request, response, opened[0], settings)
+    return response
+
+
+def _code_page(request: Request, *, status: int = 200, flash: Flash | None = None) -> Response:
+    return public_page(
+        request,
+        "login_code.html",
+        status=status,
+        flash=flash,
+        next=_next(request.query_params.get("next", "")),
+    )
+
+
+def _expired(request: Request, settings: Settings) -> Response:
+    response = _login_page(request, status=401, flash=Flash.error(SignInExpired()))
+    _drop_pending(request, response, settings)
+    return response
+
+
+def _drop_pending(request: Request, response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        MFA_COOKIE, path=COOKIE_PATH, httponly=True, secure=secure_cookies(request, settings)
+    )
+
+
+@router.get("/login/code")
+@declare(PUBLIC)
+async def login_code_form(
+    request: Request, settings: SettingsDep, sessions: SessionsDep
+) -> Response:
+    if await sessions.pending(request.cookies.get(MFA_COOKIE)) is None:
+        return _expired(request, settings)
+    return _code_page(request)
+
+
+@router.post("/login/code")
+@declare(PUBLIC)
+async def login_code(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Response:
+    form = await request.form()
+    try:
+        cookie, _ = await sessions.second_step(
+            request.cookies.get(MFA_COOKIE), text(form, "code", 64), request_context(request)
+        )
+    except SignInExpired:
+        return _expired(request, settings)
+    except ApiwardError as exc:
+        return _code_page(request, status=status_of(exc), flash=Flash.error(exc))
     response = see_other(_next(text(form, "next", 2000)))
     set_session_cookie(request, response, cookie, settings)
+    _drop_pending(request, response, settings)
     return response
 
 

@@ -12,11 +12,20 @@ Sign-in is the one of every door (``services.signin``: the token endpoint's rule
 finding the account or user, its throttle, the same cost for an unknown email,
 ``login.failed`` recorded after the answer); a session opened is recorded as
 ``login.succeeded``. A password change or reset ends every session of the account.
+
+**Two-factor sign-in.** When the person a right password signs in has an authenticator
+on (``services.mfa``), no session opens yet: the browser gets a pending sign-in instead,
+a cookie sealed with the deployment's secret that names the account or user and
+expires after ``PENDING_SECONDS`` or when the password changes, and the sign-in's second
+page asks for a code. Only a right code (or an unused recovery code), checked under the
+sign-in throttle, turns it into a session.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,7 +34,8 @@ from starlette.requests import Request
 
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
-from apiward.core.errors import ConfirmFirst, InvalidRequest, SignInFailed
+from apiward.core.crypto import SealError
+from apiward.core.errors import ConfirmFirst, InvalidRequest, SignInExpired, SignInFailed
 from apiward.core.ids import new_id
 from apiward.core.models import (
     Account,
@@ -42,12 +52,17 @@ from apiward.core.models import (
 from apiward.core.scopes import ScopeSet
 from apiward.services.audit import request_event
 from apiward.services.authority import user_roles
+from apiward.services.mfa import Person
 from apiward.services.portal import Project
 from apiward.services.ports import Transaction
 
 COOKIE = "apiward_session"
 SIGN_IN_COOKIE = "apiward_signin"
 """The sign-in form's own CSRF secret, before any session exists."""
+MFA_COOKIE = "apiward_mfa"
+"""A pending sign-in: a right password, waiting for the second factor's code."""
+PENDING_SECONDS = 300
+_PENDING_CONTEXT = "mfa-pending"
 COOKIE_PATH = "/dashboard"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -65,6 +80,14 @@ def secure_cookies(request: Request, settings: Settings) -> bool:
     if settings.session_cookie_secure is not None:
         return settings.session_cookie_secure
     return not (request.url.scheme == "http" and request.url.hostname in _LOOPBACK)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondStep:
+    """A right password of someone with two-factor sign-in on: the pending sign-in's
+    cookie, for the page that asks for the code."""
+
+    cookie: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +147,9 @@ class Sessions:
 
     async def sign_in(
         self, email: str, password: str, context: RequestContext, *, org_id: str | None = None
-    ) -> tuple[str, DashboardSession]:
-        """A new session for the account or user with this email and password."""
+    ) -> tuple[str, DashboardSession] | SecondStep:
+        """A new session for the account or user with this email and password, or, when
+        they have two-factor sign-in on, the pending sign-in that waits for a code."""
         if not email.strip() or not password:
             raise SignInFailed("Enter your email and password.")
         try:
@@ -142,12 +166,75 @@ class Sessions:
         if found.account is not None:
             if not found.account.confirmed:
                 raise ConfirmFirst(found.account.email)
-            projects = await self._runtime.portal.projects(found.account)
-            return await self.open(found.account, projects[0] if projects else None, context)
+            if await self._runtime.two_factor.enabled(found.account.id):
+                return self._pending(found.account)
+            return await self._open_account(found.account, context)
         assert found.user is not None
-        return await self._open(
-            context, org_id=found.user.org_id, user_id=found.user.id, account_id=None
-        )
+        user = found.user
+        if await self._runtime.two_factor.enabled(user.id):
+            return self._pending(user)
+        return await self._open(context, org_id=user.org_id, user_id=user.id, account_id=None)
+
+    async def second_step(
+        self, pending: str | None, code: str, context: RequestContext
+    ) -> tuple[str, DashboardSession]:
+        """The session a pending sign-in opens with a right code. ``SignInExpired`` for a
+        pending sign-in that is missing, expired or not this deployment's (or whose
+        person can no longer sign in); ``WrongCode`` for a code that is not right."""
+        who = await self.pending(pending)
+        if who is None:
+            raise SignInExpired()
+        await self._runtime.two_factor.check(Person.of(who), code.strip()[:64], context)
+        if isinstance(who, Account):
+            return await self._open_account(who, context)
+        return await self._open(context, org_id=who.org_id, user_id=who.id, account_id=None)
+
+    async def pending(self, pending: str | None) -> Account | User | None:
+        """Who a live pending sign-in is for, if they can still sign in."""
+        if not pending or len(pending) > 512:
+            return None
+        try:
+            data = json.loads(self._runtime.sealer.open(pending, _PENDING_CONTEXT))
+        except (SealError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("exp"), int | float):
+            return None
+        if self._clock.now().timestamp() >= data["exp"]:
+            return None
+        who: Account | User | None = None
+        async with self._store.begin() as tx:
+            if isinstance(data.get("a"), str):
+                account = await tx.get_account(data["a"])
+                if account and account.disabled_at is None and account.confirmed:
+                    who = account
+            elif isinstance(data.get("u"), str) and isinstance(data.get("o"), str):
+                user = await tx.get_user(data["o"], data["u"])
+                if user and user.disabled_at is None and user.account_id is None:
+                    who = user
+        # A password changed since (reset by its owner, say) ends the pending sign-in.
+        mark = data.get("p")
+        if who is None or not isinstance(mark, str):
+            return None
+        return who if hmac.compare_digest(mark, _password_mark(who)) else None
+
+    def _pending(self, who: Account | User) -> SecondStep:
+        data: dict[str, object] = {
+            "exp": self._clock.now().timestamp() + PENDING_SECONDS,
+            "p": _password_mark(who),
+            "n": new_secret(),
+        }
+        if isinstance(who, Account):
+            data["a"] = who.id
+        else:
+            data.update(u=who.id, o=who.org_id)
+        sealed = self._runtime.sealer.seal(json.dumps(data).encode(), _PENDING_CONTEXT)
+        return SecondStep(sealed)
+
+    async def _open_account(
+        self, account: Account, context: RequestContext
+    ) -> tuple[str, DashboardSession]:
+        projects = await self._runtime.portal.projects(account)
+        return await self.open(account, projects[0] if projects else None, context)
 
     async def open(
         self, account: Account, project: Project | None, context: RequestContext
@@ -276,6 +363,11 @@ class Sessions:
 
     def expires_in(self, session: DashboardSession, now: datetime) -> int:
         return max(0, int((session.expires_at - now).total_seconds()))
+
+
+def _password_mark(who: Account | User) -> str:
+    """A pending sign-in's mark of the password it was right for (of its hash)."""
+    return hashlib.sha256((who.password_hash or "").encode()).hexdigest()[:32]
 
 
 def _signed_in(

@@ -49,14 +49,24 @@ from apiward.core.errors import (
     InsufficientScope,
     InvalidInput,
     ProjectRequired,
+    SecondFactorRequired,
     SignInRequired,
 )
 from apiward.core.models import Account, PageRequest, Principal
+from apiward.services.mfa import MFA_ROLES
 from apiward.services.portal import Project
 
 PREFIX = "/dashboard"
 PUBLIC_FORMS = frozenset(
-    {"/login", "/signup", "/forgot", "/reset", "/confirm/resend", "/invitations/accept"}
+    {
+        "/login",
+        "/login/code",
+        "/signup",
+        "/forgot",
+        "/reset",
+        "/confirm/resend",
+        "/invitations/accept",
+    }
 )
 """Forms posted before signing in: their CSRF token comes from the sign-in cookie."""
 TEMPLATES = Path(__file__).parent / "templates"
@@ -394,6 +404,8 @@ class DashboardRoute(APIRoute):
                 response = see_other(_sign_in_target(request))
             except ProjectRequired:
                 response = see_other(url("/projects"))
+            except SecondFactorRequired:
+                response = see_other(url("/account", done="mfa_required"))
             except ApiwardError as exc:
                 response = error_page(request, exc)
             return secured(response)
@@ -430,7 +442,27 @@ async def visiting(
     projects = await portal.projects(visitor.account) if visitor.account else []
     me = Me(visitor, csrf.token_for(cookie), env, settings.environments, tuple(projects))
     state_of(request).dashboard_me = me
+    await _second_factor_required(request, visitor)
     return me
+
+
+_MFA_EXEMPT = ("/account", "/logout", "/projects")
+"""Pages open to someone their organisation requires a second factor of, without one:
+setting it up, signing out, and going to another project."""
+
+
+async def _second_factor_required(request: Request, visitor: Visitor) -> None:
+    """``SecondFactorRequired`` for an owner or admin (their role in the project's
+    default space, or organisation-wide) of an organisation that requires a second
+    factor, who has none, on any page but those of ``_MFA_EXEMPT``."""
+    signed = visitor.signed
+    if signed is None or not signed.org.require_mfa or signed.role not in MFA_ROLES:
+        return
+    if request.url.path.removeprefix(PREFIX).startswith(_MFA_EXEMPT):
+        return
+    owner_id = visitor.account.id if visitor.account is not None else signed.user.id
+    if not await runtime_of(request).two_factor.enabled(owner_id):
+        raise SecondFactorRequired()
 
 
 @declare(PROJECT)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -67,6 +68,8 @@ orgs = Table(
     Column("rate_tier", String(64)),
     # The organisation's own key hygiene policy (core/hygiene.py); NULL: the operator's.
     Column("key_hygiene", JSON(none_as_null=True)),
+    # Owners and admins sign in to the dashboard with a second factor (services/mfa.py).
+    Column("require_mfa", Boolean, nullable=False, server_default=false()),
 )
 
 environments = Table(
@@ -330,6 +333,28 @@ dashboard_sessions = Table(
     Column("revoked_at", UTCDateTime()),
     Column("ip", String(64)),
     Column("user_agent", String(512)),
+)
+
+# Second factors for dashboard sign-in (services/mfa.py). The owner is a portal
+# account or a user with a password of its own (ids carry their kind's prefix).
+mfa_factors = Table(
+    "mfa_factors",
+    metadata,
+    Column("owner_id", String(ID), primary_key=True),
+    # AES-GCM with the deployment's secret: a copy of the table computes no code.
+    Column("secret_sealed", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("enabled_at", UTCDateTime()),
+    Column("last_step", BigInteger),
+)
+
+# One-time recovery codes, as their SHA-256: a copy of the table signs nobody in.
+mfa_recovery_codes = Table(
+    "mfa_recovery_codes",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("owner_id", String(ID), nullable=False, index=True),
+    Column("used_at", UTCDateTime()),
 )
 
 # Every audit event is also queued here, in the same transaction, until the webhook

@@ -62,6 +62,7 @@ async def _org_out(
         rate_limits=limits,
         key_hygiene=KeyHygiene.of(org.key_hygiene) if org.key_hygiene else None,
         key_hygiene_in_force=KeyHygiene.of(in_force),
+        require_mfa=org.require_mfa,
     )
 
 
@@ -85,7 +86,8 @@ async def update_org(
 ) -> OrgOut:
     """Rename the organisation, move it to a rate-limit tier (`null`: the default), or
     set its own key hygiene policy (`null`: the operator's alone), which may only tighten
-    the operator's: a shorter unused limit, more reminder days and credit thresholds."""
+    the operator's: a shorter unused limit, more reminder days and credit thresholds, or
+    require owners and admins to sign in to the dashboard with a second factor."""
     hygiene = body.key_hygiene
     org = await tenancy.update_org(
         principal,
@@ -94,6 +96,7 @@ async def update_org(
         clear_tier="rate_tier" in body.model_fields_set and body.rate_tier is None,
         key_hygiene=hygiene.policy() if hygiene else None,
         clear_hygiene="key_hygiene" in body.model_fields_set and hygiene is None,
+        require_mfa=body.require_mfa,
     )
     return await _org_out(limits, org, tenancy.hygiene_in_force(org))
 

@@ -263,6 +263,11 @@ class OrgUpdate(Body):
         description="The organisation's own key hygiene policy, tightening the operator's "
         "(README, 'Keeping keys healthy'); null: the operator's alone.",
     )
+    require_mfa: bool | None = Field(
+        None,
+        description="Whether owners and admins must sign in to the dashboard with a second "
+        "factor (README, 'Two-factor sign-in').",
+    )
 
 
 class OrgOut(BaseModel):
@@ -278,4 +283,7 @@ class OrgOut(BaseModel):
     )
     key_hygiene_in_force: KeyHygiene | None = Field(
         None, description="The policy that applies: the operator's, tightened by the org's."
+    )
+    require_mfa: bool = Field(
+        False, description="Whether owners and admins must sign in with a second factor."
     )

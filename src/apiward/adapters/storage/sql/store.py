@@ -17,6 +17,7 @@ from apiward.adapters.storage.sql.engine import Listener, create_engine, listen
 from apiward.adapters.storage.sql.errors import map_db_errors
 from apiward.adapters.storage.sql.hygiene import SqlHygiene
 from apiward.adapters.storage.sql.invalidations import SqlInvalidations
+from apiward.adapters.storage.sql.mfa import SqlMfa
 from apiward.adapters.storage.sql.portal import SqlPortal
 from apiward.adapters.storage.sql.tenancy import SqlTenancy
 from apiward.adapters.storage.sql.tokens import SqlTokens
@@ -34,6 +35,7 @@ class SqlTransaction(
     SqlTokens,
     SqlInvalidations,
     SqlPortal,
+    SqlMfa,
     SqlAudit,
     SqlWebhooks,
     SqlAnalytics,

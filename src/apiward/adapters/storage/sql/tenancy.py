@@ -47,7 +47,12 @@ class SqlTenancy(SqlBase):
         await self._c.execute(
             t.orgs.update()
             .where(t.orgs.c.id == org.id)
-            .values(name=org.name, rate_tier=org.rate_tier, key_hygiene=policy_values(org))
+            .values(
+                name=org.name,
+                rate_tier=org.rate_tier,
+                key_hygiene=policy_values(org),
+                require_mfa=org.require_mfa,
+            )
         )
 
     async def insert_environment(self, env: Environment) -> None:
