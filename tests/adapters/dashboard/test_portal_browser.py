@@ -92,6 +92,7 @@ def test_sign_up_confirm_create_project_and_key_then_call_the_api(
     expect(page.locator(".org")).to_have_text("Weather API")
     page.get_by_role("link", name="Create live key").click()
     page.get_by_label("Name", exact=True).fill("Backend")
+    page.get_by_text("Scopes to manage").click()  # apiward's own scopes are folded
     page.get_by_role("checkbox", name=re.compile(r"^keys:read")).check()
     page.get_by_role("button", name="Create key").click()
     secret = page.locator("#secret").input_value()
