@@ -214,6 +214,6 @@ def test_limits_in_report_mode_are_decided_each_alone(kind: str) -> None:
 
 
 def test_a_mode_other_than_enforce_or_report_is_refused_saying_what_to_write() -> None:
-    with pytest.raises(ValueError, match="unknown mode 'dry-run'.*'enforce'.*'report'"):
+    with pytest.raises(ValueError, match=r"unknown mode 'dry-run'.*'enforce'.*'report'"):
         Policy.parse("trial", "10/minute", mode="dry-run")  # type: ignore[arg-type]
     assert Policy.parse("trial", "10/minute").mode == "enforce"
