@@ -518,7 +518,7 @@ class Authenticator:
         if not missing:
             return principal
         for name in missing:
-            self._limits.would_refuse[name] += 1
+            self._limits.count_would_refuse(name)
             if counted:
                 self._count(principal, WOULD_REFUSE)
         return replace(principal, would_refuse=(*principal.would_refuse, *missing))

@@ -396,6 +396,12 @@ def _with_overrides(
     return tuple(result)
 
 
+MAX_RULES_COUNTED = 1000
+"""The most rules in report mode ``RequestLimits.would_refuse`` counts apart."""
+OTHER_RULES = "(other)"
+"""What the rules past ``MAX_RULES_COUNTED`` are counted under."""
+
+
 def _algorithm(plan: dict[str, Policy], name: str) -> Algorithm:
     found = plan.get(name)
     return found.algorithm if found else "gcra"
@@ -465,6 +471,15 @@ class RequestLimits:
             ),
         ]
 
+    def count_would_refuse(self, rule: str) -> None:
+        """Count one admitted request ``rule`` (in report mode) would have refused. The
+        rules counted apart are bounded (``MAX_RULES_COUNTED``): a scope a proxy passes
+        on from the client could otherwise name new ones without end."""
+        counts = self.would_refuse
+        if rule not in counts and len(counts) >= MAX_RULES_COUNTED:
+            rule = OTHER_RULES
+        counts[rule] += 1
+
     @property
     def default_plan(self) -> RatePlan:
         return self._plans[None]
@@ -533,7 +548,7 @@ class RequestLimits:
         spent = Spent(verdict.hits, credits_key if remaining is not None else None, cost)
         would_refuse = verdict.would_refuse
         for name in would_refuse:
-            self.would_refuse[name] += 1
+            self.count_would_refuse(name)
         return replace(
             principal,
             rate_limit=verdict.headers(self._wall()),

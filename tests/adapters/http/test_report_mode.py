@@ -18,6 +18,7 @@ from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import ConfigError
 from apiward.core import analytics
+from apiward.services.limiting import MAX_RULES_COUNTED, OTHER_RULES
 from tests.adapters.dashboard.conftest import BASE_URL, Browser
 from tests.adapters.http.test_metrics import scrape, value
 from tests.adapters.limiter.conftest import REDIS_URL, _probe, _unavailable
@@ -246,3 +247,27 @@ def test_the_dashboard_charts_what_report_mode_would_refuse_on_its_own(tmp_path:
         assert outcomes["WOULD_REFUSE"] == 1
         total = page.split('data-testid="total">')[1].split("<")[0]
         assert int(total.replace(",", "")) == outcomes.total() - 1
+
+
+def test_the_readmes_report_mode_example_loads_and_holds(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    blocks = (b.split("```")[0] for b in readme.split("```toml\n")[1:])
+    block = next(b for b in blocks if 'mode = "report"' in b)
+    (tmp_path / "apiward.toml").write_text(block.replace("\n  ", "\n"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APIWARD_CONFIG_FILE", str(tmp_path / "apiward.toml"))
+        plan = fast_settings().rate_plans()[None]
+    assert [(p.name, p.mode) for p in plan.policies] == [
+        ("per-key", "enforce"),
+        ("per-key-next", "report"),
+    ]
+
+
+def test_the_rules_counted_apart_are_bounded(org: Org) -> None:
+    """A proxy passing on a client's ``X-Apiward-Require-Report`` names no new metric
+    label past the bound: the rest are counted together."""
+    limits = org.runtime.limits
+    for i in range(MAX_RULES_COUNTED + 50):
+        limits.count_would_refuse(f"scope:made-up:{i}")
+    assert len(limits.would_refuse) <= MAX_RULES_COUNTED + 1
+    assert limits.would_refuse[OTHER_RULES] >= 50
