@@ -149,7 +149,13 @@ def test_org_tiers_key_limits_and_credits(
         )
     )
     # Set by the operator (the CLI): it replaces the plan's limit of that name.
-    limit = {"name": "per-key", "rate": "10/minute", "key": "credential", "replaces_plan": True}
+    limit = {
+        "name": "per-key",
+        "rate": "10/minute",
+        "key": "credential",
+        "mode": "enforce",
+        "replaces_plan": True,
+    }
     assert key["rate_limits"] == [limit]
     assert key["credits"] == {
         "remaining": 500,
