@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apiward.adapters.limiter.fallback import FallbackLimiter
 from apiward.adapters.limiter.memory import MemoryLimiter
-from apiward.adapters.limiter.redis import RedisLimiter
+from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.limits import ALGORITHMS, NS, Algorithm, Policy
 from apiward.services.limiting import (
     RateLimiting,
@@ -30,6 +31,7 @@ from apiward.services.limiting import (
 )
 from apiward.services.ports import Limiter
 from tests.adapters.limiter.conftest import shared_redis
+from tests.live import free_port
 
 WALL = 1_700_000_000.0
 
@@ -61,6 +63,20 @@ async def limiters(kind: str) -> AsyncIterator[Factory]:
 
         yield memory
         return
+    if kind == "fallback":  # Redis unreachable: the local limiter decides
+        made: list[FallbackLimiter] = []
+
+        async def fallback(clock: Clock) -> Limiter:
+            down = RedisLimiter(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))
+            made.append(FallbackLimiter(down, MemoryLimiter(timer=clock), probe_interval=60))
+            return made[-1]
+
+        try:
+            yield fallback
+        finally:
+            for limiter in made:
+                await limiter.aclose()
+        return
     prefix = f"apiward-test:{uuid.uuid4().hex}:"
     async with shared_redis(prefix) as client:
         count = 0
@@ -73,7 +89,7 @@ async def limiters(kind: str) -> AsyncIterator[Factory]:
         yield redis
 
 
-KINDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+KINDS = ["memory", "fallback", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 def ctx(ip: int) -> RequestContext:

@@ -24,8 +24,8 @@ from tests.adapters.http.test_metrics import scrape, value
 from tests.adapters.limiter.conftest import REDIS_URL, _probe, _unavailable
 from tests.conftest import Org, bootstrap, fast_settings
 
-PER_KEY = {"name": "per-key", "rate": "100/minute", "key": "credential"}
-TRIAL = {"name": "trial", "rate": "2/minute", "key": "credential", "mode": "report"}
+PER_KEY = {"name": "per-key", "rate": "100/hour", "key": "credential"}
+TRIAL = {"name": "trial", "rate": "2/hour", "key": "credential", "mode": "report"}
 KINDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
 
@@ -75,7 +75,7 @@ def test_a_limit_in_report_mode_is_counted_never_enforced_nor_announced(org: Org
     assert [r.status_code for r in answers] == [200, 200, 200, 200]
     assert [r.headers["x-ratelimit-remaining"] for r in answers] == ["99", "98", "97", "96"]
     for r in answers:
-        assert r.headers["ratelimit-policy"] == '"per-key";q=100;w=60'
+        assert r.headers["ratelimit-policy"] == '"per-key";q=100;w=3600'
         assert "trial" not in r.headers["ratelimit"] and "retry-after" not in r.headers
     # A request another rule refuses is refused, and counted for that alone.
     lacking = org.client.get("/v1/analytics/verifications", headers=org.headers(made["key"]))
@@ -130,13 +130,13 @@ def test_a_bad_scope_in_report_mode_is_a_clear_400(org: Org) -> None:
 
 
 def test_a_keys_own_limit_in_report_mode_follows_the_authority_rule(tmp_path: Path) -> None:
-    plan = [{"name": "per-key", "rate": "3/minute", "key": "credential"}]
+    plan = [{"name": "per-key", "rate": "3/hour", "key": "credential"}]
     for org in app_for(tmp_path, "memory", rate_limits=plan):
         # A tenant's limit of the plan's name only adds beside it: the plan's still bites.
-        mine = [{"name": "per-key", "rate": "1/minute", "mode": "report"}]
+        mine = [{"name": "per-key", "rate": "1/hour", "mode": "report"}]
         made = org.create_key(["things:read"], rate_limits=mine)
         assert made["rate_limits"] == [
-            {"name": "per-key", "rate": "1/minute", "key": "credential", "mode": "report"}
+            {"name": "per-key", "rate": "1/hour", "key": "credential", "mode": "report"}
             | {"replaces_plan": False}
         ]
         statuses = [
