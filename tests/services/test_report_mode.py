@@ -191,8 +191,8 @@ def test_a_request_the_enforced_limits_refuse_spends_nothing_in_report_mode(kind
         assert [r.decision.remaining for r in first.reports] == [4, 4]
         assert [h.key for h in first.hits] == [
             "rl:strict:credential:key_1",
-            "rl:trial:credential:key_1",
-            "rl:trial-window:org:org_1:fw",
+            "rl:trial~report:credential:key_1",  # never an enforced limit's bucket
+            "rl:trial-window~report:org:org_1:fw",
         ]
         for _ in range(3):
             refused = await service.check(ctx(1))
@@ -233,3 +233,22 @@ def test_a_mode_other_than_enforce_or_report_is_refused_saying_what_to_write() -
     with pytest.raises(ValueError, match=r"unknown mode 'dry-run'.*'enforce'.*'report'"):
         Policy.parse("trial", "10/minute", mode="dry-run")  # type: ignore[arg-type]
     assert Policy.parse("trial", "10/minute").mode == "enforce"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_limit_in_report_mode_never_spends_an_enforced_limits_bucket_of_its_name(
+    kind: str,
+) -> None:
+    """Another tier's limit of the same name, or the plan's beside an operator's override
+    in report mode, keeps its bucket to itself."""
+    enforced = rule("per-ip", "2/day", "ip", "gcra")
+    trying = RatePlan((replace(enforced, mode="report"),))
+
+    async def test(factory: Factory) -> None:
+        limiter = await factory(Clock())
+        service = RateLimiting(limiter, RatePlan((enforced,)))
+        for _ in range(5):
+            assert (await service.check(ctx(1), plan=trying)).allowed
+        assert [(await service.check(ctx(1))).allowed for _ in range(3)] == [True, True, False]
+
+    check(kind, test)

@@ -247,6 +247,8 @@ class Verdict:
 
 
 _ALGORITHM_TAG = {"gcra": "", "fixed_window": ":fw", "sliding_window": ":sw"}
+REPORT_TAG = "~report"
+"""Ends the bucket name of a limit in report mode (a policy name holds no ``~``)."""
 
 
 def limit_key(policy: Policy, kind: str, value: str, *, within: str | None = None) -> str:
@@ -255,10 +257,14 @@ def limit_key(policy: Policy, kind: str, value: str, *, within: str | None = Non
     afresh rather than misreading the old state).
 
     ``within`` confines it to an organisation or a credential: ``rl:{policy}@{within}:...``
-    (a policy name holds no ``@``, so no such key is ever a plan's). The limiter bounds
-    the length of every key (``apiward.core.limits.bounded_key``).
+    (a policy name holds no ``@``, so no such key is ever a plan's). A limit in report
+    mode counts under ``{policy}~report``: never in a bucket an enforced limit of its name
+    uses (another tier's, or the plan's beside an operator's override in report mode).
+    The limiter bounds the length of every key (``apiward.core.limits.bounded_key``).
     """
-    name = policy.name if within is None else f"{policy.name}@{within}"
+    name = policy.name if policy.mode != "report" else f"{policy.name}{REPORT_TAG}"
+    if within is not None:
+        name = f"{name}@{within}"
     return f"rl:{name}:{kind}:{value}{_ALGORITHM_TAG[policy.algorithm]}"
 
 
