@@ -242,6 +242,14 @@ def test_the_dashboard_charts_what_report_mode_would_refuse_on_its_own(tmp_path:
         assert 'data-testid="would-refuse"' in page
         assert 'data-testid="would-refuse-total">1<' in page
         assert "1 WOULD_REFUSE</title>" in page
+        # The plan's limits say which are in report mode, in the dashboard and the API.
+        assert page.count("report only") == 0
+        assert "report only" in owner.get("/dashboard/usage").text
+        shown = org.client.get("/v1/org", headers=org.headers()).json()["rate_limits"]
+        assert [(x["name"], x["mode"]) for x in shown] == [
+            ("per-key", "enforce"),
+            ("trial", "report"),
+        ]
         # A request counted twice is one verification: the total leaves it out.
         outcomes = org.client.portal.call(outcomes_of, org.runtime, org.id)  # type: ignore[union-attr]
         assert outcomes["WOULD_REFUSE"] == 1
