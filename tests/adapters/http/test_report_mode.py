@@ -279,3 +279,18 @@ def test_the_rules_counted_apart_are_bounded(org: Org) -> None:
         limits.count_would_refuse(f"scope:made-up:{i}")
     assert len(limits.would_refuse) <= MAX_RULES_COUNTED + 1
     assert limits.would_refuse[OTHER_RULES] >= 50
+
+
+def test_the_verify_api_counts_what_a_limit_in_report_mode_would_refuse(org: Org) -> None:
+    made = org.create_key(["things:read"])
+    verifier = org.create_key(["keys:verify"])["key"]
+    answers = [
+        org.client.post(
+            "/v1/keys/verify", headers=org.headers(verifier), json={"key": made["key"]}
+        ).json()
+        for _ in range(3)
+    ]
+    assert [a["code"] for a in answers] == ["VALID", "VALID", "VALID"]
+    assert [a["ratelimit"]["remaining"] for a in answers] == [99, 98, 97]
+    assert all(a["ratelimit"]["policy"] == '"per-key";q=100;w=3600' for a in answers)
+    assert counted(org, made["id"]) == {"VALID": 3, "WOULD_REFUSE": 1}
