@@ -252,3 +252,28 @@ def test_a_limit_in_report_mode_never_spends_an_enforced_limits_bucket_of_its_na
         assert [(await service.check(ctx(1))).allowed for _ in range(3)] == [True, True, False]
 
     check(kind, test)
+
+
+@pytest.mark.redis
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=steps, enforced=algorithms, watched=algorithms)
+def test_the_redis_script_decides_report_mode_as_the_in_process_limiter_does(
+    sequence: list[tuple[float, int]], enforced: Algorithm, watched: Algorithm
+) -> None:
+    plan = RatePlan(
+        (rule("per-ip", "3/2s", "ip", enforced), rule("trial", "2/3s", "org", watched, "report"))
+    )
+
+    def seen(verdict: Verdict) -> list[tuple[bool, int]]:
+        both = (*verdict.results, *verdict.reports)
+        return [(r.decision.allowed, r.decision.remaining) for r in both]
+
+    async def main() -> None:
+        async with limiters("memory") as memory, limiters("redis") as redis:
+            here = await run(memory, (plan, plan), sequence)
+            there = await run(redis, (plan, plan), sequence)
+        for (local, _, _), (shared, _, _) in zip(here, there, strict=True):
+            assert seen(local) == seen(shared)
+            assert local.would_refuse == shared.would_refuse
+
+    asyncio.run(main())

@@ -197,7 +197,8 @@ class MemoryLimiter:
 
     async def _with_report(self, hits: Sequence[Hit], report: Sequence[Hit]) -> list[Decision]:
         """``hits`` all or nothing, then each of ``report`` on its own: spent where it
-        admits the request, and only when ``hits`` admitted it (a cost-0 read else)."""
+        admits the request, and only when ``hits`` admitted it (else what would have
+        admitted it reports its current state, a cost-0 read, as in ``gcra_all``)."""
         together = bounded_hits([*hits, *report])
         _unique(together)
         enforced, reported = together[: len(hits)], together[len(hits) :]
@@ -205,8 +206,11 @@ class MemoryLimiter:
         admitted = all(d.allowed for d in decisions)
         now = self._timer()
         for hit in reported:
-            decision, state = decide(self._state(hit), now, hit, spend=admitted)
-            if admitted and decision.allowed and hit.cost:
+            held = self._state(hit)
+            decision, state = decide(held, now, hit)
+            if decision.allowed and not admitted:
+                decision = decide(held, now, hit, spend=False)[0]
+            elif decision.allowed and hit.cost:
                 self._store(hit, state)
             decisions.append(decision)
         if self._size > self._max:
