@@ -40,8 +40,8 @@ class Clock:
     """A nanosecond clock that moves only when told, from the real time (so that Redis's
     refund script, which reads the server's clock, sees the same windows)."""
 
-    def __init__(self) -> None:
-        self.now = time.time_ns()
+    def __init__(self, start: int | None = None) -> None:
+        self.now = time.time_ns() if start is None else start
 
     def __call__(self) -> int:
         return self.now
@@ -109,10 +109,13 @@ algorithms = st.sampled_from(ALGORITHMS)
 
 
 async def run(
-    factory: Factory, plans: tuple[RatePlan, RatePlan], sequence: list[tuple[float, int]]
+    factory: Factory,
+    plans: tuple[RatePlan, RatePlan],
+    sequence: list[tuple[float, int]],
+    start: int | None = None,
 ) -> list[tuple[Verdict, Verdict, float]]:
     """The same requests, at the same moments, under two plans on two limiters."""
-    clock = Clock()
+    clock = Clock(start)
     one = RateLimiting(await factory(clock), plans[0], clock=lambda: WALL)
     two = RateLimiting(await factory(clock), plans[1], clock=lambda: WALL)
     out = []
@@ -269,9 +272,10 @@ def test_the_redis_script_decides_report_mode_as_the_in_process_limiter_does(
         return [(r.decision.allowed, r.decision.remaining) for r in both]
 
     async def main() -> None:
+        start = time.time_ns()  # the same moments: windows are aligned to the clock
         async with limiters("memory") as memory, limiters("redis") as redis:
-            here = await run(memory, (plan, plan), sequence)
-            there = await run(redis, (plan, plan), sequence)
+            here = await run(memory, (plan, plan), sequence, start)
+            there = await run(redis, (plan, plan), sequence, start)
         for (local, _, _), (shared, _, _) in zip(here, there, strict=True):
             assert seen(local) == seen(shared)
             assert local.would_refuse == shared.would_refuse
