@@ -58,9 +58,9 @@ class Recording:
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self.hit_all([Hit(key, limit, period, cost)]))[0]
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
         self.calls.append(list(hits))
-        return await self.inner.hit_all(hits)
+        return await self.inner.hit_all(hits, report)
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return await self.inner.peek(key, limit, period, cost)

@@ -57,10 +57,17 @@ class LimitSetting(BaseModel):
     key: Literal["org", "credential", "ip", "user", "route"] = "credential"
     cost: int = 1
     algorithm: Literal["gcra", "fixed_window", "sliding_window"] = "gcra"
+    mode: Literal["enforce", "report"] = "enforce"
+    """``report``: only counted as what it would refuse (``WOULD_REFUSE``), never enforced."""
 
     def policy(self) -> Policy:
         return Policy.parse(
-            self.name, self.rate, key=self.key, cost=self.cost, algorithm=self.algorithm
+            self.name,
+            self.rate,
+            key=self.key,
+            cost=self.cost,
+            algorithm=self.algorithm,
+            mode=self.mode,
         )
 
     @model_validator(mode="after")

@@ -109,6 +109,7 @@ class TracedAuthenticator(Authenticator):
         *,
         exempt: bool = False,
         scopes: tuple[str, ...] | list[str] = (),
+        report_scopes: tuple[str, ...] | list[str] = (),
     ) -> Principal:
         with self._tracer.start_as_current_span(
             "apiward.authenticate",
@@ -118,7 +119,11 @@ class TracedAuthenticator(Authenticator):
         ) as span:
             try:
                 principal = await super().authenticate(
-                    authorization, context, exempt=exempt, scopes=scopes
+                    authorization,
+                    context,
+                    exempt=exempt,
+                    scopes=scopes,
+                    report_scopes=report_scopes,
                 )
             except ApiwardError as exc:  # a refusal is an answer, not a failure of the span
                 span.set_attributes(
@@ -181,10 +186,11 @@ class TracedLimiter:
             span.set_attribute("apiward.limiter.allowed", decision.allowed)
             return decision
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
         with self._span("hit_all") as span:
-            decisions = await self._limiter.hit_all(hits)
-            span.set_attribute("apiward.limiter.allowed", all(d.allowed for d in decisions))
+            decisions = await self._limiter.hit_all(hits, report)
+            enforced = decisions[: len(hits)]
+            span.set_attribute("apiward.limiter.allowed", all(d.allowed for d in enforced))
             return decisions
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:

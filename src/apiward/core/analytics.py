@@ -4,7 +4,8 @@ A decision is counted once, per minute, under its organisation, environment, cre
 (an API key or an OAuth client), route and outcome. Each count lands in its minute, its
 hour and its day at once (``GRANULARITIES``), so every granularity is exact without a
 roll-up pass, and each keeps its own retention. The outcomes are the verify API's codes,
-and the two refusals of metering.
+and the two refusals of metering; ``WOULD_REFUSE`` counts what rules in report mode
+would have refused of the admitted requests.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ OUTCOMES = (
     "INSUFFICIENT_PERMISSIONS",
     "RATE_LIMITED",
     "USAGE_EXCEEDED",
+    "WOULD_REFUSE",
 )
+WOULD_REFUSE = "WOULD_REFUSE"
+"""Not a decision of its own: an admitted request (counted ``VALID``) that a rule in
+report mode would have refused, counted once more for each such rule."""
 GRANULARITIES: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
 DIMENSIONS = ("outcome", "key", "client", "route", "environment")
 """What a query may group by."""

@@ -55,6 +55,9 @@ MAX_KEY_LENGTH = 200
 """The longest limiter key stored as it is; longer ones are hashed (``bounded_key``)."""
 
 KeyKind = Literal["org", "credential", "ip", "user", "route"]
+Mode = Literal["enforce", "report"]
+MODES: tuple[Mode, ...] = ("enforce", "report")
+"""``enforce`` refuses past the limit; ``report`` only counts what it would refuse."""
 Algorithm = Literal["gcra", "fixed_window", "sliding_window"]
 ALGORITHMS: tuple[Algorithm, ...] = ("gcra", "fixed_window", "sliding_window")
 KEY_KINDS: tuple[str, ...] = get_args(KeyKind)
@@ -140,6 +143,10 @@ class Policy:
     own: bool = False
     """Set on one credential by its tenant: counted in that credential's buckets only,
     never in a bucket the plan's limits or other credentials use."""
+    mode: Mode = "enforce"
+    """``report``: decided in a bucket of its own, beside the enforced limits, and only
+    counted as "would refuse" (``WOULD_REFUSE``); it never refuses, spends nothing of
+    the enforced limits and shows in no header."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -168,6 +175,11 @@ class Policy:
                 f"Policy {self.name!r}: unknown algorithm {self.algorithm!r}; use one of "
                 f"{', '.join(ALGORITHMS)}."
             )
+        if self.mode not in MODES:
+            raise ValueError(
+                f"Policy {self.name!r}: unknown mode {self.mode!r}; use 'enforce' (the "
+                "default) or 'report' (count what it would refuse, refuse nothing)."
+            )
         object.__setattr__(self, "period", float(self.period))
 
     @classmethod
@@ -180,9 +192,10 @@ class Policy:
         cost: int = 1,
         algorithm: Algorithm = "gcra",
         stored: bool = False,
+        mode: Mode = "enforce",
     ) -> Policy:
         limit, period = parse_rate(rate, stored=stored)
-        return cls(name, limit, float(period), key, cost, algorithm)
+        return cls(name, limit, float(period), key, cost, algorithm, mode=mode)
 
     @property
     def rate(self) -> str:

@@ -27,6 +27,8 @@ class RateOverride:
     replaces_plan: bool = False
     """Set by the operator: replaces the plan's limit of the same name (which may loosen
     it). A tenant's own limit is added beside the plan's instead, so it only restricts."""
+    mode: str = "enforce"
+    """``report``: counted as what it would refuse, never enforced (``Policy.mode``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +317,9 @@ class Principal:
     credits_remaining: int | None = None
     spent: Spent | None = None
     """What this request spent of its limits and credits (to give back on a refusal)."""
+    would_refuse: tuple[str, ...] = ()
+    """The rules in report mode that would have refused this admitted request: limits
+    by name, scopes as ``scope:{scope}`` (counted ``WOULD_REFUSE``, never enforced)."""
     grant: Grant = UNBOUNDED
     """What the credential allows by itself, before its user's roles: what delegation
     checks weigh (``apiward.core.authority``). Unbounded for a dashboard session."""

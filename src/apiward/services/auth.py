@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from apiward.core import tokens as jwt_tokens
-from apiward.core.analytics import outcome_of
+from apiward.core.analytics import WOULD_REFUSE, outcome_of
 from apiward.core.authority import Grant, effective_scopes
 from apiward.core.clock import Clock
 from apiward.core.errors import (
@@ -467,10 +467,13 @@ class Authenticator:
         *,
         exempt: bool = False,
         scopes: tuple[str, ...] | list[str] = (),
+        report_scopes: tuple[str, ...] | list[str] = (),
     ) -> Principal:
         """The one authentication of every protected request: API key or access token,
         then the ``scopes`` it needs, then its rate limits and credits (unless the route
-        is ``exempt``). A request refused on the way spends nothing."""
+        is ``exempt``). A request refused on the way spends nothing. ``report_scopes``
+        are required in report mode: a request lacking one is admitted, and counted as
+        what that requirement would refuse (``WOULD_REFUSE``)."""
         known: VerifiedKey | VerifiedToken | None = None
         try:
             token = bearer_token(authorization)
@@ -501,7 +504,30 @@ class Authenticator:
         self._count(principal, "VALID")
         if scopes:
             self.scope_tally.count(principal, scopes)
+        if report_scopes:
+            principal = self.scopes_in_report(principal, report_scopes, counted=False)
+        for _ in principal.would_refuse:
+            self._count(principal, WOULD_REFUSE)
         return principal
+
+    def scopes_in_report(
+        self,
+        principal: Principal,
+        scopes: tuple[str, ...] | list[str],
+        *,
+        counted: bool = True,
+    ) -> Principal:
+        """``principal`` with the ``scopes`` it lacks noted as refusals a requirement in
+        report mode would make (``scope:{scope}``), each counted ``WOULD_REFUSE`` unless
+        the caller counts them (``counted=False``). Nothing is refused."""
+        missing = tuple(f"scope:{s}" for s in scopes if not principal.scopes.grants(s))
+        if not missing:
+            return principal
+        for name in missing:
+            self._limits.count_would_refuse(name)
+            if counted:
+                self._count(principal, WOULD_REFUSE)
+        return replace(principal, would_refuse=(*principal.would_refuse, *missing))
 
     def _count(self, principal: Principal, outcome: str) -> None:
         """One decision for the analytics: by key, or by the client behind a token."""

@@ -93,7 +93,7 @@ def check_rate_limits(limits: list[RateOverride]) -> tuple[RateOverride, ...]:
         try:
             if limit.name.endswith(OWN_SUFFIX):
                 raise ValueError(f"Limit names ending in {OWN_SUFFIX!r} are reserved.")
-            Policy.parse(limit.name, limit.rate, key=limit.key)  # type: ignore[arg-type]
+            Policy.parse(limit.name, limit.rate, key=limit.key, mode=limit.mode)  # type: ignore[arg-type]
         except ValueError as exc:
             raise InvalidInput(f"rate_limits[{i}] ({limit.name!r}): {exc}") from None
     names = [limit.name for limit in limits]

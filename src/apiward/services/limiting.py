@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -143,9 +143,19 @@ class RouteRule:
 
 @dataclass(frozen=True, slots=True)
 class Applicable:
-    """The policies a route is subject to, each with the cost one request spends."""
+    """The policies a route is subject to, each with the cost one request spends:
+    enforced, and in report mode (``Policy.mode``)."""
 
     policies: tuple[tuple[Policy, int], ...]
+    report: tuple[tuple[Policy, int], ...] = ()
+
+    @classmethod
+    def of(cls, costs: Iterable[tuple[Policy, int]]) -> Applicable:
+        both = tuple(costs)
+        return cls(
+            tuple(c for c in both if c[0].mode != "report"),
+            tuple(c for c in both if c[0].mode == "report"),
+        )
 
 
 EXEMPT = Applicable(())
@@ -190,12 +200,11 @@ class RatePlan:
     def _resolve(self, route: str, method: str) -> Applicable:
         rule = next((r for r in self.routes if r.matches(route, method)), None)
         if rule is None:
-            return Applicable(tuple((p, p.cost) for p in self.policies))
+            return Applicable.of((p, p.cost) for p in self.policies)
         if rule.exempt:
             return EXEMPT
         chosen = rule.policies if rule.replace else (*self.policies, *rule.policies)
-        costs = ((p, min(rule.cost or p.cost, p.limit)) for p in chosen)
-        return Applicable(tuple(costs))
+        return Applicable.of((p, min(rule.cost or p.cost, p.limit)) for p in chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +214,18 @@ class Verdict:
     results: tuple[PolicyDecision, ...]
     reported: PolicyDecision | None
     hits: tuple[Hit, ...] = ()
-    """What the limiter was asked (and, when allowed, spent)."""
+    """What the limiter was asked (and, when allowed, spent): the enforced limits, and
+    the limits in report mode that admitted the request."""
+    reports: tuple[PolicyDecision, ...] = ()
+    """The decisions of the limits in report mode: never in ``allowed`` or the headers."""
+
+    @property
+    def would_refuse(self) -> tuple[str, ...]:
+        """The limits in report mode that would have refused this request, had they
+        been enforced (none when the enforced limits refused it)."""
+        if not self.reports or not self.allowed:
+            return ()
+        return tuple(r.policy.name for r in self.reports if not r.decision.allowed)
 
     @property
     def allowed(self) -> bool:
@@ -227,6 +247,8 @@ class Verdict:
 
 
 _ALGORITHM_TAG = {"gcra": "", "fixed_window": ":fw", "sliding_window": ":sw"}
+REPORT_TAG = "~report"
+"""Ends the bucket name of a limit in report mode (a policy name holds no ``~``)."""
 
 
 def limit_key(policy: Policy, kind: str, value: str, *, within: str | None = None) -> str:
@@ -235,10 +257,14 @@ def limit_key(policy: Policy, kind: str, value: str, *, within: str | None = Non
     afresh rather than misreading the old state).
 
     ``within`` confines it to an organisation or a credential: ``rl:{policy}@{within}:...``
-    (a policy name holds no ``@``, so no such key is ever a plan's). The limiter bounds
-    the length of every key (``apiward.core.limits.bounded_key``).
+    (a policy name holds no ``@``, so no such key is ever a plan's). A limit in report
+    mode counts under ``{policy}~report``: never in a bucket an enforced limit of its name
+    uses (another tier's, or the plan's beside an operator's override in report mode).
+    The limiter bounds the length of every key (``apiward.core.limits.bounded_key``).
     """
-    name = policy.name if within is None else f"{policy.name}@{within}"
+    name = policy.name if policy.mode != "report" else f"{policy.name}{REPORT_TAG}"
+    if within is not None:
+        name = f"{name}@{within}"
     return f"rl:{name}:{kind}:{value}{_ALGORITHM_TAG[policy.algorithm]}"
 
 
@@ -275,6 +301,8 @@ class RateLimiting:
                 continue
             keyed.append((policy, key))
             hits.append(Hit(key, policy.limit, policy.period, cost, policy.algorithm, owner))
+        if applicable.report:
+            return await self._with_report(ctx, applicable, keyed, hits, owner)
         if not hits:
             return Verdict((), None)
         decisions = await self.limiter.hit_all(hits)
@@ -283,6 +311,45 @@ class RateLimiting:
             for (policy, key), decision in zip(keyed, decisions, strict=True)
         )
         return Verdict(results, report(results), tuple(hits))
+
+    async def _with_report(
+        self,
+        ctx: RequestContext,
+        applicable: Applicable,
+        keyed: list[tuple[Policy, str]],
+        hits: list[Hit],
+        owner: str,
+    ) -> Verdict:
+        """``check`` with limits in report mode: each decided in its own bucket, spent
+        only where it and the enforced limits admit the request (one limiter call)."""
+        watched: list[tuple[Policy, str]] = []
+        watching: list[Hit] = []
+        for policy, cost in applicable.report:
+            key = ctx.key_for(policy)
+            if key is not None:
+                watched.append((policy, key))
+                watching.append(
+                    Hit(key, policy.limit, policy.period, cost, policy.algorithm, owner)
+                )
+        if not watching:
+            if not hits:
+                return Verdict((), None)
+            decisions = await self.limiter.hit_all(hits)
+        else:
+            decisions = await self.limiter.hit_all(hits, watching)
+        results = tuple(
+            PolicyDecision(policy, key, decision)
+            for (policy, key), decision in zip(keyed, decisions[: len(hits)], strict=True)
+        )
+        reports = tuple(
+            PolicyDecision(policy, key, decision)
+            for (policy, key), decision in zip(watched, decisions[len(hits) :], strict=True)
+        )
+        admitted = all(r.decision.allowed for r in results)
+        spent = [*hits]
+        if admitted:
+            spent += (h for h, r in zip(watching, reports, strict=True) if r.decision.allowed)
+        return Verdict(results, report(results), tuple(spent), reports)
 
     async def enforce(self, ctx: RequestContext, *, plan: RatePlan | None = None) -> Verdict:
         """``check``, raising ``RateLimitExceeded`` (with the headers) when denied."""
@@ -320,12 +387,25 @@ def _with_overrides(
         # A limit of a plan's name counts the way the plan's does (a window stays one); one
         # stored before periods were bounded is read within the bound.
         algorithm = _algorithm(plan, o.name)
-        p = Policy.parse(o.name, o.rate, key=o.key, algorithm=algorithm, stored=True)  # type: ignore[arg-type]
+        p = Policy.parse(
+            o.name,
+            o.rate,
+            key=o.key,  # type: ignore[arg-type]
+            algorithm=algorithm,
+            stored=True,
+            mode="report" if o.mode == "report" else "enforce",
+        )
         if not o.replaces_plan:
             name = f"{p.name}{OWN_SUFFIX}" if p.name in plan else p.name
             p = replace(p, name=name, own=True)
         result.append(p)
     return tuple(result)
+
+
+MAX_RULES_COUNTED = 1000
+"""The most rules in report mode ``RequestLimits.would_refuse`` counts apart."""
+OTHER_RULES = "(other)"
+"""What the rules past ``MAX_RULES_COUNTED`` are counted under."""
 
 
 def _algorithm(plan: dict[str, Policy], name: str) -> Algorithm:
@@ -358,6 +438,9 @@ class RequestLimits:
         self._credits_low = credits_low
         self.decisions: Counter[tuple[str, str]] = Counter()
         """Requests decided, by (``allowed`` or ``denied``, policy reported), for metrics."""
+        self.would_refuse: Counter[str] = Counter()
+        """Admitted requests a rule in report mode would have refused, by rule: a limit's
+        name, or ``scope:{scope}`` (``Authenticator.scopes_in_report``), for metrics."""
         self.failures: Counter[str] = Counter()
         """Failed authentications, by credential (``key``: keys and access tokens;
         ``client``: OAuth clients; ``refresh``: refresh tokens never issued), for metrics."""
@@ -378,6 +461,13 @@ class RequestLimits:
                 self.decisions,
             ),
             Reading.counts(
+                "would_refuse",
+                "Admitted requests a rule in report mode would have refused, by rule (a "
+                "limit's name, or scope:<scope> for a scope required in report mode).",
+                ("rule",),
+                self.would_refuse,
+            ),
+            Reading.counts(
                 "failed_authentications",
                 "Failed authentications, by credential (key: API keys and access tokens; "
                 "client: OAuth clients; refresh: refresh tokens never issued). Each counts "
@@ -386,6 +476,15 @@ class RequestLimits:
                 self.failures,
             ),
         ]
+
+    def count_would_refuse(self, rule: str) -> None:
+        """Count one admitted request ``rule`` (in report mode) would have refused. The
+        rules counted apart are bounded (``MAX_RULES_COUNTED``): a scope a proxy passes
+        on from the client could otherwise name new ones without end."""
+        counts = self.would_refuse
+        if rule not in counts and len(counts) >= MAX_RULES_COUNTED:
+            rule = OTHER_RULES
+        counts[rule] += 1
 
     @property
     def default_plan(self) -> RatePlan:
@@ -419,7 +518,9 @@ class RequestLimits:
         route, method = ctx.route or "", ctx.method
         plan = self.plan_for(tier, overrides)
         applicable = plan.applicable(route, method)
-        if applicable is EXEMPT or (not applicable.policies and credits_key is None):
+        if applicable is EXEMPT or (
+            not applicable.policies and not applicable.report and credits_key is None
+        ):
             return principal  # nothing to count: the common case stays cheap
         try:
             verdict = await self._service.enforce(
@@ -451,11 +552,15 @@ class RequestLimits:
                 await self.limiter.refund(verdict.hits)  # refused: nothing spent
                 raise
         spent = Spent(verdict.hits, credits_key if remaining is not None else None, cost)
+        would_refuse = verdict.would_refuse
+        for name in would_refuse:
+            self.count_would_refuse(name)
         return replace(
             principal,
             rate_limit=verdict.headers(self._wall()),
             credits_remaining=remaining,
             spent=spent,
+            would_refuse=would_refuse,
         )
 
     async def refund(self, spent: Spent) -> None:

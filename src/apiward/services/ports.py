@@ -500,8 +500,10 @@ class Limiter(Protocol):
         """Decide one request on ``key`` and spend ``cost`` when admitted."""
         ...
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
-        """Decide several limits at once; spend on all of them or on none."""
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
+        """Decide several limits at once; spend on all of them or on none. Then each of
+        ``report`` (limits in report mode) on its own, spent only where it admits a
+        request ``hits`` admitted; their decisions follow those of ``hits``."""
         ...
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:

@@ -149,7 +149,13 @@ def test_org_tiers_key_limits_and_credits(
         )
     )
     # Set by the operator (the CLI): it replaces the plan's limit of that name.
-    limit = {"name": "per-key", "rate": "10/minute", "key": "credential", "replaces_plan": True}
+    limit = {
+        "name": "per-key",
+        "rate": "10/minute",
+        "key": "credential",
+        "mode": "enforce",
+        "replaces_plan": True,
+    }
     assert key["rate_limits"] == [limit]
     assert key["credits"] == {
         "remaining": 500,
@@ -161,6 +167,15 @@ def test_org_tiers_key_limits_and_credits(
         app, ["keys", "create", "--name", "x", "--scope", "a:b", "--rate-limit", "oops"]
     )
     assert bad.exit_code == 2 and "NAME=RATE" in bad.output
+    trial = ["--rate-limit", "per-key=10/minute", "--rate-limit", "trial=2/minute@ip:report"]
+    tried = json.loads(run("keys", "update", key["id"], *trial, "--json"))
+    assert [(r["name"], r["key"], r["mode"]) for r in tried["rate_limits"]] == [
+        ("per-key", "credential", "enforce"),
+        ("trial", "ip", "report"),
+    ]
+    odd = ["keys", "update", key["id"], "--rate-limit", "trial=2/minute:sometimes"]
+    bad = CliRunner().invoke(app, odd)
+    assert bad.exit_code == 2 and ":report" in bad.output
 
 
 def test_at_80_columns_ids_are_whole_and_both_environments_are_listed(

@@ -90,7 +90,13 @@ def test_a_keys_own_limit_set_by_the_operator_replaces_the_orgs(limited: Org) ->
         rate_limits=[{"name": "per-ip", "rate": "2/minute", "key": "ip"}],
     )
     assert key["rate_limits"] == [
-        {"name": "per-ip", "rate": "2/minute", "key": "ip", "replaces_plan": True}
+        {
+            "name": "per-ip",
+            "rate": "2/minute",
+            "key": "ip",
+            "mode": "enforce",
+            "replaces_plan": True,
+        }
     ]
     headers = limited.headers(key["key"])
     assert limited.client.get("/v1/keys", headers=headers).headers["x-ratelimit-limit"] == "2"

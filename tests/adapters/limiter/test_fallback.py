@@ -52,11 +52,17 @@ class Flaky:
             raise ServiceUnavailable("Redis cannot be reached (test)")
 
     async def decide(
-        self, hits: Sequence[Hit], floors: Sequence[Floor], *, store: bool
+        self,
+        hits: Sequence[Hit],
+        floors: Sequence[Floor],
+        *,
+        store: bool,
+        enforced: int | None = None,
     ) -> list[Decision]:
         self._check()
         if store:
-            return await self.inner.hit_all(hits)
+            n = len(hits) if enforced is None else enforced
+            return await self.inner.hit_all(hits[:n], hits[n:])
         return [await self.inner.peek(h.key, h.limit, h.period, h.cost) for h in hits]
 
     async def ping(self) -> None:
@@ -65,8 +71,8 @@ class Flaky:
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self.decide([Hit(key, limit, period, cost)], [], store=True))[0]
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
-        return await self.decide(hits, [], store=True)
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
+        return await self.decide([*hits, *report], [], store=True, enforced=len(hits))
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self.decide([Hit(key, limit, period, cost)], [], store=False))[0]
@@ -374,10 +380,15 @@ class Cut:
             raise ServiceUnavailable("Redis cannot be reached (test)")
 
     async def decide(
-        self, hits: Sequence[Hit], floors: Sequence[Floor], *, store: bool
+        self,
+        hits: Sequence[Hit],
+        floors: Sequence[Floor],
+        *,
+        store: bool,
+        enforced: int | None = None,
     ) -> list[Decision]:
         self._check()
-        return await self.inner.decide(hits, floors, store=store)
+        return await self.inner.decide(hits, floors, store=store, enforced=enforced)
 
     async def ping(self) -> None:
         self._check()
@@ -386,8 +397,8 @@ class Cut:
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self.decide([Hit(key, limit, period, cost)], [], store=True))[0]
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
-        return await self.decide(hits, [], store=True)
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
+        return await self.decide([*hits, *report], [], store=True, enforced=len(hits))
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self.decide([Hit(key, limit, period, cost)], [], store=False))[0]

@@ -125,8 +125,9 @@ RateLimitOption = Annotated[
     list[str] | None,
     typer.Option(
         "--rate-limit",
-        help="NAME=RATE[@KIND], e.g. per-key=1000/hour@credential; "
-        "replaces the org's limit of that name. Repeatable.",
+        help="NAME=RATE[@KIND][:report], e.g. per-key=1000/hour@credential; "
+        "replaces the org's limit of that name. ':report' counts what it would refuse "
+        "(WOULD_REFUSE) and enforces nothing. Repeatable.",
     ),
 ]
 CreditsOption = Annotated[int | None, typer.Option("--credits", min=0, help="Usage credits.")]
@@ -143,10 +144,15 @@ def _rate_limits(values: list[str] | None) -> list[RateOverride] | None:
     limits = []
     for value in values:
         name, sep, rest = value.partition("=")
+        rest, colon, mode = rest.partition(":")
         rate, _, kind = rest.partition("@")
-        if not sep or not name or not rate:
-            fail(f"--rate-limit {value!r}: write NAME=RATE[@KIND], e.g. per-key=100/minute")
-        limits.append(RateOverride(name, rate, kind or "credential"))
+        if not sep or not name or not rate or (colon and mode not in ("enforce", "report")):
+            fail(
+                f"--rate-limit {value!r}: write NAME=RATE[@KIND][:report], e.g. "
+                "per-key=100/minute, or per-key=100/minute:report to count what it would "
+                "refuse without enforcing it"
+            )
+        limits.append(RateOverride(name, rate, kind or "credential", mode=mode or "enforce"))
     return limits
 
 

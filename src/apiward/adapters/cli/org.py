@@ -24,7 +24,13 @@ def _org_dict(runtime: Runtime, org: Organisation) -> dict[str, Any]:
         "name": org.name,
         "rate_tier": org.rate_tier,
         "rate_limits": [
-            {"name": p.name, "limit": p.limit, "period_seconds": p.period, "key": p.key}
+            {
+                "name": p.name,
+                "limit": p.limit,
+                "period_seconds": p.period,
+                "key": p.key,
+                "mode": p.mode,
+            }
             for p in plan.policies
         ],
     }

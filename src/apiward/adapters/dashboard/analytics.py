@@ -18,7 +18,7 @@ from starlette.responses import Response
 from apiward.adapters.dashboard.web import DashboardRoute, Me, api_base, render, signed_in
 from apiward.adapters.http.deps import AnalyticsDep, ClockDep, KeysDep
 from apiward.core import analytics
-from apiward.core.analytics import OUTCOMES, Bucket
+from apiward.core.analytics import OUTCOMES, WOULD_REFUSE, Bucket
 from apiward.core.models import PageRequest
 from apiward.services.analytics import Analytics
 
@@ -36,7 +36,9 @@ COLOURS = {
     "INSUFFICIENT_PERMISSIONS": "#805ad5",
     "RATE_LIMITED": "#2b6cb0",
     "USAGE_EXCEEDED": "#2c5282",
+    "WOULD_REFUSE": "#d69e2e",
 }
+
 WIDTH, HEIGHT, LEFT, BOTTOM = 760, 220, 44, 24
 
 
@@ -72,7 +74,7 @@ def chart(rows: list[Bucket], slots: list[int], label: str) -> Markup:
     for i, slot in enumerate(slots):
         y: float = HEIGHT - BOTTOM
         x = LEFT + i * bar
-        for outcome in OUTCOMES:
+        for outcome in OUTCOMES:  # one outcome alone is charted as itself
             n = per_slot[slot][outcome]
             if not n:
                 continue
@@ -127,6 +129,8 @@ class Traffic:
     chart: Markup
     summary: Summary
     by_outcome: Counter[str]
+    would_refuse: int
+    """Requests a rule in report mode would have refused (counted beside the decisions)."""
 
 
 async def last_day(
@@ -144,10 +148,13 @@ async def last_day(
     q = analytics.query(
         since="24h", until=None, granularity="hour", now=now, group_by="outcome", **only
     )
-    series = await verifications.verifications(me.principal, q, environment=environment)
+    counted = await verifications.verifications(me.principal, q, environment=environment)
+    series = [r for r in counted if r.outcome != WOULD_REFUSE]
+    reported = sum(r.count for r in counted if r.outcome == WOULD_REFUSE)
     label = f"Verifications{what} per hour, last 24h, by outcome"
     slots = period_slots("24h", "hour", now)
-    return Traffic(label, chart(series, slots, label), summarise(series), outcomes(series))
+    drawn = chart(series, slots, label)
+    return Traffic(label, drawn, summarise(series), outcomes(series), reported)
 
 
 def time_labels(slots: int, most: int = 5) -> list[int]:
@@ -180,12 +187,14 @@ async def page(
         q = analytics.query(since=since, until=None, granularity=granularity, now=now, **kw)  # type: ignore[arg-type]
         return await verifications.verifications(principal, q, environment=env)
 
-    series = await counts(group_by="outcome", key_id=key_id)
+    counted = await counts(group_by="outcome", key_id=key_id)
+    series = [r for r in counted if r.outcome != WOULD_REFUSE]
+    reported = [r for r in counted if r.outcome == WOULD_REFUSE]
     top_keys = await counts(group_by="key", limit=10, key_id=key_id)
     failures = await counts(group_by="route,outcome", key_id=key_id)
     failing: Counter[str] = Counter()
     for row in failures:
-        if row.outcome != "VALID":
+        if row.outcome not in ("VALID", WOULD_REFUSE):
             failing[row.route or "(none)"] += row.count
     slots = period_slots(since, granularity, now)
     summary = summarise(series)
@@ -194,12 +203,16 @@ async def page(
     for k in listed.items:
         names[k.id] = k.name
     label = f"Verifications per {granularity}, last {since}, by outcome"
+    would = f"Would have been refused by rules in report mode, per {granularity}, last {since}"
     return render(
         request,
         "analytics.html",
         section="analytics",
         chart=chart(series, slots, label),
         label=label,
+        would_chart=chart(reported, slots, would) if reported else None,
+        would_label=would,
+        would_total=sum(r.count for r in reported),
         summary=summary,
         by_outcome=outcomes(series),
         top_keys=[r for r in top_keys if r.key_id],

@@ -20,6 +20,7 @@ from apiward.adapters.dashboard.keys import people
 from apiward.adapters.dashboard.web import DashboardRoute, Me, api_base, render, signed_in
 from apiward.adapters.http.deps import AnalyticsDep, AuditDep, ClockDep, KeysDep, TenancyDep
 from apiward.core import analytics
+from apiward.core.analytics import WOULD_REFUSE
 from apiward.core.errors import NotFound
 from apiward.core.models import AuditFilter, KeyState, PageRequest
 from apiward.services.keys import Keys
@@ -57,7 +58,7 @@ async def overview(
         )
         refused: Counter[str] = Counter()
         for row in await verifications.verifications(me.principal, q, environment=env):
-            if row.key_id and row.outcome != "VALID":
+            if row.key_id and row.outcome not in ("VALID", WOULD_REFUSE):
                 refused[row.key_id] += row.count
         context["refused"] = refused.most_common(REFUSED_MOST)
     if me.can("keys:read"):

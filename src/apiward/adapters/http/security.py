@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -109,14 +109,19 @@ async def authenticate(
     method: str | None = None,
     counted_route: str | None = None,
     scopes: tuple[str, ...] | list[str] = (),
+    report_scopes: tuple[str, ...] | list[str] = (),
 ) -> Principal:
     """The principal of this request holding ``scopes``, or an ``AuthenticationError`` /
-    ``PermissionDenied``; its limits and credits are spent only once it passed both."""
+    ``PermissionDenied``; its limits and credits are spent only once it passed both.
+    ``report_scopes`` are required in report mode: lacking one refuses nothing, and is
+    counted as what the requirement would refuse."""
     cached = state_of(request).principal
     if cached is not None:
-        require_scopes(cached, scopes)
+        cached = require_scopes(cached, scopes)
         if scopes:  # a second guard of the same request: its scopes are used too
             runtime_of(request).auth.scope_tally.count(cached, scopes)
+        if report_scopes:
+            cached = runtime_of(request).auth.scopes_in_report(cached, report_scopes)
         return cached
     return remember(
         request,
@@ -127,6 +132,7 @@ async def authenticate(
             ),
             exempt=is_exempt(request),
             scopes=scopes,
+            report_scopes=report_scopes,
         ),
     )
 
@@ -172,19 +178,30 @@ def require(
     environments: Environments = Environments.OWN,
     reach: Reach = Reach.NONE,
     powers: tuple[str, ...] = (),
+    mode: Literal["enforce", "report"] = "enforce",
 ) -> Any:
     """A dependency yielding the principal, after checking it holds every scope.
 
     @app.get("/v1/customers")
     async def customers(principal: Principal = require("customers:read")): ...
 
+    ``mode="report"`` refuses nothing for the scopes: a request lacking one is counted
+    as what the requirement would refuse (``WOULD_REFUSE`` in analytics), to try a new
+    requirement on live traffic before it bites.
+
     The route's declaration (``apiward.adapters.http.access``) is built from the same
     arguments and hung on the dependency, so what a route declares is what guards it.
     """
+    if mode not in ("enforce", "report"):
+        raise ValueError(f"Invalid mode {mode!r}: use 'enforce' (the default) or 'report'.")
+    if mode == "report":
+        for scope in scopes:
+            parse(scope)  # a typo fails at import, as an enforced scope's does
+        return guard(Needs(Door.CREDENTIAL, (), environments, reach, powers), report=scopes)
     return guard(Needs(Door.CREDENTIAL, scopes, environments, reach, powers))
 
 
-def guard(needs: Needs) -> Any:
+def guard(needs: Needs, *, report: tuple[str, ...] = ()) -> Any:
     """The dependency enforcing a credential route's declaration: its scopes (before
     anything is spent), then its environments and, for a change to the whole
     organisation, its scopes in every space (what was spent is given back)."""
@@ -195,7 +212,7 @@ def guard(needs: Needs) -> Any:
     async def guarded(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
         if is_public(request):
             return None
-        principal = await authenticate(request, scopes=scopes)
+        principal = await authenticate(request, scopes=scopes, report_scopes=report)
         if needs.primary_only or needs.reach is Reach.ORG:
             runtime = runtime_of(request)
             try:

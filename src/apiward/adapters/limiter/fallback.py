@@ -51,9 +51,15 @@ class Primary(Limiter, Protocol):
     """The shared limiter behind the fallback: ``RedisLimiter`` satisfies it."""
 
     async def decide(
-        self, hits: Sequence[Hit], floors: Sequence[Floor], *, store: bool
+        self,
+        hits: Sequence[Hit],
+        floors: Sequence[Floor],
+        *,
+        store: bool,
+        enforced: int | None = None,
     ) -> list[Decision]:
-        """``hit_all`` (``store``) or a peek, each GCRA key raised to its floor."""
+        """``hit_all`` (``store``) or a peek, each GCRA key raised to its floor; the
+        hits past the first ``enforced`` in report mode (``Limiter.hit_all``)."""
         ...
 
     async def ping(self) -> None:
@@ -120,7 +126,9 @@ class FallbackLimiter:
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self._decide([Hit(key, limit, period, cost)], store=True))[0]
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
+        if report:
+            return await self._decide([*hits, *report], store=True, enforced=len(hits))
         return await self._decide(hits, store=True)
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
@@ -166,7 +174,9 @@ class FallbackLimiter:
         finally:
             await self.local.aclose()
 
-    async def _decide(self, hits: Sequence[Hit], *, store: bool) -> list[Decision]:
+    async def _decide(
+        self, hits: Sequence[Hit], *, store: bool, enforced: int | None = None
+    ) -> list[Decision]:
         # Each limiter bounds the keys it is given; the mirror is read and written with
         # the keys bounded as the local limiter stores them.
         bounded = bounded_hits(hits)
@@ -175,7 +185,12 @@ class FallbackLimiter:
             local = self.local
             floors = local.floors(bounded, local.now(), self._missed)
             try:
-                decisions = await self.primary.decide(hits, floors, store=store)
+                if enforced is None:
+                    decisions = await self.primary.decide(hits, floors, store=store)
+                else:
+                    decisions = await self.primary.decide(
+                        hits, floors, store=store, enforced=enforced
+                    )
             except ServiceUnavailable as exc:
                 self._went_down(exc)
                 cause = exc
@@ -191,7 +206,10 @@ class FallbackLimiter:
         if not store:
             hit = hits[0]
             return [await self.local.peek(hit.key, hit.limit, hit.period, hit.cost)]
-        decisions = await self.local.hit_all(hits)
+        if enforced is None:
+            decisions = await self.local.hit_all(hits)
+        else:
+            decisions = await self.local.hit_all(hits[:enforced], hits[enforced:])
         if len(self._missed) < self.local.max_keys:
             self._missed.update(hit.key for hit in bounded)
         return decisions

@@ -168,7 +168,9 @@ class MemoryLimiter:
                 self._make_room(now)
         return decision
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
+        if report:
+            return await self._with_report(hits, report)
         hits = bounded_hits(hits)
         _unique(hits)
         now = self._timer()
@@ -191,6 +193,28 @@ class MemoryLimiter:
                     self._store(hit, state)
             if self._size > self._max:
                 self._make_room(now)
+        return decisions
+
+    async def _with_report(self, hits: Sequence[Hit], report: Sequence[Hit]) -> list[Decision]:
+        """``hits`` all or nothing, then each of ``report`` on its own: spent where it
+        admits the request, and only when ``hits`` admitted it (else what would have
+        admitted it reports its current state, a cost-0 read, as in ``gcra_all``)."""
+        together = bounded_hits([*hits, *report])
+        _unique(together)
+        enforced, reported = together[: len(hits)], together[len(hits) :]
+        decisions = await self.hit_all(enforced) if enforced else []
+        admitted = all(d.allowed for d in decisions)
+        now = self._timer()
+        for hit in reported:
+            held = self._state(hit)
+            decision, state = decide(held, now, hit)
+            if decision.allowed and not admitted:
+                decision = decide(held, now, hit, spend=False)[0]
+            elif decision.allowed and hit.cost:
+                self._store(hit, state)
+            decisions.append(decision)
+        if self._size > self._max:
+            self._make_room(now)
         return decisions
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:

@@ -46,10 +46,13 @@ from apiward.core.limits import (
 # holds whatever the key holds, "0" when only where Redis holds nothing for the key
 # (``FallbackLimiter``: a restarted or flushed Redis, or one that missed an outage's
 # hits, starts no fresh burst). A floor that raised a key's TAT is stored, admitted or
-# not. Returns the clock and, per key: admitted (0/1), remaining, reset_after (us),
-# retry_after (us), tat (us). The arithmetic is ``apiward.core.limits.gcra`` and
-# ``window`` on a microsecond clock; doubles are exact below 2**53. A GCRA key holds
-# its TAT; a window key is a hash {i: window index, c: its count, p: the previous one's}.
+# not. The last argument: how many of the keys, the first, are decided all or nothing;
+# each key after them (a limit in report mode) is decided on its own, and spent only
+# when it and those first keys admit the request. Returns the clock and, per key:
+# admitted (0/1), remaining, reset_after (us), retry_after (us), tat (us). The
+# arithmetic is ``apiward.core.limits.gcra`` and ``window`` on a microsecond clock;
+# doubles are exact below 2**53. A GCRA key holds its TAT; a window key is a hash
+# {i: window index, c: its count, p: the previous one's}.
 GCRA_SCRIPT = """
 local now
 if ARGV[1] == '' then
@@ -60,6 +63,7 @@ else
 end
 local store = ARGV[2] == '1'
 local n = #KEYS
+local enforced = tonumber(ARGV[#ARGV])
 local out = {now}
 local pending = {}
 local floored = {}
@@ -92,7 +96,7 @@ for i = 1, n do
       out[j + 5] = new_tat
       pending[i] = {0, new_tat, base, cost, interval, capacity}
     else
-      admit_all = false
+      if i <= enforced then admit_all = false end
       local remaining = math.floor((capacity - (base - now)) / interval)
       if remaining < 0 then remaining = 0 end
       out[j + 1] = 0
@@ -127,7 +131,7 @@ for i = 1, n do
       out[j + 4] = 0
       pending[i] = {1, index, current + cost, previous, left, period, cost, current}
     else
-      admit_all = false
+      if i <= enforced then admit_all = false end
       local wait = left
       if alg == 2 then
         if current + cost > limit then
@@ -317,18 +321,26 @@ class RedisLimiter:
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self._run([Hit(key, limit, period, cost)], store=True))[0]
 
-    async def hit_all(self, hits: Sequence[Hit]) -> list[Decision]:
+    async def hit_all(self, hits: Sequence[Hit], report: Sequence[Hit] = ()) -> list[Decision]:
+        if report:
+            return await self._run([*hits, *report], store=True, enforced=len(hits))
         return await self._run(hits, store=True)
 
     async def peek(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self._run([Hit(key, limit, period, cost)], store=False))[0]
 
     async def decide(
-        self, hits: Sequence[Hit], floors: Sequence[Floor], *, store: bool
+        self,
+        hits: Sequence[Hit],
+        floors: Sequence[Floor],
+        *,
+        store: bool,
+        enforced: int | None = None,
     ) -> list[Decision]:
         """``hit_all`` (``store``) or a peek, each GCRA key raised to at least its floor
-        (``apiward.core.limits.Floor``; window keys take none)."""
-        return await self._run(hits, store=store, floors=floors)
+        (``apiward.core.limits.Floor``; window keys take none). ``enforced``: how many of
+        ``hits``, the first, are decided all or nothing, the rest in report mode."""
+        return await self._run(hits, store=store, floors=floors, enforced=enforced)
 
     async def reset(self, key: str) -> None:
         async with _bounded(self.timeout):
@@ -354,12 +366,15 @@ class RedisLimiter:
         store: bool,
         now_us: int | None = None,
         floors: Sequence[Floor] | None = None,
+        enforced: int | None = None,
     ) -> list[Decision]:
         keys, args = _arguments(hits, self._prefix, floors or [NO_FLOOR] * len(hits))
         if now_us is None and self._clock is not None:
             now_us = self._clock()
+        head = ["" if now_us is None else now_us, int(store)]
+        tail = len(hits) if enforced is None else enforced
         async with _bounded(self.timeout):
-            reply = await self._gcra(keys, ["" if now_us is None else now_us, int(store), *args])
+            reply = await self._gcra(keys, [*head, *args, tail])
         return _decisions(reply, hits)
 
 

@@ -47,6 +47,10 @@ from apiward.services.limiting import RequestLimits
 router = APIRouter(tags=["Forward auth"])
 
 REQUIRE_HEADER = "x-apiward-require"
+REPORT_HEADER = "x-apiward-require-report"
+"""Scopes required in report mode: a request lacking one is admitted, and counted as
+what the requirement would refuse (``WOULD_REFUSE``). Renaming the header to
+``X-Apiward-Require`` enforces them."""
 PROXY_HEADER = "x-apiward-proxy"
 # A proxy may ask with any method (Envoy asks with the client's own).
 OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -182,8 +186,14 @@ async def decide(
         method = method_of(request.headers.get(name) if name else None, request.method, overrides)
         rule = limits.default_plan.rule_for(path, method)
         required = required_scopes(request.headers.getlist(REQUIRE_HEADER), scope)
+        watched = required_scopes(request.headers.getlist(REPORT_HEADER), [])
         principal = await authenticate(
-            request, route=path, method=method, counted_route=rule, scopes=required
+            request,
+            route=path,
+            method=method,
+            counted_route=rule,
+            scopes=required,
+            report_scopes=watched,
         )
     except ApiwardError as exc:
         if nginx:
@@ -299,6 +309,7 @@ class _Names:
 
 _names: list[_Names] = []
 _REQUIRE = REQUIRE_HEADER.encode()
+_REPORT = REPORT_HEADER.encode()
 _OVERRIDES = frozenset(h.encode() for h in METHOD_OVERRIDE_HEADERS)
 
 
@@ -317,12 +328,15 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
     # Every line of these: one list, in order (RFC 9110 section 5.3).
     forwarded: list[str] = []
     require: list[str] = []
+    report: list[str] = []
     overrides: list[str] = []
     for key, value in scope["headers"]:
         if key == b"x-forwarded-for":
             forwarded.append(value.decode("latin-1"))
         elif key == _REQUIRE:
             require.append(value.decode("latin-1"))
+        elif key == _REPORT:
+            report.append(value.decode("latin-1"))
         elif key in _OVERRIDES:
             overrides.append(value.decode("latin-1"))
         elif key in names.wanted and key not in found:  # the first of each, as Starlette's
@@ -351,7 +365,10 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
         api_version=settings.version(requested).id if requested else None,
     )
     principal = await runtime.auth.authenticate(
-        found.get(b"authorization"), context, scopes=tuple(wanted)
+        found.get(b"authorization"),
+        context,
+        scopes=tuple(wanted),
+        report_scopes=required_scopes(report, []) if report else (),
     )
     state.principal = principal
     state.api_version = principal.api_version

@@ -51,7 +51,13 @@ async def _org_out(
 ) -> OrgOut:
     plan = request_limits.plan_for(org.rate_tier)
     limits = [
-        {"name": p.name, "limit": p.limit, "period_seconds": p.period, "key": p.key}
+        {
+            "name": p.name,
+            "limit": p.limit,
+            "period_seconds": p.period,
+            "key": p.key,
+            "mode": p.mode,
+        }
         for p in plan.policies
     ]
     return OrgOut(

@@ -17,7 +17,7 @@ from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, Ver
 from apiward.adapters.http.security import authenticate, request_context, require
 from apiward.adapters.http.state import state_of
 from apiward.core import errors as e
-from apiward.core.analytics import outcome_of
+from apiward.core.analytics import WOULD_REFUSE, outcome_of
 from apiward.core.models import Principal
 from apiward.core.paths import canonical, original_method
 from apiward.services.analytics import Verifications
@@ -107,6 +107,8 @@ async def _verify(
     counted.count(key.org_id, key.environment, "VALID", key_id=key.id, **where)
     if body.scopes:  # the scopes the verified key was asked for, and held
         auth.scope_tally.count(principal, body.scopes)
+    for _ in principal.would_refuse:  # limits in report mode
+        counted.count(key.org_id, key.environment, WOULD_REFUSE, key_id=key.id, **where)
     return VerifyOut(
         valid=True,
         code="VALID",

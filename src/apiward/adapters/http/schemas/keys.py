@@ -21,12 +21,18 @@ class RateLimitIn(Body):
         description="count/period, the period one day at most",
     )
     key: Literal["org", "credential", "ip", "user", "route"] = "credential"
+    mode: Literal["enforce", "report"] = Field(
+        "enforce",
+        description="report: counted as what it would refuse (WOULD_REFUSE in analytics), "
+        "never enforced nor shown in headers.",
+    )
 
 
 class RateLimitOut(BaseModel):
     name: str
     rate: str
     key: str
+    mode: str = "enforce"
     replaces_plan: bool = Field(
         description="Set by the operator: replaces the plan's limit of this name. A "
         "tenant's own limit is applied beside the plan's, counted for this key alone, so "
@@ -53,7 +59,11 @@ class CreditsIn(Body):
 
 
 def overrides(limits: list[RateLimitIn] | None) -> list[RateOverride] | None:
-    return None if limits is None else [RateOverride(r.name, r.rate, r.key) for r in limits]
+    return (
+        None
+        if limits is None
+        else [RateOverride(r.name, r.rate, r.key, mode=r.mode) for r in limits]
+    )
 
 
 class KeyCreate(Body):
