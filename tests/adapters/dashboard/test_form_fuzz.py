@@ -17,6 +17,26 @@ FORMS: dict[str, tuple[str, ...]] = {
     "/dashboard/keys": ("name", "env", "scope", "expires", "expires_on", "ip_allow", "user_id"),
     "/dashboard/keys/{key}/roll": ("grace",),
     "/dashboard/keys/{key}/disable": (),
+    "/dashboard/keys/{key}/edit": (
+        "name",
+        "scope",
+        "more_scopes",
+        "expires",
+        "expires_on",
+        "ip_allow",
+        "space",
+    ),
+    "/dashboard/keys/{key}/narrow": (),
+    "/dashboard/clients/{client}/edit": ("name", "scope", "more_scopes"),
+    "/dashboard/webhooks": ("url", "description", "event"),
+    "/dashboard/webhooks/{hook}/test": (),
+    "/dashboard/webhooks/{hook}/roll": (),
+    "/dashboard/webhooks/{hook}/disable": (),
+    "/dashboard/webhooks/{hook}/enable": (),
+    "/dashboard/account/mfa/begin": (),
+    "/dashboard/account/mfa/confirm": ("code",),
+    "/dashboard/account/mfa/disable": ("code", "current"),
+    "/dashboard/login/code": ("code",),
     "/dashboard/clients": ("name", "env", "scope", "expires", "expires_on", "user_id"),
     "/dashboard/members/users": ("email", "name", "role", "space_id", "password"),
     "/dashboard/members/users/{user}/roles": ("role", "space_id"),
@@ -55,8 +75,33 @@ HOSTILE = st.sampled_from(
 VALUES = st.one_of(HOSTILE, st.text(max_size=40))
 
 
+_REAL: dict[str, dict[str, str]] = {}
+
+
+def _ids(org: Org) -> dict[str, str]:
+    """A real key, client and webhook endpoint of ``org`` (made once), so that the forms
+    acting on one are fuzzed past the lookup; bogus ids are fuzzed by the others."""
+    if org.id not in _REAL:
+        headers = org.headers()
+        client = org.client.post(
+            "/v1/clients", headers=headers, json={"name": "c", "scopes": ["keys:read"]}
+        ).json()
+        hook = org.client.post(
+            "/v1/webhooks",
+            headers=headers,
+            json={"url": "https://127.0.0.1:9/x", "events": ["key.created"]},
+        )
+        assert hook.status_code == 201, hook.text
+        _REAL[org.id] = {
+            "key": org.create_key(["keys:read"])["id"],
+            "client": client["client_id"],
+            "hook": hook.json()["id"],
+        }
+    return _REAL[org.id]
+
+
 def _path(template: str, org: Org) -> str:
-    return template.format(key="key_nope", user=org.owner_id)
+    return template.format(user=org.owner_id, **_ids(org))
 
 
 @settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -265,3 +266,26 @@ def test_dashboard_can_be_turned_off(sqlite_url: str) -> None:
     settings = fast_settings(database_url=sqlite_url, dashboard_enabled=False)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         assert c.get("/dashboard/login").status_code == 404
+
+
+def test_every_dashboard_form_is_refused_without_its_token(org: Org, owner: Browser) -> None:
+    """Each POST route of the dashboard (listed from the app, so a new form is covered
+    the day it is added) answers 403 to a forged or missing token, and changes nothing."""
+    from apiward.adapters.http.access import routes_of
+
+    key = org.create_key(["keys:read"], name="Untouched")
+    posts = sorted(
+        {
+            path
+            for path, route in routes_of(org.client.app)  # type: ignore[arg-type]
+            if path.startswith("/dashboard") and "POST" in (route.methods or ())
+        }
+    )
+    assert len(posts) >= 30, posts
+    for path in posts:
+        target = re.sub(r"\{[a-z_]+\}", key["id"], path)
+        for token in ("", "0" * 64):
+            r = owner.post(target, {"name": "Changed", "env": "live"}, csrf=token)
+            assert r.status_code == 403, (path, r.status_code)
+    got = org.client.get(f"/v1/keys/{key['id']}", headers=org.headers()).json()
+    assert (got["name"], got["state"]) == ("Untouched", "active")
