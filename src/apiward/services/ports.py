@@ -332,6 +332,16 @@ class WebhooksTx(Protocol):
     async def list_deliveries(
         self, org_id: str, webhook_id: str, page: PageRequest
     ) -> Page[WebhookDelivery]: ...
+    async def get_delivery(
+        self, org_id: str, webhook_id: str, delivery_id: str
+    ) -> WebhookDelivery | None: ...
+    async def requeue_delivery(
+        self, org_id: str, webhook_id: str, delivery_id: str, now: datetime
+    ) -> bool:
+        """Make a failed delivery pending again, due at ``now``, its attempts counted
+        afresh (their log kept); whether it was a failed delivery of that endpoint."""
+        ...
+
     async def prune_deliveries(self, before: datetime) -> int:
         """Delete finished deliveries created before ``before``."""
         ...

@@ -410,6 +410,36 @@ class Webhooks:
             found = await tx.list_deliveries(principal.org_id, endpoint.id, page)
         return replace(found, items=[readable_delivery(principal, d) for d in found.items])
 
+    async def redeliver(
+        self, principal: Principal, webhook_id: str, delivery_id: str
+    ) -> WebhookDelivery:
+        """Send a failed delivery again, due at once, with its attempts counted afresh:
+        the same event, the same body (a receiver that deduplicates by event id sees it
+        once). Only a failed delivery is sent again (a 409 otherwise)."""
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            endpoint = await self._get(tx, principal, webhook_id)
+            found = await tx.get_delivery(principal.org_id, endpoint.id, delivery_id)
+            if found is None:
+                raise NotFound("webhook delivery", delivery_id)
+            if not await tx.requeue_delivery(principal.org_id, endpoint.id, delivery_id, now):
+                raise Conflict(
+                    f"Delivery {delivery_id} is {found.status}: only a failed delivery is "
+                    "sent again."
+                )
+            await tx.insert_audit(
+                self._audit(
+                    principal,
+                    "webhook.redelivered",
+                    endpoint,
+                    now,
+                    delivery_id=delivery_id,
+                    event_type=found.event_type,
+                )
+            )
+            queued = await tx.get_delivery(principal.org_id, endpoint.id, delivery_id)
+        return readable_delivery(principal, queued or found)
+
     async def send_test(self, principal: Principal, webhook_id: str) -> WebhookDelivery:
         """Queue a ``webhook.test`` event for the endpoint, due at once."""
         now = self._clock.now()

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import build
@@ -80,6 +82,10 @@ def _app(db: Path) -> FastAPI:
         rate_limits=[{"name": "org-hourly", "rate": "10000/hour", "key": "org"}],
         last_used_flush_seconds=0.2,
         analytics_flush_seconds=0.2,
+        webhook_poll_seconds=0.1,
+        webhook_retry_base_seconds=0.1,
+        webhook_max_attempts=2,
+        api_scopes={"invoices:read": "Read invoices", "invoices:write": "Change invoices"},
     )
 
     async def bootstrap() -> None:
@@ -244,6 +250,62 @@ def test_a_key_is_found_opened_and_edited(server: str, context: BrowserContext) 
     # The form refused with its errors is a 400 page, which the console reports; any
     # other console error (a CSP violation, say) fails the test.
     assert [e for e in errors if "status of 400 (Bad Request)" not in e] == []
+
+
+def test_a_webhook_is_added_tested_and_redelivered(server: str, context: BrowserContext) -> None:
+    from tests.adapters.http.test_webhooks import Receiver
+
+    receiver = Receiver()
+    receiver.answers["/hook"] = [200, 503, 503]  # the test event passes; the next fails
+    hooks = Starlette(routes=[Route("/{name}", receiver.handle, methods=["POST"])])
+    with serve(hooks) as base:
+        page = context.new_page()
+        errors = watch(page)
+        sign_in(page, server, OWNER, keys=False)
+        page.get_by_role("navigation").get_by_role("link", name="Webhooks").click()
+        page.get_by_role("link", name="Add endpoint").click()
+        page.get_by_label("URL").fill(f"{base}/hook")
+        page.get_by_role("checkbox", name=re.compile(r"^key\.created")).check()
+        shoot(page, "webhook-new")
+        page.get_by_role("button", name="Add endpoint").click()
+        expect(page.get_by_text("You won't see it again.")).to_be_visible()
+        assert page.locator("#secret").input_value().startswith("whsec_")
+        page.get_by_role("link", name="Done, I have stored it").click()
+        endpoint = page.url
+        page.get_by_role("button", name="Send a test event").click()
+        expect(page.get_by_text("A webhook.test event is queued")).to_be_visible()
+        for _ in range(50):
+            if receiver.at("/hook"):
+                break
+            page.wait_for_timeout(100)
+        # A key created: an event the endpoint fails to take, twice.
+        page.goto(f"{server}/dashboard/keys/new")
+        page.get_by_label("Name", exact=True).fill("Hooked")
+        page.get_by_role("checkbox", name=re.compile(r"^invoices:read")).check()
+        shoot(page, "key-new-with-the-apis-scopes")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_text("You won't see it again.")).to_be_visible()
+        page.goto(endpoint)
+        redeliver = page.get_by_role("button", name="Redeliver")
+        for _ in range(50):
+            page.reload()
+            if redeliver.count():
+                break
+            page.wait_for_timeout(200)
+        shoot(page, "webhook-deliveries")
+        redeliver.click()
+        expect(page.get_by_text("The delivery is queued again")).to_be_visible()
+        for _ in range(50):
+            if len(receiver.at("/hook")) == 4:
+                break
+            page.wait_for_timeout(100)
+        assert [c.event["type"] for c in receiver.at("/hook")] == [
+            "webhook.test",
+            "key.created",
+            "key.created",
+            "key.created",
+        ]
+        assert errors == []
 
 
 def test_clients_members_usage_and_audit_pages(server: str, context: BrowserContext) -> None:

@@ -25,6 +25,7 @@ def settings(tmp_path: Path) -> Settings:
         database_url=migrated_sqlite(tmp_path / "hooks.db"),
         webhook_poll_seconds=0.05,
         webhook_retry_base_seconds=0.05,
+        webhook_max_attempts=2,
     )
 
 
@@ -73,6 +74,28 @@ def test_add_test_and_roll_an_endpoint(org: Org, owner: Browser, receiver: Recei
     assert call.event["type"] == "key.created"
     assert signed_with(call.headers, call.body, rolled)
     assert not signed_with(call.headers, call.body, secret)
+
+
+def test_a_failed_delivery_is_redelivered_from_its_page(
+    org: Org, owner: Browser, receiver: Receiver, signed_in: Callable[..., Browser]
+) -> None:
+    receiver.answers["/flaky"] = [500, 500]
+    hook_id, _ = add(owner, f"{receiver.url}/flaky", ["key.created"])
+    org.create_key(["keys:read"])
+    page = f"/dashboard/webhooks/{hook_id}"
+    wait_for(lambda: "badge-delivery-failed" in owner.get(page).text)
+    html = owner.get(page).text
+    action = re.search(r'action="(/dashboard/webhooks/wh_\w+/deliveries/whd_\w+/redeliver)"', html)
+    assert action
+    viewer = signed_in("viewer")
+    assert "Redeliver" not in viewer.get(page).text
+    assert viewer.post(action.group(1), {"env": "live"}).status_code == 403
+    r = owner.post(action.group(1), {"env": "live"})
+    assert r.status_code == 303
+    assert "The delivery is queued again" in owner.get(r.headers["location"]).text
+    wait_for(lambda: "badge-delivery-succeeded" in owner.get(page).text)
+    assert len(receiver.at("/flaky")) == 3
+    assert "Redeliver" not in owner.get(page).text
 
 
 def test_errors_are_shown_next_to_the_url_and_the_events(owner: Browser) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -415,6 +415,20 @@ def _webhook(w: World, k: Kind) -> str:
     return made.endpoint.id
 
 
+def _failed_delivery(w: World, k: Kind) -> str:
+    """The path that sends again a failed delivery of a new endpoint."""
+    hook = _webhook(w, k)
+    sent = w.call(w.runtime.webhooks.send_test, w.operator(k), hook)
+    failed = replace(sent, status="failed", next_attempt_at=None, completed_at=sent.created_at)
+
+    async def fail() -> None:
+        async with w.runtime.store.begin() as tx:
+            await tx.finish_attempt(failed)
+
+    w.call(fail)
+    return f"/v1/webhooks/{hook}/deliveries/{sent.id}/redeliver"
+
+
 def _user(w: World, k: Kind) -> str:
     user = w.call(
         w.runtime.tenancy.create_user,
@@ -555,6 +569,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/v1/webhooks/{webhook_id}/test"): Row(
         lambda w, k: Request(f"/v1/webhooks/{_webhook(w, k)}/test")
+    ),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): Row(
+        lambda w, k: Request(_failed_delivery(w, k))
     ),
     ("POST", "/v1/auth/introspect"): Row(
         lambda w, k: Request("/v1/auth/introspect", data=_token(w, k)), has_target=False

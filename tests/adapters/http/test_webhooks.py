@@ -158,6 +158,39 @@ def test_attempts_are_bounded_then_the_delivery_fails(org: Org, receiver: Receiv
     assert len(receiver.at("/down")) == 3
 
 
+def test_a_failed_delivery_is_sent_again_on_request_and_only_then(
+    org: Org, receiver: Receiver
+) -> None:
+    """Redelivery queues the same event (same id, same body) with its attempts counted
+    afresh and the earlier attempts kept in its log; only a failed delivery can be sent
+    again, and only by its own organisation."""
+    receiver.answers["/flaky"] = [503] * 3
+    hook = register(org, f"{receiver.url}/flaky", ["key.created"])
+    org.create_key(["keys:read"])
+    wait_for(lambda: latest(org, hook["id"]).get("status") == "failed")
+    failed = latest(org, hook["id"])
+    path = f"/v1/webhooks/{hook['id']}/deliveries/{failed['id']}/redeliver"
+    other = bootstrap(org.client, "Globex", "owner@globex.test", another=True)
+    assert org.client.post(path, headers=other.headers()).status_code == 404
+    r = org.client.post(path, headers=org.headers())
+    assert r.status_code == 202, r.text
+    assert (r.json()["status"], r.json()["attempts"]) == ("pending", 0)
+    wait_for(lambda: latest(org, hook["id"]).get("status") == "succeeded")
+    calls = receiver.at("/flaky")
+    assert len(calls) == 4
+    assert calls[-1].body == calls[0].body  # the same event, byte for byte
+    done = latest(org, hook["id"])
+    assert done["id"] == failed["id"] and done["attempts"] == 1
+    again = org.client.post(path, headers=org.headers())
+    assert again.status_code == 409 and "succeeded" in again.json()["message"]
+    missing = f"/v1/webhooks/{hook['id']}/deliveries/whd_nope/redeliver"
+    assert org.client.post(missing, headers=org.headers()).status_code == 404
+    audit = org.client.get(
+        "/v1/audit-events", headers=org.headers(), params={"type": "webhook.redelivered"}
+    ).json()
+    assert [e["data"]["delivery_id"] for e in audit["items"]] == [failed["id"]]
+
+
 def test_an_unreachable_endpoint_records_the_error(org: Org) -> None:
     hook = register(org, "http://127.0.0.1:9/nothing", ["key.created"])
     org.create_key(["keys:read"])

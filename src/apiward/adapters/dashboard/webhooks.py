@@ -34,6 +34,7 @@ NOTICES = {
     "disabled": "The endpoint is disabled: no event is sent to it until you enable it.",
     "enabled": "The endpoint is enabled.",
     "deleted": "The endpoint is deleted.",
+    "redelivered": "The delivery is queued again: it is sent within seconds.",
 }
 LOST = (
     "It signs every delivery (the Apiward-Signature header); apiward keeps it encrypted "
@@ -151,6 +152,16 @@ async def send_test_event(
     endpoint = await webhooks.get(me.principal, webhook_id)
     await webhooks.send_test(me.principal, endpoint.id)
     return _back(endpoint, "tested")
+
+
+@router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
+async def redeliver(
+    webhook_id: str, delivery_id: str, webhooks: WebhooksDep, me: Me = Depends(signed_in)
+) -> Response:
+    me.require("webhooks:manage")
+    endpoint = await webhooks.get(me.principal, webhook_id)
+    await webhooks.redeliver(me.principal, endpoint.id, delivery_id)
+    return _back(endpoint, "redelivered")
 
 
 @router.post("/webhooks/{webhook_id}/disable")

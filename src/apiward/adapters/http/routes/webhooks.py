@@ -138,6 +138,24 @@ async def send_test_event(
     return DeliveryOut.of(delivery)
 
 
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryOut,
+    summary="Send a failed delivery again",
+)
+async def redeliver(
+    webhook_id: str,
+    delivery_id: str,
+    webhooks: WebhooksDep,
+    principal: Principal = require("webhooks:manage", reach=Reach.CREDENTIAL),
+) -> DeliveryOut:
+    """Queue a failed delivery again, due at once, with its attempts counted afresh: the
+    same event and body, so a receiver deduplicating by event id sees it once. A delivery
+    that is pending or succeeded answers 409."""
+    return DeliveryOut.of(await webhooks.redeliver(principal, webhook_id, delivery_id))
+
+
 @router.get(
     "/{webhook_id}/deliveries",
     response_model=PageOut[DeliveryOut],

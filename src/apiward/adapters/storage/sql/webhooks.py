@@ -141,6 +141,39 @@ class SqlWebhooks(SqlBase):
         stmt = t.webhook_deliveries.select().where(d.org_id == org_id, d.endpoint_id == webhook_id)
         return await self._page(stmt, [d.created_at.desc(), d.id], page, delivery_record)
 
+    async def get_delivery(
+        self, org_id: str, webhook_id: str, delivery_id: str
+    ) -> WebhookDelivery | None:
+        d = t.webhook_deliveries.c
+        row = await self._one(
+            t.webhook_deliveries.select().where(
+                d.org_id == org_id, d.endpoint_id == webhook_id, d.id == delivery_id
+            )
+        )
+        return delivery_record(row) if row is not None else None
+
+    async def requeue_delivery(
+        self, org_id: str, webhook_id: str, delivery_id: str, now: datetime
+    ) -> bool:
+        d = t.webhook_deliveries.c
+        result = await self._c.execute(
+            t.webhook_deliveries.update()
+            .where(
+                d.org_id == org_id,
+                d.endpoint_id == webhook_id,
+                d.id == delivery_id,
+                d.status == "failed",
+            )
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                completed_at=None,
+                locked_until=None,
+            )
+        )
+        return bool(result.rowcount)
+
     async def prune_deliveries(self, before: datetime) -> int:
         d = t.webhook_deliveries.c
         result = await self._c.execute(
