@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import segno
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -128,6 +129,12 @@ def test_enrolment_shows_the_key_and_turns_on_only_with_a_right_code(
     assert re.fullmatch(r"[A-Z2-7]{32}", secret)  # 160 bits, base32
     assert uri.startswith("otpauth://totp/apiward:owner@acme.test?")
     assert f"secret={secret}" in uri and "period=30" in uri and "digits=6" in uri
+    # The QR code draws exactly this link (inline, no style attribute for the CSP to refuse).
+    qr = re.search(r'data-testid="mfa-qr">(<svg.*?</svg>)</figure>', page, re.S)
+    assert qr and "style=" not in qr.group(1) and "<script" not in qr.group(1)
+    drawn = re.findall(r' d="([^"]+)"', qr.group(1))
+    expected = re.findall(r' d="([^"]+)"', segno.make(uri, error="m").svg_inline(light="#fff"))
+    assert drawn == expected and len(drawn) == 2  # the background, then the modules
     # A wrong code leaves it off, and the same key waiting.
     wrong = owner.post(
         "/dashboard/account/mfa/confirm",
@@ -147,6 +154,7 @@ def test_enrolment_shows_the_key_and_turns_on_only_with_a_right_code(
     # Shown once: the page never draws them again, nor the key.
     again = owner.get("/dashboard/account").text
     assert not _RECOVERY.findall(again) and secret not in again
+    assert 'data-testid="mfa-qr"' not in again
     assert "10 recovery codes left." in again
     [enabled] = events(timed, "user.mfa_enabled")
     assert enabled.target_id == timed.owner_id and enabled.org_id == timed.id
