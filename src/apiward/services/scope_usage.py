@@ -47,7 +47,9 @@ class ScopeTally:
 
     def count(self, principal: Principal, scopes: Sequence[str]) -> None:
         """``principal``'s request was allowed holding ``scopes``: count each as used,
-        under its API key, or under the OAuth client its token was issued to."""
+        under its API key, or under the OAuth client its token was issued to. A pattern
+        (``*``, ``invoices:*``) names no scope of the API and is not counted: narrowing
+        to what was used never keeps a wildcard because a request asked for one."""
         if principal.credential_kind is _KEY:
             credential: str | None = principal.credential_id
         else:
@@ -57,6 +59,8 @@ class ScopeTally:
         day = int(self._wall()) // DAY
         pending = self._pending
         for scope in scopes:
+            if "*" in scope:
+                continue
             key = (day, principal.org_id, principal.environment, credential, scope)
             n = pending.get(key)
             if n is None and not self._admit(day, credential, scope):

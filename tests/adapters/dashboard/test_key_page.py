@@ -177,6 +177,36 @@ def test_saving_the_form_unchanged_changes_nothing(org: Org, owner: Browser) -> 
         assert after[field] == before[field], field
 
 
+def test_an_edit_keeps_allow_listed_spaces_the_form_does_not_offer(
+    org: Org, owner: Browser
+) -> None:
+    """A key's space allow-list may name a space the organisation's list leaves out (an
+    archived one): the form shows it, ticked, and saving keeps it, never widening the key
+    to every space unasked."""
+    space = org.client.post("/v1/spaces", headers=org.headers(), json={"name": "Old"}).json()
+    key = org.create_key(["keys:read"], name="Narrow", space_allow=[space["id"]])
+    archived = org.client.patch(
+        f"/v1/spaces/{space['id']}", headers=org.headers(), json={"archived": True}
+    )
+    assert archived.status_code == 200, archived.text
+    form = owner.get(f"/dashboard/keys/{key['id']}/edit?env=live").text
+    assert f'name="space" value="{space["id"]}" checked> <span>(archived, or not listed)' in form
+    r = owner.post(
+        f"/dashboard/keys/{key['id']}/edit",
+        {
+            "env": "live",
+            "name": "Renamed",
+            "scope": ["keys:read"],
+            "expires": "keep",
+            "space": [space["id"]],
+        },
+    )
+    assert r.status_code == 303, r.text
+    after = api_key(org, key["id"])
+    assert after["name"] == "Renamed"
+    assert after["space_allow"] == [space["id"]]
+
+
 def test_errors_are_shown_next_to_each_field_and_change_nothing(org: Org, owner: Browser) -> None:
     key = org.create_key(["keys:read"], name="Kept")
     r = owner.post(

@@ -122,6 +122,25 @@ def test_a_scope_required_in_report_mode_by_the_proxy_is_counted_not_refused(org
     assert value(metrics, "apiward_would_refuse_total", rule="scope:things:write") == 2
 
 
+def test_a_scope_named_twice_counts_once_and_a_flood_of_them_is_refused(org: Org) -> None:
+    """One header counts each scope once, whatever its repetitions, and names at most 64:
+    a request cannot inflate the counts of what report mode would refuse."""
+    made = org.create_key(["things:read"])
+    twice = {"X-Apiward-Require-Report": "things:write, things:write things:write"}
+    assert (
+        org.client.get("/v1/auth/check", headers=org.headers(made["key"], **twice)).status_code
+        == 200
+    )
+    assert counted(org, made["id"]) == {"VALID": 1, "WOULD_REFUSE": 1}
+    flood = {"X-Apiward-Require-Report": " ".join(f"made:up{n}" for n in range(65))}
+    r = org.client.get("/v1/auth/check", headers=org.headers(made["key"], **flood))
+    assert r.status_code == 400 and "at most 64" in r.json()["message"]
+    required = {"X-Apiward-Require": " ".join(f"made:up{n}" for n in range(65))}
+    r = org.client.get("/v1/auth/check", headers=org.headers(made["key"], **required))
+    assert r.status_code == 400
+    assert counted(org, made["id"]) == {"VALID": 1, "WOULD_REFUSE": 1}
+
+
 def test_a_bad_scope_in_report_mode_is_a_clear_400(org: Org) -> None:
     made = org.create_key(["things:read"])
     bad = {"X-Apiward-Require-Report": "not a:scope:"}

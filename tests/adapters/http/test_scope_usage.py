@@ -124,6 +124,22 @@ def test_a_wildcard_key_reports_the_concrete_scopes_it_stood_for(org: Org) -> No
     assert after["unused"] == []
 
 
+def test_a_required_pattern_is_never_counted_as_a_scope_used(org: Org) -> None:
+    """A check that requires a pattern (``*``, ``invoices:*``) names no concrete scope: it
+    counts nothing, so narrowing never keeps a wildcard because a request asked for one."""
+    c = org.client
+    key = org.create_key(["*"])
+    auth = org.headers(key["key"])
+    for pattern in ("*", "invoices:*", "*:read"):
+        r = c.get("/v1/auth/check", headers={**auth, "X-Apiward-Require": pattern})
+        assert r.status_code == 200, r.text
+    c.get("/v1/auth/check", headers={**auth, "X-Apiward-Require": "invoices:read"})
+    flush(org)
+    answer = usage(org, f"/v1/keys/{key['id']}")
+    assert [u["scope"] for u in answer["used"]] == ["invoices:read"]
+    assert answer["narrowed"] == ["invoices:read"]
+
+
 def test_the_narrowing_update_follows_authority(org: Org) -> None:
     c = org.client
     wide = org.create_key(["*"])

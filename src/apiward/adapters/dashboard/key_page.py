@@ -132,11 +132,30 @@ async def _edit_form(
         section="keys",
         key=key,
         scopes=offered,
-        spaces=await spaces(tenancy, me),
+        spaces=await key_spaces(tenancy, me, key),
         expiry_choices=((KEEP, "Keep as it is"), *EXPIRY_CHOICES),
         values=values or _values(key, offered),
         errors=errors or FieldErrors(),
     )
+
+
+async def key_spaces(tenancy: Tenancy, me: Me, key: ApiKey) -> list[tuple[str, str]]:
+    """The spaces the edit form offers: the organisation's, and those of the key's
+    allow-list that are not among them (archived ones), so that each can be unticked
+    and none is lost by saving."""
+    offered = await spaces(tenancy, me)
+    if not offered and not me.can("spaces:read"):
+        return []
+    listed = {space_id for space_id, _ in offered}
+    return offered + [(s, "(archived, or not listed)") for s in key.space_allow if s not in listed]
+
+
+def space_change(me: Me, key: ApiKey, ticked: list[str]) -> list[str] | None:
+    """The space allow-list the form asks for, or None for no change: the form offers
+    spaces only to those who may read them, and without them says nothing of the list."""
+    if not me.can("spaces:read") or set(ticked) == set(key.space_allow):
+        return None
+    return ticked
 
 
 @router.get("/keys/{key_id}/edit")
@@ -173,9 +192,7 @@ async def save_key(
                 name=fields.name,
                 scopes=fields.scopes,
                 ip_allow=fields.ip_allow,
-                # The form offers spaces only to those who may read them: without them
-                # it says nothing about the key's space allow-list.
-                space_allow=fields.space_allow if me.can("spaces:read") else None,
+                space_allow=space_change(me, key, fields.space_allow),
                 expires_at=None if fields.keep_expiry else fields.expires_at,
                 clear_expiry=not fields.keep_expiry and fields.expires_at is None,
             )

@@ -163,13 +163,23 @@ def method_header(settings: Settings) -> str | None:
     return ORIGINAL_METHOD_HEADERS[settings.forward_auth_proxy]
 
 
+MAX_REQUIRED = 64
+"""The most distinct scopes one header (required, or in report mode) may name: a proxy
+names a few; more is a request that would only inflate counts."""
+
+
 def required_scopes(lines: list[str], query: list[str]) -> tuple[str, ...]:
     """The scopes a check requires: every ``X-Apiward-Require`` line (a proxy may append
-    one to the client's), each space or comma separated, and the ``scope`` parameters."""
-    wanted = [s for line in lines for s in line.replace(",", " ").split()] + query
+    one to the client's), each space or comma separated, and the ``scope`` parameters;
+    each once, at most ``MAX_REQUIRED``."""
+    wanted = tuple(
+        dict.fromkeys([s for line in lines for s in line.replace(",", " ").split()] + query)
+    )
+    if len(wanted) > MAX_REQUIRED:
+        raise InvalidInput(f"A check requires at most {MAX_REQUIRED} distinct scopes.")
     for s in wanted:
         parse(s)
-    return tuple(wanted)
+    return wanted
 
 
 async def decide(
