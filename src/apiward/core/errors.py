@@ -191,13 +191,12 @@ class PermissionDenied(ApiwardError):
 
 
 class SecondFactorRequired(PermissionDenied):
-    """The organisation requires a second factor of its owners and admins, and the
+    """The organisation requires a second factor of every member, and the
     signed-in person has none yet (the dashboard sends them to set it up)."""
 
     reason = "SECOND_FACTOR_REQUIRED"
     default_message = (
-        "Your organisation requires two-factor sign-in of owners and admins: set it up "
-        "below to continue."
+        "Your organisation requires two-factor sign-in of its members: set it up below to continue."
     )
 
 

@@ -41,7 +41,7 @@ class Organisation:
     """The organisation's own key hygiene policy, tightening the operator's (None: the
     operator's alone)."""
     require_mfa: bool = False
-    """Whether its owners and admins must sign in to the dashboard with a second factor."""
+    """Whether every member must sign in to the dashboard with a second factor."""
 
 
 @dataclass(frozen=True, slots=True)

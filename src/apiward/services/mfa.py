@@ -21,7 +21,7 @@ same code (or an older one) never works twice, whichever process sees it. A reco
 code works once. The secret and the codes are never logged.
 
 **An organisation's requirement.** ``Organisation.require_mfa`` requires a factor of
-its owners and admins (``MFA_ROLES``): the dashboard sends one without it to set it up
+every member: the dashboard sends one without it to set it up
 (``adapters.dashboard.web``), and the password grant refuses them (``services.tokens``).
 """
 
@@ -51,8 +51,6 @@ from apiward.services.ports import AuditTx, MfaTx, PortalTx, Store, TenancyTx
 from apiward.services.throttle import LoginThrottle
 
 _SEAL_CONTEXT = "mfa-secret:"
-MFA_ROLES = frozenset({"owner", "admin"})
-"""The roles an organisation that requires a second factor requires it of."""
 
 
 class MfaServiceTx(MfaTx, AuditTx, PortalTx, TenancyTx, Protocol):

@@ -11,6 +11,7 @@ from typing import Protocol
 from apiward.core.clock import Clock
 from apiward.core.errors import (
     Conflict,
+    InsufficientScope,
     InvalidInput,
     NotFound,
     SpaceNotAllowed,
@@ -227,7 +228,8 @@ class Tenancy:
     ) -> Organisation:
         """Rename the org, move it to another rate-limit tier (no restart needed), set
         its own key hygiene policy, which may only tighten the operator's, or require
-        a second factor of its owners and admins in the dashboard."""
+        a second factor of every member in the dashboard (an owner's decision: turning it
+        on or off needs an owner's powers, ``owner:manage``)."""
         if key_hygiene is not None and (loosened := self.hygiene.loosened_by(key_hygiene)):
             raise InvalidInput(loosened)
         if rate_tier is not None or clear_tier:
@@ -259,6 +261,8 @@ class Tenancy:
                     }
                 )
             if require_mfa is not None:
+                if not principal.grants("owner:manage"):
+                    raise InsufficientScope("owner:manage")
                 org = replace(org, require_mfa=require_mfa)
                 changes["require_mfa"] = require_mfa
             await tx.update_org(org)

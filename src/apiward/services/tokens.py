@@ -50,7 +50,6 @@ from apiward.services.analytics import Verifications
 from apiward.services.audit import new_event
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
 from apiward.services.clients import client_cache_key
-from apiward.services.mfa import MFA_ROLES
 from apiward.services.ports import (
     AuditTx,
     Cache,
@@ -260,13 +259,10 @@ class Tokens:
         async with self._store.begin() as tx:
             # A password alone never passes for someone whose dashboard sign-in asks for
             # a second factor (an account's users share the account's), or whose
-            # organisation requires one of them (its owners and admins).
+            # organisation requires one of its members.
             factor = await tx.get_mfa(user.account_id or user.id)
             org = await tx.get_org(user.org_id)
             required = org is not None and org.require_mfa
-            if required:
-                roles = {m.role for m in await tx.list_memberships(user.org_id, user.id)}
-                required = bool(roles & MFA_ROLES)
             if required or (factor is not None and factor.enabled_at is not None):
                 raise InvalidGrant(
                     "This user signs in with a second factor: the password grant is not "

@@ -408,11 +408,21 @@ def test_an_operator_turns_it_off_for_a_lost_device(
     assert unknown.exit_code != 0
 
 
-def test_an_organisation_can_require_a_second_factor_of_owners_and_admins(
+def test_an_organisation_can_require_a_second_factor_of_every_member(
     timed: Org, owner: Browser, browser: Callable[[], Browser], clock: FakeClock
 ) -> None:
     timed.create_user("viewer@acme.test", "viewer", password=PASSWORD)
     timed.create_user("admin@acme.test", "admin", password=PASSWORD)
+    # Only an owner's powers turn it on or off: an admin's key (``*``) may not.
+    admin_key = timed.client.post(
+        "/v1/auth/token",
+        data={"grant_type": "password", "username": "admin@acme.test", "password": PASSWORD},
+    ).json()["access_token"]
+    refused = timed.client.patch(
+        "/v1/org", headers=timed.headers(admin_key), json={"require_mfa": True}
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["required_scope"] == "owner:manage"
     r = timed.client.patch("/v1/org", headers=timed.headers(), json={"require_mfa": True})
     assert r.status_code == 200, r.text
     assert r.json()["require_mfa"] is True
@@ -425,25 +435,25 @@ def test_an_organisation_can_require_a_second_factor_of_owners_and_admins(
     assert sent.headers["location"] == "/dashboard/account?done=mfa_required"
     page = owner.get(sent.headers["location"])
     assert page.status_code == 200
-    assert "requires two-factor sign-in of owners and admins" in page.text
-    admin = browser()
-    assert admin.sign_in("admin@acme.test").status_code == 303
-    assert admin.get("/dashboard/overview").status_code == 303
-    viewer = browser()
-    assert viewer.sign_in("viewer@acme.test").status_code == 303
-    assert viewer.get("/dashboard/keys").status_code == 200
-    # The password grant is no way around it; a viewer's still works.
-    form = {"grant_type": "password", "username": "admin@acme.test", "password": PASSWORD}
-    assert timed.client.post("/v1/auth/token", data=form).status_code == 400
-    form["username"] = "viewer@acme.test"
-    assert timed.client.post("/v1/auth/token", data=form).status_code == 200
+    assert "requires two-factor sign-in of its members" in page.text
+    # So is every other member, whatever their role.
+    for email in ("admin@acme.test", "viewer@acme.test"):
+        member = browser()
+        assert member.sign_in(email).status_code == 303
+        assert member.get("/dashboard/overview").status_code == 303, email
+    # The password grant is no way around it.
+    for email in ("admin@acme.test", "viewer@acme.test"):
+        form = {"grant_type": "password", "username": email, "password": PASSWORD}
+        assert timed.client.post("/v1/auth/token", data=form).status_code == 400
     # Set up: every page opens again.
     enrol(owner, clock)
     assert owner.get("/dashboard/keys").status_code == 200
     # And off again for the organisation.
     r = timed.client.patch("/v1/org", headers=timed.headers(), json={"require_mfa": False})
     assert r.json()["require_mfa"] is False
-    assert admin.get("/dashboard/overview").status_code == 200
+    viewer = browser()
+    assert viewer.sign_in("viewer@acme.test").status_code == 303
+    assert viewer.get("/dashboard/overview").status_code == 200
 
 
 def test_a_password_changed_meanwhile_ends_the_pending_sign_in(

@@ -53,7 +53,6 @@ from apiward.core.errors import (
     SignInRequired,
 )
 from apiward.core.models import Account, PageRequest, Principal
-from apiward.services.mfa import MFA_ROLES
 from apiward.services.portal import Project
 
 PREFIX = "/dashboard"
@@ -452,11 +451,10 @@ setting it up, signing out, and going to another project."""
 
 
 async def _second_factor_required(request: Request, visitor: Visitor) -> None:
-    """``SecondFactorRequired`` for an owner or admin (their role in the project's
-    default space, or organisation-wide) of an organisation that requires a second
+    """``SecondFactorRequired`` for a member of an organisation that requires a second
     factor, who has none, on any page but those of ``_MFA_EXEMPT``."""
     signed = visitor.signed
-    if signed is None or not signed.org.require_mfa or signed.role not in MFA_ROLES:
+    if signed is None or not signed.org.require_mfa:
         return
     if request.url.path.removeprefix(PREFIX).startswith(_MFA_EXEMPT):
         return

@@ -93,7 +93,7 @@ async def update_org(
     """Rename the organisation, move it to a rate-limit tier (`null`: the default), or
     set its own key hygiene policy (`null`: the operator's alone), which may only tighten
     the operator's: a shorter unused limit, more reminder days and credit thresholds, or
-    require owners and admins to sign in to the dashboard with a second factor."""
+    require every member to sign in to the dashboard with a second factor."""
     hygiene = body.key_hygiene
     org = await tenancy.update_org(
         principal,

@@ -265,8 +265,8 @@ class OrgUpdate(Body):
     )
     require_mfa: bool | None = Field(
         None,
-        description="Whether owners and admins must sign in to the dashboard with a second "
-        "factor (README, 'Two-factor sign-in').",
+        description="Whether every member must sign in to the dashboard with a second "
+        "factor (README, 'Two-factor sign-in'); changing it needs an owner's powers.",
     )
 
 
@@ -285,5 +285,5 @@ class OrgOut(BaseModel):
         None, description="The policy that applies: the operator's, tightened by the org's."
     )
     require_mfa: bool = Field(
-        False, description="Whether owners and admins must sign in with a second factor."
+        False, description="Whether every member must sign in with a second factor."
     )

@@ -1,5 +1,5 @@
 """two-factor sign-in: authenticator secrets (sealed), recovery codes (hashed), and
-each organisation's choice to require it of owners and admins
+each organisation's choice to require it of every member
 
 Revision ID: 0015
 Revises: 0014
