@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from apiward.core.hygiene import HygienePolicy
     from apiward.core.keys import KeyFormats
     from apiward.core.passwords import Passwords
+    from apiward.core.scopes import Catalogue
     from apiward.services.analytics import Analytics, Verifications
     from apiward.services.audit import AuditLog
     from apiward.services.auth import Authenticator
@@ -270,6 +271,7 @@ class Runtime:
             s.environments,
             tiers,
             hygiene=_hygiene_policy(s),
+            catalogue=self.catalogue,
         )
 
     @cached_property
@@ -284,7 +286,15 @@ class Runtime:
 
         s = self.settings
         versions = tuple(v.id for v in s.api_versions)
-        return Keys(self.store, self.cache, self.clock, s.key_format, versions)
+        return Keys(self.store, self.cache, self.clock, s.key_format, versions, self.catalogue)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The protected API's scopes (``APIWARD_API_SCOPES``), apiward's own beside them."""
+        from apiward.core.roles import MANAGEMENT_SCOPES
+        from apiward.core.scopes import Catalogue
+
+        return Catalogue(self.settings.api_scopes, MANAGEMENT_SCOPES)
 
     @cached_property
     def formats(self) -> KeyFormats:
@@ -325,6 +335,7 @@ class Runtime:
             self.clock,
             self._client_formats.current,
             self.tokens.revoke_client_tokens,
+            self.catalogue,
         )
 
     @cached_property

@@ -169,6 +169,27 @@ def intersect(a: Iterable[str], b: Iterable[str]) -> ScopeSet:
     return ScopeSet(a).intersect(ScopeSet(b))
 
 
+class Catalogue:
+    """The protected API's scopes (``APIWARD_API_SCOPES``). Declared, a credential or a
+    role may hold only those, patterns over at least one of them (``invoices:*``, ``*``),
+    and apiward's own (``own``: managing keys and users, an owner's or the operator's
+    powers). Empty, any valid scope goes, as without a catalogue."""
+
+    __slots__ = ("_known", "_own")
+
+    def __init__(self, scopes: Iterable[str] = (), own: Iterable[str] = ()) -> None:
+        self._known = tuple(scopes)
+        self._own = frozenset(own)
+
+    def check(self, scopes: Iterable[str]) -> None:
+        """``InvalidInput`` naming the first scope outside the catalogue, and the
+        nearest declared one."""
+        if not self._known:
+            return
+        theirs = [s for s in scopes if s not in self._own and parse(s)[0] not in RESERVED_RESOURCES]
+        check_known(theirs, [*self._known, *self._own])
+
+
 def check_known(scopes: Iterable[str], known: Iterable[str]) -> None:
     """Refuse a scope that is none of ``known`` and, a pattern, grants none of them: a
     typo, most likely (``InvalidInput`` names it and the nearest known scope)."""

@@ -18,6 +18,7 @@ from apiward.core.ids import new_id
 from apiward.core.keys import KeyFormat, digest
 from apiward.core.models import OAuthClient, Page, PageRequest, Principal
 from apiward.core.owners import check_external_id, check_meta
+from apiward.core.scopes import Catalogue
 from apiward.services.audit import audit_event
 from apiward.services.authority import check_credential, client_grant, maker
 from apiward.services.keys import (
@@ -53,7 +54,9 @@ class Clients:
         clock: Clock,
         fmt: KeyFormat,
         end_tokens: Callable[[OAuthClient], Awaitable[None]],
+        catalogue: Catalogue | None = None,
     ) -> None:
+        self._catalogue = catalogue or Catalogue()
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -82,6 +85,7 @@ class Clients:
                 f"Unknown environment {env!r}; use one of: {', '.join(environments)}."
             )
         normalised = credential_scopes(scopes, "An OAuth client")
+        self._catalogue.check(normalised)
         check_expiry(expires_at, self._clock.now())
         now = self._clock.now()
         secret = self._fmt.generate(env)
@@ -193,7 +197,9 @@ class Clients:
         if name is not None:
             changes["name"] = check_name(name, "client")
         if scopes is not None:
-            changes["scopes"] = tuple(credential_scopes(scopes, "An OAuth client"))
+            held = credential_scopes(scopes, "An OAuth client")
+            self._catalogue.check(held)
+            changes["scopes"] = tuple(held)
         async with self._store.begin() as tx:
             client = await self._get(tx, principal, client_id)
             if client.revoked_at is not None and (changes or not revoke):

@@ -31,7 +31,7 @@ from apiward.core.models import (
     RateOverride,
 )
 from apiward.core.owners import MetaValue, check_external_id, check_meta
-from apiward.core.scopes import normalise
+from apiward.core.scopes import Catalogue, normalise
 from apiward.services.audit import audit_event
 from apiward.services.authority import (
     BOUNDED,
@@ -164,8 +164,10 @@ class Keys:
         clock: Clock,
         fmt: KeyFormat,
         versions: tuple[str, ...] = (),
+        catalogue: Catalogue | None = None,
     ) -> None:
         self._versions = versions
+        self._catalogue = catalogue or Catalogue()
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -219,6 +221,7 @@ class Keys:
             )
         name = check_name(name, "key")
         normalised = credential_scopes(scopes, "An API key")
+        self._catalogue.check(normalised)
         check_credits(principal, None, credits)
         networks = parse_networks(ip_allow or [])
         self._check_expiry(expires_at)
@@ -395,7 +398,9 @@ class Keys:
         if name is not None:
             changes["name"] = check_name(name, "key")
         if scopes is not None:
-            changes["scopes"] = tuple(credential_scopes(scopes, "An API key"))
+            held = credential_scopes(scopes, "An API key")
+            self._catalogue.check(held)
+            changes["scopes"] = tuple(held)
         if ip_allow is not None:
             changes["ip_allow"] = parse_networks(ip_allow)
         if expires_at is not None:

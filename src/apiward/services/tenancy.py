@@ -33,7 +33,7 @@ from apiward.core.models import (
 )
 from apiward.core.passwords import Passwords, weakness
 from apiward.core.roles import BUILTIN_ROLES, OWNER
-from apiward.core.scopes import ScopeSet, normalise
+from apiward.core.scopes import Catalogue, ScopeSet, normalise
 from apiward.services.audit import audit_event, request_event
 from apiward.services.authority import (
     OPERATOR_TIERS,
@@ -93,7 +93,10 @@ class Tenancy:
         environments: tuple[str, ...],
         tiers: tuple[str, ...] = (),
         hygiene: HygienePolicy | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
+        self._catalogue = catalogue or Catalogue()
+        """The protected API's scopes: a role holds only those and apiward's own."""
         self._tiers = tiers
         self.hygiene = hygiene or HygienePolicy()
         """The operator's key hygiene policy, which an organisation may only tighten."""
@@ -473,6 +476,7 @@ class Tenancy:
         normalised = normalise(scopes)
         if not normalised:
             raise InvalidInput("A role needs at least one scope.")
+        self._catalogue.check(normalised)
         now = self._clock.now()
         role = Role(name, tuple(normalised), description[:500], False, principal.org_id, now)
         async with self._store.begin() as tx:
@@ -513,6 +517,7 @@ class Tenancy:
                 normalised = normalise(scopes)
                 if not normalised:
                     raise InvalidInput("A role needs at least one scope.")
+                self._catalogue.check(normalised)
                 await check_role_scopes(tx, principal, ScopeSet(normalised))
                 role = replace(role, scopes=tuple(normalised))
             if description is not None:

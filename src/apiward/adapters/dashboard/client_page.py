@@ -22,7 +22,14 @@ from apiward.adapters.dashboard.web import (
     text,
     url,
 )
-from apiward.adapters.http.deps import AnalyticsDep, AuditDep, ClientsDep, ClockDep, TenancyDep
+from apiward.adapters.http.deps import (
+    AnalyticsDep,
+    AuditDep,
+    ClientsDep,
+    ClockDep,
+    TenancyDep,
+    runtime_of,
+)
 from apiward.adapters.http.schemas.clients import ClientOut
 from apiward.core.errors import ApiwardError
 from apiward.core.models import OAuthClient
@@ -121,7 +128,7 @@ async def save_client(
     name = text(form, "name")
     with errors.on("name"):
         check_name(name, "client")
-    scopes = read_scopes(form, errors, "An OAuth client", catalogue(request))
+    scopes = read_scopes(form, errors, "An OAuth client", runtime_of(request).catalogue)
     if not errors:
         try:
             await clients.update(me.principal, client.id, name=name, scopes=scopes)

@@ -27,7 +27,7 @@ from apiward.adapters.dashboard.web import (
     text,
     url,
 )
-from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep
+from apiward.adapters.http.deps import ClientsDep, ClockDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.adapters.http.schemas.clients import ClientOut
 from apiward.core.clock import Clock
@@ -121,7 +121,7 @@ async def create_client(
     name = text(form, "name")
     with errors.on("name"):
         check_name(name, "client")
-    scopes = read_scopes(form, errors, "An OAuth client", catalogue(request))
+    scopes = read_scopes(form, errors, "An OAuth client", runtime_of(request).catalogue)
     expires_at = None
     with errors.on("expires"):
         expires_at = expiry(form, clock.now())

@@ -44,6 +44,7 @@ from apiward.adapters.http.deps import (
     LimitsDep,
     ScopeUsageDep,
     TenancyDep,
+    runtime_of,
 )
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.core.errors import ApiwardError, InvalidInput
@@ -183,7 +184,7 @@ async def save_key(
     key = await keys.get(me.principal, key_id)
     form = await request.form()
     errors = FieldErrors()
-    fields = KeyForm.read(form, clock.now(), errors, catalogue(request))
+    fields = KeyForm.read(form, clock.now(), errors, runtime_of(request).catalogue)
     if not errors:
         try:
             await keys.update(

@@ -32,7 +32,7 @@ from apiward.core import times
 from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import KeyState, PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
-from apiward.core.scopes import RESERVED_RESOURCES, check_known
+from apiward.core.scopes import RESERVED_RESOURCES, Catalogue
 from apiward.services.keys import SEARCH_MAX, Keys, credential_scopes, parse_networks
 from apiward.services.tenancy import Tenancy, check_name
 
@@ -104,18 +104,13 @@ async def scope_choices(tenancy: Tenancy, me: Me, catalogue: Mapping[str, str]) 
     return ScopeChoices(api, own)
 
 
-def read_scopes(
-    form: FormData, errors: FieldErrors, what: str, known: Mapping[str, str]
-) -> list[str]:
-    """The scopes ticked and typed in a form, each valid and, when the API's scopes are
-    listed (``APIWARD_API_SCOPES``), each typed one among them or apiward's own."""
-    ticked = chosen(form, "scope")
-    typed = words(text(form, "more_scopes", 4000))
+def read_scopes(form: FormData, errors: FieldErrors, what: str, known: Catalogue) -> list[str]:
+    """The scopes ticked and typed in a form, each valid and in the API's catalogue
+    (``Catalogue``, which the services check too: here, for the error's place)."""
+    scopes = chosen(form, "scope") + words(text(form, "more_scopes", 4000))
     with errors.on("scopes"):
-        credential_scopes(ticked + typed, what)
-        if known:
-            check_known(typed, [*known, *MANAGEMENT_SCOPES])
-    return ticked + typed
+        known.check(credential_scopes(scopes, what))
+    return scopes
 
 
 def own_scope(scope: str) -> bool:
@@ -170,9 +165,7 @@ class KeyForm:
     keep_expiry: bool
 
     @classmethod
-    def read(
-        cls, form: FormData, now: datetime, errors: FieldErrors, known: Mapping[str, str]
-    ) -> KeyForm:
+    def read(cls, form: FormData, now: datetime, errors: FieldErrors, known: Catalogue) -> KeyForm:
         name = text(form, "name")
         with errors.on("name"):
             check_name(name, "key")
@@ -276,7 +269,7 @@ async def create_key(
     me.require("keys:write")
     form = await request.form()
     errors = FieldErrors()
-    fields = KeyForm.read(form, clock.now(), errors, catalogue(request))
+    fields = KeyForm.read(form, clock.now(), errors, runtime_of(request).catalogue)
     if not errors:
         try:
             created = await keys.create(

@@ -8,6 +8,8 @@ generated from the document, and schema checkers, see what the server really say
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI
@@ -84,8 +86,11 @@ OAUTH_ERROR = {
 }
 
 
-def document_errors(app: FastAPI, style: str) -> None:
-    """Make ``app.openapi()`` describe apiward's error answers."""
+def document_errors(
+    app: FastAPI, style: str, api_scopes: Mapping[str, str] = MappingProxyType({})
+) -> None:
+    """Make ``app.openapi()`` describe apiward's error answers, and list the protected
+    API's scopes (``APIWARD_API_SCOPES``) as ``x-apiward-api-scopes``."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -118,6 +123,11 @@ def document_errors(app: FastAPI, style: str) -> None:
                         status,
                         {"description": description, "content": {kind: {"schema": body}}},
                     )
+        if api_scopes:
+            schema["x-apiward-api-scopes"] = [
+                {"scope": scope, "description": description}
+                for scope, description in api_scopes.items()
+            ]
         app.openapi_schema = schema
         return schema
 
