@@ -27,13 +27,12 @@ every member: the dashboard sends one without it to set it up
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer
-from apiward.core.errors import InvalidInput, InvalidRequest, WrongCode, WrongPassword
+from apiward.core.errors import InvalidInput, InvalidRequest, WrongCode
 from apiward.core.models import Account, AuditEvent, MfaFactor, RequestContext, User
 from apiward.core.passwords import Passwords
 from apiward.core.totp import (
@@ -168,28 +167,16 @@ class TwoFactor:
         await self._throttle.succeeded(self._key(person), context.ip)
         return codes
 
-    async def disable(
-        self, person: Person, context: RequestContext, *, code: str = "", password: str = ""
-    ) -> None:
-        """Turn two-factor sign-in off, proven by a current code (or a recovery code) or
-        by the password."""
-        if code:
-            await self.check(person, code, context, audit_failure=False)
-        else:
-            await self._throttle.reserve(person.email, context.ip)
-            ok = await asyncio.to_thread(self._passwords.verify, person.password_hash, password)
-            if not ok:
-                raise WrongPassword()
-            await self._throttle.succeeded(person.email, context.ip, forget=False)
+    async def disable(self, person: Person, context: RequestContext, code: str) -> None:
+        """Turn two-factor sign-in off, proven by a current code or a recovery code (a
+        password alone, which a second factor exists to outlast, does not do it)."""
+        if not code:
+            raise InvalidInput("Enter a code of your authenticator, or a recovery code.")
+        await self.check(person, code, context, audit_failure=False)
         async with self._store.begin() as tx:
             if await tx.delete_mfa(person.owner_id):
                 await tx.insert_audit(
-                    self._event(
-                        "user.mfa_disabled",
-                        person,
-                        context,
-                        data={"proof": "code" if code else "password"},
-                    )
+                    self._event("user.mfa_disabled", person, context, data={"proof": "code"})
                 )
 
     async def reset(

@@ -460,12 +460,9 @@ async def mfa_confirm(request: Request, me: Me = Depends(visiting)) -> Response:
 @router.post("/account/mfa/disable")
 async def mfa_disable(request: Request, me: Me = Depends(visiting)) -> Response:
     form = await request.form()
-    code, password = text(form, "code", 64), text(form, "current", 1024)
     try:
-        if not code and not password:
-            raise InvalidInput("Enter a code of your authenticator, or your password.")
         await runtime_of(request).two_factor.disable(
-            person_of(me), request_context(request), code=code, password=password
+            person_of(me), request_context(request), text(form, "code", 64)
         )
     except ApiwardError as exc:
         return await _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
