@@ -32,8 +32,15 @@ from typing import Protocol
 
 from apiward.core.clock import Clock
 from apiward.core.crypto import Sealer
-from apiward.core.errors import InvalidInput, InvalidRequest, WrongCode
-from apiward.core.models import Account, AuditEvent, MfaFactor, RequestContext, User
+from apiward.core.errors import (
+    Conflict,
+    InsufficientScope,
+    InvalidInput,
+    InvalidRequest,
+    NotFound,
+    WrongCode,
+)
+from apiward.core.models import Account, AuditEvent, MfaFactor, Principal, RequestContext, User
 from apiward.core.passwords import Passwords
 from apiward.core.totp import (
     base32,
@@ -45,7 +52,7 @@ from apiward.core.totp import (
     otpauth_uri,
     recovery_digest,
 )
-from apiward.services.audit import request_event
+from apiward.services.audit import audit_event, request_event
 from apiward.services.ports import AuditTx, MfaTx, PortalTx, Store, TenancyTx
 from apiward.services.throttle import LoginThrottle
 
@@ -208,6 +215,38 @@ class TwoFactor:
                             "user.mfa_disabled", person, context, data={"proof": "operator"}
                         )
                     )
+        return removed
+
+    async def reset_member(self, principal: Principal, user_id: str) -> bool:
+        """An owner's, for a member who lost their device: turn off the second factor of
+        a user the organisation created (``owner:manage``, audited). A member who signs
+        in with an account of their own has one factor for all its projects: only the
+        operator resets it (``reset``). Whether the user had one."""
+        if not principal.grants("owner:manage"):
+            raise InsufficientScope("owner:manage")
+        now = self._clock.now()
+        async with self._store.begin() as tx:
+            user = await tx.get_user(principal.org_id, user_id)
+            if user is None:
+                raise NotFound("user", user_id)
+            if user.account_id is not None:
+                raise Conflict(
+                    "This member signs in with an account of their own, whose second factor "
+                    "serves every project it belongs to: the operator resets it "
+                    "(apiward users reset-mfa)."
+                )
+            removed = await tx.delete_mfa(user.id)
+            if removed:
+                await tx.insert_audit(
+                    audit_event(
+                        principal,
+                        "user.mfa_disabled",
+                        now,
+                        target_type="user",
+                        target_id=user.id,
+                        data={"proof": "owner"},
+                    )
+                )
         return removed
 
     # signing in ----------------------------------------------------------------------

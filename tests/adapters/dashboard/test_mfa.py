@@ -477,3 +477,31 @@ def test_a_password_changed_meanwhile_ends_the_pending_sign_in(
     assert b.session is None
     password_step(b, password=new)
     assert code_step(b, _code(secret, clock)).status_code == 303
+
+
+def test_an_owner_resets_a_members_second_factor_and_no_one_else_may(
+    timed: Org, owner: Browser, browser: Callable[[], Browser], clock: FakeClock
+) -> None:
+    """For a member who lost their authenticator: an owner turns their factor off
+    (audited); an admin (no owner powers) may not, nor an owner of another organisation."""
+    member = timed.create_user("grace@acme.test", "admin", password=PASSWORD)
+    grace = browser()
+    assert grace.sign_in("grace@acme.test").status_code == 303
+    enrol(grace, clock)
+    password_step(browser(), "grace@acme.test")  # the code is asked for
+    path = f"/dashboard/members/users/{member['id']}/reset-mfa"
+    assert "Reset 2FA" not in grace.get("/dashboard/members").text
+    refused = grace.post(path, {}, csrf=grace.csrf("/dashboard/members"))
+    assert refused.status_code == 403
+    other = bootstrap(timed.client, "Globex", "owner@globex.test", another=True)
+    assert other.id != timed.id
+    stranger = browser()
+    assert stranger.sign_in("owner@globex.test").status_code == 303
+    assert stranger.post(path, {}, csrf=stranger.csrf("/dashboard/members")).status_code == 404
+    assert "Reset 2FA" in owner.get("/dashboard/members").text
+    r = owner.post(path, {}, csrf=owner.csrf("/dashboard/members"))
+    assert r.status_code == 303 and "done=mfa_reset" in r.headers["location"]
+    after = browser().sign_in("grace@acme.test")
+    assert after.headers["location"] == "/dashboard/overview"  # the password alone, again
+    [reset] = [e for e in events(timed, "user.mfa_disabled") if e.data["proof"] == "owner"]
+    assert reset.target_id == member["id"] and reset.actor_user_id == timed.owner_id

@@ -23,7 +23,7 @@ from apiward.adapters.dashboard.web import (
     url,
     words,
 )
-from apiward.adapters.http.deps import PortalDep, TenancyDep
+from apiward.adapters.http.deps import PortalDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Membership, PageRequest
@@ -43,6 +43,8 @@ NOTICES = {
     "role_deleted": "The role is deleted.",
     "invited": "The invitation is sent. It works once, until it expires.",
     "invitation_revoked": "The invitation is revoked: its link no longer works.",
+    "mfa_reset": "The member's two-factor sign-in is off: their next sign-in asks for the "
+    "password only, and they can set up a new authenticator.",
 }
 _ALL = PageRequest(page=1, page_size=100)
 
@@ -195,6 +197,20 @@ async def enable_user(
         return await tenancy.update_user(me.principal, user_id, name=None, disabled=False)
 
     return await _act(request, me, tenancy, portal, "users:manage", change, "user_enabled")
+
+
+@router.post("/members/users/{user_id}/reset-mfa")
+async def reset_second_factor(
+    user_id: str,
+    request: Request,
+    tenancy: TenancyDep,
+    portal: PortalDep,
+    me: Me = Depends(signed_in),
+) -> Response:
+    async def change(form: FormData) -> object:
+        return await runtime_of(request).two_factor.reset_member(me.principal, user_id)
+
+    return await _act(request, me, tenancy, portal, "users:manage", change, "mfa_reset")
 
 
 @router.post("/members/spaces")
