@@ -46,6 +46,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
+DEVELOPER = "dev@acme.test"
 OWNER = "owner@acme.test"
 VIEWER = "viewer@acme.test"
 
@@ -98,7 +99,7 @@ def _app(db: Path) -> FastAPI:
                 operator, VIEWER, name="Vera Viewer", password=PASSWORD, role="viewer"
             )
             await runtime.tenancy.create_user(
-                operator, "dev@acme.test", name="Dev Eloper", role="developer"
+                operator, DEVELOPER, name="Dev Eloper", password=PASSWORD, role="developer"
             )
             await runtime.tenancy.create_space(operator, "Team Europe")
             await runtime.tenancy.create_role(
@@ -306,6 +307,30 @@ def test_a_webhook_is_added_tested_and_redelivered(server: str, context: Browser
             "key.created",
         ]
         assert errors == []
+
+
+def test_an_edit_beyond_ones_role_is_refused_next_to_the_scopes(
+    server: str, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    errors = watch(page)
+    sign_in(page, server, DEVELOPER)
+    page.get_by_role("link", name="Create live key").click()
+    page.get_by_label("Name", exact=True).fill("Dev's key")
+    page.get_by_role("checkbox", name=re.compile(r"^invoices:read")).check()
+    page.get_by_role("button", name="Create key").click()
+    page.get_by_role("link", name="Done, I have stored it").click()
+    page.get_by_role("link", name="Dev's key").click()
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Other scopes").fill("users:manage")
+    page.get_by_role("button", name="Save changes").click()
+    scopes = page.get_by_label("Other scopes")
+    expect(scopes).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#scopes-error")).to_contain_text("users:manage")
+    shoot(page, "key-edit-refused")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator(".key-facts")).not_to_contain_text("users:manage")
+    assert [e for e in errors if "status of 400 (Bad Request)" not in e] == []
 
 
 def test_clients_members_usage_and_audit_pages(server: str, context: BrowserContext) -> None:

@@ -242,15 +242,18 @@ def test_the_create_form_shows_its_errors_next_to_the_fields(owner: Browser) -> 
 def test_an_edit_beyond_the_editors_role_is_refused_whole(
     org: Org, signed_in: Callable[..., Browser]
 ) -> None:
+    """Nothing of the change is made, and the refusal is shown next to the scopes."""
     dev = signed_in("developer")
     key = org.create_key(["keys:read"], name="Dev's")
     r = dev.post(
         f"/dashboard/keys/{key['id']}/edit",
-        {"env": "live", "name": "Renamed", "scope": ["keys:read", "users:manage"]},
+        {"env": "live", "name": "Renamed", "scope": ["keys:read"], "more_scopes": "users:manage"},
     )
     assert r.status_code == 400
-    assert "users:manage" in r.text
-    assert 'class="flash flash-error"' in r.text or "flash-error" in r.text
+    error = re.search(r'id="scopes-error"[^>]*>([^<]*)<', r.text)
+    assert error and "users:manage" in error.group(1)
+    assert 'aria-describedby="scopes-error"' in r.text
+    assert "users:manage" in r.text.split('id="more_scopes"')[1][:300]  # the typed value kept
     assert api_key(org, key["id"])["name"] == "Dev's"
     assert api_key(org, key["id"])["scopes"] == ["keys:read"]
 

@@ -46,6 +46,7 @@ from apiward.adapters.http.state import state_of
 from apiward.adapters.settings import Settings
 from apiward.core.errors import (
     ApiwardError,
+    ExceedsAuthority,
     InsufficientScope,
     InvalidInput,
     ProjectRequired,
@@ -133,7 +134,12 @@ class FieldErrors:
             self.fields.setdefault(field, exc.message)
 
     def add(self, exc: ApiwardError) -> None:
-        self.form = exc.message
+        """A refusal of the whole change; one because the scopes would hold what their
+        author does not (``ExceedsAuthority`` naming a scope) is the scopes field's."""
+        if isinstance(exc, ExceedsAuthority) and exc.scope is not None:
+            self.fields.setdefault("scopes", exc.message)
+        else:
+            self.form = exc.message
 
     def get(self, field: str) -> str | None:
         return self.fields.get(field)
