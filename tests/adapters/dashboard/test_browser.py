@@ -263,6 +263,7 @@ def test_a_webhook_is_added_tested_and_redelivered(server: str, context: Browser
         page = context.new_page()
         errors = watch(page)
         sign_in(page, server, OWNER, keys=False)
+        shoot(page, "overview")
         page.get_by_role("navigation").get_by_role("link", name="Webhooks").click()
         page.get_by_role("link", name="Add endpoint").click()
         page.get_by_label("URL").fill(f"{base}/hook")
