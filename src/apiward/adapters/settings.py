@@ -551,6 +551,12 @@ class Settings(BaseSettings):
         '(TOML: [api_scopes] "invoices:read" = "Read invoices"; JSON in the variable). The '
         "dashboard offers them first and checks scopes typed into its forms against them.",
     )
+    api_scope_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Groups of APIWARD_API_SCOPES, each a name and its scopes (TOML: "
+        '[api_scope_groups] Billing = ["invoices:read", "invoices:write"]): the dashboard '
+        "shows the API's scopes under them, in this order.",
+    )
 
     def connections_bound(self) -> int:
         """``max_connections``, or what the process's open-file limit leaves room for."""
@@ -593,6 +599,20 @@ class Settings(BaseSettings):
             if not 1 <= len(description.strip()) <= 200 or not description.isprintable():
                 raise ValueError(f"{scope!r}: describe it in 1 to 200 printable characters")
         return value
+
+    @model_validator(mode="after")
+    def _scope_groups(self) -> Settings:
+        for group, scopes in self.api_scope_groups.items():
+            if not 1 <= len(group.strip()) <= 100 or not group.isprintable():
+                raise ValueError(
+                    f"api_scope_groups: name {group!r} in 1 to 100 printable characters"
+                )
+            unknown = [s for s in scopes if s not in self.api_scopes]
+            if unknown:
+                raise ValueError(
+                    f"api_scope_groups: {group!r} names {unknown[0]!r}, which api_scopes does not"
+                )
+        return self
 
     @field_validator("webhook_allowed_networks")
     @classmethod

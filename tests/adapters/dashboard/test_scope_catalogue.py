@@ -24,9 +24,14 @@ CATALOGUE = {
 }
 
 
+GROUPS = {"Billing": ["invoices:read", "invoices:write"]}
+
+
 @pytest.fixture
-def settings(sqlite_url: str) -> Settings:
-    return fast_settings(database_url=sqlite_url, api_scopes=CATALOGUE)
+def settings(migrated_sqlite_url: str) -> Settings:
+    return fast_settings(
+        database_url=migrated_sqlite_url, api_scopes=CATALOGUE, api_scope_groups=GROUPS
+    )
 
 
 def test_the_apis_scopes_come_first_and_apiwards_own_are_folded(owner: Browser) -> None:
@@ -36,6 +41,24 @@ def test_the_apis_scopes_come_first_and_apiwards_own_are_folded(owner: Browser) 
     assert api < folded < page.index('value="keys:write"')
     assert "Create and change invoices" in page
     assert '<details class="own-scopes">' in page  # closed: nothing of apiward's ticked
+
+
+def test_the_apis_scopes_are_shown_under_their_groups_in_order(owner: Browser) -> None:
+    page = owner.get("/dashboard/keys/new").text
+    billing = page.index('<p class="scope-group">Billing</p>')
+    assert billing < page.index('value="invoices:read"') < page.index('value="invoices:write"')
+    assert page.index('value="invoices:write"') < page.index('value="customers:read"')
+    listed = owner.client.get("/openapi.json").json()["x-apiward-api-scopes"]
+    assert {e["scope"]: e.get("group") for e in listed} == {
+        "invoices:read": "Billing",
+        "invoices:write": "Billing",
+        "customers:read": None,
+    }
+
+
+def test_a_group_must_name_declared_scopes() -> None:
+    with pytest.raises(ValueError, match="which api_scopes does not"):
+        fast_settings(api_scopes=CATALOGUE, api_scope_groups={"Billing": ["invoice:read"]})
 
 
 def test_a_typo_is_refused_next_to_the_scopes_with_the_nearest_scope(owner: Browser) -> None:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from apiward.adapters.dashboard import analytics as charts
 from apiward.adapters.dashboard.audit import trail_of
-from apiward.adapters.dashboard.keys import catalogue, people, read_scopes, scope_choices
+from apiward.adapters.dashboard.keys import people, read_scopes, scope_choices
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
     FieldErrors,
@@ -80,7 +80,7 @@ async def _edit_form(
     values: FormData | None = None,
     errors: FieldErrors | None = None,
 ) -> Response:
-    choices = await scope_choices(tenancy, me, catalogue(request))
+    choices = await scope_choices(tenancy, me, request)
     offered = choices.holding(client.scopes, "Held by this client")
     if values is None:
         listed = offered.names()

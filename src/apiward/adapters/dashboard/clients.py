@@ -8,7 +8,6 @@ from starlette.responses import Response
 
 from apiward.adapters.dashboard.keys import (
     EXPIRY_CHOICES,
-    catalogue,
     expiry,
     people,
     read_scopes,
@@ -92,7 +91,7 @@ async def _form(
         status=400 if errors else 200,
         flash=errors.flash() if errors else None,
         section="clients",
-        scopes=await scope_choices(tenancy, me, catalogue(request)),
+        scopes=await scope_choices(tenancy, me, request),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),
         errors=errors or FieldErrors(),

@@ -20,7 +20,6 @@ from apiward.adapters.dashboard.keys import (
     KEEP,
     KeyForm,
     ScopeChoices,
-    catalogue,
     people,
     scope_choices,
     spaces,
@@ -123,7 +122,7 @@ async def _edit_form(
 ) -> Response:
     # The key's own scopes stay offered, ticked, even those the editor could not grant:
     # unticking one narrows the key, which anyone who may edit it may do.
-    choices = await scope_choices(tenancy, me, catalogue(request))
+    choices = await scope_choices(tenancy, me, request)
     offered = choices.holding(key.scopes, "Held by this key")
     return render(
         request,

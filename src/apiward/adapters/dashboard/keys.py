@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request
@@ -73,6 +73,8 @@ class ScopeChoices:
 
     api: list[tuple[str, str]]
     own: list[tuple[str, str]]
+    groups: Mapping[str, list[str]] = field(default_factory=dict)
+    """``APIWARD_API_SCOPE_GROUPS``: the API's scopes shown under these names."""
 
     def names(self) -> set[str]:
         return {scope for scope, _ in self.api + self.own}
@@ -81,13 +83,27 @@ class ScopeChoices:
         """The same, with the scopes a credential holds that are not offered added (so
         that its form shows them ticked: unticking one narrows it)."""
         offered = self.names()
-        return ScopeChoices(self.api + [(s, note) for s in scopes if s not in offered], self.own)
+        api = self.api + [(s, note) for s in scopes if s not in offered]
+        return ScopeChoices(api, self.own, self.groups)
+
+    def sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The API's scopes by group, in the groups' order, then those of no group
+        (under ""): what the form shows first."""
+        described = dict(self.api)
+        out = [
+            (name, [(s, described[s]) for s in scopes if s in described])
+            for name, scopes in self.groups.items()
+        ]
+        grouped = {s for scopes in self.groups.values() for s in scopes}
+        out.append(("", [(s, d) for s, d in self.api if s not in grouped]))
+        return [(name, items) for name, items in out if items]
 
 
-async def scope_choices(tenancy: Tenancy, me: Me, catalogue: Mapping[str, str]) -> ScopeChoices:
+async def scope_choices(tenancy: Tenancy, me: Me, request: Request) -> ScopeChoices:
     """Scopes to offer: the API's catalogue, the user's role, the org's custom roles and
     apiward's own; only those the user holds (the services refuse to grant more anyway)."""
-    offered: dict[str, str] = dict(catalogue)
+    settings = runtime_of(request).settings
+    offered: dict[str, str] = dict(settings.api_scopes)
     for scope in me.principal.scopes:
         offered.setdefault(
             scope, "Everything your role allows" if scope == "*" else "From your role"
@@ -101,7 +117,7 @@ async def scope_choices(tenancy: Tenancy, me: Me, catalogue: Mapping[str, str]) 
         offered[scope] = description
     api = [(s, d) for s, d in offered.items() if not own_scope(s) and me.can(s)]
     own = [(s, d) for s, d in offered.items() if own_scope(s) and me.can(s)]
-    return ScopeChoices(api, own)
+    return ScopeChoices(api, own, settings.api_scope_groups)
 
 
 def read_scopes(form: FormData, errors: FieldErrors, what: str, known: Catalogue) -> list[str]:
@@ -117,11 +133,6 @@ def own_scope(scope: str) -> bool:
     """One of apiward's own scopes (managing keys, users...; an owner's or the operator's
     powers), as opposed to the protected API's."""
     return scope in MANAGEMENT_SCOPES or scope.partition(":")[0] in RESERVED_RESOURCES
-
-
-def catalogue(request: Request) -> Mapping[str, str]:
-    """The protected API's scopes with what each allows (``APIWARD_API_SCOPES``)."""
-    return runtime_of(request).settings.api_scopes
 
 
 async def spaces(tenancy: Tenancy, me: Me) -> list[tuple[str, str]]:
@@ -244,7 +255,7 @@ async def _form(
         status=400 if errors else 200,
         flash=errors.flash() if errors else None,
         section="keys",
-        scopes=await scope_choices(tenancy, me, catalogue(request)),
+        scopes=await scope_choices(tenancy, me, request),
         spaces=await spaces(tenancy, me),
         expiry_choices=EXPIRY_CHOICES,
         values=values or FormData(),

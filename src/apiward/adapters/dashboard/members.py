@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from apiward.adapters.dashboard.keys import ScopeChoices, catalogue, scope_choices
+from apiward.adapters.dashboard.keys import ScopeChoices, scope_choices
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
     Flash,
@@ -84,7 +84,7 @@ async def _page(
         space_names={s.id: s.name for s in spaces},
         roles=roles,
         invitations=invitations,
-        scopes=await scope_choices(tenancy, me, catalogue(request))
+        scopes=await scope_choices(tenancy, me, request)
         if me.can("roles:manage")
         else ScopeChoices([], []),
         values=values or FormData(),

@@ -112,7 +112,8 @@ class Apiward:
         """Attach apiward to a FastAPI app: lifespan, error answers, request ids, routes."""
         app.state.settings = self.settings
         errors.install(app, errors.ErrorStyle.of(self.settings))
-        document_errors(app, self.settings.error_style, self.settings.api_scopes)
+        settings = self.settings
+        document_errors(app, settings.error_style, settings.api_scopes, settings.api_scope_groups)
         fast: dict[str, edge.Handler] = {}
         under: dict[str, edge.Handler] = {}
         theirs = len(app.router.routes)

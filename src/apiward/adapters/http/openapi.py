@@ -87,7 +87,10 @@ OAUTH_ERROR = {
 
 
 def document_errors(
-    app: FastAPI, style: str, api_scopes: Mapping[str, str] = MappingProxyType({})
+    app: FastAPI,
+    style: str,
+    api_scopes: Mapping[str, str] = MappingProxyType({}),
+    groups: Mapping[str, list[str]] = MappingProxyType({}),
 ) -> None:
     """Make ``app.openapi()`` describe apiward's error answers, and list the protected
     API's scopes (``APIWARD_API_SCOPES``) as ``x-apiward-api-scopes``."""
@@ -124,8 +127,10 @@ def document_errors(
                         {"description": description, "content": {kind: {"schema": body}}},
                     )
         if api_scopes:
+            group_of = {s: name for name, scopes in groups.items() for s in scopes}
             schema["x-apiward-api-scopes"] = [
                 {"scope": scope, "description": description}
+                | ({"group": group_of[scope]} if scope in group_of else {})
                 for scope, description in api_scopes.items()
             ]
         app.openapi_schema = schema
