@@ -66,6 +66,14 @@ def check_email(email: str) -> str:
     return email.lower()
 
 
+def check_role_name(name: str) -> None:
+    if not _ROLE_NAME.match(name):
+        raise InvalidInput(
+            f"Invalid role name {name!r}: use 2 to 40 lowercase letters, digits, '-' or '_', "
+            "starting with a letter."
+        )
+
+
 def check_name(name: str, what: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 200:
@@ -465,11 +473,7 @@ class Tenancy:
     async def create_role(
         self, principal: Principal, name: str, scopes: list[str], description: str = ""
     ) -> Role:
-        if not _ROLE_NAME.match(name):
-            raise InvalidInput(
-                f"Invalid role name {name!r}: use 2 to 40 lowercase letters, digits, '-' or "
-                "'_', starting with a letter."
-            )
+        check_role_name(name)
         if name in BUILTIN_ROLES:
             raise Conflict(f"{name!r} is a built-in role; choose another name.")
         require_org_wide(principal, self._environments[0])

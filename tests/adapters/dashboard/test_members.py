@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -158,3 +159,22 @@ def test_another_org_cannot_change_a_user_by_id(
         r = intruder.post("/dashboard/members" + path, {"role": "viewer"})
         assert r.status_code == 404, path
     assert not org.client.get(f"/v1/users/{uid}", headers=org.headers()).json()["disabled_at"]
+
+
+def test_the_role_form_shows_each_error_next_to_its_field(
+    org: Org, owner: Browser, signed_in: Callable[..., Browser]
+) -> None:
+    r = owner.post("/dashboard/members/roles", {"form": "role", "name": "Bad Name", "scope": []})
+    assert r.status_code == 400
+    assert 'id="role-name-error"' in r.text and 'id="scopes-error"' in r.text
+    assert "Correct the 2 fields marked below." in r.text
+    assert 'value="Bad Name"' in r.text  # what was typed is kept, the form open
+    admin = signed_in("admin")
+    r = admin.post(
+        "/dashboard/members/roles",
+        {"form": "role", "name": "owners-too", "more_scopes": "owner:manage"},
+    )
+    assert r.status_code == 400
+    error = re.search(r'id="scopes-error"[^>]*>([^<]*)<', r.text)
+    assert error and "owner:manage" in error.group(1)
+    assert org.client.get("/v1/roles/owners-too", headers=org.headers()).status_code == 404

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from apiward.adapters.dashboard.keys import ScopeChoices, scope_choices
+from apiward.adapters.dashboard.keys import ScopeChoices, read_scopes, scope_choices
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
+    FieldErrors,
     Flash,
     Me,
-    chosen,
     notice,
     paging,
     render,
@@ -21,14 +21,13 @@ from apiward.adapters.dashboard.web import (
     signed_in,
     text,
     url,
-    words,
 )
 from apiward.adapters.http.deps import PortalDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Membership, PageRequest
 from apiward.services.portal import Portal
-from apiward.services.tenancy import Tenancy
+from apiward.services.tenancy import Tenancy, check_role_name
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -58,6 +57,7 @@ async def _page(
     flash: Flash | None = None,
     status: int = 200,
     values: FormData | None = None,
+    errors: FieldErrors | None = None,
 ) -> Response:
     me.require("users:read")
     principal = me.principal
@@ -89,6 +89,7 @@ async def _page(
         else ScopeChoices([], []),
         values=values or FormData(),
         empty=FormData(),
+        errors=errors or FieldErrors(),
     )
 
 
@@ -227,15 +228,30 @@ async def create_space(
 async def create_role(
     request: Request, tenancy: TenancyDep, portal: PortalDep, me: Me = Depends(signed_in)
 ) -> Response:
-    async def change(form: FormData) -> object:
-        return await tenancy.create_role(
-            me.principal,
-            text(form, "name", 40),
-            chosen(form, "scope") + words(text(form, "more_scopes", 4000)),
-            text(form, "description", 500),
+    me.require("roles:manage")
+    form = await request.form()
+    errors = FieldErrors()
+    name = text(form, "name", 40)
+    with errors.on("role-name"):
+        check_role_name(name)
+    scopes = read_scopes(form, errors, "A role", runtime_of(request).catalogue)
+    if not errors:
+        try:
+            await tenancy.create_role(me.principal, name, scopes, text(form, "description", 500))
+        except ApiwardError as exc:
+            errors.add(exc)
+    if errors:
+        return await _page(
+            request,
+            me,
+            tenancy,
+            portal,
+            flash=errors.flash(),
+            status=400,
+            values=form,
+            errors=errors,
         )
-
-    return await _act(request, me, tenancy, portal, "roles:manage", change, "role_created")
+    return see_other(url("/members", done="role_created") + "#roles")
 
 
 @router.post("/members/roles/{name}/delete")
