@@ -178,3 +178,19 @@ def test_the_role_form_shows_each_error_next_to_its_field(
     error = re.search(r'id="scopes-error"[^>]*>([^<]*)<', r.text)
     assert error and "owner:manage" in error.group(1)
     assert org.client.get("/v1/roles/owners-too", headers=org.headers()).status_code == 404
+
+
+def test_the_user_invitation_and_space_forms_show_errors_by_field(owner: Browser) -> None:
+    r = owner.post(
+        "/dashboard/members/users",
+        {"form": "user", "email": "not an address", "name": "x\ny", "password": "short"},
+    )
+    assert r.status_code == 400
+    for field in ("new-email", "new-name", "new-password"):
+        assert f'id="{field}-error"' in r.text, field
+        assert f'aria-describedby="{field}-error"' in r.text, field
+    assert "Correct the 3 fields marked below." in r.text
+    r = owner.post("/dashboard/members/invitations", {"email": "nobody", "role": "viewer"})
+    assert r.status_code == 400 and 'id="invite-email-error"' in r.text
+    r = owner.post("/dashboard/members/spaces", {"name": ""})
+    assert r.status_code == 400 and 'id="space-name-error"' in r.text

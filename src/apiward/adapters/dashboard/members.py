@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
@@ -24,10 +25,11 @@ from apiward.adapters.dashboard.web import (
 )
 from apiward.adapters.http.deps import PortalDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
-from apiward.core.errors import ApiwardError
+from apiward.core.errors import ApiwardError, InvalidInput
 from apiward.core.models import Membership, PageRequest
+from apiward.core.passwords import weakness
 from apiward.services.portal import Portal
-from apiward.services.tenancy import Tenancy, check_role_name
+from apiward.services.tenancy import Tenancy, check_email, check_name, check_role_name
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -108,14 +110,39 @@ async def _act(
     scope: str,
     change: Callable[[FormData], Awaitable[object]],
     done: str,
+    checks: Mapping[str, Callable[[FormData], object]] = MappingProxyType({}),
 ) -> Response:
+    """Check each field of ``checks`` (its id: its validator), each error next to its
+    field, then make the change; a refusal of the whole change is shown above the page."""
     me.require(scope)
     form = await request.form()
-    try:
-        await change(form)
-    except ApiwardError as exc:
+    errors = FieldErrors()
+    for field_id, check in checks.items():
+        with errors.on(field_id):
+            check(form)
+    if not errors:
+        try:
+            await change(form)
+        except ApiwardError as exc:
+            return await _page(
+                request,
+                me,
+                tenancy,
+                portal,
+                flash=Flash.error(exc),
+                status=status_of(exc),
+                values=form,
+            )
+    if errors:
         return await _page(
-            request, me, tenancy, portal, flash=Flash.error(exc), status=status_of(exc), values=form
+            request,
+            me,
+            tenancy,
+            portal,
+            flash=errors.flash(),
+            status=400,
+            values=form,
+            errors=errors,
         )
     anchor = {"space": "spaces", "role": "roles", "invited": "invitations"}.get(
         done.split("_")[0], "users"
@@ -137,7 +164,19 @@ async def create_user(
             space_id=text(form, "space_id", 64) or None,
         )
 
-    return await _act(request, me, tenancy, portal, "users:manage", change, "user_created")
+    checks = {
+        "new-email": lambda form: check_email(text(form, "email", 254)),
+        "new-name": lambda form: text(form, "name") and check_name(text(form, "name"), "user"),
+        "new-password": lambda form: _strong(text(form, "password", 1024), text(form, "email")),
+    }
+    return await _act(request, me, tenancy, portal, "users:manage", change, "user_created", checks)
+
+
+def _strong(password: str, email: str) -> None:
+    """A new user's password, when one is given, passes the strength check."""
+    problem = weakness(password, email=email) if password else None
+    if problem:
+        raise InvalidInput(problem)
 
 
 @router.post("/members/users/{user_id}/roles")
@@ -221,7 +260,10 @@ async def create_space(
     async def change(form: FormData) -> object:
         return await tenancy.create_space(me.principal, text(form, "name"))
 
-    return await _act(request, me, tenancy, portal, "spaces:manage", change, "space_created")
+    checks = {"space-name": lambda form: check_name(text(form, "name"), "space")}
+    return await _act(
+        request, me, tenancy, portal, "spaces:manage", change, "space_created", checks
+    )
 
 
 @router.post("/members/roles")
@@ -272,7 +314,8 @@ async def invite(
     async def change(form: FormData) -> object:
         return await portal.invite(me.principal, text(form, "email", 254), text(form, "role", 40))
 
-    return await _act(request, me, tenancy, portal, "users:manage", change, "invited")
+    checks = {"invite-email": lambda form: check_email(text(form, "email", 254))}
+    return await _act(request, me, tenancy, portal, "users:manage", change, "invited", checks)
 
 
 @router.post("/members/invitations/{invitation_id}/revoke")
