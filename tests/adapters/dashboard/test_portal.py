@@ -244,6 +244,11 @@ def test_weak_passwords_and_bad_addresses_are_refused_with_a_message(
     r = sign_up(b, "not an address", password=NEW_PASSWORD)
     assert r.status_code == 400
     assert "is not a valid email address" in r.text
+    # Every error at once, each next to its field.
+    r = sign_up(b, "not an address", password="short")
+    assert r.status_code == 400
+    assert 'id="email-error"' in r.text and 'id="password-error"' in r.text
+    assert 'aria-describedby="password-hint password-error"' in r.text
     assert mailbox.nothing_for("weak@example.test", wait=0.5)
 
 

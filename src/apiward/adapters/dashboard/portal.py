@@ -16,6 +16,7 @@ from starlette.responses import Response
 from apiward.adapters.dashboard.sessions import COOKIE, Sessions
 from apiward.adapters.dashboard.web import (
     DashboardRoute,
+    FieldErrors,
     Flash,
     Me,
     SessionsDep,
@@ -41,8 +42,10 @@ from apiward.core.errors import (
     SecondFactorRequired,
 )
 from apiward.core.models import LinkPurpose
+from apiward.core.passwords import weakness
 from apiward.services.mfa import Person
 from apiward.services.portal import Portal
+from apiward.services.tenancy import check_email, check_name
 
 router = APIRouter(route_class=DashboardRoute)
 
@@ -81,7 +84,13 @@ def _link_failed(request: Request, exc: ApiwardError) -> Response:
 async def signup_form(request: Request, settings: SettingsDep) -> Response:
     if not settings.signup_enabled:
         return _closed(request)
-    return public_page(request, "signup.html", values={}, domains=settings.signup_email_domains)
+    return public_page(
+        request,
+        "signup.html",
+        values={},
+        errors=FieldErrors(),
+        domains=settings.signup_email_domains,
+    )
 
 
 def _closed(request: Request) -> Response:
@@ -101,17 +110,32 @@ def _closed(request: Request) -> Response:
 async def signup(request: Request, settings: SettingsDep, portal: PortalDep) -> Response:
     form = await request.form()
     values = {"email": text(form, "email", 254), "name": text(form, "name")}
-    try:
-        await portal.sign_up(
-            values["email"], values["name"], text(form, "password", 1024), request_context(request)
-        )
-    except ApiwardError as exc:
+    password = text(form, "password", 1024)
+    errors = FieldErrors()
+    if values["name"]:
+        with errors.on("name"):
+            check_name(values["name"], "account")
+    with errors.on("email"):
+        check_email(values["email"])
+    if problem := weakness(password, email=values["email"]):
+        errors.fields["password"] = problem
+    status = 400
+    if not errors:
+        try:
+            await portal.sign_up(
+                values["email"], values["name"], password, request_context(request)
+            )
+        except ApiwardError as exc:
+            errors.add(exc)
+            status = status_of(exc)
+    if errors:
         return public_page(
             request,
             "signup.html",
-            status=status_of(exc),
-            flash=Flash.error(exc),
+            status=status,
+            flash=errors.flash(),
             values=values,
+            errors=errors,
             domains=settings.signup_email_domains,
         )
     return _check_inbox(request, values["email"])
