@@ -619,6 +619,14 @@ def test_changing_the_password_signed_in_ends_the_other_sessions(
     )
     assert r.status_code == 401
     assert "current password is not right" in r.text
+    assert 'id="current-error"' in r.text  # next to the field it is about
+    r = here.post(
+        "/dashboard/account/password",
+        {"current": PASSWORD, "password": "short", "password_again": "other"},
+        csrf=here.csrf("/dashboard/account"),
+    )
+    assert r.status_code == 400
+    assert 'id="password-error"' in r.text and 'id="password_again-error"' in r.text
     r = here.post(
         "/dashboard/account/password",
         {"current": PASSWORD, "password": NEW_PASSWORD, "password_again": NEW_PASSWORD},

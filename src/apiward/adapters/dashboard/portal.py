@@ -36,10 +36,10 @@ from apiward.adapters.http.security import request_context
 from apiward.adapters.settings import Settings
 from apiward.core.errors import (
     ApiwardError,
-    InvalidInput,
     LinkInvalid,
     PermissionDenied,
     SecondFactorRequired,
+    WrongPassword,
 )
 from apiward.core.models import LinkPurpose
 from apiward.core.passwords import weakness
@@ -416,6 +416,7 @@ async def _account_page(
     status: int = 200,
     flash: Flash | None = None,
     recovery_codes: list[str] | None = None,
+    errors: FieldErrors | None = None,
 ) -> Response:
     two_factor = runtime_of(request).two_factor
     person = person_of(me)
@@ -435,6 +436,7 @@ async def _account_page(
         qr=qr_code(enrolment.uri) if enrolment else None,
         recovery_left=await two_factor.recovery_codes_left(person.owner_id) if enabled else 0,
         recovery_codes=recovery_codes or [],
+        errors=errors or FieldErrors(),
     )
 
 
@@ -504,15 +506,27 @@ async def change_password(
     form = await request.form()
     current, new = text(form, "current", 1024), text(form, "password", 1024)
     context = request_context(request)
-    try:
-        if new != text(form, "password_again", 1024):
-            raise InvalidInput("The two new passwords are not the same.")
-        if me.account is not None:
-            await portal.change_password(me.account, current, new, context)
-        else:
-            await portal.change_user_password(me.signed.user, current, new, context)
-    except ApiwardError as exc:
-        return await _account_page(request, me, status=status_of(exc), flash=Flash.error(exc))
+    errors = FieldErrors()
+    email = me.account.email if me.account is not None else me.signed.user.email
+    if problem := weakness(new, email=email):
+        errors.fields["password"] = problem
+    if new != text(form, "password_again", 1024):
+        errors.fields["password_again"] = "The two new passwords are not the same."
+    status = 400
+    if not errors:
+        try:
+            if me.account is not None:
+                await portal.change_password(me.account, current, new, context)
+            else:
+                await portal.change_user_password(me.signed.user, current, new, context)
+        except WrongPassword as exc:
+            errors.fields["current"] = exc.message
+            status = status_of(exc)
+        except ApiwardError as exc:
+            errors.add(exc)
+            status = status_of(exc)
+    if errors:
+        return await _account_page(request, me, status=status, flash=errors.flash(), errors=errors)
     # Every session ended with the change; this browser gets a new one.
     cookie = await sessions.renew(me.visitor, context)
     response = see_other(url("/account", done="password_changed"))
