@@ -5,7 +5,7 @@ actions; and the form that renames it or changes its scopes, through ``Clients.u
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from apiward.adapters.dashboard import analytics as charts
@@ -83,11 +83,7 @@ async def _edit_form(
     choices = await scope_choices(tenancy, me, request)
     offered = choices.holding(client.scopes, "Held by this client")
     if values is None:
-        listed = offered.names()
-        fields: list[tuple[str, str | UploadFile]] = [("name", client.name)]
-        fields += [("scope", s) for s in client.scopes if s in listed]
-        fields.append(("more_scopes", " ".join(s for s in client.scopes if s not in listed)))
-        values = FormData(fields)
+        values = FormData([("name", client.name), *offered.as_form(client.scopes)])
     return render(
         request,
         "client_edit.html",

@@ -102,10 +102,8 @@ async def key_page(
 def _values(key: ApiKey, offered: ScopeChoices) -> FormData:
     """The edit form as the key stands: its scopes ticked where offered, the others in
     "Other scopes", its allow-lists one per line, its expiry kept."""
-    listed = offered.names()
     fields: list[tuple[str, str | UploadFile]] = [("name", key.name), ("expires", KEEP)]
-    fields += [("scope", s) for s in key.scopes if s in listed]
-    fields.append(("more_scopes", " ".join(s for s in key.scopes if s not in listed)))
+    fields += offered.as_form(key.scopes)
     fields.append(("ip_allow", "\n".join(key.ip_allow)))
     fields += [("space", s) for s in key.space_allow]
     return FormData(fields)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from apiward.adapters.dashboard.web import (
@@ -85,6 +85,14 @@ class ScopeChoices:
         offered = self.names()
         api = self.api + [(s, note) for s in scopes if s not in offered]
         return ScopeChoices(api, self.own, self.groups)
+
+    def as_form(self, scopes: tuple[str, ...]) -> list[tuple[str, str | UploadFile]]:
+        """A credential's scopes as its form sends them: ticked where offered, the others
+        in "Other scopes"."""
+        listed = self.names()
+        fields: list[tuple[str, str | UploadFile]] = [("scope", s) for s in scopes if s in listed]
+        fields.append(("more_scopes", " ".join(s for s in scopes if s not in listed)))
+        return fields
 
     def sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """The API's scopes by group, in the groups' order, then those of no group
