@@ -540,6 +540,21 @@ def test_password_reset_by_email_ends_every_session(
     form = b.get(path)
     assert form.status_code == 200 and "Choose a new password" in form.text
     token = path.split("token=")[1]
+    for password, again, field in (
+        (NEW_PASSWORD, "not the same", "password_again"),
+        ("short", "short", "password"),
+    ):
+        r = b.request(
+            "POST",
+            "/dashboard/reset",
+            data={
+                "csrf": csrf_of(form.text),
+                "token": token,
+                "password": password,
+                "password_again": again,
+            },
+        )
+        assert r.status_code == 400 and f'id="{field}-error"' in r.text, field
     r = b.request(
         "POST",
         "/dashboard/reset",

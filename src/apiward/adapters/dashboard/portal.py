@@ -36,6 +36,7 @@ from apiward.adapters.http.security import request_context
 from apiward.adapters.settings import Settings
 from apiward.core.errors import (
     ApiwardError,
+    InvalidInput,
     LinkInvalid,
     PermissionDenied,
     SecondFactorRequired,
@@ -229,7 +230,7 @@ async def reset_form(request: Request, portal: PortalDep) -> Response:
         await portal.link(token, LinkPurpose.RESET)
     except ApiwardError as exc:
         return _link_failed(request, exc)
-    return public_page(request, "reset.html", token=token)
+    return public_page(request, "reset.html", token=token, errors=FieldErrors())
 
 
 @router.post("/reset")
@@ -238,21 +239,23 @@ async def reset(request: Request, portal: PortalDep) -> Response:
     form = await request.form()
     token = _token(request, form)
     password = text(form, "password", 1024)
+    errors = FieldErrors()
     if password != text(form, "password_again", 1024):
+        errors.fields["password_again"] = "The two passwords are not the same."
+    status = 400
+    if not errors:
+        try:
+            await portal.reset_password(token, password, request_context(request))
+        except LinkInvalid as exc:
+            return _link_failed(request, exc)
+        except InvalidInput as exc:  # the link is good: what is wrong is the password
+            errors.fields["password"] = exc.message
+        except ApiwardError as exc:
+            errors.add(exc)
+            status = status_of(exc)
+    if errors:
         return public_page(
-            request,
-            "reset.html",
-            status=400,
-            flash=Flash("error", "The two passwords are not the same."),
-            token=token,
-        )
-    try:
-        await portal.reset_password(token, password, request_context(request))
-    except LinkInvalid as exc:
-        return _link_failed(request, exc)
-    except ApiwardError as exc:
-        return public_page(
-            request, "reset.html", status=status_of(exc), flash=Flash.error(exc), token=token
+            request, "reset.html", status=status, flash=errors.flash(), token=token, errors=errors
         )
     return see_other(url("/login", done="password_reset"))
 
