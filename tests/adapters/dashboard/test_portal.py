@@ -396,6 +396,13 @@ def test_an_invitee_without_an_account_joins_with_a_role(
     assert page.status_code == 200
     assert "Create account and join" in page.text
     token = path.split("token=")[1]
+    bad = guest.request(
+        "POST",
+        "/dashboard/invitations/accept",
+        data={"csrf": csrf_of(page.text), "token": token, "name": "x\ny", "password": "short"},
+    )
+    assert bad.status_code == 400
+    assert 'id="name-error"' in bad.text and 'id="password-error"' in bad.text
     r = guest.request(
         "POST",
         "/dashboard/invitations/accept",

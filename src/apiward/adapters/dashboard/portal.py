@@ -294,6 +294,7 @@ async def invitation(
         account=me.account if me else None,
         here=url("/invitations/accept", token=token),
         values={},
+        errors=FieldErrors(),
     )
 
 
@@ -306,34 +307,45 @@ async def accept(
     token = _token(request, form)
     me = await _current(request, settings, sessions, portal)
     context = request_context(request)
+    account = me.account if me else None
+    name, password = text(form, "name"), text(form, "password", 1024)
+    errors = FieldErrors()
+    status = 400
     try:
-        account, project = await portal.accept(
-            token,
-            context,
-            account=me.account if me else None,
-            name=text(form, "name"),
-            password=text(form, "password", 1024),
-        )
+        offer = await portal.invitation(token)
+        if account is None:  # a new account: its name and password, each checked here
+            if name:
+                with errors.on("name"):
+                    check_name(name, "account")
+            if problem := weakness(password, email=offer.link.email):
+                errors.fields["password"] = problem
+        if not errors:
+            made, project = await portal.accept(
+                token, context, account=account, name=name, password=password
+            )
     except LinkInvalid as exc:
         return _link_failed(request, exc)
     except ApiwardError as exc:
-        offer = await portal.invitation(token)
+        errors.add(exc)
+        status = status_of(exc)
+    if errors:
         return public_page(
             request,
             "accept.html",
-            status=status_of(exc),
-            flash=Flash.error(exc),
+            status=status,
+            flash=errors.flash(),
             token=token,
-            offer=offer,
-            account=me.account if me else None,
+            offer=await portal.invitation(token),
+            account=account,
             here=url("/invitations/accept", token=token),
-            values={"name": text(form, "name")},
+            values={"name": name},
+            errors=errors,
         )
     response = see_other(url("/overview"))
     if me is not None and me.account is not None:
         await sessions.switch(me.visitor, project.org.id)
     else:
-        cookie, _ = await sessions.open(account, project, context)
+        cookie, _ = await sessions.open(made, project, context)
         set_session_cookie(request, response, cookie, settings)
     return response
 
