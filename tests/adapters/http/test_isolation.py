@@ -38,6 +38,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/webhooks/{webhook_id}/roll-secret", None),
     ("POST", "/v1/webhooks/{webhook_id}/test", None),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries", None),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", None),
     ("DELETE", "/v1/invitations/{invitation_id}", None),
 ]
 LISTS = [
@@ -66,10 +67,12 @@ def _victim_ids(org: Org) -> dict[str, str]:
         headers=org.headers(),
         json={"url": "https://hooks.acme.test/in", "events": ["key.revoked"]},
     ).json()
+    delivery = org.client.post(f"/v1/webhooks/{webhook['id']}/test", headers=org.headers())
     invitation = org.client.post(
         "/v1/invitations", headers=org.headers(), json={"email": "new@acme.test", "role": "viewer"}
     ).json()
     return {
+        "delivery_id": delivery.json()["id"],
         "invitation_id": invitation["id"],
         "webhook_id": webhook["id"],
         "key_id": key["id"],
