@@ -21,7 +21,6 @@ class SqlAnalytics(SqlBase):
     """Verification counts, and the scopes credentials used."""
 
     async def add_verifications(self, rows: Sequence[Bucket]) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
 
         v = t.verification_counts
         values = sorted(  # one order everywhere: concurrent upserts cannot deadlock
@@ -41,15 +40,7 @@ class SqlAnalytics(SqlBase):
             ),
             key=lambda r: tuple(str(r[k]) for k in _VERIFICATION_KEY),
         )
-        if not values:
-            return
-        dialect: Any = postgresql if self._c.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(v)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_VERIFICATION_KEY),
-            set_={"count": v.c["count"] + stmt.excluded["count"]},  # add, never overwrite
-        )
-        await self._c.execute(stmt, values)
+        await self._add_counts(v, _VERIFICATION_KEY, values)
 
     async def verification_counts(
         self, org_id: str, environment: str, query: Query
@@ -125,7 +116,6 @@ class SqlAnalytics(SqlBase):
         return int(result.rowcount or 0)
 
     async def add_scope_uses(self, rows: Sequence[ScopeUse]) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
 
         u = t.scope_uses
         values = sorted(  # one order everywhere: concurrent upserts cannot deadlock
@@ -142,13 +132,21 @@ class SqlAnalytics(SqlBase):
             ),
             key=lambda r: tuple(str(r[k]) for k in _SCOPE_USE_KEY),
         )
+        await self._add_counts(u, _SCOPE_USE_KEY, values)
+
+    async def _add_counts(
+        self, table: sa.Table, key: Sequence[str], values: list[dict[str, Any]]
+    ) -> None:
+        """Upsert rows that add their ``count`` to the stored one, never overwrite it."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         if not values:
             return
         dialect: Any = postgresql if self._c.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(u)
+        stmt = dialect.insert(table)
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(_SCOPE_USE_KEY),
-            set_={"count": u.c["count"] + stmt.excluded["count"]},  # add, never overwrite
+            index_elements=list(key),
+            set_={"count": table.c["count"] + stmt.excluded["count"]},
         )
         await self._c.execute(stmt, values)
 
