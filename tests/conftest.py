@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from apiward.adapters.http.app import create_app
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
-from apiward.adapters.storage.migrate import upgrade
+from apiward.adapters.storage.migrate import head, upgrade
 from apiward.adapters.storage.sql import SqlStore, create_engine
 
 POSTGRES_URL = os.environ.get(
@@ -64,7 +64,12 @@ def fast_settings(**overrides: Any) -> Settings:
     return Settings(**base)
 
 
-def _postgres_reachable() -> str | None:
+_MIGRATED = False
+"""Whether this process has migrated the test database's schema to the head once: after
+that, a test's reset empties the tables instead of dropping and migrating them anew."""
+
+
+def _postgres_reachable(*, empty: bool = False) -> str | None:
     import asyncpg
 
     dsn = POSTGRES_URL.replace("postgresql+asyncpg", "postgresql")
@@ -98,7 +103,7 @@ def _postgres_reachable() -> str | None:
                     "that database was not created by this test suite, and the tests empty "
                     "it; set APIWARD_TEST_POSTGRES_URL to a database they may empty"
                 )
-            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            await _reset(conn, empty=empty)
         finally:
             await conn.close()
 
@@ -109,13 +114,51 @@ def _postgres_reachable() -> str | None:
     return None
 
 
+async def _reset(conn: Any, *, empty: bool) -> None:
+    """Give the next test a schema with no rows: emptied tables when the schema is the
+    migrated head this process left (a tenth of a drop and migration), else a dropped
+    schema, migrated to the head unless the test asks for ``empty`` (the migration tests,
+    several processes migrating together)."""
+    global _MIGRATED
+    if not empty and _MIGRATED:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'alembic_version'"
+        )
+        version = await _version(conn)
+        if tables and version == head():
+            names = ", ".join(f'public."{row[0]}"' for row in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            return
+    await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    _MIGRATED = False
+    if not empty:
+        engine = create_engine(POSTGRES_URL)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+        _MIGRATED = True
+
+
+async def _version(conn: Any) -> str | None:
+    import asyncpg
+
+    try:
+        found: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    return found
+
+
 class _NotOurs(Exception):
     """The default test database exists but is not one this suite created."""
 
 
-def require_postgres() -> str:
-    """The PostgreSQL URL, reset to an empty schema; skip (fail in CI) when unreachable."""
-    problem = _postgres_reachable()
+def require_postgres(*, empty: bool = False) -> str:
+    """The PostgreSQL URL, its schema migrated to the head with no rows (or, with
+    ``empty``, no schema at all); skip (fail in CI) when unreachable."""
+    problem = _postgres_reachable(empty=empty)
     if problem:
         message = (
             f"PostgreSQL is not reachable at {POSTGRES_URL} ({problem}). Start it, or point "
@@ -133,6 +176,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'apiward.db'}"
     return require_postgres()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """As ``database_url``, with no schema at all: for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'apiward.db'}"
+    return require_postgres(empty=True)
 
 
 @pytest.fixture

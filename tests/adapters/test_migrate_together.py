@@ -94,7 +94,7 @@ def _schema_at_head(database_url: str) -> None:
 
 @pytest.mark.postgres
 def test_four_processes_migrate_an_empty_postgres_database_once() -> None:
-    url = require_postgres()  # an empty schema
+    url = require_postgres(empty=True)
     _start_together(url, 4)
     _schema_at_head(url)
 

@@ -60,8 +60,8 @@ async def _count(conn: Any, table: str) -> int:
     return int((await conn.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar_one())  # noqa: S608
 
 
-async def test_0007_keeps_rows_and_references_and_can_be_undone(database_url: str) -> None:
-    engine = create_engine(database_url)
+async def test_0007_keeps_rows_and_references_and_can_be_undone(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_to("0006"))
@@ -109,12 +109,14 @@ KEY_ROW = (
 )
 
 
-async def test_0009_keys_made_before_record_nothing_as_the_operators(database_url: str) -> None:
+async def test_0009_keys_made_before_record_nothing_as_the_operators(
+    empty_database_url: str,
+) -> None:
     """A key made before the operator's bounds were recorded has none: its expiry and
     allow-lists stay as they were, and the way back drops the columns."""
     from apiward.adapters.storage.sql.rows import key_record
 
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_to("0008"))
@@ -175,10 +177,12 @@ ARCHIVED_SPACE = (
 )
 
 
-async def test_0011_spaces_archived_before_have_no_recorded_archiver(database_url: str) -> None:
+async def test_0011_spaces_archived_before_have_no_recorded_archiver(
+    empty_database_url: str,
+) -> None:
     """A space archived before its archiver was recorded stays archived with none (so
     only an owner or the operator brings it back), and the way back drops the column."""
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_to("0010"))
@@ -207,13 +211,15 @@ CLIENT_ROW = (
 )
 
 
-async def test_0012_credentials_made_before_belong_to_no_external_id(database_url: str) -> None:
+async def test_0012_credentials_made_before_belong_to_no_external_id(
+    empty_database_url: str,
+) -> None:
     """A key and a client made before migration 0012 have no external_id and an empty
     meta, a list by external_id finds none of them, and the way back drops the columns."""
     from apiward.adapters.storage import tables as t
     from apiward.adapters.storage.sql.rows import client_record, key_record
 
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_to("0011"))
@@ -246,11 +252,11 @@ async def test_0012_credentials_made_before_belong_to_no_external_id(database_ur
 
 
 async def test_0015_adds_the_second_factor_tables_and_the_way_back_drops_them(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
     """Migration 0015 keeps every row; organisations made before it require no second
     factor; the way back removes its two tables and the column."""
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_to("0014"))
