@@ -343,3 +343,87 @@ def test_keys_usage_shows_the_scopes_used_and_narrows_to_them(env: dict[str, str
     assert json.loads(run("keys", "get", made["id"], "--json"))["scopes"] == ["keys:read"]
     bad = CliRunner().invoke(app, ["keys", "usage", made["id"], "--since", "soon"])
     assert bad.exit_code != 0 and "since" in bad.output
+
+
+def test_clients_usage_shows_the_scopes_used_and_narrows_to_them(env: dict[str, str]) -> None:
+    from apiward.adapters.settings import Settings
+
+    init()
+    scopes = ["--scope", "keys:read", "--scope", "clients:read"]
+    made = json.loads(run("clients", "create", "--name", "svc", *scopes, "--json"))
+    client_id = made["client_id"]
+    with TestClient(create_app(Settings())) as server:
+        grant = server.post(
+            "/v1/auth/token",
+            data={"grant_type": "client_credentials", "scope": "keys:read clients:read"},
+            auth=(client_id, made["client_secret"]),
+        )
+        assert grant.status_code == 200, grant.text
+        auth = {"Authorization": f"Bearer {grant.json()['access_token']}"}
+        for _ in range(3):
+            assert server.get("/v1/keys", headers=auth).status_code == 200
+    # The server flushed its counts as it stopped.
+    data = json.loads(run("clients", "usage", client_id, "--json"))
+    assert [(u["scope"], u["requests"]) for u in data["used"]] == [("keys:read", 3)]
+    assert data["unused"] == ["clients:read"] and data["narrowed"] == ["keys:read"]
+    table = run("clients", "usage", client_id, "--since", "7d")
+    assert "keys:read" in table and "unused: clients:read" in table
+    assert f"apiward clients usage {client_id} --since 7d --narrow" in table
+    assert "narrowed to: keys:read" in run("clients", "usage", client_id, "--narrow")
+    listed = json.loads(run("clients", "list", "--json"))
+    assert [c["scopes"] for c in listed if c["client_id"] == client_id] == [["keys:read"]]
+    unknown = CliRunner().invoke(app, ["clients", "usage", "cli_nope"])
+    assert unknown.exit_code == 1 and "no oauth client with id 'cli_nope'" in unknown.output.lower()
+
+
+def test_org_hygiene_shows_the_policy_and_sets_one_that_only_tightens(
+    env: dict[str, str],
+) -> None:
+    init()
+    shown = json.loads(run("org", "hygiene", "--json"))
+    assert shown["own"] is None
+    assert shown["in_force"] == shown["operator"]
+    assert shown["operator"]["expiry_reminder_days"] == [30, 7, 1]
+
+    set_ = json.loads(
+        run(
+            "org", "hygiene", "--unused-days", "45", "--expiry-reminder", "14",
+            "--credit-threshold", "90", "--json",
+        )
+    )  # fmt: skip
+    assert set_["own"] == {
+        "unused_days": 45,
+        "expiry_reminder_days": [14],
+        "credit_thresholds": [90],
+    }
+    assert set_["in_force"]["unused_days"] == 45
+    assert set_["in_force"]["expiry_reminder_days"] == [30, 14, 7, 1]
+    assert set_["in_force"]["credit_thresholds"] == [50, 80, 90, 100]
+    assert json.loads(run("org", "hygiene", "--json")) == set_
+    table = run("org", "hygiene")
+    assert "45 days" in table and "30, 14, 7, 1" in table and "50, 80, 90, 100" in table
+    assert max(map(len, table.splitlines())) <= 80 and "…" not in table
+
+    for bad, option in (
+        (["--unused-days", "0"], "--unused-days"),
+        (["--expiry-reminder", "400"], "--expiry-reminder"),
+        (["--credit-threshold", "101"], "--credit-threshold"),
+    ):
+        refused = CliRunner().invoke(app, ["org", "hygiene", *bad])
+        assert refused.exit_code == 2 and option in refused.output, refused.output
+    both = CliRunner().invoke(app, ["org", "hygiene", "--clear", "--unused-days", "3"])
+    assert both.exit_code == 2 and "--clear" in both.output
+
+    cleared = json.loads(run("org", "hygiene", "--clear", "--json"))
+    assert cleared["own"] is None and cleared["in_force"] == cleared["operator"]
+
+
+def test_org_hygiene_refuses_to_loosen_the_operators_policy(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APIWARD_KEY_UNUSED_DISABLE_DAYS", "30")
+    init()
+    refused = CliRunner().invoke(app, ["org", "hygiene", "--unused-days", "60"])
+    assert refused.exit_code == 1, refused.output
+    assert "30" in refused.output and "60" in refused.output
+    assert json.loads(run("org", "hygiene", "--json"))["own"] is None

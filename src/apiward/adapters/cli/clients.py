@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from apiward.adapters.cli.scope_usage import NarrowOption, SinceOption, scope_usage
 from apiward.adapters.cli.shared import (
     EnvOption,
     ExternalIdOption,
@@ -116,6 +117,19 @@ def clients_list(
         return [_client_dict(c, runtime.clock.now()) for c in page.items]
 
     _show_clients(as_operator(org, environment, job), as_json)
+
+
+@app.command("usage")
+def clients_usage(
+    client_id: Annotated[str, typer.Argument(help="The client_id.")],
+    since: SinceOption = "30d",
+    narrow: NarrowOption = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which of the client's scopes its allowed requests used (counted per day), which
+    it never needed, and with --narrow, narrow it to what was used (an ordinary update)."""
+    scope_usage("client", client_id, since, narrow=narrow, org=org, as_json=as_json)
 
 
 @app.command("revoke")

@@ -11,6 +11,7 @@ import typer
 
 from apiward.adapters.cli.keys_import import keys_import
 from apiward.adapters.cli.leaks import keys_report_leak
+from apiward.adapters.cli.scope_usage import NarrowOption, SinceOption, scope_usage
 from apiward.adapters.cli.shared import (
     EnvOption,
     ExternalIdOption,
@@ -23,7 +24,7 @@ from apiward.adapters.cli.shared import (
     out,
     run,
 )
-from apiward.adapters.cli.tables import Column, show
+from apiward.adapters.cli.tables import Column, minute, show
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
@@ -59,7 +60,7 @@ EXTERNAL_ID_COLUMN = Column("external id", keep=4, least=8)
 def _key_rows(keys: list[dict[str, Any]], owned: bool = False) -> list[list[str]]:
     rows = []
     for k in keys:
-        last = k["last_used_at"] and f"{_when(k['last_used_at'])} {k['last_used_ip'] or ''}"
+        last = k["last_used_at"] and f"{minute(k['last_used_at'])} {k['last_used_ip'] or ''}"
         rows.append(
             [
                 k["id"],
@@ -69,17 +70,12 @@ def _key_rows(keys: list[dict[str, Any]], owned: bool = False) -> list[list[str]
                 " ".join(k["scopes"]),
                 k["state"],
                 (last or "never").strip(),
-                _when(k["expires_at"]) if k["expires_at"] else "never",
+                minute(k["expires_at"]) if k["expires_at"] else "never",
                 *([k["external_id"] or ""] if owned else []),
                 *([k["format"]] if "format" in k else []),
             ]
         )
     return rows
-
-
-def _when(iso: str) -> str:
-    """A stored time as the tables show it: to the minute, in UTC."""
-    return iso[:16].replace("T", " ")
 
 
 def _show_keys(keys: list[dict[str, Any]], footer: str | None = None) -> None:
@@ -290,71 +286,17 @@ def keys_get(key_id: KeyId, org: OrgOption = None, as_json: JsonOption = False) 
     _key_action(key_id, org, as_json, lambda r, p: r.keys.get(p, key_id))
 
 
-USAGE_COLUMNS = (
-    Column("scope", whole=True),
-    Column("requests", right=True, keep=3),
-    Column("last used", keep=2, least=10),
-    Column("granted by", keep=1),
-)
-
-
 @app.command("usage")
 def keys_usage(
     key_id: KeyId,
-    since: Annotated[
-        str, typer.Option("--since", help="7d, 30d, 90d or an ISO time or date.")
-    ] = "30d",
-    narrow: Annotated[
-        bool,
-        typer.Option("--narrow", help="Narrow the key's scopes to the ones its requests used."),
-    ] = False,
+    since: SinceOption = "30d",
+    narrow: NarrowOption = False,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Which of the key's scopes its allowed requests used (counted per day), which it
     never needed, and with --narrow, narrow it to what was used (an ordinary update)."""
-    from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
-    from apiward.core.errors import InvalidInput
-
-    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
-        await runtime.flush_scope_usage()  # what this process counted (none, usually)
-        report = await runtime.scope_usage.of_key(principal, key_id, since)
-        data = ScopeUsageOut.of(key_id, report).model_dump(mode="json")
-        if narrow:
-            if not report.narrowed:
-                raise InvalidInput(
-                    f"No allowed request of {key_id} needed a scope since {since}: nothing "
-                    "to narrow it to (disable or revoke it instead)."
-                )
-            key = await runtime.keys.update(principal, key_id, scopes=report.narrowed)
-            data["scopes"] = list(key.scopes)
-            data["unused"] = []
-        return data
-
-    async def find_env(runtime: Runtime) -> str:
-        principal = await runtime.operators.principal(org)
-        return (await runtime.keys.get(principal, key_id)).environment
-
-    data = as_operator(org, run(find_env), job)
-    if as_json:
-        print(json.dumps(data))
-        return
-    rows = [
-        [u["scope"], str(u["requests"]), u["last_used_on"], u["granted_by"] or "(not any more)"]
-        for u in data["used"]
-    ]
-    show(out, USAGE_COLUMNS, rows, footer=f"since {_when(data['since'])} UTC")
-    if narrow:
-        out.print(f"narrowed to: {' '.join(data['scopes'])}")
-    elif data["unused"]:
-        out.print(f"unused: {' '.join(data['unused'])}")
-        if data["narrowed"]:
-            out.print(f"narrow to what was used ({' '.join(data['narrowed'])}):")
-            print(f"  apiward keys usage {key_id} --since {since} --narrow")
-    elif data["used"]:
-        out.print("every scope of the key was used")
-    else:
-        out.print("no allowed request of this key needed a scope")
+    scope_usage("key", key_id, since, narrow=narrow, org=org, as_json=as_json)
 
 
 @app.command("update")

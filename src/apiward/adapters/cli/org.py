@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, out, run
+from apiward.adapters.cli.shared import JsonOption, OrgOption, as_operator, fail, out, run
 from apiward.adapters.cli.tables import Column, show
 
 if TYPE_CHECKING:
     from apiward.adapters.runtime import Runtime
+    from apiward.core.hygiene import HygienePolicy
     from apiward.core.models import Organisation, Principal
 
 app = typer.Typer(help="The organisation and its rate-limit tier.", no_args_is_help=True)
@@ -83,3 +85,117 @@ def org_set_tier(
         return _org_dict(runtime, updated)
 
     _show_org(as_operator(org, "live", job), as_json)
+
+
+def _policy_dict(policy: HygienePolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "unused_days": policy.unused_days,
+        "expiry_reminder_days": list(policy.expiry_days),
+        "credit_thresholds": list(policy.credit_percents),
+    }
+
+
+def _show_hygiene(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data))
+        return
+    policies = (data["in_force"], data["own"], data["operator"])
+
+    def row(title: str, show_one: Callable[[dict[str, Any]], str]) -> list[str]:
+        return [title, *(show_one(p) if p else "-" for p in policies)]
+
+    out.print(f"[bold]{data['name']}[/bold] ({data['id']}): key hygiene")
+    show(
+        out,
+        (
+            Column("", whole=True),
+            Column("in force", whole=True),
+            Column("organisation's own", keep=2),
+            Column("operator's", keep=1),
+        ),
+        [
+            row(
+                "unused keys disabled",
+                lambda p: f"{d} days" if (d := p["unused_days"]) else "never",
+            ),
+            row("expiry reminders, days", lambda p: _listed(p["expiry_reminder_days"])),
+            row("credits spent, %", lambda p: _listed(p["credit_thresholds"])),
+        ],
+        footer=None if data["own"] else "the organisation has no policy of its own",
+    )
+
+
+def _after(days: int | None) -> str:
+    return f"{days} days" if days else "never"
+
+
+def _listed(values: list[int]) -> str:
+    return ", ".join(map(str, values)) or "none"
+
+
+@app.command("hygiene")
+def org_hygiene(
+    unused_days: Annotated[
+        int | None,
+        typer.Option("--unused-days", help="Disable keys unused for this many days."),
+    ] = None,
+    expiry_reminder: Annotated[
+        list[int] | None,
+        typer.Option("--expiry-reminder", help="Days before expiry to remind (repeatable)."),
+    ] = None,
+    credit_threshold: Annotated[
+        list[int] | None,
+        typer.Option("--credit-threshold", help="Percent of credits spent to announce."),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Drop the organisation's own policy.")
+    ] = False,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the key hygiene policy in force, or set the organisation's own, which may
+    only tighten the operator's (APIWARD_KEY_*): unused keys disabled sooner, reminders
+    and thresholds added. Setting replaces the organisation's own policy whole."""
+    from pydantic import ValidationError
+
+    from apiward.adapters.http.schemas.tenancy import KeyHygiene
+
+    setting = unused_days is not None or bool(expiry_reminder) or bool(credit_threshold)
+    if setting and clear:
+        fail("--clear drops the organisation's own policy; give it alone.")
+    own = None
+    if setting:
+        try:
+            own = KeyHygiene(
+                unused_days=unused_days,
+                expiry_reminder_days=expiry_reminder or [],
+                credit_thresholds=credit_threshold or [],
+            ).policy()
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = {
+                "unused_days": "--unused-days",
+                "expiry_reminder_days": "--expiry-reminder",
+                "credit_thresholds": "--credit-threshold",
+            }.get(str(problem["loc"][0]), str(problem["loc"][0]))
+            fail(f"{field}: {problem['msg']}")
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        tenancy = runtime.tenancy
+        if setting or clear:
+            found = await tenancy.update_org(
+                principal, name=None, rate_tier=None, key_hygiene=own, clear_hygiene=clear
+            )
+        else:
+            found = await runtime.operators.resolve_org(org)
+        return {
+            "id": found.id,
+            "name": found.name,
+            "own": _policy_dict(found.key_hygiene),
+            "in_force": _policy_dict(tenancy.hygiene_in_force(found)),
+            "operator": _policy_dict(tenancy.hygiene),
+        }
+
+    _show_hygiene(as_operator(org, "live", job), as_json)

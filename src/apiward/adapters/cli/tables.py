@@ -35,6 +35,11 @@ class Column:
     """Cut no narrower than this (a time, an address): left out rather than cut more."""
 
 
+def minute(iso: str) -> str:
+    """A stored time as the tables show it: to the minute, in UTC."""
+    return iso[:16].replace("T", " ")
+
+
 def fitted(
     columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
 ) -> tuple[list[int], list[int]]:
