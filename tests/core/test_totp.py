@@ -3,11 +3,13 @@ window and formats around it."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from apiward.core.crypto import Sealer
 from apiward.core.totp import (
     base32,
     code_at,
@@ -17,7 +19,7 @@ from apiward.core.totp import (
     new_recovery_codes,
     new_secret,
     otpauth_uri,
-    recovery_digest,
+    recovery_text,
     step_of,
 )
 
@@ -71,6 +73,17 @@ def test_recovery_codes_are_distinct_and_read_loosely() -> None:
     for code in codes:
         assert looks_like_recovery(code)
         same = code.upper().replace("-", " ")
-        assert recovery_digest(same) == recovery_digest(code)
-        assert code not in recovery_digest(code)
+        assert recovery_text(same) == recovery_text(code) == code.replace("-", "").encode()
     assert not looks_like_recovery("123456")
+
+
+def test_digests_are_keyed_by_the_secret_and_bound_to_their_context() -> None:
+    one, other = Sealer(b"a" * 32), Sealer(b"b" * 32)
+    code = recovery_text("k7d2m-p9xqa")
+    digest = one.digest(code, "mfa-recovery:usr_1")
+    assert digest == one.digest(recovery_text("K7D2M P9XQA"), "mfa-recovery:usr_1")
+    assert digest != other.digest(code, "mfa-recovery:usr_1")  # another deployment
+    assert digest != one.digest(code, "mfa-recovery:usr_2")  # another owner
+    assert digest != hashlib.sha256(code).hexdigest()
+    # The context and the value cannot be shifted into one another.
+    assert one.digest(b"x", "ab") != one.digest(b"bx", "a")

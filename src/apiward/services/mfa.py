@@ -10,7 +10,8 @@ user's id.
 deployment's secret, like signing keys and webhook secrets), not yet enabled; the
 account page shows it as an ``otpauth://`` URI and in base32. ``confirm`` enables it
 with a first right code, and hands out ten recovery codes, shown once and kept as
-their SHA-256. ``disable`` needs a current code (or recovery code) or the password.
+their HMAC-SHA256 under a key derived from the deployment's secret, bound to their owner
+(``Sealer.digest``). ``disable`` needs a current code (or recovery code) or the password.
 
 **Checking a code** (``check``): each attempt is counted by the sign-in throttle
 (``LoginThrottle``) under the person's id, before the code is compared, so a right
@@ -50,13 +51,14 @@ from apiward.core.totp import (
     new_secret,
     normalise,
     otpauth_uri,
-    recovery_digest,
+    recovery_text,
 )
 from apiward.services.audit import audit_event, request_event
 from apiward.services.ports import AuditTx, MfaTx, PortalTx, Store, TenancyTx
 from apiward.services.throttle import LoginThrottle
 
 _SEAL_CONTEXT = "mfa-secret:"
+_RECOVERY_CONTEXT = "mfa-recovery:"
 
 
 class MfaServiceTx(MfaTx, AuditTx, PortalTx, TenancyTx, Protocol):
@@ -166,7 +168,7 @@ class TwoFactor:
                 person.owner_id,
                 self._clock.now(),
                 step,
-                [recovery_digest(c) for c in codes],
+                [self._recovery_digest(person.owner_id, c) for c in codes],
             )
             if not enabled:
                 raise InvalidRequest("There is no authenticator waiting: start again.")
@@ -271,7 +273,9 @@ class TwoFactor:
                 accepted = step is not None and await tx.use_mfa_step(person.owner_id, step)
             elif looks_like_recovery(code):
                 kind = "recovery"
-                accepted = await tx.use_recovery_code(person.owner_id, recovery_digest(code), now)
+                accepted = await tx.use_recovery_code(
+                    person.owner_id, self._recovery_digest(person.owner_id, code), now
+                )
                 if accepted:
                     left = await tx.recovery_codes_left(person.owner_id)
                     await tx.insert_audit(
@@ -292,6 +296,9 @@ class TwoFactor:
         """The throttle's username for codes: the person's id, apart from their address,
         so that a right password does not forget the failed codes."""
         return f"mfa:{person.owner_id}"
+
+    def _recovery_digest(self, owner_id: str, code: str) -> str:
+        return self._sealer.digest(recovery_text(code), _RECOVERY_CONTEXT + owner_id)
 
     def _seal(self, owner_id: str, secret: bytes) -> str:
         return self._sealer.seal(secret, _SEAL_CONTEXT + owner_id)

@@ -4,6 +4,7 @@ throttle, the audit trail, and the secret kept sealed."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -339,6 +340,12 @@ def test_the_secret_is_sealed_at_rest_the_codes_hashed_and_neither_logged(
     raw = from_base32(secret)
     for needle in (secret, secret.lower(), raw.hex(), *codes, *(x.replace("-", "") for x in codes)):
         assert needle not in stored
+    # The codes' digests are keyed by the deployment's secret and bound to their owner:
+    # no unkeyed hash of a code, as typed or cleaned, is what the database holds.
+    for code_ in codes:
+        for text in (code_, code_.replace("-", "")):
+            for prefix in (b"", b"apiward-recovery:"):
+                assert hashlib.sha256(prefix + text.encode()).hexdigest() not in stored
     logs = capfd.readouterr()
     assert "smtp_not_configured" in logs.out  # the app's logs are captured here
     for needle in (secret, raw.hex(), *codes, code):
