@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from apiward import __version__
 from apiward.adapters.http import docs
-from apiward.adapters.http.access import PUBLIC, declare, routes_of
+from apiward.adapters.http.access import PUBLIC, declare
 from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.embed import Apiward
 from apiward.adapters.settings import Settings
@@ -51,9 +52,11 @@ def create_app(
     )
     if settings.docs_enabled:
         app.include_router(docs.router)
-    for path, route in routes_of(app):
-        if path == app.openapi_url and route.endpoint is not None:
-            declare(PUBLIC)(route.endpoint)  # FastAPI's own route: the API's description
+    for route in app.router.routes:  # FastAPI's own route, the API's description, is
+        # one of the app's own, not of an included router (no walk of every route's
+        # dependencies, which costs as much as the rest of building the app)
+        if isinstance(route, Route) and route.path == app.openapi_url:
+            declare(PUBLIC)(route.endpoint)
     started = app.router.lifespan_context
 
     @asynccontextmanager
