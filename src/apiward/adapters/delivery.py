@@ -15,6 +15,7 @@ when registered and to a private one later (DNS rebinding) is refused at that de
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -30,15 +31,26 @@ from apiward.core.webhooks import SendOutcome
 
 
 def client(timeout: float, *, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    """The runtime's one client for deliveries (created in its lifespan)."""
+    """The runtime's one client for deliveries (created in its lifespan); ``verify`` True
+    checks certificates against the process's one ``trusted()`` context."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
-        verify=verify,
+        verify=trusted() if verify is True else verify,
         headers={"User-Agent": f"apiward-webhooks/{__version__}"},
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
     )
+
+
+@functools.cache
+def trusted() -> ssl.SSLContext:
+    """Certificates checked against certifi's bundle, as httpx checks them by default;
+    loaded once per process (reading the bundle takes some 70 ms) and shared by every
+    client, which TLS contexts allow."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class Unreachable(Exception):

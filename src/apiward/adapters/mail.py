@@ -106,7 +106,7 @@ class SmtpTransport:
         self._username = username
         self._password = password
         self._timeout = timeout
-        self._tls = tls_context or ssl.create_default_context()
+        self._tls = tls_context or _system_trust()
 
     def send(self, message: EmailMessage) -> None:
         smtp: smtplib.SMTP
@@ -176,3 +176,10 @@ class Postbox:
     async def drain(self) -> None:
         """Wait for every queued email (at shutdown, and for the CLI before it exits)."""
         await self._pending.drain()
+
+
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    """The system's certificate store, read once per process (tens of milliseconds) and
+    shared by every mailer."""
+    return ssl.create_default_context()
