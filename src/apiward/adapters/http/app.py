@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from apiward import __version__
 from apiward.adapters.http import docs
-from apiward.adapters.http.access import PUBLIC, declare
+from apiward.adapters.http.access import PUBLIC, declare, routes_of
 from apiward.adapters.http.edge import ServerApp
 from apiward.adapters.http.embed import Apiward
 from apiward.adapters.settings import Settings
@@ -62,6 +62,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         async with started(app_) as state:
+            if not _heap_frozen:
+                # FastAPI builds each route's dependencies at the first request through
+                # its router; built now, they are frozen with the rest of the server
+                for _ in routes_of(app_):
+                    pass
             freeze_heap()
             yield state
 
