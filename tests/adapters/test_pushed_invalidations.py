@@ -22,6 +22,7 @@ from apiward.core.models import Invalidation, RequestContext
 from apiward.services.keys import CreatedKey
 from tests.adapters.limiter.conftest import start_private_redis
 from tests.conftest import fast_settings, require_postgres
+from tests.redis_sentinel import SentinelGroup, private_sentinel_group  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 CTX = RequestContext(ip="127.0.0.1")
@@ -123,6 +124,40 @@ async def test_a_lost_subscription_falls_back_to_the_fast_poll(tmp_path: Path) -
             assert b.invalidation_poll_seconds() == 3600
     finally:
         redis.kill()
+
+
+async def test_the_push_follows_a_sentinel_failover(
+    tmp_path: Path,
+    private_sentinel_group: SentinelGroup,  # noqa: F811
+) -> None:
+    """Behind Sentinel, revocations are pushed before and after the master is killed and
+    the replica promoted: the subscription is lost, then made again on the new master."""
+    group = private_sentinel_group
+    database = f"sqlite+aiosqlite:///{tmp_path / 'apiward.db'}"
+    async with two_runtimes(database, group.url(), poll=3600) as (a, b):
+        assert b.subscription is not None
+        before, org = await new_key(a, "acme")
+        after = await a.keys.create(
+            await a.operators.principal(org), name="after", scopes=["keys:read"]
+        )
+        for created in (before, after):
+            await b.auth.authenticate_key(created.plaintext, CTX)
+        received = b.subscription.received
+        await revoke(a, org, before.key.id)
+        await until(lambda: b.subscription is not None and b.subscription.received > received)
+        with pytest.raises(ApiwardError):
+            await b.auth.authenticate_key(before.plaintext, CTX)
+
+        group.kill_master()
+        await until(lambda: b.subscription is not None and not b.subscription.connected)
+        await asyncio.to_thread(group.wait_for_promotion)
+        await until(lambda: b.subscription is not None and b.subscription.connected, 20)
+        received = b.subscription.received
+        await revoke(a, org, after.key.id)
+        await until(lambda: b.subscription is not None and b.subscription.received > received)
+        with pytest.raises(ApiwardError):
+            await b.auth.authenticate_key(after.plaintext, CTX)
+        assert b.subscription.losses == 1
 
 
 async def until_refused(runtime: Runtime, plaintext: str, within: float = 10.0) -> None:

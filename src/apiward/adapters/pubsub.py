@@ -40,13 +40,14 @@ MAX_MESSAGE = 512
 """Bytes: a row is far shorter (its target is at most 128 characters)."""
 
 
-def client(url: str, *, timeout: float, read_timeout: float | None) -> aioredis.Redis:
-    """A client of ``url`` (a single server or a Sentinel group's master) that never
-    retries on its own: a lost connection is this module's to notice."""
+def client(url: str, *, timeout: float, read_timeout: float | None, retries: int) -> aioredis.Redis:
+    """A client of ``url`` (a single server or a Sentinel group's master). The publisher
+    retries once (a connection closed by a restart or a failover); the subscription
+    never does on its own: a lost connection is its to notice."""
     settings: dict[str, Any] = {
         "socket_timeout": read_timeout,
         "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), retries),
     }
     address = redis_url.sentinel(url)
     if address is not None:
@@ -94,7 +95,7 @@ class Publisher:
     is never delayed nor failed by Redis (its rows are in the log either way)."""
 
     def __init__(self, url: str, *, timeout: float) -> None:
-        self._client = client(url, timeout=timeout, read_timeout=timeout)
+        self._client = client(url, timeout=timeout, read_timeout=timeout, retries=1)
         self._timeout = timeout
         self._channel = channel(self._client)
         self._pending: set[asyncio.Task[None]] = set()
@@ -209,7 +210,7 @@ class Subscription:
     async def _run(self) -> None:
         delay = self._min_delay
         while True:
-            redis = client(self._url, timeout=self._timeout, read_timeout=None)
+            redis = client(self._url, timeout=self._timeout, read_timeout=None, retries=0)
             pubsub = redis.pubsub()
             reason = "closed"
             try:

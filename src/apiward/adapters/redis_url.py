@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
 SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SENTINEL_PORT = 26379
@@ -97,29 +101,44 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def sentinel_master(address: SentinelUrl, *, pool_timeout: float | None = None, **pool: Any) -> Any:
+class SentinelClient(aioredis.Redis):
+    """A client of a Sentinel group's master that also closes its connections to the
+    sentinels when it is closed."""
+
+    sentinels: list[aioredis.Redis] = []  # noqa: RUF012 (set once per client)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.sentinels:
+            await sentinel.aclose()
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The master's address from the sentinels, the queue of the blocking pool."""
+
+
+def sentinel_master(
+    address: SentinelUrl, *, pool_timeout: float | None = None, **pool: Any
+) -> SentinelClient:
     """A client of the group's current master, found through the sentinels; ``pool``
     holds the connections' settings (timeouts, retry, size), which the sentinels'
     own connections share for their timeouts. With ``pool_timeout``, a call past
     ``max_connections`` in flight waits that long for a connection, as a single
     server's ``BlockingConnectionPool`` does, instead of failing at once."""
-    from redis.asyncio.connection import BlockingConnectionPool
-    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-
-    class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-        """The master's address from the sentinels, the queue of the blocking pool."""
-
     timeouts: dict[str, Any] = {
         k: pool[k] for k in ("socket_timeout", "socket_connect_timeout") if k in pool
     }
     group = Sentinel(list(address.sentinels), sentinel_kwargs=timeouts, **timeouts)
     if pool_timeout is not None:
         pool.update(connection_pool_class=BlockingSentinelPool, timeout=pool_timeout)
-    return group.master_for(
+    client: SentinelClient = group.master_for(
         address.master,
+        redis_class=SentinelClient,
         db=address.db,
         username=address.username,
         password=address.password,
         ssl=address.tls,
         **pool,
     )
+    client.sentinels = list(group.sentinels)
+    return client
