@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from apiward.adapters.http.routes.root import readyz
 from apiward.adapters.pubsub import CHANNEL, decode, encode
 from apiward.adapters.runtime import Runtime, build
 from apiward.core.errors import ApiwardError
@@ -67,6 +68,12 @@ async def two_runtimes(
         await a.stop()
 
 
+async def readiness(runtime: Runtime) -> dict[str, str]:
+    """The checks ``/readyz`` answers with on ``runtime``."""
+    checks: dict[str, str] = json.loads(bytes((await readyz(runtime)).body))["checks"]
+    return checks
+
+
 async def new_key(runtime: Runtime, name: str) -> tuple[CreatedKey, str]:
     boot = await runtime.tenancy.bootstrap(name, f"o@{name}.test", "correct horse battery")
     owner = await runtime.operators.principal(boot.org.id)
@@ -113,6 +120,7 @@ async def test_a_lost_subscription_falls_back_to_the_fast_poll(tmp_path: Path) -
             redis.kill()
             await until(lambda: b.subscription is not None and not b.subscription.connected)
             assert b.invalidation_poll_seconds() == 0.05
+            assert (await readiness(b))["invalidation_push"] == "degraded"
             await revoke(a, org, first.key.id)
             assert a.publisher is not None
             await until(lambda: a.publisher is not None and a.publisher.failures >= 1)
@@ -122,6 +130,7 @@ async def test_a_lost_subscription_falls_back_to_the_fast_poll(tmp_path: Path) -
             await until(lambda: b.subscription is not None and b.subscription.connected)
             assert b.subscription.losses == 1
             assert b.invalidation_poll_seconds() == 3600
+            assert (await readiness(b))["invalidation_push"] == "ok"
     finally:
         redis.kill()
 

@@ -195,6 +195,11 @@ class Subscription:
             ),
         ]
 
+    @property
+    def running(self) -> bool:
+        """Whether it was started (the server's), connected or not."""
+        return self._task is not None
+
     def start(self) -> None:
         """Subscribe in the background: a Redis down at start is a lost subscription."""
         self._task = asyncio.create_task(self._run())
