@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from apiward.adapters.http.routes.root import readyz
-from apiward.adapters.pubsub import CHANNEL, decode, encode
+from apiward.adapters.pubsub import CHANNEL, Publisher, Subscription, decode, encode
 from apiward.adapters.runtime import Runtime, build
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Invalidation, RequestContext
@@ -235,3 +235,33 @@ def test_a_message_carries_the_row_and_nothing_else() -> None:
         json.dumps({"seq": 7, "kind": "key", "target": "t" * 129, "at": "2026-01-01T00:00:00Z"}),
     ):
         assert decode(bad) is None
+
+
+async def test_a_hung_redis_is_a_lost_subscription(tmp_path: Path) -> None:
+    """A Redis that keeps its connections open but answers nothing (SIGSTOP) is noticed
+    by the unanswered ping after ``idle`` seconds of silence; once it answers again the
+    subscription is made again and rows arrive."""
+    redis = start_private_redis(tmp_path)
+    changes: list[bool] = []
+    rows: list[Invalidation] = []
+    subscription = Subscription(
+        redis.url, rows.append, changes.append, timeout=0.2, idle=0.3, min_delay=0.05
+    )
+    subscription.start()
+    try:
+        await until(lambda: subscription.connected)
+        redis.hang()
+        try:
+            await until(lambda: not subscription.connected)
+        finally:
+            redis.resume()
+        await until(lambda: subscription.connected)
+        assert changes == [True, False, True] and subscription.losses == 1
+        publisher = Publisher(redis.url, timeout=1.0)
+        row = Invalidation(1, "org", "org_1", datetime.now(UTC))
+        await publisher.publish([row])
+        await publisher.aclose()
+        await until(lambda: rows == [row])
+    finally:
+        await subscription.stop()
+        redis.kill()
