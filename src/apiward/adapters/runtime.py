@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from apiward.adapters.limiter.memory import MemoryLimiter
     from apiward.adapters.mail import Postbox, Transport
     from apiward.adapters.metrics import Metrics
+    from apiward.adapters.pubsub import Publisher, Subscription
     from apiward.adapters.settings import Settings
     from apiward.adapters.storage.sql import SqlStore
     from apiward.adapters.storage.sql.engine import Listener
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from apiward.core.destinations import Destinations
     from apiward.core.hygiene import HygienePolicy
     from apiward.core.keys import KeyFormats
+    from apiward.core.models import Invalidation
     from apiward.core.passwords import Passwords
     from apiward.core.scopes import Catalogue
     from apiward.services.analytics import Analytics, Verifications
@@ -80,14 +82,14 @@ class Runtime:
     """
 
     PARTS = (
-        "tracing", "sql", "store", "cache", "local_limiter", "limiter", "passwords",
+        "tracing", "publisher", "sql", "store", "cache", "local_limiter", "limiter", "passwords",
         "sealer", "keyring", "revocations", "usage", "verifications", "scope_tally",
         "analytics", "audit", "tenancy", "operators", "keys", "formats", "importer",
         "clients", "scope_usage",
         "lockouts", "limits", "auth", "login_throttle", "sign_ins", "two_factor", "tokens",
         "http",
         "webhooks", "leaks", "postbox", "portal", "invalidations", "housekeeping",
-        "hygiene", "countries", "trusted_proxies", "metrics", "scheduler",
+        "hygiene", "countries", "trusted_proxies", "scheduler", "subscription", "metrics",
     )  # fmt: skip
     """Every part, in an order where each comes after what it is built from."""
 
@@ -126,11 +128,26 @@ class Runtime:
         return configure(self.settings, processor=self._span_processor)
 
     @cached_property
+    def publisher(self) -> Publisher | None:
+        """With Redis, what pushes each committed invalidation to every process."""
+        s = self.settings
+        if not s.redis_url:
+            return None
+        from apiward.adapters.pubsub import Publisher
+
+        return Publisher(s.redis_url, timeout=s.redis_timeout_seconds)
+
+    @cached_property
     def sql(self) -> SqlStore:
         from apiward.adapters.storage.sql import SqlStore
 
         s = self.settings
-        return SqlStore.from_url(s.database_url, timeout=s.database_timeout_seconds)
+        publisher = self.publisher
+        return SqlStore.from_url(
+            s.database_url,
+            timeout=s.database_timeout_seconds,
+            announce=publisher.announce if publisher is not None else None,
+        )
 
     @cached_property
     def store(self) -> Store[Transaction]:
@@ -585,6 +602,45 @@ class Runtime:
         return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
     @cached_property
+    def subscription(self) -> Subscription | None:
+        """With Redis, the invalidations other processes push here: each is applied on
+        receipt (or wakes the poll), and a lost subscription wakes the poll too, which
+        then runs at its fast interval until the subscription is back."""
+        s = self.settings
+        if not s.redis_url:
+            return None
+        from apiward.adapters.pubsub import Subscription
+
+        invalidations, scheduler = self.invalidations, self.scheduler
+
+        def on_row(row: Invalidation) -> None:
+            if invalidations.receive(row):
+                scheduler.wake()
+
+        return Subscription(
+            s.redis_url,
+            on_row,
+            lambda up: scheduler.wake(),
+            timeout=s.redis_timeout_seconds,
+        )
+
+    def _on_notify(self) -> None:
+        """PostgreSQL's notification of a new invalidation wakes the poll, unless the
+        invalidation is pushed here anyway."""
+        subscription = self.subscription
+        if subscription is None or not subscription.connected:
+            self.scheduler.wake()
+
+    def invalidation_poll_seconds(self) -> float:
+        """The invalidation poll's interval now: the backstop's while invalidations are
+        pushed here, else the fast one."""
+        s = self.settings
+        subscription = self.subscription
+        if subscription is not None and subscription.connected:
+            return max(s.invalidation_backstop_seconds, s.invalidation_poll_seconds)
+        return s.invalidation_poll_seconds
+
+    @cached_property
     def metrics(self) -> Metrics:
         """Metrics import none of the parts they read: each reports its own counts."""
         from apiward.adapters.limiter.fallback import FallbackLimiter
@@ -603,6 +659,7 @@ class Runtime:
             self.invalidations,
             self.hygiene,
         ]
+        sources += [part for part in (self.publisher, self.subscription) if part is not None]
         return Metrics(sources)
 
     @cached_property
@@ -629,6 +686,7 @@ class Runtime:
                     s.invalidation_poll_seconds,
                     self.invalidations.poll,
                     wakeable=True,
+                    interval=self.invalidation_poll_seconds,
                 ),
             ]
         )
@@ -655,7 +713,9 @@ class Runtime:
                 note="Emails (confirmations, invitations, password resets) are written "
                 "to this log, links included. Set APIWARD_SMTP_HOST to send them.",
             )
-        self.listener = await self.sql.listen(self.scheduler.wake)
+        self.listener = await self.sql.listen(self._on_notify)
+        if self.subscription is not None:
+            self.subscription.start()
         self.scheduler.start()
 
     async def open(self) -> None:
@@ -717,6 +777,8 @@ class Runtime:
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
+        if self.built("subscription") and self.subscription is not None:
+            await self.subscription.stop()
         if self.built("scheduler"):
             await self.scheduler.stop()
         if self.built("http"):
@@ -740,6 +802,8 @@ class Runtime:
                 log.warning("flush_at_stop_failed", job=flush.__name__, error=exc.message)
         if self.built("limiter"):
             await self.limiter.aclose()
+        if self.built("publisher") and self.publisher is not None:
+            await self.publisher.aclose()
         if self.built("sql"):
             await self.store.close()
         if self.built("tracing") and self.tracing is not None:

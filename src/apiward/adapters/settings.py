@@ -259,7 +259,19 @@ class Settings(BaseSettings):
         "outage keeps working this long past its cache TTL (0: 503 once the TTL passes). "
         "A revocation made during the outage cannot be seen either way.",
     )
-    invalidation_poll_seconds: float = Field(0.5, gt=0)
+    invalidation_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often each process reads the invalidation log, without Redis or "
+        "while its subscription to pushed invalidations is lost.",
+    )
+    invalidation_backstop_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="With Redis, how often each process reads the invalidation log while "
+        "invalidations are pushed to it (the backstop for a message lost in transit).",
+    )
     last_used_flush_seconds: float = Field(10.0, gt=0)
 
     # verification analytics
@@ -454,6 +466,15 @@ class Settings(BaseSettings):
         if too_long:
             raise ValueError(f"messages must be 1 to 500 characters: {too_long}")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value:
+            from apiward.adapters import redis_url
+
+            redis_url.check(value)  # its messages never repeat the URL: it may hold a password
+        return value or None
 
     @field_validator("public_url")
     @classmethod

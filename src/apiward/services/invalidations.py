@@ -10,6 +10,14 @@ the signing keys (``signing``). Every process polls the log (and wakes early on 
 notification) and applies what it has not seen: the same log serves one process
 and many.
 
+With Redis, each row is also pushed to every process once committed (``receive``;
+docs/architecture.md, "Pushed invalidations"). A pushed credential, organisation or
+unknown-credentials row drops those cache entries at once; a pushed revocation or
+signing row only asks for the log to be read now, because those apply what the store
+holds. A message is therefore trusted for nothing but a cache drop or an early read:
+the poll still applies every row it reads, pushed or not, so a lost or forged message
+can never make a process skip a change.
+
 Each process measures how long its changes take to land: from a row's timestamp (taken
 in the transaction that made the change) to the moment this process applied it, the
 longest a revoked or disabled credential stayed honoured here
@@ -20,9 +28,10 @@ change applied it at once, so its own rows count its poll too: the figure is a b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apiward.core.clock import Clock
+from apiward.core.models import Invalidation
 from apiward.core.readings import Histogram, Reading
 from apiward.services.ports import Cache, InvalidationsTx, Store
 from apiward.services.revocations import Revocations
@@ -30,6 +39,9 @@ from apiward.services.signing import Keyring
 
 WINDOW = timedelta(seconds=30)
 """Rows younger than this are read at each poll; older ones are pruned at 4x."""
+
+KINDS = frozenset({"key", "org", "unknown", "revocation", "signing"})
+"""What a row may invalidate (the module's docstring)."""
 
 DELAY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """The buckets of the delay histogram, in seconds (the documented bound is 1 s)."""
@@ -50,6 +62,9 @@ class InvalidationPoller:
         self._revocations = revocations
         self._keyring = keyring
         self._seen: set[int] = set()
+        self._pushed: dict[tuple[int, str, str], datetime] = {}
+        """Rows pushed here, by seq, kind and target, with when they arrived: their delay
+        was measured on arrival, not again when the poll reads them."""
         self._primed = False
         self.delays = Histogram(DELAY_BOUNDS)
         """Seconds from each change to this process applying it."""
@@ -84,18 +99,42 @@ class InvalidationPoller:
             self._primed = True
             return 0
         for row in fresh:
-            if row.kind == "key":
-                self._cache.invalidate(row.target)
-            elif row.kind == "revocation":
+            if row.kind == "revocation":
                 kind, _, value = row.target.partition(":")
                 self._revocations.add(kind, value)
-            elif row.kind == "org":
-                self._cache.invalidate_org(row.target)
-            elif row.kind == "unknown":
-                self._cache.forget_unknown()
+            else:
+                self._drop(row)
         if any(row.kind == "signing" for row in fresh):
             await self._keyring.load()
         applied = self._clock.now()
         for row in fresh:
-            self.delays.observe(max(0.0, (applied - row.created_at).total_seconds()))
+            if self._pushed.pop((row.seq, row.kind, row.target), None) is None:
+                self.delays.observe(max(0.0, (applied - row.created_at).total_seconds()))
+        horizon = applied - WINDOW * 2
+        self._pushed = {k: at for k, at in self._pushed.items() if at >= horizon}
         return len(fresh)
+
+    def receive(self, row: Invalidation) -> bool:
+        """Apply a row pushed by the process that committed it; whether the log must be
+        read now (a revocation or a signing key: what they apply is in the store, and a
+        message is not trusted to say it).
+
+        Before the first poll nothing is applied: that poll primes from the log.
+        """
+        if not self._primed or row.kind not in KINDS:
+            return False
+        if row.kind in ("revocation", "signing"):
+            return True
+        self._drop(row)
+        now = self._clock.now()
+        self._pushed[(row.seq, row.kind, row.target)] = now
+        self.delays.observe(max(0.0, (now - row.created_at).total_seconds()))
+        return False
+
+    def _drop(self, row: Invalidation) -> None:
+        if row.kind == "key":
+            self._cache.invalidate(row.target)
+        elif row.kind == "org":
+            self._cache.invalidate_org(row.target)
+        elif row.kind == "unknown":
+            self._cache.forget_unknown()

@@ -18,6 +18,9 @@ class Revocations:
     def replace(self, items: list[tuple[str, str]]) -> None:
         self._items = frozenset(items)
 
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        return item in self._items
+
     def add(self, kind: str, value: str) -> None:
         self._items = self._items | {(kind, value)}
 

@@ -27,6 +27,12 @@ class Periodic:
     job: Job
     wakeable: bool = False
     """``Scheduler.wake`` ends this job's wait early (a database notification)."""
+    interval: Callable[[], float] | None = None
+    """The wait before each run, read anew each time (else ``seconds``): the invalidation
+    poll waits longer while invalidations are pushed to this process."""
+
+    def wait(self) -> float:
+        return self.seconds if self.interval is None else self.interval()
 
 
 class Scheduler:
@@ -76,10 +82,10 @@ class Scheduler:
         while not self._closing:
             if periodic.wakeable:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), periodic.seconds)
+                    await asyncio.wait_for(self._wakeup.wait(), periodic.wait())
                 self._wakeup.clear()
             else:
-                await asyncio.sleep(periodic.seconds)
+                await asyncio.sleep(periodic.wait())
             if self._closing:
                 return
             current = asyncio.current_task()

@@ -26,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from apiward.adapters import redis_url
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.limits import (
     ALGORITHMS,
@@ -239,7 +240,22 @@ def connect(
     connection (up to ``pool_timeout``) instead of failing; ``RedisLimiter`` bounds each
     call as a whole, the queue and the retry included. Call it in the app's lifespan,
     never at import time.
+
+    A ``redis+sentinel://`` URL (``adapters/redis_url.py``) gives a client of the Sentinel
+    group's current master, with the same timeouts, retry and queue.
     """
+    address = redis_url.sentinel(url)
+    if address is not None:
+        client: aioredis.Redis = redis_url.sentinel_master(
+            address,
+            pool_timeout=pool_timeout,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

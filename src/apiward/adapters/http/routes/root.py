@@ -88,7 +88,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     is asked within `APIWARD_REDIS_TIMEOUT_SECONDS`, and not at all while the rate
     limiter already knows it is down (a background probe asks until it answers); on
     PostgreSQL, `notifications` is degraded while the connection that brings invalidations
-    at once is being made again (they arrive by the poll meanwhile)."""
+    at once is being made again (they arrive by the poll meanwhile); with Redis,
+    `invalidation_push` is degraded while the subscription to pushed invalidations is
+    being made again (the poll runs fast meanwhile)."""
     checks: dict[str, str] = {}
     try:
         await runtime.store.ping()
@@ -101,6 +103,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["redis"] = "ok" if redis else ("degraded" if degraded else "unreachable")
     if runtime.listener is not None:  # PostgreSQL: notifications, else the poll alone
         checks["notifications"] = "ok" if runtime.listener.connected else "degraded"
+    subscription = runtime.subscription if runtime.built("subscription") else None
+    if subscription is not None and subscription.running:
+        checks["invalidation_push"] = "ok" if subscription.connected else "degraded"
     ready = all(v in ("ok", "degraded") for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},

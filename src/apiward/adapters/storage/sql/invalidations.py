@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apiward.adapters.storage import tables as t
 from apiward.adapters.storage.sql.base import SqlBase
@@ -16,10 +17,20 @@ from apiward.core.models import Invalidation
 class SqlInvalidations(SqlBase):
     """The cache invalidation log every process polls."""
 
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self.written: list[Invalidation] = []
+        """The rows this transaction wrote: the store pushes them once it committed."""
+
     async def insert_invalidation(self, kind: str, target: str, at: datetime) -> None:
-        await self._c.execute(
-            t.invalidations.insert().values(kind=kind, target=target, created_at=at)
-        )
+        seq = (
+            await self._c.execute(
+                t.invalidations.insert()
+                .values(kind=kind, target=target, created_at=at)
+                .returning(t.invalidations.c.seq)
+            )
+        ).scalar_one()
+        self.written.append(Invalidation(int(seq), kind, target, at))
         if self._c.dialect.name == "postgresql":
             # Delivered at commit: listeners poll the log at once instead of waiting.
             await self._c.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))

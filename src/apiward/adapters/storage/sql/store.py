@@ -4,7 +4,7 @@ connection, per ``begin``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from apiward.adapters.storage.sql.tenancy import SqlTenancy
 from apiward.adapters.storage.sql.tokens import SqlTokens
 from apiward.adapters.storage.sql.webhooks import SqlWebhooks
 from apiward.core.errors import ServiceUnavailable
+from apiward.core.models import Invalidation
 from apiward.core.readings import Reading
 
 if TYPE_CHECKING:
@@ -44,17 +45,24 @@ class SqlTransaction(
     """Every aggregate's statements, run on one transaction's connection."""
 
 
+Announce = Callable[[Sequence[Invalidation]], None]
+"""Told the invalidations a transaction wrote, once it committed (``adapters/pubsub.py``)."""
+
+
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, announce: Announce | None = None) -> None:
         self.engine = engine
+        self._announce = announce
         self.unavailable = 0
         """Transactions that failed because the database was unreachable (for metrics)."""
         self.listener: Listener | None = None
         """The notifications of invalidations, once ``listen`` started them."""
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float | None = 10.0) -> SqlStore:
-        return cls(create_engine(url, timeout=timeout))
+    def from_url(
+        cls, url: str, *, timeout: float | None = 10.0, announce: Announce | None = None
+    ) -> SqlStore:
+        return cls(create_engine(url, timeout=timeout), announce)
 
     def readings(self) -> list[Reading]:
         found = [
@@ -83,14 +91,19 @@ class SqlStore:
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[SqlTransaction]:
         """A transaction, committed when the block exits without an error; driver errors
-        come out as domain errors, and an unreachable database is counted."""
+        come out as domain errors, and an unreachable database is counted. The
+        invalidations it wrote are announced after the commit, never before: a process
+        that hears of one reads the change itself."""
         try:
             with map_db_errors():
                 async with self.engine.begin() as conn:
-                    yield SqlTransaction(conn)
+                    tx = SqlTransaction(conn)
+                    yield tx
         except ServiceUnavailable:
             self.unavailable += 1
             raise
+        if tx.written and self._announce is not None:
+            self._announce(tx.written)
 
     async def ping(self) -> None:
         with map_db_errors():
