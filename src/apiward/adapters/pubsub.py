@@ -31,6 +31,7 @@ from apiward.adapters import redis_url
 from apiward.adapters.logging import get_logger
 from apiward.core.models import Invalidation
 from apiward.core.readings import Reading
+from apiward.services.background import cancel
 
 log = get_logger("apiward.pubsub")
 
@@ -205,11 +206,8 @@ class Subscription:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         self.connected = False
 
     async def _run(self) -> None:

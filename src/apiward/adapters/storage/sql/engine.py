@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from apiward.adapters.logging import get_logger
 from apiward.adapters.storage.sql.errors import map_db_errors
+from apiward.services.background import cancel
 
 log = get_logger(__name__)
 
@@ -125,11 +126,8 @@ class Listener:
         self._task = asyncio.create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)
