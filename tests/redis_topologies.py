@@ -63,6 +63,7 @@ class RedisClusterServers:
 
     ports: list[int]
     directory: Path
+    require_full_coverage: bool = True
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -97,6 +98,8 @@ class RedisClusterServers:
                         str(node / "nodes.conf"),
                         "--cluster-node-timeout",
                         "2000",
+                        "--cluster-require-full-coverage",
+                        "yes" if self.require_full_coverage else "no",
                         "--save",
                         "",
                         "--appendonly",
@@ -148,8 +151,12 @@ class RedisClusterServers:
 
 
 @contextlib.contextmanager
-def running_cluster(primaries: int = 3) -> Iterator[RedisClusterServers]:
-    """A Redis Cluster of ``primaries`` nodes, stopped and deleted when the block ends."""
+def running_cluster(
+    primaries: int = 3, *, require_full_coverage: bool = True
+) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of ``primaries`` nodes, stopped and deleted when the block ends.
+    ``require_full_coverage``: whether the nodes refuse every command while a slot has
+    no live node (Redis's default) or serve the slots they hold."""
     for program in (REDIS_SERVER, REDIS_CLI):
         if not Path(program).exists():
             _missing(
@@ -157,7 +164,9 @@ def running_cluster(primaries: int = 3) -> Iterator[RedisClusterServers]:
                 "redis-server redis-tools`) to run the Redis Cluster tests."
             )
     with tempfile.TemporaryDirectory(prefix="apiward-cluster-") as directory:
-        servers = RedisClusterServers(cluster_ports(primaries), Path(directory))
+        servers = RedisClusterServers(
+            cluster_ports(primaries), Path(directory), require_full_coverage
+        )
         try:
             servers.start()
             yield servers

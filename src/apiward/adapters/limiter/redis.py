@@ -229,12 +229,14 @@ return 0
 # slot of the others), so that running it twice (a retried call whose answer was lost)
 # gives back once; then the limits' keys. ARGV[1]: "" for the server clock or a time in
 # microseconds (tests), ARGV[2]: the clock of the reservation (the GCRA script's reply);
-# then 4 per key (limit, period in microseconds, cost, algorithm). A TAT moves back by
-# cost * interval less the time since the reservation: a spend made since then on a
-# bucket our reservation kept from refilling would otherwise be credited for time
-# that passed (docs/architecture.md, "Limits on a Redis Cluster"), so the bucket ends
-# no fuller than had the reservation never been made. A window's count goes down by
-# cost only in the window the reservation counted in.
+# then 5 per key (limit, period in microseconds, cost, algorithm, and the TAT the
+# reservation started from: its new TAT less cost * interval). A TAT moves back by cost *
+# interval less the time by which now is past that starting TAT: a spend made since, on
+# a bucket that would have been full had we not reserved, counted from our TAT instead
+# of from its own time, and giving back all of ours would credit that time twice. So
+# the bucket ends no fuller than had the reservation never been made (the proof is in
+# docs/architecture.md, "Limits on a Redis Cluster"). A window's count goes down by cost
+# only in the window the reservation counted in.
 CANCEL_SCRIPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', 600000) then return 0 end
 local now
@@ -245,15 +247,16 @@ else
   now = tonumber(ARGV[1])
 end
 local reserved = tonumber(ARGV[2])
-local elapsed = now - reserved
-if elapsed < 0 then elapsed = 0 end
 for i = 2, #KEYS do
-  local limit = tonumber(ARGV[4 * i - 5])
-  local period = tonumber(ARGV[4 * i - 4])
-  local cost = tonumber(ARGV[4 * i - 3])
-  local alg = tonumber(ARGV[4 * i - 2])
+  local limit = tonumber(ARGV[5 * i - 7])
+  local period = tonumber(ARGV[5 * i - 6])
+  local cost = tonumber(ARGV[5 * i - 5])
+  local alg = tonumber(ARGV[5 * i - 4])
+  local from = tonumber(ARGV[5 * i - 3])
   if alg == 0 then
-    local back = cost * -math.floor(-period / limit) - elapsed
+    local late = now - from
+    if late < 0 then late = 0 end
+    local back = cost * -math.floor(-period / limit) - late
     local tat = redis.call('GET', KEYS[i])
     if tat and back > 0 then
       local moved = tonumber(tat) - back
@@ -363,8 +366,11 @@ class _Script:
         try:
             return await self._client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            # A restarted or flushed server forgot it (SCRIPT FLUSH, failover); on a
-            # Cluster, SCRIPT LOAD goes to every primary.
+            # A restarted or flushed server forgot it (SCRIPT FLUSH, failover).
+            if isinstance(self._client, RedisCluster):
+                # EVAL caches it on the node of the keys' slot: SCRIPT LOAD would go to
+                # every primary, and fail while one is down that this call never needs.
+                return await self._client.eval(self._source, len(keys), *keys, *args)
             self.sha = await self._client.script_load(self._source)
             return await self._client.evalsha(self.sha, len(keys), *keys, *args)
 
@@ -377,9 +383,10 @@ def own_subject(key: str) -> str:
 @dataclass
 class _Reservation:
     """What one slot spent for a decision that spans slots, until it is kept or given
-    back: the positions of the hits spent, and the slot's clock when it spent them."""
+    back: the positions of the hits spent, each with the TAT it started from (GCRA, in
+    microseconds; 0 for a window), and the slot's clock when it spent them."""
 
-    spent: list[int]
+    spent: list[tuple[int, int]]
     at: int
     mark: str = field(default_factory=lambda: os.urandom(8).hex())
 
@@ -561,7 +568,8 @@ class RedisLimiter:
         slot without spending.
         """
         decisions: list[Decision | None] = [None] * len(hits)
-        reserved: list[_Reservation] = []
+        admitted: list[int] = []  # spent (or, for a peek, would be) in slots that admitted
+        pending: list[_Reservation] = []  # reservations not yet given back
         refused: int | None = None
         now, store = head
         try:
@@ -578,13 +586,16 @@ class RedisLimiter:
                         refused = g
                         break
                     spent = [i for i, d in zip(group, got, strict=True) if d.allowed]
+                    admitted += spent
                     if store:
-                        reserved.append(_Reservation(spent, int(reply[0])))
-                    else:
-                        reserved.append(_Reservation(spent, 0))  # nothing to give back
+                        pending.append(
+                            _Reservation(
+                                [(i, _start(got[group.index(i)], hits[i])) for i in spent],
+                                int(reply[0]),
+                            )
+                        )
                 if refused is not None:
-                    if store:
-                        await self._give_back(hits, keys, args, reserved, now)
+                    await self._give_back(hits, keys, args, pending, now)
                     for group in groups[refused + 1 :]:
                         reply = await self._gcra(
                             [keys[i] for i in group],
@@ -594,16 +605,15 @@ class RedisLimiter:
                         for i, decision in zip(group, got, strict=True):
                             decisions[i] = decision
         except BaseException:
-            if store and reserved:
+            if pending:
                 # Died between the phases (Redis failing, a timeout, a cancelled
                 # request): give back what is still reserved, once more, bounded (a
                 # cancellation that ran but whose answer was lost runs as a no-op).
-                await _quietly(self._give_back(hits, keys, args, reserved, now), self.timeout)
+                await _quietly(self._give_back(hits, keys, args, pending, now), self.timeout)
             raise
         if refused is not None:
-            for reservation in reserved:  # as reported had nothing been spent
-                for i in reservation.spent:
-                    decisions[i] = _unspent(_known(decisions[i]), hits[i])
+            for i in admitted:  # reported as had nothing been spent
+                decisions[i] = _unspent(_known(decisions[i]), hits[i])
         return [_known(d) for d in decisions]
 
     async def _give_back(
@@ -611,20 +621,21 @@ class RedisLimiter:
         hits: Sequence[Hit],
         keys: list[str],
         args: list[int],
-        reserved: list[_Reservation],
+        pending: list[_Reservation],
         now: str | int,
     ) -> None:
-        """Cancel the reservations, each once (a marker key in its slot), and forget them."""
-        while reserved:
-            reservation = reserved[0]
-            spent = [i for i in reservation.spent if hits[i].cost > 0]
+        """Cancel the reservations, each once (a marker key in its slot), forgetting each
+        as it is given back."""
+        while pending:
+            reservation = pending[0]
+            spent = [(i, start) for i, start in reservation.spent if hits[i].cost > 0]
             if spent:
-                marker = f"{keys[spent[0]]}~cancel:{reservation.mark}"
-                four = [a for i in spent for a in args[6 * i : 6 * i + 4]]
+                marker = f"{keys[spent[0][0]]}~cancel:{reservation.mark}"
+                five = [a for i, start in spent for a in (*args[6 * i : 6 * i + 4], start)]
                 await self._cancel(
-                    [marker, *(keys[i] for i in spent)], [now, reservation.at, *four]
+                    [marker, *(keys[i] for i, _ in spent)], [now, reservation.at, *five]
                 )
-            reserved.pop(0)
+            pending.pop(0)
 
 
 async def _quietly(cancelling: Awaitable[None], seconds: float) -> None:
@@ -657,6 +668,16 @@ def _select(args: Sequence[int], group: Sequence[int], width: int) -> list[int]:
 def _known(decision: Decision | None) -> Decision:
     assert decision is not None, "every slot of the decision answered"
     return decision
+
+
+def _start(decision: Decision, hit: Hit) -> int:
+    """The TAT (microseconds) an admitted GCRA ``decision`` spent from: its new TAT less
+    what it spent (``CANCEL_SCRIPT`` needs it); 0 for a window limit."""
+    if hit.algorithm != "gcra":
+        return 0
+    return decision.tat // (NS // US) - hit.cost * interval_ticks(
+        hit.limit, to_ticks(hit.period, US)
+    )
 
 
 def _unspent(decision: Decision, hit: Hit) -> Decision:
