@@ -11,13 +11,15 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from apiward.adapters.http.app import create_app
 from apiward.adapters.limiter.redis import RedisLimiter, connect_cluster
 from apiward.adapters.runtime import build
 from apiward.adapters.settings import ConfigError
 from apiward.core.limits import Policy
 from apiward.services.limiting import key_subject, limit_key
-from tests.conftest import fast_settings, require_postgres
+from tests.conftest import bootstrap, fast_settings, require_postgres
 from tests.live import server_process
 from tests.redis_topologies import RedisClusterServers
 
@@ -107,6 +109,26 @@ def test_limits_are_exact_across_four_server_processes_on_a_cluster(
         for policy, value in zip(POLICIES, (key_id, org_id, "127.0.0.1"), strict=True)
     ]
     assert left == [0, 100, 150]
+
+
+@pytest.mark.redis
+def test_the_server_limits_on_the_cluster_and_reports_it_ready(
+    redis_cluster: RedisClusterServers, migrated_sqlite_url: str
+) -> None:
+    settings = fast_settings(
+        database_url=migrated_sqlite_url,
+        redis_url=redis_cluster.url,
+        redis_cluster=True,
+        rate_limits=[
+            {"name": "per-key", "rate": "2/day", "key": "credential"},
+            {"name": "per-org", "rate": "100/day", "key": "org"},
+        ],
+    )
+    with TestClient(create_app(settings)) as client:
+        org = bootstrap(client)
+        assert client.get("/readyz").json()["checks"]["redis"] == "ok"
+        statuses = [client.get("/v1/keys", headers=org.headers()).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
 
 
 def test_a_cluster_without_a_url_or_with_a_database_is_refused() -> None:
