@@ -9,6 +9,7 @@ once, and exactness under concurrency across limiters that share nothing but Red
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -188,6 +189,16 @@ async def test_concurrent_decisions_across_limiters_admit_exactly_the_limit(
             await one.aclose()
 
 
+def on_two_nodes(servers: RedisClusterServers, limiter: RedisLimiter) -> tuple[str, str, int]:
+    """Two limit keys whose slots two different nodes serve, in slot order, and the port
+    of the node serving the second."""
+    keys = [limit_key(Policy("n", 5, DAY, "ip"), "ip", f"10.1.0.{i}") for i in range(20)]
+    home = _owner(servers, slot(limiter, keys[0]))
+    other = next(k for k in keys if _owner(servers, slot(limiter, k)) != home)
+    first, last = sorted((keys[0], other), key=lambda k: slot(limiter, k))
+    return first, last, _owner(servers, slot(limiter, last))
+
+
 async def test_a_node_failing_mid_decision_gives_back_and_reports_unavailable(
     prefix: str,
 ) -> None:
@@ -198,20 +209,49 @@ async def test_a_node_failing_mid_decision_gives_back_and_reports_unavailable(
     it marks the node failed, and every decision is a Redis failure.)"""
     with running_cluster(require_full_coverage=False) as servers:
         limiter = RedisLimiter(
-            connect_cluster(servers.url, timeout=1.0), prefix=prefix, subject=key_subject
+            connect_cluster(servers.url, timeout=3.0), prefix=prefix, subject=key_subject
         )
         try:
-            keys = [limit_key(Policy("n", 5, DAY, "ip"), "ip", f"10.1.0.{i}") for i in range(20)]
-            first = keys[0]
-            home = _owner(servers, slot(limiter, first))
-            last = next(k for k in keys if _owner(servers, slot(limiter, k)) != home)
-            first, last = sorted((first, last), key=lambda k: slot(limiter, k))
+            first, last, dead = on_two_nodes(servers, limiter)
             hits = [Hit(first, 5, DAY), Hit(last, 5, DAY)]
             await limiter.hit_all(hits)
-            dead = _owner(servers, slot(limiter, last))
             servers.processes[servers.ports.index(dead)].kill()
             with pytest.raises(ServiceUnavailable):
                 await limiter.hit_all(hits)
+            assert (await limiter.peek(first, 5, DAY, 0)).remaining == 4
+        finally:
+            await limiter.aclose()
+
+
+async def test_a_request_cancelled_between_the_phases_gives_back(prefix: str) -> None:
+    """The node of the last slot hangs (SIGSTOP) and the request is cancelled while it
+    waits there (a client gone): what the first slot reserved is given back all the same."""
+    with running_cluster() as servers:
+        limiter = RedisLimiter(
+            connect_cluster(servers.url, timeout=5.0), prefix=prefix, subject=key_subject
+        )
+        try:
+            first, last, hung = on_two_nodes(servers, limiter)
+            hits = [Hit(first, 5, DAY), Hit(last, 5, DAY)]
+            await limiter.hit_all(hits)
+            process = servers.processes[servers.ports.index(hung)]
+            process.send_signal(signal.SIGSTOP)
+            try:
+                deciding = asyncio.ensure_future(limiter.hit_all(hits))
+                for _ in range(2000):  # until the first slot has reserved (10 s at most)
+                    if (await limiter.peek(first, 5, DAY, 0)).remaining == 3:
+                        break
+                    await asyncio.sleep(0.005)
+                else:
+                    raise AssertionError("the first slot never reserved")
+                # Its answer read, the request now waits on the hung node (cancelled
+                # before reading it, it would be a process dying between the phases).
+                await asyncio.sleep(0.5)
+                deciding.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await deciding
+            finally:
+                process.send_signal(signal.SIGCONT)
             assert (await limiter.peek(first, 5, DAY, 0)).remaining == 4
         finally:
             await limiter.aclose()

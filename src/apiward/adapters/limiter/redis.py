@@ -648,8 +648,14 @@ async def _quietly(cancelling: Awaitable[None], seconds: float) -> None:
             async with _bounded(seconds):
                 await cancelling
 
+    task = asyncio.ensure_future(bounded())
+    _GIVING_BACK.add(task)  # held until done: the loop keeps only a weak reference
+    task.add_done_callback(_GIVING_BACK.discard)
     with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.shield(asyncio.ensure_future(bounded()))
+        await asyncio.shield(task)
+
+
+_GIVING_BACK: set[asyncio.Future[None]] = set()
 
 
 def _by_slot(keys: Sequence[str]) -> list[list[int]]:
