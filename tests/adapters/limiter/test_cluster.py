@@ -121,6 +121,15 @@ async def test_window_limits_across_slots_are_given_back(limiter: RedisLimiter) 
     assert (await limiter.hit_all([fixed]))[0].remaining == 2
 
 
+async def test_a_refund_across_slots_gives_back_in_each(limiter: RedisLimiter) -> None:
+    first, middle, last = keys_in_order(limiter, "m", "n", "o")
+    hits = [Hit(first, 3, DAY), Hit(middle, 3, DAY, 2), Hit(last, 3, DAY, 1, "fixed_window")]
+    assert all(d.allowed for d in await limiter.hit_all(hits))
+    await limiter.refund(hits)
+    assert [(await limiter.peek(h.key, 3, DAY, 0)).remaining for h in hits[:2]] == [3, 3]
+    assert (await limiter.hit_all([hits[2]]))[0].remaining == 2
+
+
 async def test_a_cancellation_run_twice_gives_back_once(limiter: RedisLimiter) -> None:
     key = limiter._name("twice")
     now = 1_000_000_000_000
