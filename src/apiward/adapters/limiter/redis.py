@@ -8,6 +8,11 @@ Calling ``TIME`` before a write needs effects replication, the only mode since
 Redis 7.0 and the default since 5.0 (``redis.replicate_commands()`` is a no-op
 there), so the script does not call it: Redis >= 5 or Valkey is required.
 
+On a Redis Cluster (``connect_cluster``) a script sees the keys of one hash slot only:
+each key is tagged with its subject so that one subject's limits share a slot, and a
+decision spanning slots reserves slot by slot and gives back on a refusal
+(``RedisLimiter._spread``; docs/architecture.md, "Limits on a Redis Cluster").
+
 Redis errors never leave this module: ``_bounded`` turns them, and a call that outlasts
 its timeout, into ``ServiceUnavailable`` chained with ``from``, as httpx maps httpcore's
 errors.
