@@ -23,6 +23,8 @@ from apiward.adapters.settings import Settings
 from apiward.adapters.storage.migrate import head, upgrade
 from apiward.adapters.storage.sql import SqlStore, create_engine
 
+pytest_plugins = ["tests.redis_topologies"]
+
 POSTGRES_URL = os.environ.get(
     "APIWARD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/apiward_tests"
 )

@@ -183,13 +183,22 @@ class Runtime:
         if not s.redis_url:
             return self.local_limiter
         from apiward.adapters.limiter.fallback import FallbackLimiter
-        from apiward.adapters.limiter.redis import RedisLimiter
+        from apiward.adapters.limiter.redis import RedisLimiter, connect_cluster
         from apiward.adapters.limiter.redis import connect as connect_redis
+        from apiward.services.limiting import key_subject
 
         timeout = s.redis_timeout_seconds
-        redis = RedisLimiter(
-            connect_redis(s.redis_url, timeout=timeout), prefix="apiward:", timeout=timeout
-        )
+        if s.redis_cluster:
+            redis = RedisLimiter(
+                connect_cluster(s.redis_url, timeout=timeout),
+                prefix="apiward:",
+                timeout=timeout,
+                subject=key_subject,
+            )
+        else:
+            redis = RedisLimiter(
+                connect_redis(s.redis_url, timeout=timeout), prefix="apiward:", timeout=timeout
+            )
         return FallbackLimiter(redis, self.local_limiter, mode=s.rate_limit_failure_mode)
 
     @cached_property

@@ -221,6 +221,13 @@ class Settings(BaseSettings):
 
     # rate limits (policies for every org; tiers an org can be moved to)
     redis_url: str | None = None
+    redis_cluster: bool = Field(
+        False,
+        description="APIWARD_REDIS_URL names one node of a Redis Cluster (redis:// or "
+        "rediss://, database 0); the others are discovered. Limits stay exact: a "
+        "decision whose keys span hash slots reserves slot by slot and gives back what "
+        "a refusal left reserved (docs/architecture.md).",
+    )
     rate_limit_failure_mode: Literal["open", "closed"] = "open"
     redis_timeout_seconds: float = Field(
         0.5,
@@ -502,6 +509,30 @@ class Settings(BaseSettings):
         description="A key starting with one of these (e.g. sk_live_) skips the offline "
         "format and checksum check and is looked up by its digest alone.",
     )
+
+    @model_validator(mode="after")
+    def _redis_cluster_ok(self) -> Settings:
+        if not self.redis_cluster:
+            return self
+        if not self.redis_url:
+            raise ValueError(
+                "redis_cluster is set but redis_url is not: set APIWARD_REDIS_URL to one "
+                "node of the cluster, e.g. redis://10.0.0.5:6379"
+            )
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.redis_url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(
+                "a Redis Cluster is reached over TCP: APIWARD_REDIS_URL must be "
+                "redis://host:port or rediss://host:port (not a unix socket)"
+            )
+        if parts.path.strip("/") not in ("", "0"):
+            raise ValueError(
+                "a Redis Cluster has only database 0: drop the database number from "
+                "APIWARD_REDIS_URL (redis://host:port)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _imported_prefixes_ok(self) -> Settings:
@@ -1030,6 +1061,9 @@ def _problems(exc: ValidationError, given: dict[str, Any]) -> list[str]:
         )
         path = name + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
         message = error["msg"].removeprefix("Value error, ")
+        if not name:  # a rule across settings: its input is all of them, secrets too
+            lines.append(f"settings ({where}): {message}")
+            continue
         value = shown(name, error.get("input"))
-        lines.append(f"{path or 'settings'} = {value} ({where}): {message}")
+        lines.append(f"{path} = {value} ({where}): {message}")
     return lines

@@ -268,6 +268,22 @@ def limit_key(policy: Policy, kind: str, value: str, *, within: str | None = Non
     return f"rl:{name}:{kind}:{value}{_ALGORITHM_TAG[policy.algorithm]}"
 
 
+def key_subject(key: str) -> str:
+    """Whom a limiter key counts: of ``rl:{policy}:{kind}:{value}`` (``limit_key``),
+    ``{kind}:{value}`` without an algorithm's ending; any other key (a login or portal
+    throttle's) is a subject of its own. On a Redis Cluster the keys of one subject
+    share a hash slot (``apiward.adapters.limiter.redis.RedisLimiter``), so that a
+    decision on one subject's limits (a credential's second and day) is one script.
+    Two subjects may share a slot; nothing but speed depends on which."""
+    if not key.startswith("rl:"):
+        return key
+    _, _, rest = key[3:].partition(":")
+    for tag in _ALGORITHM_TAG.values():
+        if tag and rest.endswith(tag):
+            return rest[: -len(tag)]
+    return rest
+
+
 class RateLimiting:
     """Check a request against the policies of a plan.
 

@@ -17,14 +17,16 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from apiward.adapters.limiter.memory import MemoryLimiter
-from apiward.adapters.limiter.redis import RedisLimiter, connect
+from apiward.adapters.limiter.redis import RedisLimiter, connect, connect_cluster
 from apiward.services.ports import Limiter
+from tests.redis_topologies import RedisClusterServers
 
 REDIS_URL = os.environ.get("APIWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -86,11 +88,36 @@ async def redis_client(prefix: str) -> AsyncIterator[aioredis.Redis]:
         yield client
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@asynccontextmanager
+async def cluster_limiter(
+    cluster: RedisClusterServers, prefix: str, **options: Any
+) -> AsyncIterator[RedisLimiter]:
+    """A limiter on the test session's Redis Cluster, closed after the block."""
+    limiter = RedisLimiter(connect_cluster(cluster.url, timeout=2.0), prefix=prefix, **options)
+    try:
+        yield limiter
+    finally:
+        await limiter.aclose()
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 async def limiter(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Limiter]:
-    """Each contract test runs once on the memory adapter and once on the real Redis."""
+    """Each contract test runs on the memory adapter, the real Redis and a real Redis
+    Cluster (three primaries; every key its own subject, so that a decision on several
+    keys spans slots and takes the reserve-then-give-back path)."""
     if request.param == "memory":
         yield MemoryLimiter()
+        return
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        async with cluster_limiter(cluster, prefix) as limiter:
+            yield limiter
         return
     async with shared_redis(prefix) as client:
         yield RedisLimiter(client, prefix=prefix)
