@@ -22,8 +22,9 @@ from apiward.core.errors import ApiwardError
 from apiward.core.models import Invalidation, RequestContext
 from apiward.services.keys import CreatedKey
 from tests.adapters.limiter.conftest import start_private_redis
-from tests.conftest import fast_settings, require_postgres
+from tests.conftest import fast_settings, migrated_sqlite, require_postgres
 from tests.redis_sentinel import SentinelGroup, private_sentinel_group  # noqa: F401 (a fixture)
+from tests.redis_topologies import RedisClusterServers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 CTX = RequestContext(ip="127.0.0.1")
@@ -48,7 +49,7 @@ async def until(condition: Callable[[], object], within: float = 10.0) -> None:
 
 @asynccontextmanager
 async def two_runtimes(
-    database_url: str, redis_url: str, poll: float
+    database_url: str, redis_url: str, poll: float, **extra: object
 ) -> AsyncIterator[tuple[Runtime, Runtime]]:
     """Two runtimes (two processes' parts) on one store and one Redis, both subscribed."""
     settings = fast_settings(
@@ -56,6 +57,7 @@ async def two_runtimes(
         redis_url=redis_url,
         invalidation_poll_seconds=poll,
         invalidation_backstop_seconds=3600,
+        **extra,
     )
     a, b = build(settings), build(settings)
     await a.start()
@@ -103,6 +105,25 @@ async def test_a_revocation_is_pushed_to_another_runtime(tmp_path: Path, postgre
             assert b.invalidations.delays.count == measured + 1  # measured on arrival
     finally:
         redis.kill()
+
+
+async def test_a_revocation_is_pushed_through_a_redis_cluster(
+    tmp_path: Path, redis_cluster: RedisClusterServers
+) -> None:
+    """On a Cluster, each runtime subscribes at the node its URL names and publishes
+    there; Redis carries a message to every node's subscribers. On SQLite, with the
+    poll an hour away, only the push can make B refuse the key."""
+    database = migrated_sqlite(tmp_path / "cluster.db")
+    node = redis_cluster.url
+    async with two_runtimes(database, node, poll=3600, redis_cluster=True) as (a, b):
+        assert b.subscription is not None
+        created, org = await new_key(a, "acme")
+        await b.auth.authenticate_key(created.plaintext, CTX)  # B's cache is warm
+        received = b.subscription.received
+        await revoke(a, org, created.key.id)
+        await until(lambda: b.subscription is not None and b.subscription.received > received)
+        with pytest.raises(ApiwardError):
+            await b.auth.authenticate_key(created.plaintext, CTX)
 
 
 async def test_a_lost_subscription_falls_back_to_the_fast_poll(tmp_path: Path) -> None:
