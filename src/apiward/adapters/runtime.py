@@ -242,9 +242,15 @@ class Runtime:
 
     @cached_property
     def verifications(self) -> Verifications:
+        import time
+
+        from apiward.core.clock import SystemClock
         from apiward.services.analytics import Verifications
 
-        return Verifications()
+        clock = self.clock  # an injected clock's minutes (impact reads them by day)
+        return Verifications(
+            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
+        )
 
     @cached_property
     def scope_tally(self) -> ScopeTally:
