@@ -26,10 +26,12 @@ from apiward.adapters.dashboard.web import (
     whole_number,
     words,
 )
-from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep, runtime_of
+from apiward.adapters.http.deps import ClockDep, ImpactsDep, KeysDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.core import times
+from apiward.core.addresses import DayFigures
 from apiward.core.errors import ApiwardError, InvalidInput
+from apiward.core.impact import DAYS, Impact, Proposal
 from apiward.core.models import KeyState, PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
 from apiward.core.scopes import RESERVED_RESOURCES, Catalogue
@@ -359,11 +361,22 @@ async def enable_key(
 
 @router.get("/keys/{key_id}/revoke")
 async def confirm_revoke(
-    key_id: str, request: Request, keys: KeysDep, me: Me = Depends(signed_in)
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    impacts: ImpactsDep,
+    me: Me = Depends(signed_in),
 ) -> Response:
     me.require("keys:write")
     key = await keys.get(me.principal, key_id)
-    return render(request, "key_revoke.html", section="keys", key=key)
+    impact = await impacts.of_key(me.principal, key.id, Proposal())
+    return render(
+        request,
+        "key_revoke.html",
+        section="keys",
+        key=key,
+        impact=impact_line(impact, "revoking it"),
+    )
 
 
 @router.post("/keys/{key_id}/revoke")
@@ -426,3 +439,28 @@ async def roll_key(
         ),
         back=url("/keys", env=created.key.environment),
     )
+
+
+def seen_line(today: DayFigures) -> str:
+    """ "seen from N networks (M countries) today", the key page's shared-key figure."""
+    if not today.requests:
+        return "No requests counted today."
+    approx = "" if today.exact else "about "
+    nets = f"{approx}{today.networks:,} network{'s' if today.networks != 1 else ''}"
+    if today.countries is not None:
+        nets += f" ({today.countries:,} countr{'ies' if today.countries != 1 else 'y'})"
+    return f"Seen from {nets} today."
+
+
+def impact_line(impact: Impact, change: str = "this change") -> str:
+    """The sentence a confirmation shows: what the change would have refused of the last
+    seven days (``core.impact``; a range when the counts cannot tell exactly)."""
+    made = f"In the last {DAYS} days this key made {impact.requests:,} requests"
+    if not impact.requests:
+        return f"{made}: {change} would have refused none."
+    low, high = impact.refused_at_least, impact.refused_at_most
+    if low == high == impact.requests:
+        return f"{made}; {change} would have refused all of them."
+    if low == high:
+        return f"{made}; {low:,} would have been refused."
+    return f"{made}; between {low:,} and {high:,} would have been refused."
