@@ -60,6 +60,9 @@ class AddressTally:
     ) -> None:
         self._wall = wall
         self._country_of = country_of
+        self._known: dict[tuple[str, str], _Key] = {}
+        """(credential, address) to the count it was counted under: the common case, a
+        caller seen before, costs one lookup."""
         self._where: dict[str, tuple[str, str | None]] = {}
         """Each address's prefix ("" when it is none) and country: found once."""
         self._pending: dict[_Key, int] = {}
@@ -80,22 +83,26 @@ class AddressTally:
             credential = principal.client_id
         if not credential:
             return
+        day = int(self._wall()) // DAY
+        pending = self._pending
+        key = self._known.get((credential, ip))  # a caller seen today: one lookup
+        if key is not None and key[0] == day and key[1] == principal.org_id:
+            pending[key] = pending.get(key, 0) + 1
+            return
         where = self._where.get(ip)
         if where is None:
             where = self._locate(ip, principal.context.country)
         if not where[0]:
             return
-        prefix, country = where
-        day = int(self._wall()) // DAY
-        key = (day, principal.org_id, principal.environment, credential, prefix, country)
-        pending = self._pending
-        n = pending.get(key)
-        if n is not None:
-            pending[key] = n + 1
-        elif self._admit(day, credential, prefix):
-            pending[key] = 1
+        org_id, environment = principal.org_id, principal.environment
+        key = (day, org_id, environment, credential, where[0], where[1])
+        if key in pending or self._admit(day, credential, where[0]):
+            pending[key] = pending.get(key, 0) + 1
+            if len(self._known) >= _CACHED:
+                self._known.clear()
+            self._known[credential, ip] = key
         else:
-            self._overflowed(day, principal.org_id, principal.environment, credential, where)
+            self._overflowed(day, org_id, environment, credential, where)
 
     def _locate(self, ip: str, told: str | None) -> tuple[str, str | None]:
         if len(self._where) >= _CACHED:
