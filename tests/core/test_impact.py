@@ -75,3 +75,21 @@ def test_a_bad_proposal_is_a_clear_400(
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
         proposal(scopes, ip_allow)
+
+
+def test_the_sentence_says_all_a_number_or_a_range() -> None:
+    from apiward.core.impact import sentence
+
+    revoke = impact(SINCE, UNTIL, ROUTES, SCOPES, NETWORKS, 0, Proposal())
+    assert sentence(revoke, "revoking it") == (
+        "In the last 7 days this key made 1,000 requests; revoking it would have refused all "
+        "of them."
+    )
+    one = impact(SINCE, UNTIL, ROUTES, SCOPES, NETWORKS, 0, proposal("invoices:read", None))
+    assert sentence(one).endswith(
+        "made 1,000 requests; between 300 and 340 would have been refused."
+    )
+    none = impact(SINCE, UNTIL, {}, {}, {}, 0, Proposal())
+    assert sentence(none, "revoking it") == (
+        "In the last 7 days this key made 0 requests: revoking it would have refused none."
+    )

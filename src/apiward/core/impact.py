@@ -161,3 +161,18 @@ def impact(
         by_network=by_network,
         unlisted_requests=kept_unlisted,
     )
+
+
+def sentence(impact: Impact, change: str = "this change") -> str:
+    """The sentence a confirmation shows: what the change would have refused of the last
+    seven days (``core.impact``; a range when the counts cannot tell exactly)."""
+    plural = "" if impact.requests == 1 else "s"
+    made = f"In the last {DAYS} days this key made {impact.requests:,} request{plural}"
+    if not impact.requests:
+        return f"{made}: {change} would have refused none."
+    low, high = impact.refused_at_least, impact.refused_at_most
+    if low == high == impact.requests:
+        return f"{made}; {change} would have refused all of them."
+    if low == high:
+        return f"{made}; {low:,} would have been refused."
+    return f"{made}; between {low:,} and {high:,} would have been refused."

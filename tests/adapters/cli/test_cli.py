@@ -427,3 +427,25 @@ def test_org_hygiene_refuses_to_loosen_the_operators_policy(
     assert refused.exit_code == 1, refused.output
     assert "30" in refused.output and "60" in refused.output
     assert json.loads(run("org", "hygiene", "--json"))["own"] is None
+
+
+def test_keys_impact_says_what_revoking_or_narrowing_would_have_refused(
+    env: dict[str, str],
+) -> None:
+    from apiward.adapters.settings import Settings
+
+    init()
+    scopes = ["--scope", "keys:read", "--scope", "clients:read"]
+    made = json.loads(run("keys", "create", "--name", "u", *scopes, "--json"))
+    with TestClient(create_app(Settings())) as client:
+        for _ in range(3):
+            r = client.get("/v1/keys", headers={"Authorization": f"Bearer {made['key']}"})
+            assert r.status_code == 200
+    # The server flushed its counts as it stopped.
+    revoke = run("keys", "impact", made["id"])
+    assert "this key made 3 requests; revoking it would have refused all of them." in revoke
+    narrowed = json.loads(run("keys", "impact", made["id"], "--scope", "clients:read", "--json"))
+    assert (narrowed["refused_at_least"], narrowed["refused_at_most"]) == (3, 3)
+    assert narrowed["by_scope"] == [{"name": "keys:read", "requests": 3, "verdict": "refused"}]
+    bad = CliRunner().invoke(app, ["keys", "impact", made["id"], "--allow-ip", "10.0.0.0/33"])
+    assert bad.exit_code != 0 and "ip_allow" in bad.output

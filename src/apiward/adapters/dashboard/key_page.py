@@ -20,7 +20,6 @@ from apiward.adapters.dashboard.keys import (
     KEEP,
     KeyForm,
     ScopeChoices,
-    impact_line,
     people,
     scope_choices,
     seen_line,
@@ -52,7 +51,7 @@ from apiward.adapters.http.deps import (
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.core.authority import networks
 from apiward.core.errors import ApiwardError, InvalidInput
-from apiward.core.impact import Proposal
+from apiward.core.impact import Proposal, sentence
 from apiward.core.limits import refilled
 from apiward.core.models import ApiKey
 from apiward.services.tenancy import Tenancy
@@ -106,7 +105,7 @@ async def key_page(
         trail=await trail_of(log, me, key.id, key.environment),
         scope_usage=ScopeUsageOut.of(key.id, await scope_usage.of_key(me.principal, key.id, None)),
         seen=seen_line(today),
-        stopping=impact_line(
+        stopping=sentence(
             await impacts.of_key(me.principal, key.id, Proposal()), "disabling or revoking it"
         ),
     )
@@ -210,7 +209,7 @@ async def save_key(
             impact = await impacts.of_key(me.principal, key.id, change)
             if impact.refused_at_most:  # ask again, saying what the change would refuse
                 return await _edit_form(
-                    request, me, tenancy, key, values=form, confirm=impact_line(impact)
+                    request, me, tenancy, key, values=form, confirm=sentence(impact)
                 )
     if not errors:
         try:

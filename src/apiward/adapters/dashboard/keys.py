@@ -31,7 +31,7 @@ from apiward.adapters.http.errors import status_of
 from apiward.core import times
 from apiward.core.addresses import DayFigures
 from apiward.core.errors import ApiwardError, InvalidInput
-from apiward.core.impact import DAYS, Impact, Proposal
+from apiward.core.impact import Proposal, sentence
 from apiward.core.models import KeyState, PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
 from apiward.core.scopes import RESERVED_RESOURCES, Catalogue
@@ -375,7 +375,7 @@ async def confirm_revoke(
         "key_revoke.html",
         section="keys",
         key=key,
-        impact=impact_line(impact, "revoking it"),
+        impact=sentence(impact, "revoking it"),
     )
 
 
@@ -450,17 +450,3 @@ def seen_line(today: DayFigures) -> str:
     if today.countries is not None:
         nets += f" ({today.countries:,} countr{'ies' if today.countries != 1 else 'y'})"
     return f"Seen from {nets} today."
-
-
-def impact_line(impact: Impact, change: str = "this change") -> str:
-    """The sentence a confirmation shows: what the change would have refused of the last
-    seven days (``core.impact``; a range when the counts cannot tell exactly)."""
-    made = f"In the last {DAYS} days this key made {impact.requests:,} requests"
-    if not impact.requests:
-        return f"{made}: {change} would have refused none."
-    low, high = impact.refused_at_least, impact.refused_at_most
-    if low == high == impact.requests:
-        return f"{made}; {change} would have refused all of them."
-    if low == high:
-        return f"{made}; {low:,} would have been refused."
-    return f"{made}; between {low:,} and {high:,} would have been refused."
