@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +272,22 @@ def test_a_flush_that_fails_keeps_its_counts_for_the_next(tmp_path: Path) -> Non
     rows, overflowed = asyncio.run(run())
     assert rows == [(day, "10.0.0.0/24", 2), (day, "10.0.1.0/24", 1)]
     assert overflowed == 5
+
+
+def test_counts_past_the_daily_retention_are_pruned(org: Org, clock: FakeClock) -> None:
+    key = org.create_key(["keys:read"])
+    verifier = org.create_key(["keys:verify"])["key"]
+    for i in range(EXACT_CAP + 1):  # a row per network, and an overflow
+        verify(org, verifier, key["key"], f"10.0.{i}.1")
+    flush_all(org)
+
+    async def kept() -> tuple[int, int]:
+        async with org.runtime.store.begin() as tx:
+            rows = await tx.address_uses(org.id, "live", key["id"], 0, 10**6)
+            over = await tx.address_overflows(org.id, "live", key["id"], 0, 10**6)
+        return len(rows), len(over)
+
+    assert call(org, kept) == (EXACT_CAP, 1)
+    later = clock.now() + org.runtime.settings.analytics_retention["day"] + timedelta(days=1)
+    call(org, org.runtime.analytics.prune, later)
+    assert call(org, kept) == (0, 0)
