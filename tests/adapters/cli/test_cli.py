@@ -388,26 +388,33 @@ def test_org_hygiene_shows_the_policy_and_sets_one_that_only_tightens(
     set_ = json.loads(
         run(
             "org", "hygiene", "--unused-days", "45", "--expiry-reminder", "14",
-            "--credit-threshold", "90", "--json",
+            "--credit-threshold", "90", "--shared-networks", "12", "--shared-disable",
+            "--json",
         )
     )  # fmt: skip
     assert set_["own"] == {
         "unused_days": 45,
         "expiry_reminder_days": [14],
         "credit_thresholds": [90],
+        "shared_networks": 12,
+        "shared_countries": None,
+        "shared_disable": True,
     }
+    assert (set_["in_force"]["shared_networks"], set_["in_force"]["shared_disable"]) == (12, True)
     assert set_["in_force"]["unused_days"] == 45
     assert set_["in_force"]["expiry_reminder_days"] == [30, 14, 7, 1]
     assert set_["in_force"]["credit_thresholds"] == [50, 80, 90, 100]
     assert json.loads(run("org", "hygiene", "--json")) == set_
     table = run("org", "hygiene")
     assert "45 days" in table and "30, 14, 7, 1" in table and "50, 80, 90, 100" in table
+    assert "key.anomaly at 12" in table
     assert max(map(len, table.splitlines())) <= 80 and "…" not in table
 
     for bad, option in (
         (["--unused-days", "0"], "--unused-days"),
         (["--expiry-reminder", "400"], "--expiry-reminder"),
         (["--credit-threshold", "101"], "--credit-threshold"),
+        (["--shared-networks", "1"], "--shared-networks"),
     ):
         refused = CliRunner().invoke(app, ["org", "hygiene", *bad])
         assert refused.exit_code == 2 and option in refused.output, refused.output
