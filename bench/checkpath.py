@@ -17,7 +17,9 @@ required scope for the check), the logs at ``info`` written to /dev/null:
 - ``check, not counted``: the analytics counter shadowed by a no-op;
 - ``check, scopes not counted``: the scope usage counter (the scopes each key's allowed
   requests used) shadowed by a no-op;
-- ``check, nothing counted``: both counters shadowed, against which ``check`` gives what
+- ``check, networks not counted``: the network counter (the /24 or /48 each key's
+  allowed requests came from, for shared-key detection and impact) shadowed by a no-op;
+- ``check, nothing counted``: the three counters shadowed, against which ``check`` gives what
   all the counting of a request costs (``--counting`` runs only these and the check,
   each counter's cost the median of its rounds paired with the check's);
 - ``check, traced``: tracing on (``APIWARD_TRACING=true``), on a second runtime over the
@@ -184,11 +186,16 @@ async def run(
         nginx_call: Call = ("GET", "/v1/auth/check", original, b"")
         routed = _on_runtime(settings, runtime, fast_paths=False)
         logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
-        counters = (runtime.verifications, "count"), (runtime.scope_tally, "count")
+        counters = (
+            (runtime.verifications, "count"),
+            (runtime.scope_tally, "count"),
+            (runtime.address_tally, "count"),
+        )
         shadowed: dict[str, tuple[tuple[object, str], ...]] = {
             "check, no metrics": ((runtime.metrics, "observe"),),
             "check, not counted": (counters[0],),
             "check, scopes not counted": (counters[1],),
+            "check, networks not counted": (counters[2],),
             "check, nothing counted": counters,
         }
         every: dict[str, tuple[Any, Call]] = {
@@ -198,6 +205,7 @@ async def run(
             "check, no metrics": (fast, check_call),
             "check, not counted": (fast, check_call),
             "check, scopes not counted": (fast, check_call),
+            "check, networks not counted": (fast, check_call),
             "check, nothing counted": (fast, check_call),
             "check, traced": (traced, check_call),
             "check, X-Original-URI": (fast, nginx_call),
@@ -273,6 +281,7 @@ async def run(
 COUNTING = {
     "analytics counting": "check, not counted",
     "scope usage counting": "check, scopes not counted",
+    "network counting": "check, networks not counted",
     "all counting": "check, nothing counted",
 }
 """What each counter costs: the check against the variant with it off."""

@@ -186,3 +186,35 @@ def test_only_a_longer_unused_limit_loosens(
     )
     limits = [d for d in (operator_days, own_days) if d is not None]
     assert effective.unused_days == (min(limits) if limits else None)
+
+
+def test_shared_key_thresholds_only_tighten() -> None:
+    from apiward.core.hygiene import HygienePolicy
+
+    operator = HygienePolicy(shared_networks=20, shared_countries=5)
+    own = HygienePolicy(shared_networks=8, shared_disable=True)
+    merged = operator.tightened_by(own)
+    assert (merged.shared_networks, merged.shared_countries, merged.shared_disable) == (
+        8,
+        5,
+        True,
+    )
+    assert operator.loosened_by(HygienePolicy(shared_networks=50)) is not None
+    assert operator.loosened_by(HygienePolicy(shared_countries=9)) is not None
+    assert operator.loosened_by(own) is None
+    assert HygienePolicy().tightened_by(HygienePolicy(shared_countries=3)).shared_countries == 3
+
+
+def test_an_anomaly_is_due_at_the_threshold_and_marked_by_its_day() -> None:
+    from apiward.core.addresses import DayFigures
+    from apiward.core.hygiene import ANOMALY, HygienePolicy, anomaly_due
+
+    day = 20_429  # 2025-12-07
+    policy = HygienePolicy(shared_networks=10, shared_countries=3)
+    below = DayFigures(day, 100, 9, True, 2, [], 0)
+    assert anomaly_due(below, policy) is None
+    due = anomaly_due(DayFigures(day, 100, 10, True, 1, [], 0), policy)
+    assert due is not None and due.kind == ANOMALY and due.mark == "2025-12-07"
+    assert due.data["networks"] == 10
+    assert anomaly_due(DayFigures(day, 100, 2, True, 3, [], 0), policy) is not None
+    assert anomaly_due(DayFigures(day, 100, 999, False, 99, [], 0), HygienePolicy()) is None

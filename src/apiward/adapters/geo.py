@@ -31,12 +31,24 @@ class Countries:
             self._reader.close()
             self._reader = None
 
+    @property
+    def configured(self) -> bool:
+        return bool(self.header) or self._reader is not None
+
     def of(self, ip: str | None, headers: Any, *, via_trusted_proxy: bool) -> str | None:
         """The country of a request from ``ip``, or None when nothing tells it."""
+        return self.told(headers, via_trusted_proxy=via_trusted_proxy) or self.placed(ip)
+
+    def told(self, headers: Any, *, via_trusted_proxy: bool) -> str | None:
+        """The country the trusted proxy's header names, if any."""
         if self.header and via_trusted_proxy:
             told = (headers.get(self.header) or "").strip().upper()
             if _COUNTRY.match(told) and told not in ("XX", "T1"):  # unknown, Tor
                 return told
+        return None
+
+    def placed(self, ip: str | None) -> str | None:
+        """The country the database places ``ip`` in, if one is configured."""
         if self._reader is None or not ip:
             return None
         try:

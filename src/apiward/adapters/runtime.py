@@ -43,12 +43,14 @@ if TYPE_CHECKING:
     from apiward.core.models import Invalidation
     from apiward.core.passwords import Passwords
     from apiward.core.scopes import Catalogue
+    from apiward.services.addresses import Addresses, AddressTally
     from apiward.services.analytics import Analytics, Verifications
     from apiward.services.audit import AuditLog
     from apiward.services.auth import Authenticator
     from apiward.services.clients import Clients
     from apiward.services.housekeeping import Housekeeping, Upkeep
     from apiward.services.hygiene import Hygiene
+    from apiward.services.impact import Impacts
     from apiward.services.importing import KeyImporter
     from apiward.services.invalidations import InvalidationPoller
     from apiward.services.keys import Keys
@@ -84,12 +86,13 @@ class Runtime:
     PARTS = (
         "tracing", "publisher", "sql", "store", "cache", "local_limiter", "limiter", "passwords",
         "sealer", "keyring", "revocations", "usage", "verifications", "scope_tally",
-        "analytics", "audit", "tenancy", "operators", "keys", "formats", "importer",
-        "clients", "scope_usage",
+        "countries", "address_tally", "analytics", "audit", "tenancy", "operators", "keys",
+        "formats", "importer",
+        "clients", "scope_usage", "addresses", "impact",
         "lockouts", "limits", "auth", "login_throttle", "sign_ins", "two_factor", "tokens",
         "http",
         "webhooks", "leaks", "postbox", "portal", "invalidations", "housekeeping",
-        "hygiene", "countries", "trusted_proxies", "scheduler", "subscription", "metrics",
+        "hygiene", "trusted_proxies", "scheduler", "subscription", "metrics",
     )  # fmt: skip
     """Every part, in an order where each comes after what it is built from."""
 
@@ -248,9 +251,15 @@ class Runtime:
 
     @cached_property
     def verifications(self) -> Verifications:
+        import time
+
+        from apiward.core.clock import SystemClock
         from apiward.services.analytics import Verifications
 
-        return Verifications()
+        clock = self.clock  # an injected clock's minutes (impact reads them by day)
+        return Verifications(
+            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
+        )
 
     @cached_property
     def scope_tally(self) -> ScopeTally:
@@ -263,6 +272,32 @@ class Runtime:
         return ScopeTally(
             time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
         )
+
+    @cached_property
+    def address_tally(self) -> AddressTally:
+        import time
+
+        from apiward.core.clock import SystemClock
+        from apiward.services.addresses import AddressTally
+
+        clock, countries = self.clock, self.countries
+        return AddressTally(
+            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp(),
+            countries.placed,
+        )
+
+    @cached_property
+    def addresses(self) -> Addresses:
+        from apiward.services.addresses import Addresses
+
+        kept = self.settings.analytics_retention["day"]
+        return Addresses(self.store, self.keys, self.clients, self.clock, kept)
+
+    @cached_property
+    def impact(self) -> Impacts:
+        from apiward.services.impact import Impacts
+
+        return Impacts(self.store, self.keys, self.clients, self.clock)
 
     @cached_property
     def scope_usage(self) -> ScopeUsage:
@@ -416,6 +451,7 @@ class Runtime:
             default_version=s.current_version.id,
             imported_prefixes=self._imported,
             scope_tally=self.scope_tally,
+            address_tally=self.address_tally,
         )
 
     @cached_property
@@ -677,7 +713,7 @@ class Runtime:
 
         s = self.settings
         usage, verifications, store = self.usage, self.verifications, self.store
-        scope_tally = self.scope_tally
+        scope_tally, address_tally = self.scope_tally, self.address_tally
         return Scheduler(
             [
                 Periodic("webhooks", s.webhook_poll_seconds, self.webhooks.run_once),
@@ -689,6 +725,9 @@ class Runtime:
                 ),
                 Periodic(
                     "scope usage", s.analytics_flush_seconds, lambda: scope_tally.flush(store)
+                ),
+                Periodic(
+                    "addresses", s.analytics_flush_seconds, lambda: address_tally.flush(store)
                 ),
                 Periodic(
                     "invalidations",
@@ -802,6 +841,7 @@ class Runtime:
             ("usage", self.flush_usage),
             ("verifications", self.flush_analytics),
             ("scope_tally", self.flush_scope_usage),
+            ("address_tally", self.flush_addresses),
         ):
             if not self.built(part):
                 continue
@@ -829,6 +869,10 @@ class Runtime:
     async def flush_scope_usage(self) -> int:
         """Write the pending counts of the scopes credentials used."""
         return await self.scope_tally.flush(self.store)
+
+    async def flush_addresses(self) -> int:
+        """Write the pending counts of the networks credentials' requests came from."""
+        return await self.address_tally.flush(self.store)
 
     async def ping_redis(self) -> bool | None:
         """Whether Redis answers, within ``APIWARD_REDIS_TIMEOUT_SECONDS`` (at once while
@@ -914,4 +958,7 @@ def _hygiene_policy(settings: Settings) -> HygienePolicy:
         unused_days=settings.key_unused_disable_days,
         expiry_days=tuple(settings.key_expiry_reminder_days),
         credit_percents=tuple(settings.key_credit_thresholds),
+        shared_networks=settings.key_shared_networks,
+        shared_countries=settings.key_shared_countries,
+        shared_disable=settings.key_shared_disable,
     )

@@ -581,6 +581,23 @@ class Settings(BaseSettings):
         description="Percentages of a refilling key's credits spent at which "
         "key.credits_low is sent, once per refill period; empty: none.",
     )
+    key_shared_networks: int | None = Field(
+        None,
+        ge=2,
+        le=1_000_000,
+        description="A key's requests of one UTC day from this many networks (/24 of "
+        "IPv4, /48 of IPv6) send key.anomaly, once a day; unset: never.",
+    )
+    key_shared_countries: int | None = Field(
+        None,
+        ge=2,
+        le=300,
+        description="A key's requests of one UTC day from this many countries send "
+        "key.anomaly (needs a country source); unset: never.",
+    )
+    key_shared_disable: bool = Field(
+        False, description="key.anomaly also disables the key (audited)."
+    )
     key_hygiene_seconds: float = Field(
         300.0, gt=0, le=86_400, description="How often each process looks for these notices."
     )

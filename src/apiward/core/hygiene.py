@@ -1,16 +1,20 @@
 """Key hygiene: which notice a key is due, and the mark that makes it happen once.
 
-Three policies look after keys over time (README, "Keeping keys healthy"):
+Four policies look after keys over time (README, "Keeping keys healthy"):
 
 - a key not used for ``unused_days`` (its last use, or its creation when never used)
   is disabled;
 - a key about to expire is reminded at each of ``expiry_days`` before its expiry;
 - a key whose credits refill is announced when ``credit_percents`` of the refill amount
-  are spent, once per refill period.
+  are spent, once per refill period;
+- a key whose requests of one UTC day came from ``shared_networks`` networks or
+  ``shared_countries`` countries (``core.addresses``) is announced as ``key.anomaly``,
+  once per day, and disabled when ``shared_disable`` says so.
 
 The operator sets the defaults; an organisation may add its own policy, which only
 tightens them (``HygienePolicy.tightened_by``): a shorter unused limit, more reminder
-days, more credit thresholds. The operator's days and thresholds always stay.
+days, more credit thresholds, lower shared-key thresholds, disabling a shared key. The
+operator's days and thresholds always stay.
 
 Each notice carries a *mark*: a text naming the occasion (``7d:<expiry>``,
 ``80:<period>``, ``<last use>``). The store keeps one row per (key, kind, mark) under a
@@ -26,11 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from apiward.core.addresses import DayFigures
 from apiward.core.limits import Credits
+from apiward.core.scope_usage import date_of
 
 EXPIRING = "key.expiring"
 CREDITS_LOW = "key.credits_low"
 DISABLED_UNUSED = "key.disabled_unused"
+ANOMALY = "key.anomaly"
 
 
 class Kept(Protocol):
@@ -59,6 +66,13 @@ class HygienePolicy:
     """None: unused keys are left alone."""
     expiry_days: tuple[int, ...] = (30, 7, 1)
     credit_percents: tuple[int, ...] = (50, 80, 100)
+    shared_networks: int | None = None
+    """A key's requests from this many networks (/24, /48) in a UTC day send
+    ``key.anomaly``; None: never."""
+    shared_countries: int | None = None
+    """A key's requests from this many countries in a UTC day send ``key.anomaly``."""
+    shared_disable: bool = False
+    """Whether ``key.anomaly`` also disables the key."""
 
     def __post_init__(self) -> None:
         if self.unused_days is not None and self.unused_days < 1:
@@ -67,6 +81,9 @@ class HygienePolicy:
             raise ValueError("Expiry reminders are whole days before the expiry, at least 1.")
         if any(not 1 <= p <= 100 for p in self.credit_percents):
             raise ValueError("Credit thresholds are percentages spent, 1 to 100.")
+        for limit in (self.shared_networks, self.shared_countries):
+            if limit is not None and limit < 2:
+                raise ValueError("A shared-key threshold is at least 2 networks or countries.")
 
     def tightened_by(self, own: HygienePolicy | None) -> HygienePolicy:
         """The policy in force for an organisation whose own is ``own``: the shorter
@@ -78,12 +95,22 @@ class HygienePolicy:
             unused_days=min(limits) if limits else None,
             expiry_days=tuple(sorted({*self.expiry_days, *own.expiry_days}, reverse=True)),
             credit_percents=tuple(sorted({*self.credit_percents, *own.credit_percents})),
+            shared_networks=_lower(self.shared_networks, own.shared_networks),
+            shared_countries=_lower(self.shared_countries, own.shared_countries),
+            shared_disable=self.shared_disable or own.shared_disable,
         )
 
     def loosened_by(self, own: HygienePolicy) -> str | None:
         """What in ``own`` would loosen this (the operator's) policy, said for a person;
         None when it only tightens. Days and thresholds only add, so only a longer
-        unused limit loosens."""
+        unused limit or a higher shared-key threshold loosens."""
+        for name in ("shared_networks", "shared_countries"):
+            mine, theirs = getattr(self, name), getattr(own, name)
+            if mine is not None and theirs is not None and theirs > mine:
+                return (
+                    f"{name} {theirs} is higher than the operator's {mine}; an "
+                    "organisation may only lower it."
+                )
         if (
             own.unused_days is not None
             and self.unused_days is not None
@@ -99,6 +126,11 @@ class HygienePolicy:
     def reminds_within(self) -> timedelta | None:
         """How far ahead expiries are looked for; None: no reminders."""
         return timedelta(days=max(self.expiry_days)) if self.expiry_days else None
+
+
+def _lower(a: int | None, b: int | None) -> int | None:
+    both = [x for x in (a, b) if x is not None]
+    return min(both) if both else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,5 +213,29 @@ def unused_due(key: Kept, policy: HygienePolicy, now: datetime) -> Due | None:
         {
             "unused_days": policy.unused_days,
             "last_used_at": key.last_used_at,
+        },
+    )
+
+
+def anomaly_due(figures: DayFigures, policy: HygienePolicy) -> Due | None:
+    """``key.anomaly`` when one day's networks or countries reach the policy's threshold;
+    the mark is the day, so that it is sent once per key and day."""
+    networks, countries = policy.shared_networks, policy.shared_countries
+    over_networks = networks is not None and figures.networks >= networks
+    over_countries = countries is not None and (figures.countries or 0) >= countries
+    if not (over_networks or over_countries):
+        return None
+    return Due(
+        ANOMALY,
+        date_of(figures.day).isoformat(),
+        {
+            "day": date_of(figures.day).isoformat(),
+            "networks": figures.networks,
+            "networks_exact": figures.exact,
+            "countries": figures.countries,
+            "requests": figures.requests,
+            "threshold_networks": networks,
+            "threshold_countries": countries,
+            "disabled": policy.shared_disable,
         },
     )

@@ -270,6 +270,9 @@ class RequestContext:
     acts_in_space: bool = True
     """False for a request that touches no space's data (the root echo): it is
     authenticated without the space header even where the deployment requires one."""
+    country: str | None = None
+    """The ISO 3166-1 country a trusted proxy's header placed the request in (else None:
+    ``apiward.adapters.geo`` may still place ``ip``)."""
     asserted: bool = False
     """``ip`` and ``route`` are the caller's word about another request (the verify
     API), not the connection's or the declared proxy's: limits keyed on them count

@@ -113,4 +113,5 @@ class Analytics:
                 removed += await tx.prune_verifications(granularity, now - kept)
             # The scopes credentials used, kept as long as the daily counts.
             removed += await tx.prune_scope_uses(day_of(now - self.retention["day"]))
+            removed += await tx.prune_addresses(day_of(now - self.retention["day"]))
         return removed

@@ -55,6 +55,7 @@ from apiward.core.models import (
 )
 from apiward.core.owners import EMPTY, Meta, empty, frozen
 from apiward.core.scopes import ScopeSet
+from apiward.services.addresses import AddressTally
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
 from apiward.services.clients import client_cache_key
@@ -168,10 +169,13 @@ class Authenticator:
         default_version: str | None = None,
         imported_prefixes: tuple[str, ...] = (),
         scope_tally: ScopeTally | None = None,
+        address_tally: AddressTally | None = None,
     ) -> None:
         self._imported_prefixes = imported_prefixes
         self.scope_tally = scope_tally if scope_tally is not None else ScopeTally()
         """The scopes allowed requests used (``apiward.services.scope_usage``)."""
+        self.address_tally = address_tally if address_tally is not None else AddressTally()
+        """The networks allowed requests came from (``apiward.services.addresses``)."""
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -502,6 +506,7 @@ class Authenticator:
             self._count_refusal(known, context, exc)
             raise
         self._count(principal, "VALID")
+        self.address_tally.count(principal)
         if scopes:
             self.scope_tally.count(principal, scopes)
         if report_scopes:

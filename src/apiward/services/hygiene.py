@@ -20,11 +20,13 @@ import structlog
 
 from apiward.core.clock import Clock
 from apiward.core.hygiene import (
+    ANOMALY,
     CREDITS_LOW,
     DISABLED_UNUSED,
     EXPIRING,
     Due,
     HygienePolicy,
+    anomaly_due,
     credits_due,
     expiry_due,
     unused_due,
@@ -32,9 +34,11 @@ from apiward.core.hygiene import (
 from apiward.core.jsontext import rfc3339
 from apiward.core.models import ApiKey, Notice, RequestContext
 from apiward.core.readings import Reading
+from apiward.core.scope_usage import date_of, day_of
+from apiward.services.addresses import figures_of
 from apiward.services.audit import new_event
 from apiward.services.keys import KeysTx, write_key_change
-from apiward.services.ports import Cache, HygieneTx, Mailer, Store
+from apiward.services.ports import AnalyticsTx, Cache, HygieneTx, Mailer, Store
 
 log = structlog.get_logger("apiward.hygiene")
 
@@ -55,7 +59,7 @@ def _due(key: ApiKey, policy: HygienePolicy, now: datetime) -> list[Due]:
     return [due for due in found if due is not None]
 
 
-class HygieneServiceTx(KeysTx, HygieneTx, Protocol):
+class HygieneServiceTx(KeysTx, HygieneTx, AnalyticsTx, Protocol):
     """What a hygiene run reads and writes."""
 
 
@@ -89,7 +93,7 @@ class Hygiene:
             Reading.counts(
                 "key_hygiene_notices",
                 "Key hygiene notices this process sent, by kind (key.expiring, "
-                "key.credits_low, key.disabled_unused).",
+                "key.credits_low, key.disabled_unused, key.anomaly).",
                 ("kind",),
                 self.sent,
             )
@@ -127,12 +131,78 @@ class Hygiene:
             if len(keys) < _BATCH:
                 break
             after = keys[-1].id
+        sent[ANOMALY] += await self._anomalies(now, policies)
+        if not sent[ANOMALY]:
+            del sent[ANOMALY]
         self.sent.update(sent)
         if sent:
             log.info(
                 "key_hygiene_notices_sent", **{k.replace(".", "_"): n for k, n in sent.items()}
             )
         return sent
+
+    async def _anomalies(self, now: datetime, policies: dict[str, HygienePolicy]) -> int:
+        """Announce each key whose networks or countries of today (or of yesterday, whose
+        last counts may have been flushed after midnight) reach its policy's threshold,
+        once per key and day: ``key.anomaly``, and its disablement when the policy says.
+        OAuth clients are counted and shown, not announced."""
+        every = [self.policy, *policies.values()]
+        networks = min((p.shared_networks for p in every if p.shared_networks), default=None)
+        countries = min((p.shared_countries for p in every if p.shared_countries), default=None)
+        if networks is None and countries is None:
+            return 0
+        sent = 0
+        today = day_of(now)
+        for day in (today - 1, today):
+            async with self._store.begin() as tx:
+                found = await tx.address_candidates(day, networks, countries)
+                done = await tx.key_notices([cred for _, _, cred in found])
+            mark = date_of(day).isoformat()
+            for org_id, environment, credential in found:
+                policy = policies.get(org_id, self.policy)
+                if (credential, ANOMALY, mark) in done:
+                    continue
+                if await self._anomaly(org_id, environment, credential, day, policy, now):
+                    sent += 1
+        return sent
+
+    async def _anomaly(
+        self,
+        org_id: str,
+        environment: str,
+        credential: str,
+        day: int,
+        policy: HygienePolicy,
+        now: datetime,
+    ) -> bool:
+        async with self._store.begin() as tx:
+            key = await tx.get_key(org_id, credential)
+            if key is None or key.environment != environment or key.revoked_at is not None:
+                return False  # an OAuth client, or a key revoked since
+            found = await figures_of(tx, org_id, environment, credential, day, day)
+            due = anomaly_due(found[0], policy) if found else None
+            if due is None:
+                return False
+            if not await tx.claim_key_notice(key.id, org_id, due.kind, due.mark, now):
+                return False  # another process sent it
+            disable = policy.shared_disable and key.disabled_at is None
+            event = new_event(
+                ANOMALY,
+                now,
+                _SYSTEM,
+                org_id=org_id,
+                environment=environment,
+                target_type="api_key",
+                target_id=key.id,
+                data={"name": key.name, **due.data, "disabled": disable},
+            )
+            if disable:
+                await write_key_change(tx, replace(key, disabled_at=now, updated_at=now), event)
+            else:
+                await tx.insert_audit(event)
+        if disable:
+            self._cache.invalidate(key.digest)
+        return True
 
     async def _send(self, key: ApiKey, policy: HygienePolicy, due: Due, now: datetime) -> bool:
         async with self._store.begin() as tx:

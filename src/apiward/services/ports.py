@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
+from apiward.core.addresses import AddressUse, Overflow
 from apiward.core.analytics import Bucket, Query
 from apiward.core.hygiene import HygienePolicy
 from apiward.core.limits import Credits, Decision, Hit
@@ -376,6 +377,39 @@ class AnalyticsTx(Protocol):
 
     async def prune_scope_uses(self, before_day: int) -> int:
         """Delete the uses counted on days before ``before_day``."""
+        ...
+
+    async def add_address_uses(self, rows: Sequence[AddressUse]) -> None:
+        """Add these per-network counts to the stored ones (an upsert that adds)."""
+        ...
+
+    async def merge_address_overflows(self, rows: Sequence[Overflow]) -> None:
+        """Merge these overflows into the stored ones (requests add, sketches take each
+        register's maximum, countries unite), whichever process wrote before."""
+        ...
+
+    async def address_uses(
+        self, org_id: str, environment: str, credential_id: str, first_day: int, last_day: int
+    ) -> list[AddressUse]:
+        """The per-network counts of one credential of one organisation and environment."""
+        ...
+
+    async def address_overflows(
+        self, org_id: str, environment: str, credential_id: str, first_day: int, last_day: int
+    ) -> list[Overflow]:
+        """The overflows of one credential of one organisation and environment, by day."""
+        ...
+
+    async def address_candidates(
+        self, day: int, networks: int | None, countries: int | None
+    ) -> list[tuple[str, str, str]]:
+        """(organisation, environment, credential) of every credential whose stored rows
+        of ``day`` reach ``networks`` prefixes or ``countries`` countries, or that
+        overflowed that day (when either threshold is set)."""
+        ...
+
+    async def prune_addresses(self, before_day: int) -> int:
+        """Delete the per-network counts and overflows of days before ``before_day``."""
         ...
 
 

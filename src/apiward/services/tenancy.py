@@ -269,6 +269,9 @@ class Tenancy:
                         "unused_days": key_hygiene.unused_days,
                         "expiry_days": key_hygiene.expiry_days,
                         "credit_percents": key_hygiene.credit_percents,
+                        "shared_networks": key_hygiene.shared_networks,
+                        "shared_countries": key_hygiene.shared_countries,
+                        "shared_disable": key_hygiene.shared_disable,
                     }
                 )
             if require_mfa is not None:

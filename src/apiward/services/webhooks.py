@@ -70,6 +70,8 @@ WEBHOOK_EVENTS: dict[str, str] = {
     "key.credits_low": "A refilling API key spent a threshold share of its credits "
     "(50, 80, 100% by default), once per refill period.",
     "key.disabled_unused": "An API key unused for the organisation's limit was disabled.",
+    "key.anomaly": "An API key's requests of one day came from more networks or countries "
+    "than the organisation's threshold (a shared key?); disabled when its policy says so.",
     "client.created": "An OAuth client was created.",
     "client.updated": "An OAuth client's settings changed.",
     "client.revoked": "An OAuth client was revoked.",

@@ -388,26 +388,33 @@ def test_org_hygiene_shows_the_policy_and_sets_one_that_only_tightens(
     set_ = json.loads(
         run(
             "org", "hygiene", "--unused-days", "45", "--expiry-reminder", "14",
-            "--credit-threshold", "90", "--json",
+            "--credit-threshold", "90", "--shared-networks", "12", "--shared-disable",
+            "--json",
         )
     )  # fmt: skip
     assert set_["own"] == {
         "unused_days": 45,
         "expiry_reminder_days": [14],
         "credit_thresholds": [90],
+        "shared_networks": 12,
+        "shared_countries": None,
+        "shared_disable": True,
     }
+    assert (set_["in_force"]["shared_networks"], set_["in_force"]["shared_disable"]) == (12, True)
     assert set_["in_force"]["unused_days"] == 45
     assert set_["in_force"]["expiry_reminder_days"] == [30, 14, 7, 1]
     assert set_["in_force"]["credit_thresholds"] == [50, 80, 90, 100]
     assert json.loads(run("org", "hygiene", "--json")) == set_
     table = run("org", "hygiene")
     assert "45 days" in table and "30, 14, 7, 1" in table and "50, 80, 90, 100" in table
+    assert "key.anomaly at 12" in table
     assert max(map(len, table.splitlines())) <= 80 and "…" not in table
 
     for bad, option in (
         (["--unused-days", "0"], "--unused-days"),
         (["--expiry-reminder", "400"], "--expiry-reminder"),
         (["--credit-threshold", "101"], "--credit-threshold"),
+        (["--shared-networks", "1"], "--shared-networks"),
     ):
         refused = CliRunner().invoke(app, ["org", "hygiene", *bad])
         assert refused.exit_code == 2 and option in refused.output, refused.output
@@ -427,3 +434,25 @@ def test_org_hygiene_refuses_to_loosen_the_operators_policy(
     assert refused.exit_code == 1, refused.output
     assert "30" in refused.output and "60" in refused.output
     assert json.loads(run("org", "hygiene", "--json"))["own"] is None
+
+
+def test_keys_impact_says_what_revoking_or_narrowing_would_have_refused(
+    env: dict[str, str],
+) -> None:
+    from apiward.adapters.settings import Settings
+
+    init()
+    scopes = ["--scope", "keys:read", "--scope", "clients:read"]
+    made = json.loads(run("keys", "create", "--name", "u", *scopes, "--json"))
+    with TestClient(create_app(Settings())) as client:
+        for _ in range(3):
+            r = client.get("/v1/keys", headers={"Authorization": f"Bearer {made['key']}"})
+            assert r.status_code == 200
+    # The server flushed its counts as it stopped.
+    revoke = run("keys", "impact", made["id"])
+    assert "this key made 3 requests; revoking it would have refused all of them." in revoke
+    narrowed = json.loads(run("keys", "impact", made["id"], "--scope", "clients:read", "--json"))
+    assert (narrowed["refused_at_least"], narrowed["refused_at_most"]) == (3, 3)
+    assert narrowed["by_scope"] == [{"name": "keys:read", "requests": 3, "verdict": "refused"}]
+    bad = CliRunner().invoke(app, ["keys", "impact", made["id"], "--allow-ip", "10.0.0.0/33"])
+    assert bad.exit_code != 0 and "ip_allow" in bad.output

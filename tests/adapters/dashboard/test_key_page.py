@@ -328,3 +328,42 @@ def test_the_page_shows_the_scopes_used_and_narrows_to_them(
     assert 'data-testid="no-scopes-used"' in page_of(owner, idle)
     refused = owner.post(f"/dashboard/keys/{idle['id']}/narrow", {"env": "live"})
     assert refused.status_code == 400 and "nothing to narrow it to" in refused.text
+
+
+def test_the_page_says_where_the_key_was_seen_and_what_stopping_it_would_refuse(
+    org: Org, owner: Browser
+) -> None:
+    key = org.create_key(["keys:read", "clients:read"])
+    verifier = org.create_key(["keys:verify"])["key"]
+    for ip, scope in (
+        ("10.0.0.1", "keys:read"),
+        ("10.0.0.2", "keys:read"),
+        ("::1", "clients:read"),
+    ):
+        r = org.client.post(
+            "/v1/keys/verify",
+            headers=org.headers(verifier),
+            json={"key": key["key"], "ip": ip, "scopes": [scope]},
+        )
+        assert r.json()["valid"] is True
+    for flushing in ("flush_analytics", "flush_scope_usage", "flush_addresses"):
+        org.client.portal.call(getattr(org.runtime, flushing))  # type: ignore[union-attr]
+    page = page_of(owner, key)
+    assert "Seen from 2 networks today." in page
+    assert "10.0.0.0/24" not in page  # the page gives the count, not the networks
+    assert (
+        "In the last 7 days this key made 3 requests; disabling or revoking it would have "
+        "refused all of them." in page
+    )
+    revoke = owner.get(f"/dashboard/keys/{key['id']}/revoke?env=live").text
+    assert "made 3 requests; revoking it would have refused all of them." in revoke
+    form = {"env": "live", "name": "k", "scope": ["keys:read"], "expires": "keep"}
+    asked = owner.post(f"/dashboard/keys/{key['id']}/edit", form)
+    assert asked.status_code == 200
+    assert "In the last 7 days this key made 3 requests; 1 would have been refused." in asked.text
+    assert sorted(api_key(org, key["id"])["scopes"]) == ["clients:read", "keys:read"]
+    saved = owner.post(f"/dashboard/keys/{key['id']}/edit", {**form, "confirmed": "1"})
+    assert saved.status_code == 303
+    assert api_key(org, key["id"])["scopes"] == ["keys:read"]
+    idle = org.create_key(["keys:read"])
+    assert "No requests counted today." in page_of(owner, idle)

@@ -24,6 +24,9 @@ def test_a_tenant_tightens_the_operators_policy_and_sees_what_is_in_force(org: O
         "unused_days": 90,
         "expiry_reminder_days": [30, 7, 1],
         "credit_thresholds": [50, 80, 100],
+        "shared_networks": None,
+        "shared_countries": None,
+        "shared_disable": False,
     }
     own = {"unused_days": 30, "expiry_reminder_days": [14, 7], "credit_thresholds": [95]}
     r = org.client.patch("/v1/org", headers=org.headers(), json={"key_hygiene": own})
@@ -32,12 +35,18 @@ def test_a_tenant_tightens_the_operators_policy_and_sees_what_is_in_force(org: O
         "unused_days": 30,
         "expiry_reminder_days": [14, 7],
         "credit_thresholds": [95],
+        "shared_networks": None,
+        "shared_countries": None,
+        "shared_disable": False,
     }
     after = org.client.get("/v1/org", headers=org.headers()).json()
     assert after["key_hygiene_in_force"] == {
         "unused_days": 30,
         "expiry_reminder_days": [30, 14, 7, 1],  # the operator's days stay
         "credit_thresholds": [50, 80, 95, 100],
+        "shared_networks": None,
+        "shared_countries": None,
+        "shared_disable": False,
     }
     audited = org.client.get(
         "/v1/audit-events", headers=org.headers(), params={"type": "org.updated"}
@@ -58,6 +67,8 @@ def test_a_tenant_tightens_the_operators_policy_and_sees_what_is_in_force(org: O
         ({"credit_thresholds": [101]}, "credit_thresholds"),
         ({"credit_thresholds": list(range(1, 12))}, "credit_thresholds"),
         ({"unused_for": 3}, "unused_for"),
+        ({"shared_networks": 1}, "shared_networks"),
+        ({"shared_countries": 301}, "shared_countries"),
     ],
 )
 def test_a_tenant_cannot_loosen_or_send_nonsense(

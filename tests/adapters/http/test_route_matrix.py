@@ -615,6 +615,20 @@ READS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/clients/{client_id}/scope-usage"): Row(
         lambda w, k: Request(f"/v1/clients/{_client(w, k)}/scope-usage")
     ),
+    ("GET", "/v1/keys/{key_id}/addresses"): Row(
+        lambda w, k: Request(f"/v1/keys/{_key(w, k)}/addresses", params={"since": "7d"})
+    ),
+    ("GET", "/v1/keys/{key_id}/impact"): Row(
+        lambda w, k: Request(
+            f"/v1/keys/{_key(w, k)}/impact", params={"ip_allow": "10.0.0.0/8", "scopes": "a:b"}
+        )
+    ),
+    ("GET", "/v1/clients/{client_id}/addresses"): Row(
+        lambda w, k: Request(f"/v1/clients/{_client(w, k)}/addresses")
+    ),
+    ("GET", "/v1/clients/{client_id}/impact"): Row(
+        lambda w, k: Request(f"/v1/clients/{_client(w, k)}/impact")
+    ),
 }
 """Reading routes the matrix covers too: what one credential's requests did, which
 only its own organisation and environment may read."""

@@ -299,6 +299,54 @@ def keys_usage(
     scope_usage("key", key_id, since, narrow=narrow, org=org, as_json=as_json)
 
 
+@app.command("impact")
+def keys_impact(
+    key_id: KeyId,
+    scopes: Annotated[
+        list[str] | None, typer.Option("--scope", help="A proposed scope set (repeat).")
+    ] = None,
+    ip_allow: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="A proposed allow-list (repeat).")
+    ] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What revoking the key (no option), a proposed scope set or allow-list would have
+    refused of its allowed requests over the last 7 days, from the counts kept (a range
+    where they cannot tell exactly: docs/keeping-keys-healthy.md)."""
+    from apiward.adapters.http.schemas.addresses import ImpactOut
+    from apiward.core.impact import proposal, sentence
+
+    async def job(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+        change = proposal(
+            ",".join(scopes) if scopes else None, ",".join(ip_allow) if ip_allow else None
+        )
+        await runtime.flush_analytics()  # what this process counted (none, usually)
+        await runtime.flush_scope_usage()
+        await runtime.flush_addresses()
+        impact = await runtime.impact.of_key(principal, key_id, change)
+        return {
+            **ImpactOut.of(key_id, impact).model_dump(mode="json"),
+            "sentence": sentence(impact, "revoking it" if change.refuses_all else "the change"),
+        }
+
+    async def find_env(runtime: Runtime) -> str:
+        principal = await runtime.operators.principal(org)
+        return (await runtime.keys.get(principal, key_id)).environment
+
+    data = as_operator(org, run(find_env), job)
+    if as_json:
+        print(json.dumps(data))
+        return
+    print(data["sentence"])  # whole, not wrapped: a sentence to quote
+    for part in ("by_route", "by_scope", "by_network"):
+        for r in data[part]:
+            verdict = "" if r["verdict"] == "refused" else f" ({r['verdict']})"
+            out.print(f"  {r['name']}: {r['requests']:,}{verdict}")
+    if data["unlisted_requests"]:
+        out.print(f"  networks past the cap (unknown): {data['unlisted_requests']:,}")
+
+
 @app.command("update")
 def keys_update(
     key_id: KeyId,

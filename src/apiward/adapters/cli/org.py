@@ -94,6 +94,9 @@ def _policy_dict(policy: HygienePolicy | None) -> dict[str, Any] | None:
         "unused_days": policy.unused_days,
         "expiry_reminder_days": list(policy.expiry_days),
         "credit_thresholds": list(policy.credit_percents),
+        "shared_networks": policy.shared_networks,
+        "shared_countries": policy.shared_countries,
+        "shared_disable": policy.shared_disable,
     }
 
 
@@ -122,6 +125,9 @@ def _show_hygiene(data: dict[str, Any], as_json: bool) -> None:
             ),
             row("expiry reminders, days", lambda p: _listed(p["expiry_reminder_days"])),
             row("credits spent, %", lambda p: _listed(p["credit_thresholds"])),
+            row("shared key, networks a day", lambda p: _at(p["shared_networks"])),
+            row("shared key, countries a day", lambda p: _at(p["shared_countries"])),
+            row("shared key disabled", lambda p: "yes" if p["shared_disable"] else "no"),
         ],
         footer=None if data["own"] else "the organisation has no policy of its own",
     )
@@ -129,6 +135,10 @@ def _show_hygiene(data: dict[str, Any], as_json: bool) -> None:
 
 def _after(days: int | None) -> str:
     return f"{days} days" if days else "never"
+
+
+def _at(threshold: int | None) -> str:
+    return f"key.anomaly at {threshold}" if threshold else "never"
 
 
 def _listed(values: list[int]) -> str:
@@ -149,6 +159,17 @@ def org_hygiene(
         list[int] | None,
         typer.Option("--credit-threshold", help="Percent of credits spent to announce."),
     ] = None,
+    shared_networks: Annotated[
+        int | None,
+        typer.Option("--shared-networks", help="Networks a day that make a key shared."),
+    ] = None,
+    shared_countries: Annotated[
+        int | None,
+        typer.Option("--shared-countries", help="Countries a day that make a key shared."),
+    ] = None,
+    shared_disable: Annotated[
+        bool, typer.Option("--shared-disable", help="Disable a key found shared.")
+    ] = False,
     clear: Annotated[
         bool, typer.Option("--clear", help="Drop the organisation's own policy.")
     ] = False,
@@ -157,12 +178,20 @@ def org_hygiene(
 ) -> None:
     """Show the key hygiene policy in force, or set the organisation's own, which may
     only tighten the operator's (APIWARD_KEY_*): unused keys disabled sooner, reminders
-    and thresholds added. Setting replaces the organisation's own policy whole."""
+    and thresholds added, shared keys announced (key.anomaly) sooner or disabled.
+    Setting replaces the organisation's own policy whole."""
     from pydantic import ValidationError
 
     from apiward.adapters.http.schemas.tenancy import KeyHygiene
 
-    setting = unused_days is not None or bool(expiry_reminder) or bool(credit_threshold)
+    setting = (
+        unused_days is not None
+        or bool(expiry_reminder)
+        or bool(credit_threshold)
+        or shared_networks is not None
+        or shared_countries is not None
+        or shared_disable
+    )
     if setting and clear:
         fail("--clear drops the organisation's own policy; give it alone.")
     own = None
@@ -172,6 +201,9 @@ def org_hygiene(
                 unused_days=unused_days,
                 expiry_reminder_days=expiry_reminder or [],
                 credit_thresholds=credit_threshold or [],
+                shared_networks=shared_networks,
+                shared_countries=shared_countries,
+                shared_disable=shared_disable,
             ).policy()
         except ValidationError as exc:
             problem = exc.errors()[0]
@@ -179,6 +211,8 @@ def org_hygiene(
                 "unused_days": "--unused-days",
                 "expiry_reminder_days": "--expiry-reminder",
                 "credit_thresholds": "--credit-threshold",
+                "shared_networks": "--shared-networks",
+                "shared_countries": "--shared-countries",
             }.get(str(problem["loc"][0]), str(problem["loc"][0]))
             fail(f"{field}: {problem['msg']}")
 

@@ -29,6 +29,7 @@ EVENT_TYPES = (
     "key.expiring",
     "key.credits_low",
     "key.disabled_unused",
+    "key.anomaly",
     "client.created",
     "client.updated",
     "client.revoked",

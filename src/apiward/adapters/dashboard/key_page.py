@@ -22,6 +22,7 @@ from apiward.adapters.dashboard.keys import (
     ScopeChoices,
     people,
     scope_choices,
+    seen_line,
     spaces,
 )
 from apiward.adapters.dashboard.usage import key_limits
@@ -36,9 +37,11 @@ from apiward.adapters.dashboard.web import (
     url,
 )
 from apiward.adapters.http.deps import (
+    AddressesDep,
     AnalyticsDep,
     AuditDep,
     ClockDep,
+    ImpactsDep,
     KeysDep,
     LimitsDep,
     ScopeUsageDep,
@@ -46,7 +49,9 @@ from apiward.adapters.http.deps import (
     runtime_of,
 )
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
+from apiward.core.authority import networks
 from apiward.core.errors import ApiwardError, InvalidInput
+from apiward.core.impact import Proposal, sentence
 from apiward.core.limits import refilled
 from apiward.core.models import ApiKey
 from apiward.services.tenancy import Tenancy
@@ -70,11 +75,14 @@ async def key_page(
     log: AuditDep,
     clock: ClockDep,
     scope_usage: ScopeUsageDep,
+    addresses: AddressesDep,
+    impacts: ImpactsDep,
     me: Me = Depends(signed_in),
 ) -> Response:
     me.require("keys:read")
     key = await keys.get(me.principal, key_id)
     now = clock.now()
+    today = await addresses.today(key.org_id, key.environment, key.id)
     limits_now = None
     if me.can("org:read"):
         org = await tenancy.get_org(me.principal.org_id)
@@ -96,6 +104,10 @@ async def key_page(
         ),
         trail=await trail_of(log, me, key.id, key.environment),
         scope_usage=ScopeUsageOut.of(key.id, await scope_usage.of_key(me.principal, key.id, None)),
+        seen=seen_line(today),
+        stopping=sentence(
+            await impacts.of_key(me.principal, key.id, Proposal()), "disabling or revoking it"
+        ),
     )
 
 
@@ -117,7 +129,9 @@ async def _edit_form(
     *,
     values: FormData | None = None,
     errors: FieldErrors | None = None,
+    confirm: str | None = None,
 ) -> Response:
+    """``confirm``: what the submitted change would have refused, asked before saving."""
     # The key's own scopes stay offered, ticked, even those the editor could not grant:
     # unticking one narrows the key, which anyone who may edit it may do.
     choices = await scope_choices(tenancy, me, request)
@@ -134,6 +148,7 @@ async def _edit_form(
         expiry_choices=((KEEP, "Keep as it is"), *EXPIRY_CHOICES),
         values=values or _values(key, offered),
         errors=errors or FieldErrors(),
+        confirm=confirm,
     )
 
 
@@ -175,6 +190,7 @@ async def save_key(
     keys: KeysDep,
     tenancy: TenancyDep,
     clock: ClockDep,
+    impacts: ImpactsDep,
     me: Me = Depends(signed_in),
 ) -> Response:
     me.require("keys:write")
@@ -182,6 +198,19 @@ async def save_key(
     form = await request.form()
     errors = FieldErrors()
     fields = KeyForm.read(form, clock.now(), errors, runtime_of(request).catalogue)
+    if not errors and not form.get("confirmed"):
+        change = Proposal(
+            tuple(fields.scopes) if set(fields.scopes) != set(key.scopes) else None,
+            networks(fields.ip_allow)
+            if fields.ip_allow and set(fields.ip_allow) != set(key.ip_allow)
+            else None,
+        )
+        if not change.refuses_all:
+            impact = await impacts.of_key(me.principal, key.id, change)
+            if impact.refused_at_most:  # ask again, saying what the change would refuse
+                return await _edit_form(
+                    request, me, tenancy, key, values=form, confirm=sentence(impact)
+                )
     if not errors:
         try:
             await keys.update(

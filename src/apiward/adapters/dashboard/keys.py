@@ -26,10 +26,12 @@ from apiward.adapters.dashboard.web import (
     whole_number,
     words,
 )
-from apiward.adapters.http.deps import ClockDep, KeysDep, TenancyDep, runtime_of
+from apiward.adapters.http.deps import ClockDep, ImpactsDep, KeysDep, TenancyDep, runtime_of
 from apiward.adapters.http.errors import status_of
 from apiward.core import times
+from apiward.core.addresses import DayFigures
 from apiward.core.errors import ApiwardError, InvalidInput
+from apiward.core.impact import Proposal, sentence
 from apiward.core.models import KeyState, PageRequest
 from apiward.core.roles import MANAGEMENT_SCOPES
 from apiward.core.scopes import RESERVED_RESOURCES, Catalogue
@@ -359,11 +361,22 @@ async def enable_key(
 
 @router.get("/keys/{key_id}/revoke")
 async def confirm_revoke(
-    key_id: str, request: Request, keys: KeysDep, me: Me = Depends(signed_in)
+    key_id: str,
+    request: Request,
+    keys: KeysDep,
+    impacts: ImpactsDep,
+    me: Me = Depends(signed_in),
 ) -> Response:
     me.require("keys:write")
     key = await keys.get(me.principal, key_id)
-    return render(request, "key_revoke.html", section="keys", key=key)
+    impact = await impacts.of_key(me.principal, key.id, Proposal())
+    return render(
+        request,
+        "key_revoke.html",
+        section="keys",
+        key=key,
+        impact=sentence(impact, "revoking it"),
+    )
 
 
 @router.post("/keys/{key_id}/revoke")
@@ -426,3 +439,14 @@ async def roll_key(
         ),
         back=url("/keys", env=created.key.environment),
     )
+
+
+def seen_line(today: DayFigures) -> str:
+    """ "seen from N networks (M countries) today", the key page's shared-key figure."""
+    if not today.requests:
+        return "No requests counted today."
+    approx = "" if today.exact else "about "
+    nets = f"{approx}{today.networks:,} network{'s' if today.networks != 1 else ''}"
+    if today.countries is not None:
+        nets += f" ({today.countries:,} countr{'ies' if today.countries != 1 else 'y'})"
+    return f"Seen from {nets} today."

@@ -22,10 +22,12 @@ from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
 from apiward.core.errors import ServiceUnavailable
 from apiward.core.models import IPNetwork
+from apiward.services.addresses import Addresses
 from apiward.services.analytics import Analytics, Verifications
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator
 from apiward.services.clients import Clients
+from apiward.services.impact import Impacts
 from apiward.services.keys import Keys
 from apiward.services.leaks import Leaks
 from apiward.services.limiting import RequestLimits
@@ -108,6 +110,14 @@ async def scope_usage(request: Request) -> ScopeUsage:
     return runtime_of(request).scope_usage
 
 
+async def addresses(request: Request) -> Addresses:
+    return runtime_of(request).addresses
+
+
+async def impacts(request: Request) -> Impacts:
+    return runtime_of(request).impact
+
+
 async def verifications(request: Request) -> Verifications:
     return runtime_of(request).verifications
 
@@ -150,6 +160,8 @@ AuditDep = Annotated[AuditLog, Depends(audit)]
 AnalyticsDep = Annotated[Analytics, Depends(analytics)]
 VerificationsDep = Annotated[Verifications, Depends(verifications)]
 ScopeUsageDep = Annotated[ScopeUsage, Depends(scope_usage)]
+AddressesDep = Annotated[Addresses, Depends(addresses)]
+ImpactsDep = Annotated[Impacts, Depends(impacts)]
 LimitsDep = Annotated[RequestLimits, Depends(limits)]
 KeyringDep = Annotated[Keyring, Depends(keyring)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from apiward.adapters.geo import Countries
 from apiward.adapters.http.access import PUBLIC, Door, Environments, Needs, Reach, declare
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
@@ -99,7 +100,18 @@ def request_context(
         request_id=state_of(request).request_id or None,
         space_id=space.strip()[:64] if space else None,
         api_version=version,
+        country=_told_country(request, runtime),
     )
+
+
+def _told_country(request: Request, runtime: Any) -> str | None:
+    """The country a trusted proxy's header names (counted per network for shared-key
+    detection); the header is read only when one is configured."""
+    countries: Countries = runtime.countries
+    if not countries.header:
+        return None
+    trusted = via_trusted_proxy(request, runtime.trusted_proxies)
+    return countries.told(request.headers, via_trusted_proxy=trusted)
 
 
 async def authenticate(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -463,4 +464,37 @@ scope_uses = Table(
     Column("count", BigInteger, nullable=False),
     PrimaryKeyConstraint("org_id", "credential_id", "day", "scope", name="pk_scope_uses"),
     Index("ix_scope_uses_day", "day"),
+)
+
+address_uses = Table(
+    "address_uses",
+    metadata,
+    # One row per credential, UTC day and network (/24 of IPv4, /48 of IPv6) its allowed
+    # requests came from, up to core.addresses.EXACT_CAP a day per process: never a full
+    # address (personal data). What GET /v1/keys/{id}/addresses and /impact read.
+    Column("org_id", String(ID), nullable=False),
+    Column("credential_id", String(64), nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("prefix", String(48), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("country", String(2)),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_id", "credential_id", "day", "prefix", name="pk_address_uses"),
+    Index("ix_address_uses_day", "day"),
+)
+
+address_overflows = Table(
+    "address_overflows",
+    metadata,
+    # The requests of a credential's day from networks beyond the exact ones: their count,
+    # a HyperLogLog of their prefixes (merged by register maximum) and their countries.
+    Column("org_id", String(ID), nullable=False),
+    Column("credential_id", String(64), nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("registers", LargeBinary(1024), nullable=False),
+    Column("countries", String(1024), nullable=False),
+    PrimaryKeyConstraint("org_id", "credential_id", "day", name="pk_address_overflows"),
+    Index("ix_address_overflows_day", "day"),
 )

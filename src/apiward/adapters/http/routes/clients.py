@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from apiward.adapters.http.access import Reach
-from apiward.adapters.http.deps import ClientsDep, ClockDep, ScopeUsageDep
+from apiward.adapters.http.deps import AddressesDep, ClientsDep, ClockDep, ImpactsDep, ScopeUsageDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
+from apiward.adapters.http.schemas.addresses import AddressesOut, ImpactOut
 from apiward.adapters.http.schemas.clients import (
     ClientCreate,
     ClientCreated,
@@ -19,6 +20,7 @@ from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
+from apiward.core.impact import proposal
 from apiward.core.models import OAuthClient, PageRequest, Principal
 
 router = APIRouter(prefix="/v1/clients", tags=["OAuth clients"])
@@ -102,6 +104,55 @@ async def client_scope_usage(
     """The scopes the allowed requests of the client's access tokens needed since
     `since`, per UTC day, against the scopes it holds (as for a key's)."""
     return ScopeUsageOut.of(client_id, await usage.of_client(principal, client_id, since))
+
+
+@router.get(
+    "/{client_id}/addresses",
+    response_model=AddressesOut,
+    summary="Where a client's requests came from: networks and countries per day",
+)
+async def client_addresses(
+    client_id: str,
+    addresses: AddressesDep,
+    since: str | None = Query(
+        None,
+        max_length=64,
+        description="An ISO time or date, or a span back from now (`7d`, `24h`); 30 days "
+        "back when absent.",
+    ),
+    principal: Principal = require("clients:read"),
+) -> AddressesOut:
+    """As for a key's (`GET /v1/keys/{id}/addresses`): per UTC day, the networks and
+    countries the allowed requests of the client's access tokens came from. Never a full
+    address."""
+    return AddressesOut.of(client_id, await addresses.of_client(principal, client_id, since))
+
+
+@router.get(
+    "/{client_id}/impact",
+    response_model=ImpactOut,
+    summary="What a change would have refused of a client's last seven days",
+)
+async def client_impact(
+    client_id: str,
+    impacts: ImpactsDep,
+    scopes: str | None = Query(
+        None,
+        max_length=8192,
+        description="A proposed scope set, comma-separated (at most 100).",
+    ),
+    ip_allow: str | None = Query(
+        None,
+        max_length=8192,
+        description="A proposed IP allow-list, comma-separated networks (at most 100).",
+    ),
+    principal: Principal = require("clients:read"),
+) -> ImpactOut:
+    """As for a key's (`GET /v1/keys/{id}/impact`): what the proposal (or, with neither
+    parameter, revoking the client) would have refused of the allowed requests of its
+    access tokens over the current UTC day and the six before."""
+    change = proposal(scopes, ip_allow)
+    return ImpactOut.of(client_id, await impacts.of_client(principal, client_id, change))
 
 
 @router.patch("/{client_id}", response_model=ClientOut, summary="Update a client")

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from apiward.adapters.http.access import Reach
-from apiward.adapters.http.deps import ClockDep, KeysDep, ScopeUsageDep
+from apiward.adapters.http.deps import AddressesDep, ClockDep, ImpactsDep, KeysDep, ScopeUsageDep
 from apiward.adapters.http.routes.common import NO_STORE, pagination
+from apiward.adapters.http.schemas.addresses import AddressesOut, ImpactOut
 from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
 from apiward.adapters.http.schemas.keys import (
     KeyCreate,
@@ -22,6 +23,7 @@ from apiward.adapters.http.schemas.keys import (
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
+from apiward.core.impact import proposal
 from apiward.core.models import KeyState, PageRequest, Principal
 
 router = APIRouter(prefix="/v1/keys", tags=["API keys"])
@@ -127,6 +129,60 @@ async def key_scope_usage(
     ones (for a wildcard, the concrete scopes it stood for), the unused ones, and
     `narrowed`, the scopes to PATCH it to for least privilege."""
     return ScopeUsageOut.of(key_id, await usage.of_key(principal, key_id, since))
+
+
+@router.get(
+    "/{key_id}/addresses",
+    response_model=AddressesOut,
+    summary="Where an API key's requests came from: networks and countries per day",
+)
+async def key_addresses(
+    key_id: str,
+    addresses: AddressesDep,
+    since: str | None = Query(
+        None,
+        max_length=64,
+        description="An ISO time or date, or a span back from now (`7d`, `24h`); 30 days "
+        "back when absent.",
+    ),
+    principal: Principal = require("keys:read"),
+) -> AddressesOut:
+    """Per UTC day since `since`: the allowed requests, the distinct networks
+    they came from (/24 of IPv4, /48 of IPv6; exact up to 64 a day per process, then a
+    HyperLogLog estimate), the distinct countries when a country source is configured, and
+    the networks kept exactly with their requests. Never a full address. Up to one
+    analytics flush interval late."""
+    return AddressesOut.of(key_id, await addresses.of_key(principal, key_id, since))
+
+
+@router.get(
+    "/{key_id}/impact",
+    response_model=ImpactOut,
+    summary="What a change would have refused of an API key's last seven days",
+)
+async def key_impact(
+    key_id: str,
+    impacts: ImpactsDep,
+    scopes: str | None = Query(
+        None,
+        max_length=8192,
+        description="A proposed scope set, comma-separated (at most 100).",
+    ),
+    ip_allow: str | None = Query(
+        None,
+        max_length=8192,
+        description="A proposed IP allow-list, comma-separated networks (at most 100).",
+    ),
+    principal: Principal = require("keys:read"),
+) -> ImpactOut:
+    """From the counts already kept (requests per route, per scope needed, per network),
+    how many of the allowed requests of the current UTC day and the six before
+    would have been refused under the proposal: with neither `scopes` nor `ip_allow`, by
+    revoking or disabling it (all of them, by route). The answer is a range
+    (`refused_at_least` to `refused_at_most`): docs/keeping-keys-healthy.md says what is
+    exact and what is not."""
+    change = proposal(scopes, ip_allow)
+    return ImpactOut.of(key_id, await impacts.of_key(principal, key_id, change))
 
 
 @router.patch("/{key_id}", response_model=KeyOut, summary="Update an API key")

@@ -105,6 +105,7 @@ async def _verify(
             ratelimit=_ratelimit(limits),
         )
     counted.count(key.org_id, key.environment, "VALID", key_id=key.id, **where)
+    auth.address_tally.count(principal)  # the address the caller reports, as a prefix
     if body.scopes:  # the scopes the verified key was asked for, and held
         auth.scope_tally.count(principal, body.scopes)
     for _ in principal.would_refuse:  # limits in report mode

@@ -236,12 +236,34 @@ class KeyHygiene(Body):
         description="Percentages of refilling credits spent that are announced, added to "
         "the operator's.",
     )
+    shared_networks: int | None = Field(
+        None,
+        ge=2,
+        le=1_000_000,
+        description="Send key.anomaly when a key's requests of one UTC day come from this "
+        "many networks (/24 of IPv4, /48 of IPv6); at most the operator's; null: the "
+        "operator's.",
+    )
+    shared_countries: int | None = Field(
+        None,
+        ge=2,
+        le=300,
+        description="Send key.anomaly when a key's requests of one UTC day come from this "
+        "many countries (a country source must be configured); at most the operator's.",
+    )
+    shared_disable: bool = Field(
+        False,
+        description="Also disable a key when key.anomaly is sent (the operator's true stays true).",
+    )
 
     def policy(self) -> HygienePolicy:
         return HygienePolicy(
             unused_days=self.unused_days,
             expiry_days=tuple(sorted(set(self.expiry_reminder_days), reverse=True)),
             credit_percents=tuple(sorted(set(self.credit_thresholds))),
+            shared_networks=self.shared_networks,
+            shared_countries=self.shared_countries,
+            shared_disable=self.shared_disable,
         )
 
     @classmethod
@@ -250,6 +272,9 @@ class KeyHygiene(Body):
             unused_days=policy.unused_days,
             expiry_reminder_days=list(policy.expiry_days),
             credit_thresholds=list(policy.credit_percents),
+            shared_networks=policy.shared_networks,
+            shared_countries=policy.shared_countries,
+            shared_disable=policy.shared_disable,
         )
 
 

@@ -167,6 +167,9 @@ def policy_values(org: Organisation) -> dict[str, Any] | None:
         "unused_days": own.unused_days,
         "expiry_days": list(own.expiry_days),
         "credit_percents": list(own.credit_percents),
+        "shared_networks": own.shared_networks,
+        "shared_countries": own.shared_countries,
+        "shared_disable": own.shared_disable,
     }
 
 
@@ -177,6 +180,9 @@ def policy_of(value: Any) -> HygienePolicy | None:
         unused_days=value.get("unused_days"),
         expiry_days=tuple(value.get("expiry_days", ())),
         credit_percents=tuple(value.get("credit_percents", ())),
+        shared_networks=value.get("shared_networks"),
+        shared_countries=value.get("shared_countries"),
+        shared_disable=bool(value.get("shared_disable", False)),
     )
 
 
