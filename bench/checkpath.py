@@ -14,14 +14,16 @@ required scope for the check), the logs at ``info`` written to /dev/null:
   where FastAPI's routes answer;
 - ``check, access log all``: a line for every request (``APIWARD_ACCESS_LOG=all``);
 - ``check, no metrics``: the request metrics' ``observe`` shadowed by a no-op;
-- ``check, not counted``: the analytics counter shadowed by a no-op;
-- ``check, scopes not counted``: the scope usage counter (the scopes each key's allowed
-  requests used) shadowed by a no-op;
-- ``check, networks not counted``: the network counter (the /24 or /48 each key's
+- ``check, not counted``: the analytics' share of the allowed requests (added when the
+  tallies drain for their flush, ``services/allowed.py``) shadowed by a no-op;
+- ``check, scopes not counted``: the scope usage tally's share (the scopes each key's
+  allowed requests used) shadowed by a no-op;
+- ``check, networks not counted``: the network tally's share (the /24 or /48 each key's
   allowed requests came from, for shared-key detection and impact) shadowed by a no-op;
-- ``check, nothing counted``: the three counters shadowed, against which ``check`` gives what
-  all the counting of a request costs (``--counting`` runs only these and the check,
-  each counter's cost the median of its rounds paired with the check's);
+- ``check, nothing counted``: the one count an allowed request makes on the request path
+  shadowed (nothing reaches any tally), against which ``check`` gives what all the
+  counting of a request costs (``--counting`` runs only these and the check, each
+  counter's cost the median of its rounds paired with the check's);
 - ``check, traced``: tracing on (``APIWARD_TRACING=true``), on a second runtime over the
   same database (its periodic jobs stopped), its spans batched to an exporter that drops
   them (what the SDK does up to the network). ``check`` itself is tracing off, the
@@ -186,17 +188,14 @@ async def run(
         nginx_call: Call = ("GET", "/v1/auth/check", original, b"")
         routed = _on_runtime(settings, runtime, fast_paths=False)
         logged = _on_runtime(settings.model_copy(update={"access_log": "all"}), runtime)
-        counters = (
-            (runtime.verifications, "count"),
-            (runtime.scope_tally, "count"),
-            (runtime.address_tally, "count"),
-        )
+        # What each tally makes of the allowed requests, when it drains (the flush's
+        # spill); and the one count on the request path, which feeds all three.
         shadowed: dict[str, tuple[tuple[object, str], ...]] = {
             "check, no metrics": ((runtime.metrics, "observe"),),
-            "check, not counted": (counters[0],),
-            "check, scopes not counted": (counters[1],),
-            "check, networks not counted": (counters[2],),
-            "check, nothing counted": counters,
+            "check, not counted": ((runtime.verifications, "add"),),
+            "check, scopes not counted": ((runtime.scope_tally, "add"),),
+            "check, networks not counted": ((runtime.address_tally, "add"),),
+            "check, nothing counted": ((runtime.auth.allowed, "count"),),
         }
         every: dict[str, tuple[Any, Call]] = {
             "check": (fast, check_call),

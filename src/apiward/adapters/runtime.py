@@ -12,6 +12,7 @@ their lifecycle (``start``, ``open``, ``stop``); what the parts do lives in the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -85,7 +86,7 @@ class Runtime:
 
     PARTS = (
         "tracing", "publisher", "sql", "store", "cache", "local_limiter", "limiter", "passwords",
-        "sealer", "keyring", "revocations", "usage", "verifications", "scope_tally",
+        "sealer", "keyring", "revocations", "usage", "wall", "verifications", "scope_tally",
         "countries", "address_tally", "analytics", "audit", "tenancy", "operators", "keys",
         "formats", "importer",
         "clients", "scope_usage", "addresses", "impact",
@@ -251,40 +252,31 @@ class Runtime:
 
     @cached_property
     def verifications(self) -> Verifications:
-        import time
-
-        from apiward.core.clock import SystemClock
         from apiward.services.analytics import Verifications
 
-        clock = self.clock  # an injected clock's minutes (impact reads them by day)
-        return Verifications(
-            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
-        )
+        return Verifications(self.wall)  # an injected clock's minutes (impact reads days)
 
     @cached_property
     def scope_tally(self) -> ScopeTally:
-        import time
-
-        from apiward.core.clock import SystemClock
         from apiward.services.scope_usage import ScopeTally
 
-        clock = self.clock  # the days of an injected clock; the system's, read cheaply
-        return ScopeTally(
-            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
-        )
+        return ScopeTally(self.wall)
 
     @cached_property
     def address_tally(self) -> AddressTally:
-        import time
-
-        from apiward.core.clock import SystemClock
         from apiward.services.addresses import AddressTally
 
-        clock, countries = self.clock, self.countries
-        return AddressTally(
-            time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp(),
-            countries.placed,
-        )
+        return AddressTally(self.wall, self.countries.placed)
+
+    @cached_property
+    def wall(self) -> Callable[[], float]:
+        """The time in unix seconds the request path's counters read: the system's, read
+        cheaply (a datetime per request would cost more than a count), or an injected
+        clock's."""
+        import time
+
+        clock = self.clock
+        return time.time if isinstance(clock, SystemClock) else lambda: clock.now().timestamp()
 
     @cached_property
     def addresses(self) -> Addresses:

@@ -30,6 +30,7 @@ from apiward.core.scope_usage import DAY, day_of, since
 from apiward.services.ports import AnalyticsTx, Store
 
 if TYPE_CHECKING:
+    from apiward.services.allowed import AllowedTally
     from apiward.services.clients import Clients
     from apiward.services.keys import Keys
 
@@ -70,39 +71,52 @@ class AddressTally:
         self._seen: dict[str, set[str]] = {}
         """The prefixes each credential was counted under exactly today, in this process."""
         self._seen_day = -1
+        self.front: AllowedTally | None = None
+        """Where allowed requests wait to be counted here (``AllowedTally``)."""
 
     def count(self, principal: Principal) -> None:
         """``principal``'s request was allowed: count it under its network, for its API
         key or the OAuth client its token was issued to."""
-        ip = principal.context.ip
-        if not ip:
-            return
         if principal.credential_kind is _KEY:
             credential: str | None = principal.credential_id
         else:
             credential = principal.client_id
-        if not credential:
-            return
-        day = int(self._wall()) // DAY
+        context = principal.context
+        if credential and context.ip:
+            day = int(self._wall()) // DAY
+            org_id, environment = principal.org_id, principal.environment
+            self.add(day, org_id, environment, credential, context.ip, context.country, 1)
+
+    def add(
+        self,
+        day: int,
+        org_id: str,
+        environment: str,
+        credential: str,
+        ip: str,
+        country: str | None,
+        n: int,
+    ) -> None:
+        """``n`` allowed requests of ``credential`` from ``ip`` on ``day`` (``country``:
+        what the request said, if it said)."""
         pending = self._pending
         key = self._known.get((credential, ip))  # a caller seen today: one lookup
-        if key is not None and key[0] == day and key[1] == principal.org_id:
-            pending[key] = pending.get(key, 0) + 1
+        if key is not None and key[0] == day and key[1] == org_id:
+            pending[key] = pending.get(key, 0) + n
             return
         where = self._where.get(ip)
         if where is None:
-            where = self._locate(ip, principal.context.country)
+            where = self._locate(ip, country)
         if not where[0]:
             return
-        org_id, environment = principal.org_id, principal.environment
         key = (day, org_id, environment, credential, where[0], where[1])
         if key in pending or self._admit(day, credential, where[0]):
-            pending[key] = pending.get(key, 0) + 1
+            pending[key] = pending.get(key, 0) + n
             if len(self._known) >= _CACHED:
                 self._known.clear()
             self._known[credential, ip] = key
         else:
-            self._overflowed(day, org_id, environment, credential, where)
+            self._overflowed(day, org_id, environment, credential, where, n)
 
     def _locate(self, ip: str, told: str | None) -> tuple[str, str | None]:
         if len(self._where) >= _CACHED:
@@ -131,17 +145,20 @@ class AddressTally:
         environment: str,
         credential: str,
         where: tuple[str, str | None],
+        n: int,
     ) -> None:
         key = (day, org_id, environment, credential)
         over = self._overflow.get(key)
         if over is None:
             over = self._overflow[key] = Overflow(day, org_id, environment, credential)
-        over.requests += 1
+        over.requests += n
         over.sketch.add(where[0])
         if where[1]:
             over.countries.add(where[1])
 
     def drain(self) -> tuple[list[AddressUse], list[Overflow]]:
+        if self.front is not None:
+            self.front.spill()
         pending, self._pending = self._pending, {}
         overflow, self._overflow = self._overflow, {}
         return [AddressUse(*key, count=n) for key, n in pending.items()], list(overflow.values())

@@ -12,12 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apiward.core.analytics import Bucket, Decision, Query, buckets
 from apiward.core.models import Principal
 from apiward.core.scope_usage import day_of
 from apiward.services.keys import effective_environment
 from apiward.services.ports import AnalyticsTx, Store
+
+if TYPE_CHECKING:
+    from apiward.services.allowed import AllowedTally
 
 _Key = tuple[int, str, str, str, str, str, str]
 
@@ -28,8 +32,13 @@ class Verifications:
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
         self._pending: dict[_Key, int] = {}
-        self.counted = 0
-        """Decisions counted since this process started."""
+        self.front: AllowedTally | None = None
+        """Where allowed requests wait to be counted here (``AllowedTally``)."""
+
+    @property
+    def wall(self) -> Callable[[], float]:
+        """The time in unix seconds the counts are made at."""
+        return self._wall
 
     def count(
         self,
@@ -52,9 +61,16 @@ class Verifications:
         )
         pending = self._pending
         pending[key] = pending.get(key, 0) + 1
-        self.counted += 1
+
+    def add(self, key: _Key, n: int) -> None:
+        """``n`` decisions under ``key`` (minute, organisation, environment, key, client,
+        route and outcome; "" for none)."""
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + n
 
     def drain(self) -> list[tuple[Decision, int]]:
+        if self.front is not None:
+            self.front.spill()
         pending, self._pending = self._pending, {}
         return [(Decision(*key), n) for key, n in pending.items()]
 

@@ -56,6 +56,7 @@ from apiward.core.models import (
 from apiward.core.owners import EMPTY, Meta, empty, frozen
 from apiward.core.scopes import ScopeSet
 from apiward.services.addresses import AddressTally
+from apiward.services.allowed import AllowedTally
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
 from apiward.services.clients import client_cache_key
@@ -176,6 +177,8 @@ class Authenticator:
         """The scopes allowed requests used (``apiward.services.scope_usage``)."""
         self.address_tally = address_tally if address_tally is not None else AddressTally()
         """The networks allowed requests came from (``apiward.services.addresses``)."""
+        self.allowed = AllowedTally(verifications, self.scope_tally, self.address_tally)
+        """Allowed requests, for the analytics, the scopes used and the networks."""
         self._store = store
         self._cache = cache
         self._clock = clock
@@ -505,10 +508,7 @@ class Authenticator:
         except (PermissionDenied, RateLimited) as exc:
             self._count_refusal(known, context, exc)
             raise
-        self._count(principal, "VALID")
-        self.address_tally.count(principal)
-        if scopes:
-            self.scope_tally.count(principal, scopes)
+        self.allowed.count(principal, scopes)
         if report_scopes:
             principal = self.scopes_in_report(principal, report_scopes, counted=False)
         for _ in principal.would_refuse:

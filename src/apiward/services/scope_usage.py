@@ -20,6 +20,7 @@ from apiward.core.scope_usage import DAY, Report, ScopeUse, day_of, report, sinc
 from apiward.services.ports import AnalyticsTx, Store
 
 if TYPE_CHECKING:
+    from apiward.services.allowed import AllowedTally
     from apiward.services.clients import Clients
     from apiward.services.keys import Keys
 
@@ -44,28 +45,42 @@ class ScopeTally:
         self._seen_day = -1
         self.dropped = 0
         """Uses not counted: a credential's scopes past ``MAX_SCOPES_A_DAY``."""
+        self.front: AllowedTally | None = None
+        """Where allowed requests wait to be counted here (``AllowedTally``)."""
 
     def count(self, principal: Principal, scopes: Sequence[str]) -> None:
         """``principal``'s request was allowed holding ``scopes``: count each as used,
-        under its API key, or under the OAuth client its token was issued to. A pattern
-        (``*``, ``invoices:*``) names no scope of the API and is not counted: narrowing
-        to what was used never keeps a wildcard because a request asked for one."""
+        under its API key, or under the OAuth client its token was issued to."""
         if principal.credential_kind is _KEY:
             credential: str | None = principal.credential_id
         else:
             credential = principal.client_id
-        if not credential:
-            return  # a dashboard session, or a token no client holds
-        day = int(self._wall()) // DAY
+        if credential:  # else a dashboard session, or a token no client holds
+            day = int(self._wall()) // DAY
+            self.add(day, principal.org_id, principal.environment, credential, scopes, 1)
+
+    def add(
+        self,
+        day: int,
+        org_id: str,
+        environment: str,
+        credential: str,
+        scopes: Sequence[str],
+        n: int,
+    ) -> None:
+        """``n`` allowed requests of ``credential`` on ``day``, each holding ``scopes``. A
+        pattern (``*``, ``invoices:*``) names no scope of the API and is not counted:
+        narrowing to what was used never keeps a wildcard because a request asked for
+        one."""
         pending = self._pending
         for scope in scopes:
             if "*" in scope:
                 continue
-            key = (day, principal.org_id, principal.environment, credential, scope)
-            n = pending.get(key)
-            if n is None and not self._admit(day, credential, scope):
+            key = (day, org_id, environment, credential, scope)
+            found = pending.get(key)
+            if found is None and not self._admit(day, credential, scope):
                 continue
-            pending[key] = (n or 0) + 1
+            pending[key] = (found or 0) + n
 
     def _admit(self, day: int, credential: str, scope: str) -> bool:
         """Whether a scope new to this flush may be counted: a credential is counted
@@ -84,6 +99,8 @@ class ScopeTally:
         return True
 
     def drain(self) -> list[ScopeUse]:
+        if self.front is not None:
+            self.front.spill()
         pending, self._pending = self._pending, {}
         return [ScopeUse(*key, count=n) for key, n in pending.items()]
 
