@@ -50,7 +50,7 @@ from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings, unknown_variables
 from apiward.core.clock import Clock
-from apiward.core.errors import ApiwardError, ServiceUnavailable
+from apiward.core.errors import ServiceUnavailable
 from apiward.core.scopes import parse
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ class Apiward:
         """``span_processor`` receives the spans instead of the exporter the ``OTEL_*``
         variables configure, when tracing is on (docs/operations.md, "Tracing")."""
         self.settings = settings or Settings()
+        self.errors = errors.ErrorStyle.of(self.settings)
+        """How this deployment answers errors, read from its settings once: every door
+        of the app answers through it (``apiward.adapters.http.errors``)."""
         self._clock = clock
         self._span_processor = span_processor
         self._runtime: Runtime | None = None
@@ -111,9 +114,9 @@ class Apiward:
     ) -> None:
         """Attach apiward to a FastAPI app: lifespan, error answers, request ids, routes."""
         app.state.settings = self.settings
-        errors.install(app, errors.ErrorStyle.of(self.settings))
+        errors.install(app, self.errors)
         settings = self.settings
-        document_errors(app, settings.error_style, settings.api_scopes, settings.api_scope_groups)
+        document_errors(app, self.errors.envelope, settings.api_scopes, settings.api_scope_groups)
         fast: dict[str, edge.Handler] = {}
         under: dict[str, edge.Handler] = {}
         theirs = len(app.router.routes)
@@ -137,7 +140,7 @@ class Apiward:
                 app.include_router(dashboard.router)
         ours = app.router.routes[theirs:]
         # The request envelope, then the fast paths; apiward's routes matched after the app's.
-        edge.install(app, self.settings, fast, prefixes=under, last=ours)
+        edge.install(app, self.settings, self.errors, fast, prefixes=under, last=ours)
         inner = app.router.lifespan_context
 
         guessed_issuer = (
@@ -185,8 +188,7 @@ class ApiwardMiddleware:
         self.apiward = apiward
         self.scopes = tuple(scopes)
         self.public_paths = tuple(public_paths)
-        self._errors = errors.ErrorStyle.of(apiward.settings)
-        self._enveloped = edge.envelope(self._guard, apiward.settings)
+        self._enveloped = edge.envelope(self._guard, apiward.settings, apiward.errors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,9 +206,8 @@ class ApiwardMiddleware:
         try:
             request.app.state.runtime = self.apiward.runtime
             principal = await authenticate(request, scopes=self.scopes)
-        except ApiwardError as exc:
-            state_of(request).error = exc  # for the request's metrics
-            response = self._errors.refusal(exc, errors.request_id_of(request))
+        except Exception as exc:  # what require() answers, through the app's error handlers
+            response = await errors.answer(request, exc, self.apiward.errors)
             await response(scope, receive, send)
             return
         request.state.principal = principal  # where the protected app finds it (the README)
