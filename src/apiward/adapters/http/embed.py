@@ -205,10 +205,9 @@ class ApiwardMiddleware:
         request = Request(scope, receive)
         try:
             request.app.state.runtime = self.apiward.runtime
-            principal = await authenticate(request, scopes=self.scopes)
+            await authenticate(request, scopes=self.scopes)
         except Exception as exc:  # what require() answers, through the app's error handlers
             response = await errors.answer(request, exc, self.apiward.errors)
             await response(scope, receive, send)
             return
-        request.state.principal = principal  # where the protected app finds it (the README)
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, send)  # request.state.principal: ``remember``
