@@ -172,7 +172,9 @@ class ApiwardMiddleware:
 
     The app gets the request envelope a FastAPI app gets from ``init_app`` (request ids,
     the body limit, the rate-limit headers, the access log and metrics), and every refusal
-    is the answer ``require()`` gives: the same body, headers and request id."""
+    is the answer ``require()`` gives: the same body, headers and request id, rendered
+    through the same ``Apiward.errors`` (an unexpected failure while authenticating, a
+    logged 500 in the same envelope)."""
 
     def __init__(
         self,

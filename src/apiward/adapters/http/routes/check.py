@@ -25,7 +25,7 @@ docs/forward-auth.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
@@ -314,9 +314,10 @@ def _names_for(settings: Settings) -> _Names:
     return _names[0]
 
 
-@dataclass(frozen=True, slots=True)
-class _Asked:
-    """What a check asks, read from its raw headers once (``_asked``)."""
+class _Asked(NamedTuple):
+    """What a check asks, read from its raw headers once (``_asked``). A named tuple:
+    made once per check, on the hot path, where a frozen dataclass costs a
+    ``object.__setattr__`` per field."""
 
     path: str
     """The original request's path, canonical."""
