@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -191,6 +192,7 @@ class ApiwardMiddleware:
         self.scopes = tuple(scopes)
         self.public_paths = tuple(public_paths)
         self._enveloped = edge.envelope(self._guard, apiward.settings, apiward.errors)
+        self._host = _Host()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,6 +206,8 @@ class ApiwardMiddleware:
         if scope["path"].startswith(self.public_paths or ("\0",)):
             await self.app(scope, receive, send)
             return
+        if "app" not in scope:  # a plain ASGI app: no Starlette app set itself here
+            scope["app"] = self._host
         request = Request(scope, receive)
         try:
             request.app.state.runtime = self.apiward.runtime
@@ -213,3 +217,12 @@ class ApiwardMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)  # request.state.principal: ``remember``
+
+
+class _Host:
+    """``request.app`` for an app that is not Starlette's (a plain ASGI callable sets no
+    ``scope["app"]``): where the authentication seam finds the runtime
+    (``deps.runtime_of``)."""
+
+    def __init__(self) -> None:
+        self.state = State()
