@@ -124,7 +124,9 @@ def _on_runtime(settings: Settings, runtime: Any, *, fast_paths: bool = True) ->
     app = create_app(settings)
     app.state.runtime = runtime
     if not fast_paths:
-        app.middleware_stack = edge.stack(FastAPI.build_middleware_stack(app), settings, {})
+        app.middleware_stack = edge.stack(
+            FastAPI.build_middleware_stack(app), settings, app.state.error_style, {}
+        )
     return app
 
 

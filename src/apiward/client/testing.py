@@ -507,7 +507,7 @@ class FakeApiward:
         return value
 
     def _render(self, exc: _ApiError, request_id: str) -> httpx.Response:
-        """``exc`` in the envelope of ``error_style``, as apiward's ``errors.render`` does."""
+        """``exc`` in the envelope of ``error_style``, as apiward's ``ErrorStyle.render`` does."""
         style = self.error_style
         headers = dict(exc.headers)
         body: dict[str, Any]

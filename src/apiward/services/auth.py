@@ -303,16 +303,11 @@ class Authenticator:
             raise UnknownSpace(space_id, self._space_header)
         return space_id
 
-    async def authenticate_key(
-        self, plaintext: str, context: RequestContext, *, limit: bool = False
-    ) -> Principal:
-        """Verify an API key for one request and return who is calling.
-
-        With ``limit``, the request also spends its rate limits and credits.
-        """
-        entry = await self.verified(plaintext)
-        principal = self._key_principal(entry, context)
-        return await self.limited(entry, principal) if limit else principal
+    async def authenticate_key(self, plaintext: str, context: RequestContext) -> Principal:
+        """Verify an API key for one request and return who is calling, spending
+        nothing (``limited`` spends its rate limits and credits; ``authenticate`` is
+        the whole of a protected request)."""
+        return self._key_principal(await self.verified(plaintext), context)
 
     async def limited(self, entry: VerifiedKey, principal: Principal) -> Principal:
         """Spend a key request's rate limits and credits."""
@@ -362,10 +357,6 @@ class Authenticator:
             external_id=key.external_id,
             meta=entry.meta,
         )
-
-    async def authenticate_token(self, token: str, context: RequestContext) -> Principal:
-        """Verify an access token (signature, expiry, revocation) for one request."""
-        return self._token_principal(await self._verified_token(token), context)
 
     async def _verified_token(self, token: str) -> VerifiedToken:
         cache_key = "jwt:" + hashlib.sha256(token.encode()).hexdigest()

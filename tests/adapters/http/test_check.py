@@ -411,7 +411,9 @@ def test_the_fast_paths_give_the_routes_answers(
     paths = {"/v1/auth/check", "/v1/keys/verify", "/v1/auth/token", "/v1/auth/refresh"}
     assert app.fast_paths == paths  # the edge answers them: the first run is the fast paths'
     fast = [_send(org, call) for call in calls(org)]
-    app.middleware_stack = edge.stack(FastAPI.build_middleware_stack(app), app.state.settings, {})
+    app.middleware_stack = edge.stack(
+        FastAPI.build_middleware_stack(app), app.state.settings, app.state.error_style, {}
+    )
     try:
         routed = [_send(org, call) for call in calls(org)]
     finally:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
 from apiward.server import Apiward, ApiwardMiddleware
 from tests.conftest import fast_settings, migrated_sqlite
@@ -60,6 +61,41 @@ def test_starlette_app_protected_by_middleware(tmp_path: Path) -> None:
         forbidden = client.get("/customers", headers={"Authorization": f"Bearer {no}"})
         assert forbidden.status_code == 403
         assert forbidden.json()["error"]["message"].endswith("customers:read")
+
+
+def test_a_plain_asgi_app_protected_by_middleware(tmp_path: Path) -> None:
+    """An ASGI callable that is not Starlette's (no ``scope["app"]``) is protected too:
+    refused as ``require()`` refuses, and given the principal in the scope's state."""
+    aw = Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "p.db")))
+
+    async def plain(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            async with aw.running():
+                assert (await receive())["type"] == "lifespan.startup"
+                await send({"type": "lifespan.startup.complete"})
+                assert (await receive())["type"] == "lifespan.shutdown"
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        org = scope["state"]["principal"].org_id.encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": org})
+
+    with TestClient(ApiwardMiddleware(plain, apiward=aw, scopes=["customers:read"])) as client:
+        runtime = aw.runtime
+
+        async def key() -> tuple[str, str]:
+            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+            owner = await runtime.operators.principal(boot.org.id)
+            made = await runtime.keys.create(owner, name="a", scopes=["customers:read"])
+            return boot.org.id, made.plaintext
+
+        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        allowed = client.get("/anything", headers={"Authorization": f"Bearer {plaintext}"})
+        assert (allowed.status_code, allowed.text) == (200, org_id)
+        refused = client.get("/anything")
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "UNAUTHORIZED"
+        assert refused.json()["request_id"] == refused.headers["x-request-id"]
 
 
 def test_a_fastapi_route_behind_require_finds_the_principal_in_request_state(

@@ -75,7 +75,8 @@ def test_verifications_are_counted_by_outcome(org: Org) -> None:
     key = org.create_key(["keys:read"])
     org.client.get("/v1/keys", headers=org.headers(key["key"]))
     org.client.get("/v1/users", headers=org.headers(key["key"]))
-    org.client.get("/v1/keys", headers=org.headers(key["key"][:-1] + "x"))
+    wrong = key["key"][:-1] + ("y" if key["key"].endswith("x") else "x")  # never the key
+    org.client.get("/v1/keys", headers=org.headers(wrong))
     org.client.get("/v1/keys")
     org.client.post(f"/v1/keys/{key['id']}/revoke", headers=org.headers())
     org.client.get("/v1/keys", headers=org.headers(key["key"]))
@@ -93,7 +94,8 @@ def test_verifications_are_counted_by_outcome(org: Org) -> None:
 def test_verify_api_answers_are_counted_by_code(org: Org) -> None:
     verifier = org.create_key(["keys:verify"])["key"]
     key = org.create_key(["keys:read"])["key"]
-    for presented in (key, key[:-1] + "x"):
+    wrong = key[:-1] + ("y" if key.endswith("x") else "x")  # never the key itself
+    for presented in (key, wrong):
         org.client.post("/v1/keys/verify", headers=org.headers(verifier), json={"key": presented})
     m = scrape(org.client)
     assert value(m, "apiward_verify_api_answers_total", code="VALID") == 1

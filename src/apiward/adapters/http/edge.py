@@ -131,13 +131,14 @@ class ServerApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def envelope(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """``app`` inside the request envelope the deployment's settings describe: with
-    tracing on, inside a server span (``apiward.adapters.http.tracing``); off, no layer."""
+def envelope(app: ASGIApp, settings: Settings, style: errors.ErrorStyle) -> ASGIApp:
+    """``app`` inside the request envelope the deployment's settings describe, answering
+    its own errors (413) in ``style``: with tracing on, inside a server span
+    (``apiward.adapters.http.tracing``); off, no layer."""
     inner = RequestContextMiddleware(
         app,
         max_body_bytes=settings.max_body_bytes,
-        errors=errors.ErrorStyle.of(settings),
+        errors=style,
         version_header=settings.version_header,
         deprecations=settings.deprecation_headers(),
         access_log=settings.access_log,
@@ -153,17 +154,19 @@ def envelope(app: ASGIApp, settings: Settings) -> ASGIApp:
 def stack(
     inner: ASGIApp,
     settings: Settings,
+    style: errors.ErrorStyle,
     handlers: Mapping[str, Handler],
     prefixes: Mapping[str, Handler] | None = None,
 ) -> ASGIApp:
     """The envelope around the fast paths around ``inner``."""
     fast = handlers or prefixes
-    return envelope(FastPaths(inner, handlers, prefixes) if fast else inner, settings)
+    return envelope(FastPaths(inner, handlers, prefixes) if fast else inner, settings, style)
 
 
 def install(
     app: FastAPI,
     settings: Settings,
+    style: errors.ErrorStyle,
     handlers: Mapping[str, Handler],
     *,
     prefixes: Mapping[str, Handler] | None = None,
@@ -192,7 +195,7 @@ def install(
         if isinstance(app, ServerApp):
             app.fast_paths = frozenset(usable)
             app.fast_prefixes = tuple(under)
-        return stack(build(), settings, usable, under)
+        return stack(build(), settings, style, usable, under)
 
     app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]
 

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -50,7 +51,7 @@ from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings, unknown_variables
 from apiward.core.clock import Clock
-from apiward.core.errors import ApiwardError, ServiceUnavailable
+from apiward.core.errors import ServiceUnavailable
 from apiward.core.scopes import parse
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class Apiward:
         """``span_processor`` receives the spans instead of the exporter the ``OTEL_*``
         variables configure, when tracing is on (docs/operations.md, "Tracing")."""
         self.settings = settings or Settings()
+        self.errors = errors.ErrorStyle.of(self.settings)
+        """How this deployment answers errors, read from its settings once: every door
+        of the app answers through it (``apiward.adapters.http.errors``)."""
         self._clock = clock
         self._span_processor = span_processor
         self._runtime: Runtime | None = None
@@ -111,9 +115,9 @@ class Apiward:
     ) -> None:
         """Attach apiward to a FastAPI app: lifespan, error answers, request ids, routes."""
         app.state.settings = self.settings
-        errors.install(app, errors.ErrorStyle.of(self.settings))
+        errors.install(app, self.errors)
         settings = self.settings
-        document_errors(app, settings.error_style, settings.api_scopes, settings.api_scope_groups)
+        document_errors(app, self.errors.envelope, settings.api_scopes, settings.api_scope_groups)
         fast: dict[str, edge.Handler] = {}
         under: dict[str, edge.Handler] = {}
         theirs = len(app.router.routes)
@@ -137,7 +141,7 @@ class Apiward:
                 app.include_router(dashboard.router)
         ours = app.router.routes[theirs:]
         # The request envelope, then the fast paths; apiward's routes matched after the app's.
-        edge.install(app, self.settings, fast, prefixes=under, last=ours)
+        edge.install(app, self.settings, self.errors, fast, prefixes=under, last=ours)
         inner = app.router.lifespan_context
 
         guessed_issuer = (
@@ -169,7 +173,9 @@ class ApiwardMiddleware:
 
     The app gets the request envelope a FastAPI app gets from ``init_app`` (request ids,
     the body limit, the rate-limit headers, the access log and metrics), and every refusal
-    is the answer ``require()`` gives: the same body, headers and request id."""
+    is the answer ``require()`` gives: the same body, headers and request id, rendered
+    through the same ``Apiward.errors`` (an unexpected failure while authenticating, a
+    logged 500 in the same envelope)."""
 
     def __init__(
         self,
@@ -185,8 +191,8 @@ class ApiwardMiddleware:
         self.apiward = apiward
         self.scopes = tuple(scopes)
         self.public_paths = tuple(public_paths)
-        self._errors = errors.ErrorStyle.of(apiward.settings)
-        self._enveloped = edge.envelope(self._guard, apiward.settings)
+        self._enveloped = edge.envelope(self._guard, apiward.settings, apiward.errors)
+        self._host = _Host()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -200,14 +206,23 @@ class ApiwardMiddleware:
         if scope["path"].startswith(self.public_paths or ("\0",)):
             await self.app(scope, receive, send)
             return
+        if "app" not in scope:  # a plain ASGI app: no Starlette app set itself here
+            scope["app"] = self._host
         request = Request(scope, receive)
         try:
             request.app.state.runtime = self.apiward.runtime
-            principal = await authenticate(request, scopes=self.scopes)
-        except ApiwardError as exc:
-            state_of(request).error = exc  # for the request's metrics
-            response = self._errors.refusal(exc, errors.request_id_of(request))
+            await authenticate(request, scopes=self.scopes)
+        except Exception as exc:  # what require() answers, through the app's error handlers
+            response = await errors.answer(request, exc, self.apiward.errors)
             await response(scope, receive, send)
             return
-        request.state.principal = principal  # where the protected app finds it (the README)
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, send)  # request.state.principal: ``remember``
+
+
+class _Host:
+    """``request.app`` for an app that is not Starlette's (a plain ASGI callable sets no
+    ``scope["app"]``): where the authentication seam finds the runtime
+    (``deps.runtime_of``)."""
+
+    def __init__(self) -> None:
+        self.state = State()

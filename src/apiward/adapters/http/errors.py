@@ -1,23 +1,30 @@
 """The one place where errors become HTTP answers.
 
-``STATUS`` maps each domain error class to a status code; ``render`` writes the body in
-the envelope style the deployment chose (``APIWARD_ERROR_STYLE``):
+``STATUS`` maps each domain error class to a status code; ``ErrorStyle``, the settings
+that shape an error answer read once, writes the body in the envelope style the
+deployment chose (``APIWARD_ERROR_STYLE``):
 
 - ``default``: ``{"status_code", "code", "reason", "message", "request_id"}`` (a
   superset of the flat shapes in docs/compatibility.md)
 - ``nested``: ``{"error": {"message", "code", "reason", "request_id"}}``
 - ``detail``: ``{"detail": message}``
 - ``problem``: RFC 9457 ``application/problem+json``
+
+Every door answers through one ``ErrorStyle``: the exception handlers (``install``, and
+so ``require()``), ``ApiwardMiddleware`` and the fast paths (``answer``,
+``error_response``), the request envelope (413) and the connection's head limits
+(408, 431).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from string import Template
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -73,15 +80,16 @@ def request_id_of(request: Request) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ErrorStyle:
-    """How this deployment answers errors, built once from its settings and handed to
-    whatever answers one (the exception handlers, ``require()``, ``ApiwardMiddleware``,
-    the fast paths, the request envelope and the connection's head limits), so that
-    every way in gives the same body, headers and request id."""
+    """How this deployment answers errors: the settings that shape an error answer, read
+    once (``Apiward`` builds one when it is made) and handed to whatever answers one (the
+    exception handlers, ``require()`` through them, ``ApiwardMiddleware``, the fast
+    paths, the request envelope and the connection's head limits), so that every way in
+    gives the same body, headers and request id (docs/architecture.md, "Errors")."""
 
     envelope: str = "default"
     """``APIWARD_ERROR_STYLE``: ``default``, ``nested``, ``detail`` or ``problem``."""
-    messages: Mapping[str, str] = field(default_factory=dict)
-    """``APIWARD_ERROR_MESSAGES``: a deployment's own wording, by reason or code."""
+    messages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """``APIWARD_ERROR_MESSAGES``: a deployment's own wording, by reason (read-only)."""
     fields: tuple[str, ...] | None = None
     """``APIWARD_ERROR_FIELDS``: the envelope's fields kept (all when None)."""
     token: str = "oauth"
@@ -92,7 +100,7 @@ class ErrorStyle:
     def of(cls, settings: Settings) -> ErrorStyle:
         return cls(
             settings.error_style,
-            dict(settings.error_messages),
+            MappingProxyType(dict(settings.error_messages)),
             tuple(settings.error_fields) if settings.error_fields else None,
             settings.token_error_style,
         )
@@ -107,18 +115,64 @@ class ErrorStyle:
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Response:
-        """One answer in this envelope (``render``)."""
-        return render(
-            self.envelope,
-            status,
-            code,
-            reason,
-            message,
-            request_id,
-            headers,
-            extra,
-            messages=self.messages,
-            fields=self.fields,
+        """An error answer in the deployment's envelope (``envelope``), its message
+        replaced when ``messages`` has one for the ``reason``: a template in which
+        ``$message`` is apiward's own text, ``$scope`` the missing scope and
+        ``$retry_after`` the seconds to wait. ``fields`` keeps only those fields of the
+        envelope, for a contract that names them exactly. The request id is sent as
+        ``X-Request-Id`` too."""
+        if reason in self.messages:
+            message = Template(self.messages[reason]).safe_substitute(
+                message=message,
+                scope=(extra or {}).get("required_scope", ""),
+                retry_after=(headers or {}).get("Retry-After", ""),
+            )
+        style = self.envelope
+        media_type = "application/json"
+        body: dict[str, Any]
+        if style == "nested":
+            body = {
+                "error": {
+                    "message": message,
+                    "code": code,
+                    "reason": reason,
+                    "request_id": request_id,
+                    **(extra or {}),
+                }
+            }
+        elif style == "detail":
+            body = {"detail": message}
+        elif style == "problem":
+            media_type = "application/problem+json"
+            body = {
+                "type": f"urn:apiward:error:{reason.lower()}",
+                "title": HTTPStatus(status).phrase,
+                "status": status,
+                "detail": message,
+                "code": code,
+                "reason": reason,
+                "request_id": request_id,
+                **(extra or {}),
+            }
+        else:
+            body = {
+                "status_code": status,
+                "code": code,
+                "reason": reason,
+                "message": message,
+                "request_id": request_id,
+                **(extra or {}),
+            }
+        fields = self.fields
+        if fields and style in ("default", "nested"):  # RFC 9457 and "detail" name their own
+            inner = body["error"] if style == "nested" else body
+            for name in [k for k in inner if k not in fields]:
+                del inner[name]
+        return Response(
+            json.dumps(body),  # ASCII: the body may travel in a header (nginx)
+            status_code=status,
+            headers={**(headers or {}), "X-Request-Id": request_id},
+            media_type=media_type,
         )
 
     def refusal(self, exc: e.ApiwardError, request_id: str) -> Response:
@@ -154,81 +208,15 @@ class ErrorStyle:
 
 
 def style_of(request: Request) -> ErrorStyle:
-    """The error style of the app serving ``request`` (``install`` puts it there)."""
+    """The error style of the app serving ``request`` (``install`` hangs it there); an
+    app without one was not set up by ``init_app``, and is told so."""
     style = getattr(request.app.state, "error_style", None)
-    return style if isinstance(style, ErrorStyle) else ErrorStyle()
-
-
-def render(
-    style: str,
-    status: int,
-    code: str,
-    reason: str,
-    message: str,
-    request_id: str,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-    *,
-    messages: Mapping[str, str] | None = None,
-    fields: Sequence[str] | None = None,
-) -> Response:
-    """An error answer in the deployment's envelope (``APIWARD_ERROR_STYLE``), its message
-    replaced when ``messages`` (``APIWARD_ERROR_MESSAGES``) has one for the ``reason``:
-    a template in which ``$message`` is apiward's own text, ``$scope`` the missing scope
-    and ``$retry_after`` the seconds to wait. ``fields`` (``APIWARD_ERROR_FIELDS``) keeps
-    only those fields of the envelope, for a contract that names them exactly."""
-    if messages and reason in messages:
-        message = Template(messages[reason]).safe_substitute(
-            message=message,
-            scope=(extra or {}).get("required_scope", ""),
-            retry_after=(headers or {}).get("Retry-After", ""),
+    if not isinstance(style, ErrorStyle):
+        raise RuntimeError(
+            "This app answers apiward's errors without apiward's error handlers: "
+            "call Apiward.init_app(app), or protect it with ApiwardMiddleware."
         )
-    media_type = "application/json"
-    body: dict[str, Any]
-    if style == "nested":
-        body = {
-            "error": {
-                "message": message,
-                "code": code,
-                "reason": reason,
-                "request_id": request_id,
-                **(extra or {}),
-            }
-        }
-    elif style == "detail":
-        body = {"detail": message}
-    elif style == "problem":
-        media_type = "application/problem+json"
-        body = {
-            "type": f"urn:apiward:error:{reason.lower()}",
-            "title": HTTPStatus(status).phrase,
-            "status": status,
-            "detail": message,
-            "code": code,
-            "reason": reason,
-            "request_id": request_id,
-            **(extra or {}),
-        }
-    else:
-        body = {
-            "status_code": status,
-            "code": code,
-            "reason": reason,
-            "message": message,
-            "request_id": request_id,
-            **(extra or {}),
-        }
-    if fields and style in ("default", "nested"):  # RFC 9457 and "detail" name their own
-        inner = body["error"] if style == "nested" else body
-        for name in [k for k in inner if k not in fields]:
-            del inner[name]
-    headers = {**(headers or {}), "X-Request-Id": request_id}
-    return Response(
-        json.dumps(body),  # ASCII: the body may travel in a header (nginx)
-        status_code=status,
-        headers=headers,
-        media_type=media_type,
-    )
+    return style
 
 
 def _quote(text: str) -> str:
@@ -259,10 +247,18 @@ def challenge(exc: e.ApiwardError) -> dict[str, str]:
     return {}
 
 
-def error_response(request: Request, exc: e.ApiwardError) -> Response:
-    """The answer to a domain error raised while serving ``request``."""
-    state_of(request).error = exc  # for the request's metrics (adapters/metrics.py)
-    return style_of(request).refusal(exc, request_id_of(request))
+def error_response(
+    request: Request, exc: e.ApiwardError, style: ErrorStyle | None = None
+) -> Response:
+    """The answer to a domain error raised while serving ``request``, in ``style`` (the
+    app's, by default): what every door answers a refusal with. A 5xx is logged, and the
+    error kept for the request's metrics (adapters/metrics.py)."""
+    if status_of(exc) >= 500:
+        log.warning(
+            "request_failed", reason=exc.reason, error=exc.message, cause=repr(exc.__cause__)
+        )
+    state_of(request).error = exc
+    return (style or style_of(request)).refusal(exc, request_id_of(request))
 
 
 def _describe(errors: list[Any]) -> str:
@@ -274,20 +270,17 @@ def _describe(errors: list[Any]) -> str:
     return "; ".join(parts) + more
 
 
-async def answer(request: Request, exc: Exception) -> Response:
+async def answer(request: Request, exc: Exception, style: ErrorStyle | None = None) -> Response:
     """The answer the app's exception handlers give for ``exc``, for code that answers
-    before the router (the forward-auth fast path)."""
+    outside them (the fast paths, ahead of the router; ``ApiwardMiddleware``, in a host
+    app without them), in ``style`` (the app's, by default)."""
     if isinstance(exc, e.ApiwardError):
-        return await _domain(request, exc)
-    return await _unexpected(request, exc)
+        return error_response(request, exc, style)
+    return unexpected(request, exc, style or style_of(request))
 
 
 async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.ApiwardError)
-    if status_of(exc) >= 500:
-        log.warning(
-            "request_failed", reason=exc.reason, error=exc.message, cause=repr(exc.__cause__)
-        )
     return error_response(request, exc)
 
 
@@ -331,16 +324,22 @@ async def _http(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+def unexpected(request: Request, exc: Exception, style: ErrorStyle) -> Response:
+    """A 500 for an error nothing expected: logged with the request id, and answered
+    without a word of what failed."""
     # Logged outside the request middleware, whose context binding has ended by now.
     log.error("unhandled_error", request_id=request_id_of(request), exc_info=exc)
-    return style_of(request).render(
+    return style.render(
         500,
         "INTERNAL_ERROR",
         "INTERNAL_ERROR",
         "An unexpected error occurred. Quote the request id when you contact support.",
         request_id_of(request),
     )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected(request, exc, style_of(request))
 
 
 def install(app: FastAPI, style: ErrorStyle) -> None:

@@ -11,7 +11,7 @@ closed. A request body that pauses that long closes its connection too. A proces
 at most ``APIWARD_MAX_CONNECTIONS`` connections: a connection beyond closes the idlest of
 those waiting for a head or stalled in a body (``_make_room``). The trailer fields of a
 chunked body (RFC 9112 7.1.2) are bounded by the same size. The answers are in the
-deployment's error envelope (``http/errors.render``) with a fresh request id. A head
+deployment's error envelope (``http/errors.ErrorStyle``) with a fresh request id. A head
 that stops growing in the middle of a chunk that also holds an earlier request's end is
 counted from its next chunk: the overshoot is one socket read at most.
 """
@@ -45,6 +45,9 @@ class HeadLimits:
 
     @classmethod
     def of(cls, settings: Settings) -> HeadLimits:
+        """The limits ``apiward serve`` gives its connections. Read in the supervising
+        process, before any worker builds its app (and its ``Apiward.errors``): the
+        error style from the same settings, so the same envelope."""
         return cls(
             max_bytes=settings.max_header_bytes,
             max_fields=settings.max_headers,

@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from apiward.adapters.geo import Countries
 from apiward.adapters.http.access import PUBLIC, Door, Environments, Needs, Reach, declare
@@ -153,13 +155,16 @@ def _with_counted_route(context: RequestContext, counted_route: str | None) -> R
     return replace(context, counted_route=counted_route) if counted_route else context
 
 
-def remember(request: Request, principal: Principal) -> Principal:
-    """Keep the principal for the route, and what the response headers need."""
-    state = state_of(request)
+def remember(source: HTTPConnection | Scope, principal: Principal) -> Principal:
+    """Keep the principal of a request (or of its raw ASGI scope, on a fast path) for
+    the route, and what the response headers need: the one place it is recorded."""
+    scope = source.scope if isinstance(source, HTTPConnection) else source
+    state = state_of(scope)
     state.principal = principal
     state.api_version = principal.api_version
     state.rate_limit_headers = principal.rate_limit
-    request.state.principal = principal  # where the host app's own code finds it (README)
+    # ``request.state.principal``, where the host app's own code finds it (README).
+    scope["state"]["principal"] = principal
     return principal
 
 

@@ -25,6 +25,8 @@ docs/forward-auth.md.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from fastapi import APIRouter, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,7 +35,7 @@ from apiward.adapters.http import errors
 from apiward.adapters.http.access import CHECKED, declare
 from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_in
 from apiward.adapters.http.edge import header
-from apiward.adapters.http.security import authenticate, forwarded_address
+from apiward.adapters.http.security import authenticate, forwarded_address, remember
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
@@ -107,17 +109,6 @@ ORIGINAL_METHOD_HEADERS: dict[str, str | None] = {
 }
 
 
-def original_path(request: Request, settings: Settings) -> str:
-    """The path the client asked the proxy for, canonical: route rules and limits are on
-    it. Read only from the header the declared proxy sets (``APIWARD_FORWARD_AUTH_PROXY``),
-    which it overwrites; the other proxies' headers are the client's own. Under
-    ``envoy``, from the check's own path (``envoy_target``)."""
-    header = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy]
-    if header is None:
-        return canonical(envoy_target(request.scope))
-    return canonical(request.headers.get(header) or "/")
-
-
 def envoy_target(scope: Scope) -> str:
     """Under ``envoy``, the original request's path: what follows ``/v1/auth/check`` in
     the check's path as the client sent it (the ASGI ``raw_path``, escapes undecoded, so
@@ -186,31 +177,26 @@ async def decide(
     request: Request, scope: list[str], settings: Settings, limits: RequestLimits
 ) -> Response:
     """The check's answer, whether the route or ``FastPath`` received the request."""
-    nginx = request.headers.get(PROXY_HEADER, "").lower() == "nginx"
     try:
-        if len(scope) > MAX_SCOPES:
-            raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
-        path = original_path(request, settings)
-        name = method_header(settings)
-        overrides = [v for h in METHOD_OVERRIDE_HEADERS for v in request.headers.getlist(h)]
-        method = method_of(request.headers.get(name) if name else None, request.method, overrides)
-        rule = limits.default_plan.rule_for(path, method)
-        required = required_scopes(request.headers.getlist(REQUIRE_HEADER), scope)
-        watched = required_scopes(request.headers.getlist(REPORT_HEADER), [])
+        asked = _asked(request.scope, _names_for(settings), limits, scope)
         principal = await authenticate(
             request,
-            route=path,
-            method=method,
-            counted_route=rule,
-            scopes=required,
-            report_scopes=watched,
+            route=asked.path,
+            method=asked.method,
+            counted_route=asked.rule,
+            scopes=asked.required,
+            report_scopes=asked.watched,
         )
     except ApiwardError as exc:
-        if nginx:
-            return _for_nginx(request, exc)
-        return await errors.answer(request, exc)
+        return _refusal(request, exc)
     identity = identity_headers(principal, settings.forward_meta_headers)
     return Response(status_code=200, headers={**identity, **principal.rate_limit})
+
+
+def _refusal(request: Request, exc: ApiwardError) -> Response:
+    """A refused check's answer: the app's, or for nginx its form of it."""
+    nginx = header(request.scope, PROXY_HEADER.encode()).lower() == b"nginx"
+    return _for_nginx(request, exc) if nginx else errors.error_response(request, exc)
 
 
 @declare(CHECKED)
@@ -271,9 +257,8 @@ async def _raw(scope: Scope, receive: Receive, send: Send) -> None:
         headers = await _decide_raw(scope, runtime_in(scope))
     except Exception as exc:  # a refusal, or what the app's last-resort handler answers
         request = Request(scope, receive)
-        nginx = header(scope, PROXY_HEADER.encode()).lower() == b"nginx"
-        if isinstance(exc, ApiwardError) and nginx:
-            response = _for_nginx(request, exc)
+        if isinstance(exc, ApiwardError):
+            response = _refusal(request, exc)
         else:
             response = await errors.answer(request, exc)
         await response(scope, receive, send)
@@ -329,11 +314,38 @@ def _names_for(settings: Settings) -> _Names:
     return _names[0]
 
 
-async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes]]:
-    """``decide`` on the raw scope, for a check without a query string (or whose query
-    is the client's): the headers of the 200 (a refusal is raised)."""
-    settings = runtime.settings
-    names = _names_for(settings)
+class _Asked(NamedTuple):
+    """What a check asks, read from its raw headers once (``_asked``). A named tuple:
+    made once per check, on the hot path, where a frozen dataclass costs a
+    ``object.__setattr__`` per field."""
+
+    path: str
+    """The original request's path, canonical."""
+    method: str
+    """The original request's method."""
+    rule: str | None
+    """The route rule the path falls under (what the request is counted under)."""
+    required: tuple[str, ...]
+    """The scopes required (``X-Apiward-Require`` and the ``scope`` parameters)."""
+    watched: tuple[str, ...]
+    """The scopes required in report mode (``X-Apiward-Require-Report``)."""
+    found: dict[bytes, str]
+    """The first value of each other header the decision reads (``_Names.wanted``)."""
+    forwarded: str
+    """Every ``X-Forwarded-For`` line, joined: one list (RFC 9110 section 5.3)."""
+
+
+def _asked(scope: Scope, names: _Names, limits: RequestLimits, query: list[str]) -> _Asked:
+    """What the check in ``scope`` asks: the original path and method, and the scopes
+    required (also ``query``: the ``scope`` parameters), each header read and each scope
+    parsed here only, for the route and the fast path alike.
+
+    The path is canonical (route rules and limits are on it), read only from the header
+    the declared proxy sets (``APIWARD_FORWARD_AUTH_PROXY``), which it overwrites: the
+    other proxies' headers are the client's own. Under ``envoy``, from the check's own
+    path (``envoy_target``)."""
+    if len(query) > MAX_SCOPES:
+        raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
     found: dict[bytes, str] = {}
     # Every line of these: one list, in order (RFC 9110 section 5.3).
     forwarded: list[str] = []
@@ -357,33 +369,46 @@ async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes
         path = canonical(found.get(names.original_uri) or "/")
     reported = found.get(names.original_method) if names.original_method else None
     method = method_of(reported, scope["method"], overrides)
-    wanted = required_scopes(require, [])
+    return _Asked(
+        path,
+        method,
+        limits.default_plan.rule_for(path, method),
+        required_scopes(require, query),
+        required_scopes(report, []) if report else (),
+        found,
+        ",".join(forwarded),
+    )
+
+
+async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes]]:
+    """``decide`` on the raw scope, for a check without a query string (or whose query
+    is the client's): the headers of the 200 (a refusal is raised)."""
+    settings = runtime.settings
+    names = _names_for(settings)
+    asked = _asked(scope, names, runtime.limits, [])
+    found = asked.found
     requested = found.get(names.version)
     space = found.get(names.space)
     client = scope.get("client")
-    state = state_of(scope)
     context = RequestContext(
-        route=path,
-        counted_route=runtime.limits.default_plan.rule_for(path, method),
-        method=method,
+        route=asked.path,
+        counted_route=asked.rule,
+        method=asked.method,
         ip=forwarded_address(
-            client[0] if client else None, ",".join(forwarded), runtime.trusted_proxies
+            client[0] if client else None, asked.forwarded, runtime.trusted_proxies
         ),
         user_agent=(found.get(b"user-agent") or "")[:512] or None,
-        request_id=state.request_id or None,
+        request_id=state_of(scope).request_id or None,
         space_id=space.strip()[:64] if space else None,
         api_version=settings.version(requested).id if requested else None,
     )
     principal = await runtime.auth.authenticate(
         found.get(b"authorization"),
         context,
-        scopes=tuple(wanted),
-        report_scopes=required_scopes(report, []) if report else (),
+        scopes=asked.required,
+        report_scopes=asked.watched,
     )
-    state.principal = principal
-    state.api_version = principal.api_version
-    state.rate_limit_headers = principal.rate_limit
-    scope["state"]["principal"] = principal  # request.state.principal, as ``remember``
+    remember(scope, principal)
     headers = [
         (k.lower().encode(), v.encode("latin-1"))
         for k, v in {**identity_headers(principal, names.meta), **principal.rate_limit}.items()
