@@ -48,6 +48,13 @@ class Proposal:
         return self.scopes is None and self.ip_allow is None
 
 
+PROPOSAL_LENGTH = 4096
+"""Characters of each proposal parameter: a hundred networks or scopes, and a URL that
+every server's request-line limit takes (16 KB and more)."""
+PROPOSAL_TEXT = r"^[ -~]*$"
+"""Scopes (RFC 6749 3.3) and networks are printable ASCII."""
+
+
 def proposal(scopes: str | None, ip_allow: str | None) -> Proposal:
     """The proposal of ``?scopes=a,b&ip_allow=10.0.0.0/8,...``; a clear 400 for a bad
     scope or network, or more than a key may hold."""

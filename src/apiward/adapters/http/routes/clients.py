@@ -20,7 +20,7 @@ from apiward.adapters.http.schemas.common import PageOut, page_of, set_meta
 from apiward.adapters.http.schemas.scope_usage import ScopeUsageOut
 from apiward.adapters.http.security import require
 from apiward.core.clock import Clock
-from apiward.core.impact import proposal
+from apiward.core.impact import PROPOSAL_LENGTH, PROPOSAL_TEXT, proposal
 from apiward.core.models import OAuthClient, PageRequest, Principal
 
 router = APIRouter(prefix="/v1/clients", tags=["OAuth clients"])
@@ -138,12 +138,14 @@ async def client_impact(
     impacts: ImpactsDep,
     scopes: str | None = Query(
         None,
-        max_length=8192,
+        max_length=PROPOSAL_LENGTH,
+        pattern=PROPOSAL_TEXT,
         description="A proposed scope set, comma-separated (at most 100).",
     ),
     ip_allow: str | None = Query(
         None,
-        max_length=8192,
+        max_length=PROPOSAL_LENGTH,
+        pattern=PROPOSAL_TEXT,
         description="A proposed IP allow-list, comma-separated networks (at most 100).",
     ),
     principal: Principal = require("clients:read"),
