@@ -130,3 +130,20 @@ def test_the_run_applies_each_organisations_own_policy(timed_org: Org, clock: Fa
     # Acme's keys were all made 46 days ago and never used: its two owner keys too.
     assert found["acme"] == {"disabled": ["idle", "owner", "owner", "soon"], "reminded": [14]}
     assert found["globex"] == {"disabled": [], "reminded": [30]}
+
+
+def test_a_policy_in_force_longer_than_a_tenant_may_send_is_shown(org: Org) -> None:
+    """Ten reminder days and ten thresholds of the organisation's own, added to the
+    operator's three each: the policy in force holds thirteen, more than a request may
+    carry, and is shown (it was a 500)."""
+    own = {
+        "expiry_reminder_days": [2, 3, 4, 5, 6, 8, 9, 10, 11, 12],
+        "credit_thresholds": [10, 20, 30, 40, 60, 70, 75, 85, 90, 95],
+    }
+    r = org.client.patch("/v1/org", headers=org.headers(), json={"key_hygiene": own})
+    assert r.status_code == 200, r.text
+    in_force = r.json()["key_hygiene_in_force"]
+    assert in_force["expiry_reminder_days"] == [30, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
+    assert len(in_force["credit_thresholds"]) == 13
+    shown = org.client.get("/v1/org", headers=org.headers())
+    assert shown.status_code == 200 and shown.json()["key_hygiene_in_force"] == in_force

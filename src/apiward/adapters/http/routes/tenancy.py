@@ -16,6 +16,7 @@ from apiward.adapters.http.schemas.tenancy import (
     InvitationCreate,
     InvitationOut,
     KeyHygiene,
+    KeyHygieneInForce,
     MembershipOut,
     MembershipPut,
     OrgOut,
@@ -67,7 +68,7 @@ async def _org_out(
         rate_tier=org.rate_tier,
         rate_limits=limits,
         key_hygiene=KeyHygiene.of(org.key_hygiene) if org.key_hygiene else None,
-        key_hygiene_in_force=KeyHygiene.of(in_force),
+        key_hygiene_in_force=KeyHygieneInForce.of(in_force),
         require_mfa=org.require_mfa,
     )
 

@@ -268,6 +268,23 @@ class KeyHygiene(Body):
 
     @classmethod
     def of(cls, policy: HygienePolicy) -> KeyHygiene:
+        """An organisation's own policy, as it was sent."""
+        return cls(**KeyHygieneInForce.of(policy).model_dump())
+
+
+class KeyHygieneInForce(BaseModel):
+    """The key hygiene policy that applies to an organisation: the operator's, tightened
+    by the organisation's own (its lists can be longer than one request may send)."""
+
+    unused_days: int | None
+    expiry_reminder_days: list[int]
+    credit_thresholds: list[int]
+    shared_networks: int | None
+    shared_countries: int | None
+    shared_disable: bool
+
+    @classmethod
+    def of(cls, policy: HygienePolicy) -> KeyHygieneInForce:
         return cls(
             unused_days=policy.unused_days,
             expiry_reminder_days=list(policy.expiry_days),
@@ -306,7 +323,7 @@ class OrgOut(BaseModel):
     key_hygiene: KeyHygiene | None = Field(
         None, description="The organisation's own key hygiene policy (null: none)."
     )
-    key_hygiene_in_force: KeyHygiene | None = Field(
+    key_hygiene_in_force: KeyHygieneInForce | None = Field(
         None, description="The policy that applies: the operator's, tightened by the org's."
     )
     require_mfa: bool = Field(
