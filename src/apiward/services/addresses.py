@@ -27,10 +27,9 @@ from apiward.core.addresses import (
 from apiward.core.clock import Clock
 from apiward.core.models import CredentialKind, Principal
 from apiward.core.scope_usage import DAY, day_of, since
-from apiward.services.ports import AnalyticsTx, Store
+from apiward.services.ports import AnalyticsTx, Front, Store
 
 if TYPE_CHECKING:
-    from apiward.services.allowed import AllowedTally
     from apiward.services.clients import Clients
     from apiward.services.keys import Keys
 
@@ -71,7 +70,7 @@ class AddressTally:
         self._seen: dict[str, set[str]] = {}
         """The prefixes each credential was counted under exactly today, in this process."""
         self._seen_day = -1
-        self.front: AllowedTally | None = None
+        self.front: Front | None = None
         """Where allowed requests wait to be counted here (``AllowedTally``)."""
 
     def count(self, principal: Principal) -> None:

@@ -12,16 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from apiward.core.analytics import Bucket, Decision, Query, buckets
 from apiward.core.models import Principal
 from apiward.core.scope_usage import day_of
 from apiward.services.keys import effective_environment
-from apiward.services.ports import AnalyticsTx, Store
-
-if TYPE_CHECKING:
-    from apiward.services.allowed import AllowedTally
+from apiward.services.ports import AnalyticsTx, Front, Store
 
 _Key = tuple[int, str, str, str, str, str, str]
 
@@ -32,7 +28,7 @@ class Verifications:
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
         self._pending: dict[_Key, int] = {}
-        self.front: AllowedTally | None = None
+        self.front: Front | None = None
         """Where allowed requests wait to be counted here (``AllowedTally``)."""
 
     @property

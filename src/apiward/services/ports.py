@@ -50,6 +50,13 @@ from apiward.core.scope_usage import ScopeUse
 from apiward.core.webhooks import SendOutcome, WebhookDelivery, WebhookEndpoint
 
 
+class Front(Protocol):
+    """A buffer in front of an in-memory tally (``services.allowed.AllowedTally``), which
+    the tally spills into itself before it drains for a flush."""
+
+    def spill(self) -> None: ...
+
+
 class TenancyTx(Protocol):
     """Organisations and their tenancy: environments, spaces, users, roles and memberships."""
 

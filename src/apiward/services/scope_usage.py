@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from apiward.core.clock import Clock
 from apiward.core.models import CredentialKind, Principal
 from apiward.core.scope_usage import DAY, Report, ScopeUse, day_of, report, since
-from apiward.services.ports import AnalyticsTx, Store
+from apiward.services.ports import AnalyticsTx, Front, Store
 
 if TYPE_CHECKING:
-    from apiward.services.allowed import AllowedTally
     from apiward.services.clients import Clients
     from apiward.services.keys import Keys
 
@@ -45,7 +44,7 @@ class ScopeTally:
         self._seen_day = -1
         self.dropped = 0
         """Uses not counted: a credential's scopes past ``MAX_SCOPES_A_DAY``."""
-        self.front: AllowedTally | None = None
+        self.front: Front | None = None
         """Where allowed requests wait to be counted here (``AllowedTally``)."""
 
     def count(self, principal: Principal, scopes: Sequence[str]) -> None:

@@ -247,3 +247,24 @@ def test_an_embedded_starlette_app_keeps_a_clients_request_id(doors: Doors) -> N
         doors.settings.error_fields or ["request_id"]
     ):
         assert "req-from-client-7" in got[1].text
+
+
+def test_the_head_limits_and_their_error_style_travel_to_worker_processes() -> None:
+    """``apiward serve --workers`` pickles the connection's head limits for each worker
+    process; the error style in them, with a deployment's own messages, comes back equal
+    and still read-only."""
+    import pickle
+
+    from apiward.adapters.http.protocol import HeadLimits
+
+    settings = fast_settings(
+        error_style="nested",
+        error_messages={"INVALID_KEY": "Your key is not valid"},
+        error_fields=["code", "message"],
+    )
+    limits = HeadLimits.of(settings)
+    back = pickle.loads(pickle.dumps(limits))  # noqa: S301 (its own bytes)
+    assert back == limits
+    assert back.errors.messages == {"INVALID_KEY": "Your key is not valid"}
+    with pytest.raises(TypeError):
+        back.errors.messages["INVALID_KEY"] = "changed"  # type: ignore[index]

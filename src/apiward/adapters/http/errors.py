@@ -105,6 +105,11 @@ class ErrorStyle:
             settings.token_error_style,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # ``apiward serve --workers`` hands the head limits, and this style in them, to
+        # worker processes by pickling, which a read-only mapping refuses.
+        return (_error_style, (self.envelope, dict(self.messages), self.fields, self.token))
+
     def render(
         self,
         status: int,
@@ -353,3 +358,10 @@ def install(app: FastAPI, style: ErrorStyle) -> None:
 
 def json_response(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
+
+
+def _error_style(
+    envelope: str, messages: dict[str, str], fields: tuple[str, ...] | None, token: str
+) -> ErrorStyle:
+    """An error style as pickled (``ErrorStyle.__reduce__``), its messages read-only again."""
+    return ErrorStyle(envelope, MappingProxyType(messages), fields, token)
