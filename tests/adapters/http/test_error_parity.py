@@ -267,4 +267,4 @@ def test_the_head_limits_and_their_error_style_travel_to_worker_processes() -> N
     assert back == limits
     assert back.errors.messages == {"INVALID_KEY": "Your key is not valid"}
     with pytest.raises(TypeError):
-        back.errors.messages["INVALID_KEY"] = "changed"  # type: ignore[index]
+        back.errors.messages["INVALID_KEY"] = "changed"
