@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -111,6 +112,28 @@ class VerifiedToken:
     meta: Meta = field(default_factory=empty)
     """The ``external_id`` and ``meta`` of the token's OAuth client, as it was when the
     token was first verified (a change to them invalidates the organisation's records)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVerdict:
+    """What the verify API answers of one key (``Authenticator.verify``)."""
+
+    code: str
+    """``VALID``, ``NOT_FOUND`` or the outcome of the refusal (``core.analytics``)."""
+    message: str | None = None
+    key: ApiKey | None = None
+    """The key, when it is one of the caller's organisation and environment."""
+    principal: Principal | None = None
+    """Who the key acts as, when it is valid."""
+    rate_limit: Mapping[str, str] = field(default_factory=dict)
+    """The rate-limit header fields the decision produced (none when it was not limited)."""
+
+    @property
+    def valid(self) -> bool:
+        return self.code == "VALID"
+
+
+NOT_FOUND = KeyVerdict("NOT_FOUND", "No such key.")
 
 
 def _effective(
@@ -308,6 +331,47 @@ class Authenticator:
         nothing (``limited`` spends its rate limits and credits; ``authenticate`` is
         the whole of a protected request)."""
         return self._key_principal(await self.verified(plaintext), context)
+
+    async def verify(
+        self,
+        caller: Principal,
+        plaintext: str,
+        context: RequestContext,
+        scopes: tuple[str, ...] | list[str] = (),
+    ) -> KeyVerdict:
+        """The verify API: may the key ``plaintext`` make the request ``context``
+        describes (as the ``caller``, a service of the key's organisation, asserts it),
+        holding ``scopes``? When it may, its rate limits and credits are spent, as for
+        a protected request. A key of another organisation, or of an environment the
+        caller does not see, is ``NOT_FOUND`` like no key at all, and nothing of it is
+        touched. Every answer is counted under ``context.counted_route``; a store that
+        cannot answer for a key never seen is ``ServiceUnavailable``, not a verdict."""
+        try:
+            entry = await self.verified(plaintext)
+        except AuthenticationError:
+            entry = None
+        if entry is None or not self._caller_sees(caller, entry.key):
+            self._verifications.count(
+                caller.org_id, caller.environment, NOT_FOUND.code, route=_counted(context)
+            )
+            return NOT_FOUND
+        key = entry.key
+        try:
+            principal = self._key_principal(entry, context)
+            require_scopes(principal, scopes)
+            principal = await self.limited(entry, principal)
+        except ApiwardError as exc:
+            self._count_refusal(entry, context, exc)
+            headers = exc.headers if isinstance(exc, RateLimited) else {}
+            return KeyVerdict(outcome_of(exc), exc.message, key, rate_limit=headers)
+        self.allowed.count(principal, scopes)
+        for _ in principal.would_refuse:  # limits in report mode
+            self._count(principal, WOULD_REFUSE)
+        return KeyVerdict("VALID", key=key, principal=principal, rate_limit=principal.rate_limit)
+
+    @staticmethod
+    def _caller_sees(caller: Principal, key: ApiKey) -> bool:
+        return key.org_id == caller.org_id and caller.sees(key.environment)
 
     async def limited(self, entry: VerifiedKey, principal: Principal) -> Principal:
         """Spend a key request's rate limits and credits."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
@@ -11,17 +12,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apiward.adapters.http import errors
-from apiward.adapters.http.deps import AuthDep, LimitsDep, VerificationsDep, runtime_in
+from apiward.adapters.http.deps import AuthDep, LimitsDep, runtime_in
 from apiward.adapters.http.edge import header
 from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, VerifyRequest
 from apiward.adapters.http.security import authenticate, request_context, require
 from apiward.adapters.http.state import state_of
-from apiward.core import errors as e
-from apiward.core.analytics import WOULD_REFUSE, outcome_of
 from apiward.core.models import Principal
 from apiward.core.paths import canonical, original_method
-from apiward.services.analytics import Verifications
-from apiward.services.auth import Authenticator, require_scopes
+from apiward.services.auth import Authenticator
 from apiward.services.limiting import RequestLimits
 
 router = APIRouter(tags=["API keys"])
@@ -30,24 +28,18 @@ PATH = "/v1/keys/verify"
 SCOPE = "keys:verify"
 
 
-def code_of(exc: e.ApiwardError) -> str:
-    """The answer's code: the outcome analytics count (``apiward.core.analytics``)."""
-    return outcome_of(exc)
-
-
 @router.post(PATH, response_model=VerifyOut, summary="Verify an API key")
 async def verify_key(
     body: VerifyRequest,
     request: Request,
     auth: AuthDep,
     limits: LimitsDep,
-    counted: VerificationsDep,
     caller: Principal = require(SCOPE),
 ) -> VerifyOut:
     """200 for every key: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`. A `route` or `method` with no single meaning (a raw
     `\\`, `;` parameters: what forward auth refuses) is a 400, whatever the key."""
-    answer = await _verify(body, request, caller, auth, limits, counted)
+    answer = await _verify(body, request, caller, auth, limits)
     state_of(request).verify_code = answer.code  # for metrics
     return answer
 
@@ -58,11 +50,14 @@ async def _verify(
     caller: Principal,
     auth: Authenticator,
     request_limits: RequestLimits,
-    counted: Verifications,
 ) -> VerifyOut:
+    """The request's body and the caller's principal turned into the service's question,
+    and its verdict into the answer (``Authenticator.verify``)."""
     # Route rules see the route and method as forward auth sees a proxy's (docs/forward-auth.md).
     route = canonical(body.route) if body.route else None
     method = original_method(body.method)
+    # Counted under the route rule the asked route falls under (a bounded name).
+    rule = request_limits.default_plan.rule_for(route, method) if route else None
     context = replace(
         request_context(request),
         ip=body.ip,
@@ -70,54 +65,19 @@ async def _verify(
         route=route,
         method=method,
         asserted=True,
+        counted_route=rule or PATH,
     )
-    not_found = VerifyOut(valid=False, code="NOT_FOUND", message="No such key.")
-    # Counted under the route rule the asked route falls under (a bounded name).
-    rule = request_limits.default_plan.rule_for(route, method) if route else None
-    where = {"route": rule or "/v1/keys/verify"}
-    try:
-        entry = await auth.verified(body.key)
-    except e.ApiwardError:
-        counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
-        return not_found
-    key = entry.key
-    # Another tenant's key is indistinguishable from no key, and nothing of it is
-    # touched: no usage recorded, no limit or credit spent.
-    if key.org_id != caller.org_id or not caller.sees(key.environment):
-        counted.count(caller.org_id, caller.environment, "NOT_FOUND", **where)
-        return not_found
-    try:
-        principal = await auth.authenticate_key(body.key, context)
-        require_scopes(principal, body.scopes)
-        principal = await auth.limited(entry, principal)
-    except e.ApiwardError as exc:
-        counted.count(key.org_id, key.environment, code_of(exc), key_id=key.id, **where)
-        limits = exc.headers if isinstance(exc, e.RateLimited) else {}
-        return VerifyOut(
-            valid=False,
-            code=code_of(exc),
-            message=exc.message,
-            key_id=key.id,
-            name=key.name,
-            expires_at=key.expires_at,
-            external_id=key.external_id,
-            meta=key.meta,
-            ratelimit=_ratelimit(limits),
-        )
-    counted.count(key.org_id, key.environment, "VALID", key_id=key.id, **where)
-    auth.address_tally.count(principal)  # the address the caller reports, as a prefix
-    if body.scopes:  # the scopes the verified key was asked for, and held
-        auth.scope_tally.count(principal, body.scopes)
-    for _ in principal.would_refuse:  # limits in report mode
-        counted.count(key.org_id, key.environment, WOULD_REFUSE, key_id=key.id, **where)
+    verdict = await auth.verify(caller, body.key, context, body.scopes)
+    key, principal = verdict.key, verdict.principal
     return VerifyOut(
-        valid=True,
-        code="VALID",
-        key_id=key.id,
-        name=key.name,
-        expires_at=key.expires_at,
-        external_id=key.external_id,
-        meta=key.meta,
+        valid=verdict.valid,
+        code=verdict.code,
+        message=verdict.message,
+        key_id=key.id if key else None,
+        name=key.name if key else None,
+        expires_at=key.expires_at if key else None,
+        external_id=key.external_id if key else None,
+        meta=key.meta if key else None,
         principal=VerifyPrincipal(
             org_id=principal.org_id,
             environment=principal.environment,
@@ -125,13 +85,15 @@ async def _verify(
             user_id=principal.user_id,
             scopes=principal.scopes.as_list(),
             api_version=principal.api_version,
-        ),
-        ratelimit=_ratelimit(principal.rate_limit),
-        credits_remaining=principal.credits_remaining,
+        )
+        if principal
+        else None,
+        ratelimit=_ratelimit(verdict.rate_limit),
+        credits_remaining=principal.credits_remaining if principal else None,
     )
 
 
-def _ratelimit(fields: dict[str, str]) -> dict[str, object] | None:
+def _ratelimit(fields: Mapping[str, str]) -> dict[str, object] | None:
     if "X-RateLimit-Limit" not in fields:
         return None
     return {
@@ -169,9 +131,7 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
     try:
         runtime = runtime_in(scope)  # outside the dependency system
         caller = await authenticate(request, scopes=(SCOPE,))
-        answer = await _verify(
-            asked, request, caller, runtime.auth, runtime.limits, runtime.verifications
-        )
+        answer = await _verify(asked, request, caller, runtime.auth, runtime.limits)
         state_of(request).verify_code = answer.code  # for metrics
         response = Response(answer.model_dump_json(), media_type="application/json")
     except Exception as exc:  # what the route's error handlers would answer
