@@ -35,14 +35,10 @@ class Countries:
     def configured(self) -> bool:
         return bool(self.header) or self._reader is not None
 
-    def of(self, ip: str | None, headers: Any, *, via_trusted_proxy: bool) -> str | None:
-        """The country of a request from ``ip``, or None when nothing tells it."""
-        return self.told(headers, via_trusted_proxy=via_trusted_proxy) or self.placed(ip)
-
-    def told(self, headers: Any, *, via_trusted_proxy: bool) -> str | None:
-        """The country the trusted proxy's header names, if any."""
+    def told(self, value: str | None, *, via_trusted_proxy: bool) -> str | None:
+        """The country the header's ``value`` names, if a trusted proxy set it."""
         if self.header and via_trusted_proxy:
-            told = (headers.get(self.header) or "").strip().upper()
+            told = (value or "").strip().upper()
             if _COUNTRY.match(told) and told not in ("XX", "T1"):  # unknown, Tor
                 return told
         return None

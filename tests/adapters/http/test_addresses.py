@@ -291,3 +291,49 @@ def test_counts_past_the_daily_retention_are_pruned(org: Org, clock: FakeClock) 
     later = clock.now() + org.runtime.settings.analytics_retention["day"] + timedelta(days=1)
     call(org, org.runtime.analytics.prune, later)
     assert call(org, kept) == (0, 0)
+
+
+def test_every_door_reads_the_client_and_its_country_alike(
+    database_url: str, clock: FakeClock
+) -> None:
+    """A request through a trusted proxy is counted under the end client's network and
+    the country the proxy's header names, whichever door it came through: forward auth
+    on its fast path and through its route, and a protected route. The verify API counts
+    the address its caller names, never the caller's own country."""
+    settings = fast_settings(
+        database_url=database_url, trusted_proxies=["10.0.0.0/8"], country_header="CF-IPCountry"
+    )
+    app = create_app(settings, clock=clock)
+    with TestClient(app, client=("10.0.0.2", 40000), raise_server_exceptions=False) as client:
+        org = bootstrap(client)
+        key = org.create_key(["things:read", "keys:read"])
+        verifier = org.create_key(["keys:verify"])["key"]
+
+        def sent(address: str, country: str) -> dict[str, str]:
+            return {
+                **org.headers(key["key"]),
+                "X-Forwarded-For": address,
+                "CF-IPCountry": country,
+                "X-Original-URI": "/v1/things",
+            }
+
+        fast = client.get("/v1/auth/check", headers=sent("203.0.113.7", "GH"))
+        routed = client.get(
+            "/v1/auth/check", params={"scope": "things:read"}, headers=sent("198.51.100.7", "SL")
+        )
+        guarded = client.get("/v1/keys", headers=sent("192.0.2.7", "DE"))
+        assert [r.status_code for r in (fast, routed, guarded)] == [200, 200, 200]
+        asked = client.post(
+            "/v1/keys/verify",
+            headers={**org.headers(verifier), "CF-IPCountry": "FR"},
+            json={"key": key["key"], "ip": "100.64.0.7"},
+        )
+        assert asked.json()["valid"] is True, asked.text
+        flush_all(org)
+        (day,) = addresses(org, f"/v1/keys/{key['id']}")["days"]
+    assert sorted((n["prefix"], n["country"]) for n in day["top"]) == [
+        ("100.64.0.0/24", None),
+        ("192.0.2.0/24", "DE"),
+        ("198.51.100.0/24", "SL"),
+        ("203.0.113.0/24", "GH"),
+    ]

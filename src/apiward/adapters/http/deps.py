@@ -21,9 +21,8 @@ from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.clock import Clock
 from apiward.core.errors import ServiceUnavailable
-from apiward.core.models import IPNetwork
 from apiward.services.addresses import Addresses
-from apiward.services.analytics import Analytics, Verifications
+from apiward.services.analytics import Analytics
 from apiward.services.audit import AuditLog
 from apiward.services.auth import Authenticator
 from apiward.services.clients import Clients
@@ -118,10 +117,6 @@ async def impacts(request: Request) -> Impacts:
     return runtime_of(request).impact
 
 
-async def verifications(request: Request) -> Verifications:
-    return runtime_of(request).verifications
-
-
 async def limits(request: Request) -> RequestLimits:
     return runtime_of(request).limits
 
@@ -136,10 +131,6 @@ async def metrics(request: Request) -> Metrics:
 
 async def countries(request: Request) -> Countries:
     return runtime_of(request).countries
-
-
-async def trusted_proxies(request: Request) -> tuple[IPNetwork, ...]:
-    return runtime_of(request).trusted_proxies
 
 
 async def runtime(request: Request) -> Runtime:
@@ -158,7 +149,6 @@ WebhooksDep = Annotated[Webhooks, Depends(webhooks)]
 LeaksDep = Annotated[Leaks, Depends(leaks)]
 AuditDep = Annotated[AuditLog, Depends(audit)]
 AnalyticsDep = Annotated[Analytics, Depends(analytics)]
-VerificationsDep = Annotated[Verifications, Depends(verifications)]
 ScopeUsageDep = Annotated[ScopeUsage, Depends(scope_usage)]
 AddressesDep = Annotated[Addresses, Depends(addresses)]
 ImpactsDep = Annotated[Impacts, Depends(impacts)]
@@ -166,6 +156,5 @@ LimitsDep = Annotated[RequestLimits, Depends(limits)]
 KeyringDep = Annotated[Keyring, Depends(keyring)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
 CountriesDep = Annotated[Countries, Depends(countries)]
-TrustedProxiesDep = Annotated[tuple[IPNetwork, ...], Depends(trusted_proxies)]
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 """The whole runtime: only for readiness, which asks each of its resources."""

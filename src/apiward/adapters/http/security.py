@@ -7,7 +7,6 @@ check and names the missing scope in the 403.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
@@ -17,8 +16,8 @@ from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from apiward.adapters.geo import Countries
 from apiward.adapters.http.access import PUBLIC, Door, Environments, Needs, Reach, declare
+from apiward.adapters.http.context import context_of, forwarded_address, hear, reading_of
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
 from apiward.core.errors import ApiwardError
@@ -36,14 +35,6 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
-
-
 def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     """The caller's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
     peer = request.client.host if request.client else None
@@ -52,68 +43,30 @@ def client_ip(request: Request, trusted: tuple[IPNetwork, ...]) -> str | None:
     return forwarded_address(peer, forwarded, trusted)
 
 
-def forwarded_address(
-    peer: str | None, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]
-) -> str | None:
-    """The caller's address from the peer's and ``X-Forwarded-For``: the last hop that is
-    not a trusted proxy, when the peer is one; a garbled header is not believed."""
-    if peer is None or not trusted or not _trusted(peer, trusted):
-        return peer
-    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            return peer  # a garbled header is not believed
-        if not _trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
-
-
-def via_trusted_proxy(request: Request, trusted: tuple[IPNetwork, ...]) -> bool:
-    """Whether the request reached apiward through one of ``APIWARD_TRUSTED_PROXIES``."""
-    peer = request.client.host if request.client else None
-    return peer is not None and bool(trusted) and _trusted(peer, trusted)
-
-
 def request_context(
     request: Request, *, route: str | None = None, method: str | None = None
 ) -> RequestContext:
-    """What the limits, the analytics and the key's allow-lists judge ``request`` by;
-    ``route`` and ``method`` are the original request's, when another one asks (forward
-    auth)."""
+    """What the limits, the analytics and the key's allow-lists judge ``request`` by
+    (``context.context_of``); ``route`` and ``method`` are the original request's, when
+    another one asks (forward auth)."""
     runtime = runtime_of(request)
-    settings = runtime.settings
-    space = request.headers.get(settings.space_header) or None
-    requested = request.headers.get(settings.version_header)
-    version = settings.version(requested).id if requested else None
+    reading = reading_of(runtime)
     template = route or getattr(request.scope.get("route"), "path", None)
     path = template or request.url.path
     # A raw path (no route template: a middleware ahead of routing) is counted under its
     # route rule, so that clients cannot mint analytics rows with made-up paths.
     method = method or request.method
     counted = None if template else runtime.limits.default_plan.rule_for(path, method)
-    return RequestContext(
+    client = request.scope.get("client")
+    return context_of(
+        hear(request.scope["headers"], reading),
+        reading,
+        peer=client[0] if client else None,
+        method=method,
         route=path,
         counted_route=counted,
-        method=method,
-        ip=client_ip(request, runtime.trusted_proxies),
-        user_agent=(request.headers.get("user-agent") or "")[:512] or None,
         request_id=state_of(request).request_id or None,
-        space_id=space.strip()[:64] if space else None,
-        api_version=version,
-        country=_told_country(request, runtime),
     )
-
-
-def _told_country(request: Request, runtime: Any) -> str | None:
-    """The country a trusted proxy's header names (counted per network for shared-key
-    detection); the header is read only when one is configured."""
-    countries: Countries = runtime.countries
-    if not countries.header:
-        return None
-    trusted = via_trusted_proxy(request, runtime.trusted_proxies)
-    return countries.told(request.headers, via_trusted_proxy=trusted)
 
 
 async def authenticate(

@@ -33,14 +33,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiward.adapters.http import errors
 from apiward.adapters.http.access import CHECKED, declare
+from apiward.adapters.http.context import AUTHORIZATION, Heard, Reading, context_of, hear
 from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_in
 from apiward.adapters.http.edge import header
-from apiward.adapters.http.security import authenticate, forwarded_address, remember
+from apiward.adapters.http.security import authenticate, remember
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
 from apiward.core.errors import ApiwardError, InvalidInput
-from apiward.core.models import Principal, RequestContext
+from apiward.core.models import Principal
 from apiward.core.owners import header_value
 from apiward.core.paths import canonical, original_method
 from apiward.core.scopes import parse
@@ -178,7 +179,7 @@ async def decide(
 ) -> Response:
     """The check's answer, whether the route or ``FastPath`` received the request."""
     try:
-        asked = _asked(request.scope, _names_for(settings), limits, scope)
+        asked = _asked(request.scope, _names_for(runtime_in(request.scope)), limits, scope)
         principal = await authenticate(
             request,
             route=asked.path,
@@ -279,38 +280,32 @@ async def _routed(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class _Names:
-    """The request headers a check reads, as the ASGI scope spells them (lower-case)."""
+    """The request headers a check reads beyond what every door reads (``Reading``)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
         uri = ORIGINAL_URI_HEADERS[settings.forward_auth_proxy]
         self.original_uri = uri.encode() if uri else None
         method = method_header(settings)
         self.original_method = method.encode() if method else None
         self.meta = settings.forward_meta_headers
-        self.space = settings.space_header.lower().encode()
-        self.version = settings.version_header.lower().encode()
-        self.wanted = frozenset(
-            {
-                b"authorization",
-                b"user-agent",
-                *([self.original_uri] if self.original_uri else []),
-                self.space,
-                self.version,
-                *([self.original_method] if self.original_method else []),
-            }
+        self.reading = Reading(
+            runtime,
+            first=[h for h in (self.original_uri, self.original_method) if h],
+            every=[_REQUIRE, _REPORT, *_OVERRIDES],
         )
 
 
 _names: list[_Names] = []
 _REQUIRE = REQUIRE_HEADER.encode()
 _REPORT = REPORT_HEADER.encode()
-_OVERRIDES = frozenset(h.encode() for h in METHOD_OVERRIDE_HEADERS)
+_OVERRIDES = tuple(h.encode() for h in METHOD_OVERRIDE_HEADERS)
 
 
-def _names_for(settings: Settings) -> _Names:
-    if not _names or _names[0].settings is not settings:
-        _names[:] = [_Names(settings)]
+def _names_for(runtime: Runtime) -> _Names:
+    if not _names or _names[0].runtime is not runtime:
+        _names[:] = [_Names(runtime)]
     return _names[0]
 
 
@@ -329,10 +324,8 @@ class _Asked(NamedTuple):
     """The scopes required (``X-Apiward-Require`` and the ``scope`` parameters)."""
     watched: tuple[str, ...]
     """The scopes required in report mode (``X-Apiward-Require-Report``)."""
-    found: dict[bytes, str]
-    """The first value of each other header the decision reads (``_Names.wanted``)."""
-    forwarded: str
-    """Every ``X-Forwarded-For`` line, joined: one list (RFC 9110 section 5.3)."""
+    heard: Heard
+    """The headers, as the check's ``Reading`` read them."""
 
 
 def _asked(scope: Scope, names: _Names, limits: RequestLimits, query: list[str]) -> _Asked:
@@ -346,64 +339,43 @@ def _asked(scope: Scope, names: _Names, limits: RequestLimits, query: list[str])
     path (``envoy_target``)."""
     if len(query) > MAX_SCOPES:
         raise InvalidInput(f"Invalid request: query.scope: at most {MAX_SCOPES} scopes.")
-    found: dict[bytes, str] = {}
-    # Every line of these: one list, in order (RFC 9110 section 5.3).
-    forwarded: list[str] = []
-    require: list[str] = []
-    report: list[str] = []
-    overrides: list[str] = []
-    for key, value in scope["headers"]:
-        if key == b"x-forwarded-for":
-            forwarded.append(value.decode("latin-1"))
-        elif key == _REQUIRE:
-            require.append(value.decode("latin-1"))
-        elif key == _REPORT:
-            report.append(value.decode("latin-1"))
-        elif key in _OVERRIDES:
-            overrides.append(value.decode("latin-1"))
-        elif key in names.wanted and key not in found:  # the first of each, as Starlette's
-            found[key] = value.decode("latin-1")
+    heard = hear(scope["headers"], names.reading)
+    found, every = heard.first, heard.every
     if names.original_uri is None:
         path = canonical(envoy_target(scope))
     else:
         path = canonical(found.get(names.original_uri) or "/")
     reported = found.get(names.original_method) if names.original_method else None
+    overrides = [v for h in _OVERRIDES for v in every.get(h, ())]
     method = method_of(reported, scope["method"], overrides)
+    report = every.get(_REPORT)
     return _Asked(
         path,
         method,
         limits.default_plan.rule_for(path, method),
-        required_scopes(require, query),
+        required_scopes(every.get(_REQUIRE, []), query),
         required_scopes(report, []) if report else (),
-        found,
-        ",".join(forwarded),
+        heard,
     )
 
 
 async def _decide_raw(scope: Scope, runtime: Runtime) -> list[tuple[bytes, bytes]]:
     """``decide`` on the raw scope, for a check without a query string (or whose query
     is the client's): the headers of the 200 (a refusal is raised)."""
-    settings = runtime.settings
-    names = _names_for(settings)
+    names = _names_for(runtime)
     asked = _asked(scope, names, runtime.limits, [])
-    found = asked.found
-    requested = found.get(names.version)
-    space = found.get(names.space)
     client = scope.get("client")
-    context = RequestContext(
+    context = context_of(
+        asked.heard,
+        names.reading,
+        peer=client[0] if client else None,
+        method=asked.method,
         route=asked.path,
         counted_route=asked.rule,
-        method=asked.method,
-        ip=forwarded_address(
-            client[0] if client else None, asked.forwarded, runtime.trusted_proxies
-        ),
-        user_agent=(found.get(b"user-agent") or "")[:512] or None,
         request_id=state_of(scope).request_id or None,
-        space_id=space.strip()[:64] if space else None,
-        api_version=settings.version(requested).id if requested else None,
     )
     principal = await runtime.auth.authenticate(
-        found.get(b"authorization"),
+        asked.heard.first.get(AUTHORIZATION),
         context,
         scopes=asked.required,
         report_scopes=asked.watched,

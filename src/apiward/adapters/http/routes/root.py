@@ -8,17 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from apiward.adapters.geo import Countries
 from apiward.adapters.http.access import PUBLIC, declare
-from apiward.adapters.http.deps import CountriesDep, RuntimeDep, SettingsDep, TrustedProxiesDep
+from apiward.adapters.http.deps import CountriesDep, RuntimeDep, SettingsDep
 from apiward.adapters.http.security import (
     is_exempt,
     remember,
     request_context,
-    via_trusted_proxy,
 )
 from apiward.core.errors import ApiwardError, ServiceUnavailable
-from apiward.core.models import IPNetwork
 
 router = APIRouter()
 
@@ -29,17 +26,18 @@ async def root(
     request: Request,
     settings: SettingsDep,
     countries: CountriesDep,
-    trusted_proxies: TrustedProxiesDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Echo whether the request is authenticated, its environment, API version and origin."""
     principal = None
+    context = request_context(request)
     if authorization := request.headers.get("authorization"):
-        context = replace(request_context(request), acts_in_space=False)
         try:
             principal = remember(
                 request,
-                await runtime.auth.authenticate(authorization, context, exempt=is_exempt(request)),
+                await runtime.auth.authenticate(
+                    authorization, replace(context, acts_in_space=False), exempt=is_exempt(request)
+                ),
             )
         except ApiwardError:
             principal = None
@@ -59,18 +57,11 @@ async def root(
             "deprecated": version.deprecated,
             "apiSchemas": {"openApi": version.openapi_url or str(request.url_for("openapi"))},
         },
-        "requestOrigin": _origin(request, countries, trusted_proxies),
-    }
-
-
-def _origin(
-    request: Request, countries: Countries, trusted_proxies: tuple[IPNetwork, ...]
-) -> dict[str, str | None]:
-    ip = request_context(request).ip
-    trusted = via_trusted_proxy(request, trusted_proxies)
-    return {
-        "country": countries.of(ip, request.headers, via_trusted_proxy=trusted),
-        "ipAddress": ip,
+        "requestOrigin": {
+            # The country a trusted proxy's header names, else where a database places it.
+            "country": context.country or countries.placed(context.ip),
+            "ipAddress": context.ip,
+        },
     }
 
 

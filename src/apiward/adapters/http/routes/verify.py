@@ -66,6 +66,7 @@ async def _verify(
         method=method,
         asserted=True,
         counted_route=rule or PATH,
+        country=None,  # a country header tells of the caller, not of the end client at ``ip``
     )
     verdict = await auth.verify(caller, body.key, context, body.scopes)
     key, principal = verdict.key, verdict.principal
