@@ -1,11 +1,12 @@
-"""Rate-limit decisions per second per process on a single Redis and on a Redis Cluster,
-side by side in one run, and the spurious refusals a cluster's reservations cause under
-contention.
+"""Rate-limit decisions per second per process on a single Redis, on a Redis behind
+Sentinel and on a Redis Cluster, side by side in one run, and the spurious refusals a
+cluster's reservations cause under contention.
 
-Run: ``.venv/bin/python -m bench.cluster`` (about a minute). It starts a single
-``redis-server`` and a 3-primary Redis Cluster of its own on free loopback ports (from
-Debian's ``redis-server`` and ``redis-cli``; nothing else is touched) and stops them at
-the end. Prints two tables and writes ``bench/results/cluster.json``.
+Run: ``.venv/bin/python -m bench.cluster`` (about a minute and a half). It starts a
+single ``redis-server``, a Sentinel group (a master, a replica, three sentinels) and a
+3-primary Redis Cluster of its own on free loopback ports (from Debian's
+``redis-server`` and ``redis-cli``; nothing else is touched) and stops them at the end.
+Prints two tables and writes ``bench/results/cluster.json``.
 
 Decisions: a request's limits through ``hit_all``, limits high enough that nothing is
 refused (the decision is timed, not 429s), 1,000 credentials in rotation:
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.live import free_port
+from tests.redis_sentinel import start_sentinel_group
 from tests.redis_topologies import REDIS_SERVER, running_cluster
 
 from apiward.adapters.limiter.redis import RedisLimiter, connect, connect_cluster
@@ -198,6 +200,18 @@ def single_redis() -> Iterator[str]:
             process.wait(timeout=10)
 
 
+@contextmanager
+def sentinel_group() -> Iterator[str]:
+    """A Sentinel group's URL (``redis+sentinel://``): the limiter finds the master
+    through the sentinels and writes to it; the replica follows asynchronously."""
+    with tempfile.TemporaryDirectory(prefix="apiward-bench-sentinel-") as directory:
+        group = start_sentinel_group(Path(directory))
+        try:
+            yield group.url()
+        finally:
+            group.stop()
+
+
 def fmt(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -206,10 +220,13 @@ async def run(args: argparse.Namespace) -> int:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs", flush=True)
     rows: list[Row] = []
     spurious: list[Row] = []
-    with single_redis() as url, running_cluster() as cluster:
+    with single_redis() as url, sentinel_group() as sentinel, running_cluster() as cluster:
         topologies: dict[str, Factory] = {
             "single Redis": lambda: RedisLimiter(
                 connect(url, timeout=5.0, max_connections=64), prefix="bench:"
+            ),
+            "Sentinel (master and replica)": lambda: RedisLimiter(
+                connect(sentinel, timeout=5.0, max_connections=64), prefix="bench:"
             ),
             "Redis Cluster (3 primaries)": lambda: RedisLimiter(
                 connect_cluster(cluster.url, timeout=5.0, max_connections=64),

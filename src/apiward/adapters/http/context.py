@@ -14,6 +14,9 @@ import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from starlette.types import Scope
+
+from apiward.adapters.http.state import state_of
 from apiward.core.models import IPNetwork, RequestContext
 
 if TYPE_CHECKING:
@@ -129,6 +132,30 @@ def context_of(
         api_version=runtime.settings.version(requested).id if requested else None,
         country=country,
     )
+
+
+def scope_context(
+    scope: Scope,
+    reading: Reading,
+    *,
+    route: str,
+    method: str | None = None,
+    counted_route: str | None = None,
+) -> tuple[Heard, RequestContext]:
+    """The headers and the context of the request of a raw ASGI ``scope`` (its own
+    method unless another is given), for a door that builds no ``Request``."""
+    heard = hear(scope["headers"], reading)
+    client = scope.get("client")
+    context = context_of(
+        heard,
+        reading,
+        peer=client[0] if client else None,
+        method=method or scope["method"],
+        route=route,
+        counted_route=counted_route,
+        request_id=state_of(scope).request_id or None,
+    )
+    return heard, context
 
 
 def is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:

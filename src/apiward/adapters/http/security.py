@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from apiward.adapters.http.access import PUBLIC, Door, Environments, Needs, Reach, declare
-from apiward.adapters.http.context import context_of, forwarded_address, hear, reading_of
+from apiward.adapters.http.context import forwarded_address, reading_of, scope_context
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
 from apiward.core.errors import ApiwardError
@@ -50,23 +50,16 @@ def request_context(
     (``context.context_of``); ``route`` and ``method`` are the original request's, when
     another one asks (forward auth)."""
     runtime = runtime_of(request)
-    reading = reading_of(runtime)
     template = route or getattr(request.scope.get("route"), "path", None)
     path = template or request.url.path
     # A raw path (no route template: a middleware ahead of routing) is counted under its
     # route rule, so that clients cannot mint analytics rows with made-up paths.
     method = method or request.method
     counted = None if template else runtime.limits.default_plan.rule_for(path, method)
-    client = request.scope.get("client")
-    return context_of(
-        hear(request.scope["headers"], reading),
-        reading,
-        peer=client[0] if client else None,
-        method=method,
-        route=path,
-        counted_route=counted,
-        request_id=state_of(request).request_id or None,
+    _, context = scope_context(
+        request.scope, reading_of(runtime), route=path, method=method, counted_route=counted
     )
+    return context
 
 
 async def authenticate(

@@ -8,14 +8,14 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apiward.adapters.http import errors
+from apiward.adapters.http.context import AUTHORIZATION, reading_of, scope_context
 from apiward.adapters.http.deps import AuthDep, LimitsDep, runtime_in
 from apiward.adapters.http.edge import header
 from apiward.adapters.http.schemas.verify import VerifyOut, VerifyPrincipal, VerifyRequest
-from apiward.adapters.http.security import authenticate, request_context, require
+from apiward.adapters.http.security import remember, require
 from apiward.adapters.http.state import state_of
 from apiward.core.models import Principal
 from apiward.core.paths import canonical, original_method
@@ -39,27 +39,24 @@ async def verify_key(
     """200 for every key: `valid` and `code` say what the key may do. Keys of other
     organisations are `NOT_FOUND`. A `route` or `method` with no single meaning (a raw
     `\\`, `;` parameters: what forward auth refuses) is a 400, whatever the key."""
-    answer = await _verify(body, request, caller, auth, limits)
+    answer = await _verify(body, caller, auth, limits)
     state_of(request).verify_code = answer.code  # for metrics
     return answer
 
 
 async def _verify(
-    body: VerifyRequest,
-    request: Request,
-    caller: Principal,
-    auth: Authenticator,
-    request_limits: RequestLimits,
+    body: VerifyRequest, caller: Principal, auth: Authenticator, request_limits: RequestLimits
 ) -> VerifyOut:
     """The request's body and the caller's principal turned into the service's question,
-    and its verdict into the answer (``Authenticator.verify``)."""
+    and its verdict into the answer (``Authenticator.verify``). The question's context is
+    the caller's request's, with what the body asserts of the end client's."""
     # Route rules see the route and method as forward auth sees a proxy's (docs/forward-auth.md).
     route = canonical(body.route) if body.route else None
     method = original_method(body.method)
     # Counted under the route rule the asked route falls under (a bounded name).
     rule = request_limits.default_plan.rule_for(route, method) if route else None
     context = replace(
-        request_context(request),
+        caller.context,
         ip=body.ip,
         space_id=body.space_id,
         route=route,
@@ -128,16 +125,25 @@ async def fast_path(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) 
         await inner(scope, _replay(body, receive), send)
         return
     scope["route"] = _ROUTE  # the route's identity, for metrics labels and route marks
-    request = Request(scope, receive)
     try:
         runtime = runtime_in(scope)  # outside the dependency system
-        caller = await authenticate(request, scopes=(SCOPE,))
-        answer = await _verify(asked, request, caller, runtime.auth, runtime.limits)
-        state_of(request).verify_code = answer.code  # for metrics
-        response = Response(answer.model_dump_json(), media_type="application/json")
+        heard, context = scope_context(scope, reading_of(runtime), route=PATH)
+        caller = await runtime.auth.authenticate(
+            heard.first.get(AUTHORIZATION), context, scopes=(SCOPE,)
+        )
+        answer = await _verify(asked, remember(scope, caller), runtime.auth, runtime.limits)
+        state_of(scope).verify_code = answer.code  # for metrics
+        payload = answer.model_dump_json().encode()
     except Exception as exc:  # what the route's error handlers would answer
-        response = await errors.answer(request, exc)
-    await response(scope, receive, send)
+        response = await errors.answer(Request(scope, receive), exc)
+        await response(scope, receive, send)
+        return
+    headers = [(b"content-length", b"%d" % len(payload)), (b"content-type", _JSON)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+_JSON = b"application/json"
 
 
 def _is_json(scope: Scope) -> bool:
