@@ -184,7 +184,10 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        # Without a stream, each line goes to the standard output of the moment it is
+        # written, not to the one there was at configuration (which a caller that
+        # captured it, such as a command run in a test, may since have closed).
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 

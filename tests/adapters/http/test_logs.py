@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -210,3 +211,22 @@ def test_records_without_secrets_pass_unchanged() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s of %d", ("one", 2), None)
     assert logs.RedactingFilter().filter(record)
     assert (record.msg, record.args) == ("%s of %d", ("one", 2))
+
+
+def test_logs_configured_without_a_stream_follow_the_standard_output_of_the_moment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A command run with its output captured (``CliRunner``) configures the logs while
+    ``sys.stdout`` is its capture, and closes the capture after: the lines written later
+    go to the standard output there is then, never to the closed capture."""
+    import sys
+
+    captured = io.StringIO()
+    before, sys.stdout = sys.stdout, captured
+    try:
+        logs.configure("info", "json")
+    finally:
+        sys.stdout = before
+        captured.close()
+    logs.get_logger("apiward.test").info("after_the_capture")
+    assert '"event": "after_the_capture"' in capsys.readouterr().out
