@@ -19,6 +19,7 @@ counted from its next chunk: the overshoot is one socket read at most.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -57,6 +58,11 @@ class HeadLimits:
         )
 
 
+_ARRIVALS = itertools.count()
+"""The order in which the process's connections arrived: the loop's clock cannot tell
+apart connections accepted in one turn of the loop (uvloop reads it once per turn)."""
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop the parser; the answer is already sent."""
 
@@ -64,7 +70,7 @@ class _Refused(Exception):
 class _Head:
     """Where a connection's awaited request head stands."""
 
-    __slots__ = ("last", "limits", "received", "since", "timer")
+    __slots__ = ("arrival", "last", "limits", "received", "since", "timer")
 
     def __init__(self, limits: HeadLimits) -> None:
         self.limits = limits
@@ -77,6 +83,9 @@ class _Head:
         self.timer: asyncio.TimerHandle | None = None
         self.last = 0.0
         """When the connection's last byte arrived (its start, before any)."""
+        self.arrival = 0
+        """The connection's place in ``_ARRIVALS``: between equal ``last`` times, the
+        earlier connection is the idler."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -108,6 +117,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         head = self._head
         head.since = head.last = self.loop.time()
+        head.arrival = next(_ARRIVALS)
         head.timer = self.loop.call_later(head.limits.timeout, self._watch_head)
         if len(self.connections) > head.limits.max_connections:
             self._make_room()
@@ -115,9 +125,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _make_room(self) -> None:
         """Over the bound of open connections: close the one whose last byte is oldest
         among those waiting for a request head (silent, slow, idle keep-alive) or stalled
-        in a request body for a second or more, so that none of them keeps new clients
-        out; with none (every connection busy with a request), refuse this one with a
-        503."""
+        in a request body for a second or more (of equal times, the one that connected
+        first), so that none of them keeps new clients out; with none (every connection
+        busy with a request), refuse this one with a 503."""
         now = self.loop.time()
         oldest: BoundedHttpToolsProtocol | None = None
         for c in self.connections:
@@ -125,7 +135,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 continue
             if c.transport.is_closing() or not c._evictable(now):
                 continue
-            if oldest is None or c._head.last < oldest._head.last:
+            if oldest is None or (c._head.last, c._head.arrival) < (
+                oldest._head.last,
+                oldest._head.arrival,
+            ):
                 oldest = c
         if oldest is None:
             self._refuse(
