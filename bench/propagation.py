@@ -10,8 +10,10 @@ first process, makes every other process verify it (their caches are warm), revo
 through the first, and from the moment the revocation's answer arrives asks each other
 process, as fast as it answers, until it refuses the key: that time, per process, is
 one sample (its resolution is one request, about a millisecond here). Both modes run
-with the default poll interval (0.5 s) and backstop (5 s). Prints p50, p99 and the
-largest per mode and writes ``bench/results/propagation.json``.
+with the default poll interval (0.5 s) and backstop (5 s). The modes: ``poll`` (no
+Redis), ``push`` (a single Redis, pub/sub) and ``cluster`` (a 3-primary Redis Cluster of
+its own, sharded pub/sub). Prints p50, p99 and the largest per mode and writes
+``bench/results/propagation.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+from tests.redis_topologies import running_cluster
 
 from bench.common import BIN, apiward, bench_env, free_port, save, spawn
 from bench.redis_faults import Server
@@ -105,6 +108,10 @@ def measure(mode: str, database: str, count: int, n: int) -> dict[str, float]:
             redis.start()
             stack.callback(redis.kill)
             extra["APIWARD_REDIS_URL"] = redis.url
+        if mode == "cluster":
+            cluster = stack.enter_context(running_cluster())
+            extra["APIWARD_REDIS_URL"] = cluster.url
+            extra["APIWARD_REDIS_CLUSTER"] = "true"
         env = bench_env(database, **extra)
         apiward(
             env, "init", "--org-name", "Bench", "--email", "bench@apiward.test",
@@ -128,7 +135,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
     results = {}
-    for mode in ("poll", "push"):
+    for mode in ("poll", "push", "cluster"):
         database = fresh_database()
         subprocess.run([str(BIN / "apiward"), "migrate"], env=bench_env(database), check=True)
         results[mode] = measure(mode, database, args.processes, args.rounds)

@@ -24,7 +24,7 @@ from apiward.services.keys import CreatedKey
 from tests.adapters.limiter.conftest import start_private_redis
 from tests.conftest import fast_settings, migrated_sqlite, require_postgres
 from tests.redis_sentinel import SentinelGroup, private_sentinel_group  # noqa: F401 (a fixture)
-from tests.redis_topologies import RedisClusterServers
+from tests.redis_topologies import RedisClusterServers, running_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 CTX = RequestContext(ip="127.0.0.1")
@@ -107,16 +107,32 @@ async def test_a_revocation_is_pushed_to_another_runtime(tmp_path: Path, postgre
         redis.kill()
 
 
-async def test_a_revocation_is_pushed_through_a_redis_cluster(
+def shard_channel_owner(cluster: RedisClusterServers) -> int:
+    """The port of the node that holds the invalidation channel's slot."""
+    name = f"{CHANNEL}:0"
+    for port in cluster.ports:
+        if "MOVED" not in cluster.cli(port, "SPUBLISH", name, "probe"):
+            return port
+    raise AssertionError("no node holds the channel's slot")
+
+
+async def test_a_revocation_is_pushed_through_a_redis_cluster_on_a_shard_channel(
     tmp_path: Path, redis_cluster: RedisClusterServers
 ) -> None:
-    """On a Cluster, each runtime subscribes at the node its URL names and publishes
-    there; Redis carries a message to every node's subscribers. On SQLite, with the
-    poll an hour away, only the push can make B refuse the key."""
+    """On a Cluster the runtimes subscribe to a shard channel at the node that holds its
+    slot (not the node their URL names), and a message goes there alone. On SQLite,
+    with the poll an hour away, only the push can make B refuse the key."""
     database = migrated_sqlite(tmp_path / "cluster.db")
-    node = redis_cluster.url
-    async with two_runtimes(database, node, poll=3600, redis_cluster=True) as (a, b):
+    owner = shard_channel_owner(redis_cluster)
+    named = next(port for port in redis_cluster.ports if port != owner)
+    url = f"redis://127.0.0.1:{named}"
+    async with two_runtimes(database, url, poll=3600, redis_cluster=True) as (a, b):
         assert b.subscription is not None
+        for port in redis_cluster.ports:
+            shard = redis_cluster.cli(port, "PUBSUB", "SHARDNUMSUB", f"{CHANNEL}:0").split()
+            plain = redis_cluster.cli(port, "PUBSUB", "NUMSUB", f"{CHANNEL}:0").split()
+            assert shard[-1] == ("2" if port == owner else "0"), (port, owner, shard)
+            assert plain[-1] == "0"
         created, org = await new_key(a, "acme")
         await b.auth.authenticate_key(created.plaintext, CTX)  # B's cache is warm
         received = b.subscription.received
@@ -124,6 +140,28 @@ async def test_a_revocation_is_pushed_through_a_redis_cluster(
         await until(lambda: b.subscription is not None and b.subscription.received > received)
         with pytest.raises(ApiwardError):
             await b.auth.authenticate_key(created.plaintext, CTX)
+
+
+async def test_losing_the_node_of_the_shard_channel_falls_back_to_the_fast_poll(
+    tmp_path: Path,
+) -> None:
+    """The node that holds the channel's slot killed (a cluster that serves the slots it
+    still has): the subscription is lost, the poll runs at its fast interval and carries
+    A's revocation to B."""
+    database = migrated_sqlite(tmp_path / "cluster.db")
+    with running_cluster(require_full_coverage=False) as cluster:
+        owner = shard_channel_owner(cluster)
+        named = next(port for port in cluster.ports if port != owner)
+        url = f"redis://127.0.0.1:{named}"
+        async with two_runtimes(database, url, poll=0.05, redis_cluster=True) as (a, b):
+            assert b.subscription is not None
+            created, org = await new_key(a, "acme")
+            await b.auth.authenticate_key(created.plaintext, CTX)
+            cluster.processes[cluster.ports.index(owner)].kill()
+            await until(lambda: b.subscription is not None and not b.subscription.connected)
+            assert b.invalidation_poll_seconds() == 0.05
+            await revoke(a, org, created.key.id)
+            await until_refused(b, created.plaintext)
 
 
 async def test_a_lost_subscription_falls_back_to_the_fast_poll(tmp_path: Path) -> None:

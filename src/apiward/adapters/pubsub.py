@@ -11,6 +11,12 @@ so a forged one can do no more than that; a lost one is applied by the log's pol
 ``Publisher`` sends without holding up the transaction that wrote the rows;
 ``Subscription`` keeps one subscribing connection, made again with back-off whenever it
 is lost, and says whether it is up (the poll of the log runs fast while it is not).
+
+On a Redis Cluster (``APIWARD_REDIS_CLUSTER``) the channel is a shard channel
+(``SPUBLISH``/``SSUBSCRIBE``, Redis 7): its messages go to the node that holds the
+channel's slot and to no other, where a plain ``PUBLISH`` is copied to every node of the
+cluster over the cluster bus; the subscription follows the slot to its node (and to a
+new one after a failover or a migration).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -41,15 +48,23 @@ MAX_MESSAGE = 512
 """Bytes: a row is far shorter (its target is at most 128 characters)."""
 
 
-def client(url: str, *, timeout: float, read_timeout: float | None, retries: int) -> aioredis.Redis:
-    """A client of ``url`` (a single server or a Sentinel group's master). The publisher
-    retries once (a connection closed by a restart or a failover); the subscription
-    never does on its own: a lost connection is its to notice."""
+Client = aioredis.Redis | RedisCluster
+
+
+def client(
+    url: str, *, timeout: float, read_timeout: float | None, retries: int, cluster: bool
+) -> Client:
+    """A client of ``url`` (a single server, a Sentinel group's master, or with
+    ``cluster`` any node of a Redis Cluster). The publisher retries once (a connection
+    closed by a restart or a failover); the subscription never does on its own: a lost
+    connection is its to notice."""
     settings: dict[str, Any] = {
         "socket_timeout": read_timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), retries),
     }
+    if cluster:
+        return RedisCluster.from_url(url, **settings)
     address = redis_url.sentinel(url)
     if address is not None:
         made: aioredis.Redis = redis_url.sentinel_master(address, **settings)
@@ -57,9 +72,12 @@ def client(url: str, *, timeout: float, read_timeout: float | None, retries: int
     return aioredis.Redis.from_url(url, **settings)
 
 
-def channel(redis: aioredis.Redis) -> str:
+def channel(redis: Client) -> str:
     """The channel of the client's database: pub/sub channels are the server's, not a
-    database's, and deployments that share a Redis on separate databases stay apart."""
+    database's, and deployments that share a Redis on separate databases stay apart (a
+    Cluster has database 0 only)."""
+    if isinstance(redis, RedisCluster):
+        return f"{CHANNEL}:0"
     return f"{CHANNEL}:{redis.connection_pool.connection_kwargs.get('db', 0)}"
 
 
@@ -95,8 +113,10 @@ class Publisher:
     """Publishes the rows a transaction wrote, in the background of the write: a change
     is never delayed nor failed by Redis (its rows are in the log either way)."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
-        self._client = client(url, timeout=timeout, read_timeout=timeout, retries=1)
+    def __init__(self, url: str, *, timeout: float, cluster: bool = False) -> None:
+        self._client = client(
+            url, timeout=timeout, read_timeout=timeout, retries=1, cluster=cluster
+        )
         self._timeout = timeout
         self._channel = channel(self._client)
         self._pending: set[asyncio.Task[None]] = set()
@@ -124,10 +144,14 @@ class Publisher:
     async def publish(self, rows: Sequence[Invalidation]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for row in rows:
-                        pipe.publish(self._channel, encode(row))
-                    await pipe.execute()
+                if isinstance(self._client, RedisCluster):
+                    for row in rows:  # a few per transaction; the slot's node in turn
+                        await self._client.spublish(self._channel, encode(row))
+                else:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for row in rows:
+                            pipe.publish(self._channel, encode(row))
+                        await pipe.execute()
         except Exception as exc:  # any Redis or network error: the log's poll carries them
             self.failures += len(rows)
             log.warning("invalidation_publish_failed", rows=len(rows), error=type(exc).__name__)
@@ -157,11 +181,13 @@ class Subscription:
         on_change: Callable[[bool], None],
         *,
         timeout: float,
+        cluster: bool = False,
         idle: float = 5.0,
         min_delay: float = 0.25,
         max_delay: float = 30.0,
     ) -> None:
         self._url = url
+        self._cluster = cluster
         self._on_row = on_row
         self._on_change = on_change
         self._timeout = timeout
@@ -213,13 +239,18 @@ class Subscription:
     async def _run(self) -> None:
         delay = self._min_delay
         while True:
-            redis = client(self._url, timeout=self._timeout, read_timeout=None, retries=0)
+            redis = client(
+                self._url,
+                timeout=self._timeout,
+                read_timeout=None,
+                retries=0,
+                cluster=self._cluster,
+            )
             pubsub = redis.pubsub()
             reason = "closed"
             try:
                 async with asyncio.timeout(self._timeout * 4):
-                    await pubsub.subscribe(channel(redis))
-                    await pubsub.get_message(timeout=self._timeout)  # the confirmation
+                    await _subscribe(pubsub, channel(redis), self._timeout)
                 self._set(True)
                 delay = self._min_delay
                 await self._listen(pubsub)
@@ -244,6 +275,9 @@ class Subscription:
             delay = min(delay * 2, self._max_delay)
 
     async def _listen(self, pubsub: Any) -> None:
+        if isinstance(pubsub, ClusterPubSub):
+            await self._listen_sharded(pubsub)
+            return
         heard = time.monotonic()
         pinged = False
         while True:
@@ -257,17 +291,51 @@ class Subscription:
                     pinged = True
                 continue
             heard, pinged = now, False
-            if message.get("type") != "message":
-                continue  # a pong, or a (un)subscribe confirmation
-            row = decode(message["data"])
-            if row is None:
-                self.rejected += 1
+            if message.get("type") == "message":
+                self._take(message["data"])
+            # else a pong, or a (un)subscribe confirmation
+
+    async def _listen_sharded(self, pubsub: ClusterPubSub) -> None:
+        """A shard channel's messages, and after ``idle`` seconds of silence a ping of
+        the node that holds the channel's slot (its pub/sub connection takes no ping),
+        which must answer within ``timeout``."""
+        heard = time.monotonic()
+        while True:
+            message = await pubsub.get_sharded_message(timeout=min(self._idle, 1.0))
+            now = time.monotonic()
+            if message is None:
+                if now - heard > self._idle:
+                    cluster = pubsub.cluster
+                    async with asyncio.timeout(self._timeout):
+                        node = cluster.get_node_from_key(channel(cluster))
+                        await cluster.ping(target_nodes=node)
+                    heard = now
                 continue
-            self.received += 1
-            self._on_row(row)
+            heard = now
+            if message.get("type") == "smessage":
+                self._take(message["data"])
+
+    def _take(self, data: bytes | str) -> None:
+        row = decode(data)
+        if row is None:
+            self.rejected += 1
+            return
+        self.received += 1
+        self._on_row(row)
 
     def _set(self, up: bool) -> None:
         if up:
             log.info("invalidation_push_connected", losses=self.losses)
         self.connected = up
         self._on_change(up)
+
+
+async def _subscribe(pubsub: Any, name: str, wait: float) -> None:
+    """Subscribe ``pubsub`` to ``name`` and read the confirmation: a shard channel on a
+    Cluster, a channel otherwise."""
+    if isinstance(pubsub, ClusterPubSub):
+        await pubsub.ssubscribe(name)
+        await pubsub.get_sharded_message(timeout=wait)
+    else:
+        await pubsub.subscribe(name)
+        await pubsub.get_message(timeout=wait)

@@ -139,7 +139,7 @@ class Runtime:
             return None
         from apiward.adapters.pubsub import Publisher
 
-        return Publisher(s.redis_url, timeout=s.redis_timeout_seconds)
+        return Publisher(s.redis_url, timeout=s.redis_timeout_seconds, cluster=s.redis_cluster)
 
     @cached_property
     def sql(self) -> SqlStore:
@@ -659,6 +659,7 @@ class Runtime:
             on_row,
             lambda up: scheduler.wake(),
             timeout=s.redis_timeout_seconds,
+            cluster=s.redis_cluster,
         )
 
     def _on_notify(self) -> None:
