@@ -9,13 +9,16 @@ An access token is ``typ: at+jwt`` and carries ``iss``, ``sub``, ``aud``, ``exp`
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
 JWT_TYPE = "at+jwt"
@@ -68,11 +71,17 @@ class SigningKey:
     created_at: float
     retired_at: float | None = None
     public: Any = field(default=None, compare=False)
+    header: bytes = field(default=b"", compare=False)
+    """The token's encoded JOSE header (RFC 7515 5.1 step 2), the same for every token
+    this key signs: computed once."""
 
     def __post_init__(self) -> None:
         if self.public is None:
             algorithm = jwt.get_algorithm_by_name(self.alg)
             object.__setattr__(self, "public", algorithm.from_jwk(self.jwk))
+        if not self.header:
+            fields = {"alg": self.alg, "kid": self.kid, "typ": JWT_TYPE}
+            object.__setattr__(self, "header", _b64(_json(fields)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +109,31 @@ class AccessClaims:
         return {k: v for k, v in data.items() if v is not None}
 
 
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def sign(claims: AccessClaims, key: SigningKey) -> str:
-    if key.private is None:
+    """The JWS compact serialisation (RFC 7515 7.1) of ``claims`` under ``key``: its
+    precomputed header, the claims, and the signature made with ``cryptography``
+    directly (RFC 7518 3.4: an ECDSA signature is R and S, 32 bytes each for P-256)."""
+    private = key.private
+    if private is None:
         raise ValueError(f"signing key {key.kid} has no private half")
-    return jwt.encode(
-        claims.as_dict(), key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": JWT_TYPE}
-    )
+    signing_input = key.header + b"." + _b64(_json(claims.as_dict()))
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        size = (private.curve.key_size + 7) // 8
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    elif isinstance(private, ed25519.Ed25519PrivateKey):
+        signature = private.sign(signing_input)
+    else:
+        signature = private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return (signing_input + b"." + _b64(signature)).decode()
 
 
 class TokenInvalid(Exception):
