@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio.client import Pipeline
 
 from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.errors import ServiceUnavailable
@@ -239,3 +241,75 @@ async def test_a_floor_raises_a_missing_key_and_a_forced_floor_any_key(
     await limiter.reset("k")
     assert await remaining(nine) == 9  # a reset key is held, full: the floor is ignored
     assert await redis_client.get(prefix + "k") == b"0"
+
+
+class CountedPipelines:
+    """The client's pipelines, counted, with the number of commands each sent; ``sent``
+    is set once one was."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.sizes: list[int] = []
+        self.sent = asyncio.Event()
+        made = client.pipeline
+
+        def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+            pipe = made(transaction, shard_hint)
+            execute = pipe.execute
+
+            async def counted(raise_on_error: bool = True) -> list[Any]:
+                self.sizes.append(len(pipe.command_stack))
+                self.sent.set()
+                return await execute(raise_on_error)
+
+            pipe.execute = counted  # type: ignore[method-assign]
+            return pipe
+
+        client.pipeline = pipeline  # type: ignore[method-assign]
+
+
+async def test_decisions_of_one_turn_share_one_pipeline_and_stay_exact(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """50 decisions started together against a limit of 20: one pipeline of 50 scripts,
+    exactly 20 admitted, and each answer its own (the remaining counts are 19 down to
+    0, once each)."""
+    pipelines = CountedPipelines(redis_client)
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    await limiter.hit("warm", 1, 60.0)  # the script loaded
+    decisions = await asyncio.gather(*(limiter.hit("burst", 20, 60.0) for _ in range(50)))
+    assert pipelines.sizes == [50]
+    admitted = [d for d in decisions if d.allowed]
+    assert len(admitted) == 20
+    assert sorted(d.remaining for d in admitted) == list(range(20))
+    assert all(d.retry_after > 0 for d in decisions if not d.allowed)
+
+
+async def test_a_script_missing_from_the_server_mid_batch_is_loaded_again_for_each_call(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """NOSCRIPT for a whole pipeline: each call loads the script and runs on its own,
+    and the batch's decisions stay exact."""
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    limiter._gcra.sha = "0" * 40
+    decisions = await asyncio.gather(*(limiter.hit("flushed", 5, 60.0) for _ in range(12)))
+    assert sum(d.allowed for d in decisions) == 5
+    assert limiter._gcra.sha != "0" * 40
+
+
+async def test_a_caller_that_stops_waiting_leaves_the_rest_of_its_batch_answered(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """A call cancelled once its batch was sent (its timeout, a client gone): the other
+    calls of the batch get their answers, and what the cancelled one spent stays spent
+    (its script ran)."""
+    pipelines = CountedPipelines(redis_client)
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    await limiter.hit("warm", 1, 60.0)
+    calls = [asyncio.ensure_future(limiter.hit("shared", 3, 60.0)) for _ in range(5)]
+    async with asyncio.timeout(5):
+        await pipelines.sent.wait()
+    assert pipelines.sizes == [5]
+    calls[0].cancel()
+    decisions = await asyncio.gather(*calls[1:])
+    assert [d.allowed for d in decisions] == [True, True, False, False]
+    assert calls[0].cancelled()

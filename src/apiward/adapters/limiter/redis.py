@@ -375,17 +375,69 @@ async def _bounded(seconds: float) -> AsyncIterator[None]:
         ) from exc
 
 
-class _Script:
-    """A Lua script run with EVALSHA, loaded with SCRIPT LOAD when Redis lacks it."""
+class _Coalesced:
+    """EVALSHA calls made in one turn of the event loop, sent to one Redis as one
+    pipeline: one connection, one write and one read for all of them, where each call
+    alone takes its own pool checkout, write and read (under load, most of a decision's
+    CPU; ``bench/limiter.py``). Each script still runs atomically and in the order of the
+    calls; the pipeline is not a transaction, so one call's error is its own. A caller
+    that stops waiting (its timeout) leaves its reply unread; a connection lost with the
+    batch fails every call of it, as it would have failed each."""
 
-    def __init__(self, client: Client, source: str) -> None:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def evalsha(self, *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((args, future))
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        replies: list[Any]
+        try:
+            if len(batch) == 1:
+                replies = [await self._client.evalsha(*batch[0][0])]
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for args, _ in batch:
+                        pipe.evalsha(*args)
+                    replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection or the pool: every call of the batch
+            replies = [exc] * len(batch)
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller stopped waiting
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+class _Script:
+    """A Lua script run with EVALSHA, loaded with SCRIPT LOAD when Redis lacks it. On a
+    single Redis (or a Sentinel group's master) the calls of one turn of the event loop
+    share a pipeline (``_Coalesced``)."""
+
+    def __init__(self, client: Client, source: str, coalesced: _Coalesced | None = None) -> None:
         self._client = client
         self._source = source
+        self._evalsha = coalesced.evalsha if coalesced is not None else client.evalsha
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         try:
-            return await self._client.evalsha(self.sha, len(keys), *keys, *args)
+            return await self._evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             # A restarted or flushed server forgot it (SCRIPT FLUSH, failover).
             if isinstance(self._client, RedisCluster):
@@ -466,10 +518,11 @@ class RedisLimiter:
             if self._cluster
             else None
         )
-        self._gcra = _Script(client, GCRA_SCRIPT)
-        self._refund = _Script(client, REFUND_SCRIPT)
-        self._cancel = _Script(client, CANCEL_SCRIPT)
-        self._reset = _Script(client, RESET_SCRIPT)
+        coalesced = None if isinstance(client, RedisCluster) else _Coalesced(client)
+        self._gcra = _Script(client, GCRA_SCRIPT, coalesced)
+        self._refund = _Script(client, REFUND_SCRIPT, coalesced)
+        self._cancel = _Script(client, CANCEL_SCRIPT, coalesced)
+        self._reset = _Script(client, RESET_SCRIPT, coalesced)
 
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
         return (await self._run([Hit(key, limit, period, cost)], store=True))[0]
