@@ -43,6 +43,7 @@ bench: install  ## The benchmark suite (bench/README.md), a few minutes; writes 
 	$(BIN)/python -m bench.inprocess
 	$(BIN)/python -m bench.limiter
 	$(BIN)/python -m bench.grants
+	$(BIN)/python -m bench.workers
 	$(BIN)/python -m bench.flames
 	$(BIN)/python -m bench.plot
 

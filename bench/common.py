@@ -74,8 +74,11 @@ def workdir() -> Iterator[Path]:
 
 
 @contextmanager
-def spawn(cmd: list[str], env: dict[str, str], port: int, *, settle: float = 1.0) -> Iterator[str]:
-    """Run a server process listening on ``port`` until the block ends; yields its base URL.
+def spawned(
+    cmd: list[str], env: dict[str, str], port: int, *, settle: float = 1.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server process listening on ``port`` until the block ends; yields its base
+    URL and the process (``tree_cpu(process.pid)`` is what it and its workers spent).
 
     Fails with the process's output when it exits before accepting connections.
     """
@@ -94,7 +97,7 @@ def spawn(cmd: list[str], env: dict[str, str], port: int, *, settle: float = 1.0
                         raise RuntimeError(f"{' '.join(cmd)} did not start:\n{output}") from None
                     time.sleep(0.1)
             time.sleep(settle)  # every worker up
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", proc
         finally:
             proc.terminate()
             try:
@@ -102,6 +105,13 @@ def spawn(cmd: list[str], env: dict[str, str], port: int, *, settle: float = 1.0
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def spawn(cmd: list[str], env: dict[str, str], port: int, *, settle: float = 1.0) -> Iterator[str]:
+    """``spawned``, for a caller that needs the base URL only."""
+    with spawned(cmd, env, port, settle=settle) as (base, _):
+        yield base
 
 
 @contextmanager
@@ -200,8 +210,9 @@ def _machine_busy() -> float:
     return (user + nice + system) / _tick()
 
 
-def _own_tree() -> float:
-    """CPU seconds of this process, its finished children (wrk) and its live descendants."""
+def tree_cpu(root: int) -> float:
+    """CPU seconds of process ``root`` and its live descendants, each with its reaped
+    children (a worker's, or wrk for this process)."""
     children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
@@ -214,16 +225,19 @@ def _own_tree() -> float:
         fields = stat.rsplit(")", 1)[1].split()
         pid, ppid = int(entry.name), int(fields[1])
         children.setdefault(ppid, []).append(pid)
-        # utime, stime, cutime, cstime: a worker's reaped children count too
+        # utime, stime, cutime, cstime
         times[pid] = sum(int(v) for v in fields[11:15]) / _tick()
-    me = os.getpid()
-    total, stack = 0.0, list(children.get(me, []))
+    total, stack = 0.0, [root]
     while stack:
         pid = stack.pop()
         total += times.get(pid, 0.0)
         stack.extend(children.get(pid, []))
-    own = os.times()
-    return total + own.user + own.system + own.children_user + own.children_system
+    return total
+
+
+def _own_tree() -> float:
+    """CPU seconds of this process, its finished children (wrk) and its live descendants."""
+    return tree_cpu(os.getpid())
 
 
 @contextmanager

@@ -10,7 +10,11 @@ a real rotation (a locked read, two writes and a signature), not a grace-window 
 In the same run, the floor of docs/architecture.md section 6 (bench/apps.py ``bare``
 under uvicorn with ``apiward serve``'s flags and the same worker count) is measured with
 the same wrk request, and ``client_credentials`` is reported against its target share of
-it (``CLIENT_CREDENTIALS_TARGET``).
+it (``CLIENT_CREDENTIALS_TARGET``). With Node.js, the same grant (a form-encoded
+``client_secret_post`` body, an ES256 ``at+jwt`` access token) is asked of
+node-oidc-provider 9 (``bench/oidc/server.mjs``, one process, installed from npm on
+first use) and of apiward with one worker, and apiward's rate is reported against
+``NODE_TARGET`` times node's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
@@ -36,6 +44,13 @@ from bench.common import (
 from bench.http import uvicorn_cmd
 
 CLIENT_CREDENTIALS_TARGET = 0.15  # of the floor, per worker
+NODE_TARGET = 1.2  # client_credentials, one process each, against node-oidc-provider
+OIDC = Path(__file__).parent / "oidc"
+
+LUA_FORM = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "{body}"
+"""
 
 LUA_CLIENT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -71,6 +86,49 @@ async def refresh_tokens(base: str, count: int) -> list[str]:
                 return str(r.json()["refresh_token"])
 
         return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def node_provider() -> list[str] | None:
+    """The command that starts node-oidc-provider (its packages installed from npm on
+    first use), or None without Node.js."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        print("Node.js is not installed: the node-oidc-provider row is skipped")
+        return None
+    if not (OIDC / "node_modules").exists():
+        subprocess.run(
+            [npm, "ci", "--prefix", str(OIDC), "--no-audit", "--no-fund", "--loglevel=error"],
+            check=True,
+        )
+    return [node, str(OIDC / "server.mjs")]
+
+
+def against_node(
+    env: dict[str, str], client: dict[str, object], tmp: Path, seconds: int
+) -> dict[str, dict[str, float]]:
+    """apiward (one worker) and node-oidc-provider answering the same form-encoded
+    client_credentials request, one after the other in the same run."""
+    node = node_provider()
+    if node is None:
+        return {}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": str(client["client_id"]),
+        "client_secret": str(client["client_secret"]),
+        "scope": "keys:read",
+    }
+    (tmp / "form.lua").write_text(LUA_FORM.format(body=urlencode(form)))
+    port = free_port()
+    cmd = [*node, str(port), form["client_id"], form["client_secret"]]
+    with spawn(cmd, env, port) as base:
+        probe = httpx.post(f"{base}/token", data=form, timeout=10)
+        assert probe.status_code == 200, probe.text
+        theirs = wrk(f"{base}/token", tmp / "form.lua", seconds=seconds)
+    with server(env, 1) as base:
+        probe = httpx.post(f"{base}/v1/auth/token", data=form, timeout=10)
+        assert probe.status_code == 200, probe.text
+        ours = wrk(f"{base}/v1/auth/token", tmp / "form.lua", seconds=seconds)
+    return {"node_oidc_provider": theirs, "client_credentials_form": ours}
 
 
 def main() -> None:
@@ -118,6 +176,7 @@ def main() -> None:
             (tmp / "tokens.txt").write_text("\n".join(tokens))
             (tmp / "refresh.lua").write_text(LUA_REFRESH.format(path=tmp / "tokens.txt", threads=2))
             rf = wrk(f"{base}/v1/auth/refresh", tmp / "refresh.lua", seconds=args.seconds)
+        node = against_node(env, client, tmp, args.seconds)
     results = {
         "setup": {
             "workers": args.workers,
@@ -131,10 +190,12 @@ def main() -> None:
         "refresh": rf,
         "client_credentials_of_floor": cc["rps"] / floor["rps"],
         "client_credentials_target": CLIENT_CREDENTIALS_TARGET,
+        **node,
     }
     path = save(f"grants-{args.store}", results)
     print(f"{'grant':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    for name in ("floor", "client_credentials", "refresh"):
+    names = ["floor", "client_credentials", "refresh", *node]
+    for name in names:
         r = results[name]
         assert isinstance(r, dict)
         print(
@@ -148,6 +209,13 @@ def main() -> None:
         f"client_credentials: {share:.2f}x the floor with {args.workers} worker(s) "
         f"({met}, target {CLIENT_CREDENTIALS_TARGET:.2f}x)"
     )
+    if node:
+        ratio = node["client_credentials_form"]["rps"] / node["node_oidc_provider"]["rps"]
+        met = "met" if ratio >= NODE_TARGET else "NOT met"
+        print(
+            f"client_credentials, one process each: {ratio:.2f}x node-oidc-provider "
+            f"({met}, target {NODE_TARGET:.1f}x)"
+        )
     print(f"results: {path}")
 
 

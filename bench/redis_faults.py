@@ -77,6 +77,11 @@ class Server:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.01)
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def hang(self) -> None:
         assert self._process is not None
         os.kill(self._process.pid, signal.SIGSTOP)
