@@ -507,6 +507,7 @@ class Runtime:
             self.verifications,
             self.auth.acts,
             self.limits.authentication_failed,
+            self.auth.flights,
         )
 
     @cached_property

@@ -60,7 +60,8 @@ from apiward.services.addresses import AddressTally
 from apiward.services.allowed import AllowedTally
 from apiward.services.analytics import Verifications
 from apiward.services.authority import is_active, key_grant, user_roles
-from apiward.services.clients import client_cache_key
+from apiward.services.clients import client_cache_key, find_client
+from apiward.services.flights import Flights
 from apiward.services.ports import UNKNOWN, Cache, CredentialsTx, PortalTx, Store, TenancyTx
 from apiward.services.revocations import Revocations
 from apiward.services.scope_usage import ScopeTally
@@ -204,6 +205,8 @@ class Authenticator:
         """Allowed requests, for the analytics, the scopes used and the networks."""
         self._store = store
         self._cache = cache
+        self.flights = Flights()
+        """Store reads shared by the requests that miss one record at once."""
         self._clock = clock
         self._fmt = fmt
         self._usage = usage
@@ -233,12 +236,9 @@ class Authenticator:
             return cached
         since = self._cache.epoch
         try:
-            async with self._store.begin() as tx:
-                active = await is_active(tx, await tx.get_user(org_id, user_id))
-                org = await tx.get_org(org_id)
-                roles = await user_roles(tx, org_id, user_id)
-                spaces = await tx.active_space_ids(org_id)
-                default = await tx.default_space(org_id)
+            subject = await self.flights.share(
+                cache_key, since, lambda: self._read_subject(org_id, user_id)
+            )
         except StoreSaturated:
             raise  # an overloaded process, not an outage: nothing is served stale
         except ServiceUnavailable:
@@ -246,15 +246,23 @@ class Authenticator:
             if isinstance(stale, Subject):
                 return stale
             raise
-        subject = Subject(
+        self._cache.set(cache_key, subject, org=org_id, since=since)
+        return subject
+
+    async def _read_subject(self, org_id: str, user_id: str) -> Subject:
+        async with self._store.begin() as tx:
+            active = await is_active(tx, await tx.get_user(org_id, user_id))
+            org = await tx.get_org(org_id)
+            roles = await user_roles(tx, org_id, user_id)
+            spaces = await tx.active_space_ids(org_id)
+            default = await tx.default_space(org_id)
+        return Subject(
             active=active,
             roles=roles,
             spaces=frozenset(spaces),
             default_space=default.id if default else "",
             rate_tier=org.rate_tier if org else None,
         )
-        self._cache.set(cache_key, subject, org=org_id, since=since)
-        return subject
 
     async def _load_key(self, key_digest: str) -> VerifiedKey | None:
         async with self._store.begin() as tx:
@@ -298,7 +306,9 @@ class Authenticator:
         if entry is None:
             since = self._cache.epoch
             try:
-                entry = await self._load_key(key_digest)
+                entry = await self.flights.share(
+                    key_digest, since, lambda: self._load_key(key_digest)
+                )
             except StoreSaturated:
                 raise  # an overloaded process, not an outage: nothing is served stale
             except ServiceUnavailable:
@@ -464,8 +474,9 @@ class Authenticator:
         if client is None:
             since = self._cache.epoch
             try:
-                async with self._store.begin() as tx:
-                    client = await tx.find_client(client_id)
+                client = await self.flights.share(
+                    cache_key, since, lambda: find_client(self._store, client_id)
+                )
             except StoreSaturated:
                 raise
             except ServiceUnavailable:

@@ -46,6 +46,12 @@ def client_cache_key(client_id: str) -> str:
     return "client:" + client_id
 
 
+async def find_client(store: Store[CredentialsTx], client_id: str) -> OAuthClient | None:
+    """A client's record read from the store, for a cache miss."""
+    async with store.begin() as tx:
+        return await tx.find_client(client_id)
+
+
 class Clients:
     def __init__(
         self,

@@ -49,7 +49,8 @@ from apiward.core.scopes import ScopeSet, normalise
 from apiward.services.analytics import Verifications
 from apiward.services.audit import new_event
 from apiward.services.authority import client_grant, is_active, user_authority, user_roles
-from apiward.services.clients import client_cache_key
+from apiward.services.clients import client_cache_key, find_client
+from apiward.services.flights import Flights
 from apiward.services.ports import (
     AuditTx,
     Cache,
@@ -148,8 +149,12 @@ class Tokens:
         verifications: Verifications,
         acts: Callable[[str, str], Awaitable[bool]],
         failed: Callable[[str | None, str], Awaitable[None]],
+        flights: Flights | None = None,
     ) -> None:
         self._store = store
+        self._flights = flights or Flights()
+        """Store reads shared by the requests that miss one record at once (the
+        authenticator's, so that a grant and a token's verification share them too)."""
         self._acts = acts
         """Whether a user may act now (``Authenticator.acts``: cached, as for keys)."""
         self._failed = failed
@@ -378,8 +383,9 @@ class Tokens:
         client = self._cache.get(key)
         if client is None:
             since = self._cache.epoch
-            async with self._store.begin() as tx:
-                client = await tx.find_client(client_id)
+            client = await self._flights.share(
+                key, since, lambda: find_client(self._store, client_id)
+            )
             if client is None:
                 self._cache.set_unknown(key, since=since)
             else:
