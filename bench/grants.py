@@ -10,7 +10,9 @@ a real rotation (a locked read, two writes and a signature), not a grace-window 
 In the same run, the floor of docs/architecture.md section 6 (bench/apps.py ``bare``
 under uvicorn with ``apiward serve``'s flags and the same worker count) is measured with
 the same wrk request, and ``client_credentials`` is reported against its target share of
-it (``CLIENT_CREDENTIALS_TARGET``). With Node.js, the same grant (a form-encoded
+it (``CLIENT_CREDENTIALS_TARGET``). A cold start comes first: 50 new connections at
+once on a server that has answered nothing, each connection's first request timed
+apart (``first_requests``). With Node.js, the same grant (a form-encoded
 ``client_secret_post`` body, an ES256 ``at+jwt`` access token) is asked of
 node-oidc-provider 9 (``bench/oidc/server.mjs``, one process, installed from npm on
 first use) and of apiward with one worker, and apiward's rate is reported against
@@ -24,6 +26,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -86,6 +89,53 @@ async def refresh_tokens(base: str, count: int) -> list[str]:
                 return str(r.json()["refresh_token"])
 
         return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def first_requests(
+    port: int, body: str, seconds: float, connections: int = 50
+) -> dict[str, float]:
+    """On a server that has answered nothing yet: ``connections`` new connections at
+    once, each sending the grant as fast as it is answered for ``seconds``; the latency
+    of each connection's first request (a cold cache's reads) and of all of them, in ms."""
+    request = (
+        "POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+    firsts: list[float] = []
+    every: list[float] = []
+    began = time.perf_counter()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        first = True
+        while time.perf_counter() - began < seconds:
+            sent = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            took = (time.perf_counter() - sent) * 1000
+            every.append(took)
+            if first:
+                firsts.append(took)
+                first = False
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    firsts.sort()
+    every.sort()
+    return {
+        "first_p50_ms": round(firsts[len(firsts) // 2], 1),
+        "first_max_ms": round(firsts[-1], 1),
+        "p50_ms": round(every[len(every) // 2], 1),
+        "p99_ms": round(every[int(len(every) * 0.99)], 1),
+        "requests": len(every),
+    }
 
 
 def node_provider() -> list[str] | None:
@@ -171,6 +221,8 @@ def main() -> None:
         with spawn(bare, {**env, "PYTHONPATH": str(ROOT)}, port) as base:
             floor = wrk(f"{base}/v1/auth/token", tmp / "client.lua", seconds=args.seconds)
         with server(env, args.workers) as base:
+            cold = asyncio.run(first_requests(int(base.rsplit(":", 1)[1]), body, 5))
+        with server(env, args.workers) as base:
             cc = wrk(f"{base}/v1/auth/token", tmp / "client.lua", seconds=args.seconds)
             tokens = asyncio.run(refresh_tokens(base, args.refresh_pool))
             (tmp / "tokens.txt").write_text("\n".join(tokens))
@@ -188,6 +240,7 @@ def main() -> None:
         "floor": floor,
         "client_credentials": cc,
         "refresh": rf,
+        "cold_start": cold,
         "client_credentials_of_floor": cc["rps"] / floor["rps"],
         "client_credentials_target": CLIENT_CREDENTIALS_TARGET,
         **node,
@@ -208,6 +261,11 @@ def main() -> None:
     print(
         f"client_credentials: {share:.2f}x the floor with {args.workers} worker(s) "
         f"({met}, target {CLIENT_CREDENTIALS_TARGET:.2f}x)"
+    )
+    print(
+        f"cold start, 50 new connections: first requests p50 {cold['first_p50_ms']} ms, "
+        f"max {cold['first_max_ms']} ms; every request p50 {cold['p50_ms']} ms, "
+        f"p99 {cold['p99_ms']} ms"
     )
     if node:
         ratio = node["client_credentials_form"]["rps"] / node["node_oidc_provider"]["rps"]
