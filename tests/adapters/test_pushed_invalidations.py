@@ -142,6 +142,36 @@ async def test_a_revocation_is_pushed_through_a_redis_cluster_on_a_shard_channel
             await b.auth.authenticate_key(created.plaintext, CTX)
 
 
+async def test_the_shard_channel_follows_its_slot_to_another_node(tmp_path: Path) -> None:
+    """The channel's slot moved to another node (a resharding, a failover): the old node
+    ends the shard subscriptions, every runtime subscribes again where the slot now is,
+    and a revocation after the move still reaches B by the push alone (its poll an hour
+    away)."""
+    database = migrated_sqlite(tmp_path / "cluster.db")
+    name = f"{CHANNEL}:0"
+    with running_cluster() as cluster:
+        owner = shard_channel_owner(cluster)
+        target = next(port for port in cluster.ports if port != owner)
+        async with two_runtimes(database, cluster.url, poll=3600, redis_cluster=True) as (a, b):
+            assert a.subscription is not None and b.subscription is not None
+            created, org = await new_key(a, "acme")
+            await b.auth.authenticate_key(created.plaintext, CTX)
+            slot = cluster.cli(owner, "CLUSTER", "KEYSLOT", name).strip()
+            node = cluster.cli(target, "CLUSTER", "MYID").strip()
+            for port in cluster.ports:
+                assert "OK" in cluster.cli(port, "CLUSTER", "SETSLOT", slot, "NODE", node)
+            await until(lambda: all(r.subscription.losses >= 1 for r in (a, b) if r.subscription))
+            await until(lambda: all(r.subscription.connected for r in (a, b) if r.subscription))
+            await until(
+                lambda: cluster.cli(target, "PUBSUB", "SHARDNUMSUB", name).split()[-1] == "2"
+            )
+            received = b.subscription.received
+            await revoke(a, org, created.key.id)
+            await until(lambda: b.subscription is not None and b.subscription.received > received)
+            with pytest.raises(ApiwardError):
+                await b.auth.authenticate_key(created.plaintext, CTX)
+
+
 async def test_losing_the_node_of_the_shard_channel_falls_back_to_the_fast_poll(
     tmp_path: Path,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +87,13 @@ def test_a_key_without_its_private_half_signs_nothing() -> None:
     public_only = tokens.SigningKey(key.kid, key.alg, None, key.jwk, 0.0)
     with pytest.raises(ValueError, match="no private half"):
         tokens.sign(claims(), public_only)
+
+
+def test_a_key_that_does_not_match_its_algorithm_signs_nothing() -> None:
+    """An ES256 key on another curve, or a key of another type, is refused rather than
+    signed with: a verifier would reject the token anyway."""
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    for alg, private in (("ES256", p384), ("EdDSA", KEYS["ES256"].private)):
+        key = tokens.SigningKey("k_bad", alg, private, KEYS[alg].jwk, 0.0)
+        with pytest.raises(ValueError, match="signing key k_bad"):
+            tokens.sign(claims(), key)

@@ -73,6 +73,18 @@ async def test_the_first_caller_gone_leaves_the_read_to_the_others() -> None:
     assert first.cancelled()
 
 
+async def test_a_cancelled_read_is_unavailable_to_the_callers_still_waiting() -> None:
+    """The read itself cancelled (the process stopping): each caller gets an answer it
+    can serve (``ServiceUnavailable``, as for a store that cannot be read), not a
+    cancellation it never asked for."""
+    flights, read = Flights(), Reads()
+    calls = [asyncio.ensure_future(flights.share("k", 0, read)) for _ in range(3)]
+    await asyncio.sleep(0)
+    flights._flying["k", 0].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, ServiceUnavailable) for r in results), results
+
+
 async def test_a_failed_read_fails_every_caller_that_shared_it() -> None:
     flights = Flights()
     started = asyncio.Event()

@@ -275,45 +275,31 @@ class Subscription:
             delay = min(delay * 2, self._max_delay)
 
     async def _listen(self, pubsub: Any) -> None:
-        if isinstance(pubsub, ClusterPubSub):
-            await self._listen_sharded(pubsub)
-            return
+        """Apply each message; after ``idle`` seconds of silence ping on the subscribing
+        connection itself, whose answer must come within ``timeout``. An unsubscription
+        the server makes (a shard channel's slot moved to another node, or its node
+        demoted) loses the subscription, which is then made again where the slot is."""
+        sharded = isinstance(pubsub, ClusterPubSub)
+        receive = pubsub.get_sharded_message if sharded else pubsub.get_message
         heard = time.monotonic()
         pinged = False
         while True:
-            message = await pubsub.get_message(timeout=min(self._idle, 1.0))
+            message = await receive(timeout=min(self._idle, 1.0))
             now = time.monotonic()
             if message is None:
                 if pinged and now - heard > self._idle + self._timeout:
                     raise TimeoutError("no answer to a ping")
                 if not pinged and now - heard > self._idle:
-                    await pubsub.ping()
+                    await _ping(pubsub)
                     pinged = True
                 continue
             heard, pinged = now, False
-            if message.get("type") == "message":
+            kind = message.get("type")
+            if kind in ("message", "smessage"):
                 self._take(message["data"])
-            # else a pong, or a (un)subscribe confirmation
-
-    async def _listen_sharded(self, pubsub: ClusterPubSub) -> None:
-        """A shard channel's messages, and after ``idle`` seconds of silence a ping of
-        the node that holds the channel's slot (its pub/sub connection takes no ping),
-        which must answer within ``timeout``."""
-        heard = time.monotonic()
-        while True:
-            message = await pubsub.get_sharded_message(timeout=min(self._idle, 1.0))
-            now = time.monotonic()
-            if message is None:
-                if now - heard > self._idle:
-                    cluster = pubsub.cluster
-                    async with asyncio.timeout(self._timeout):
-                        node = cluster.get_node_from_key(channel(cluster))
-                        await cluster.ping(target_nodes=node)
-                    heard = now
-                continue
-            heard = now
-            if message.get("type") == "smessage":
-                self._take(message["data"])
+            elif kind in ("unsubscribe", "sunsubscribe"):
+                raise ConnectionError(f"the server ended the subscription ({kind})")
+            # else a pong
 
     def _take(self, data: bytes | str) -> None:
         row = decode(data)
@@ -328,6 +314,16 @@ class Subscription:
             log.info("invalidation_push_connected", losses=self.losses)
         self.connected = up
         self._on_change(up)
+
+
+async def _ping(pubsub: Any) -> None:
+    """A ping on the subscribing connection (each node's, for a shard channel): its
+    answer comes back as a message."""
+    if isinstance(pubsub, ClusterPubSub):
+        for node in list(pubsub.node_pubsub_mapping.values()):
+            await node.ping()
+    else:
+        await pubsub.ping()
 
 
 async def _subscribe(pubsub: Any, name: str, wait: float) -> None:

@@ -71,7 +71,7 @@ class SigningKey:
     created_at: float
     retired_at: float | None = None
     public: Any = field(default=None, compare=False)
-    header: bytes = field(default=b"", compare=False)
+    header: bytes = field(default=b"", init=False, compare=False)
     """The token's encoded JOSE header (RFC 7515 5.1 step 2), the same for every token
     this key signs: computed once."""
 
@@ -79,9 +79,8 @@ class SigningKey:
         if self.public is None:
             algorithm = jwt.get_algorithm_by_name(self.alg)
             object.__setattr__(self, "public", algorithm.from_jwk(self.jwk))
-        if not self.header:
-            fields = {"alg": self.alg, "kid": self.kid, "typ": JWT_TYPE}
-            object.__setattr__(self, "header", _b64(_json(fields)))
+        fields = {"alg": self.alg, "kid": self.kid, "typ": JWT_TYPE}
+        object.__setattr__(self, "header", _b64(_json(fields)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +124,17 @@ def sign(claims: AccessClaims, key: SigningKey) -> str:
     if private is None:
         raise ValueError(f"signing key {key.kid} has no private half")
     signing_input = key.header + b"." + _b64(_json(claims.as_dict()))
-    if isinstance(private, ec.EllipticCurvePrivateKey):
+    if key.alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey):
+        if not isinstance(private.curve, ec.SECP256R1):
+            raise ValueError(f"signing key {key.kid} is ES256 but not on P-256")
         r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        size = (private.curve.key_size + 7) // 8
-        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    elif isinstance(private, ed25519.Ed25519PrivateKey):
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    elif key.alg == "EdDSA" and isinstance(private, ed25519.Ed25519PrivateKey):
         signature = private.sign(signing_input)
-    else:
+    elif key.alg == "RS256" and isinstance(private, rsa.RSAPrivateKey):
         signature = private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        raise ValueError(f"signing key {key.kid} does not match its algorithm {key.alg}")
     return (signing_input + b"." + _b64(signature)).decode()
 
 

@@ -13,7 +13,8 @@ task of its own; every caller that comes while it runs awaits that same task. A 
 is joined only at the cache epoch it started in (``Cache.epoch``): a request that comes
 after an invalidation reads the store itself, as it would without sharing, so sharing
 never hands out a record read before a change the request could already see. A caller
-that stops waiting (its client gone) leaves the read to the others.
+that stops waiting (its client gone) leaves the read to the others; a read cancelled
+itself (the process stopping) is ``ServiceUnavailable`` to the callers still waiting.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from apiward.core.errors import ServiceUnavailable
 
 T = TypeVar("T")
 
@@ -42,7 +45,15 @@ class Flights:
             flight.add_done_callback(lambda done: self._land(slot, done))
         else:
             self.shared += 1
-        result: T = await asyncio.shield(flight)
+        try:
+            result: T = await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if flight.cancelled() and task is not None and not task.cancelling():
+                # The read was cancelled (the process stopping), not this caller: its
+                # request gets an answer, as for a store that cannot be read.
+                raise ServiceUnavailable("The store read was cancelled; retry.") from None
+            raise
         return result
 
     def _land(self, slot: tuple[str, int], flight: asyncio.Task[Any]) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio.client import Pipeline
 
 from apiward.adapters.limiter.redis import RedisLimiter, connect
 from apiward.core.errors import ServiceUnavailable
@@ -243,41 +243,21 @@ async def test_a_floor_raises_a_missing_key_and_a_forced_floor_any_key(
     assert await redis_client.get(prefix + "k") == b"0"
 
 
-class CountedPipelines:
-    """The client's pipelines, counted, with the number of commands each sent; ``sent``
-    is set once one was."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.sizes: list[int] = []
-        self.sent = asyncio.Event()
-        made = client.pipeline
-
-        def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-            pipe = made(transaction, shard_hint)
-            execute = pipe.execute
-
-            async def counted(raise_on_error: bool = True) -> list[Any]:
-                self.sizes.append(len(pipe.command_stack))
-                self.sent.set()
-                return await execute(raise_on_error)
-
-            pipe.execute = counted  # type: ignore[method-assign]
-            return pipe
-
-        client.pipeline = pipeline  # type: ignore[method-assign]
+def coalesced(limiter: RedisLimiter) -> Any:
+    assert limiter._coalesced is not None, "a single Redis's calls are coalesced"
+    return limiter._coalesced
 
 
-async def test_decisions_of_one_turn_share_one_pipeline_and_stay_exact(
+async def test_decisions_of_one_turn_share_one_batch_and_stay_exact(
     redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    """50 decisions started together against a limit of 20: one pipeline of 50 scripts,
+    """50 decisions started together against a limit of 20: one batch of 50 scripts,
     exactly 20 admitted, and each answer its own (the remaining counts are 19 down to
     0, once each)."""
-    pipelines = CountedPipelines(redis_client)
     limiter = RedisLimiter(redis_client, prefix=prefix)
     await limiter.hit("warm", 1, 60.0)  # the script loaded
     decisions = await asyncio.gather(*(limiter.hit("burst", 20, 60.0) for _ in range(50)))
-    assert pipelines.sizes == [50]
+    assert (coalesced(limiter).batches, coalesced(limiter).largest) == (1, 50)
     admitted = [d for d in decisions if d.allowed]
     assert len(admitted) == 20
     assert sorted(d.remaining for d in admitted) == list(range(20))
@@ -287,29 +267,84 @@ async def test_decisions_of_one_turn_share_one_pipeline_and_stay_exact(
 async def test_a_script_missing_from_the_server_mid_batch_is_loaded_again_for_each_call(
     redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    """NOSCRIPT for a whole pipeline: each call loads the script and runs on its own,
-    and the batch's decisions stay exact."""
+    """NOSCRIPT for every script of a batch: each call loads the script and runs on its
+    own, the connection stays usable, and the batch's decisions stay exact."""
     limiter = RedisLimiter(redis_client, prefix=prefix)
     limiter._gcra.sha = "0" * 40
     decisions = await asyncio.gather(*(limiter.hit("flushed", 5, 60.0) for _ in range(12)))
     assert sum(d.allowed for d in decisions) == 5
     assert limiter._gcra.sha != "0" * 40
+    again = await asyncio.gather(*(limiter.hit("flushed", 5, 60.0) for _ in range(3)))
+    assert not any(d.allowed for d in again)
 
 
-async def test_a_caller_that_stops_waiting_leaves_the_rest_of_its_batch_answered(
+async def test_a_caller_gone_before_its_batch_left_spends_nothing(
     redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    """A call cancelled once its batch was sent (its timeout, a client gone): the other
-    calls of the batch get their answers, and what the cancelled one spent stays spent
-    (its script ran)."""
-    pipelines = CountedPipelines(redis_client)
+    """A call cancelled in the turn it was made (its client gone, its timeout) is dropped
+    from the batch: the four others share the limit of 3 as if it had never come."""
     limiter = RedisLimiter(redis_client, prefix=prefix)
     await limiter.hit("warm", 1, 60.0)
     calls = [asyncio.ensure_future(limiter.hit("shared", 3, 60.0)) for _ in range(5)]
-    async with asyncio.timeout(5):
-        await pipelines.sent.wait()
-    assert pipelines.sizes == [5]
+    await asyncio.sleep(0)  # each call queued; the batch leaves in the next turn
     calls[0].cancel()
     decisions = await asyncio.gather(*calls[1:])
-    assert [d.allowed for d in decisions] == [True, True, False, False]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
     assert calls[0].cancelled()
+    assert coalesced(limiter).largest == 4
+
+
+async def test_a_batch_to_an_unreachable_redis_fails_each_call_as_unavailable() -> None:
+    limiter = RedisLimiter(connect("redis://127.0.0.1:1/0", timeout=0.2))
+    try:
+        results = await asyncio.gather(
+            *(limiter.hit(f"k{i}", 5, 60.0) for i in range(10)), return_exceptions=True
+        )
+    finally:
+        await limiter.aclose()
+    assert all(isinstance(r, ServiceUnavailable) for r in results), results
+
+
+async def test_a_lost_connection_fails_the_unread_calls_and_never_runs_a_script_twice(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The server closes the connection in the middle of a batch (here: each script of
+    the batch that reads a reply after the third finds it closed): the first replies
+    are delivered, the others fail, and what Redis counted is what ran once."""
+    limiter = RedisLimiter(redis_client, prefix=prefix)
+    await limiter.hit("warm", 1, 60.0)
+    pool = redis_client.connection_pool
+    taken = pool.get_connection
+
+    broken: list[Any] = []
+
+    async def breaking(*args: Any, **kwargs: Any) -> Any:
+        connection = await taken(*args, **kwargs)  # type: ignore[no-untyped-call]
+        read = connection.read_response
+        replies = 0
+
+        async def read_response(*a: Any, **k: Any) -> Any:
+            nonlocal replies
+            replies += 1
+            if replies > 3:
+                raise redis.exceptions.ConnectionError("closed by the server")
+            return await read(*a, **k)
+
+        connection.read_response = read_response
+        broken.append(connection)
+        return connection
+
+    pool.get_connection = breaking  # type: ignore[method-assign]
+    try:
+        results = await asyncio.gather(
+            *(limiter.hit("lost", 100, 60.0) for _ in range(8)), return_exceptions=True
+        )
+    finally:
+        pool.get_connection = taken  # type: ignore[method-assign]
+        for connection in broken:
+            del connection.read_response  # the class's again
+    delivered = [r for r in results if isinstance(r, Decision)]
+    assert len(delivered) == 3
+    assert all(isinstance(r, ServiceUnavailable) for r in results[3:])
+    # All eight ran once on the server (the batch was written whole), none twice.
+    assert (await limiter.peek("lost", 100, 60.0, 0)).remaining == 92

@@ -34,7 +34,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from apiward.adapters import redis_url
 from apiward.core.errors import ServiceUnavailable
@@ -376,18 +376,30 @@ async def _bounded(seconds: float) -> AsyncIterator[None]:
 
 
 class _Coalesced:
-    """EVALSHA calls made in one turn of the event loop, sent to one Redis as one
-    pipeline: one connection, one write and one read for all of them, where each call
-    alone takes its own pool checkout, write and read (under load, most of a decision's
-    CPU; ``bench/limiter.py``). Each script still runs atomically and in the order of the
-    calls; the pipeline is not a transaction, so one call's error is its own. A caller
-    that stops waiting (its timeout) leaves its reply unread; a connection lost with the
-    batch fails every call of it, as it would have failed each."""
+    """EVALSHA calls made in one turn of the event loop, sent to one Redis together: one
+    pool connection, one write and one read for all of them, where each call alone takes
+    its own pool checkout, write and read (under load, most of a decision's CPU;
+    bench/README.md, "With limits, by worker count"). Each script still runs atomically
+    and in the order of the calls; nothing is a transaction, so one call's error reply
+    is its own.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    A batch is bounded as a call is (``timeout``, the pool's queue included) and is
+    never sent again: a connection lost in the middle delivers the replies read before
+    it and fails the calls after it (their scripts may have run, as a single call's may
+    when its reply is lost), where a retried pipeline would run every script of the
+    batch twice. A connection found stale when taken from the pool is made again before
+    anything is sent. Calls whose callers stopped waiting before the batch left are
+    dropped from it."""
+
+    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
         self._client = client
+        self._timeout = timeout
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        """Batches of more than one call sent."""
+        self.largest = 0
+        """The most calls one batch carried."""
 
     def evalsha(self, *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -398,30 +410,58 @@ class _Coalesced:
         return future
 
     def _flush(self) -> None:
-        batch, self._queue = self._queue, []
+        batch = [(args, future) for args, future in self._queue if not future.done()]
+        self._queue = []
+        if not batch:
+            return
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        replies: list[Any]
         try:
-            if len(batch) == 1:
-                replies = [await self._client.evalsha(*batch[0][0])]
-            else:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for args, _ in batch:
-                        pipe.evalsha(*args)
-                    replies = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # the connection or the pool: every call of the batch
-            replies = [exc] * len(batch)
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # its caller stopped waiting
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+            async with asyncio.timeout(self._timeout):
+                if len(batch) == 1:
+                    args, future = batch[0]
+                    _settle(future, await self._client.evalsha(*args))
+                else:
+                    await self._pipelined(batch)
+        except Exception as exc:  # the pool, the connection or the time: what is unread
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+
+    async def _pipelined(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        self.batches += 1
+        self.largest = max(self.largest, len(batch))
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            commands = [("EVALSHA", *args) for args, _ in batch]
+            await connection.send_packed_command(connection.pack_commands(commands))
+            for _, future in batch:
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as exc:  # this script's own error (NOSCRIPT, ...)
+                    _settle(future, exc)
+                else:
+                    _settle(future, reply)
+        except BaseException:
+            await connection.disconnect()  # replies may still be on their way
+            raise
+        finally:
+            await pool.release(connection)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Give ``future`` its reply (an exception is raised to its caller), unless its
+    caller stopped waiting."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class _Script:
@@ -518,7 +558,8 @@ class RedisLimiter:
             if self._cluster
             else None
         )
-        coalesced = None if isinstance(client, RedisCluster) else _Coalesced(client)
+        coalesced = None if isinstance(client, RedisCluster) else _Coalesced(client, timeout)
+        self._coalesced = coalesced
         self._gcra = _Script(client, GCRA_SCRIPT, coalesced)
         self._refund = _Script(client, REFUND_SCRIPT, coalesced)
         self._cancel = _Script(client, CANCEL_SCRIPT, coalesced)
