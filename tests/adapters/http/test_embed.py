@@ -189,3 +189,40 @@ def test_an_app_warns_at_start_of_apiward_variables_it_does_not_know(
         pass
     logged = capsys.readouterr().out
     assert "unknown_setting" in logged and "did you mean APIWARD_ERROR_STYLE?" in logged
+
+
+def test_authenticate_as_a_dependency_takes_nothing_from_the_client(tmp_path: Path) -> None:
+    """``Depends(authenticate)`` (exported beside ``require``) reads the request alone:
+    the route, method, counted rule and scopes it judges by are never query parameters
+    a client could set, to pass as another route, pick a cheaper limit or dodge a scope
+    the route would be counted against."""
+    from fastapi import Depends, FastAPI
+
+    from apiward.server import Principal, authenticate
+
+    aw = Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "d.db")))
+    app = FastAPI()
+    aw.init_app(app)
+
+    @app.get("/things")
+    async def things(principal: Principal = Depends(authenticate)) -> dict[str, str | None]:
+        return {"org": principal.org_id, "route": principal.context.route}
+
+    with TestClient(app) as client:
+        runtime = aw.runtime
+
+        async def key() -> tuple[str, str]:
+            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+            owner = await runtime.operators.principal(boot.org.id)
+            made = await runtime.keys.create(owner, name="a", scopes=["things:read"])
+            return boot.org.id, made.plaintext
+
+        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        operation = client.get("/openapi.json").json()["paths"]["/things"]["get"]
+        assert operation.get("parameters", []) == []
+        asked = client.get(
+            "/things?route=/elsewhere&method=DELETE&counted_route=/free&scopes=admin:all",
+            headers={"Authorization": f"Bearer {plaintext}"},
+        )
+        assert asked.status_code == 200, asked.text
+        assert asked.json() == {"org": org_id, "route": "/things"}

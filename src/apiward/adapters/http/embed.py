@@ -46,7 +46,7 @@ from apiward.adapters.http.routes import (
     verify,
     webhooks,
 )
-from apiward.adapters.http.security import authenticate
+from apiward.adapters.http.security import authenticate_for
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime, build
 from apiward.adapters.settings import Settings, unknown_variables
@@ -211,7 +211,7 @@ class ApiwardMiddleware:
         request = Request(scope, receive)
         try:
             request.app.state.runtime = self.apiward.runtime
-            await authenticate(request, scopes=self.scopes)
+            await authenticate_for(request, scopes=self.scopes)
         except Exception as exc:  # what require() answers, through the app's error handlers
             response = await errors.answer(request, exc, self.apiward.errors)
             await response(scope, receive, send)

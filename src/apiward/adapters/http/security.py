@@ -7,12 +7,14 @@ check and names the missing scope in the 403.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
@@ -62,7 +64,14 @@ def request_context(
     return context
 
 
-async def authenticate(
+async def authenticate(request: Request) -> Principal:
+    """The principal of this request, for ``Depends(authenticate)`` on a route that needs
+    a credential and no scope. It reads the request alone: what it is judged by (route,
+    method, scopes) is never a parameter FastAPI would take from the query string."""
+    return await authenticate_for(request)
+
+
+async def authenticate_for(
     request: Request,
     *,
     route: str | None = None,
@@ -170,12 +179,38 @@ def guard(needs: Needs, *, report: tuple[str, ...] = ()) -> Any:
     organisation, its scopes in every space (what was spent is given back)."""
     for scope in (*needs.scopes, *needs.powers):
         parse(scope)  # a typo in a route's scope fails at import, not at request time
-    scopes = needs.scopes
+    return Depends(declare(needs)(Guard(needs, report)))
 
-    async def guarded(request: Request, _: Any = Depends(bearer_scheme)) -> Principal | None:
+
+class Guard(SecurityBase):
+    """A route's guard, and the bearer scheme its OpenAPI operation names.
+
+    It is one dependency, not a function depending on ``HTTPBearer``: FastAPI solves
+    each level of dependencies on every request, and the scheme is here only for the
+    documentation, which FastAPI reads from any ``SecurityBase`` dependency.
+    """
+
+    def __init__(self, needs: Needs, report: tuple[str, ...]) -> None:
+        self.model = bearer_scheme.model
+        self.scheme_name = bearer_scheme.scheme_name
+        self.needs = needs
+        self.report = report
+        # What FastAPI reads the parameters from, whatever its version resolves
+        # annotations with: the request alone.
+        self.__signature__ = inspect.Signature(
+            [
+                inspect.Parameter(
+                    "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                )
+            ],
+            return_annotation=Principal | None,
+        )
+
+    async def __call__(self, request: Request) -> Principal | None:
         if is_public(request):
             return None
-        principal = await authenticate(request, scopes=scopes, report_scopes=report)
+        needs = self.needs
+        principal = await authenticate_for(request, scopes=needs.scopes, report_scopes=self.report)
         if needs.primary_only or needs.reach is Reach.ORG:
             runtime = runtime_of(request)
             try:
@@ -183,11 +218,9 @@ def guard(needs: Needs, *, report: tuple[str, ...] = ()) -> Any:
                     require_org_wide(principal, runtime.settings.environments[0])
                 if needs.reach is Reach.ORG:
                     what = f"{request.method} {request.url.path}"
-                    await runtime.tenancy.require_everywhere(principal, scopes, what)
+                    await runtime.tenancy.require_everywhere(principal, needs.scopes, what)
             except ApiwardError:
                 if principal.spent is not None:  # a refused request spends nothing
                     await runtime.limits.refund(principal.spent)
                 raise
         return principal
-
-    return Depends(declare(needs)(guarded))

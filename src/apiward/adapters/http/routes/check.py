@@ -36,7 +36,7 @@ from apiward.adapters.http.access import CHECKED, declare
 from apiward.adapters.http.context import AUTHORIZATION, Heard, Reading, context_of, hear
 from apiward.adapters.http.deps import LimitsDep, SettingsDep, runtime_in
 from apiward.adapters.http.edge import header
-from apiward.adapters.http.security import authenticate, remember
+from apiward.adapters.http.security import authenticate_for, remember
 from apiward.adapters.http.state import state_of
 from apiward.adapters.runtime import Runtime
 from apiward.adapters.settings import Settings
@@ -180,7 +180,7 @@ async def decide(
     """The check's answer, whether the route or ``FastPath`` received the request."""
     try:
         asked = _asked(request.scope, _names_for(runtime_in(request.scope)), limits, scope)
-        principal = await authenticate(
+        principal = await authenticate_for(
             request,
             route=asked.path,
             method=asked.method,
