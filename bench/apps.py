@@ -3,6 +3,10 @@
 - ``bare``: the floor of docs/architecture.md section 6, a raw ASGI callable answering a constant
   (no framework, no routing, no middleware).
 - ``plain_app``: FastAPI with one route and no apiward at all.
+- ``handwritten_app``: the same FastAPI app with ``/protected`` guarded by the smallest
+  dependency a team would write by hand: the bearer token's SHA-256 digest looked up in
+  a dict (the key named by ``BENCH_HANDWRITTEN_KEY``), 401 otherwise. The baseline of a
+  ``require()`` route.
 - ``protected_app``: FastAPI with ``Apiward().init_app(app)`` (settings from
   ``APIWARD_*``) and the same route twice: ``/open`` unprotected and ``/protected``
   behind ``require("things:read")``, exactly as README.md "Protecting your own routes".
@@ -13,9 +17,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from contextlib import AsyncExitStack
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.types import Receive, Scope, Send
 
 from apiward.adapters.http.errors import status_of
@@ -51,6 +57,27 @@ def plain_app() -> FastAPI:
 
     @app.get("/open")
     async def open_() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def handwritten_app() -> FastAPI:
+    app = plain_app()
+    key = os.environ["BENCH_HANDWRITTEN_KEY"]
+    owners: dict[str, dict[str, object]] = {
+        hashlib.sha256(key.encode()).hexdigest(): {"org": "bench", "scopes": ["things:read"]}
+    }
+
+    async def caller(request: Request) -> dict[str, object]:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        owner = owners.get(hashlib.sha256(token.encode()).hexdigest())
+        if scheme.lower() != "bearer" or owner is None:
+            raise HTTPException(401, "invalid key")
+        return owner
+
+    @app.get("/protected")
+    async def protected(owner: dict[str, object] = Depends(caller)) -> dict[str, bool]:
         return {"ok": True}
 
     return app

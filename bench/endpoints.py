@@ -162,11 +162,13 @@ def _short(file: str) -> str:
 
 async def measure(keys: dict[str, str], requests: int) -> dict[str, Any]:
     from apiward.adapters.http.app import create_app
-    from bench.apps import bare, plain_app, protected_app, raw_check
+    from bench.apps import bare, handwritten_app, plain_app, protected_app, raw_check
 
     driver = Driver(requests)
     full = create_app()
     protected = protected_app()
+    os.environ["BENCH_HANDWRITTEN_KEY"] = keys["reader"]
+    handwritten = handwritten_app()
     raw = raw_check()
     no_routes, pieces = breakdown_apps()
     check_headers = {
@@ -196,6 +198,9 @@ async def measure(keys: dict[str, str], requests: int) -> dict[str, Any]:
         raw.runtime = await raw.stack.enter_async_context(raw.apiward.running())
         await row("bare ASGI constant (bench/apps.py)", bare, "/open", reader)
         await row("FastAPI without apiward, /open", plain_app(), "/open", reader)
+        await row(
+            "FastAPI, /protected by a hand-written dependency", handwritten, "/protected", reader
+        )
         await row("init_app(auth_routes=False), /open: middleware only", no_routes, "/open", reader)
         await row("init_app, /open", protected, "/open", reader)
         await row("init_app, /open + a no-op dependency", pieces, "/noop", reader)
