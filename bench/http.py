@@ -67,6 +67,9 @@ P99_TARGET_MS = 5.0
 PROTECTED_TARGET = 0.90  # require() route / the route behind a hand-written dependency
 OPEN_TARGET = 0.97  # an unprotected route of an init_app app / FastAPI without apiward
 PLAIN = "FastAPI without apiward"
+NGINX_TARGET = 0.90  # auth_request to apiward / auth_request to the bare app
+NGINX_AUTH = "nginx auth_request -> apiward, -> bare"
+NGINX_BARE_AUTH = "nginx auth_request -> bare ASGI 200, -> bare"
 HANDWRITTEN = "FastAPI, /protected by a hand-written dependency (bench/apps.py)"
 GROUPS = ("floor", "check", "verify", "nginx", "fastapi")
 APP_FACTORY = "apiward.adapters.http.app:create_app"
@@ -356,12 +359,23 @@ def run_nginx(
     proxied_env = {**env, "APIWARD_TRUSTED_PROXIES": '["127.0.0.1/32"]'}
     upstream_cmd = uvicorn_cmd("bench.apps:bare", ports["upstream"], 1)
     nginx_cmd = [binary, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf")]
+    common = {"group": "nginx", "server": "uvicorn", "workers": workers}
+    # The same nginx, with the check answered by the bare ASGI app: what the subrequest
+    # itself costs, the baseline of apiward behind auth_request.
+    bare_check = uvicorn_cmd("bench.apps:bare", ports["apiward"], workers)
+    with (
+        serving(bare_check, env, ports["apiward"]),
+        serving(upstream_cmd, env, ports["upstream"]),
+        spawn(nginx_cmd, env, ports["auth"], settle=0.3),
+    ):
+        runner.run(
+            f"http://127.0.0.1:{ports['auth']}/v1/things", script, what=NGINX_BARE_AUTH, **common
+        )
     with (
         serving(apiward_cmd("uvicorn", ports["apiward"], workers), proxied_env, ports["apiward"]),
         serving(upstream_cmd, env, ports["upstream"]),
         spawn(nginx_cmd, env, ports["auth"], settle=0.3),
     ):
-        common = {"group": "nginx", "server": "uvicorn", "workers": workers}
         runner.run(
             f"http://127.0.0.1:{ports['plain']}/v1/things",
             script,
@@ -371,7 +385,7 @@ def run_nginx(
         runner.run(
             f"http://127.0.0.1:{ports['auth']}/v1/things",
             script,
-            what="nginx auth_request -> apiward, -> bare",
+            what=NGINX_AUTH,
             **common,
         )
         runner.run(
@@ -488,6 +502,16 @@ def verdicts(rows: list[Row]) -> dict[str, Any]:
                 "p99_ms": r.get("p99_ms"),
                 "p99_met": r.get("p99_ms", 1e9) < P99_TARGET_MS,
             }
+    nginx = {r["what"]: r for r in rows if r["group"] == "nginx"}
+    if NGINX_AUTH in nginx and NGINX_BARE_AUTH in nginx:
+        ratio = nginx[NGINX_AUTH]["rps"] / nginx[NGINX_BARE_AUTH]["rps"]
+        out["nginx_auth_request"] = {
+            "ratio": ratio,
+            "target": NGINX_TARGET,
+            "ratio_met": ratio >= NGINX_TARGET,
+            "p99_ms": nginx[NGINX_AUTH].get("p99_ms"),
+            "baseline": NGINX_BARE_AUTH,
+        }
     for server in ("uvicorn", "granian"):
         fast = {r["what"]: r for r in rows if r["group"] == "fastapi" and r["server"] == server}
         for what, target, name, baseline in (
@@ -609,6 +633,7 @@ def main() -> None:
             "p99_ms": P99_TARGET_MS,
             "protected_over_fastapi": PROTECTED_TARGET,
             "open_over_fastapi": OPEN_TARGET,
+            "nginx_over_bare_auth_request": NGINX_TARGET,
         },
         "rows": rows,
         "summary": summary,
