@@ -2,6 +2,8 @@
 
 - ``bare``: the floor of docs/architecture.md section 6, a raw ASGI callable answering a constant
   (no framework, no routing, no middleware).
+- ``bare_auth``: the floor of an auth backend behind nginx's ``auth_request``: 200, no
+  body.
 - ``plain_app``: FastAPI with one route and no apiward at all.
 - ``handwritten_app``: the same FastAPI app with ``/protected`` guarded by the smallest
   dependency a team would write by hand: the bearer token's SHA-256 digest looked up in
@@ -36,20 +38,38 @@ BODY = b'{"ok":true}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
 START = {"type": "http.response.start", "status": 200, "headers": HEADERS}
 END = {"type": "http.response.body", "body": BODY}
+AUTH_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+AUTH_END = {"type": "http.response.body", "body": b""}
 
 
 async def bare(scope: Scope, receive: Receive, send: Send) -> None:
     """A constant JSON answer to every request; handles the lifespan protocol."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await _lifespan(receive, send)
+        return
     await send(START)
     await send(END)
+
+
+async def bare_auth(scope: Scope, receive: Receive, send: Send) -> None:
+    """A constant 200 with no body, as an auth backend answers nginx's ``auth_request``:
+    nginx reads no body of an auth subrequest, so an answer with one costs it the
+    upstream connection."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    await send(AUTH_START)
+    await send(AUTH_END)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def plain_app() -> FastAPI:

@@ -69,7 +69,7 @@ OPEN_TARGET = 0.97  # an unprotected route of an init_app app / FastAPI without 
 PLAIN = "FastAPI without apiward"
 NGINX_TARGET = 0.90  # auth_request to apiward / auth_request to the bare app
 NGINX_AUTH = "nginx auth_request -> apiward, -> bare"
-NGINX_BARE_AUTH = "nginx auth_request -> bare ASGI 200, -> bare"
+NGINX_BARE_AUTH = "nginx auth_request -> bare ASGI 200 (no body), -> bare"
 HANDWRITTEN = "FastAPI, /protected by a hand-written dependency (bench/apps.py)"
 GROUPS = ("floor", "check", "verify", "nginx", "fastapi")
 APP_FACTORY = "apiward.adapters.http.app:create_app"
@@ -362,7 +362,7 @@ def run_nginx(
     common = {"group": "nginx", "server": "uvicorn", "workers": workers}
     # The same nginx, with the check answered by the bare ASGI app: what the subrequest
     # itself costs, the baseline of apiward behind auth_request.
-    bare_check = uvicorn_cmd("bench.apps:bare", ports["apiward"], workers)
+    bare_check = uvicorn_cmd("bench.apps:bare_auth", ports["apiward"], workers)
     with (
         serving(bare_check, env, ports["apiward"]),
         serving(upstream_cmd, env, ports["upstream"]),
