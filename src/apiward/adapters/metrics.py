@@ -22,9 +22,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -62,36 +61,25 @@ class Metrics:
         r = self.registry
         self.requests = _RequestTally()
         r.register(self.requests)
-        self.verifications = Counter(
+        self.verifications = _Counts(
             "apiward_verifications",
             "Credential verifications of protected requests, by outcome: VALID or the "
             "refusal's reason (INVALID_KEY, KEY_REVOKED, INSUFFICIENT_SCOPE, RATE_LIMITED...).",
             ["outcome"],
-            registry=r,
         )
-        self.verify_api = Counter(
+        self.verify_api = _Counts(
             "apiward_verify_api_answers",
             "Answers of POST /v1/keys/verify, by code (VALID, NOT_FOUND, REVOKED...).",
             ["code"],
-            registry=r,
         )
-        self.grants = Counter(
+        self.grants = _Counts(
             "apiward_token_grants",
             "Token endpoint requests by grant type and outcome (success or the OAuth error).",
             ["grant_type", "outcome"],
-            registry=r,
         )
+        for counts in (self.verifications, self.verify_api, self.grants):
+            r.register(counts)
         r.register(_Live(sources))
-        # Label look-ups cost four times an increment: the children are kept (the label
-        # values are bounded: route templates, methods, statuses, reason codes).
-        self._children: dict[tuple[object, ...], Any] = {}
-
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -105,9 +93,9 @@ class Metrics:
         state = state_of(scope)
         error = state.error
         if isinstance(error, AuthenticationError | PermissionDenied | RateLimited):
-            self._child(self.verifications, error.reason).inc()
+            self.verifications.inc(error.reason)
         elif state.principal is not None:
-            self._child(self.verifications, "VALID").inc()
+            self.verifications.inc("VALID")
         grant = state.grant_type
         if grant is not None:
             if status < 400:
@@ -116,10 +104,10 @@ class Metrics:
                 outcome = error.error
             else:
                 outcome = "error"
-            self.grants.labels(grant if grant in _GRANTS else "other", outcome).inc()
+            self.grants.inc(grant if grant in _GRANTS else "other", outcome)
         code = state.verify_code
         if code is not None:
-            self.verify_api.labels(code).inc()
+            self.verify_api.inc(code)
 
 
 def observe_request(scope: Scope, status: int, seconds: float) -> None:
@@ -172,6 +160,26 @@ class _RequestTally(Collector):
                 [method, route], list(zip(bounds, cumulative, strict=True)), total[0]
             )
         yield latency
+
+
+class _Counts(Collector):
+    """A counter by label values, as a plain dict of integers: an increment is a dict
+    update, not ``prometheus_client``'s locked child (the values are bounded: reason
+    codes, grant types, outcomes)."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        self._name, self._documentation, self._labels = name, documentation, labels
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def inc(self, *values: str) -> None:
+        counts = self._counts
+        counts[values] = counts.get(values, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, count in list(self._counts.items()):
+            family.add_metric(list(values), count)
+        yield family
 
 
 def _bound(seconds: float) -> str:

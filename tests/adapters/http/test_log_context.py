@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,22 @@ def test_made_up_request_ids_are_random_uuids() -> None:
     suffixes = [int(i[-12:], 16) for i in ids]
     steps = {b - a for a, b in itertools.pairwise(suffixes)}
     assert len(steps) > 9_000  # no counter
+
+
+def test_a_forked_process_makes_request_ids_of_its_own() -> None:
+    """Ids are drawn from the system's generator in batches: a worker forked from a
+    process that holds one draws its own, never the ids its parent will hand out."""
+    from apiward.adapters.http.middleware import new_request_id
+
+    new_request_id()  # the parent holds a batch
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, "\n".join(new_request_id() for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split("\n")
+    parent = [new_request_id() for _ in range(8)]
+    assert len(child) == 8 and not set(child) & set(parent)
