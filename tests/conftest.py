@@ -315,6 +315,19 @@ def bootstrap(
     return client.portal.call(run)  # type: ignore[union-attr]
 
 
+def embedded_key(client: TestClient, runtime: Runtime, scopes: list[str]) -> tuple[str, str]:
+    """An organisation and an API key of ``scopes`` in the runtime of an app apiward is
+    embedded in (``Apiward().runtime``): the organisation's id and the key."""
+
+    async def run() -> tuple[str, str]:
+        boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+        owner = await runtime.operators.principal(boot.org.id)
+        made = await runtime.keys.create(owner, name="a", scopes=scopes)
+        return boot.org.id, made.plaintext
+
+    return client.portal.call(run)  # type: ignore[union-attr]
+
+
 @pytest.fixture
 def org(client: TestClient) -> Org:
     return bootstrap(client)

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from apiward.server import Apiward, ApiwardMiddleware
-from tests.conftest import fast_settings, migrated_sqlite
+from tests.conftest import embedded_key, fast_settings, migrated_sqlite
 
 
 def test_starlette_app_protected_by_middleware(tmp_path: Path) -> None:
@@ -81,15 +81,7 @@ def test_a_plain_asgi_app_protected_by_middleware(tmp_path: Path) -> None:
         await send({"type": "http.response.body", "body": org})
 
     with TestClient(ApiwardMiddleware(plain, apiward=aw, scopes=["customers:read"])) as client:
-        runtime = aw.runtime
-
-        async def key() -> tuple[str, str]:
-            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operators.principal(boot.org.id)
-            made = await runtime.keys.create(owner, name="a", scopes=["customers:read"])
-            return boot.org.id, made.plaintext
-
-        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        org_id, plaintext = embedded_key(client, aw.runtime, ["customers:read"])
         allowed = client.get("/anything", headers={"Authorization": f"Bearer {plaintext}"})
         assert (allowed.status_code, allowed.text) == (200, org_id)
         refused = client.get("/anything")
@@ -116,15 +108,7 @@ def test_a_fastapi_route_behind_require_finds_the_principal_in_request_state(
         return {"org": request.state.principal.org_id}
 
     with TestClient(app) as client:
-        runtime = aw.runtime
-
-        async def key() -> tuple[str, str]:
-            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operators.principal(boot.org.id)
-            made = await runtime.keys.create(owner, name="a", scopes=["things:read"])
-            return boot.org.id, made.plaintext
-
-        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        org_id, plaintext = embedded_key(client, aw.runtime, ["things:read"])
         r = client.get("/things", headers={"Authorization": f"Bearer {plaintext}"})
         assert r.status_code == 200
         assert r.json() == {"org": org_id}
@@ -209,15 +193,7 @@ def test_authenticate_as_a_dependency_takes_nothing_from_the_client(tmp_path: Pa
         return {"org": principal.org_id, "route": principal.context.route}
 
     with TestClient(app) as client:
-        runtime = aw.runtime
-
-        async def key() -> tuple[str, str]:
-            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operators.principal(boot.org.id)
-            made = await runtime.keys.create(owner, name="a", scopes=["things:read"])
-            return boot.org.id, made.plaintext
-
-        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        org_id, plaintext = embedded_key(client, aw.runtime, ["things:read"])
         operation = client.get("/openapi.json").json()["paths"]["/things"]["get"]
         assert operation.get("parameters", []) == []
         asked = client.get(

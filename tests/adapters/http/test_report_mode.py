@@ -22,7 +22,7 @@ from apiward.services.limiting import MAX_RULES_COUNTED, OTHER_RULES
 from tests.adapters.dashboard.conftest import BASE_URL, Browser
 from tests.adapters.http.test_metrics import scrape, value
 from tests.adapters.limiter.conftest import REDIS_URL, _probe, _unavailable
-from tests.conftest import Org, bootstrap, fast_settings
+from tests.conftest import Org, bootstrap, embedded_key, fast_settings
 
 PER_KEY = {"name": "per-key", "rate": "100/hour", "key": "credential"}
 TRIAL = {"name": "trial", "rate": "2/hour", "key": "credential", "mode": "report"}
@@ -220,14 +220,7 @@ def test_require_in_report_mode_counts_what_it_would_refuse(tmp_path: Path) -> N
 
     with TestClient(app) as client:
         runtime = aw.runtime
-
-        async def key() -> tuple[str, str]:
-            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
-            owner = await runtime.operators.principal(boot.org.id)
-            made = await runtime.keys.create(owner, name="a", scopes=["things:read"])
-            return boot.org.id, made.plaintext
-
-        org_id, plaintext = client.portal.call(key)  # type: ignore[union-attr]
+        org_id, plaintext = embedded_key(client, runtime, ["things:read"])
         auth = {"Authorization": f"Bearer {plaintext}"}
         assert [client.get("/things", headers=auth).status_code for _ in range(2)] == [200, 200]
         assert client.get("/enforced", headers=auth).status_code == 403
