@@ -19,6 +19,7 @@ registry is never shared through a multiprocess directory).
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
@@ -170,15 +171,20 @@ class _Counts(Collector):
     def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
         self._name, self._documentation, self._labels = name, documentation, labels
         self._counts: dict[tuple[str, ...], int] = {}
+        self._created: dict[tuple[str, ...], float] = {}
 
     def inc(self, *values: str) -> None:
         counts = self._counts
-        counts[values] = counts.get(values, 0) + 1
+        count = counts.get(values)
+        if count is None:  # a new series: its ``_created`` sample, as prometheus_client's
+            self._created[values] = time.time()
+            count = 0
+        counts[values] = count + 1
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
         for values, count in list(self._counts.items()):
-            family.add_metric(list(values), count)
+            family.add_metric(list(values), count, created=self._created.get(values))
         yield family
 
 

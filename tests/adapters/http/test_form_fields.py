@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 from starlette.formparsers import FormParser
+from starlette.testclient import TestClient
 
 from apiward.adapters.http.routes.oauth import MAX_FORM_FIELD_BYTES, MAX_FORM_FIELDS, form_fields
 from apiward.core.errors import InvalidRequest
-from tests.conftest import examples
+from tests.conftest import Org, examples
 
 REFUSED = "refused"
 
@@ -78,3 +79,30 @@ def test_the_bounds_are_starlettes() -> None:
     largest = b"a=" + b"x" * (MAX_FORM_FIELD_BYTES - 1)
     assert ours(largest) == starlettes(largest) != REFUSED
     assert ours(largest + b"x") == REFUSED == starlettes(largest + b"x")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (None, 400),  # no declared type: no parameters, as Starlette's form() gives none
+        ("text/plain", 400),
+        ("application/x-www-form-urlencoded", 200),
+        ("Application/X-WWW-Form-Urlencoded; charset=utf-8", 200),
+    ],
+)
+def test_a_grant_is_read_from_a_body_declared_a_form_only(
+    client: TestClient, org: Org, content_type: str | None, status: int
+) -> None:
+    form = b"grant_type=password&username=owner%40acme.test&password=correct+horse+battery"
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = client.post("/v1/auth/token", content=form, headers=headers)
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["error"] == "invalid_request"
+
+
+def test_a_form_of_too_many_fields_is_an_invalid_request(client: TestClient) -> None:
+    form = b"&".join(b"f%d=1" % i for i in range(MAX_FORM_FIELDS + 1))
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = client.post("/v1/auth/token", content=form, headers=headers)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")

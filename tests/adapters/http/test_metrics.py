@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ def test_verifications_are_counted_by_outcome(org: Org) -> None:
     assert value(m, "apiward_verifications_total", outcome="INVALID_KEY") == 1
     assert value(m, "apiward_verifications_total", outcome="MISSING_CREDENTIAL") == 1
     assert value(m, "apiward_verifications_total", outcome="KEY_REVOKED") == 2  # nginx mode too
+    # Each series says when it began, as a prometheus_client counter's does.
+    assert 0 < value(m, "apiward_verifications_created", outcome="KEY_REVOKED") <= time.time()
 
 
 def test_verify_api_answers_are_counted_by_code(org: Org) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 import time
 
 import structlog
@@ -37,11 +38,12 @@ def new_request_id() -> str:
     from the operating system's generator 256 ids at a time (one system call each was
     the envelope's largest item), and a forked process draws its own.
     """
-    at = _pool.at
-    if at >= len(_pool.hex):
-        _pool.hex, at = os.urandom(16 * _POOLED).hex(), 0
-    _pool.at = at + 32
-    h = _pool.hex[at : at + 32]
+    with _pool.lock:  # the server's loop, but also any thread of a host app
+        at = _pool.at
+        if at >= len(_pool.hex):
+            _pool.hex, at = os.urandom(16 * _POOLED).hex(), 0
+        _pool.at = at + 32
+        h = _pool.hex[at : at + 32]
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
@@ -49,11 +51,12 @@ class _Pool:
     """Random hex digits not handed out yet (``new_request_id``)."""
 
     def __init__(self) -> None:
-        self.hex = ""
-        self.at = 0
+        self.drain()
 
     def drain(self) -> None:
-        self.hex, self.at = "", 0
+        """Forget the digits (a new lock too: another thread may have held the old one
+        when the process forked)."""
+        self.hex, self.at, self.lock = "", 0, threading.Lock()
 
 
 _POOLED = 256

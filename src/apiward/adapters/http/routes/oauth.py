@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -55,8 +56,10 @@ async def _params(request: Request) -> dict[str, str]:
             ) from None
         if not isinstance(data, dict):
             raise InvalidRequest("The body must be a JSON object.")
-    elif content_type in ("application/x-www-form-urlencoded", ""):
+    elif content_type == "application/x-www-form-urlencoded":
         data = form_fields(raw)
+    elif not content_type:
+        data = {}  # a body of no declared type is read as no parameters, not as a form
     else:
         raise InvalidRequest(
             "Send the parameters as application/json or application/x-www-form-urlencoded."
@@ -75,6 +78,7 @@ async def _params(request: Request) -> dict[str, str]:
 
 MAX_FORM_FIELDS = 1000
 MAX_FORM_FIELD_BYTES = 1024 * 1024
+_FIELD = re.compile("[^&]+")
 
 
 def form_fields(raw: bytes) -> dict[str, str]:
@@ -84,11 +88,10 @@ def form_fields(raw: bytes) -> dict[str, str]:
     fields between ``&`` are skipped; more than 1000 fields, or one over 1 MiB, is an
     ``invalid_request``."""
     fields: dict[str, str] = {}
-    parts = [part for part in raw.decode("latin-1").split("&") if part]
-    if len(parts) > MAX_FORM_FIELDS:
-        raise InvalidRequest("The form body cannot be parsed.")
-    for part in parts:
-        name, _, value = part.partition("=")
+    for count, part in enumerate(_FIELD.finditer(raw.decode("latin-1")), 1):
+        if count > MAX_FORM_FIELDS:  # refused at the first field too many, as it comes
+            raise InvalidRequest("The form body cannot be parsed.")
+        name, _, value = part.group().partition("=")
         if len(name) + len(value) > MAX_FORM_FIELD_BYTES:
             raise InvalidRequest("The form body cannot be parsed.")
         fields[unquote_plus(name)] = unquote_plus(value)
