@@ -26,11 +26,12 @@ import pstats
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from starlette.types import ASGIApp, Message, Scope
 
-from bench.common import bench_env, machine, save, workdir
+from bench.common import apiward, bench_env, machine, save, workdir
 from bench.http import bootstrap
 
 App = Callable[..., Awaitable[None]]
@@ -132,6 +133,15 @@ def breakdown_apps() -> tuple[FastAPI, FastAPI]:
     return bare_init, app
 
 
+def keys_form(keys: dict[str, str]) -> dict[str, str]:
+    """A ``client_credentials`` grant's form fields, for the client ``main`` made."""
+    return {
+        "grant_type": "client_credentials",
+        "client_id": keys["client_id"],
+        "client_secret": keys["client_secret"],
+    }
+
+
 def profile_rows(
     profiler: cProfile.Profile, requests: int, limit: int = 24
 ) -> list[dict[str, Any]]:
@@ -215,6 +225,18 @@ async def measure(keys: dict[str, str], requests: int) -> dict[str, Any]:
             method="POST",
             body=body,
         )
+        form = urlencode({**keys_form(keys), "scope": "keys:read"}).encode()
+        await row(
+            "apiward app, POST /v1/auth/token (form, client_credentials)",
+            full,
+            "/v1/auth/token",
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Length": str(len(form)),
+            },
+            method="POST",
+            body=form,
+        )
         await row("what-if: check's decision in raw ASGI", raw, "/v1/auth/check", check_headers)
 
         profiler = cProfile.Profile()
@@ -238,6 +260,8 @@ def main() -> None:
     with workdir() as tmp:
         env = {**bench_env(tmp / "bench.db"), "APIWARD_DOCS_ENABLED": "false"}
         keys = bootstrap(env)
+        client = apiward(env, "clients", "create", "--name", "bench", "--scope", "keys:read")
+        keys.update(client_id=str(client["client_id"]), client_secret=str(client["client_secret"]))
         os.environ.update({k: v for k, v in env.items() if k.startswith("APIWARD_")})
         os.environ["APIWARD_MIGRATE_ON_START"] = "false"
         os.environ["APIWARD_INVALIDATION_POLL_SECONDS"] = "3600"  # no background I/O
