@@ -133,15 +133,6 @@ def breakdown_apps() -> tuple[FastAPI, FastAPI]:
     return bare_init, app
 
 
-def keys_form(keys: dict[str, str]) -> dict[str, str]:
-    """A ``client_credentials`` grant's form fields, for the client ``main`` made."""
-    return {
-        "grant_type": "client_credentials",
-        "client_id": keys["client_id"],
-        "client_secret": keys["client_secret"],
-    }
-
-
 def profile_rows(
     profiler: cProfile.Profile, requests: int, limit: int = 24
 ) -> list[dict[str, Any]]:
@@ -225,7 +216,10 @@ async def measure(keys: dict[str, str], requests: int) -> dict[str, Any]:
             method="POST",
             body=body,
         )
-        form = urlencode({**keys_form(keys), "scope": "keys:read"}).encode()
+        grant = {"grant_type": "client_credentials", "scope": "keys:read"}
+        form = urlencode(
+            {**grant, "client_id": keys["client_id"], "client_secret": keys["client_secret"]}
+        ).encode()
         await row(
             "apiward app, POST /v1/auth/token (form, client_credentials)",
             full,

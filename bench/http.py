@@ -19,6 +19,7 @@ Groups (``--only``):
 - ``verify``: ``POST /v1/keys/verify {"key": ...}`` by a caller holding
   ``keys:verify``, on the same servers;
 - ``nginx``: docs/nginx.conf + docs/apiward_protect.conf in front of the bare app,
+  against the same nginx asking a bare auth backend (``bare_auth``: 200, no body), and
   against the same nginx and upstream without ``auth_request``;
 - ``fastapi``: bench/apps.py ``protected_app`` (``Apiward().init_app(app)``):
   ``/protected`` (``require("things:read")``) against the same route behind a
