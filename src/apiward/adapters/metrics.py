@@ -34,7 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-from apiward.adapters.http.state import state_of
+from apiward.adapters.http.state import RequestState
 from apiward.core.errors import (
     AuthenticationError,
     OAuthError,
@@ -85,15 +85,14 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+    def observe(self, scope: Scope, state: RequestState, status: int, seconds: float) -> None:
         """Record one answered request (called by the request middleware)."""
         method = scope.get("method", "GET")
         method = method if method in _METHODS else "OTHER"
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         self.requests.add(method, route, status, seconds)
-        state = state_of(scope)
         error = state.error
-        if isinstance(error, AuthenticationError | PermissionDenied | RateLimited):
+        if error is not None and isinstance(error, _REFUSALS):
             self.verifications.inc(error.reason)
         elif state.principal is not None:
             self.verifications.inc("VALID")
@@ -111,13 +110,15 @@ class Metrics:
             self.verify_api.inc(code)
 
 
-def observe_request(scope: Scope, status: int, seconds: float) -> None:
+_REFUSALS = (AuthenticationError, PermissionDenied, RateLimited)
+
+
+def observe_request(scope: Scope, state: RequestState, status: int, seconds: float) -> None:
     """Record a request in its app's metrics, when the app runs apiward's runtime."""
-    app = scope.get("app")
-    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
     metrics = getattr(runtime, "metrics", None)
     if isinstance(metrics, Metrics):
-        metrics.observe(scope, status, seconds)
+        metrics.observe(scope, state, status, seconds)
 
 
 class _RequestTally(Collector):

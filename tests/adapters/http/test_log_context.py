@@ -249,3 +249,18 @@ def test_a_forked_process_makes_request_ids_of_its_own() -> None:
         child = pipe.read().split("\n")
     parent = [new_request_id() for _ in range(8)]
     assert len(child) == 8 and not set(child) & set(parent)
+
+
+def test_threads_drawing_request_ids_at_once_never_share_one() -> None:
+    """A host app's threads draw ids from the same batches as the server's loop: each id
+    is handed out once, whichever thread refills a batch first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apiward.adapters.http.middleware import new_request_id
+
+    def draw(_: int) -> list[str]:
+        return [new_request_id() for _ in range(5_000)]
+
+    with ThreadPoolExecutor(4) as pool:
+        drawn = [i for ids in pool.map(draw, range(8)) for i in ids]
+    assert len(set(drawn)) == len(drawn) == 40_000

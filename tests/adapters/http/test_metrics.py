@@ -209,6 +209,7 @@ def test_no_secret_reaches_the_metrics(org: Org) -> None:
 def test_request_counts_and_latency_buckets_are_exact() -> None:
     """Each answered request is one count under its method, route and status, and one
     observation in every latency bucket at or above its duration (``le``)."""
+    from apiward.adapters.http.state import RequestState
     from apiward.adapters.metrics import Metrics
 
     class Route:
@@ -217,8 +218,8 @@ def test_request_counts_and_latency_buckets_are_exact() -> None:
     metrics = Metrics([])
     durations = [0.0004, 0.001, 0.003, 0.3, 0.3, 20.0]
     for seconds in durations:
-        metrics.observe({"method": "GET", "route": Route(), "state": {}}, 200, seconds)
-    metrics.observe({"method": "BREW", "state": {}}, 404, 0.002)
+        metrics.observe({"method": "GET", "route": Route()}, RequestState(), 200, seconds)
+    metrics.observe({"method": "BREW"}, RequestState(), 404, 0.002)
     samples = {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(metrics.render().decode())

@@ -11,11 +11,12 @@ request in every mode.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import re
-import threading
 import time
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,38 +31,47 @@ log = get_logger("apiward.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+def _logged_variable(name: str) -> contextvars.ContextVar[Any]:
+    """The context variable ``structlog.contextvars`` keeps ``name`` in: setting it is
+    ``bind_contextvars``, and its ``...`` is ``unbind_contextvars`` (what every log
+    line's ``merge_contextvars`` reads), without their per-call look-up of the variable
+    by name."""
+    token = structlog.contextvars.bind_contextvars(**{name: ...})[name]
+    token.var.reset(token)
+    return token.var
+
+
+_LOGGED_REQUEST_ID = _logged_variable("request_id")
+
+
 def new_request_id() -> str:
     """A random UUID (version 4, RFC 9562) as text, for a request that brought no id.
 
     ``str(uuid.uuid4())`` builds a ``UUID`` object on the way, most of its cost (a tenth
-    of the envelope's); the same 122 random bits are formatted here directly. They come
-    from the operating system's generator 256 ids at a time (one system call each was
-    the envelope's largest item), and a forked process draws its own.
+    of the envelope's); the same 122 random bits are formatted here directly, from the
+    operating system's generator, 256 ids at a time (one system call each was the
+    envelope's largest item). Taking one is a ``list.pop``, atomic without a lock for
+    the server's loop and any thread of a host app alike; a forked process draws its
+    own.
     """
-    with _pool.lock:  # the server's loop, but also any thread of a host app
-        at = _pool.at
-        if at >= len(_pool.hex):
-            _pool.hex, at = os.urandom(16 * _POOLED).hex(), 0
-        _pool.at = at + 32
-        h = _pool.hex[at : at + 32]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    while True:
+        try:
+            return _ids.pop()
+        except IndexError:  # another thread may take the new batch first: draw again
+            _ids.extend(_batch())
 
 
-class _Pool:
-    """Random hex digits not handed out yet (``new_request_id``)."""
-
-    def __init__(self) -> None:
-        self.drain()
-
-    def drain(self) -> None:
-        """Forget the digits (a new lock too: another thread may have held the old one
-        when the process forked)."""
-        self.hex, self.at, self.lock = "", 0, threading.Lock()
+def _batch() -> list[str]:
+    digits = os.urandom(16 * _POOLED).hex()
+    return [
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+        for h in (digits[at : at + 32] for at in range(0, len(digits), 32))
+    ]
 
 
 _POOLED = 256
-_pool = _Pool()
-os.register_at_fork(after_in_child=_pool.drain)
+_ids: list[str] = []
+os.register_at_fork(after_in_child=_ids.clear)
 
 
 _VARIANT = {c: "89ab"[int(c, 16) % 4] for c in "0123456789abcdef"}
@@ -102,17 +112,18 @@ class RequestContextMiddleware:
         incoming = ""
         length = None
         requested = ""
+        version_header = self.version_header
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
             elif name == b"content-length":
                 length = value
-            elif name == self.version_header:
+            elif name == version_header:
                 requested = value.decode("latin-1")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
         state = state_of(scope)
         state.request_id = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        _LOGGED_REQUEST_ID.set(request_id)  # ``bind_contextvars(request_id=...)``
         start = time.perf_counter()
         status = 500
 
@@ -124,11 +135,12 @@ class RequestContextMiddleware:
                 return  # the 413 already went out; the app's answer is dropped
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                headers = list(message.get("headers", ()))
+                names = {k.lower() for k, _ in headers}
+                if b"x-request-id" not in names:
                     headers.append((b"x-request-id", request_id.encode()))
                 limits = state.rate_limit_headers
-                if limits and not any(k.lower() == b"x-ratelimit-limit" for k, _ in headers):
+                if limits and b"x-ratelimit-limit" not in names:
                     headers.extend((k.lower().encode(), v.encode()) for k, v in limits.items())
                 if self.deprecations:
                     # The version the request was served in: the principal's (header, or
@@ -175,12 +187,14 @@ class RequestContextMiddleware:
                     duration_ms=round(elapsed * 1000, 2),
                     client=(scope.get("client") or ("-",))[0],
                 )
-            observe_request(scope, status, elapsed)
-            structlog.contextvars.unbind_contextvars("request_id")
+            observe_request(scope, state, status, elapsed)
+            _LOGGED_REQUEST_ID.set(...)  # ``unbind_contextvars("request_id")``
 
     def _logs(self, status: int, failed: bool) -> bool:
         """Whether this answer gets an access log line (``APIWARD_ACCESS_LOG``)."""
         mode = self.access_log
+        if mode == "errors":  # the default: most answers stop here
+            return status >= 400 or failed
         if mode == "all" or (mode != "off" and (status >= 400 or failed)):
             return True
         return mode == "sampled" and random.random() < self.sample  # noqa: S311 (a log sample)

@@ -10,7 +10,7 @@ one ``RequestState`` per request in the ASGI scope's ``state`` (what Starlette's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -50,9 +50,13 @@ class RequestState:
 
 def state_of(source: HTTPConnection | Scope) -> RequestState:
     """The request's state (a request, or the ASGI scope of one), made on first use."""
-    scope = source.scope if isinstance(source, HTTPConnection) else source
-    state: dict[str, Any] = scope.setdefault("state", {})
+    # A scope is a dict (ASGI); asking ``isinstance`` of the ``Mapping`` a request is
+    # would go through the ABC machinery, on every request, several times.
+    scope = source if isinstance(source, dict) else cast(HTTPConnection, source).scope
+    state: dict[str, Any] | None = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
     found = state.get(KEY)
-    if not isinstance(found, RequestState):
+    if type(found) is not RequestState:
         found = state[KEY] = RequestState()
     return found
