@@ -196,6 +196,7 @@ def test_authenticate_as_a_dependency_takes_nothing_from_the_client(tmp_path: Pa
         org_id, plaintext = embedded_key(client, aw.runtime, ["things:read"])
         operation = client.get("/openapi.json").json()["paths"]["/things"]["get"]
         assert operation.get("parameters", []) == []
+        assert operation["security"] == [{"bearer": []}]  # as a ``require()`` route's
         asked = client.get(
             "/things?route=/elsewhere&method=DELETE&counted_route=/free&scopes=admin:all",
             headers={"Authorization": f"Bearer {plaintext}"},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, Request
@@ -19,9 +18,16 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from apiward.adapters.http.access import PUBLIC, Door, Environments, Needs, Reach, declare
-from apiward.adapters.http.context import forwarded_address, reading_of, scope_context
+from apiward.adapters.http.context import (
+    AUTHORIZATION,
+    Heard,
+    forwarded_address,
+    reading_of,
+    scope_context,
+)
 from apiward.adapters.http.deps import runtime_of
 from apiward.adapters.http.state import state_of
+from apiward.adapters.runtime import Runtime
 from apiward.core.errors import ApiwardError
 from apiward.core.models import IPNetwork, Principal, RequestContext
 from apiward.core.scopes import parse
@@ -51,24 +57,28 @@ def request_context(
     """What the limits, the analytics and the key's allow-lists judge ``request`` by
     (``context.context_of``); ``route`` and ``method`` are the original request's, when
     another one asks (forward auth)."""
-    runtime = runtime_of(request)
-    template = route or getattr(request.scope.get("route"), "path", None)
+    return _heard(request, runtime_of(request), route, method, None)[1]
+
+
+def _heard(
+    request: Request,
+    runtime: Runtime,
+    route: str | None,
+    method: str | None,
+    counted_route: str | None,
+) -> tuple[Heard, RequestContext]:
+    """The request's headers as apiward reads them, and its context, in one pass."""
+    scope = request.scope
+    template = route or getattr(scope.get("route"), "path", None)
     path = template or request.url.path
     # A raw path (no route template: a middleware ahead of routing) is counted under its
     # route rule, so that clients cannot mint analytics rows with made-up paths.
-    method = method or request.method
-    counted = None if template else runtime.limits.default_plan.rule_for(path, method)
-    _, context = scope_context(
-        request.scope, reading_of(runtime), route=path, method=method, counted_route=counted
+    method = method or scope["method"]
+    if counted_route is None and not template:
+        counted_route = runtime.limits.default_plan.rule_for(path, method)
+    return scope_context(
+        scope, reading_of(runtime), route=path, method=method, counted_route=counted_route
     )
-    return context
-
-
-async def authenticate(request: Request) -> Principal:
-    """The principal of this request, for ``Depends(authenticate)`` on a route that needs
-    a credential and no scope. It reads the request alone: what it is judged by (route,
-    method, scopes) is never a parameter FastAPI would take from the query string."""
-    return await authenticate_for(request)
 
 
 async def authenticate_for(
@@ -84,30 +94,24 @@ async def authenticate_for(
     ``PermissionDenied``; its limits and credits are spent only once it passed both.
     ``report_scopes`` are required in report mode: lacking one refuses nothing, and is
     counted as what the requirement would refuse."""
-    cached = state_of(request).principal
+    runtime = runtime_of(request)
+    cached = state_of(request.scope).principal
     if cached is not None:
         cached = require_scopes(cached, scopes)
         if scopes:  # a second guard of the same request: its scopes are used too
-            runtime_of(request).auth.scope_tally.count(cached, scopes)
+            runtime.auth.scope_tally.count(cached, scopes)
         if report_scopes:
-            cached = runtime_of(request).auth.scopes_in_report(cached, report_scopes)
+            cached = runtime.auth.scopes_in_report(cached, report_scopes)
         return cached
-    return remember(
-        request,
-        await runtime_of(request).auth.authenticate(
-            request.headers.get("authorization"),
-            _with_counted_route(
-                request_context(request, route=route, method=method), counted_route
-            ),
-            exempt=is_exempt(request),
-            scopes=scopes,
-            report_scopes=report_scopes,
-        ),
+    heard, context = _heard(request, runtime, route, method, counted_route)
+    principal = await runtime.auth.authenticate(
+        heard.first.get(AUTHORIZATION),
+        context,
+        exempt=is_exempt(request),
+        scopes=scopes,
+        report_scopes=report_scopes,
     )
-
-
-def _with_counted_route(context: RequestContext, counted_route: str | None) -> RequestContext:
-    return replace(context, counted_route=counted_route) if counted_route else context
+    return remember(request.scope, principal)
 
 
 def remember(source: HTTPConnection | Scope, principal: Principal) -> Principal:
@@ -182,29 +186,53 @@ def guard(needs: Needs, *, report: tuple[str, ...] = ()) -> Any:
     return Depends(declare(needs)(Guard(needs, report)))
 
 
-class Guard(SecurityBase):
-    """A route's guard, and the bearer scheme its OpenAPI operation names.
+class BearerDependency(SecurityBase):
+    """A dependency that is also the bearer scheme its OpenAPI operation names.
 
     It is one dependency, not a function depending on ``HTTPBearer``: FastAPI solves
     each level of dependencies on every request, and the scheme is here only for the
     documentation, which FastAPI reads from any ``SecurityBase`` dependency.
     """
 
-    def __init__(self, needs: Needs, report: tuple[str, ...]) -> None:
+    def __init__(self, returns: Any) -> None:
         self.model = bearer_scheme.model
         self.scheme_name = bearer_scheme.scheme_name
-        self.needs = needs
-        self.report = report
         # What FastAPI reads the parameters from, whatever its version resolves
-        # annotations with: the request alone.
+        # annotations with: the request alone, never a parameter a client could set.
         self.__signature__ = inspect.Signature(
             [
                 inspect.Parameter(
                     "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
                 )
             ],
-            return_annotation=Principal | None,
+            return_annotation=returns,
         )
+
+
+class Authenticate(BearerDependency):
+    """``authenticate``: the principal of a request, for ``Depends(authenticate)`` on a
+    route that needs a credential and no scope (or for a direct ``await
+    authenticate(request)``). It reads the request alone: what it is judged by (route,
+    method, scopes) is never a parameter FastAPI would take from the query string; the
+    operation lists the bearer scheme, as a ``require()`` route's does."""
+
+    def __init__(self) -> None:
+        super().__init__(Principal)
+
+    async def __call__(self, request: Request) -> Principal:
+        return await authenticate_for(request)
+
+
+authenticate = Authenticate()
+
+
+class Guard(BearerDependency):
+    """A route's guard (``require``), and the bearer scheme its OpenAPI operation names."""
+
+    def __init__(self, needs: Needs, report: tuple[str, ...]) -> None:
+        super().__init__(Principal | None)
+        self.needs = needs
+        self.report = report
 
     async def __call__(self, request: Request) -> Principal | None:
         if is_public(request):
