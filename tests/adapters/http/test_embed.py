@@ -203,3 +203,75 @@ def test_authenticate_as_a_dependency_takes_nothing_from_the_client(tmp_path: Pa
         )
         assert asked.status_code == 200, asked.text
         assert asked.json() == {"org": org_id, "route": "/things"}
+
+
+def test_a_mounted_app_behind_the_middleware_guards_with_the_middlewares_principal(
+    tmp_path: Path,
+) -> None:
+    """A FastAPI app mounted under a host that ``ApiwardMiddleware`` protects: its own
+    guards (``Depends(authenticate)``, ``require()`` with a scope) reuse the principal
+    the middleware found, and the runtime that found it, though the mounted app
+    (``request.app``) holds no runtime of its own."""
+    from fastapi import Depends, FastAPI
+    from starlette.routing import Mount
+
+    from apiward.server import Principal, authenticate, require
+
+    aw = Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "m.db")))
+    sub = FastAPI()
+
+    @sub.get("/me")
+    async def me(principal: Principal = Depends(authenticate)) -> dict[str, str]:
+        return {"org": principal.org_id}
+
+    @sub.get("/things")
+    async def things(principal: Principal = require("things:read")) -> dict[str, str]:
+        return {"org": principal.org_id}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with aw.running():
+            yield
+
+    host = Starlette(routes=[Mount("/api", app=sub)], lifespan=lifespan)
+    host.add_middleware(ApiwardMiddleware, apiward=aw, scopes=["things:read"])
+    with TestClient(host) as client:
+        org_id, key = embedded_key(client, aw.runtime, ["things:read"])
+        for path in ("/api/me", "/api/things"):
+            answer = client.get(path, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, (path, answer.text)
+            assert answer.json() == {"org": org_id}
+
+
+def test_a_second_guard_that_refuses_spends_nothing(tmp_path: Path) -> None:
+    """A router's ``require()`` admits (and meters) the request, the route's own
+    ``require()`` refuses it: what the first spent is given back, as for any refusal."""
+    from fastapi import APIRouter, FastAPI
+
+    from apiward.server import Principal, require
+
+    limited = [{"name": "per-credential", "rate": "3/minute", "key": "credential"}]
+    aw = Apiward(
+        fast_settings(database_url=migrated_sqlite(tmp_path / "g.db"), rate_limits=limited)
+    )
+    app = FastAPI()
+    aw.init_app(app)
+    router = APIRouter(dependencies=[require("things:read")])
+
+    @router.get("/things")
+    async def things() -> dict[str, bool]:
+        return {"ok": True}
+
+    @router.get("/invoices")
+    async def invoices(principal: Principal = require("invoices:read")) -> dict[str, bool]:
+        return {"ok": True}
+
+    app.include_router(router)
+    with TestClient(app) as client:
+        _, key = embedded_key(client, aw.runtime, ["things:read"])
+        bearer = {"Authorization": f"Bearer {key}"}
+        for _ in range(3):
+            refused = client.get("/invoices", headers=bearer)
+            assert refused.status_code == 403, refused.text
+        statuses = [client.get("/things", headers=bearer).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]

@@ -291,9 +291,9 @@ async def _domain(request: Request, exc: Exception) -> Response:
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    principal = state_of(request).principal
-    spent = principal.spent if principal is not None else None
-    runtime = getattr(request.app.state, "runtime", None)
+    state = state_of(request)
+    spent = state.principal.spent if state.principal is not None else None
+    runtime = state.runtime or getattr(request.app.state, "runtime", None)
     if spent is not None and runtime is not None:  # metered before the input was read
         await runtime.limits.refund(spent)
     errors = list(exc.errors())

@@ -94,15 +94,21 @@ async def authenticate_for(
     ``PermissionDenied``; its limits and credits are spent only once it passed both.
     ``report_scopes`` are required in report mode: lacking one refuses nothing, and is
     counted as what the requirement would refuse."""
-    runtime = runtime_of(request)
-    cached = state_of(request.scope).principal
-    if cached is not None:
-        cached = require_scopes(cached, scopes)
-        if scopes:  # a second guard of the same request: its scopes are used too
-            runtime.auth.scope_tally.count(cached, scopes)
+    state = state_of(request.scope)
+    cached = state.principal
+    if cached is not None:  # a second guard of the same request: its scopes are used too
+        try:
+            cached = require_scopes(cached, scopes)
+        except ApiwardError:
+            if cached.spent is not None:  # a refused request spends nothing
+                await _runtime(request).limits.refund(cached.spent)
+            raise
+        if scopes:
+            _runtime(request).auth.scope_tally.count(cached, scopes)
         if report_scopes:
-            cached = runtime.auth.scopes_in_report(cached, report_scopes)
+            cached = _runtime(request).auth.scopes_in_report(cached, report_scopes)
         return cached
+    runtime = runtime_of(request)
     heard, context = _heard(request, runtime, route, method, counted_route)
     principal = await runtime.auth.authenticate(
         heard.first.get(AUTHORIZATION),
@@ -111,15 +117,24 @@ async def authenticate_for(
         scopes=scopes,
         report_scopes=report_scopes,
     )
-    return remember(request.scope, principal)
+    return remember(request.scope, principal, runtime)
 
 
-def remember(source: HTTPConnection | Scope, principal: Principal) -> Principal:
+def _runtime(request: Request) -> Runtime:
+    """The runtime that authenticated the request, else the app's (``runtime_of``)."""
+    return state_of(request.scope).runtime or runtime_of(request)
+
+
+def remember(
+    source: HTTPConnection | Scope, principal: Principal, runtime: Runtime | None = None
+) -> Principal:
     """Keep the principal of a request (or of its raw ASGI scope, on a fast path) for
-    the route, and what the response headers need: the one place it is recorded."""
+    the route, and what the response headers need: the one place it is recorded.
+    ``runtime``: the one that authenticated it, for a later guard of the request."""
     scope = source.scope if isinstance(source, HTTPConnection) else source
     state = state_of(scope)
     state.principal = principal
+    state.runtime = runtime
     state.api_version = principal.api_version
     state.rate_limit_headers = principal.rate_limit
     # ``request.state.principal``, where the host app's own code finds it (README).
@@ -240,7 +255,7 @@ class Guard(BearerDependency):
         needs = self.needs
         principal = await authenticate_for(request, scopes=needs.scopes, report_scopes=self.report)
         if needs.primary_only or needs.reach is Reach.ORG:
-            runtime = runtime_of(request)
+            runtime = _runtime(request)
             try:
                 if needs.primary_only:
                     require_org_wide(principal, runtime.settings.environments[0])

@@ -10,13 +10,16 @@ one ``RequestState`` per request in the ASGI scope's ``state`` (what Starlette's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Principal
+
+if TYPE_CHECKING:
+    from apiward.adapters.runtime import Runtime
 
 KEY = "apiward"
 """The ``RequestState``'s name in the scope's ``state``."""
@@ -34,6 +37,10 @@ class RequestState:
     """Kept from ``X-Request-Id`` or made up (the request middleware)."""
     principal: Principal | None = None
     """Who is calling, once authenticated."""
+    runtime: Runtime | None = None
+    """The runtime that authenticated ``principal``: where a later guard of the same
+    request (a mounted app's, whose ``request.app`` holds no runtime) tallies its scopes
+    and gives back what a refusal spent."""
     api_version: str | None = None
     """The version the request is served in (the principal's)."""
     rate_limit_headers: dict[str, str] = field(default_factory=dict)
