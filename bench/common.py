@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
+"""Where results are written (``BENCH_RESULTS``: elsewhere, for a run that is not the tree's)."""
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 
 
@@ -251,8 +252,15 @@ def others_cpu() -> Iterator[dict[str, float]]:
     if not Path("/proc/stat").exists():
         yield out
         return
-    start, busy, own = time.monotonic(), _machine_busy(), _own_tree()
+    start, busy, own, served = time.monotonic(), _machine_busy(), _own_tree(), _served()
     yield out
     elapsed = time.monotonic() - start
     others = (_machine_busy() - busy) - (_own_tree() - own)
     out["others_cores"] = round(max(others, 0.0) / elapsed, 2) if elapsed > 0 else 0.0
+    out["served_cpu_s"] = round(max(_served() - served, 0.0), 3)
+
+
+def _served() -> float:
+    """CPU seconds of this process's live descendants: the servers under test (wrk, a
+    child only while it runs, is counted in this process's own reaped-children time)."""
+    return tree_cpu(os.getpid()) - sum(os.times()[:4])

@@ -26,8 +26,10 @@ Groups (``--only``):
   hand-written dependency (``handwritten_app``), and ``/open`` against the same route
   in FastAPI without apiward.
 
-The floor and the apiward rows send the same request headers. Prints a table and
-writes ``bench/results/http.json`` (``bench/plot.py`` draws it).
+The floor and the apiward rows send the same request headers. Beside each row's rate,
+``cpu µs`` is the CPU the served processes (the servers, and nginx where it is in
+front) spent per request, which the load generator sharing the cores does not blur.
+Prints a table and writes ``bench/results/http.json`` (``bench/plot.py`` draws it).
 """
 
 from __future__ import annotations
@@ -182,12 +184,17 @@ class Runner:
             print(
                 f"  warning: {result['non_2xx']:.0f} non-2xx, {result['socket_errors']:.0f} errors"
             )
+        # The CPU the served processes (the server's, nginx's) spent per request: what
+        # the load generator sharing the cores does not blur.
+        served = others.pop("served_cpu_s", 0.0)
         out = {**row, **result, **others}
+        out["served_us"] = round(served / result["requests"] * 1e6, 1) if result["requests"] else 0
         self.rows.append(out)
         print(
             f"  {row['group']:<8}{row['what'][:44]:<45}{row.get('server', ''):<9}"
             f"{row.get('workers', '')!s:>2}{result['rps']:>10,.0f}{result.get('p50_ms', 0):>8.2f}"
-            f"{result.get('p99_ms', 0):>8.2f}{others.get('others_cores', 0):>8.2f}",
+            f"{result.get('p99_ms', 0):>8.2f}{others.get('others_cores', 0):>8.2f}"
+            f"{out['served_us']:>9.1f}",
             flush=True,
         )
         return out
@@ -550,7 +557,7 @@ def git_state() -> dict[str, str]:
 def print_table(rows: list[Row], summary: dict[str, Any]) -> None:
     print(
         f"\n{'group':<8}{'what':<45}{'server':<9}{'w':>2}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'floor':>7}{'ratio':>7}{'others':>7}  ratio's baseline"
+        f"{'floor':>7}{'ratio':>7}{'others':>7}{'cpu µs':>8}  ratio's baseline"
     )
     for r in rows:
         floor = f"{r['floor_ratio']:.2f}" if "floor_ratio" in r else ""
@@ -558,7 +565,8 @@ def print_table(rows: list[Row], summary: dict[str, Any]) -> None:
         print(
             f"{r['group']:<8}{r['what'][:44]:<45}{r['server']:<9}{r['workers']:>2}"
             f"{r['rps']:>10,.0f}{r.get('p50_ms', 0):>8.2f}{r.get('p99_ms', 0):>8.2f}{floor:>7}"
-            f"{ratio:>7}{r.get('others_cores', 0):>7.2f}  {r.get('baseline', '')}"
+            f"{ratio:>7}{r.get('others_cores', 0):>7.2f}{r.get('served_us', 0):>8.1f}"
+            f"  {r.get('baseline', '')}"
         )
     print()
     for n in (1, 2):
@@ -600,7 +608,7 @@ def main() -> None:
     runner = Runner(args.seconds, args.warmup)
     print(
         f"{'':2}{'group':<8}{'what':<45}{'server':<9}{'w':>2}{'req/s':>10}{'p50':>8}{'p99':>8}"
-        f"{'others':>8}"
+        f"{'others':>8}{'cpu µs':>9}"
     )
     with workdir() as tmp:
         db = fresh_postgres() if args.store == "postgres" else tmp / "bench.db"
