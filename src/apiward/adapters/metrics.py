@@ -114,8 +114,9 @@ _REFUSALS = (AuthenticationError, PermissionDenied, RateLimited)
 
 
 def observe_request(scope: Scope, state: RequestState, status: int, seconds: float) -> None:
-    """Record a request in its app's metrics, when the app runs apiward's runtime."""
-    runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+    """Record a request in the metrics of the runtime that authenticated it, else of
+    its app's runtime (an app mounted in a host app holds none of its own)."""
+    runtime = state.runtime or getattr(getattr(scope.get("app"), "state", None), "runtime", None)
     metrics = getattr(runtime, "metrics", None)
     if isinstance(metrics, Metrics):
         metrics.observe(scope, state, status, seconds)

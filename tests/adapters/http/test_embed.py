@@ -211,14 +211,18 @@ def test_a_mounted_app_behind_the_middleware_guards_with_the_middlewares_princip
     """A FastAPI app mounted under a host that ``ApiwardMiddleware`` protects: its own
     guards (``Depends(authenticate)``, ``require()`` with a scope) reuse the principal
     the middleware found, and the runtime that found it, though the mounted app
-    (``request.app``) holds no runtime of its own."""
+    (``request.app``) holds no runtime of its own. With ``init_app`` on the mounted app
+    too, its refusals are apiward's answers, inside the host's one envelope: one request
+    id, the one the logs carry."""
     from fastapi import Depends, FastAPI
+    from prometheus_client.parser import text_string_to_metric_families
     from starlette.routing import Mount
 
     from apiward.server import Principal, authenticate, require
 
     aw = Apiward(fast_settings(database_url=migrated_sqlite(tmp_path / "m.db")))
     sub = FastAPI()
+    aw.init_app(sub, auth_routes=False)
 
     @sub.get("/me")
     async def me(principal: Principal = Depends(authenticate)) -> dict[str, str]:
@@ -226,6 +230,10 @@ def test_a_mounted_app_behind_the_middleware_guards_with_the_middlewares_princip
 
     @sub.get("/things")
     async def things(principal: Principal = require("things:read")) -> dict[str, str]:
+        return {"org": principal.org_id}
+
+    @sub.get("/invoices")
+    async def invoices(principal: Principal = require("invoices:read")) -> dict[str, str]:
         return {"org": principal.org_id}
 
     @asynccontextmanager
@@ -237,17 +245,33 @@ def test_a_mounted_app_behind_the_middleware_guards_with_the_middlewares_princip
     host.add_middleware(ApiwardMiddleware, apiward=aw, scopes=["things:read"])
     with TestClient(host) as client:
         org_id, key = embedded_key(client, aw.runtime, ["things:read"])
+        bearer = {"Authorization": f"Bearer {key}"}
         for path in ("/api/me", "/api/things"):
-            answer = client.get(path, headers={"Authorization": f"Bearer {key}"})
+            answer = client.get(path, headers=bearer)
             assert answer.status_code == 200, (path, answer.text)
             assert answer.json() == {"org": org_id}
+            assert len(answer.headers.get_list("x-request-id")) == 1
+        refused = client.get("/api/invoices", headers={**bearer, "X-Request-Id": "req-mounted"})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["required_scope"] == "invoices:read"
+        assert refused.headers.get_list("x-request-id") == ["req-mounted"]
+        assert refused.json()["request_id"] == "req-mounted"
+        counted = [
+            s.value
+            for family in text_string_to_metric_families(aw.runtime.metrics.render().decode())
+            for s in family.samples
+            if s.name == "apiward_http_requests_total"
+        ]
+        assert sum(counted) == 3  # each request once, by the host's envelope
 
 
 def test_a_second_guard_that_refuses_spends_nothing(tmp_path: Path) -> None:
     """A router's ``require()`` admits (and meters) the request, the route's own
-    ``require()`` refuses it: what the first spent is given back, as for any refusal."""
+    ``require()`` refuses it: what the first spent is given back, once, as for any
+    refusal (credits count every give-back; a rate limit stops at full)."""
     from fastapi import APIRouter, FastAPI
 
+    from apiward.core.limits import Credits
     from apiward.server import Principal, require
 
     limited = [{"name": "per-credential", "rate": "3/minute", "key": "credential"}]
@@ -268,10 +292,26 @@ def test_a_second_guard_that_refuses_spends_nothing(tmp_path: Path) -> None:
 
     app.include_router(router)
     with TestClient(app) as client:
-        _, key = embedded_key(client, aw.runtime, ["things:read"])
+        runtime = aw.runtime
+
+        async def made() -> tuple[Principal, str, str]:
+            boot = await runtime.tenancy.bootstrap("Acme", "o@acme.test", "correct horse battery")
+            owner = await runtime.operators.principal(boot.org.id)
+            key = await runtime.keys.create(
+                owner, name="a", scopes=["things:read"], credits=Credits(10)
+            )
+            return owner, key.key.id, key.plaintext
+
+        async def credits_left(owner: Principal, key_id: str) -> int | None:
+            held = (await runtime.keys.get(owner, key_id)).credits
+            return held.remaining if held else None
+
+        owner, key_id, key = client.portal.call(made)  # type: ignore[union-attr]
         bearer = {"Authorization": f"Bearer {key}"}
         for _ in range(3):
             refused = client.get("/invoices", headers=bearer)
             assert refused.status_code == 403, refused.text
+        assert client.portal.call(credits_left, owner, key_id) == 10  # type: ignore[union-attr]
         statuses = [client.get("/things", headers=bearer).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
+        assert client.portal.call(credits_left, owner, key_id) == 7  # type: ignore[union-attr]

@@ -109,6 +109,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        state = state_of(scope)
+        if state.request_id is not None:
+            # Inside another envelope already (an app mounted in a host app that has
+            # one): the request keeps the outer one's id, limit, log line and count.
+            await self.app(scope, receive, send)
+            return
         incoming = ""
         length = None
         requested = ""
@@ -121,7 +127,6 @@ class RequestContextMiddleware:
             elif name == version_header:
                 requested = value.decode("latin-1")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
-        state = state_of(scope)
         state.request_id = request_id
         _LOGGED_REQUEST_ID.set(request_id)  # ``bind_contextvars(request_id=...)``
         start = time.perf_counter()
