@@ -293,9 +293,11 @@ async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     state = state_of(request)
     spent = state.principal.spent if state.principal is not None else None
+    # The runtime that metered it, else the app's.
     runtime = state.runtime or getattr(request.app.state, "runtime", None)
-    if spent is not None and runtime is not None:  # metered before the input was read
-        await runtime.limits.refund(spent)
+    limits = getattr(runtime, "limits", None)
+    if spent is not None and limits is not None:  # metered before the input was read
+        await limits.refund(spent)
     errors = list(exc.errors())
     style = style_of(request)
     if any(err.get("type") == "json_invalid" for err in errors):

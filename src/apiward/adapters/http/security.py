@@ -122,7 +122,8 @@ async def authenticate_for(
 
 def _runtime(request: Request) -> Runtime:
     """The runtime that authenticated the request, else the app's (``runtime_of``)."""
-    return state_of(request.scope).runtime or runtime_of(request)
+    found = state_of(request.scope).runtime
+    return found if isinstance(found, Runtime) else runtime_of(request)
 
 
 def remember(

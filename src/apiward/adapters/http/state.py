@@ -10,16 +10,13 @@ one ``RequestState`` per request in the ASGI scope's ``state`` (what Starlette's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from apiward.core.errors import ApiwardError
 from apiward.core.models import Principal
-
-if TYPE_CHECKING:
-    from apiward.adapters.runtime import Runtime
 
 KEY = "apiward"
 """The ``RequestState``'s name in the scope's ``state``."""
@@ -37,10 +34,12 @@ class RequestState:
     """Kept from ``X-Request-Id`` or made up (the request middleware)."""
     principal: Principal | None = None
     """Who is calling, once authenticated."""
-    runtime: Runtime | None = None
-    """The runtime that authenticated ``principal``: where a later guard of the same
-    request (a mounted app's, whose ``request.app`` holds no runtime) tallies its scopes
-    and gives back what a refusal spent."""
+    runtime: object | None = None
+    """The runtime that authenticated ``principal`` (an ``adapters.runtime.Runtime``,
+    which imports this module through its metrics: readers check its type): where a
+    later guard of the same request (a mounted app's, whose ``request.app`` holds no
+    runtime) tallies its scopes and gives back what a refusal spent, and the metrics
+    that count the request."""
     api_version: str | None = None
     """The version the request is served in (the principal's)."""
     rate_limit_headers: dict[str, str] = field(default_factory=dict)
