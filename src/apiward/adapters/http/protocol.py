@@ -14,6 +14,10 @@ chunked body (RFC 9112 7.1.2) are bounded by the same size. The answers are in t
 deployment's error envelope (``http/errors.ErrorStyle``) with a fresh request id. A head
 that stops growing in the middle of a chunk that also holds an earlier request's end is
 counted from its next chunk: the overshoot is one socket read at most.
+
+What a connection's answers write in one turn of the event loop leaves in one write at
+the turn's end (``_TurnWrites``): a response's head and body together, not apart as
+uvicorn writes them.
 """
 
 from __future__ import annotations
@@ -88,6 +92,63 @@ class _Head:
         earlier connection is the idler."""
 
 
+class _TurnWrites(asyncio.Transport):
+    """A connection's transport as its requests' cycles write to it: what they write in
+    one turn of the event loop is held, and leaves in one write when the turn ends
+    (``_release``, scheduled at the turn's first write). uvicorn writes a response's
+    head and body apart; here they leave together, and a turn that answered several
+    requests sends each answer once it has answered them all, as an HTTP server that
+    corks its socket until the end of the tick does. Each write to a socket is a system
+    call, and one that wakes a sleeping reader costs the writer most (bench/README.md:
+    "Writes held to the end of the loop's turn").
+
+    Held bytes beyond ``LIMIT`` leave at once, so a body streamed without pause keeps
+    the transport's back-pressure. Before the connection writes for itself (a refusal,
+    the parser's 400), ``release`` sends what is held, in order; ``close`` sends it
+    before closing."""
+
+    __slots__ = ("_held", "_loop", "_size", "transport")
+
+    LIMIT = 65_536
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.transport = transport
+        self._loop = loop
+        self._held: list[bytes | bytearray | memoryview] | None = None
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is None:
+            self._held = [data]
+            self._size = len(data)
+            self._loop.call_soon(self.release)
+        else:
+            held.append(data)
+            self._size += len(data)
+        if self._size > self.LIMIT:
+            self.release()
+
+    def release(self) -> None:
+        """Send what is held now."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.transport.is_closing():
+                self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.release()
+        self.transport.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with the request head bounded in size, fields and time.
     Pass it to uvicorn as ``http=functools.partial(BoundedHttpToolsProtocol,
@@ -115,6 +176,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writes = _TurnWrites(transport, self.loop)
         head = self._head
         head.since = head.last = self.loop.time()
         head.arrival = next(_ARRIVALS)
@@ -157,6 +219,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return self._head.received >= 0
         return bool(cycle.more_body) and now - self._head.last >= 1.0
 
+    def shutdown(self) -> None:
+        self._writes.release()
+        super().shutdown()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._writes.release()
+        super().timeout_keep_alive_handler()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head.timer is not None:
             self._head.timer.cancel()
@@ -164,6 +234,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._writes.release()  # what the parser may answer comes after what was held
         self._unset_keepalive_if_required()
         head = self._head
         head.last = self.loop.time()
@@ -225,6 +296,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
             raise _Refused  # stops the parser: the app never sees the request
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = self._writes
 
     def on_chunk_header(self) -> None:
         # Until the chunk's data begins, what arrives is counted as a head: a chunk's
@@ -275,6 +348,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         """Answer ``status`` in the deployment's envelope and close the connection (not
         in the middle of an earlier request's answer: then only close)."""
+        self._writes.release()
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()
             return
