@@ -38,6 +38,7 @@ bench: install  ## The benchmark suite (bench/README.md), a few minutes; writes 
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python -m pip install --quiet granian matplotlib pyinstrument py-spy
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.turns
 	$(BIN)/python -m bench.endpoints
 	$(BIN)/python -m bench.checkpath
 	$(BIN)/python -m bench.inprocess

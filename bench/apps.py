@@ -4,6 +4,9 @@
   (no framework, no routing, no middleware).
 - ``bare_auth``: the floor of an auth backend behind nginx's ``auth_request``: 200, no
   body.
+- ``busy``: ``bare`` after spending ``BENCH_BUSY_US`` microseconds of its thread's CPU
+  on each request: an app whose answer takes the time a real one's does
+  (``bench/turns.py``).
 - ``plain_app``: FastAPI with one route and no apiward at all.
 - ``handwritten_app``: the same FastAPI app with ``/protected`` guarded by the smallest
   dependency a team would write by hand: the bearer token's SHA-256 digest looked up in
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from contextlib import AsyncExitStack
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -60,6 +64,21 @@ async def bare_auth(scope: Scope, receive: Receive, send: Send) -> None:
         return
     await send(AUTH_START)
     await send(AUTH_END)
+
+
+_BUSY_S = float(os.environ.get("BENCH_BUSY_US", "0")) / 1e6
+
+
+async def busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """``bare``, after ``BENCH_BUSY_US`` µs of this thread's CPU spent in a loop."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    until = time.thread_time() + _BUSY_S
+    while time.thread_time() < until:
+        pass
+    await send(START)
+    await send(END)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
