@@ -173,3 +173,35 @@ def test_writes_after_the_connection_closed_are_dropped(loop: asyncio.AbstractEv
     transport.close()
     settle(loop, 2)
     assert transport.writes == []
+
+
+def test_a_connection_evicted_for_room_sends_what_it_holds_first(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """At the bound of open connections, the idlest waiting for a head is closed; an
+    answer it holds from this turn leaves before the close, as it did unheld."""
+    config = Config(app=hello, log_config=None, lifespan="off", proxy_headers=False)
+    state = ServerState()
+    limits = HeadLimits(max_connections=1)
+    first = BoundedHttpToolsProtocol(config, state, {}, loop, limits=limits)
+    held = Transport()
+    first.connection_made(held)
+    first._writes.write(b"answer")
+    second = BoundedHttpToolsProtocol(config, state, {}, loop, limits=limits)
+    second.connection_made(Transport())
+    assert held.events == [("write", b"answer"), ("close", b"")]
+    for connection in (first, second):
+        connection.connection_lost(None)
+
+
+def test_a_buffer_reused_after_its_write_does_not_change_what_leaves(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    transport = Transport()
+    writes = _TurnWrites(transport, loop)
+    buffer = bytearray(b"first")
+    writes.write(buffer)
+    buffer[:] = b"xxxxx"
+    writes.write(memoryview(b"-second"))
+    settle(loop, 2)
+    assert transport.writes == [b"first-second"]

@@ -115,10 +115,12 @@ class _TurnWrites(asyncio.Transport):
         super().__init__()
         self.transport = transport
         self._loop = loop
-        self._held: list[bytes | bytearray | memoryview] | None = None
+        self._held: list[bytes] | None = None
         self._size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)  # held past the call: a buffer the app reuses must not change it
         held = self._held
         if held is None:
             self._held = [data]
@@ -210,7 +212,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 retry_after=1,
             )
             return
-        oldest.transport.close()
+        oldest._writes.close()  # what it holds leaves first
 
     def _evictable(self, now: float) -> bool:
         """Waiting for a request head, or stalled in a request body."""
@@ -325,7 +327,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         now, timeout, since = self.loop.time(), head.limits.timeout, head.since
         if since is not None and now - since >= timeout:
             if head.received <= 0:
-                self.transport.close()  # nothing was asked: nothing to answer
+                self._writes.close()  # nothing was asked: nothing to answer
                 return
             self._refuse(
                 408,
@@ -336,7 +338,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if since is None and cycle is not None and cycle.more_body and not cycle.response_complete:
             if now - head.last >= timeout:  # a request body that stopped coming
-                self.transport.close()
+                self._writes.close()
                 return
             wait = head.last + timeout - now
         else:
