@@ -5,6 +5,7 @@ connection, so that clients who never finish a head cannot hold the server's mem
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -297,3 +298,29 @@ def test_stalled_bodies_cannot_keep_clients_out(tmp_path: Path) -> None:
         finally:
             for sock in stalled:
                 sock.close()
+
+
+def test_a_client_that_half_closes_after_its_request_is_answered(server: ServerProcess) -> None:
+    """A request followed at once by the client's FIN (``shutdown(SHUT_WR)``, as
+    ``nc -N`` does): the answer still arrives, every time."""
+    for _ in range(20):
+        with connect(server) as sock:
+            sock.sendall(request())
+            sock.shutdown(socket.SHUT_WR)
+            got = answers(until_closed(sock))
+        assert [status for status, _ in got] == [200]
+
+
+def test_an_answer_pipelined_before_a_websocket_upgrade_comes_first(
+    server: ServerProcess,
+) -> None:
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with connect(server) as sock:
+        sock.sendall(request() + upgrade)
+        data = until_closed(sock)
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses[0] == 200 and len(statuses) == 2, data[:400]

@@ -31,8 +31,7 @@ class Transport(asyncio.Transport):
         return extra.get(name, default)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        assert not self.closed, "written after close"
-        self.events.append(("write", bytes(data)))
+        self.events.append(("write", bytes(data)))  # a closing transport still sends
 
     def is_closing(self) -> bool:
         return self.closed
@@ -166,13 +165,34 @@ def test_what_is_held_leaves_before_the_connections_own_answer(
     protocol.connection_lost(None)
 
 
-def test_writes_after_the_connection_closed_are_dropped(loop: asyncio.AbstractEventLoop) -> None:
+def test_nothing_is_held_once_the_transport_closes_and_nothing_written_once_lost(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     transport = Transport()
     writes = _TurnWrites(transport, loop)
-    writes.write(b"a")
-    transport.close()
+    writes.write(b"held")
+    transport.close()  # a closing transport still sends what it is given
     settle(loop, 2)
-    assert transport.writes == []
+    writes.write(b"through")
+    assert transport.writes == [b"held", b"through"]
+    writes.write(b"last")
+    writes.lost = True  # as connection_lost marks it
+    settle(loop, 2)
+    writes.write(b"after")
+    assert transport.writes == [b"held", b"through", b"last"]
+
+
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A FIN right after the request: the transport closes itself (the protocol keeps
+    no half-open connection), and the answer computed after that is still written."""
+    protocol, transport = connect(loop, hello)
+    protocol.data_received(request("/half"))
+    transport.close()
+    settle(loop)
+    assert transport.sent.startswith(b"HTTP/1.1 200 OK") and transport.sent.endswith(b"/half")
+    protocol.connection_lost(None)
 
 
 def test_a_connection_evicted_for_room_sends_what_it_holds_first(

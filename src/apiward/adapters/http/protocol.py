@@ -95,19 +95,22 @@ class _Head:
 class _TurnWrites(asyncio.Transport):
     """A connection's transport as its requests' cycles write to it: what they write in
     one turn of the event loop is held, and leaves in one write when the turn ends
-    (``_release``, scheduled at the turn's first write). uvicorn writes a response's
-    head and body apart; here they leave together, and a turn that answered several
-    requests sends each answer once it has answered them all, as an HTTP server that
-    corks its socket until the end of the tick does. Each write to a socket is a system
-    call, and one that wakes a sleeping reader costs the writer most (bench/README.md:
-    "Writes held to the end of the loop's turn").
+    (``release``, scheduled at the turn's first write). uvicorn writes a response's head
+    and body apart; here they leave together, and the answers of several requests
+    computed in one turn leave one after the other at its end. Each write to a socket is
+    a system call, and one that wakes a sleeping reader costs the writer most
+    (bench/README.md: "Writes held to the end of the loop's turn").
 
-    Held bytes beyond ``LIMIT`` leave at once, so a body streamed without pause keeps
-    the transport's back-pressure. Before the connection writes for itself (a refusal,
-    the parser's 400), ``release`` sends what is held, in order; ``close`` sends it
-    before closing."""
+    A write that would take what is held beyond ``LIMIT`` leaves at once, after what is
+    held, so a streamed body keeps the transport's back-pressure and a large one is not
+    copied. Nothing is held once the transport is closing (a client that half-closed
+    after its request, say: its answer is written while the transport can still send
+    it) or once the connection is handed to another protocol (``direct``). Before the
+    connection writes for itself (a refusal, the parser's 400, a timeout's close),
+    ``release`` sends what is held, in order; ``close`` sends it before closing; once
+    the connection is lost (``lost``), nothing more is written."""
 
-    __slots__ = ("_held", "_loop", "_size", "transport")
+    __slots__ = ("_held", "_loop", "_size", "direct", "lost", "transport")
 
     LIMIT = 65_536
 
@@ -117,27 +120,34 @@ class _TurnWrites(asyncio.Transport):
         self._loop = loop
         self._held: list[bytes] | None = None
         self._size = 0
+        self.direct = False
+        """Writes go straight to the transport (the connection was upgraded)."""
+        self.lost = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.lost:
+            return
+        if self.direct or self._size + len(data) > self.LIMIT or self.transport.is_closing():
+            self.release()
+            self.transport.write(data)
+            return
         if type(data) is not bytes:
             data = bytes(data)  # held past the call: a buffer the app reuses must not change it
         held = self._held
         if held is None:
             self._held = [data]
-            self._size = len(data)
             self._loop.call_soon(self.release)
         else:
             held.append(data)
-            self._size += len(data)
-        if self._size > self.LIMIT:
-            self.release()
+        self._size += len(data)
 
     def release(self) -> None:
         """Send what is held now."""
         held = self._held
         if held is not None:
             self._held = None
-            if not self.transport.is_closing():
+            self._size = 0
+            if not self.lost:
                 self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def is_closing(self) -> bool:
@@ -229,7 +239,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._writes.release()
         super().timeout_keep_alive_handler()
 
+    def eof_received(self) -> None:
+        # The client's FIN: the transport closes when this returns (no half-open
+        # connection is kept), so what is held leaves first.
+        self._writes.release()
+        super().eof_received()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The answers of requests before the upgrade are written as they come, not held
+        # behind the new protocol's.
+        self._writes.release()
+        self._writes.direct = True
+        super().handle_websocket_upgrade()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._writes.lost = True
         if self._head.timer is not None:
             self._head.timer.cancel()
             self._head.timer = None
